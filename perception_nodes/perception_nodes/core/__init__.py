@@ -1,0 +1,1 @@
+"""ROS-free core: numpy/torch in, dataclasses out. Nothing here imports rclpy."""

@@ -1,0 +1,1 @@
+"""Segment Anything: model registry, weights, encoder/decoder backends, mask generation."""

@@ -1,0 +1,1 @@
+"""Command-line tools (console entry points): fetch, export, train, benchmark, demo."""
