@@ -1,0 +1,241 @@
+"""The relation-predictor interface and the region geometry both predictors share.
+
+Coordinates: boxes are XYXY pixels (``core.types`` convention); depth maps are ``HxW`` float32
+meters, NaN or 0 = invalid, the same size as the image.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+
+from perception_nodes.core.types import RegionLabels, Relations, Segmentation
+
+#: Longest side of the grid on which mask overlaps and depth medians are computed (masks are
+#: area-averaged onto it; overlaps are then fractions of the full-resolution areas).
+OVERLAP_GRID = 128
+_CHUNK = 32
+
+
+class RelationInputError(ValueError):
+    """Input of a relation predictor does not match what it expects."""
+
+
+class RelationPredictor(ABC):
+    """Predicts directed relations "subject predicate object" between the regions of a frame."""
+
+    #: ``"learned"`` or ``"geometric"``; copied into :attr:`Relations.source`.
+    source: str = "abstract"
+    predicates: list[str]
+
+    @abstractmethod
+    def predict(
+        self,
+        segmentation: Segmentation,
+        labels: RegionLabels | None,
+        depth: np.ndarray | None = None,
+    ) -> Relations:
+        """Relations between the N regions of ``segmentation``.
+
+        Args:
+            segmentation: the frame's regions (masks ``NxHxW``, boxes XYXY pixels, tokens).
+            labels: labels of the same N regions, or None (unlabelled).
+            depth: optional ``HxW`` float32 depth in meters (NaN / 0 invalid), image-sized.
+        """
+
+
+@dataclass
+class RegionGeometry:
+    """Per-region and per-pair geometry of N regions (computed once per frame).
+
+    Attributes:
+        boxes: ``(N, 4)`` float64 XYXY pixels.
+        areas: ``(N,)`` float64 mask areas, pixels (>= 1 to avoid division by zero).
+        inter: ``(N, N)`` float64 approximate mask intersection areas, pixels (diagonal = area).
+        depth: ``(N,)`` float64 median depth inside each mask, meters; NaN where unknown.
+        image_size: ``(H, W)``.
+    """
+
+    boxes: np.ndarray
+    areas: np.ndarray
+    inter: np.ndarray
+    depth: np.ndarray
+    image_size: tuple[int, int]
+
+    def __len__(self) -> int:
+        return int(self.boxes.shape[0])
+
+    @property
+    def mask_iou(self) -> np.ndarray:
+        """``(N, N)`` mask IoU."""
+        union = self.areas[:, None] + self.areas[None, :] - self.inter
+        return self.inter / np.maximum(union, 1.0)
+
+
+def check_segmentation(segmentation: Segmentation) -> None:
+    """Raise :class:`RelationInputError` unless masks, boxes and tokens agree in N and size."""
+    if not isinstance(segmentation, Segmentation):
+        raise TypeError(f"expected a core.types.Segmentation, got {type(segmentation).__name__}")
+    n = len(segmentation)
+    h, w = segmentation.image_size
+    if segmentation.masks.shape[1:] != (h, w):
+        raise RelationInputError(
+            f"masks have shape {segmentation.masks.shape}, expected (N, {h}, {w}) = image_size"
+        )
+    for name in ("boxes_xyxy", "areas", "tokens"):
+        arr = getattr(segmentation, name)
+        if arr.shape[0] != n:
+            raise RelationInputError(f"segmentation.{name} has {arr.shape[0]} rows, masks have {n}")
+
+
+def check_labels(labels: RegionLabels | None, n: int) -> None:
+    """Raise :class:`RelationInputError` unless ``labels`` is None or covers ``n`` regions."""
+    if labels is not None and labels.label_index.shape[0] != n:
+        raise RelationInputError(
+            f"labels cover {labels.label_index.shape[0]} regions, the segmentation has {n}"
+        )
+
+
+def check_depth(depth: np.ndarray | None, image_size: tuple[int, int]) -> np.ndarray | None:
+    """Validate a depth map: ``HxW`` (or ``HxWx1``) float, image-sized; returns float32 ``HxW``."""
+    if depth is None:
+        return None
+    depth = np.asarray(depth)
+    if depth.ndim == 3 and depth.shape[2] == 1:
+        depth = depth[:, :, 0]
+    if depth.ndim != 2 or tuple(depth.shape) != tuple(image_size):
+        raise RelationInputError(
+            f"depth map has shape {depth.shape}, expected (H, W) = {tuple(image_size)} "
+            "(meters, same size as the image; NaN or 0 = invalid)"
+        )
+    if not np.issubdtype(depth.dtype, np.floating):
+        raise RelationInputError(
+            f"depth map has dtype {depth.dtype}, expected float meters (convert mm uint16 first)"
+        )
+    return depth.astype(np.float32, copy=False)
+
+
+def _grid(image_size: tuple[int, int], max_side: int) -> int:
+    """Integer stride so that the longest side becomes <= ``max_side``."""
+    return max(1, math.ceil(max(image_size) / max_side))
+
+
+def _pooled_masks(masks: np.ndarray, stride: int) -> np.ndarray:
+    """``(N, h, w)`` float32 fraction of each ``stride x stride`` cell covered (edges padded)."""
+    n, h, w = masks.shape
+    hp, wp = -(-h // stride) * stride, -(-w // stride) * stride
+    out = np.empty((n, hp // stride, wp // stride), dtype=np.float32)
+    for i in range(0, n, _CHUNK):
+        m = masks[i : i + _CHUNK]
+        if (hp, wp) != (h, w):
+            m = np.pad(m, ((0, 0), (0, hp - h), (0, wp - w)))
+        cells = m.reshape(m.shape[0], hp // stride, stride, wp // stride, stride)
+        out[i : i + _CHUNK] = cells.sum(axis=(2, 4), dtype=np.float32) / float(stride * stride)
+    return out
+
+
+def region_geometry(
+    segmentation: Segmentation, depth: np.ndarray | None = None, max_side: int = OVERLAP_GRID
+) -> RegionGeometry:
+    """Boxes, areas, pairwise mask intersections and median depths of the regions.
+
+    Intersections are computed on a grid whose longest side is ``max_side`` (cell coverage
+    fractions multiplied, then rescaled so the diagonal equals the true areas): exact for cells
+    fully inside or outside masks, approximate along mask borders.
+    """
+    check_segmentation(segmentation)
+    depth = check_depth(depth, segmentation.image_size)
+    masks = segmentation.masks.astype(bool, copy=False)
+    n = masks.shape[0]
+    areas = np.maximum(masks.reshape(n, -1).sum(axis=1).astype(np.float64), 1.0)
+    stride = _grid(segmentation.image_size, max_side)
+    pooled = _pooled_masks(masks, stride).reshape(n, -1).astype(np.float64)
+    inter = pooled @ pooled.T
+    diag = np.maximum(np.diag(inter).copy(), 1e-9)
+    # Rescale so inter[i, i] == area_i; off-diagonal scaled by the geometric mean of both factors.
+    scale = np.sqrt(areas / diag)
+    inter = inter * scale[:, None] * scale[None, :]
+    inter = np.minimum(inter, np.minimum(areas[:, None], areas[None, :]))
+    np.fill_diagonal(inter, areas)
+    med = _median_depths(masks, depth, stride) if depth is not None else np.full(n, np.nan)
+    return RegionGeometry(
+        boxes=segmentation.boxes_xyxy.astype(np.float64).reshape(n, 4),
+        areas=areas,
+        inter=inter,
+        depth=med,
+        image_size=tuple(segmentation.image_size),
+    )
+
+
+def _median_depths(masks: np.ndarray, depth: np.ndarray, stride: int) -> np.ndarray:
+    """``(N,)`` median valid depth inside each mask, sampled every ``stride`` pixels; NaN if none."""
+    sub_depth = depth[::stride, ::stride]
+    valid = np.isfinite(sub_depth) & (sub_depth > 0)
+    out = np.full(masks.shape[0], np.nan)
+    for i, m in enumerate(masks):
+        sel = m[::stride, ::stride] & valid
+        if not sel.any():  # small mask: fall back to full resolution
+            sel_full = m & np.isfinite(depth) & (depth > 0)
+            if sel_full.any():
+                out[i] = float(np.median(depth[sel_full]))
+            continue
+        out[i] = float(np.median(sub_depth[sel]))
+    return out
+
+
+#: Names of the columns of :func:`pair_features` (G = 19).
+PAIR_FEATURE_NAMES: tuple[str, ...] = (
+    "s_x0", "s_y0", "s_x1", "s_y1", "o_x0", "o_y0", "o_x1", "o_y1",
+    "dx", "dy", "log_w_ratio", "log_h_ratio", "box_iou", "mask_iou",
+    "inter_over_s", "inter_over_o", "depth_diff", "depth_rel_diff", "depth_valid",
+)  # fmt: skip
+PAIR_FEATURE_DIM = len(PAIR_FEATURE_NAMES)
+
+
+def box_iou_matrix(boxes: np.ndarray) -> np.ndarray:
+    """``(N, N)`` IoU of XYXY boxes."""
+    x0 = np.maximum(boxes[:, None, 0], boxes[None, :, 0])
+    y0 = np.maximum(boxes[:, None, 1], boxes[None, :, 1])
+    x1 = np.minimum(boxes[:, None, 2], boxes[None, :, 2])
+    y1 = np.minimum(boxes[:, None, 3], boxes[None, :, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return inter / np.maximum(area[:, None] + area[None, :] - inter, 1e-9)
+
+
+def pair_features(geom: RegionGeometry) -> np.ndarray:
+    """``(N, N, G)`` float32 features of each ordered pair (row = subject, column = object).
+
+    Boxes normalised by the image size; centre offsets in units of the subject's size
+    (tanh-squashed), log size ratios (clipped to +-3), box IoU, mask IoU, intersection over each
+    area, depth difference object - subject (meters, clipped to +-5; positive = object farther),
+    relative depth difference, and a flag that is 1 where both depths are valid (0 and zeros
+    otherwise, e.g. without a depth map).
+    """
+    n = len(geom)
+    h, w = geom.image_size
+    b = geom.boxes / np.array([w, h, w, h], dtype=np.float64)
+    bw = np.maximum(b[:, 2] - b[:, 0], 1e-4)
+    bh = np.maximum(b[:, 3] - b[:, 1], 1e-4)
+    cx, cy = (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2
+    f = np.zeros((n, n, PAIR_FEATURE_DIM), dtype=np.float64)
+    f[:, :, 0:4] = b[:, None, :]
+    f[:, :, 4:8] = b[None, :, :]
+    f[:, :, 8] = np.tanh((cx[None, :] - cx[:, None]) / bw[:, None] / 2)
+    f[:, :, 9] = np.tanh((cy[None, :] - cy[:, None]) / bh[:, None] / 2)
+    f[:, :, 10] = np.clip(np.log(bw[None, :] / bw[:, None]), -3, 3)
+    f[:, :, 11] = np.clip(np.log(bh[None, :] / bh[:, None]), -3, 3)
+    f[:, :, 12] = box_iou_matrix(geom.boxes)
+    f[:, :, 13] = geom.mask_iou
+    f[:, :, 14] = geom.inter / geom.areas[:, None]
+    f[:, :, 15] = geom.inter / geom.areas[None, :]
+    d = geom.depth
+    valid = np.isfinite(d[:, None]) & np.isfinite(d[None, :])
+    diff = np.where(valid, d[None, :] - d[:, None], 0.0)
+    f[:, :, 16] = np.clip(diff, -5, 5)
+    f[:, :, 17] = np.where(valid, diff / np.maximum(np.abs(d[None, :]) + np.abs(d[:, None]), 1e-6), 0.0)
+    f[:, :, 18] = valid.astype(np.float64)
+    return f.astype(np.float32)
