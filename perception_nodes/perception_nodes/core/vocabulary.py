@@ -1,0 +1,275 @@
+"""The runtime vocabulary: text phrases (and example regions) embedded once per change.
+
+Every entry is embedded on its own (APE-style: a phrase of any length is one sentence-level
+CLIP embedding), averaged over prompt templates, so labelling against V entries costs one
+``(N, D) x (D, V)`` product per frame. A change builds a new immutable
+:class:`VocabularySnapshot` and swaps it in with one reference assignment: readers never see
+half of a vocabulary and never wait for a writer. Text embeddings are cached by
+``(model id, templates, phrase)``, so re-setting a vocabulary costs nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import unicodedata
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TEMPLATES: tuple[str, ...] = (
+    "a photo of a {}.",
+    "a photo of the {}.",
+    "a cropped photo of a {}.",
+    "a close-up photo of a {}.",
+    "a photo of a small {}.",
+    "a photo of a large {}.",
+)
+
+
+class VocabularyError(ValueError):
+    """A vocabulary change was refused (the vocabulary is left unchanged)."""
+
+
+class Embedder(Protocol):
+    """What the vocabulary needs from a CLIP model (:class:`~.clip_model.ClipModel` has it)."""
+
+    model_id: str
+    embed_dim: int
+    context_length: int
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def encode_text(self, phrases: list[str]) -> np.ndarray: ...
+
+    def encode_image_crops(self, image: np.ndarray, boxes_xyxy: np.ndarray,
+                           masks: np.ndarray | None = None) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class VocabularySnapshot:
+    """One immutable version of the vocabulary.
+
+    Attributes:
+        version: increases by one with every change (0 = the initial empty vocabulary).
+        labels: entry names; ``labels[i]`` is the text of embedding row ``i``.
+        templates: prompt templates the text entries were averaged over.
+        embeddings: ``(V, D)`` float32, L2-normalised, read-only.
+        kinds: per entry ``"text"`` or ``"exemplar"``.
+        model_id: the CLIP model (architecture + weights) that made the embeddings.
+    """
+
+    version: int
+    labels: tuple[str, ...]
+    templates: tuple[str, ...]
+    embeddings: np.ndarray
+    kinds: tuple[str, ...] = ()
+    model_id: str = ""
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
+class VocabularyLimits:
+    """Limits enforced on every change (violations raise :class:`VocabularyError`)."""
+
+    max_entries: int = 10_000
+    max_phrase_chars: int = 256
+    max_templates: int = 64
+
+
+def fold(phrase: str) -> str:
+    """Case- and space-folded form used to detect duplicates (``"Red  Cup"`` == ``"red cup"``)."""
+    return " ".join(unicodedata.normalize("NFKC", phrase).casefold().split())
+
+
+@dataclass
+class _Entry:
+    name: str
+    kind: str  # "text" | "exemplar"
+    embedding: np.ndarray | None = field(default=None)  # exemplars only
+
+
+class Vocabulary:
+    """Thread-safe runtime vocabulary.
+
+    Args:
+        embedder: a CLIP model (see :class:`Embedder`).
+        templates: default prompt templates, each containing ``{}`` once.
+        limits: size limits.
+        cache_size: max cached phrase embeddings (LRU).
+    """
+
+    def __init__(self, embedder: Embedder, templates: tuple[str, ...] | list[str] = DEFAULT_TEMPLATES,
+                 limits: VocabularyLimits | None = None, cache_size: int = 200_000) -> None:
+        self.embedder = embedder
+        self.limits = limits or VocabularyLimits()
+        self._templates = self._check_templates(templates)
+        self._cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self._cache_size = cache_size
+        self._write_lock = threading.Lock()  # serialises writers; readers never take it
+        self._entries: list[_Entry] = []
+        self.text_encoder_calls = 0  # encode_text batches issued (cache misses only)
+        self.phrases_encoded = 0
+        self._snapshot = VocabularySnapshot(0, (), self._templates,
+                                            _readonly(np.zeros((0, embedder.embed_dim), np.float32)),
+                                            (), embedder.model_id)
+
+    # ------------------------------------------------------------------ readers
+    def snapshot(self) -> VocabularySnapshot:
+        """The current vocabulary (an immutable object; safe to use while others change it)."""
+        return self._snapshot
+
+    @property
+    def version(self) -> int:
+        return self._snapshot.version
+
+    # ------------------------------------------------------------------ writers
+    def set(self, labels: list[str], templates: list[str] | None = None, append: bool = False) -> VocabularySnapshot:
+        """Replace (or with ``append`` extend) the text entries; returns the new snapshot.
+
+        ``templates`` (when given) become the vocabulary's templates for every text entry.
+        With ``append=False`` exemplar entries are dropped too. Raises
+        :class:`VocabularyError` (and changes nothing) on empty/over-long/duplicate phrases,
+        bad templates or too many entries.
+        """
+        if isinstance(labels, str) or not isinstance(labels, (list, tuple)):
+            raise VocabularyError(f"labels must be a list of strings, got {type(labels).__name__}")
+        with self._write_lock:
+            tpl = self._templates if templates is None else self._check_templates(templates)
+            base = list(self._entries) if append else []
+            new = [_Entry(self._check_phrase(p, i, tpl), "text") for i, p in enumerate(labels)]
+            entries = base + new
+            self._check_entries(entries)
+            return self._publish(entries, tpl)
+
+    def add_exemplar(self, name: str, image: np.ndarray, mask: np.ndarray | None = None,
+                     box: np.ndarray | list[float] | None = None) -> VocabularySnapshot:
+        """Append an entry defined by an example region (a visual prompt).
+
+        The CLIP embedding of the masked crop (``mask`` ``HxW`` bool and/or ``box`` XYXY pixels;
+        the box defaults to the mask's tight box) becomes the class embedding of ``name``.
+        """
+        if mask is None and box is None:
+            raise VocabularyError("add_exemplar needs a mask (HxW bool) or a box (XYXY pixels)")
+        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise VocabularyError(f"exemplar image must be HxWx3 uint8 RGB, got {getattr(image, 'shape', image)}")
+        h, w = image.shape[:2]
+        if mask is not None:
+            mask = np.asarray(mask)
+            if mask.shape != (h, w):
+                raise VocabularyError(f"exemplar mask must be {h}x{w} bool like the image, got {mask.shape}")
+            mask = mask.astype(bool)
+            if not mask.any():
+                raise VocabularyError("exemplar mask is empty")
+        if box is None:
+            ys, xs = np.nonzero(mask)
+            box = [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+        box = np.asarray(box, dtype=np.float32).reshape(-1)
+        if box.shape != (4,) or not np.all(np.isfinite(box)) or box[2] <= box[0] or box[3] <= box[1]:
+            raise VocabularyError(f"exemplar box must be XYXY with x1 > x0 and y1 > y0, got {box.tolist()}")
+        with self._write_lock:
+            entry = _Entry(self._check_phrase(name, 0, self._templates), "exemplar")
+            entries = self._entries + [entry]
+            self._check_entries(entries)
+            masks = None if mask is None else mask[None]
+            emb = self.embedder.encode_image_crops(image, box[None], masks)[0].astype(np.float32)
+            entry.embedding = emb / max(float(np.linalg.norm(emb)), 1e-12)
+            return self._publish(entries, self._templates)
+
+    # ------------------------------------------------------------------ internals
+    def _publish(self, entries: list[_Entry], templates: tuple[str, ...]) -> VocabularySnapshot:
+        """Embed ``entries`` (cache first) and atomically swap in the new snapshot."""
+        emb = np.zeros((len(entries), self.embedder.embed_dim), dtype=np.float32)
+        texts = [i for i, e in enumerate(entries) if e.kind == "text"]
+        if texts:
+            emb[texts] = self._embed_phrases([entries[i].name for i in texts], templates)
+        for i, e in enumerate(entries):
+            if e.kind == "exemplar":
+                emb[i] = e.embedding
+        snap = VocabularySnapshot(self._snapshot.version + 1, tuple(e.name for e in entries), templates,
+                                  _readonly(emb), tuple(e.kind for e in entries), self.embedder.model_id)
+        self._entries, self._templates = entries, templates
+        self._snapshot = snap  # single reference assignment: the atomic swap
+        logger.info("vocabulary v%d: %d entries", snap.version, len(entries))
+        return snap
+
+    def _embed_phrases(self, phrases: list[str], templates: tuple[str, ...]) -> np.ndarray:
+        """``(len(phrases), D)``: per phrase the renormalised mean over templates."""
+        key = (self.embedder.model_id, templates)
+        missing = [p for p in dict.fromkeys(phrases) if (key, p) not in self._cache]
+        if missing:
+            prompts = [t.format(p) for p in missing for t in templates]
+            self.text_encoder_calls += 1
+            self.phrases_encoded += len(missing)
+            per = np.asarray(self.embedder.encode_text(prompts), dtype=np.float32)
+            per = per.reshape(len(missing), len(templates), -1).mean(axis=1)
+            per /= np.maximum(np.linalg.norm(per, axis=1, keepdims=True), 1e-12)
+            for p, e in zip(missing, per):
+                self._cache[(key, p)] = e
+        out = np.stack([self._cache[(key, p)] for p in phrases])
+        for p in phrases:
+            self._cache.move_to_end((key, p))
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return out
+
+    def _check_templates(self, templates: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+        if isinstance(templates, str) or not templates:
+            raise VocabularyError("templates must be a non-empty list of strings, each containing '{}' once")
+        if len(templates) > self.limits.max_templates:
+            raise VocabularyError(f"{len(templates)} templates exceed the limit of {self.limits.max_templates}")
+        for t in templates:
+            if not isinstance(t, str) or t.count("{}") != 1:
+                raise VocabularyError(f"template {t!r} must contain '{{}}' exactly once (where the phrase goes)")
+            try:
+                t.format("x")
+            except (IndexError, KeyError, ValueError) as exc:
+                raise VocabularyError(f"template {t!r} is not a valid format string: {exc}") from exc
+        return tuple(templates)
+
+    def _check_phrase(self, phrase: object, index: int, templates: tuple[str, ...]) -> str:
+        if not isinstance(phrase, str):
+            raise VocabularyError(f"entry {index} must be a string, got {type(phrase).__name__}")
+        text = " ".join(phrase.split())
+        if not text:
+            raise VocabularyError(f"entry {index} is empty or whitespace only")
+        if len(text) > self.limits.max_phrase_chars:
+            raise VocabularyError(f"entry {index} ({text[:40]!r}...) has {len(text)} characters; "
+                                  f"the limit is {self.limits.max_phrase_chars}")
+        # Phrase tokens + the longest template's own tokens (BPE splits at spaces and
+        # punctuation, so this is exact or over-counts by one: the safe side).
+        overhead = self._template_overhead(templates)
+        longest = self.embedder.count_tokens(text) - 2 + overhead
+        if longest > self.embedder.context_length:
+            raise VocabularyError(f"entry {index} ({text[:40]!r}) needs {longest} CLIP tokens with its "
+                                  f"templates; the text encoder takes {self.embedder.context_length}")
+        return text
+
+    def _template_overhead(self, templates: tuple[str, ...]) -> int:
+        """CLIP tokens of the longest template without its phrase (start/end included)."""
+        if getattr(self, "_overhead_key", None) != templates:
+            self._overhead_val = max(self.embedder.count_tokens(t.format("")) for t in templates)
+            self._overhead_key = templates
+        return self._overhead_val
+
+    def _check_entries(self, entries: list[_Entry]) -> None:
+        if len(entries) > self.limits.max_entries:
+            raise VocabularyError(f"{len(entries)} entries exceed the limit of {self.limits.max_entries}")
+        seen: dict[str, str] = {}
+        for e in entries:
+            k = fold(e.name)
+            if k in seen:
+                raise VocabularyError(f"duplicate entry {e.name!r} (same as {seen[k]!r} ignoring case and spaces)")
+            seen[k] = e.name
+
+
+def _readonly(a: np.ndarray) -> np.ndarray:
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    a.setflags(write=False)
+    return a
