@@ -1,0 +1,247 @@
+"""Scene graph of one frame: regions + filtered relations; JSON export (lossless round trip).
+
+Regions carry ids (unique in the frame, >= 1), labels, boxes (XYXY pixels), areas (pixels),
+3D centroids (meters, camera frame; NaN without depth) and masks as COCO uncompressed RLE
+counts (column-major, see :mod:`perception_nodes.core.rle`). Relations refer to regions by index
+into the region arrays (``subject_ids``/``object_ids`` give the ids).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from perception_nodes.core.relations.predicates import SYMMETRIC_PREDICATES
+from perception_nodes.core.rle import decode_mask, encode_mask
+from perception_nodes.core.types import UNKNOWN_INDEX, UNKNOWN_LABEL, RegionLabels, Relations, Segmentation
+
+JSON_FORMAT = "perception_nodes.scene_graph"
+JSON_VERSION = 1
+
+
+class SceneGraphError(ValueError):
+    """Inconsistent inputs for a scene graph or malformed scene-graph JSON."""
+
+
+@dataclass
+class SceneGraph:
+    """Regions (N) and relations (M) of one frame.
+
+    Attributes:
+        image_size: ``(H, W)`` pixels.
+        region_ids: ``(N,)`` uint32, unique, >= 1.
+        labels: N label texts (``"unknown"`` where unlabelled).
+        label_index: ``(N,)`` int64 vocabulary index, -1 = unknown.
+        label_scores: ``(N,)`` float32 [0, 1].
+        boxes_xyxy: ``(N, 4)`` float32 pixels.
+        areas: ``(N,)`` int64 pixels.
+        centroids: ``(N, 3)`` float32 meters (camera frame), NaN where unknown.
+        mask_counts: N lists of RLE counts over the ``H x W`` image (column-major, 0-run first).
+        subject: ``(M,)`` int64 region index of each relation's subject.
+        object: ``(M,)`` int64 region index of the object.
+        predicate_index: ``(M,)`` int64 index into ``predicates``.
+        relation_scores: ``(M,)`` float32 [0, 1], descending.
+        predicates: the predicate list published with the graph.
+        relation_source: ``"learned"``, ``"geometric"`` or ``"none"``.
+        vocabulary_version: version of the label vocabulary.
+        labels_meaningful: False when labels come from untrained weights.
+        stamp: seconds (e.g. the image header stamp).
+    """
+
+    image_size: tuple[int, int]
+    region_ids: np.ndarray
+    labels: list[str]
+    label_index: np.ndarray
+    label_scores: np.ndarray
+    boxes_xyxy: np.ndarray
+    areas: np.ndarray
+    centroids: np.ndarray
+    mask_counts: list[list[int]]
+    subject: np.ndarray
+    object: np.ndarray
+    predicate_index: np.ndarray
+    relation_scores: np.ndarray
+    predicates: list[str]
+    relation_source: str = "none"
+    vocabulary_version: int = 0
+    labels_meaningful: bool = True
+    stamp: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def num_regions(self) -> int:
+        return int(self.region_ids.shape[0])
+
+    @property
+    def num_relations(self) -> int:
+        return int(self.subject.shape[0])
+
+    @property
+    def subject_ids(self) -> np.ndarray:
+        return self.region_ids[self.subject]
+
+    @property
+    def object_ids(self) -> np.ndarray:
+        return self.region_ids[self.object]
+
+    def mask(self, i: int) -> np.ndarray:
+        """``HxW`` bool mask of region ``i`` (decoded from RLE)."""
+        return decode_mask(self.image_size[0], self.image_size[1], self.mask_counts[i])
+
+    def triplets(self) -> list[tuple[str, str, str, float]]:
+        """Readable ``(subject label, predicate, object label, score)`` per relation."""
+        return [(self.labels[s], self.predicates[p], self.labels[o], float(sc))
+                for s, o, p, sc in zip(self.subject, self.object, self.predicate_index, self.relation_scores)]  # fmt: skip
+
+
+def filter_relations(
+    relations: Relations,
+    top_k: int = 100,
+    top_k_per_subject: int = 10,
+    score_threshold: float = 0.1,
+    merge_symmetric: bool = True,
+    symmetric_predicates: Iterable[str] = SYMMETRIC_PREDICATES,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(subject, object, predicate, score)`` arrays after filtering, sorted by score.
+
+    Drops self-relations and scores below ``score_threshold``; merges exact duplicates and, for
+    symmetric predicates, "a p b" with "b p a" (keeping the higher score, with its orientation);
+    keeps at most ``top_k_per_subject`` per subject and ``top_k`` overall (0 = no limit).
+    """
+    sym = {i for i, p in enumerate(relations.predicates) if p in set(symmetric_predicates)}
+    best: dict[tuple[int, int, int], tuple[float, int, int]] = {}
+    for s, o, p, sc in zip(relations.subject, relations.object, relations.predicate_index, relations.score):
+        s, o, p, sc = int(s), int(o), int(p), float(sc)
+        if s == o or not sc >= score_threshold:
+            continue
+        key = (min(s, o), max(s, o), p) if (merge_symmetric and p in sym) else (s, o, p)
+        if key not in best or sc > best[key][0]:
+            best[key] = (sc, s, o)
+    items = sorted(((sc, s, o, key[2]) for key, (sc, s, o) in best.items()), key=lambda t: (-t[0], t[1], t[2], t[3]))
+    per_subject: dict[int, int] = {}
+    out = []
+    for sc, s, o, p in items:
+        if top_k_per_subject > 0 and per_subject.get(s, 0) >= top_k_per_subject:
+            continue
+        per_subject[s] = per_subject.get(s, 0) + 1
+        out.append((s, o, p, sc))
+        if top_k > 0 and len(out) >= top_k:
+            break
+    arr = np.array(out, dtype=np.float64).reshape(-1, 4)
+    return (arr[:, 0].astype(np.int64), arr[:, 1].astype(np.int64), arr[:, 2].astype(np.int64),
+            arr[:, 3].astype(np.float32))  # fmt: skip
+
+
+def build_scene_graph(
+    segmentation: Segmentation,
+    labels: RegionLabels | None,
+    relations: Relations | None,
+    region_ids: np.ndarray,
+    centroids: np.ndarray | None = None,
+    top_k: int = 100,
+    top_k_per_subject: int = 10,
+    score_threshold: float = 0.1,
+    merge_symmetric: bool = True,
+    symmetric_predicates: Iterable[str] = SYMMETRIC_PREDICATES,
+    stamp: float = 0.0,
+) -> SceneGraph:
+    """Assemble the scene graph of a frame (see :func:`filter_relations` for the filtering)."""
+    n = len(segmentation)
+    region_ids = np.asarray(region_ids, dtype=np.uint32).reshape(-1)
+    if region_ids.shape[0] != n:
+        raise SceneGraphError(f"{region_ids.shape[0]} region ids for {n} regions")
+    if np.unique(region_ids).size != n or (n and region_ids.min() < 1):
+        raise SceneGraphError("region ids must be unique and >= 1 (0 is the label-image background)")
+    if centroids is None:
+        centroids = np.full((n, 3), np.nan, dtype=np.float32)
+    centroids = np.asarray(centroids, dtype=np.float32)
+    if centroids.shape != (n, 3):
+        raise SceneGraphError(f"centroids have shape {centroids.shape}, expected ({n}, 3)")
+    if labels is not None and labels.label_index.shape[0] != n:
+        raise SceneGraphError(f"labels cover {labels.label_index.shape[0]} regions, the segmentation has {n}")
+    if relations is not None and len(relations) and max(relations.subject.max(), relations.object.max()) >= n:
+        raise SceneGraphError(f"relations refer to regions beyond the {n} of the segmentation")
+    if labels is None:
+        texts, idx, scores = [UNKNOWN_LABEL] * n, np.full(n, UNKNOWN_INDEX, np.int64), np.zeros(n, np.float32)
+    else:
+        texts = [labels.label_text(i) for i in range(n)]
+        idx, scores = labels.label_index.astype(np.int64), labels.label_score.astype(np.float32)
+    if relations is None:
+        s = o = p = np.zeros(0, np.int64)
+        sc, predicates, source = np.zeros(0, np.float32), [], "none"
+    else:
+        s, o, p, sc = filter_relations(relations, top_k, top_k_per_subject, score_threshold,
+                                       merge_symmetric, symmetric_predicates)  # fmt: skip
+        predicates, source = list(relations.predicates), relations.source
+    return SceneGraph(
+        image_size=(int(segmentation.image_size[0]), int(segmentation.image_size[1])),
+        region_ids=region_ids, labels=texts, label_index=idx, label_scores=scores,
+        boxes_xyxy=segmentation.boxes_xyxy.astype(np.float32).reshape(n, 4),
+        areas=segmentation.areas.astype(np.int64), centroids=centroids,
+        mask_counts=[encode_mask(m)[2] for m in segmentation.masks],
+        subject=s, object=o, predicate_index=p, relation_scores=sc, predicates=predicates,
+        relation_source=source, vocabulary_version=int(labels.vocabulary_version) if labels else 0,
+        labels_meaningful=bool(labels.meaningful) if labels else False, stamp=float(stamp),
+    )  # fmt: skip
+
+
+def _nan_to_none(values: np.ndarray) -> list:
+    return [None if (isinstance(v, float) and math.isnan(v)) else v for v in values.tolist()]
+
+
+def to_json(graph: SceneGraph, indent: int | None = None) -> str:
+    """Serialise ``graph`` as strict JSON (NaN centroids as ``null``); exact for float32 values."""
+    regions = [
+        {"id": int(graph.region_ids[i]), "label": graph.labels[i], "label_index": int(graph.label_index[i]),
+         "label_score": float(graph.label_scores[i]), "bbox_xyxy": [float(v) for v in graph.boxes_xyxy[i]],
+         "area": int(graph.areas[i]), "centroid": _nan_to_none(graph.centroids[i].astype(np.float64)),
+         "mask_rle": {"size": list(graph.image_size), "counts": [int(c) for c in graph.mask_counts[i]]}}
+        for i in range(graph.num_regions)
+    ]  # fmt: skip
+    relations = [
+        {"subject": int(s), "object": int(o), "subject_id": int(graph.region_ids[s]), "object_id": int(graph.region_ids[o]),
+         "predicate": graph.predicates[p], "predicate_index": int(p), "score": float(sc)}
+        for s, o, p, sc in zip(graph.subject, graph.object, graph.predicate_index, graph.relation_scores)
+    ]  # fmt: skip
+    doc = {"format": JSON_FORMAT, "version": JSON_VERSION, "image_size": list(graph.image_size),
+           "stamp": graph.stamp, "vocabulary_version": graph.vocabulary_version,
+           "labels_meaningful": graph.labels_meaningful, "relation_source": graph.relation_source,
+           "predicates": graph.predicates, "regions": regions, "relations": relations, "extra": graph.extra}  # fmt: skip
+    return json.dumps(doc, indent=indent, allow_nan=False)
+
+
+def from_json(text: str) -> SceneGraph:
+    """Inverse of :func:`to_json`."""
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise SceneGraphError(f"scene graph JSON does not parse: {e}") from e
+    if doc.get("format") != JSON_FORMAT or doc.get("version") != JSON_VERSION:
+        raise SceneGraphError(f"not a {JSON_FORMAT} v{JSON_VERSION} document (format={doc.get('format')!r})")
+    try:
+        regs, rels = doc["regions"], doc["relations"]
+        cent = [[np.nan if v is None else v for v in r["centroid"]] for r in regs]
+        return SceneGraph(
+            image_size=(int(doc["image_size"][0]), int(doc["image_size"][1])),
+            region_ids=np.array([r["id"] for r in regs], dtype=np.uint32),
+            labels=[r["label"] for r in regs],
+            label_index=np.array([r["label_index"] for r in regs], dtype=np.int64),
+            label_scores=np.array([r["label_score"] for r in regs], dtype=np.float32),
+            boxes_xyxy=np.array([r["bbox_xyxy"] for r in regs], dtype=np.float32).reshape(-1, 4),
+            areas=np.array([r["area"] for r in regs], dtype=np.int64),
+            centroids=np.array(cent, dtype=np.float32).reshape(-1, 3),
+            mask_counts=[list(r["mask_rle"]["counts"]) for r in regs],
+            subject=np.array([r["subject"] for r in rels], dtype=np.int64),
+            object=np.array([r["object"] for r in rels], dtype=np.int64),
+            predicate_index=np.array([r["predicate_index"] for r in rels], dtype=np.int64),
+            relation_scores=np.array([r["score"] for r in rels], dtype=np.float32),
+            predicates=list(doc["predicates"]), relation_source=doc["relation_source"],
+            vocabulary_version=int(doc["vocabulary_version"]), labels_meaningful=bool(doc["labels_meaningful"]),
+            stamp=float(doc["stamp"]), extra=dict(doc.get("extra", {})),
+        )  # fmt: skip
+    except (KeyError, TypeError, IndexError) as e:
+        raise SceneGraphError(f"malformed scene graph JSON: {e!r}") from e
