@@ -1,0 +1,44 @@
+"""Pick a SAM backend by name: ``torch``, ``onnxruntime`` or ``tensorrt``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .backend import SamBackend
+
+BACKEND_KINDS = ("torch", "onnxruntime", "tensorrt")
+
+
+def create_backend(
+    kind: str,
+    *,
+    model: str = "vit_b",
+    checkpoint: str | Path | None = None,
+    device: str = "cpu",
+    precision: str = "fp32",
+    compile: bool = False,
+    encoder_path: str | Path | None = None,
+    decoder_path: str | Path | None = None,
+) -> SamBackend:
+    """Create a backend.
+
+    ``torch`` builds registry model ``model`` from ``checkpoint`` (or the cached official
+    weights); ``onnxruntime`` / ``tensorrt`` load the exported encoder and decoder files
+    (``encoder_path``, ``decoder_path``). Backend modules are imported lazily so a missing
+    optional runtime only matters when that backend is chosen.
+    """
+    if kind == "torch":
+        from .registry import build_sam_model
+        from .torch_backend import TorchSamBackend
+
+        sam = build_sam_model(model, checkpoint, device=device)
+        return TorchSamBackend(sam, device=device, precision=precision, compile=compile)
+    if kind in ("onnxruntime", "tensorrt"):
+        if kind == "onnxruntime":
+            from .onnx_backend import OnnxRuntimeSamBackend
+
+            return OnnxRuntimeSamBackend(encoder_path, decoder_path, device=device)
+        from .tensorrt_backend import TensorRTSamBackend
+
+        return TensorRTSamBackend(encoder_path, decoder_path)
+    raise ValueError(f"unknown SAM backend {kind!r}; choose one of {', '.join(BACKEND_KINDS)}")

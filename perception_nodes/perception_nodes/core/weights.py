@@ -1,0 +1,213 @@
+"""Model-weight files: cache location, download with resume and sha256 check, lookup.
+
+The cache directory is ``$PERCEPTION_NODES_CACHE`` or ``~/.cache/perception_nodes``; weight
+files live in its ``weights/`` folder under their registry file name. Downloads go to
+``<file>.part`` first and resume with an HTTP ``Range`` request when interrupted; the file is
+moved into place only after its sha256 matched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .sam.registry import SamModelSpec
+
+logger = logging.getLogger(__name__)
+
+CACHE_ENV = "PERCEPTION_NODES_CACHE"
+FETCH_COMMAND = "pn-fetch-weights"
+_CHUNK = 1 << 20
+
+
+class CheckpointError(ValueError):
+    """Base class of every problem with a weight file."""
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """The weight file is not where it is expected."""
+
+
+class ChecksumMismatchError(CheckpointError):
+    """The file's sha256 differs from the registry's."""
+
+
+class CheckpointCorruptedError(CheckpointError):
+    """The file cannot be read as a torch state_dict."""
+
+
+class CheckpointArchitectureError(CheckpointError):
+    """The state_dict does not fit the model architecture."""
+
+
+class DownloadError(CheckpointError, OSError):
+    """The download failed (network, HTTP status, size)."""
+
+
+def default_cache_dir() -> Path:
+    """``$PERCEPTION_NODES_CACHE`` or ``~/.cache/perception_nodes``."""
+    env = os.environ.get(CACHE_ENV)
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "perception_nodes"
+
+
+def weights_dir(cache_dir: str | Path | None = None) -> Path:
+    """Folder that holds the downloaded weight files."""
+    return Path(cache_dir).expanduser() / "weights" if cache_dir else default_cache_dir() / "weights"
+
+
+def cached_path(spec: "SamModelSpec", cache_dir: str | Path | None = None) -> Path:
+    """Where the weight file of ``spec`` is (or would be) cached."""
+    if not spec.filename:
+        raise CheckpointError(f"model {spec.name!r} has no downloadable weight file")
+    return weights_dir(cache_dir) / spec.filename
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(_CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def missing_file_message(spec: "SamModelSpec", path: Path) -> str:
+    """Offline help: which file is missing, where it goes, how to fetch it elsewhere."""
+    lines = [
+        f"Weight file for model {spec.name!r} is missing: {path}",
+        f"  fetch it here:        {FETCH_COMMAND} {spec.name}"
+        f"{'' if path.parent == weights_dir() else ' --cache-dir ' + str(path.parent.parent)}",
+    ]
+    if spec.url:
+        lines.append(f"  or on another machine: download {spec.url}")
+        check = spec.sha256 or "(not pinned; compare with a trusted source)"
+        lines.append(f"    check it with `sha256sum {spec.filename}` -> {check}")
+        lines.append(f"    then copy it to {path} (or pass its path as the checkpoint)")
+    lines.append(f"  the cache folder is ${CACHE_ENV} or ~/.cache/perception_nodes")
+    return "\n".join(lines)
+
+
+def resolve_checkpoint(
+    name: str, checkpoint: str | Path | None = None, cache_dir: str | Path | None = None
+) -> Path:
+    """Path of the weight file for registry model ``name``.
+
+    ``checkpoint`` (a file path) wins when given; otherwise the cached registry file. Raises
+    :class:`CheckpointNotFoundError` with fetch instructions when the file is absent.
+    """
+    from .sam.registry import get_spec  # local import: the registry imports this module
+
+    spec = get_spec(name)
+    if checkpoint is not None:
+        path = Path(checkpoint).expanduser()
+        if not path.is_file():
+            raise CheckpointNotFoundError(
+                f"checkpoint for model {name!r} not found: {path} (expected a state_dict file "
+                f"saved with torch.save)" + (f"\n{missing_file_message(spec, path)}" if spec.url else "")
+            )
+        return path
+    if not spec.url:
+        raise CheckpointNotFoundError(
+            f"model {name!r} is test-only and has no download; pass a checkpoint path "
+            f"(e.g. one written by perception_nodes.core.sam.registry.make_generated_checkpoint)"
+        )
+    path = cached_path(spec, cache_dir)
+    if not path.is_file():
+        raise CheckpointNotFoundError(missing_file_message(spec, path))
+    return path
+
+
+def _open(url: str, start: int, timeout: float):
+    request = urllib.request.Request(url, headers={"User-Agent": "perception_nodes"})
+    if start > 0:
+        request.add_header("Range", f"bytes={start}-")
+    return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 (http/https only)
+
+
+def download(
+    url: str,
+    dest: str | Path,
+    sha256: str | None = None,
+    expected_size: int | None = None,
+    progress: bool = True,
+    timeout: float = 30.0,
+) -> Path:
+    """Download ``url`` to ``dest`` with resume and checksum verification.
+
+    Bytes go to ``dest + '.part'``; an existing ``.part`` is resumed with ``Range``. When
+    ``sha256`` is given and differs, the partial file is deleted and
+    :class:`ChecksumMismatchError` is raised (a re-run starts from scratch).
+    """
+    from tqdm.auto import tqdm
+
+    if not url.startswith(("http://", "https://")):
+        raise DownloadError(f"only http(s) URLs can be fetched, got {url!r}")
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    start = part.stat().st_size if part.exists() else 0
+    if expected_size is not None and start > expected_size:
+        part.unlink()
+        start = 0
+    if expected_size is None or start < expected_size:
+        try:
+            _fetch_into(url, part, start, expected_size, progress, timeout, tqdm)
+        except urllib.error.URLError as exc:
+            raise DownloadError(f"download of {url} failed: {exc}; partial data kept in {part}") from exc
+    size = part.stat().st_size
+    if expected_size is not None and size != expected_size:
+        raise DownloadError(f"{url}: got {size} bytes, expected {expected_size}; re-run to resume")
+    actual = sha256_file(part)
+    if sha256 is not None and actual != sha256.lower():
+        part.unlink()
+        raise ChecksumMismatchError(
+            f"sha256 of {url} is {actual}, expected {sha256}; the download was deleted"
+        )
+    if sha256 is None:
+        logger.warning("no pinned sha256 for %s; computed sha256 = %s", dest.name, actual)
+    os.replace(part, dest)
+    return dest
+
+
+def _fetch_into(url, part: Path, start: int, expected_size, progress: bool, timeout: float, tqdm) -> None:
+    try:
+        response = _open(url, start, timeout)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and start > 0:  # nothing left to fetch: the .part is complete
+            return
+        raise DownloadError(f"download of {url} failed: HTTP {exc.code} {exc.reason}") from exc
+    with response:
+        status = getattr(response, "status", 200)
+        if start > 0 and status != 206:  # server ignored Range: start over
+            logger.info("server does not support resume; restarting %s", url)
+            start = 0
+        length = response.headers.get("Content-Length")
+        total = start + int(length) if length is not None else expected_size
+        mode = "ab" if start > 0 else "wb"
+        with open(part, mode) as out, tqdm(
+            total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1024,
+            desc=part.name[: -len(".part")], disable=not progress,
+        ) as bar:
+            for block in iter(lambda: response.read(_CHUNK), b""):
+                out.write(block)
+                bar.update(len(block))
+
+
+def fetch(spec: "SamModelSpec", cache_dir: str | Path | None = None, progress: bool = True,
+          force: bool = False) -> Path:
+    """Make sure the weight file of ``spec`` is in the cache (download if needed); return it."""
+    if not spec.url:
+        raise CheckpointError(f"model {spec.name!r} is test-only and has nothing to download")
+    path = cached_path(spec, cache_dir)
+    if path.is_file() and not force:
+        if spec.sha256 is None or sha256_file(path) == spec.sha256:
+            return path
+        logger.warning("cached %s has a wrong sha256; downloading again", path)
+        path.unlink()
+    return download(spec.url, path, spec.sha256, spec.size_bytes, progress=progress)
