@@ -1,0 +1,30 @@
+# perception_nodes: every target works from a new shell on a fresh machine.
+#   make demo   - set up (if needed) and run the main job
+#   make test   - set up (if needed) and run the test suite (what CI runs)
+#   make bench  - benchmarks (tables on stdout, JSON under outputs/bench/)
+SHELL := /bin/bash
+ENV := source scripts/env.sh &&
+PYTEST_ARGS ?=
+
+.PHONY: setup demo smoke test bench lint clean
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	@$(ENV) pn-demo $(DEMO_ARGS)
+
+smoke: setup
+	@$(ENV) pn-smoke
+
+test: setup
+	@$(ENV) python -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	@$(ENV) bash scripts/bench_all.sh
+
+lint: setup
+	@$(ENV) hadolint Dockerfile
+
+clean:
+	rm -rf build outputs .pytest_cache

@@ -1,0 +1,1 @@
+"""Helpers for tests that need other ROS processes (separate DDS participants)."""
