@@ -1,0 +1,260 @@
+"""Export SAM's image encoder and prompt encoder + mask decoder to ONNX.
+
+Like ``segment_anything/scripts/export_onnx_model.py``: separate tracing wrapper modules,
+dynamic axes, opset 17, then a smoke run of the exported files on onnxruntime against PyTorch.
+Differences from the official script, and why:
+
+- The decoder wrapper runs :func:`perception_nodes.core.sam.decoder.decode_prompts` (SAM's
+  real prompt encoder + mask decoder, branch-free point embedding as in ``SamOnnxModel``) and
+  also returns the decoder's output mask tokens; it returns low-res logits (no upscaling, no
+  mask input), because mask post-processing is shared code of the mask generator.
+- Inputs ``image_embeddings (1, C, h, w)``, ``point_coords (P, K, 2)``, ``point_labels (P, K)``
+  with dynamic ``P`` and ``K``; outputs ``low_res_logits (P, M, 4h, 4w)``,
+  ``iou_predictions (P, M)``, ``mask_tokens (P, M, C)``.
+- ``multimask="both"`` (default) traces the single- and multimask selections of the SAME
+  decoder pass (M = 4, SAM's order: index 0 single, 1..3 multimask). The tracer records the
+  decoder twice; onnxruntime's basic graph optimisations (common-subexpression elimination and
+  constant folding) merge the copies, and the optimised graph is what we save, so one ONNX
+  serves both modes at the cost of one decoder pass (plain ONNX ops, TensorRT parses it).
+- The encoder uses the legacy TorchScript exporter (``dynamo=False``): SAM's ViT pads for
+  window attention and sizes its relative-position tables with python ints, which the tracer
+  turns into constants; that is correct because the input side is fixed (only the batch axis
+  is dynamic). The tracer's warnings about it are expected and silenced.
+
+Metadata (see :mod:`perception_nodes.core.sam.export_metadata`) goes into ``metadata_props``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from segment_anything.modeling import Sam
+
+import perception_nodes
+
+from ..weights import sha256_file
+from .decoder import decode_prompts
+from .export_metadata import METADATA_FORMAT, MULTIMASK_MODES
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_OPSET = 17
+ENCODER_INPUTS = ["images"]
+ENCODER_OUTPUTS = ["image_embeddings"]
+DECODER_INPUTS = ["image_embeddings", "point_coords", "point_labels"]
+DECODER_OUTPUTS = ["low_res_logits", "iou_predictions", "mask_tokens"]
+
+
+class SamEncoderOnnx(torch.nn.Module):
+    """Tracing wrapper: pre-processed images ``(B, 3, S, S)`` -> embeddings ``(B, C, h, w)``."""
+
+    def __init__(self, model: Sam) -> None:
+        super().__init__()
+        self.image_encoder = model.image_encoder
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.image_encoder(images)
+
+
+class SamDecoderOnnx(torch.nn.Module):
+    """Tracing wrapper around :func:`decode_prompts` (see the module docstring for shapes)."""
+
+    def __init__(self, model: Sam, multimask: str = "both") -> None:
+        super().__init__()
+        if multimask not in MULTIMASK_MODES:
+            raise ValueError(f"multimask must be one of {MULTIMASK_MODES}, got {multimask!r}")
+        self.model = model
+        self.multimask = multimask
+
+    def forward(
+        self, image_embeddings: torch.Tensor, point_coords: torch.Tensor,
+        point_labels: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self.multimask == "both":
+            single = decode_prompts(self.model, image_embeddings, point_coords, point_labels, False)
+            multi = decode_prompts(self.model, image_embeddings, point_coords, point_labels, True)
+            return (torch.cat([single.low_res_logits, multi.low_res_logits], dim=1),
+                    torch.cat([single.iou_predictions, multi.iou_predictions], dim=1),
+                    torch.cat([single.mask_tokens, multi.mask_tokens], dim=1))
+        out = decode_prompts(self.model, image_embeddings, point_coords, point_labels,
+                             self.multimask == "multimask")
+        return out.low_res_logits, out.iou_predictions, out.mask_tokens
+
+
+def model_geometry(model: Sam) -> tuple[int, tuple[int, int, int]]:
+    """``(input_size, (C, h, w))`` of a segment_anything ``Sam``."""
+    input_size = int(model.image_encoder.img_size)
+    h, w = model.prompt_encoder.image_embedding_size
+    return input_size, (int(model.prompt_encoder.embed_dim), int(h), int(w))
+
+
+def build_metadata(
+    model: Sam, model_name: str, component: str, checkpoint_sha256: str,
+    checkpoint_file: str = "", multimask: str = "", opset: int = DEFAULT_OPSET,
+    untrained: bool = False,
+) -> dict[str, str]:
+    """The ``metadata_props`` of one export (keys documented in ``export_metadata``)."""
+    input_size, embedding_shape = model_geometry(model)
+    return {
+        "format": METADATA_FORMAT,
+        "model": model_name,
+        "component": component,
+        "input_size": str(input_size),
+        "embedding_shape": json.dumps(list(embedding_shape)),
+        "pixel_mean": json.dumps([float(v) for v in model.pixel_mean.flatten().tolist()]),
+        "pixel_std": json.dumps([float(v) for v in model.pixel_std.flatten().tolist()]),
+        "checkpoint_sha256": checkpoint_sha256,
+        "checkpoint_file": checkpoint_file,
+        "untrained": "true" if untrained else "false",
+        "multimask": multimask,
+        "opset": str(opset),
+        "perception_nodes_version": perception_nodes.__version__,
+        "torch_version": torch.__version__,
+        "export_time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def write_metadata(path: str | Path, props: dict[str, str]) -> None:
+    """Replace the ``metadata_props`` of the ONNX file at ``path``."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    del proto.metadata_props[:]
+    onnx.helper.set_model_props(proto, props)
+    onnx.save(proto, str(path))
+
+
+def _trace_export(module: torch.nn.Module, args: tuple, path: Path, inputs: list[str],
+                  outputs: list[str], dynamic_axes: dict, opset: int) -> None:
+    with warnings.catch_warnings(), torch.no_grad():
+        # Expected TracerWarnings: python ints from tensor sizes (fixed input side) are
+        # recorded as constants; see the module docstring.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
+        torch.onnx.export(module.eval(), args, str(path), input_names=inputs,
+                          output_names=outputs, dynamic_axes=dynamic_axes,
+                          opset_version=opset, do_constant_folding=True, dynamo=False)
+
+
+def export_encoder(model: Sam, path: str | Path, metadata: dict[str, str],
+                   opset: int = DEFAULT_OPSET, example_batch: int = 1) -> Path:
+    """Export the image encoder (dynamic batch) to ``path`` with ``metadata``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    input_size, _ = model_geometry(model)
+    device = next(model.parameters()).device
+    images = torch.randn(example_batch, 3, input_size, input_size, device=device)
+    _trace_export(SamEncoderOnnx(model), (images,), path, ENCODER_INPUTS, ENCODER_OUTPUTS,
+                  {"images": {0: "batch"}, "image_embeddings": {0: "batch"}}, opset)
+    write_metadata(path, metadata)
+    return path
+
+
+def export_decoder(model: Sam, path: str | Path, metadata: dict[str, str],
+                   multimask: str = "both", opset: int = DEFAULT_OPSET) -> Path:
+    """Export prompt encoder + mask decoder (dynamic P, K) to ``path``, graph-optimised."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _, (c, h, w) = model_geometry(model)
+    device = next(model.parameters()).device
+    gen = torch.Generator().manual_seed(0)
+    embedding = torch.randn(1, c, h, w, generator=gen).to(device)
+    coords = (torch.rand(3, 2, 2, generator=gen) * model.image_encoder.img_size).to(device)
+    labels = torch.tensor([[1.0, -1.0], [2.0, 3.0], [1.0, 0.0]], device=device)
+    dyn = {"point_coords": {0: "num_prompts", 1: "num_points"},
+           "point_labels": {0: "num_prompts", 1: "num_points"},
+           "low_res_logits": {0: "num_prompts"}, "iou_predictions": {0: "num_prompts"},
+           "mask_tokens": {0: "num_prompts"}}
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / "decoder_raw.onnx"
+        _trace_export(SamDecoderOnnx(model, multimask), (embedding, coords, labels), raw,
+                      DECODER_INPUTS, DECODER_OUTPUTS, dyn, opset)
+        _optimise_basic(raw, path)
+    write_metadata(path, metadata)
+    return path
+
+
+def _optimise_basic(src: Path, dst: Path) -> None:
+    """Save onnxruntime's *basic* (provider-independent) optimisation of ``src`` to ``dst``.
+
+    Basic level = constant folding, redundant-node and common-subexpression elimination;
+    the result contains only standard ONNX ops (portable to other runtimes and TensorRT).
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.optimized_model_filepath = str(dst)
+    ort.InferenceSession(str(src), options, providers=["CPUExecutionProvider"])
+
+
+@dataclass
+class ExportResult:
+    """Files written by :func:`export_sam` and the smoke-run differences (max abs)."""
+
+    encoder_path: Path
+    decoder_path: Path
+    metadata: dict[str, str]
+    max_abs_diff: dict[str, float] = field(default_factory=dict)
+
+
+def export_sam(
+    model: Sam, model_name: str, checkpoint: str | Path, out_dir: str | Path,
+    multimask: str = "both", opset: int = DEFAULT_OPSET, verify: bool = True,
+) -> ExportResult:
+    """Export encoder and decoder of ``model`` (loaded from ``checkpoint``) into ``out_dir``.
+
+    Writes ``out_dir/encoder.onnx`` and ``out_dir/decoder.onnx``. With ``verify`` runs both on
+    onnxruntime (CPU) against PyTorch on seeded random input and records the max abs
+    differences in the result.
+    """
+    checkpoint = Path(checkpoint)
+    out_dir = Path(out_dir)
+    common = dict(model=model, model_name=model_name, checkpoint_sha256=sha256_file(checkpoint),
+                  checkpoint_file=checkpoint.name, opset=opset,
+                  untrained=bool(getattr(model, "pn_untrained", False)))
+    enc_meta = build_metadata(component="encoder", **common)
+    dec_meta = build_metadata(component="decoder", multimask=multimask, **common)
+    started = time.monotonic()
+    enc_path = export_encoder(model, out_dir / "encoder.onnx", enc_meta, opset)
+    logger.info("exported encoder to %s in %.1f s", enc_path, time.monotonic() - started)
+    dec_path = export_decoder(model, out_dir / "decoder.onnx", dec_meta, multimask, opset)
+    logger.info("exported decoder to %s", dec_path)
+    result = ExportResult(enc_path, dec_path, enc_meta)
+    if verify:
+        result.max_abs_diff = verify_export(model, enc_path, dec_path, multimask)
+    return result
+
+
+@torch.no_grad()
+def verify_export(model: Sam, encoder_path: Path, decoder_path: Path, multimask: str = "both",
+                  num_prompts: int = 4, seed: int = 0) -> dict[str, float]:
+    """Smoke run: onnxruntime (CPU) vs PyTorch on seeded random input; max abs differences."""
+    import onnxruntime as ort
+
+    cpu = model.to("cpu") if next(model.parameters()).device.type != "cpu" else model
+    input_size, (c, h, w) = model_geometry(cpu)
+    gen = torch.Generator().manual_seed(seed)
+    images = torch.randn(1, 3, input_size, input_size, generator=gen)
+    enc = ort.InferenceSession(str(encoder_path), providers=["CPUExecutionProvider"])
+    emb_onnx = enc.run(None, {"images": images.numpy()})[0]
+    emb_torch = cpu.image_encoder(images)
+    coords = torch.rand(num_prompts, 2, 2, generator=gen) * input_size
+    labels = torch.tensor([[1.0, -1.0], [2.0, 3.0]]).repeat((num_prompts + 1) // 2, 1)[:num_prompts]
+    dec = ort.InferenceSession(str(decoder_path), providers=["CPUExecutionProvider"])
+    outs = dec.run(None, {"image_embeddings": emb_torch.numpy(), "point_coords": coords.numpy(),
+                          "point_labels": labels.numpy()})
+    refs = SamDecoderOnnx(cpu, multimask)(emb_torch, coords, labels)
+    diffs = {"image_embeddings": float(np.abs(emb_onnx - emb_torch.numpy()).max())}
+    for name, out, ref in zip(DECODER_OUTPUTS, outs, refs):
+        diffs[name] = float(np.abs(out - ref.numpy()).max())
+    return diffs
