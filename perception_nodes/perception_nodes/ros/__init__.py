@@ -1,0 +1,1 @@
+"""ROS-facing code: message conversion and node helpers. Imports ROS message packages."""
