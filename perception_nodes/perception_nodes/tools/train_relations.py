@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sam-model", default="vit_b", help="SAM registry name (recorded in the checkpoint)")
     s.add_argument("--sam-checkpoint", type=Path, help="SAM weights (default: cached official weights)")
     s.add_argument("--points-per-side", type=int, default=16, help="auto mode: point grid side")
+    s.add_argument("--pred-iou-thresh", type=float, default=0.88, help="auto mode: SAM predicted-IoU filter")
+    s.add_argument("--stability-thresh", type=float, default=0.95, help="auto mode: SAM stability filter")
+    s.add_argument("--max-regions", type=int, default=100, help="auto mode: keep at most this many regions")
     s.add_argument("--min-iou", type=float, default=0.5, help="auto mode: minimum IoU to match a GT mask")
     s.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     s.add_argument("--cache-dir", type=Path, help="feature cache (default: OUT_DIR/cache)")
@@ -83,7 +86,8 @@ def make_segmenter(args: argparse.Namespace) -> tuple[SegmentFn, bool]:
     backend = create_backend("torch", model=args.sam_model, checkpoint=args.sam_checkpoint, device=args.device)
     untrained = bool(getattr(getattr(backend, "model", None), "pn_untrained", False))
     if args.mode == "auto":
-        gen = MaskGenerator(backend, points_per_side=args.points_per_side)
+        gen = MaskGenerator(backend, points_per_side=args.points_per_side, pred_iou_thresh=args.pred_iou_thresh,
+                            stability_score_thresh=args.stability_thresh, max_regions=args.max_regions)
         return (lambda image, boxes: gen.generate(image)), untrained
     gen = MaskGenerator(backend)
     return (lambda image, boxes: gen.predict_boxes(image, boxes)), untrained
@@ -110,7 +114,8 @@ def run(args: argparse.Namespace, segment: SegmentFn | None = None) -> dict:
     if segment is None:
         segment, untrained = make_segmenter(args)
     key = cache_key(psg=str(Path(args.psg_json).resolve()), mode=args.mode, sam=args.sam_model,
-                    ckpt=str(args.sam_checkpoint), pps=args.points_per_side, min_iou=args.min_iou)  # fmt: skip
+                    ckpt=str(args.sam_checkpoint), pps=args.points_per_side, min_iou=args.min_iou,
+                    auto=(args.pred_iou_thresh, args.stability_thresh, args.max_regions))  # fmt: skip
     cache = (args.cache_dir or args.out_dir / "cache") / key
     train, train_counts = extract_samples(dataset, train_images, segment, args.mode, cache, args.min_iou, "train features")
     val, val_counts = extract_samples(dataset, val_images, segment, args.mode, cache, args.min_iou, "val features")

@@ -188,7 +188,7 @@ def train_head(
             opt.step()
             sched.step()
             ema_update(ema, head, settings.ema_decay)
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
             step += 1
             bar.update(1)
             bar.set_postfix(epoch=epoch, loss=f"{np.mean(losses):.4f}")
