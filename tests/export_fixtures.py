@@ -26,11 +26,22 @@ from sam_fixtures import TINY, tiny_checkpoint, tiny_sam  # noqa: F401  (re-expo
 from perception_nodes.core.sam.export import export_sam
 
 
+_EXPORTS: dict = {}
+
+
 @pytest.fixture(scope="session")
 def tiny_export(tiny_sam, tiny_checkpoint, tmp_path_factory):  # noqa: F811
-    """``ExportResult`` of ``sam_tiny_test`` (decoder with both outputs), verified."""
-    out = tmp_path_factory.mktemp("onnx")
-    return export_sam(tiny_sam, TINY, tiny_checkpoint, out, multimask="both", verify=True)
+    """``ExportResult`` of ``sam_tiny_test`` (decoder with both outputs), verified.
+
+    Star-imported fixtures are separate per test module, so the export is memoised here to
+    run once per session (keyed by the checkpoint file, whose contents are seeded).
+    """
+    key = str(tiny_checkpoint)
+    if key not in _EXPORTS:
+        out = tmp_path_factory.mktemp("onnx")
+        _EXPORTS[key] = export_sam(tiny_sam, TINY, tiny_checkpoint, out, multimask="both",
+                                   verify=True)
+    return _EXPORTS[key]
 
 
 # ----------------------------------------------------------------------------- fake TensorRT
