@@ -34,9 +34,12 @@ def tiny_export(tiny_sam, tiny_checkpoint, tmp_path_factory):  # noqa: F811
     """``ExportResult`` of ``sam_tiny_test`` (decoder with both outputs), verified.
 
     Star-imported fixtures are separate per test module, so the export is memoised here to
-    run once per session (keyed by the checkpoint file, whose contents are seeded).
+    run once per session (keyed by the checkpoint's sha256: the generated weights are seeded,
+    so every module's copy of the checkpoint has the same contents).
     """
-    key = str(tiny_checkpoint)
+    from perception_nodes.core.weights import sha256_file
+
+    key = sha256_file(tiny_checkpoint)
     if key not in _EXPORTS:
         out = tmp_path_factory.mktemp("onnx")
         _EXPORTS[key] = export_sam(tiny_sam, TINY, tiny_checkpoint, out, multimask="both",
