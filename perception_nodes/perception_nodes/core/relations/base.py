@@ -11,13 +11,12 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from perception_nodes.core.types import RegionLabels, Relations, Segmentation
 
-#: Longest side of the grid on which mask overlaps and depth medians are computed (masks are
-#: area-averaged onto it; overlaps are then fractions of the full-resolution areas).
-OVERLAP_GRID = 128
-_CHUNK = 32
+#: Longest side of the sub-grid on which mask overlaps and depth medians are computed.
+OVERLAP_GRID = 160
 
 
 class RelationInputError(ValueError):
@@ -123,18 +122,14 @@ def _grid(image_size: tuple[int, int], max_side: int) -> int:
     return max(1, math.ceil(max(image_size) / max_side))
 
 
-def _pooled_masks(masks: np.ndarray, stride: int) -> np.ndarray:
-    """``(N, h, w)`` float32 fraction of each ``stride x stride`` cell covered (edges padded)."""
-    n, h, w = masks.shape
-    hp, wp = -(-h // stride) * stride, -(-w // stride) * stride
-    out = np.empty((n, hp // stride, wp // stride), dtype=np.float32)
-    for i in range(0, n, _CHUNK):
-        m = masks[i : i + _CHUNK]
-        if (hp, wp) != (h, w):
-            m = np.pad(m, ((0, 0), (0, hp - h), (0, wp - w)))
-        cells = m.reshape(m.shape[0], hp // stride, stride, wp // stride, stride)
-        out[i : i + _CHUNK] = cells.sum(axis=(2, 4), dtype=np.float32) / float(stride * stride)
-    return out
+def _exact_rows(masks: np.ndarray, rows: np.ndarray, boxes: np.ndarray, inter: np.ndarray) -> None:
+    """Exact full-resolution intersections of masks ``rows`` (small ones) with all masks."""
+    h, w = masks.shape[1:]
+    for i in rows:
+        x0, y0, x1, y1 = np.clip(np.round(boxes[i]).astype(int), 0, [w, h, w, h])
+        x1, y1 = max(x1, x0 + 1), max(y1, y0 + 1)
+        crop = masks[:, y0:y1, x0:x1]
+        inter[i, :] = inter[:, i] = (crop & crop[i]).reshape(len(masks), -1).sum(1)
 
 
 def region_geometry(
@@ -142,32 +137,29 @@ def region_geometry(
 ) -> RegionGeometry:
     """Boxes, areas, pairwise mask intersections and median depths of the regions.
 
-    Intersections are computed on a grid whose longest side is ``max_side`` (cell coverage
-    fractions multiplied, then rescaled so the diagonal equals the true areas): exact for cells
-    fully inside or outside masks, approximate along mask borders.
+    Intersections are counted on the pixels of a regular sub-grid (every ``stride``-th row and
+    column, longest side <= ``max_side``) and scaled by ``stride^2``; masks with fewer than 16
+    grid pixels are intersected exactly at full resolution inside their box. Areas are the
+    segmentation's exact areas.
     """
     check_segmentation(segmentation)
     depth = check_depth(depth, segmentation.image_size)
     masks = segmentation.masks.astype(bool, copy=False)
     n = masks.shape[0]
-    areas = np.maximum(masks.reshape(n, -1).sum(axis=1).astype(np.float64), 1.0)
+    areas = np.maximum(segmentation.areas.astype(np.float64).reshape(n), 1.0)
+    boxes = segmentation.boxes_xyxy.astype(np.float64).reshape(n, 4)
     stride = _grid(segmentation.image_size, max_side)
-    pooled = _pooled_masks(masks, stride).reshape(n, -1).astype(np.float64)
-    inter = pooled @ pooled.T
-    diag = np.maximum(np.diag(inter).copy(), 1e-9)
-    # Rescale so inter[i, i] == area_i; off-diagonal scaled by the geometric mean of both factors.
-    scale = np.sqrt(areas / diag)
-    inter = inter * scale[:, None] * scale[None, :]
+    sub = torch.from_numpy(masks[:, ::stride, ::stride].reshape(n, -1).astype(np.float32))
+    # torch's matmul: several times faster than numpy's on the BLAS builds we ship with.
+    inter = (sub @ sub.T).numpy().astype(np.float64) * float(stride * stride)
+    small = np.nonzero(np.diag(inter) < 16 * stride * stride)[0] if stride > 1 else np.zeros(0, int)
+    if small.size:
+        _exact_rows(masks, small, boxes, inter)
     inter = np.minimum(inter, np.minimum(areas[:, None], areas[None, :]))
     np.fill_diagonal(inter, areas)
     med = _median_depths(masks, depth, stride) if depth is not None else np.full(n, np.nan)
-    return RegionGeometry(
-        boxes=segmentation.boxes_xyxy.astype(np.float64).reshape(n, 4),
-        areas=areas,
-        inter=inter,
-        depth=med,
-        image_size=tuple(segmentation.image_size),
-    )
+    return RegionGeometry(boxes=boxes, areas=areas, inter=inter, depth=med,
+                          image_size=tuple(segmentation.image_size))  # fmt: skip
 
 
 def _median_depths(masks: np.ndarray, depth: np.ndarray, stride: int) -> np.ndarray:
