@@ -1,0 +1,72 @@
+"""Pipeline configuration: one flat set of named settings shared by the core, the ROS
+parameters (same names, dots as namespaces) and the YAML files in ``config/``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+DEFAULT_LABELS = [
+    "person", "cup", "bottle", "chair", "table", "laptop", "keyboard", "book", "cat", "dog",
+    "plant", "door", "window", "floor", "wall", "sky", "tree", "car", "bicycle", "rocket",
+]
+DEFAULT_TEMPLATES = ["a photo of a {}.", "a photo of the {}.", "a close-up photo of a {}."]
+
+
+@dataclass
+class PipelineConfig:
+    """Every setting of :class:`perception_nodes.core.pipeline.Pipeline`.
+
+    Names map 1:1 to ROS parameters: ``sam_model`` <-> ``sam.model`` (first ``_`` -> ``.``).
+    Empty strings for paths mean "the cached official file, or generated weights when
+    ``weights_allow_generated`` is true".
+    """
+
+    sam_backend: str = "torch"                # torch | onnxruntime | tensorrt
+    sam_model: str = "vit_t"                  # registry name (vit_b, vit_l, vit_h, vit_t, sam_tiny_test)
+    sam_checkpoint: str = ""                  # state_dict file (torch backend)
+    sam_encoder_path: str = ""                # ONNX file / TensorRT engine (other backends)
+    sam_decoder_path: str = ""
+    sam_device: str = "cpu"                   # cpu | cuda | cuda:N
+    sam_precision: str = "fp32"               # fp32 | fp16 | bf16
+    amg_points_per_side: int = 16             # point grid side for segment-everything
+    amg_points_per_batch: int = 0             # 0 = automatic (64 on CPU, 256 on CUDA)
+    amg_pred_iou_thresh: float = 0.86         # [0, 1]
+    amg_stability_score_thresh: float = 0.92  # [0, 1]
+    amg_box_nms_thresh: float = 0.7           # [0, 1]
+    amg_min_mask_region_area: int = 0         # pixels; holes/islands below are removed
+    amg_max_regions: int = 64                 # cap on regions per frame (best predicted IoU first)
+    classifier_type: str = "zero_shot"        # zero_shot | regionspot | none
+    classifier_regionspot_checkpoint: str = ""
+    classifier_unknown_threshold: float = 0.1  # [0, 1]; best score below -> "unknown"
+    classifier_top_k: int = 5                 # alternatives per region
+    clip_model: str = "ViT-B-16"              # open_clip model name
+    clip_checkpoint: str = ""                 # open_clip weights file
+    vocabulary_labels: list[str] = field(default_factory=lambda: list(DEFAULT_LABELS))
+    vocabulary_templates: list[str] = field(default_factory=lambda: list(DEFAULT_TEMPLATES))
+    relations_type: str = "auto"              # auto (learned if checkpoint else geometric) | learned | geometric | none
+    relations_checkpoint: str = ""
+    relations_top_k: int = 50                 # relations per frame
+    relations_per_subject: int = 5            # relations per subject region
+    relations_score_threshold: float = 0.3    # [0, 1]
+    weights_allow_generated: bool = True      # no weights -> seeded random ones (labels NOT meaningful)
+    weights_cache_dir: str = ""               # "" = $PERCEPTION_NODES_CACHE or ~/.cache/perception_nodes
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    @staticmethod
+    def ros_name(name: str) -> str:
+        """``sam_model`` -> ``sam.model`` (the ROS parameter name)."""
+        group, _, rest = name.partition("_")
+        return f"{group}.{rest}"
+
+    @classmethod
+    def from_flat(cls, values: dict) -> "PipelineConfig":
+        """Build from ``{name or ros.name: value}``; unknown names raise with the valid ones."""
+        known = {n: n for n in cls.field_names()} | {cls.ros_name(n): n for n in cls.field_names()}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ValueError(f"unknown settings {unknown}; valid: {sorted(cls.field_names())}")
+        return cls(**{known[k]: v for k, v in values.items()})

@@ -1,0 +1,375 @@
+"""perception_node: camera images in, regions + labels + relations (scene graphs) out.
+
+A lifecycle node (configure loads the models, activate subscribes, cleanup frees them) and a
+thin adapter over :class:`perception_nodes.core.pipeline.Pipeline`. Camera callbacks only
+convert and stash the newest frame; one worker thread runs the pipeline, so services and
+parameters stay responsive during inference. Several cameras share one model instance.
+
+Topics (for each camera namespace ``<cam>`` and ``out = <cam>/<output_namespace>``):
+  in:  <cam>/<image_topic> (sensor_msgs/Image) or <cam>/<image_topic>/compressed,
+       <cam>/<depth_topic> (16UC1 mm / 32FC1 m), <cam>/<camera_info_topic>   [sensor-data QoS, depth 1]
+  out: <out>/regions (RegionArray), <out>/scene_graph (SceneGraph), <out>/label_image (16UC1),
+       /diagnostics (DiagnosticArray)
+Services: ~/set_vocabulary, ~/get_vocabulary, ~/query_regions
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+import traceback
+from collections import deque
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from perception_msgs.msg import RegionArray, SceneGraph
+from perception_msgs.srv import GetVocabulary, QueryRegions, SetVocabulary
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+
+from perception_nodes.core.config import PipelineConfig
+from perception_nodes.core.frame_slots import LatestFrameSlots
+from perception_nodes.core.pipeline import Pipeline, PipelineError
+from perception_nodes.core.projection import DepthError, label_image
+from perception_nodes.ros.graph_conversion import region_array_to_msg, regions_to_msgs, scene_graph_to_msg
+from perception_nodes.ros.image_conversion import (
+    ImageConversionError,
+    compressed_to_rgb8,
+    depth_to_meters,
+    image_msg_to_numpy,
+    numpy_to_image_msg,
+    to_rgb8,
+)
+from perception_nodes.ros.params import all_params, check_choice, pipeline_params
+from perception_nodes.ros.ranges import descriptor_for
+
+MAX_VOCABULARY_REQUEST = 10_000
+
+
+def _join(namespace: str, name: str) -> str:
+    """``/front`` + ``image_raw`` -> ``/front/image_raw``; an empty namespace keeps the name relative."""
+    return f"{namespace}/{name}" if namespace else name
+
+
+class PerceptionNode(LifecycleNode):
+    """Lifecycle node wrapping the pipeline (see module docstring for the interface)."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__("perception_node", **kwargs)
+        self._specs = {s.name: s for s in all_params()}
+        for spec in self._specs.values():
+            self.declare_parameter(spec.name, spec.default, descriptor_for(spec))
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.pipeline: Pipeline | None = None
+        self.slots = LatestFrameSlots()
+        self._depth: dict[str, tuple] = {}
+        self._info: dict[str, np.ndarray] = {}
+        self._last_stamp: dict[str, float] = {}
+        self._worker: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._subs, self._pubs = [], {}
+        self._latency = {k: deque(maxlen=100) for k in ("total",)}
+        self._stage = {}
+        self._frames_done = deque(maxlen=200)
+        self._service_group = ReentrantCallbackGroup()
+        self._camera_group = MutuallyExclusiveCallbackGroup()
+        self.create_service(SetVocabulary, "~/set_vocabulary", self._set_vocabulary, callback_group=self._service_group)
+        self.create_service(GetVocabulary, "~/get_vocabulary", self._get_vocabulary, callback_group=self._service_group)
+        self.create_service(QueryRegions, "~/query_regions", self._query_regions, callback_group=self._service_group)
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._diag_timer = self.create_timer(float(self.get_parameter("diagnostics_period").value), self._publish_diagnostics)
+        if self.get_parameter("autostart").value:
+            self._autostart_timer = self.create_timer(0.01, self._autostart)
+
+    # ------------------------------------------------------------------ lifecycle
+    def _autostart(self) -> None:
+        self._autostart_timer.cancel()
+        if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+            self.trigger_activate()
+
+    def pipeline_config(self) -> PipelineConfig:
+        values = {spec.name: self.get_parameter(spec.name).value for spec in pipeline_params()}
+        return PipelineConfig.from_flat(values)
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            config = self.pipeline_config()
+            self.get_logger().info(f"loading models: SAM {config.sam_model} ({config.sam_backend}, {config.sam_device}), "
+                                   f"classifier {config.classifier_type} (CLIP {config.clip_model}), relations {config.relations_type}")
+            self.pipeline = Pipeline.load(config)
+        except (PipelineError, ValueError) as exc:
+            self.get_logger().error(f"configure failed: {exc}")
+            return TransitionCallbackReturn.FAILURE
+        if not self.pipeline.meaningful:
+            self.get_logger().warning("GENERATED (untrained) weights in use: masks, labels and relations are NOT "
+                                   f"meaningful ({', '.join(self.pipeline.untrained_parts)}). Fetch real weights: pn-fetch-weights")
+        self.get_logger().info("configured")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        cameras = [c.rstrip("/") for c in self.get_parameter("cameras").value] or [""]
+        out_ns = self.get_parameter("output_namespace").value
+        for cam in cameras:
+            self._subscribe_camera(cam)
+            base = _join(cam, out_ns) if out_ns else (cam or "~")
+            self._pubs[cam] = {
+                "regions": self.create_publisher(RegionArray, f"{base}/regions", 10),
+                "scene_graph": self.create_publisher(SceneGraph, f"{base}/scene_graph", 10),
+                "label_image": self.create_publisher(Image, f"{base}/label_image", 10),
+            }
+        self._stop.clear()
+        self.slots = LatestFrameSlots()
+        self._worker = threading.Thread(target=self._work, name="perception_worker", daemon=True)
+        self._worker.start()
+        self.get_logger().info(f"active: cameras {cameras}")
+        return super().on_activate(state)
+
+    def _subscribe_camera(self, cam: str) -> None:
+        topic = _join(cam, self.get_parameter("image_topic").value)
+        qos = qos_profile_sensor_data
+        if self.get_parameter("use_compressed").value:
+            self._subs.append(self.create_subscription(CompressedImage, f"{topic}/compressed",
+                                                       lambda m, c=cam: self._on_image(c, m, True), qos,
+                                                       callback_group=self._camera_group))
+        else:
+            self._subs.append(self.create_subscription(Image, topic, lambda m, c=cam: self._on_image(c, m, False), qos,
+                                                       callback_group=self._camera_group))
+        if self.get_parameter("use_depth").value:
+            self._subs.append(self.create_subscription(Image, _join(cam, self.get_parameter("depth_topic").value),
+                                                       lambda m, c=cam: self._on_depth(c, m), qos,
+                                                       callback_group=self._camera_group))
+            self._subs.append(self.create_subscription(CameraInfo, _join(cam, self.get_parameter("camera_info_topic").value),
+                                                       lambda m, c=cam: self._on_info(c, m), qos,
+                                                       callback_group=self._camera_group))
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_worker()
+        for sub in self._subs:
+            self.destroy_subscription(sub)
+        for pubs in self._pubs.values():
+            for pub in pubs.values():
+                self.destroy_publisher(pub)
+        self._subs, self._pubs = [], {}
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.pipeline = None
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except ImportError:
+            pass
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_worker()
+        self.pipeline = None
+        return TransitionCallbackReturn.SUCCESS
+
+    def _stop_worker(self) -> None:
+        self._stop.set()
+        self.slots.close()
+        if self._worker is not None:
+            self._worker.join(timeout=30)
+            self._worker = None
+
+    # ------------------------------------------------------------------ inputs
+    def _on_image(self, cam: str, msg, compressed: bool) -> None:
+        try:
+            rgb = compressed_to_rgb8(msg) if compressed else to_rgb8(image_msg_to_numpy(msg), msg.encoding)
+            limit = int(self.get_parameter("max_image_pixels").value)
+            if rgb.shape[0] * rgb.shape[1] > limit:
+                raise ImageConversionError(f"{rgb.shape[1]}x{rgb.shape[0]} exceeds max_image_pixels={limit}")
+        except ImageConversionError as exc:
+            self.slots.count(cam, "rejected")
+            self.get_logger().error(f"[{cam or '/'}] frame refused: {exc}", throttle_duration_sec=2.0)
+            return
+        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        last = self._last_stamp.get(cam)
+        if last is not None and stamp < last:
+            self.get_logger().warning(f"[{cam or '/'}] timestamp went backwards ({stamp:.3f} < {last:.3f}); processing anyway",
+                                   throttle_duration_sec=2.0)
+        self._last_stamp[cam] = stamp
+        self.slots.put(cam, (msg.header, rgb, time.monotonic()))
+
+    def _on_depth(self, cam: str, msg: Image) -> None:
+        try:
+            depth = depth_to_meters(image_msg_to_numpy(msg), msg.encoding)
+        except ImageConversionError as exc:
+            self.get_logger().error(f"[{cam or '/'}] depth refused: {exc}", throttle_duration_sec=2.0)
+            return
+        self._depth[cam] = (msg.header.stamp, depth)
+
+    def _on_info(self, cam: str, msg: CameraInfo) -> None:
+        k = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
+        if k[0, 0] > 0 and k[1, 1] > 0:
+            self._info[cam] = k
+
+    # ------------------------------------------------------------------ worker
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            for cam, frame in self.slots.take_all(timeout=0.2).items():
+                if self._stop.is_set() or self.pipeline is None:
+                    return
+                self._process(cam, *frame)
+
+    def _depth_for(self, cam: str, shape: tuple[int, int]) -> np.ndarray | None:
+        entry = self._depth.get(cam)
+        if entry is None:
+            return None
+        depth = entry[1]
+        if depth.shape != shape:
+            self.get_logger().warning(f"[{cam or '/'}] depth is {depth.shape[1]}x{depth.shape[0]} but the image is "
+                                   f"{shape[1]}x{shape[0]}: depth ignored (register depth to the colour camera)",
+                                   throttle_duration_sec=5.0)
+            return None
+        return depth
+
+    def _process(self, cam: str, header, rgb: np.ndarray, received: float) -> None:
+        try:
+            stamp = header.stamp.sec + header.stamp.nanosec * 1e-9
+            depth = self._depth_for(cam, rgb.shape[:2])
+            result, graph = self.pipeline.process(rgb, depth, self._info.get(cam), stamp=stamp)
+            t0 = time.perf_counter()
+            self._publish(cam, header, result, graph)
+            result.timings["publish"] = time.perf_counter() - t0
+        except (PipelineError, DepthError, ValueError, RuntimeError) as exc:
+            self.slots.count(cam, "rejected")
+            self.get_logger().error(f"[{cam or '/'}] frame failed: {exc}")
+            self.get_logger().debug(traceback.format_exc())
+            return
+        self.slots.count(cam, "processed")
+        self._frames_done.append(time.monotonic())
+        self._latency["total"].append(time.monotonic() - received)
+        for k, v in result.timings.items():
+            self._stage.setdefault(k, deque(maxlen=100)).append(v)
+
+    def _publish(self, cam: str, header, result, graph) -> None:
+        pubs = self._pubs.get(cam)
+        if pubs is None:
+            return
+        regions = regions_to_msgs(result, graph, bool(self.get_parameter("publish_embeddings").value))
+        vocabulary = list(result.labels.labels) if result.labels is not None else []
+        if self.get_parameter("publish_regions").value:
+            pubs["regions"].publish(region_array_to_msg(graph, regions, header, vocabulary))
+        if self.get_parameter("publish_scene_graph").value:
+            pubs["scene_graph"].publish(scene_graph_to_msg(result, graph, header, regions=regions))
+        if self.get_parameter("publish_label_image").value:
+            pubs["label_image"].publish(numpy_to_image_msg(label_image(result.segmentation.masks, result.region_ids),
+                                                           "16UC1", header))
+
+    # ------------------------------------------------------------------ services
+    def _set_vocabulary(self, request: SetVocabulary.Request, response: SetVocabulary.Response):
+        snapshot = self.pipeline.vocabulary_snapshot() if self.pipeline else None
+        response.version = int(snapshot.version) if snapshot else 0
+        response.labels = list(snapshot.labels) if snapshot else []
+        if self.pipeline is None:
+            response.success, response.message = False, "node is not configured (models not loaded)"
+            return response
+        if not request.labels:
+            response.success = False
+            response.message = "empty label list: the vocabulary needs at least one entry (it is unchanged)"
+            return response
+        if len(request.labels) > MAX_VOCABULARY_REQUEST:
+            response.success = False
+            response.message = f"{len(request.labels)} labels in one request; at most {MAX_VOCABULARY_REQUEST}"
+            return response
+        try:
+            snap = self.pipeline.set_vocabulary(list(request.labels), list(request.prompt_templates) or None, request.append)
+        except (ValueError, PipelineError) as exc:
+            response.success, response.message = False, f"vocabulary unchanged: {exc}"
+            self.get_logger().warning(f"set_vocabulary refused: {exc}")
+            return response
+        response.success = True
+        response.version, response.labels = int(snap.version), list(snap.labels)
+        response.message = f"vocabulary v{snap.version}: {len(snap.labels)} entries (applies from the next frame)"
+        self.get_logger().info(response.message)
+        return response
+
+    def _get_vocabulary(self, request, response: GetVocabulary.Response):
+        snapshot = self.pipeline.vocabulary_snapshot() if self.pipeline else None
+        if snapshot is not None:
+            response.labels, response.version = list(snapshot.labels), int(snapshot.version)
+            response.prompt_templates = list(snapshot.templates)
+        return response
+
+    def _query_regions(self, request: QueryRegions.Request, response: QueryRegions.Response):
+        if self.pipeline is None:
+            response.success, response.message = False, "node is not configured (models not loaded)"
+            return response
+        try:
+            ids, scores, stamp = self.pipeline.query(request.text, int(request.top_k))
+        except (ValueError, PipelineError) as exc:
+            response.success, response.message = False, str(exc)
+            return response
+        response.success, response.message = True, f"{len(ids)} regions scored against {request.text!r}"
+        response.region_ids, response.scores = [int(i) for i in ids], [float(s) for s in scores]
+        response.stamp.sec = int(stamp)
+        response.stamp.nanosec = int(round((stamp - int(stamp)) * 1e9)) % 1_000_000_000
+        return response
+
+    # ------------------------------------------------------------------ parameters, diagnostics
+    def _on_set_parameters(self, params) -> SetParametersResult:
+        for p in params:
+            spec = self._specs.get(p.name)
+            reason = check_choice(spec, p.value) if spec else None
+            if reason:
+                return SetParametersResult(successful=False, reason=reason)
+        return SetParametersResult(successful=True)
+
+    def _publish_diagnostics(self) -> None:
+        now = time.monotonic()
+        rate = sum(1 for t in self._frames_done if now - t < 5.0) / 5.0
+        status = DiagnosticStatus(name=f"{self.get_name()}: pipeline", hardware_id=self.get_fully_qualified_name())
+        cfg = self.pipeline.config if self.pipeline else None
+        values = {"rate_hz": f"{rate:.2f}", "state": "configured" if self.pipeline else "unconfigured",
+                  "backend": f"{cfg.sam_backend}/{cfg.sam_device}/{cfg.sam_precision}" if cfg else "",
+                  "model": cfg.sam_model if cfg else "",
+                  "weights_meaningful": str(bool(self.pipeline and self.pipeline.meaningful))}
+        for key, vals in list(self._stage.items()) + [("latency_total", self._latency["total"])]:
+            if vals:
+                values[f"{key}_ms"] = f"{1000 * float(np.mean(vals)):.1f}"
+        for cam, st in self.slots.stats.items():
+            tag = cam or "/"
+            values.update({f"{tag}.received": str(st.received), f"{tag}.dropped": str(st.dropped),
+                           f"{tag}.rejected": str(st.rejected), f"{tag}.processed": str(st.processed)})
+        status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
+        if self.pipeline is None:
+            status.level, status.message = DiagnosticStatus.ERROR, "models not loaded"
+        elif not self.pipeline.meaningful:
+            status.level, status.message = DiagnosticStatus.WARN, "untrained (generated) weights: output not meaningful"
+        else:
+            status.level, status.message = DiagnosticStatus.OK, "running"
+        msg = DiagnosticArray(status=[status])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self._diag_pub.publish(msg)
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args if args is not None else sys.argv)
+    node = PerceptionNode()
+    executor = MultiThreadedExecutor(num_threads=4)
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node._stop_worker()
+        executor.shutdown()
+        node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""Core results <-> perception_msgs (``Region``, ``RegionArray``, ``SceneGraph``).
+
+Region ids, boxes and masks follow ``perception_msgs/Region``: boxes become
+``RegionOfInterest`` (integer pixels covering the XYXY box), masks COCO uncompressed RLE.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from geometry_msgs.msg import Point
+from perception_msgs.msg import LabelScore, Region, RegionArray, Relation
+from perception_msgs.msg import SceneGraph as SceneGraphMsg
+
+from perception_nodes.core.scene_graph import SceneGraph
+from perception_nodes.core.types import UNKNOWN_LABEL, FrameResult
+
+
+def _roi(region: Region, box_xyxy: np.ndarray, width: int, height: int) -> None:
+    x0, y0 = max(0, int(math.floor(box_xyxy[0]))), max(0, int(math.floor(box_xyxy[1])))
+    x1, y1 = min(width, int(math.ceil(box_xyxy[2]))), min(height, int(math.ceil(box_xyxy[3])))
+    region.bbox.x_offset, region.bbox.y_offset = x0, y0
+    region.bbox.width, region.bbox.height = max(0, x1 - x0), max(0, y1 - y0)
+
+
+def _alternatives(result: FrameResult, i: int, vocabulary: list[str]) -> list[LabelScore]:
+    labels = result.labels
+    if labels is None:
+        return []
+    best = int(labels.label_index[i])
+    out = []
+    for idx, score in zip(labels.topk_index[i], labels.topk_score[i]):
+        idx = int(idx)
+        if idx == best or idx < 0:
+            continue
+        out.append(LabelScore(label=vocabulary[idx] if idx < len(vocabulary) else UNKNOWN_LABEL,
+                              label_index=idx, score=float(score)))
+    return out
+
+
+def regions_to_msgs(result: FrameResult, graph: SceneGraph, include_embeddings: bool = False) -> list[Region]:
+    """One ``Region`` per region of the frame (same order as ``graph``)."""
+    seg = result.segmentation
+    h, w = graph.image_size
+    vocabulary = list(result.labels.labels) if result.labels is not None else []
+    regions = []
+    for i in range(graph.num_regions):
+        r = Region(id=int(graph.region_ids[i]), area=int(graph.areas[i]),
+                   predicted_iou=float(seg.predicted_iou[i]), stability_score=float(seg.stability_score[i]),
+                   label=graph.labels[i], label_index=int(graph.label_index[i]),
+                   label_score=float(graph.label_scores[i]), mask_height=h, mask_width=w)
+        _roi(r, graph.boxes_xyxy[i], w, h)
+        r.alternatives = _alternatives(result, i, vocabulary)
+        r.mask_counts = graph.mask_counts[i]
+        c = graph.centroids[i]
+        r.centroid = Point(x=float(c[0]), y=float(c[1]), z=float(c[2]))
+        if include_embeddings:
+            r.embedding = np.asarray(seg.tokens[i], dtype=np.float32).tolist()
+            r.embedding_kind = "sam_token"
+        regions.append(r)
+    return regions
+
+
+def scene_graph_to_msg(result: FrameResult, graph: SceneGraph, header, include_embeddings: bool = False,
+                       regions: list[Region] | None = None) -> SceneGraphMsg:
+    """``perception_msgs/SceneGraph`` of a frame; ``header`` is the input image's header."""
+    msg = SceneGraphMsg(header=header, image_height=graph.image_size[0], image_width=graph.image_size[1])
+    msg.regions = regions if regions is not None else regions_to_msgs(result, graph, include_embeddings)
+    msg.relations = [
+        Relation(subject_id=int(graph.region_ids[s]), object_id=int(graph.region_ids[o]),
+                 predicate=graph.predicates[p], predicate_index=int(p), score=float(sc))
+        for s, o, p, sc in zip(graph.subject, graph.object, graph.predicate_index, graph.relation_scores)
+    ]
+    msg.predicates = list(graph.predicates)
+    msg.relation_source = graph.relation_source
+    msg.vocabulary_version = int(graph.vocabulary_version)
+    msg.vocabulary = list(result.labels.labels) if result.labels is not None else []
+    return msg
+
+
+def region_array_to_msg(graph: SceneGraph, regions: list[Region], header, vocabulary: list[str]) -> RegionArray:
+    return RegionArray(header=header, image_height=graph.image_size[0], image_width=graph.image_size[1],
+                       regions=regions, vocabulary_version=int(graph.vocabulary_version), vocabulary=vocabulary)
+
+
+def msg_to_scene_graph(msg: SceneGraphMsg) -> SceneGraph:
+    """Core :class:`SceneGraph` of a message (for visualization, logging and datasets)."""
+    n = len(msg.regions)
+    index = {r.id: i for i, r in enumerate(msg.regions)}
+    rel = [(index.get(r.subject_id), index.get(r.object_id), r.predicate_index, r.score) for r in msg.relations]
+    rel = [t for t in rel if t[0] is not None and t[1] is not None]
+    boxes = np.array([[r.bbox.x_offset, r.bbox.y_offset, r.bbox.x_offset + r.bbox.width, r.bbox.y_offset + r.bbox.height]
+                      for r in msg.regions], dtype=np.float32).reshape(n, 4)
+    return SceneGraph(
+        image_size=(int(msg.image_height), int(msg.image_width)),
+        region_ids=np.array([r.id for r in msg.regions], dtype=np.uint32),
+        labels=[r.label for r in msg.regions],
+        label_index=np.array([r.label_index for r in msg.regions], dtype=np.int64),
+        label_scores=np.array([r.label_score for r in msg.regions], dtype=np.float32),
+        boxes_xyxy=boxes,
+        areas=np.array([r.area for r in msg.regions], dtype=np.int64),
+        centroids=np.array([[r.centroid.x, r.centroid.y, r.centroid.z] for r in msg.regions], dtype=np.float32).reshape(n, 3),
+        mask_counts=[list(r.mask_counts) for r in msg.regions],
+        subject=np.array([t[0] for t in rel], dtype=np.int64),
+        object=np.array([t[1] for t in rel], dtype=np.int64),
+        predicate_index=np.array([t[2] for t in rel], dtype=np.int64),
+        relation_scores=np.array([t[3] for t in rel], dtype=np.float32),
+        predicates=list(msg.predicates),
+        relation_source=msg.relation_source,
+        vocabulary_version=int(msg.vocabulary_version),
+        stamp=msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9,
+    )

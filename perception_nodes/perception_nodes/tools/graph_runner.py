@@ -1,0 +1,129 @@
+"""Start the nodes of ``launch/scene_graph.launch.py`` as processes, without ``ros2 launch``.
+
+``launch``/``launch_ros`` are not on PyPI, so machines without a ROS install (and the tests)
+use this instead. It starts the same executables with the same parameter file and the same
+overrides that the launch file applies.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+PACKAGE_DIR = Path(__file__).resolve().parents[2]
+DEFAULT_CONFIG = PACKAGE_DIR / "config" / "scene_graph.yaml"
+NODE_MODULES = {
+    "perception_node": "perception_nodes.nodes.perception_node",
+    "visualization_node": "perception_nodes.nodes.visualization_node",
+    "image_folder_publisher": "perception_nodes.nodes.image_folder_publisher",
+}
+
+
+class _NoAliasDumper(yaml.SafeDumper):
+    """rcl's YAML parser does not follow anchors/aliases: write every value out."""
+
+    def ignore_aliases(self, data) -> bool:
+        return True
+
+
+def _set_dotted(params: dict, dotted: str, value) -> None:
+    """``params['sam']['model'] = value`` for ``dotted = 'sam.model'`` (ROS YAML nesting)."""
+    *parents, leaf = dotted.split(".")
+    for p in parents:
+        params = params.setdefault(p, {})
+    params[leaf] = value
+
+
+def write_params_file(overrides: dict[str, dict[str, object]], base: Path = DEFAULT_CONFIG,
+                      folder: str | os.PathLike | None = None) -> Path:
+    """The ``base`` parameter file with ``{node: {dotted.name: value}}`` applied, as a new file."""
+    data = yaml.safe_load(Path(base).read_text()) or {}
+    data = copy.deepcopy(data)
+    for node, params in overrides.items():
+        target = data.setdefault(node, {}).setdefault("ros__parameters", {})
+        for name, value in params.items():
+            _set_dotted(target, name, value)
+    fd, path = tempfile.mkstemp(prefix="pn_params_", suffix=".yaml", dir=folder)
+    with os.fdopen(fd, "w") as f:
+        yaml.dump(data, f, Dumper=_NoAliasDumper, allow_unicode=True, sort_keys=False)
+    return Path(path)
+
+
+def launch_overrides(cameras: list[str], image_topic: str = "image_raw", backend: str = "torch", model: str = "vit_t",
+                     device: str = "cpu", precision: str = "fp32", use_depth: bool = False) -> dict[str, dict[str, object]]:
+    """The parameter overrides ``scene_graph.launch.py`` applies for its arguments."""
+    return {
+        "perception_node": {"cameras": cameras, "image_topic": image_topic, "use_depth": use_depth,
+                            "sam.backend": backend, "sam.model": model, "sam.device": device,
+                            "sam.precision": precision},
+        "visualization_node": {"cameras": cameras, "image_topic": image_topic},
+    }
+
+
+@dataclass
+class NodeProcess:
+    name: str
+    process: subprocess.Popen
+    log_path: Path
+
+    def log_tail(self, chars: int = 4000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+
+@dataclass
+class NodeGraph:
+    """Processes of one graph; stop() ends them (SIGINT, then SIGKILL)."""
+
+    processes: list[NodeProcess] = field(default_factory=list)
+    log_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="pn_logs_")))
+
+    def start(self, executable: str, params_file: Path | None = None, namespace: str = "",
+              extra_params: dict[str, object] | None = None, quiet: bool = True) -> NodeProcess:
+        cmd = [sys.executable, "-m", NODE_MODULES[executable], "--ros-args", "-r", f"__node:={executable}"]
+        if namespace:
+            cmd += ["-r", f"__ns:={namespace}"]
+        if params_file is not None:
+            cmd += ["--params-file", str(params_file)]
+        for k, v in (extra_params or {}).items():
+            cmd += ["-p", f"{k}:={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}"]
+        log_path = self.log_dir / f"{executable}.log"
+        log = open(log_path, "w")
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        proc = subprocess.Popen(cmd, stdout=log if quiet else None, stderr=subprocess.STDOUT if quiet else None,
+                                env=env, start_new_session=True)
+        node = NodeProcess(executable, proc, log_path)
+        self.processes.append(node)
+        return node
+
+    def check_alive(self) -> None:
+        for p in self.processes:
+            if p.process.poll() is not None and p.name != "image_folder_publisher":
+                raise RuntimeError(f"{p.name} exited with {p.process.returncode}:\n{p.log_tail()}")
+
+    def stop(self, timeout: float = 15.0) -> None:
+        for p in self.processes:
+            if p.process.poll() is None:
+                os.killpg(p.process.pid, signal.SIGINT)
+        for p in self.processes:
+            try:
+                p.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.process.pid, signal.SIGKILL)
+                p.process.wait()
+
+    def __enter__(self) -> "NodeGraph":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,68 @@
+"""pn-run: start the scene-graph nodes like `ros2 launch perception_nodes scene_graph.launch.py`.
+
+Same executables, parameter file and launch arguments, for machines where `ros2 launch` is not
+available (the PyPI ROS wheels have no `launch`). Ctrl-C stops everything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+
+from perception_nodes.tools.graph_runner import DEFAULT_CONFIG, NodeGraph, launch_overrides, write_params_file
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="pn-run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cameras", default="/camera", help="comma-separated camera namespaces (default /camera)")
+    p.add_argument("--image-topic", default="image_raw", help="image topic relative to each camera namespace")
+    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "tensorrt"])
+    p.add_argument("--model", default="vit_t", help="SAM registry model (vit_t, vit_b, vit_l, vit_h)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
+    p.add_argument("--use-depth", action="store_true", help="use depth + CameraInfo for 3D centroids")
+    p.add_argument("--config-file", default=str(DEFAULT_CONFIG), help="parameter file (default: config/scene_graph.yaml)")
+    p.add_argument("--rviz", action="store_true", help="also start rviz2 (needs a ROS 2 install)")
+    p.add_argument("--demo-images", action="store_true", help="publish scikit-image's photos as the camera stream")
+    p.add_argument("--verbose", action="store_true", help="show node output here instead of log files")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    cameras = [c.strip() for c in args.cameras.split(",") if c.strip()]
+    overrides = launch_overrides(cameras, args.image_topic, args.backend, args.model, args.device, args.precision,
+                                 args.use_depth)
+    params = write_params_file(overrides, base=args.config_file)
+    graph = NodeGraph()
+    graph.start("perception_node", params, quiet=not args.verbose)
+    graph.start("visualization_node", params, quiet=not args.verbose)
+    if args.demo_images:
+        graph.start("image_folder_publisher", None, namespace=cameras[0], extra_params={"loops": 0, "rate": 1.0},
+                    quiet=not args.verbose)
+    if args.rviz:
+        if shutil.which("rviz2") is None:
+            print("pn-run: rviz2 is not installed here (it needs a ROS 2 install); skipping it", file=sys.stderr)
+        else:
+            import subprocess
+
+            subprocess.Popen(["rviz2", "-d", str(DEFAULT_CONFIG.with_name("scene_graph.rviz"))])
+    print(f"pn-run: nodes started (logs in {graph.log_dir}); Ctrl-C to stop")
+    try:
+        while True:
+            graph.check_alive()
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        pass
+    except RuntimeError as exc:
+        print(f"pn-run: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        graph.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
