@@ -1,0 +1,366 @@
+"""Training of the RegionSpot head on COCO-format detection annotations.
+
+Input: an images folder and an ``instances.json`` with ``images`` (id, file_name),
+``annotations`` (image_id, category_id, bbox XYWH pixels, optional iscrowd) and ``categories``
+(id, name): the format of COCO, LVIS, Objects365 and V3Det.
+
+Per image, the frozen encoders run ONCE and their outputs are cached to disk (keyed by the model
+names and checkpoint hashes): the SAM mask tokens of the ground-truth boxes used as box prompts,
+and CLIP's last-block visual tokens of the whole image. The head then trains on the cache with
+sigmoid focal loss against the CLIP text embeddings of the category names, AdamW and a linear
+warmup + cosine schedule; each epoch ends with top-1 accuracy on a held-out split and a
+resumable checkpoint that records the configuration.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torchvision.ops import sigmoid_focal_loss
+from tqdm import tqdm
+
+from ..clip_model import ClipModel, load_clip_model
+from ..vocabulary import DEFAULT_TEMPLATES, Vocabulary
+from .regionspot import (
+    CheckpointMismatchError,
+    RegionSpotConfig,
+    RegionSpotHead,
+    read_regionspot_checkpoint,
+    save_regionspot_checkpoint,
+)
+
+logger = logging.getLogger(__name__)
+
+#: (image HxWx3 uint8 RGB, boxes (n, 4) XYXY pixels) -> (n, 256) SAM mask tokens
+BoxTokenFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+class DatasetError(ValueError):
+    """The COCO-format dataset is malformed (the message names the file and field)."""
+
+
+@dataclass
+class CocoData:
+    """Parsed annotations: per image its file and boxes (XYXY) with contiguous class indices."""
+
+    images: list[dict]  # {"id", "file_name", "boxes": (n,4) float32 XYXY, "labels": (n,) int64}
+    category_names: list[str]
+
+
+def load_coco(path: str | Path, min_box_size: float = 2.0) -> CocoData:
+    """Read a COCO-format instances file; crowd and degenerate boxes are skipped (logged)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DatasetError(f"cannot read COCO annotations {path}: {exc}") from exc
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(data.get(key), list):
+            raise DatasetError(f"{path}: expected a list under '{key}' (COCO instances format)")
+    cats = sorted(data["categories"], key=lambda c: c["id"])
+    cat_index = {c["id"]: i for i, c in enumerate(cats)}
+    names = [str(c["name"]).replace("_", " ") for c in cats]
+    per_image: dict[int, list] = {im["id"]: [] for im in data["images"]}
+    skipped = 0
+    for a in data["annotations"]:
+        x, y, w, h = (float(v) for v in a["bbox"])
+        if a.get("iscrowd", 0) or w < min_box_size or h < min_box_size:
+            skipped += 1
+            continue
+        if a["category_id"] not in cat_index or a["image_id"] not in per_image:
+            raise DatasetError(f"{path}: annotation {a.get('id')} refers to an unknown image or category")
+        per_image[a["image_id"]].append((x, y, x + w, y + h, cat_index[a["category_id"]]))
+    images = []
+    for im in data["images"]:
+        rows = per_image[im["id"]]
+        if not rows:
+            continue
+        arr = np.asarray(rows, dtype=np.float64)
+        images.append({"id": im["id"], "file_name": im["file_name"], "boxes": arr[:, :4].astype(np.float32),
+                       "labels": arr[:, 4].astype(np.int64)})
+    if skipped:
+        logger.info("%s: skipped %d crowd/degenerate boxes", path, skipped)
+    if not images:
+        raise DatasetError(f"{path}: no image has a usable box")
+    return CocoData(images, names)
+
+
+def split_images(images: list[dict], val_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    """Deterministic held-out split by image."""
+    order = list(range(len(images)))
+    random.Random(seed).shuffle(order)
+    n_val = max(1, int(round(len(images) * val_fraction))) if val_fraction > 0 else 0
+    if n_val >= len(images):
+        raise DatasetError(f"val_fraction {val_fraction} leaves no training image ({len(images)} images)")
+    val = {i for i in order[:n_val]}
+    return [im for i, im in enumerate(images) if i not in val], [images[i] for i in sorted(val)]
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except OSError as exc:
+        raise DatasetError(f"cannot read image {path}: {exc}") from exc
+
+
+def sam_box_token_fn(sam_model: str, sam_checkpoint: str | Path, device: str = "cpu") -> tuple[BoxTokenFn, bool]:
+    """Mask tokens of box prompts from the SAM engineer's ``MaskGenerator.predict_boxes``.
+
+    Returns the function and whether the SAM weights are untrained.
+    """
+    from ..sam.amg import MaskGenerator
+    from ..sam.backends import create_backend
+
+    backend = create_backend("torch", model=sam_model, checkpoint=sam_checkpoint, device=device)
+    gen = MaskGenerator(backend)
+
+    def fn(image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        return np.asarray(gen.predict_boxes(image, boxes).tokens, dtype=np.float32)
+
+    return fn, bool(getattr(backend, "untrained", False))
+
+
+class FeatureCache:
+    """Frozen-encoder outputs per image on disk: ``{cache_dir}/{key}/{image_id}_{boxes_hash}.pt``.
+
+    ``key`` hashes the SAM and CLIP names and checkpoint hashes, so other weights never reuse it.
+    """
+
+    def __init__(self, cache_dir: str | Path, sam_model: str, sam_sha: str, clip: ClipModel) -> None:
+        ident = json.dumps([sam_model, sam_sha, clip.name, clip.checkpoint_sha256, clip.image_size])
+        self.dir = Path(cache_dir) / hashlib.sha256(ident.encode()).hexdigest()[:16]
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "encoders.json").write_text(ident)
+
+    def path(self, rec: dict) -> Path:
+        h = hashlib.sha1(rec["boxes"].tobytes()).hexdigest()[:10]
+        return self.dir / f"{rec['id']}_{h}.pt"
+
+    def build(self, records: list[dict], images_dir: Path, box_tokens: BoxTokenFn, clip: ClipModel,
+              progress: bool = True) -> list[dict]:
+        """Features ``{"tokens": (n,256), "visual": (T,W), "labels": (n,)}`` per record (computed once)."""
+        out = []
+        for rec in tqdm(records, desc="encoding images (cached)", disable=not progress, unit="img"):
+            p = self.path(rec)
+            if not p.is_file():
+                image = read_rgb(images_dir / rec["file_name"])
+                tokens = box_tokens(image, rec["boxes"])
+                visual, _ = clip.visual_tokens(clip.preprocess_full_image(image))
+                feats = {"tokens": torch.from_numpy(tokens).half(), "visual": visual[0].cpu().half(),
+                         "labels": torch.from_numpy(rec["labels"])}
+                torch.save(feats, p.with_suffix(".tmp"))
+                p.with_suffix(".tmp").replace(p)
+            out.append(torch.load(p, map_location="cpu", weights_only=True))
+        return out
+
+
+@dataclass
+class TrainConfig:
+    """Options of :func:`train_regionspot` (see ``pn-train-regionspot --help``)."""
+
+    images_dir: str
+    annotations: str
+    out_dir: str
+    cache_dir: str
+    sam_model: str
+    sam_checkpoint: str
+    clip_model: str
+    clip_checkpoint: str
+    val_annotations: str | None = None
+    val_images_dir: str | None = None
+    val_fraction: float = 0.2
+    epochs: int = 10
+    lr: float = 3e-4
+    weight_decay: float = 0.05
+    batch_size: int = 8
+    warmup_fraction: float = 0.05
+    max_queries: int = 100
+    num_layers: int = 3
+    num_heads: int = 8
+    ffn_dim: int = 0
+    dropout: float = 0.1
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
+    templates: list[str] = field(default_factory=lambda: list(DEFAULT_TEMPLATES))
+    seed: int = 0
+    device: str = "cpu"
+    resume: str | None = None
+    progress: bool = True
+
+
+@dataclass
+class TrainResult:
+    checkpoint: Path
+    best_checkpoint: Path
+    history: list[dict]  # per epoch: epoch, train_loss, val_loss, val_top1, val_mean_class_acc, steps
+
+    @property
+    def best_val_top1(self) -> float:
+        return max(h["val_top1"] for h in self.history)
+
+
+def _collate(items: list[dict], max_queries: int, rng: np.random.Generator) -> tuple[torch.Tensor, ...]:
+    """Pad a batch: tokens (B,Q,256), visual (B,T,W), labels (B,Q) with -1 padding, pad mask (B,Q)."""
+    sel = []
+    for it in items:
+        n = len(it["labels"])
+        sel.append(np.sort(rng.choice(n, max_queries, replace=False)) if n > max_queries else np.arange(n))
+    q = max(len(s) for s in sel)
+    b = len(items)
+    tokens = torch.zeros(b, q, items[0]["tokens"].shape[1])
+    labels = torch.full((b, q), -1, dtype=torch.long)
+    for i, (it, s) in enumerate(zip(items, sel)):
+        tokens[i, : len(s)] = it["tokens"][s].float()
+        labels[i, : len(s)] = it["labels"][s]
+    visual = torch.stack([it["visual"].float() for it in items])
+    return tokens, visual, labels, labels < 0
+
+
+def _focal_loss(logits: torch.Tensor, labels: torch.Tensor, alpha: float, gamma: float) -> torch.Tensor:
+    valid = labels >= 0
+    target = torch.zeros_like(logits)
+    target[valid] = torch.nn.functional.one_hot(labels[valid], logits.shape[-1]).to(logits.dtype)
+    loss = sigmoid_focal_loss(logits[valid], target[valid], alpha=alpha, gamma=gamma, reduction="sum")
+    return loss / valid.sum().clamp(min=1)
+
+
+@torch.no_grad()
+def evaluate(head: RegionSpotHead, feats: list[dict], text: torch.Tensor, cfg: TrainConfig) -> dict:
+    """Held-out loss, top-1 accuracy and mean per-class accuracy over all boxes."""
+    head.eval()
+    rng = np.random.default_rng(0)
+    preds, gts, losses = [], [], []
+    for i in range(0, len(feats), cfg.batch_size):
+        tokens, visual, labels, pad = _collate(feats[i : i + cfg.batch_size], 10**9, rng)
+        logits = head.logits(head(tokens, visual, pad), text)
+        losses.append(float(_focal_loss(logits, labels, cfg.focal_alpha, cfg.focal_gamma)))
+        preds.append(logits.argmax(-1)[~pad])
+        gts.append(labels[~pad])
+    p, g = torch.cat(preds), torch.cat(gts)
+    per_class = [float((p[g == c] == c).float().mean()) for c in g.unique()]
+    return {"val_loss": float(np.mean(losses)), "val_top1": float((p == g).float().mean()),
+            "val_mean_class_acc": float(np.mean(per_class)), "val_boxes": int(len(g))}
+
+
+def _schedule(total_steps: int, warmup_fraction: float) -> Callable[[int], float]:
+    warmup = max(1, int(total_steps * warmup_fraction))
+
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        t = (step - warmup) / max(1, total_steps - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
+
+    return f
+
+
+def train_regionspot(cfg: TrainConfig, box_tokens: BoxTokenFn | None = None, sam_untrained: bool | None = None,
+                     clip: ClipModel | None = None) -> TrainResult:
+    """Train (or resume) a head; returns the checkpoints and per-epoch history.
+
+    ``box_tokens`` defaults to :func:`sam_box_token_fn` of ``cfg.sam_model``/``sam_checkpoint``
+    (pass another source in tests or to reuse a loaded SAM).
+    """
+    from ..clip_model import file_sha256
+
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    clip = clip or load_clip_model(cfg.clip_model, cfg.clip_checkpoint, cfg.device)
+    if box_tokens is None:
+        box_tokens, sam_untrained = sam_box_token_fn(cfg.sam_model, cfg.sam_checkpoint, cfg.device)
+    sam_sha = file_sha256(cfg.sam_checkpoint)
+
+    data = load_coco(cfg.annotations)
+    if cfg.val_annotations:
+        val_data = load_coco(cfg.val_annotations)
+        if val_data.category_names != data.category_names:
+            raise DatasetError("validation categories differ from the training categories")
+        train_recs, val_recs = data.images, val_data.images
+        val_dir = Path(cfg.val_images_dir or cfg.images_dir)
+    else:
+        train_recs, val_recs = split_images(data.images, cfg.val_fraction, cfg.seed)
+        val_dir = Path(cfg.images_dir)
+    cache = FeatureCache(cfg.cache_dir, cfg.sam_model, sam_sha, clip)
+    train_feats = cache.build(train_recs, Path(cfg.images_dir), box_tokens, clip, cfg.progress)
+    val_feats = cache.build(val_recs, val_dir, box_tokens, clip, cfg.progress)
+
+    vocab = Vocabulary(clip, templates=cfg.templates)
+    text = torch.from_numpy(np.array(vocab.set(data.category_names).embeddings)).to(cfg.device)
+
+    head_cfg = RegionSpotConfig(
+        sam_model=cfg.sam_model, clip_model=clip.name, clip_width=clip.width, embed_dim=clip.embed_dim,
+        num_layers=cfg.num_layers, num_heads=cfg.num_heads, ffn_dim=cfg.ffn_dim, dropout=cfg.dropout,
+        templates=list(cfg.templates), sam_checkpoint_sha256=sam_sha, clip_checkpoint_sha256=clip.checkpoint_sha256,
+        encoders_generated=bool(clip.generated or sam_untrained))
+    head = RegionSpotHead(head_cfg).to(cfg.device)
+    opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = math.ceil(len(train_feats) / cfg.batch_size)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(cfg.epochs * steps_per_epoch, cfg.warmup_fraction))
+    history: list[dict] = []
+    start_epoch, step = 0, 0
+    out = Path(cfg.out_dir)
+    last, best = out / "last.pt", out / "best.pt"
+    if cfg.resume:
+        start_epoch, step, history = _resume(Path(cfg.resume), head, opt, sched, head_cfg, data.category_names)
+
+    for epoch in range(start_epoch, cfg.epochs):
+        head.train()
+        order = rng.permutation(len(train_feats))
+        losses = []
+        bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                   disable=not cfg.progress, unit="batch")
+        for i in bar:
+            tokens, visual, labels, pad = _collate([train_feats[j] for j in order[i : i + cfg.batch_size]],
+                                                   cfg.max_queries, rng)
+            tokens, visual, labels, pad = (t.to(cfg.device) for t in (tokens, visual, labels, pad))
+            loss = _focal_loss(head.logits(head(tokens, visual, pad), text), labels, cfg.focal_alpha, cfg.focal_gamma)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(head.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            step += 1
+            losses.append(float(loss))
+            bar.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{sched.get_last_lr()[0]:.2e}")
+        metrics = {"epoch": epoch + 1, "steps": step, "train_loss": float(np.mean(losses)),
+                   **evaluate(head, val_feats, text, cfg)}
+        history.append(metrics)
+        logger.info("epoch %d: %s", epoch + 1, metrics)
+        training = {"config": asdict(cfg), "categories": data.category_names, "history": history,
+                    "epochs_done": epoch + 1, "steps": step}
+        extra = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict()}
+        save_regionspot_checkpoint(last, head, training, extra)
+        if metrics["val_top1"] >= max(h["val_top1"] for h in history):
+            save_regionspot_checkpoint(best, head, training)
+    return TrainResult(last, best, history)
+
+
+def _resume(path: Path, head: RegionSpotHead, opt: torch.optim.Optimizer, sched, head_cfg: RegionSpotConfig,
+            categories: list[str]) -> tuple[int, int, list[dict]]:
+    obj = read_regionspot_checkpoint(path)
+    saved = RegionSpotConfig(**obj["config"])
+    if asdict(saved) != asdict(head_cfg):
+        diff = {k: (v, getattr(head_cfg, k)) for k, v in asdict(saved).items() if getattr(head_cfg, k) != v}
+        raise CheckpointMismatchError(f"cannot resume {path}: its head/encoder config differs: {diff}")
+    tr = obj.get("training", {})
+    if tr.get("categories") != categories:
+        raise CheckpointMismatchError(f"cannot resume {path}: it was trained on other categories")
+    if "optimizer" not in obj:
+        raise CheckpointMismatchError(f"cannot resume {path}: it has no optimizer state (use last.pt)")
+    head.load_state_dict(obj["state_dict"])
+    opt.load_state_dict(obj["optimizer"])
+    sched.load_state_dict(obj["scheduler"])
+    logger.info("resumed %s after epoch %d (step %d)", path, tr["epochs_done"], tr["steps"])
+    return int(tr["epochs_done"]), int(tr["steps"]), list(tr.get("history", []))
