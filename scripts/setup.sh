@@ -75,13 +75,17 @@ else
 fi
 
 # 4. perception_nodes (editable) ------------------------------------------------------
-PKG_HASH="$(hash_of "$ROOT/perception_nodes/setup.py" "$ROOT/perception_nodes/setup.cfg")"
-if stamp_ok package "$PKG_HASH" && "$VENV/bin/python" -c "import perception_nodes" 2>/dev/null; then
+# "compat" editable mode puts the package's folder on sys.path (a .pth entry). The default
+# ("strict") import hook loses against the top-level perception_nodes/ folder, which Python
+# treats as a namespace package whenever the repository root is on sys.path (python -m pytest).
+PKG_HASH="$(hash_of "$ROOT/perception_nodes/setup.py" "$ROOT/perception_nodes/setup.cfg")-compat"
+if stamp_ok package "$PKG_HASH" && (cd "$ROOT" && "$VENV/bin/python" -c "import perception_nodes; perception_nodes.__version__") 2>/dev/null; then
   say "perception_nodes up to date"
 else
   say "installing perception_nodes (editable)"
   mkdir -p "$ROOT/build"
-  if ! "${PIP[@]}" install -q --no-deps --no-build-isolation -e "$ROOT/perception_nodes" > "$ROOT/build/pip-pkg.log" 2>&1; then
+  if ! "${PIP[@]}" install -q --no-deps --no-build-isolation \
+       --config-settings editable_mode=compat -e "$ROOT/perception_nodes" > "$ROOT/build/pip-pkg.log" 2>&1; then
     grep -v "is ignored" "$ROOT/build/pip-pkg.log" | tail -40 >&2
     echo "setup: installing perception_nodes failed (log: build/pip-pkg.log)" >&2
     exit 1

@@ -190,7 +190,7 @@ class PerceptionNode(LifecycleNode):
                 raise ImageConversionError(f"{rgb.shape[1]}x{rgb.shape[0]} exceeds max_image_pixels={limit}")
         except ImageConversionError as exc:
             self.slots.count(cam, "rejected")
-            self.get_logger().error(f"[{cam or '/'}] frame refused: {exc}", throttle_duration_sec=2.0)
+            self.get_logger().error(f"[{cam or '/'}] frame refused: {exc}")
             return
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
         last = self._last_stamp.get(cam)
