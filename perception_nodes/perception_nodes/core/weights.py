@@ -9,6 +9,7 @@ moved into place only after its sha256 matched.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import logging
 import os
 import urllib.error
@@ -77,12 +78,13 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def missing_file_message(spec: "SamModelSpec", path: Path) -> str:
+def missing_file_message(spec: "SamModelSpec", path: Path, cache_dir: str | Path | None = None) -> str:
     """Offline help: which file is missing, where it goes, how to fetch it elsewhere."""
+    custom = cache_dir is not None or path.parent != weights_dir()
     lines = [
         f"Weight file for model {spec.name!r} is missing: {path}",
         f"  fetch it here:        {FETCH_COMMAND} {spec.name}"
-        f"{'' if path.parent == weights_dir() else ' --cache-dir ' + str(path.parent.parent)}",
+        f"{' --cache-dir ' + str(cache_dir or path.parent.parent) if custom else ''}",
     ]
     if spec.url:
         lines.append(f"  or on another machine: download {spec.url}")
@@ -119,7 +121,7 @@ def resolve_checkpoint(
         )
     path = cached_path(spec, cache_dir)
     if not path.is_file():
-        raise CheckpointNotFoundError(missing_file_message(spec, path))
+        raise CheckpointNotFoundError(missing_file_message(spec, path, cache_dir))
     return path
 
 
@@ -158,8 +160,12 @@ def download(
     if expected_size is None or start < expected_size:
         try:
             _fetch_into(url, part, start, expected_size, progress, timeout, tqdm)
-        except urllib.error.URLError as exc:
-            raise DownloadError(f"download of {url} failed: {exc}; partial data kept in {part}") from exc
+        except DownloadError:
+            raise
+        except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
+            # URLError: no route / refused / DNS; OSError, HTTPException: dropped mid-stream.
+            kept = f"; partial data kept in {part} (re-run to resume)" if part.exists() else ""
+            raise DownloadError(f"download of {url} failed: {exc}{kept}") from exc
     size = part.stat().st_size
     if expected_size is not None and size != expected_size:
         raise DownloadError(f"{url}: got {size} bytes, expected {expected_size}; re-run to resume")
@@ -200,8 +206,15 @@ def _fetch_into(url, part: Path, start: int, expected_size, progress: bool, time
 
 
 def fetch(spec: "SamModelSpec", cache_dir: str | Path | None = None, progress: bool = True,
-          force: bool = False) -> Path:
-    """Make sure the weight file of ``spec`` is in the cache (download if needed); return it."""
+          force: bool = False, timeout: float = 30.0) -> Path:
+    """Make sure the weight file of ``spec`` is in the cache (download if needed); return it.
+
+    Raises:
+        DownloadError: network/HTTP failure; its message includes the offline help of
+            :func:`missing_file_message` (which file, where to put it, the URL).
+        ChecksumMismatchError: the downloaded bytes have the wrong sha256 (nothing is moved
+            into place; the partial file is deleted).
+    """
     if not spec.url:
         raise CheckpointError(f"model {spec.name!r} is test-only and has nothing to download")
     path = cached_path(spec, cache_dir)
@@ -210,4 +223,17 @@ def fetch(spec: "SamModelSpec", cache_dir: str | Path | None = None, progress: b
             return path
         logger.warning("cached %s has a wrong sha256; downloading again", path)
         path.unlink()
-    return download(spec.url, path, spec.sha256, spec.size_bytes, progress=progress)
+    try:
+        return download(spec.url, path, spec.sha256, spec.size_bytes, progress=progress, timeout=timeout)
+    except DownloadError as exc:
+        raise DownloadError(f"{exc}\n{missing_file_message(spec, path, cache_dir)}") from exc
+
+
+def cache_status(spec: "SamModelSpec", cache_dir: str | Path | None = None) -> str:
+    """``"yes"`` (file cached), ``"partial"`` (only a ``.part`` download), ``"no"``, or ``"n/a"``."""
+    if not spec.filename:
+        return "n/a"
+    path = cached_path(spec, cache_dir)
+    if path.is_file():
+        return "yes"
+    return "partial" if path.with_name(path.name + ".part").is_file() else "no"
