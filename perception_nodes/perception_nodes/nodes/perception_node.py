@@ -333,7 +333,8 @@ class PerceptionNode(LifecycleNode):
         values = {"rate_hz": f"{rate:.2f}", "state": "configured" if self.pipeline else "unconfigured",
                   "backend": f"{cfg.sam_backend}/{cfg.sam_device}/{cfg.sam_precision}" if cfg else "",
                   "model": cfg.sam_model if cfg else "",
-                  "weights_meaningful": str(bool(self.pipeline and self.pipeline.meaningful))}
+                  "weights_meaningful": str(bool(self.pipeline and self.pipeline.meaningful)),
+                  "untrained": ", ".join(self.pipeline.untrained_parts) if self.pipeline else ""}
         for key, vals in list(self._stage.items()) + [("latency_total", self._latency["total"])]:
             if vals:
                 values[f"{key}_ms"] = f"{1000 * float(np.mean(vals)):.1f}"
