@@ -110,7 +110,7 @@ def read_rgb(path: Path) -> np.ndarray:
 
     try:
         with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
+            return np.array(im.convert("RGB"))  # writable: torch.from_numpy warns on read-only arrays
     except OSError as exc:
         raise DatasetError(f"cannot read image {path}: {exc}") from exc
 
@@ -182,6 +182,7 @@ class TrainConfig:
     val_images_dir: str | None = None
     val_fraction: float = 0.2
     epochs: int = 10
+    max_steps: int = 0  # > 0: stop after this many optimizer steps in total (epochs then derived)
     lr: float = 3e-4
     weight_decay: float = 0.05
     batch_size: int = 8
@@ -276,7 +277,6 @@ def train_regionspot(cfg: TrainConfig, box_tokens: BoxTokenFn | None = None, sam
     from ..clip_model import file_sha256
 
     torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
     clip = clip or load_clip_model(cfg.clip_model, cfg.clip_checkpoint, cfg.device)
     if box_tokens is None:
         box_tokens, sam_untrained = sam_box_token_fn(cfg.sam_model, cfg.sam_checkpoint, cfg.device)
@@ -307,23 +307,32 @@ def train_regionspot(cfg: TrainConfig, box_tokens: BoxTokenFn | None = None, sam
     head = RegionSpotHead(head_cfg).to(cfg.device)
     opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(train_feats) / cfg.batch_size)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(cfg.epochs * steps_per_epoch, cfg.warmup_fraction))
+    total_steps = cfg.max_steps if cfg.max_steps > 0 else cfg.epochs * steps_per_epoch
+    epochs = math.ceil(total_steps / steps_per_epoch)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(total_steps, cfg.warmup_fraction))
     history: list[dict] = []
-    start_epoch, step = 0, 0
+    step = 0
     out = Path(cfg.out_dir)
     last, best = out / "last.pt", out / "best.pt"
     if cfg.resume:
-        start_epoch, step, history = _resume(Path(cfg.resume), head, opt, sched, head_cfg, data.category_names)
+        step, history = _resume(Path(cfg.resume), head, opt, sched, head_cfg, data.category_names)
+    logger.info("training %d steps (%d per epoch, %d epochs), starting at step %d",
+                total_steps, steps_per_epoch, epochs, step)
 
-    for epoch in range(start_epoch, cfg.epochs):
+    for epoch in range(step // steps_per_epoch, epochs):
         head.train()
-        order = rng.permutation(len(train_feats))
+        # One generator per epoch: a resumed run sees the same batch order as an uninterrupted one.
+        erng = np.random.default_rng([cfg.seed, epoch])
+        order = erng.permutation(len(train_feats))
+        starts = list(range(0, len(order), cfg.batch_size))
+        starts = starts[step - epoch * steps_per_epoch : total_steps - epoch * steps_per_epoch]
+        if not starts:
+            break
         losses = []
-        bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                   disable=not cfg.progress, unit="batch")
+        bar = tqdm(starts, desc=f"epoch {epoch + 1}/{epochs}", disable=not cfg.progress, unit="batch")
         for i in bar:
             tokens, visual, labels, pad = _collate([train_feats[j] for j in order[i : i + cfg.batch_size]],
-                                                   cfg.max_queries, rng)
+                                                   cfg.max_queries, erng)
             tokens, visual, labels, pad = (t.to(cfg.device) for t in (tokens, visual, labels, pad))
             loss = _focal_loss(head.logits(head(tokens, visual, pad), text), labels, cfg.focal_alpha, cfg.focal_gamma)
             opt.zero_grad(set_to_none=True)
@@ -339,7 +348,7 @@ def train_regionspot(cfg: TrainConfig, box_tokens: BoxTokenFn | None = None, sam
         history.append(metrics)
         logger.info("epoch %d: %s", epoch + 1, metrics)
         training = {"config": asdict(cfg), "categories": data.category_names, "history": history,
-                    "epochs_done": epoch + 1, "steps": step}
+                    "epochs_done": step / steps_per_epoch, "steps": step}
         extra = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict()}
         save_regionspot_checkpoint(last, head, training, extra)
         if metrics["val_top1"] >= max(h["val_top1"] for h in history):
@@ -348,7 +357,7 @@ def train_regionspot(cfg: TrainConfig, box_tokens: BoxTokenFn | None = None, sam
 
 
 def _resume(path: Path, head: RegionSpotHead, opt: torch.optim.Optimizer, sched, head_cfg: RegionSpotConfig,
-            categories: list[str]) -> tuple[int, int, list[dict]]:
+            categories: list[str]) -> tuple[int, list[dict]]:
     obj = read_regionspot_checkpoint(path)
     saved = RegionSpotConfig(**obj["config"])
     if asdict(saved) != asdict(head_cfg):
@@ -362,5 +371,5 @@ def _resume(path: Path, head: RegionSpotHead, opt: torch.optim.Optimizer, sched,
     head.load_state_dict(obj["state_dict"])
     opt.load_state_dict(obj["optimizer"])
     sched.load_state_dict(obj["scheduler"])
-    logger.info("resumed %s after epoch %d (step %d)", path, tr["epochs_done"], tr["steps"])
-    return int(tr["epochs_done"]), int(tr["steps"]), list(tr.get("history", []))
+    logger.info("resumed %s at step %d (epoch %.2f)", path, tr["steps"], tr["epochs_done"])
+    return int(tr["steps"]), list(tr.get("history", []))
