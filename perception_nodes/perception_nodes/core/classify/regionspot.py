@@ -115,6 +115,24 @@ def save_regionspot_checkpoint(path: str | Path, head: RegionSpotHead, training:
     return path
 
 
+def make_generated_regionspot_checkpoint(path: str | Path, sam_model: str, clip: ClipModel, seed: int = 0,
+                                         sam_checkpoint_sha256: str = "", sam_generated: bool = True,
+                                         **config) -> Path:
+    """Save a seeded RANDOM head for ``sam_model`` + ``clip`` (tests, demos, benchmarks).
+
+    The checkpoint records ``training["generated"] = True``; :meth:`RegionSpotClassifier.from_checkpoint`
+    then always flags its labels as not meaningful. ``config`` overrides :class:`RegionSpotConfig`
+    fields (e.g. ``num_layers``).
+    """
+    cfg = RegionSpotConfig(sam_model=sam_model, clip_model=clip.name, clip_width=clip.width, embed_dim=clip.embed_dim,
+                           sam_checkpoint_sha256=sam_checkpoint_sha256, clip_checkpoint_sha256=clip.checkpoint_sha256,
+                           encoders_generated=bool(clip.generated or sam_generated), **config)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        head = RegionSpotHead(cfg)
+    return save_regionspot_checkpoint(path, head, training={"generated": True, "seed": int(seed)})
+
+
 def read_regionspot_checkpoint(path: str | Path) -> dict:
     """The raw checkpoint dict; :class:`CheckpointMismatchError` if it is not a RegionSpot one."""
     path = Path(path)
@@ -189,10 +207,13 @@ class RegionSpotClassifier(RegionClassifier):
                         meaningful: bool | None = None, allow_weight_mismatch: bool = False,
                         **kwargs) -> "RegionSpotClassifier":
         """Load a checkpoint (refusing other encoders); ``meaningful`` defaults to "no generated weights"."""
-        head, _ = load_regionspot_head(path, sam_model, clip, sam_checkpoint_sha256, allow_weight_mismatch,
-                                       device=clip.device)
+        head, training = load_regionspot_head(path, sam_model, clip, sam_checkpoint_sha256, allow_weight_mismatch,
+                                              device=clip.device)
         if meaningful is None:
             meaningful = not (clip.generated or head.cfg.encoders_generated)
+        if training.get("generated", False):
+            logger.warning("RegionSpot head %s is GENERATED (random, untrained): labels are not meaningful", path)
+            meaningful = False  # an untrained head never gives meaningful labels, whatever the caller says
         return cls(head, clip, meaningful, **kwargs)
 
     @property

@@ -341,7 +341,7 @@ def train_regionspot(cfg: TrainConfig, box_tokens: BoxTokenFn | None = None, sam
             opt.step()
             sched.step()
             step += 1
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
             bar.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{sched.get_last_lr()[0]:.2e}")
         metrics = {"epoch": epoch + 1, "steps": step, "train_loss": float(np.mean(losses)),
                    **evaluate(head, val_feats, text, cfg)}

@@ -49,7 +49,7 @@ class ZeroShotClassifier(RegionClassifier):
 
     Args:
         clip: the CLIP model that also embedded the vocabulary.
-        meaningful: False for generated weights.
+        meaningful: False for generated weights (default: ``not clip.generated``).
         unknown_threshold: softmax probability below which a region is "unknown".
         padding: crop margin as a fraction of the box's longer side.
         suppress_background: fill pixels outside the mask with CLIP's mean colour.
@@ -60,10 +60,10 @@ class ZeroShotClassifier(RegionClassifier):
         batch_size: crops per CLIP forward pass.
     """
 
-    def __init__(self, clip: ClipModel, meaningful: bool, unknown_threshold: float = 0.1, padding: float = 0.1,
+    def __init__(self, clip: ClipModel, meaningful: bool | None = None, unknown_threshold: float = 0.1, padding: float = 0.1,
                  suppress_background: bool = True, templates: tuple[str, ...] = DEFAULT_TEMPLATES,
                  query_center: float = 0.25, batch_size: int = 64) -> None:
-        super().__init__(meaningful, unknown_threshold)
+        super().__init__(not clip.generated if meaningful is None else meaningful, unknown_threshold)
         self.clip = clip
         self.padding = float(padding)
         self.suppress_background = bool(suppress_background)
