@@ -6,16 +6,13 @@ SHELL := /bin/bash
 ENV := source scripts/env.sh &&
 PYTEST_ARGS ?=
 
-.PHONY: setup demo smoke test bench lint clean
+.PHONY: setup demo test bench lint clean
 
 setup:
 	@bash scripts/setup.sh
 
 demo: setup
 	@$(ENV) pn-demo $(DEMO_ARGS)
-
-smoke: setup
-	@$(ENV) pn-smoke
 
 test: setup
 	@$(ENV) python -m pytest $(PYTEST_ARGS)

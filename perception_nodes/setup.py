@@ -26,7 +26,6 @@ CONSOLE_SCRIPTS = [
     # commands
     "pn-run = perception_nodes.tools.run_graph:main",
     "pn-demo = perception_nodes.tools.demo:main",
-    "pn-smoke = perception_nodes.tools.smoke:main",
     "pn-fetch-weights = perception_nodes.tools.fetch_weights:main",
     "pn-export-onnx = perception_nodes.tools.export_onnx:main",
     "pn-build-engine = perception_nodes.tools.build_engine:main",

@@ -242,7 +242,6 @@ def run(args: argparse.Namespace) -> dict:
     photos = [(Path(s).stem if "/" in s or "." in s else s, load_image(s, args.max_side)) for s in args.images]
     params = write_params_file(overrides, base=Path(args.config_file), folder=out_dir)
     graph = NodeGraph(log_dir=out_dir / "logs")
-    graph.log_dir.mkdir(exist_ok=True)
     session = None
     frames: list[FrameOutcome] = []
     try:

@@ -97,6 +97,7 @@ class NodeGraph:
             cmd += ["--params-file", str(params_file)]
         for k, v in (extra_params or {}).items():
             cmd += ["-p", f"{k}:={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}"]
+        self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{executable}.log"
         log = open(log_path, "w")
         env = dict(os.environ, PYTHONUNBUFFERED="1")
