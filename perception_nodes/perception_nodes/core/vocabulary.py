@@ -242,6 +242,8 @@ class Vocabulary:
         if len(text) > self.limits.max_phrase_chars:
             raise VocabularyError(f"entry {index} ({text[:40]!r}...) has {len(text)} characters; "
                                   f"the limit is {self.limits.max_phrase_chars}")
+        if ((self.embedder.model_id, templates), text) in self._cache:
+            return text  # embedded before with these templates: its length was checked then
         # Phrase tokens + the longest template's own tokens (BPE splits at spaces and
         # punctuation, so this is exact or over-counts by one: the safe side).
         overhead = self._template_overhead(templates)
