@@ -46,7 +46,9 @@ def synthetic_segmentation(n: int, h: int, w: int, seed: int = 0) -> Segmentatio
                         np.full((n, 2), np.nan, np.float32), (h, w))  # fmt: skip
 
 
-def _time(fn, repeats: int, sync: bool) -> float:
+def _time(fn, repeats: int, sync: bool) -> tuple[float, float]:
+    """``(median, min)`` milliseconds of ``repeats`` runs after one warm-up (min: the least
+    disturbed run, the better estimate on a shared CPU)."""
     fn()  # warm-up
     out = []
     for _ in range(repeats):
@@ -57,7 +59,7 @@ def _time(fn, repeats: int, sync: bool) -> float:
         if sync:
             torch.cuda.synchronize()
         out.append(time.perf_counter() - t0)
-    return statistics.median(out) * 1e3
+    return statistics.median(out) * 1e3, min(out) * 1e3
 
 
 def run(sizes: list[int], h: int, w: int, repeats: int, device: str, depth: bool) -> list[dict]:
@@ -79,14 +81,13 @@ def run(sizes: list[int], h: int, w: int, repeats: int, device: str, depth: bool
             with torch.no_grad():
                 head(tokens, cats, pairs)
 
-        rows.append({
-            "regions": n, "pairs": n * (n - 1),
-            "geometry_ms": _time(lambda: pair_features(region_geometry(seg, d)), repeats, False),
-            "geometric_ms": _time(lambda: geo.predict(seg, None, d), repeats, False),
-            "learned_head_only_ms": _time(head_only, repeats, sync),
-            "learned_ms": _time(lambda: learned.predict(seg, None, d), repeats, sync),
-            "geometric_relations": len(geo.predict(seg, None, d)),
-        })  # fmt: skip
+        row = {"regions": n, "pairs": n * (n - 1), "geometric_relations": len(geo.predict(seg, None, d))}
+        cases = {"geometry": lambda: pair_features(region_geometry(seg, d)),
+                 "geometric": lambda: geo.predict(seg, None, d), "learned_head_only": head_only,
+                 "learned": lambda: learned.predict(seg, None, d)}  # fmt: skip
+        for name, fn in cases.items():
+            row[f"{name}_ms"], row[f"{name}_min_ms"] = _time(fn, repeats, sync and name.startswith("learned"))
+        rows.append(row)
     return rows
 
 
@@ -106,12 +107,12 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     rows = run(args.sizes, args.height, args.width, args.repeats, args.device, args.depth)
     print(f"relation cost, {args.height}x{args.width}, device={args.device}, depth={args.depth} "
-          f"(median of {args.repeats}; learned head = random init, timing only)")  # fmt: skip
-    hdr = f"{'regions':>8} {'pairs':>7} {'geometry ms':>12} {'geometric ms':>13} {'head ms':>9} {'learned ms':>11}"
-    print(hdr)
+          f"(ms, median / min of {args.repeats}; learned head = random init, timing only)")  # fmt: skip
+    names = {"geometry": "geometry", "geometric": "geometric", "learned_head_only": "head", "learned": "learned"}
+    print(f"{'regions':>8} {'pairs':>7} " + " ".join(f"{v + ' ms':>17}" for v in names.values()))
     for r in rows:
-        print(f"{r['regions']:>8} {r['pairs']:>7} {r['geometry_ms']:>12.2f} {r['geometric_ms']:>13.2f} "
-              f"{r['learned_head_only_ms']:>9.2f} {r['learned_ms']:>11.2f}")  # fmt: skip
+        cells = " ".join(f"{r[k + '_ms']:>8.2f} /{r[k + '_min_ms']:>7.2f}" for k in names)
+        print(f"{r['regions']:>8} {r['pairs']:>7} {cells}")
     meta = {"device": args.device, "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
             "threads": torch.get_num_threads(), "image": [args.height, args.width], "depth": args.depth,
             "cuda_device": torch.cuda.get_device_name() if torch.cuda.is_available() else None}  # fmt: skip
