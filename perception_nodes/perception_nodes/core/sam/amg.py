@@ -32,6 +32,7 @@ from segment_anything.utils.amg import (
     is_box_near_crop_edge,
     remove_small_regions,
     uncrop_boxes_xyxy,
+    uncrop_masks,
     uncrop_points,
 )
 from segment_anything.utils.transforms import ResizeLongestSide
@@ -199,7 +200,7 @@ class MaskGenerator:
             if self._image is None:
                 raise ValueError("no image: pass one or call set_image(image) first")
             return self._image
-        if self._image is not None and (image is self._image or (
+        if self._image is not None and isinstance(image, np.ndarray) and (image is self._image or (
                 image.shape == self._image.shape and image.dtype == self._image.dtype
                 and np.array_equal(image, self._image))):
             return self._image
@@ -252,6 +253,9 @@ class MaskGenerator:
             data.filter(keep)
         data["boxes"] = uncrop_boxes_xyxy(data["boxes"], crop_box)
         data["points"] = uncrop_points(data["points"], crop_box)
+        # full-image frame, so masks of different crops can be concatenated (after NMS: only
+        # the survivors are padded)
+        data["masks"] = uncrop_masks(data["masks"], crop_box, *rgb.shape[:2])
         n = len(data["iou_preds"])
         data["crop_boxes"] = torch.tensor([crop_box], device=data["boxes"].device).expand(n, 4)
         self.timings.postprocess += time.perf_counter() - t0
@@ -318,7 +322,7 @@ class MaskGenerator:
         n = len(data["iou_preds"]) if "iou_preds" in data._stats else 0
         if n == 0:
             return Segmentation.empty((h, w), token_dim=self.backend.embedding_shape[0])
-        full = self._uncrop_masks(data, h, w)
+        full = data["masks"]
         boxes = data["boxes"].float()
         empty = ~full.flatten(1).any(1)
         boxes_excl = boxes + torch.tensor([0.0, 0.0, 1.0, 1.0], device=boxes.device)
@@ -333,16 +337,6 @@ class MaskGenerator:
             point_coords=data["points"].float().cpu().numpy(),
             image_size=(h, w),
         )
-
-    @staticmethod
-    def _uncrop_masks(data: MaskData, h: int, w: int) -> torch.Tensor:
-        masks = data["masks"]
-        if masks.shape[-2:] == (h, w):
-            return masks
-        out = torch.zeros((masks.shape[0], h, w), dtype=torch.bool, device=masks.device)
-        for i, (x0, y0, x1, y1) in enumerate(data["crop_boxes"].tolist()):
-            out[i, y0:y1, x0:x1] = masks[i, : y1 - y0, : x1 - x0]
-        return out
 
     def _remove_small_regions(self, seg: Segmentation) -> Segmentation:
         """``SamAutomaticMaskGenerator.postprocess_small_regions`` on our masks (cv2, per mask)."""

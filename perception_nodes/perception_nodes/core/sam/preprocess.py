@@ -23,6 +23,10 @@ class ImageInputError(ValueError):
     """The image cannot be used: wrong type, shape, channel count, values or size."""
 
 
+class ImageTypeError(ImageInputError, TypeError):
+    """The image is not a numpy array, or has an unsupported dtype (also a ``TypeError``)."""
+
+
 def to_rgb_uint8(image: np.ndarray, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Validate ``image`` and convert it to ``HxWx3 uint8 RGB``.
 
@@ -32,7 +36,7 @@ def to_rgb_uint8(image: np.ndarray, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.
     NaN/inf rejected). Channel order is assumed RGB (convert BGR yourself).
     """
     if not isinstance(image, np.ndarray):
-        raise ImageInputError(f"expected a numpy array HxWx3 uint8 RGB image, got {type(image).__name__}")
+        raise ImageTypeError(f"expected a numpy array HxWx3 uint8 RGB image, got {type(image).__name__}")
     if image.ndim == 3 and image.shape[0] in (1, 3, 4) and image.shape[2] not in (1, 3, 4):
         raise ImageInputError(
             f"image shape {image.shape} looks channel-first (CxHxW); expected HxWxC, "
@@ -77,7 +81,7 @@ def _to_uint8(image: np.ndarray) -> np.ndarray:
             )
         scale = 255.0 if hi <= 1.0 else 1.0
         return np.round(image.astype(np.float32) * scale).astype(np.uint8)
-    raise ImageInputError(
+    raise ImageTypeError(
         f"unsupported image dtype {image.dtype}; expected uint8 (or uint16 / float in [0, 1])"
     )
 
@@ -107,6 +111,13 @@ def preprocess_image(
 ) -> PreprocessedImage:
     """Validate, resize (longest side), normalise and pad one image (see module docstring)."""
     rgb = to_rgb_uint8(image, max_pixels=max_pixels)
+    h0, w0 = rgb.shape[:2]
+    rh, rw = ResizeLongestSide.get_preprocess_shape(h0, w0, input_size)
+    if rh < 1 or rw < 1:
+        raise ImageInputError(
+            f"image {h0}x{w0} is too elongated: resizing its longest side to {input_size} makes the "
+            f"other side 0 pixels; expected an aspect ratio below {2 * input_size}:1 (crop or pad it)"
+        )
     resized = ResizeLongestSide(input_size).apply_image(rgb)
     x = torch.as_tensor(resized, device=device).permute(2, 0, 1)[None].float()
     mean = torch.as_tensor(pixel_mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
