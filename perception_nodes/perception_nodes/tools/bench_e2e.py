@@ -91,7 +91,7 @@ def bench_ros(params_file: Path, photos: list[np.ndarray], repeats: int, burst_s
     try:
         graph.start("perception_node", params_file)
         session = DemoSession()
-        session.wait_until_ready(graph, 900.0)
+        session.wait_until_ready(graph, 900.0, subscribers=1)
         header = session.publish(photos[0])  # warm-up
         session.wait_for("graphs", header.stamp, graph, 600.0)
         latencies = []

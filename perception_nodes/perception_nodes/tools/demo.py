@@ -122,13 +122,14 @@ class DemoSession:
         self.thread = threading.Thread(target=self.executor.spin, daemon=True)
         self.thread.start()
 
-    def wait_until_ready(self, graph: NodeGraph, timeout: float) -> None:
+    def wait_until_ready(self, graph: NodeGraph, timeout: float, subscribers: int = 2) -> None:
+        """Until the perception node reports ``configured`` and ``subscribers`` nodes take the images."""
         deadline = time.monotonic() + timeout
         last_note = 0.0
         while time.monotonic() < deadline:
             graph.check_alive()
             values = self.receiver.diagnostics_values()
-            if values.get("state") == "configured" and self.image_pub.get_subscription_count() >= 2:
+            if values.get("state") == "configured" and self.image_pub.get_subscription_count() >= subscribers:
                 return
             if time.monotonic() - last_note > 15:
                 print(f"pn-demo: waiting for the perception node to load its models "
