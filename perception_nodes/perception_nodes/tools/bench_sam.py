@@ -141,7 +141,7 @@ def _time_ours(gen: MaskGenerator, image: np.ndarray, args, device: torch.device
     runs, stages, seg = [], [], None
     with _Memory(device) as mem:
         for _ in range(args.repeats):
-            gen._cache, gen._image = None, None  # force a fresh embedding each repeat
+            gen.clear_image()  # a fresh embedding each repeat, like the official generator
             t0 = time.perf_counter()
             seg = gen.generate(image)
             runs.append(time.perf_counter() - t0)

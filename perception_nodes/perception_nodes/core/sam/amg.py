@@ -193,6 +193,10 @@ class MaskGenerator:
         self._embed(rgb, (0, 0, rgb.shape[1], rgb.shape[0]))
         return rgb
 
+    def clear_image(self) -> None:
+        """Forget the image of :meth:`set_image` and its cached embedding (the next call re-encodes)."""
+        self._cache, self._image = None, None
+
     def _image_for(self, image: np.ndarray | None) -> np.ndarray:
         """The converted image to work on: the one from :meth:`set_image` when possible."""
         self.timings = StageTimings()
