@@ -121,3 +121,56 @@ def write_synthetic_psg(root: Path, num_train: int = 40, num_test: int = 16, see
     path = root / "psg.json"
     save_psg(ds, path)
     return path
+
+
+class ImperfectSegmenter:
+    """A stand-in for SAM's segment-everything on the synthetic data (generated SAM weights give
+    no usable masks): the GT masks of the image, each shifted by up to ``max_shift`` pixels, the
+    book left out in half the images (unmatched GT), a shifted duplicate of the table and two
+    random distractor rectangles, in shuffled order. Exercises IoU matching and re-targeting.
+
+    Tokens are real SAM mask tokens computed once per GT box (``tokens_by_image``: image id ->
+    ``(Ng, T)``, e.g. from a gt-boxes feature cache): a shifted region gets the token of its GT
+    box, a distractor the token of a random GT region of the image (SAM's spurious masks are
+    near-copies of real ones). Call as ``segment(image, gt_boxes_xyxy)`` (the ``SegmentFn``
+    signature); the GT boxes identify the image in ``dataset``.
+    """
+
+    def __init__(self, dataset: PsgDataset, tokens_by_image: dict[str, np.ndarray], seed: int = 0,
+                 max_shift: int = 2) -> None:
+        from perception_nodes.core.relations.features import gt_boxes_xyxy
+
+        self.dataset, self.tokens_by_image, self.max_shift = dataset, tokens_by_image, max_shift
+        self.rng = np.random.default_rng(seed)
+        self._by_boxes = {gt_boxes_xyxy(im).tobytes(): im for im in dataset.images}
+
+    def _shift(self, mask: np.ndarray, limit: int) -> np.ndarray:
+        dy, dx = (int(v) for v in self.rng.integers(-limit, limit + 1, size=2))
+        out = np.zeros_like(mask)
+        h, w = mask.shape
+        out[max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = mask[max(-dy, 0) : h - max(dy, 0), max(-dx, 0) : w - max(dx, 0)]
+        return out if out.any() else mask
+
+    def __call__(self, image: np.ndarray, gt_boxes: np.ndarray):
+        from perception_nodes.core.types import Segmentation
+
+        psg_image = self._by_boxes[np.asarray(gt_boxes, np.float32).tobytes()]
+        gt, gt_tokens = self.dataset.load_masks(psg_image), self.tokens_by_image[psg_image.image_id]
+        names = [CATEGORIES[s.category_id] for s in psg_image.segments]
+        h, w = gt.shape[1:]
+        regions = [(self._shift(m, self.max_shift), g) for g, (m, n) in enumerate(zip(gt, names))
+                   if not (n == "book" and self.rng.random() < 0.5)]  # fmt: skip
+        table = names.index("table")
+        regions.append((self._shift(gt[table], self.max_shift + 2), table))
+        for _ in range(2):
+            x0, y0 = self.rng.uniform(0, 0.8 * w), self.rng.uniform(0, 0.8 * h)
+            box = _rect(h, w, x0, y0, x0 + self.rng.uniform(4, 0.2 * w), y0 + self.rng.uniform(4, 0.2 * h))
+            regions.append((box, int(self.rng.integers(len(gt)))))
+        regions = [regions[i] for i in self.rng.permutation(len(regions))]
+        masks = np.stack([m for m, _ in regions])
+        tokens = np.stack([gt_tokens[g] for _, g in regions]).astype(np.float32)
+        boxes = np.array([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1] for ys, xs in (np.nonzero(m) for m in masks)],
+                         dtype=np.float32)  # fmt: skip
+        n = len(masks)
+        return Segmentation(masks, boxes, masks.reshape(n, -1).sum(1).astype(np.int64), np.ones(n, np.float32),
+                            np.ones(n, np.float32), tokens, np.full((n, 2), np.nan, np.float32), (h, w))  # fmt: skip

@@ -158,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"matching (train): {c.get('gt_matched', 0)}/{c.get('gt_segments', 0)} GT segments matched, "
           f"{c.get('kept', 0)}/{c.get('total', 0)} relations kept ({c.get('dropped_unmatched', 0)} unmatched end, "
           f"{c.get('dropped_self', 0)} same mask, {c.get('merged_duplicates', 0)} duplicates merged)")  # fmt: skip
+    if c.get("kept", 0) == 0:
+        print("WARNING: no ground-truth relation survived matching: the head had nothing to learn "
+              "(segmentation masks do not overlap the GT masks by --min-iou; untrained SAM weights?)")  # fmt: skip
     if summary["sam_untrained"]:
         print("NOTE: SAM weights are GENERATED (untrained): tokens carry little meaning; metrics are not "
               "representative of a real model")  # fmt: skip
