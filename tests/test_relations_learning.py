@@ -95,7 +95,8 @@ def test_both_predictors_on_a_real_photo(trained):
     learned = LearnedRelationPredictor(head, top_k=20, min_score=0.0).predict(seg, None, depth)
     assert len(learned) == 20  # top_k of 4 * 3 pairs * 56 predicates (multi-label: several per pair)
     assert np.all((learned.score >= 0) & (learned.score <= 1)) and np.all(learned.subject != learned.object)
-    assert len({(int(s), int(o), int(p)) for s, o, p in zip(learned.subject, learned.object, learned.predicate_index)}) == 20
+    triplets = zip(learned.subject, learned.object, learned.predicate_index)
+    assert len({(int(s), int(o), int(p)) for s, o, p in triplets}) == 20
 
 
 def _photo_labels(n: int, names: list[str], vocabulary: list[str]) -> RegionLabels:
