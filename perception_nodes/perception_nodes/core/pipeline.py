@@ -118,6 +118,18 @@ class Pipeline:
             self._latest = LatestFrame(image, seg, region_ids, stamp)
         return FrameResult(seg, labels, relations, region_ids, centroids, timings), graph
 
+    def encode_together(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        """Encode frames that arrived together (several cameras) in ONE SAM encoder batch.
+
+        Returns the converted ``HxWx3 uint8`` RGB images; pass exactly those arrays to
+        :meth:`process` so it reuses their embeddings.
+        """
+        embed_batch = getattr(self.generator, "embed_batch", None)
+        if embed_batch is None or len(images) < 2:
+            return list(images)
+        with self._infer_lock:
+            return embed_batch(images)
+
     def _classify(self, image: np.ndarray, seg: Segmentation, timings: dict[str, float]) -> RegionLabels | None:
         if self.classifier is None:
             return None

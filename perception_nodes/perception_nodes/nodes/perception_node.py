@@ -77,6 +77,7 @@ class PerceptionNode(LifecycleNode):
         self._latency = {k: deque(maxlen=100) for k in ("total",)}
         self._stage = {}
         self._frames_done = deque(maxlen=200)
+        self._encoder_batch_max = 0  # largest number of frames (cameras) encoded in one batch
         self._service_group = ReentrantCallbackGroup()
         self._camera_group = MutuallyExclusiveCallbackGroup()
         self.create_service(SetVocabulary, "~/set_vocabulary", self._set_vocabulary, callback_group=self._service_group)
@@ -216,10 +217,27 @@ class PerceptionNode(LifecycleNode):
     # ------------------------------------------------------------------ worker
     def _work(self) -> None:
         while not self._stop.is_set():
-            for cam, frame in self.slots.take_all(timeout=0.2).items():
+            frames = self.slots.take_all(timeout=0.2)
+            if self._stop.is_set() or self.pipeline is None:
+                return
+            frames = self._encode_together(frames)
+            for cam, frame in frames.items():
                 if self._stop.is_set() or self.pipeline is None:
                     return
                 self._process(cam, *frame)
+
+    def _encode_together(self, frames: dict) -> dict:
+        """Frames of several cameras that arrived together share one SAM encoder batch."""
+        if len(frames) < 2:
+            self._encoder_batch_max = max(self._encoder_batch_max, len(frames))
+            return frames
+        try:
+            rgbs = self.pipeline.encode_together([rgb for _, rgb, _ in frames.values()])
+        except (ValueError, RuntimeError) as exc:  # a bad frame: each one is then tried (and logged) alone
+            self.get_logger().warning(f"batched encoding of {len(frames)} frames failed ({exc}); one by one")
+            return frames
+        self._encoder_batch_max = max(self._encoder_batch_max, len(rgbs))
+        return {cam: (header, rgb, received) for (cam, (header, _, received)), rgb in zip(frames.items(), rgbs)}
 
     def _depth_for(self, cam: str, shape: tuple[int, int]) -> np.ndarray | None:
         entry = self._depth.get(cam)
@@ -334,7 +352,8 @@ class PerceptionNode(LifecycleNode):
                   "backend": f"{cfg.sam_backend}/{cfg.sam_device}/{cfg.sam_precision}" if cfg else "",
                   "model": cfg.sam_model if cfg else "",
                   "weights_meaningful": str(bool(self.pipeline and self.pipeline.meaningful)),
-                  "untrained": ", ".join(self.pipeline.untrained_parts) if self.pipeline else ""}
+                  "untrained": ", ".join(self.pipeline.untrained_parts) if self.pipeline else "",
+                  "encoder_batch_max": str(self._encoder_batch_max)}
         for key, vals in list(self._stage.items()) + [("latency_total", self._latency["total"])]:
             if vals:
                 values[f"{key}_ms"] = f"{1000 * float(np.mean(vals)):.1f}"

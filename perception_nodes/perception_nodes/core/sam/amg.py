@@ -158,6 +158,8 @@ class MaskGenerator:
         self.timings = StageTimings()
         self._cache: _Embedded | None = None
         self._image: np.ndarray | None = None
+        # id(rgb) -> (rgb, embedding, preprocess s, encoder s) from embed_batch, used once each
+        self._batched: dict[int, tuple[np.ndarray, _Embedded, float, float]] = {}
         self._resize = ResizeLongestSide(backend.input_size)
 
     # ----------------------------------------------------------------- embedding
@@ -168,6 +170,13 @@ class MaskGenerator:
     def _embed(self, image: np.ndarray, crop_box: Sequence[int]) -> _Embedded:
         key = (id(image), tuple(int(v) for v in crop_box))
         if self._cache is not None and self._cache.key == key and self._image is image:
+            return self._cache
+        batched = self._batched.pop(id(image), None)
+        if batched is not None and batched[0] is image and batched[1].key == key:
+            _, self._cache, pre_s, enc_s = batched
+            self.timings.preprocess += pre_s
+            self.timings.encoder += enc_s
+            self._image = image
             return self._cache
         x0, y0, x1, y1 = crop_box
         t0 = time.perf_counter()
@@ -182,6 +191,37 @@ class MaskGenerator:
         self._cache = _Embedded(key, embedding, pre.original_size, pre.input_size)
         self._image = image
         return self._cache
+
+    @torch.no_grad()
+    def embed_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Run the encoder ONCE for several whole images (e.g. frames of several cameras).
+
+        Returns the converted ``HxWx3 uint8`` RGB images; a later :meth:`generate` (or
+        ``predict_*``) on one of those exact arrays uses its embedding instead of encoding
+        again. Each image's ``timings`` get an equal share of the batch's pre-processing and
+        encoder time. A backend that refuses batches (e.g. an engine built for batch 1) falls
+        back to one encoder call per image.
+        """
+        rgbs = [to_rgb_uint8(im, self.max_pixels) for im in images]
+        t0 = time.perf_counter()
+        pres = [preprocess_image(rgb, self.backend.input_size, self.pixel_mean, self.pixel_std,
+                                 device=self.backend.device, max_pixels=self.max_pixels) for rgb in rgbs]
+        self._sync()
+        t1 = time.perf_counter()
+        try:
+            embeddings = self.backend.encode(torch.cat([p.tensor for p in pres]))
+        except (ValueError, RuntimeError) as exc:
+            logger.info("batched encoding refused by the %s backend (%s); encoding one by one", self.backend.name, exc)
+            embeddings = torch.cat([self.backend.encode(p.tensor) for p in pres])
+        self._sync()
+        n = len(rgbs)
+        pre_s, enc_s = (t1 - t0) / n, (time.perf_counter() - t1) / n
+        self._batched = {
+            id(rgb): (rgb, _Embedded((id(rgb), (0, 0, rgb.shape[1], rgb.shape[0])), embeddings[i:i + 1],
+                                     p.original_size, p.input_size), pre_s, enc_s)
+            for i, (rgb, p) in enumerate(zip(rgbs, pres))
+        }
+        return rgbs
 
     def set_image(self, image: np.ndarray) -> np.ndarray:
         """Validate/convert ``image`` and compute its embedding once (like ``SamPredictor``).
