@@ -135,52 +135,75 @@ class _Memory:
             self.peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _time_ours(gen: MaskGenerator, image: np.ndarray, args, device: torch.device) -> dict:
-    for _ in range(args.warmup):
-        gen.generate(image)
-    runs, stages, seg = [], [], None
-    with _Memory(device) as mem:
-        for _ in range(args.repeats):
-            gen.clear_image()  # a fresh embedding each repeat, like the official generator
-            t0 = time.perf_counter()
-            seg = gen.generate(image)
-            runs.append(time.perf_counter() - t0)
-            st = gen.timings
-            stages.append(dict(st.as_dict(), decoder_per_batch=statistics.mean(st.decoder_batches),
-                               decoder_batches=len(st.decoder_batches)))
-    med = {k: statistics.median(s[k] for s in stages) for k in stages[0]}
-    return dict(total_s=statistics.median(runs), stages_s=med, masks=len(seg), peak_mib=mem.peak_mib,
-                seg=seg)
+class _Ours:
+    """One timed run of our generator; keeps the per-stage timings of each run."""
 
+    def __init__(self, gen: MaskGenerator) -> None:
+        self.gen, self.runs, self.stages, self.seg = gen, [], [], None
 
-def _time_official(sam, image: np.ndarray, settings: dict, args, device: torch.device) -> dict:
-    from segment_anything import SamAutomaticMaskGenerator
-
-    gen = SamAutomaticMaskGenerator(sam, **settings)
-    timed = {"encoder": 0.0}
-    set_image = gen.predictor.set_image
-
-    def timed_set_image(*a, **k):  # pre-processing + encoder of the official predictor
+    def __call__(self, image: np.ndarray) -> float:
+        self.gen.clear_image()  # a fresh embedding each run, like the official generator
         t0 = time.perf_counter()
-        set_image(*a, **k)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        timed["encoder"] += time.perf_counter() - t0
+        self.seg = self.gen.generate(image)
+        dt = time.perf_counter() - t0
+        st = self.gen.timings
+        self.stages.append(dict(st.as_dict(), decoder_per_batch=statistics.mean(st.decoder_batches),
+                                decoder_batches=len(st.decoder_batches)))
+        return dt
 
-    gen.predictor.set_image = timed_set_image
-    for _ in range(args.warmup):
-        gen.generate(image)
-    runs, enc, out = [], [], []
-    with _Memory(device) as mem:
-        for _ in range(args.repeats):
-            timed["encoder"] = 0.0
+    def summary(self, runs: list[float], peak_mib: float) -> dict:
+        med = {k: statistics.median(s[k] for s in self.stages[-len(runs):]) for k in self.stages[0]}
+        return dict(total_s=statistics.median(runs), runs_s=runs, stages_s=med, masks=len(self.seg),
+                    peak_mib=peak_mib)
+
+
+class _Official:
+    """One timed run of ``SamAutomaticMaskGenerator``; times its ``set_image`` (pre + encoder)."""
+
+    def __init__(self, sam, settings: dict, device: torch.device) -> None:
+        from segment_anything import SamAutomaticMaskGenerator
+
+        self.gen = SamAutomaticMaskGenerator(sam, **settings)
+        self.device, self.encoder, self.out = device, [], []
+        set_image = self.gen.predictor.set_image
+
+        def timed_set_image(*a, **k):
             t0 = time.perf_counter()
-            out = gen.generate(image)
-            runs.append(time.perf_counter() - t0)
-            enc.append(timed["encoder"])
-    masks = np.stack([r["segmentation"] for r in out]) if out else np.zeros((0, *image.shape[:2]), bool)
-    return dict(total_s=statistics.median(runs), preprocess_encoder_s=statistics.median(enc),
-                masks=len(out), peak_mib=mem.peak_mib, mask_array=masks)
+            set_image(*a, **k)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            self.encoder.append(time.perf_counter() - t0)
+
+        self.gen.predictor.set_image = timed_set_image
+
+    def __call__(self, image: np.ndarray) -> float:
+        t0 = time.perf_counter()
+        self.out = self.gen.generate(image)
+        return time.perf_counter() - t0
+
+    def masks(self, hw: tuple[int, int]) -> np.ndarray:
+        return np.stack([r["segmentation"] for r in self.out]) if self.out else np.zeros((0, *hw), bool)
+
+    def summary(self, runs: list[float], peak_mib: float) -> dict:
+        return dict(total_s=statistics.median(runs), runs_s=runs,
+                    preprocess_encoder_s=statistics.median(self.encoder[-len(runs):]),
+                    masks=len(self.out), peak_mib=peak_mib)
+
+
+def _interleaved(impls: dict, image: np.ndarray, args, device: torch.device) -> dict:
+    """Warm up every implementation, then alternate them run by run (load drift on a shared
+    machine then hits both alike). Returns ``{name: (run seconds, peak MiB)}``."""
+    for _ in range(args.warmup):
+        for fn in impls.values():
+            fn(image)
+    times = {k: [] for k in impls}
+    peaks = {k: 0.0 for k in impls}
+    for _ in range(args.repeats):
+        for name, fn in impls.items():
+            with _Memory(device) as mem:
+                times[name].append(fn(image))
+            peaks[name] = max(peaks[name], mem.peak_mib)
+    return {k: (times[k], peaks[k]) for k in impls}
 
 
 def matched_fraction(reference: np.ndarray, ours: np.ndarray, thresh: float = 0.9) -> float | None:
@@ -243,15 +266,20 @@ def run(args: argparse.Namespace) -> dict:
         results = []
         for name in args.images:
             image = _photo(name, args.longest)
-            ours = _time_ours(gen, image, args, device)
-            entry = dict(image=name, image_hw=list(image.shape[:2]), ours={k: v for k, v in ours.items() if k != "seg"})
+            impls = {"ours": _Ours(gen)}
             if not args.no_official:
-                off = _time_official(model, image, dict(settings, points_per_batch=64), args, device)
-                entry["official"] = {k: v for k, v in off.items() if k != "mask_array"}
+                impls["official"] = _Official(model, dict(settings, points_per_batch=64), device)
+            timed = _interleaved(impls, image, args, device)
+            ours = impls["ours"].summary(*timed["ours"])
+            entry = dict(image=name, image_hw=list(image.shape[:2]), ours=ours)
+            if not args.no_official:
+                off = impls["official"].summary(*timed["official"])
+                entry["official"] = off
                 entry["speedup_total"] = off["total_s"] / ours["total_s"]
                 ours_amg = ours["total_s"] - ours["stages_s"]["encoder"] - ours["stages_s"]["preprocess"]
                 entry["speedup_excluding_encoder"] = (off["total_s"] - off["preprocess_encoder_s"]) / max(ours_amg, 1e-9)
-                entry["official_masks_matched_iou0.9"] = matched_fraction(off["mask_array"], ours["seg"].masks)
+                entry["official_masks_matched_iou0.9"] = matched_fraction(
+                    impls["official"].masks(image.shape[:2]), impls["ours"].seg.masks)
             results.append(entry)
     return dict(model=args.model, checkpoint=str(ckpt), generated_weights=generated, backend=args.backend,
                 dtype=args.dtype, settings=settings, points_per_batch=gen.points_per_batch,
