@@ -92,13 +92,13 @@ def bench_ros(params_file: Path, photos: list[np.ndarray], repeats: int, burst_s
         graph.start("perception_node", params_file)
         session = DemoSession()
         session.wait_until_ready(graph, 900.0, subscribers=1)
-        header = session.publish(photos[0])  # warm-up
+        header = session.publish_until_received(photos[0], graph)  # warm-up
         session.wait_for("graphs", header.stamp, graph, 600.0)
         latencies = []
         for _ in range(repeats):
             for rgb in photos:
-                header = session.publish(rgb)
                 t0 = time.monotonic()
+                header = session.publish_until_received(rgb, graph)
                 t_recv, _ = session.wait_for("graphs", header.stamp, graph, 600.0)
                 latencies.append(t_recv - t0)
         result = {"latency": percentiles(latencies)}

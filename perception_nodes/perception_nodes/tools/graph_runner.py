@@ -100,7 +100,8 @@ class NodeGraph:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{executable}.log"
         log = open(log_path, "w")
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        # log files: unbuffered, so that a log line is there as soon as the node writes it
+        env = dict(os.environ, PYTHONUNBUFFERED="1", RCUTILS_LOGGING_BUFFERED_STREAM="0")
         proc = subprocess.Popen(cmd, stdout=log if quiet else None, stderr=subprocess.STDOUT if quiet else None,
                                 env=env, start_new_session=True)
         node = NodeProcess(executable, proc, log_path)

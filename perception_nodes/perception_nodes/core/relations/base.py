@@ -149,7 +149,8 @@ def region_geometry(
     areas = np.maximum(segmentation.areas.astype(np.float64).reshape(n), 1.0)
     boxes = segmentation.boxes_xyxy.astype(np.float64).reshape(n, 4)
     stride = _grid(segmentation.image_size, max_side)
-    sub = torch.from_numpy(masks[:, ::stride, ::stride].reshape(n, -1).astype(np.float32))
+    grid = masks[:, ::stride, ::stride]
+    sub = torch.from_numpy(grid.reshape(n, grid.shape[1] * grid.shape[2]).astype(np.float32))  # explicit: n may be 0
     # torch's matmul: several times faster than numpy's on the BLAS builds we ship with.
     inter = (sub @ sub.T).numpy().astype(np.float64) * float(stride * stride)
     small = np.nonzero(np.diag(inter) < 16 * stride * stride)[0] if stride > 1 else np.zeros(0, int)
