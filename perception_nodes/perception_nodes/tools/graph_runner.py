@@ -68,6 +68,18 @@ def launch_overrides(cameras: list[str], image_topic: str = "image_raw", backend
     }
 
 
+def _die_with_parent() -> None:
+    """Linux: the node gets SIGINT when the process that started it dies (even by SIGKILL), so a
+    killed ``pn-run``/demo/test leaves no orphan node behind on the DDS domain."""
+    try:
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGINT)
+    except (OSError, AttributeError):  # not Linux/glibc: nothing to do
+        pass
+
+
 @dataclass
 class NodeProcess:
     name: str
@@ -103,7 +115,7 @@ class NodeGraph:
         # log files: unbuffered, so that a log line is there as soon as the node writes it
         env = dict(os.environ, PYTHONUNBUFFERED="1", RCUTILS_LOGGING_BUFFERED_STREAM="0")
         proc = subprocess.Popen(cmd, stdout=log if quiet else None, stderr=subprocess.STDOUT if quiet else None,
-                                env=env, start_new_session=True)
+                                env=env, start_new_session=True, preexec_fn=_die_with_parent)
         node = NodeProcess(executable, proc, log_path)
         self.processes.append(node)
         return node
