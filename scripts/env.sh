@@ -12,5 +12,8 @@ export AMENT_PREFIX_PATH="$PN_VENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
 export RMW_IMPLEMENTATION="${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}"
 # Keep discovery on this machine unless the user says otherwise.
 export ROS_AUTOMATIC_DISCOVERY_RANGE="${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}"
+# Camera-sized samples over shared memory (Fast DDS's default 512 KiB segment silently drops
+# every best-effort image above it); see perception_nodes/config/fastdds_large_images.xml.
+export FASTDDS_DEFAULT_PROFILES_FILE="${FASTDDS_DEFAULT_PROFILES_FILE:-$_PN_ROOT/perception_nodes/config/fastdds_large_images.xml}"
 export PERCEPTION_NODES_CACHE="${PERCEPTION_NODES_CACHE:-$HOME/.cache/perception_nodes}"
 unset _PN_ROOT

@@ -234,8 +234,10 @@ class MaskGenerator:
         return rgb
 
     def clear_image(self) -> None:
-        """Forget the image of :meth:`set_image` and its cached embedding (the next call re-encodes)."""
+        """Forget the image of :meth:`set_image`/:meth:`embed_batch` and the cached embeddings
+        (the next call re-encodes)."""
         self._cache, self._image = None, None
+        self._batched.clear()
 
     def _image_for(self, image: np.ndarray | None) -> np.ndarray:
         """The converted image to work on: the one from :meth:`set_image` when possible."""
