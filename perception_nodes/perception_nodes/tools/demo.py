@@ -280,9 +280,11 @@ def run(args: argparse.Namespace) -> dict:
     real_sam = sam_weights_available(model, args.cache_dir, fetch=not (args.no_fetch or args.quick))
     pn = overrides["perception_node"]
     if not real_sam and not args.quick:
-        # random SAM weights predict low IoU/stability everywhere: the default filters would leave
-        # an empty picture, so show every mask the plumbing produces (still NOT meaningful)
-        pn.update({"amg.pred_iou_thresh": 0.0, "amg.stability_score_thresh": 0.0})
+        # random SAM weights predict low IoU/stability and near-image-wide boxes everywhere: the
+        # default filters and NMS would leave one region or none, so keep the best dozen of what
+        # the plumbing produces (still NOT meaningful) to show labels and relations at work
+        pn.update({"amg.pred_iou_thresh": 0.0, "amg.stability_score_thresh": 0.0, "amg.box_nms_thresh": 1.0,
+                   "amg.max_regions": 12})
     if args.points_per_side is None and args.device == "cpu" and not args.quick:
         pn["amg.points_per_side"] = CPU_POINTS_PER_SIDE
         print(f"pn-demo: CPU run: {CPU_POINTS_PER_SIDE}x{CPU_POINTS_PER_SIDE} point grid (SAM's decoder costs "
