@@ -88,6 +88,8 @@ def bench_side_by_side(params_file: Path, photos: list[np.ndarray], repeats: int
         session.wait_until_ready(graph, 900.0, subscribers=1)
         pipeline.process(photos[0])  # warm-up of both (allocations, lazy init)
         _ros_latency(session, photos[0], graph)
+        time.sleep(1.0)  # one diagnostics period: the node's means now cover the warm-up frame
+        warm_diag = session.receiver.diagnostics_values()
         core_s, ros_s = [], []
         for _ in range(repeats):
             for rgb in photos:
@@ -98,7 +100,8 @@ def bench_side_by_side(params_file: Path, photos: list[np.ndarray], repeats: int
         core = {"latency": percentiles(core_s), "meaningful": pipeline.meaningful, "untrained": pipeline.untrained_parts}
         del pipeline  # free its memory and threads before the throughput run
         time.sleep(1.0)  # one more diagnostics period: the node's stage means include the last frame
-        ros = {"latency": percentiles(ros_s), "node_stages_ms": node_core_stages(session.receiver.diagnostics_values())}
+        ros = {"latency": percentiles(ros_s),
+               "node_stages_ms": node_core_stages(warm_diag, session.receiver.diagnostics_values())}
         if burst_s > 0:
             ros["throughput"] = _burst(session, photos, burst_s, graph)
         ros["diagnostics"] = session.receiver.diagnostics_values()
@@ -112,9 +115,19 @@ def bench_side_by_side(params_file: Path, photos: list[np.ndarray], repeats: int
 CORE_STAGES = ("segment", "classify", "relations", "assemble")
 
 
-def node_core_stages(diag: dict[str, str]) -> dict[str, float]:
-    """Mean ms per core stage inside the node (its diagnostics), and their sum as ``core``."""
-    stages = {k: float(diag[f"{k}_ms"]) for k in CORE_STAGES if f"{k}_ms" in diag}
+def node_core_stages(before: dict[str, str], after: dict[str, str]) -> dict[str, float]:
+    """Mean ms per core stage inside the node over the frames processed between two diagnostics
+    snapshots (the node reports running means over its last 100 frames), and their sum as ``core``.
+    """
+    n0 = int(before.get(f"{CAMERA}.processed", "0"))
+    n1 = int(after.get(f"{CAMERA}.processed", "0"))
+    if n1 <= n0 or n1 > 100:
+        raise RuntimeError(f"cannot separate the timed frames in the node's diagnostics ({n0} -> {n1} processed)")
+    stages = {}
+    for k in CORE_STAGES:
+        if f"{k}_ms" in after:
+            total = float(after[f"{k}_ms"]) * n1 - float(before.get(f"{k}_ms", "0")) * n0
+            stages[k] = total / (n1 - n0)
     stages["core"] = sum(stages.values())
     return stages
 
