@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import platform
 import statistics
 import sys
 import tempfile
@@ -38,6 +37,7 @@ from perception_nodes.core.classify.zero_shot import ZeroShotClassifier
 from perception_nodes.core.clip_model import ClipModel, load_clip_model, make_generated_clip_checkpoint
 from perception_nodes.core.types import Segmentation
 from perception_nodes.core.vocabulary import DEFAULT_TEMPLATES, Vocabulary, VocabularyLimits
+from perception_nodes.tools.bench_common import hardware_info
 
 logger = logging.getLogger(__name__)
 
@@ -102,15 +102,6 @@ def segmentation(image: np.ndarray, n: int, rng: np.random.Generator) -> Segment
                         predicted_iou=np.ones(n, np.float32), stability_score=np.ones(n, np.float32),
                         tokens=rng.normal(size=(n, 256)).astype(np.float32),
                         point_coords=np.full((n, 2), np.nan, np.float32), image_size=(h, w))
-
-
-def hardware(device: str) -> dict:
-    info = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpu_count": __import__("os").cpu_count(), "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(), "device": device, "python": platform.python_version()}
-    if device.startswith("cuda"):
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
 
 
 def bench_vocab_change(clip: ClipModel, templates: tuple[str, ...], sizes: list[int], cap: int) -> list[dict]:
@@ -229,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     print_tables(frames, changes)
     result = {"clip_model": a.clip_model, "clip_generated": clip.generated, "templates": len(templates),
               "image_size": list(image.shape[:2]), "head_layers": a.head_layers, "repeats": a.repeats,
-              "max_encode": a.max_encode, "hardware": hardware(a.device), "frames": frames,
+              "max_encode": a.max_encode, "hardware": hardware_info(a.device), "frames": frames,
               "vocabulary_change": changes}
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(result, indent=2))

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from perception_nodes.tools.bench_common import hardware_info
 from perception_nodes.tools.demo import CAMERA, GENERATED_SAM_OVERRIDES, QUICK_OVERRIDES, DemoSession, sam_weights_available
 from perception_nodes.tools.graph_runner import DEFAULT_CONFIG, NodeGraph, launch_overrides, write_params_file
 
@@ -220,8 +220,7 @@ def main(argv: list[str] | None = None) -> int:
 
     result = {"core": core, "ros": ros, "ros_share": ros_share(ros),
               "settings": {k: v for k, v in vars(args).items() if k != "out"},
-              "hardware": {"cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
-                           "threads": torch.get_num_threads(), "device": args.device}}
+              "hardware": hardware_info(args.device)}
     print(table(core, ros))
     if not core["meaningful"]:
         print(f"note: generated (untrained) weights for {', '.join(core['untrained'])}: timings are real, output is not")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import time
@@ -23,6 +22,7 @@ from perception_nodes.core.relations.base import pair_features, region_geometry
 from perception_nodes.core.relations.geometric import GeometricRelationPredictor
 from perception_nodes.core.relations.head import LearnedRelationPredictor, RelationHead, RelationHeadConfig
 from perception_nodes.core.types import Segmentation
+from perception_nodes.tools.bench_common import hardware_info
 
 
 def synthetic_segmentation(n: int, h: int, w: int, seed: int = 0) -> Segmentation:
@@ -113,9 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         cells = " ".join(f"{r[k + '_ms']:>8.2f} /{r[k + '_min_ms']:>7.2f}" for k in names)
         print(f"{r['regions']:>8} {r['pairs']:>7} {cells}")
-    meta = {"device": args.device, "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
-            "threads": torch.get_num_threads(), "image": [args.height, args.width], "depth": args.depth,
-            "cuda_device": torch.cuda.get_device_name() if torch.cuda.is_available() else None}  # fmt: skip
+    meta = {"image": [args.height, args.width], "depth": args.depth, "hardware": hardware_info(args.device)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     print(f"wrote {args.out}")

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import platform
 import resource
 import statistics
 import sys
@@ -34,6 +33,7 @@ from perception_nodes.core.sam.backend import SamBackend
 from perception_nodes.core.sam.registry import SAM_MODELS, build_sam_model, get_spec, make_generated_checkpoint
 from perception_nodes.core.sam.torch_backend import PRECISIONS, TorchSamBackend
 from perception_nodes.core.weights import cached_path
+from perception_nodes.tools.bench_common import hardware_info
 
 SKIMAGE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
 # SAM's own defaults (real weights) and the permissive ones used with generated weights, where
@@ -223,19 +223,9 @@ def matched_fraction(reference: np.ndarray, ours: np.ndarray, thresh: float = 0.
 
 
 def _hardware(device: torch.device) -> dict:
-    cpu = platform.processor()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     import segment_anything
 
-    hw = dict(cpu=cpu, cpu_count=__import__("os").cpu_count(), torch_threads=torch.get_num_threads(),
-              platform=platform.platform(), python=platform.python_version(), torch=torch.__version__,
-              segment_anything=getattr(segment_anything, "__version__", "1.0"), device=str(device))
-    if device.type == "cuda":
-        hw["gpu"] = torch.cuda.get_device_name(device)
-    return hw
+    return hardware_info(device) | {"segment_anything": getattr(segment_anything, "__version__", "1.0")}
 
 
 def _table(rows: list[dict]) -> str:
