@@ -16,12 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 
 from perception_nodes.ros.image_conversion import numpy_to_image_msg
+from perception_nodes.ros.node_runner import run_node
 
 
 def load_image(source: str, max_side: int = 0) -> np.ndarray:
@@ -102,19 +102,13 @@ class ImageFolderPublisher(Node):
         self.get_logger().info(f"published frame {self.sent}/{self.total or 'inf'} ({rgb.shape[1]}x{rgb.shape[0]})")
 
 
+def _spin_until_done(node: ImageFolderPublisher) -> None:
+    while rclpy.ok() and not node.done:
+        rclpy.spin_once(node, timeout_sec=0.1)
+
+
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args if args is not None else sys.argv)
-    node = ImageFolderPublisher()
-    try:
-        while rclpy.ok() and not node.done:
-            rclpy.spin_once(node, timeout_sec=0.1)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-    return 0
+    return run_node(ImageFolderPublisher, _spin_until_done, args)
 
 
 if __name__ == "__main__":

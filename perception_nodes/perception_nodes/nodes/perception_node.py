@@ -22,13 +22,12 @@ import traceback
 from collections import deque
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from perception_msgs.msg import RegionArray, SceneGraph
 from perception_msgs.srv import GetVocabulary, QueryRegions, SetVocabulary
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
@@ -46,15 +45,11 @@ from perception_nodes.ros.image_conversion import (
     numpy_to_image_msg,
     to_rgb8,
 )
+from perception_nodes.ros.node_runner import join_topic, output_base, run_node
 from perception_nodes.ros.params import all_params, check_choice, pipeline_params
 from perception_nodes.ros.ranges import descriptor_for
 
 MAX_VOCABULARY_REQUEST = 10_000
-
-
-def _join(namespace: str, name: str) -> str:
-    """``/front`` + ``image_raw`` -> ``/front/image_raw``; an empty namespace keeps the name relative."""
-    return f"{namespace}/{name}" if namespace else name
 
 
 class PerceptionNode(LifecycleNode):
@@ -118,7 +113,7 @@ class PerceptionNode(LifecycleNode):
         out_ns = self.get_parameter("output_namespace").value
         for cam in cameras:
             self._subscribe_camera(cam)
-            base = _join(cam, out_ns) if out_ns else (cam or "~")
+            base = output_base(cam, out_ns)
             self._pubs[cam] = {
                 "regions": self.create_publisher(RegionArray, f"{base}/regions", 10),
                 "scene_graph": self.create_publisher(SceneGraph, f"{base}/scene_graph", 10),
@@ -132,7 +127,7 @@ class PerceptionNode(LifecycleNode):
         return super().on_activate(state)
 
     def _subscribe_camera(self, cam: str) -> None:
-        topic = _join(cam, self.get_parameter("image_topic").value)
+        topic = join_topic(cam, self.get_parameter("image_topic").value)
         qos = qos_profile_sensor_data
         if self.get_parameter("use_compressed").value:
             self._subs.append(self.create_subscription(CompressedImage, f"{topic}/compressed",
@@ -142,10 +137,10 @@ class PerceptionNode(LifecycleNode):
             self._subs.append(self.create_subscription(Image, topic, lambda m, c=cam: self._on_image(c, m, False), qos,
                                                        callback_group=self._camera_group))
         if self.get_parameter("use_depth").value:
-            self._subs.append(self.create_subscription(Image, _join(cam, self.get_parameter("depth_topic").value),
+            self._subs.append(self.create_subscription(Image, join_topic(cam, self.get_parameter("depth_topic").value),
                                                        lambda m, c=cam: self._on_depth(c, m), qos,
                                                        callback_group=self._camera_group))
-            self._subs.append(self.create_subscription(CameraInfo, _join(cam, self.get_parameter("camera_info_topic").value),
+            self._subs.append(self.create_subscription(CameraInfo, join_topic(cam, self.get_parameter("camera_info_topic").value),
                                                        lambda m, c=cam: self._on_info(c, m), qos,
                                                        callback_group=self._camera_group))
 
@@ -373,22 +368,19 @@ class PerceptionNode(LifecycleNode):
         self._diag_pub.publish(msg)
 
 
-def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args if args is not None else sys.argv)
-    node = PerceptionNode()
+def _spin(node: PerceptionNode) -> None:
+    """Services and subscriptions on 4 executor threads (answers while the worker infers)."""
     executor = MultiThreadedExecutor(num_threads=4)
     executor.add_node(node)
     try:
         executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
     finally:
         node._stop_worker()
         executor.shutdown()
-        node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-    return 0
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(PerceptionNode, _spin, args)
 
 
 if __name__ == "__main__":

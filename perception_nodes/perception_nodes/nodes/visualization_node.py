@@ -19,7 +19,6 @@ import numpy as np
 import rclpy
 from geometry_msgs.msg import Point
 from perception_msgs.msg import SceneGraph
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
@@ -28,12 +27,9 @@ from visualization_msgs.msg import Marker, MarkerArray
 from perception_nodes.core.draw import draw_overlay, region_colours
 from perception_nodes.ros.graph_conversion import msg_to_scene_graph
 from perception_nodes.ros.image_conversion import ImageConversionError, image_msg_to_numpy, numpy_to_image_msg, to_rgb8
+from perception_nodes.ros.node_runner import join_topic, output_base, run_node
 
 NOMINAL_DEPTH_M = 1.0
-
-
-def _join(namespace: str, name: str) -> str:
-    return f"{namespace}/{name}" if namespace else name
 
 
 class VisualizationNode(Node):
@@ -50,11 +46,11 @@ class VisualizationNode(Node):
         self._pubs = {}
         out_ns = self.get_parameter("output_namespace").value
         for cam in [c.rstrip("/") for c in self.get_parameter("cameras").value] or [""]:
-            base = _join(cam, out_ns) if out_ns else (cam or "~")
+            base = output_base(cam, out_ns)
             self._images[cam] = OrderedDict()
-            self.create_subscription(Image, _join(cam, self.get_parameter("image_topic").value),
+            self.create_subscription(Image, join_topic(cam, self.get_parameter("image_topic").value),
                                      lambda m, c=cam: self._on_image(c, m), qos_profile_sensor_data)
-            self.create_subscription(CameraInfo, _join(cam, self.get_parameter("camera_info_topic").value),
+            self.create_subscription(CameraInfo, join_topic(cam, self.get_parameter("camera_info_topic").value),
                                      lambda m, c=cam: self._on_info(c, m), qos_profile_sensor_data)
             self.create_subscription(SceneGraph, f"{base}/scene_graph", lambda m, c=cam: self._on_graph(c, m), 10)
             self._pubs[cam] = (self.create_publisher(Image, f"{base}/overlay", 10),
@@ -136,17 +132,7 @@ class VisualizationNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args if args is not None else sys.argv)
-    node = VisualizationNode()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-    return 0
+    return run_node(VisualizationNode, args=args)
 
 
 if __name__ == "__main__":
