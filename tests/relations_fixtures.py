@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from perception_nodes.core.relations.predicates import PSG_PREDICATES
-from perception_nodes.core.relations.psg import (
+from perception_nodes.training.psg import (
     PsgDataset,
     PsgImage,
     save_psg,
@@ -138,7 +138,7 @@ class ImperfectSegmenter:
 
     def __init__(self, dataset: PsgDataset, tokens_by_image: dict[str, np.ndarray], seed: int = 0,
                  max_shift: int = 2) -> None:
-        from perception_nodes.core.relations.features import gt_boxes_xyxy
+        from perception_nodes.training.relation_samples import gt_boxes_xyxy
 
         self.dataset, self.tokens_by_image, self.max_shift = dataset, tokens_by_image, max_shift
         self.rng = np.random.default_rng(seed)

@@ -7,7 +7,7 @@ import pytest
 from relations_fixtures import CATEGORIES, write_synthetic_psg
 
 from perception_nodes.core.relations.predicates import PSG_PREDICATES
-from perception_nodes.core.relations.psg import PsgFormatError, id2rgb, load_psg, rgb2id
+from perception_nodes.training.psg import PsgFormatError, id2rgb, load_psg, rgb2id
 
 
 def test_rgb_id_round_trip():

@@ -21,7 +21,7 @@ import torch
 
 from classify_fixtures import TINY_CLIP, TINY_SAM, make_texture_coco_dataset
 from perception_nodes.core.classify.regionspot import CheckpointMismatchError, RegionSpotClassifier
-from perception_nodes.core.classify.regionspot_train import load_coco, read_rgb, split_images
+from perception_nodes.training.regionspot import load_coco, read_rgb, split_images
 from perception_nodes.core.clip_model import file_sha256, load_clip_model, make_generated_clip_checkpoint
 from perception_nodes.core.sam.registry import make_generated_checkpoint
 from perception_nodes.core.vocabulary import Vocabulary

@@ -10,14 +10,14 @@ import torch
 from relations_fixtures import ImperfectSegmenter, write_synthetic_psg
 
 from perception_nodes.core.relations import GeometricRelationPredictor
-from perception_nodes.core.relations.features import FrameSample, gt_boxes_xyxy
+from perception_nodes.training.relation_samples import FrameSample, gt_boxes_xyxy
 from perception_nodes.core.relations.head import (
     LearnedRelationPredictor,
     RelationCheckpointError,
     load_relation_head,
 )
 from perception_nodes.core.relations.predicates import PSG_PREDICATES
-from perception_nodes.core.relations.psg import load_psg
+from perception_nodes.training.psg import load_psg
 from perception_nodes.core.sam.amg import MaskGenerator
 from perception_nodes.core.sam.backends import create_backend
 from perception_nodes.core.sam.registry import make_generated_checkpoint

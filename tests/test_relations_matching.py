@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from perception_nodes.core.relations.matching import (
+from perception_nodes.training.matching import (
     mask_iou_matrix,
     match_masks,
     retarget_relations,

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from perception_nodes.core.classify.regionspot_train import TrainConfig, TrainResult, train_regionspot
+from perception_nodes.training.regionspot import TrainConfig, TrainResult, train_regionspot
 from perception_nodes.core.clip_model import DEFAULT_CLIP_MODEL, ClipModelError, load_clip_model
 from perception_nodes.core.vocabulary import DEFAULT_TEMPLATES
 
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     except ClipModelError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    from perception_nodes.core.classify.regionspot_train import sam_box_token_fn
+    from perception_nodes.training.regionspot import sam_box_token_fn
 
     box_tokens, sam_untrained = sam_box_token_fn(a.sam_model, sam_ckpt, a.device)
     for what, generated in ((f"SAM {a.sam_model}", sam_untrained), (f"CLIP {a.clip_model}", clip.generated)):
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     if not result.history:
         print("nothing to do: the resumed checkpoint already reached the requested steps", file=sys.stderr)
         return 0
-    from perception_nodes.core.classify.regionspot_train import load_coco
+    from perception_nodes.training.regionspot import load_coco
 
     n_cats = len(load_coco(cfg.annotations).category_names)
     summary = {

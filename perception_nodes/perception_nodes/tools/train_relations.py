@@ -16,10 +16,10 @@ from pathlib import Path
 
 import torch
 
-from perception_nodes.core.relations.features import MODES, SegmentFn, cache_key, extract_samples
+from perception_nodes.training.relation_samples import MODES, SegmentFn, cache_key, extract_samples
 from perception_nodes.core.relations.head import RelationHead, RelationHeadConfig, save_relation_head
-from perception_nodes.core.relations.psg import load_psg
-from perception_nodes.core.relations.train import TrainSettings, evaluate, settings_dict, train_head
+from perception_nodes.training.psg import load_psg
+from perception_nodes.training.relations import TrainSettings, evaluate, settings_dict, train_head
 
 logger = logging.getLogger(__name__)
 

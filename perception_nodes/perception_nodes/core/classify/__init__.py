@@ -2,7 +2,7 @@
 
 - :class:`~.zero_shot.ZeroShotClassifier`: CLIP embeddings of masked region crops, no training.
 - :class:`~.regionspot.RegionSpotClassifier`: the RegionSpot head (SAM mask tokens attend to
-  CLIP's visual tokens), trained with :mod:`.regionspot_train`.
+  CLIP's visual tokens), trained with :mod:`perception_nodes.training.regionspot`.
 """
 
 from .base import ClassifierError, RegionClassifier, labels_from_scores

@@ -26,11 +26,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..clip_model import ClipModel
-from ..types import Segmentation
-from ..vocabulary import DEFAULT_TEMPLATES
-from .base import ClassifierError, RegionClassifier
-from .zero_shot import TemplatedQueryEmbedder
+from perception_nodes.core.checkpoint_io import save_atomic
+from perception_nodes.core.classify.base import ClassifierError, RegionClassifier
+from perception_nodes.core.classify.zero_shot import TemplatedQueryEmbedder
+from perception_nodes.core.clip_model import ClipModel
+from perception_nodes.core.types import Segmentation
+from perception_nodes.core.vocabulary import DEFAULT_TEMPLATES
 
 logger = logging.getLogger(__name__)
 
@@ -105,14 +106,9 @@ class RegionSpotHead(nn.Module):
 def save_regionspot_checkpoint(path: str | Path, head: RegionSpotHead, training: dict | None = None,
                                extra: dict | None = None) -> Path:
     """Write ``{format, config, state_dict, training, **extra}`` (``torch.load(weights_only=True)``-safe)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     obj = {"format": CHECKPOINT_FORMAT, "config": asdict(head.cfg), "state_dict": head.state_dict(),
            "training": dict(training or {}), **(extra or {})}
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)  # never leave a half-written checkpoint behind
-    return path
+    return save_atomic(obj, path)
 
 
 def make_generated_regionspot_checkpoint(path: str | Path, sam_model: str, clip: ClipModel, seed: int = 0,

@@ -232,3 +232,36 @@ def pair_features(geom: RegionGeometry) -> np.ndarray:
     f[:, :, 17] = np.where(valid, diff / np.maximum(np.abs(d[None, :]) + np.abs(d[:, None]), 1e-6), 0.0)
     f[:, :, 18] = valid.astype(np.float64)
     return f.astype(np.float32)
+
+
+def relations_from_scores(
+    scores: np.ndarray,
+    predicates: list[str],
+    source: str,
+    min_score: float,
+    max_per_subject: int = 0,
+    top_k: int = 0,
+) -> Relations:
+    """Turn ``(N, N, P)`` scores into :class:`Relations` (score >= ``min_score``, no self-pairs),
+    sorted by descending score; optionally at most ``max_per_subject`` per subject and ``top_k``."""
+    n = scores.shape[0]
+    s, o, p = np.nonzero(scores >= min_score)
+    keep = s != o
+    s, o, p = s[keep], o[keep], p[keep]
+    sc = scores[s, o, p].astype(np.float32)
+    order = np.argsort(-sc, kind="stable")
+    s, o, p, sc = s[order], o[order], p[order], sc[order]
+    if max_per_subject > 0 and s.size:
+        rank = np.zeros_like(s)
+        counts = np.zeros(n, dtype=np.int64)
+        for k, subj in enumerate(s):
+            rank[k] = counts[subj]
+            counts[subj] += 1
+        sel = rank < max_per_subject
+        s, o, p, sc = s[sel], o[sel], p[sel], sc[sel]
+    if top_k > 0:
+        s, o, p, sc = s[:top_k], o[:top_k], p[:top_k], sc[:top_k]
+    return Relations(
+        subject=s.astype(np.int64), object=o.astype(np.int64), predicate_index=p.astype(np.int64),
+        score=sc, predicates=list(predicates), source=source,
+    )

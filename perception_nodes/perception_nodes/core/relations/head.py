@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from perception_nodes.core.checkpoint_io import save_atomic
 from perception_nodes.core.relations.base import (
     PAIR_FEATURE_DIM,
     RelationInputError,
@@ -27,8 +28,8 @@ from perception_nodes.core.relations.base import (
     check_labels,
     pair_features,
     region_geometry,
+    relations_from_scores,
 )
-from perception_nodes.core.relations.geometric import relations_from_scores
 from perception_nodes.core.relations.predicates import PSG_PREDICATES, validate_predicates
 from perception_nodes.core.types import RegionLabels, Relations, Segmentation
 
@@ -153,10 +154,9 @@ class RelationHead(nn.Module):
         return logits + self.geo_mlp(pair_feats) + self.predicate_bias
 
 
-def save_relation_head(path: str | Path, head: RelationHead, extra: dict | None = None) -> None:
-    """Write a checkpoint holding the config, the weights and ``extra`` (training info)."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    torch.save(
+def save_relation_head(path: str | Path, head: RelationHead, extra: dict | None = None) -> Path:
+    """Write a checkpoint holding the config, the weights and ``extra`` (training info), atomically."""
+    return save_atomic(
         {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": head.config.to_dict(),
          "state_dict": head.state_dict(), "extra": extra or {}},
         path,

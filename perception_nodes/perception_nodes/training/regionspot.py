@@ -28,9 +28,9 @@ import torch
 from torchvision.ops import sigmoid_focal_loss
 from tqdm import tqdm
 
-from ..clip_model import ClipModel, load_clip_model
-from ..vocabulary import DEFAULT_TEMPLATES, Vocabulary
-from .regionspot import (
+from perception_nodes.core.clip_model import ClipModel, load_clip_model
+from perception_nodes.core.vocabulary import DEFAULT_TEMPLATES, Vocabulary
+from perception_nodes.core.classify.regionspot import (
     CheckpointMismatchError,
     RegionSpotConfig,
     RegionSpotHead,
@@ -120,8 +120,8 @@ def sam_box_token_fn(sam_model: str, sam_checkpoint: str | Path, device: str = "
 
     Returns the function and whether the SAM weights are untrained.
     """
-    from ..sam.amg import MaskGenerator
-    from ..sam.backends import create_backend
+    from perception_nodes.core.sam.amg import MaskGenerator
+    from perception_nodes.core.sam.backends import create_backend
 
     backend = create_backend("torch", model=sam_model, checkpoint=sam_checkpoint, device=device)
     gen = MaskGenerator(backend)
@@ -274,7 +274,7 @@ def train_regionspot(cfg: TrainConfig, box_tokens: BoxTokenFn | None = None, sam
     ``box_tokens`` defaults to :func:`sam_box_token_fn` of ``cfg.sam_model``/``sam_checkpoint``
     (pass another source in tests or to reuse a loaded SAM).
     """
-    from ..clip_model import file_sha256
+    from perception_nodes.core.clip_model import file_sha256
 
     torch.manual_seed(cfg.seed)
     clip = clip or load_clip_model(cfg.clip_model, cfg.clip_checkpoint, cfg.device)

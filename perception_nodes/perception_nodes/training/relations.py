@@ -23,9 +23,9 @@ from torchvision.ops import sigmoid_focal_loss
 from tqdm import tqdm
 
 from perception_nodes.core.relations.base import PAIR_FEATURE_DIM, RegionGeometry, pair_features
-from perception_nodes.core.relations.features import FrameSample
+from perception_nodes.training.relation_samples import FrameSample
 from perception_nodes.core.relations.head import RelationHead
-from perception_nodes.core.relations.metrics import RecallAccumulator
+from perception_nodes.training.relation_metrics import RecallAccumulator
 
 logger = logging.getLogger(__name__)
 

@@ -21,13 +21,13 @@ import numpy as np
 from tqdm import tqdm
 
 from perception_nodes.core.relations.base import region_geometry
-from perception_nodes.core.relations.matching import (
+from perception_nodes.training.matching import (
     MatchResult,
     mask_iou_matrix,
     match_masks,
     retarget_relations,
 )
-from perception_nodes.core.relations.psg import PsgDataset, PsgImage
+from perception_nodes.training.psg import PsgDataset, PsgImage
 from perception_nodes.core.types import Segmentation
 
 logger = logging.getLogger(__name__)

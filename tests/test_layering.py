@@ -1,0 +1,59 @@
+"""The package's layers: ``core`` is what runs on the robot (no ROS, no training code), nodes
+and tools sit on top. Checked on the source (imports as written), so a lazy import inside a
+function counts too."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "perception_nodes" / "perception_nodes"
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """Absolute names of every module ``path`` imports (relative imports resolved)."""
+    package = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts[:-1])
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parent + ([base] if base else []))
+            names.add(base)
+    return names
+
+
+def _core_files() -> list[Path]:
+    files = sorted((PACKAGE / "core").rglob("*.py"))
+    assert len(files) > 20, "core/ not found where expected"
+    return files
+
+
+def test_core_imports_no_ros():
+    offenders = {
+        str(f.relative_to(PACKAGE)): sorted(m for m in _imported_modules(f)
+                                            if m.split(".")[0] in {"rclpy", "rcl_interfaces", "sensor_msgs",
+                                                                   "perception_msgs", "std_msgs"}
+                                            or m.startswith("perception_nodes.ros")
+                                            or m.startswith("perception_nodes.nodes"))
+        for f in _core_files()
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_core_holds_no_training_code():
+    offenders = {str(f.relative_to(PACKAGE)): sorted(m for m in _imported_modules(f)
+                                                     if m.startswith("perception_nodes.training"))
+                 for f in _core_files()}
+    assert {k: v for k, v in offenders.items() if v} == {}
+    names = {f.stem for f in _core_files()}
+    assert not names & {"regionspot_train", "train", "psg", "metrics", "features", "matching"}
+
+
+def test_training_package_is_where_the_tools_import_it_from():
+    for tool in ("train_regionspot.py", "train_relations.py"):
+        imported = _imported_modules(PACKAGE / "tools" / tool)
+        assert any(m.startswith("perception_nodes.training") for m in imported), tool
