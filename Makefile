@@ -2,6 +2,7 @@
 #   make demo   - set up (if needed) and run the main job
 #   make test   - set up (if needed) and run the test suite (what CI runs)
 #   make bench  - benchmarks (tables on stdout, JSON under outputs/bench/)
+#   make lint   - ruff (ruff.toml: lint + format) and hadolint; the test suite runs the same checks
 SHELL := /bin/bash
 ENV := source scripts/env.sh &&
 PYTEST_ARGS ?=
@@ -21,7 +22,7 @@ bench: setup
 	@$(ENV) bash scripts/bench_all.sh
 
 lint: setup
-	@$(ENV) hadolint Dockerfile
+	@$(ENV) ruff check . && ruff format --check . && hadolint Dockerfile
 
 clean:
 	rm -rf build outputs .pytest_cache
