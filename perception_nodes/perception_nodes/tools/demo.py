@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from perception_nodes.core.config import PRECISIONS, SAM_BACKENDS, SAM_MODEL_NAMES
 from perception_nodes.tools.graph_runner import DEFAULT_CONFIG, NodeGraph, launch_overrides, write_params_file
 
 CAMERA = "/camera"
@@ -45,10 +46,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--images", nargs="+", default=["astronaut", "coffee", "chelsea", "rocket"],
                    help="scikit-image photo names or image files (default: astronaut coffee chelsea rocket)")
     p.add_argument("--max-side", type=int, default=640, help="photos are downscaled to this longest side (px)")
-    p.add_argument("--model", default="vit_t", help="SAM registry model (default vit_t = MobileSAM)")
-    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "tensorrt"])
+    p.add_argument("--model", default="vit_t", choices=SAM_MODEL_NAMES, help="SAM registry model (default vit_t = MobileSAM)")
+    p.add_argument("--backend", default="torch", choices=SAM_BACKENDS)
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS)
     p.add_argument("--points-per-side", type=int, default=None,
                    help=f"override amg.points_per_side (default: the config's; {CPU_POINTS_PER_SIDE} on CPU)")
     p.add_argument("--labels", nargs="+", default=None, help="vocabulary (default: the config file's)")

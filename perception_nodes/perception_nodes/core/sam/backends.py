@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..config import SAM_BACKENDS
 from .backend import SamBackend
 
-BACKEND_KINDS = ("torch", "onnxruntime", "tensorrt")
+BACKEND_KINDS = SAM_BACKENDS  # declared once in core/config.py
 
 
 def create_backend(

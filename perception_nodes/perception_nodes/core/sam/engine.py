@@ -32,12 +32,12 @@ from typing import Any
 
 import perception_nodes
 
+from ..config import PRECISIONS
 from ..weights import default_cache_dir, sha256_file
 
 logger = logging.getLogger(__name__)
 
 ENGINE_METADATA_FORMAT = 1
-PRECISIONS = ("fp32", "fp16", "bf16")
 COMPONENTS = ("encoder", "decoder")
 
 TENSORRT_INSTALL_HINT = (

@@ -25,6 +25,7 @@ import torch
 from segment_anything.build_sam import _build_sam
 from segment_anything.modeling import MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 
+from ..config import SAM_MODEL_NAMES
 from ..weights import (
     CheckpointArchitectureError,
     CheckpointCorruptedError,
@@ -162,6 +163,10 @@ SAM_MODELS: dict[str, SamModelSpec] = {
         description="TEST ONLY, untrained: real ViT encoder (64-d, 2 blocks) + real SAM decoder",
     ),
 }
+
+
+if tuple(SAM_MODELS) != SAM_MODEL_NAMES:  # the allowed names are declared once, in core/config.py
+    raise RuntimeError(f"SAM_MODELS {tuple(SAM_MODELS)} != core.config.SAM_MODEL_NAMES {SAM_MODEL_NAMES}")
 
 
 def get_spec(name: str) -> SamModelSpec:
