@@ -30,6 +30,7 @@ from ..weights import (
     CheckpointArchitectureError,
     CheckpointCorruptedError,
     ChecksumMismatchError,
+    apply_index_override,
     resolve_checkpoint,
     sha256_file,
 )
@@ -172,9 +173,10 @@ if tuple(SAM_MODELS) != SAM_MODEL_NAMES:  # the allowed names are declared once,
 def get_spec(name: str) -> SamModelSpec:
     """Registry entry ``name``; ``KeyError`` (also a LookupError) listing valid names."""
     try:
-        return SAM_MODELS[name]
+        spec = SAM_MODELS[name]
     except KeyError:
         raise KeyError(f"unknown SAM model {name!r}; valid names: {', '.join(SAM_MODELS)}") from None
+    return apply_index_override(spec)
 
 
 def _read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], int | None]:
