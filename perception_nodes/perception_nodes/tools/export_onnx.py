@@ -27,7 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pn-export-onnx", description=__doc__.split("\n\n")[0], epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, choices=SAM_MODEL_NAMES, help="SAM registry name")
+    # not argparse choices: main() answers an unknown name with exit status 2 and the registry's list
+    parser.add_argument("--model", required=True, help="SAM registry name: " + ", ".join(SAM_MODEL_NAMES))
     weights = parser.add_mutually_exclusive_group()
     weights.add_argument("--checkpoint", type=Path,
                          help="state_dict file (default: the cached official weights)")
