@@ -14,10 +14,18 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
-
-from perception_nodes.core.clip_weights import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_TAG, get_clip_weights
+from perception_nodes.core.clip_weights import (
+    DEFAULT_CLIP_MODEL,
+    DEFAULT_CLIP_TAG,
+    get_clip_weights,
+)
 from perception_nodes.core.sam.registry import get_spec
-from perception_nodes.core.weights import INDEX_ENV, CheckpointError, cached_path, sha256_file
+from perception_nodes.core.weights import (
+    INDEX_ENV,
+    CheckpointError,
+    cached_path,
+    sha256_file,
+)
 from perception_nodes.tools import fetch_weights
 from weights_server import serve_folder
 
@@ -114,7 +122,6 @@ def test_banner_names_generated_parts_and_the_command_that_replaces_them():
 
 def test_labels_and_queries_use_one_template_list(tmp_path):
     import yaml
-
     from perception_nodes.core.config import DEFAULT_TEMPLATES, PipelineConfig
     from perception_nodes.core.pipeline import Pipeline
 
@@ -151,7 +158,6 @@ def _write_unmarked_weights(root: Path) -> None:
 @pytest.mark.ros
 def test_demo_on_a_connected_machine_downloads_both_models_and_uses_them(tmp_path, monkeypatch):
     import yaml
-
     from perception_nodes.tools.graph_runner import DEFAULT_CONFIG
 
     root, cache, out = tmp_path / "www", tmp_path / "cache", tmp_path / "demo"

@@ -13,9 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from export_fixtures import FakeTensorRT, fake_runtime_info
-
 from perception_nodes.core.config import PipelineConfig
 from perception_nodes.core.pipeline import Pipeline, PipelineError
 from perception_nodes.core.sam import engine as eng
@@ -64,7 +62,7 @@ def test_first_run_builds_next_run_finds_new_checkpoint_or_precision_rebuilds(fa
     assert eng.EngineMetadata.load(eng.metadata_path(folder / "encoder.engine")).untrained is True
     assert backend.untrained and pipeline.sam_untrained and pipeline.untrained_parts == ["SAM sam_tiny_test"]
     rgb = (np.random.default_rng(0).random((96, 128, 3)) * 255).astype(np.uint8)
-    result, graph = pipeline.process(rgb)
+    result, _ = pipeline.process(rgb)
     assert result.segmentation.masks.shape[1:] == (96, 128) and len(result.segmentation) >= 1
 
     # next run: found in the cache, nothing built
@@ -104,13 +102,12 @@ def test_no_tensorrt_or_no_gpu_refuses_with_the_exact_commands(tmp_path, monkeyp
 @pytest.mark.ros
 def test_node_with_tensorrt_backend_builds_engines_and_reports_generated_weights(tmp_path, ros_context, monkeypatch):
     """The perception node (own process, real DDS) with ``sam.backend: tensorrt`` and empty paths."""
-    from rclpy.node import Node
-    from rclpy.qos import qos_profile_sensor_data
-    from sensor_msgs.msg import Image
-
     from e2e_fixtures import CAMERA, Spinner, start_graph, wait_for
     from perception_nodes.ros.image_conversion import numpy_to_image_msg
     from perception_nodes.tools.receiver import GraphReceiver
+    from rclpy.node import Node
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import Image
 
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS / "trt_standin"), os.environ.get("PYTHONPATH", "")]))
     graph = start_graph(tmp_path, **{"sam.backend": "tensorrt", "sam.precision": "fp16", "sam.device": "cpu"})

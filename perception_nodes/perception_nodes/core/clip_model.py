@@ -26,7 +26,7 @@ import torch.nn.functional as F
 logger = logging.getLogger(__name__)
 
 from .clip_weights import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_TAG  # noqa: F401 (re-exported)
-from .weights import sha256_file
+from .weights import GENERATED_WEIGHTS, sha256_file
 
 #: Small test configurations: open_clip's real towers with few layers and a small width.
 #: ``vocab_size`` stays 49408 so open_clip's real BPE tokenizer is used unchanged.
@@ -295,6 +295,6 @@ def load_clip_model(name: str, checkpoint: str | Path, device: str | torch.devic
         raise ClipModelError(f"{path} was generated for {meta['model_name']!r}, not {name!r}")
     generated = bool(meta.get("generated", False))
     if generated:
-        logger.warning("CLIP %s uses GENERATED (random) weights from %s: labels are not meaningful", name, path)
+        logger.warning("CLIP %s uses %s from %s: labels are not meaningful", name, GENERATED_WEIGHTS, path)
     return ClipModel(name=name, model=model, tokenizer=open_clip.get_tokenizer(name), checkpoint=path,
                      checkpoint_sha256=sha256_file(path), generated=generated, device=torch.device(device))

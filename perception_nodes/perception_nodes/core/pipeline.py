@@ -19,12 +19,12 @@ from .config import PipelineConfig
 from .projection import region_centroids
 from .scene_graph import SceneGraph, build_scene_graph
 from .types import FrameResult, RegionLabels, Relations, Segmentation
-from .weights import default_cache_dir
+from .weights import GENERATED_WEIGHTS, default_cache_dir
 
 logger = logging.getLogger(__name__)
 
 UNTRAINED_NOTICE = (
-    "GENERATED (untrained) weights are in use: masks, labels and relations are NOT meaningful. "
+    f"{GENERATED_WEIGHTS} are in use: masks, labels and relations are NOT meaningful. "
     "Fetch real weights with `pn-fetch-weights` (see README)."
 )
 
@@ -77,7 +77,7 @@ class Pipeline:
             raise PipelineError(f"cannot build the pipeline: {exc}") from exc
         if untrained:
             logger.warning("%s (generated: %s; real ones: `%s`)", UNTRAINED_NOTICE, ", ".join(untrained),
-                           fetch_command(untrained))
+                           fetch_command(untrained) or "none to download for test-only models")
         return cls(config, generator, classifier, vocabulary, relations, untrained)
 
     @property
@@ -181,22 +181,29 @@ def _cache_dir(config: PipelineConfig) -> Path:
 
 def fetch_command(untrained_parts: list[str]) -> str:
     """The ``pn-fetch-weights`` command that replaces the generated parts (``"SAM vit_t"``,
-    ``"CLIP ViT-B-16"``) with real weights."""
+    ``"CLIP ViT-B-16"``) with real weights; ``""`` when none of them has a download (test-only
+    configurations such as ``sam_tiny_test``)."""
+    from .clip_weights import clip_registry
+    from .sam.registry import SAM_MODELS
+
     names = []
     for part in untrained_parts:
         kind, _, name = part.partition(" ")
-        names.append(name if kind == "SAM" else f"clip:{name}" if kind == "CLIP" else "")
-    return " ".join(["pn-fetch-weights", *[n for n in names if n]])
+        if kind == "SAM" and name in SAM_MODELS and SAM_MODELS[name].url:
+            names.append(name)
+        elif kind == "CLIP" and name in clip_registry():
+            names.append(f"clip:{name}")
+    return " ".join(["pn-fetch-weights", *names]) if names else ""
 
 
 def _generated(config: PipelineConfig, part: str, filename: str, make) -> str:
     """Path of GENERATED weights for ``part`` (``"SAM vit_t"``), written once into the cache."""
     if not config.weights_allow_generated:
-        raise PipelineError(f"no weights for {part} and weights.allow_generated is false; fetch them with "
-                            f"`{fetch_command([part])}` (see README)")
+        how = f"fetch them with `{fetch_command([part])}`" if fetch_command([part]) else "pass a checkpoint file"
+        raise PipelineError(f"no weights for {part} and weights.allow_generated is false; {how} (see README)")
     path = _cache_dir(config) / "generated" / filename
     if not path.is_file():
-        logger.warning("no weights for %s: writing GENERATED (untrained) weights to %s", part, path)
+        logger.warning("no weights for %s: writing %s to %s", part, GENERATED_WEIGHTS, path)
         make(path)
     return str(path)
 

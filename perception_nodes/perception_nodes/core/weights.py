@@ -27,6 +27,11 @@ from typing import Protocol, TypeVar
 
 logger = logging.getLogger(__name__)
 
+#: The one name for seeded random weights of the real architectures, in every message. (Flags
+#: that say a model runs on them are called ``untrained``: ``SamBackend.untrained``,
+#: ``EngineMetadata.untrained``, the node's ``sam_untrained`` diagnostic.)
+GENERATED_WEIGHTS = "GENERATED (seeded random) weights"
+
 CACHE_ENV = "PERCEPTION_NODES_CACHE"
 INDEX_ENV = "PERCEPTION_NODES_WEIGHTS_INDEX"
 FETCH_COMMAND = "pn-fetch-weights"

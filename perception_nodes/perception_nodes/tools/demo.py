@@ -105,11 +105,14 @@ def clip_weights_available(model: str, cache_dir: str, fetch: bool) -> bool:
 def untrained_banner(parts: list[str]) -> str:
     """The notice for GENERATED weights; ``parts`` as the node reports them (``"SAM vit_t"``)."""
     from perception_nodes.core.pipeline import fetch_command
+    from perception_nodes.core.weights import GENERATED_WEIGHTS
 
-    return "\n".join([BANNER, "!! GENERATED (seeded random) weights for: " + ", ".join(parts),
+    command = fetch_command(parts)
+    how = (f"`{command}` (needs a network), then run the demo again" if command
+           else "none to download (test-only models; run without --quick)")
+    return "\n".join([BANNER, f"!! {GENERATED_WEIGHTS} for: " + ", ".join(parts),
                       "!! Their output below is NOT meaningful; only the plumbing is real.",
-                      f"!! Real weights: `{fetch_command(parts)}` (needs a network), then run the demo again.",
-                      BANNER])
+                      f"!! Real weights: {how}.", BANNER])
 
 
 # ---------------------------------------------------------------------------------- ROS side

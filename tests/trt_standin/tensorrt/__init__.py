@@ -13,7 +13,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/: export_fixtures
 
 import torch  # noqa: E402
-
 from export_fixtures import FakeTensorRT, fake_runtime_info  # noqa: E402
 
 _INFO = fake_runtime_info()

@@ -113,14 +113,14 @@ def ensure_engines(setup: EngineSetup, trt: ModuleType | None = None,
 
 def _ensure_onnx(setup: EngineSetup, checkpoint_sha: str) -> tuple[Path, Path]:
     """ONNX exports of ``setup.checkpoint`` (reused when their metadata names that checkpoint)."""
-    from .export_metadata import read_onnx_metadata
+    from .export_metadata import OnnxModelError, read_onnx_metadata
 
     paths = (setup.onnx_dir / "encoder.onnx", setup.onnx_dir / "decoder.onnx")
     try:
         if all(read_onnx_metadata(p).get("checkpoint_sha256") == checkpoint_sha for p in paths):
             logger.info("reusing the ONNX export in %s", setup.onnx_dir)
             return paths
-    except Exception:  # noqa: BLE001 - absent or unreadable export: export again
+    except OnnxModelError:  # absent or unreadable export: export again
         pass
     from .export import export_sam
     from .registry import build_sam_model

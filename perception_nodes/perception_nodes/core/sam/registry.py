@@ -27,6 +27,7 @@ from segment_anything.modeling import MaskDecoder, PromptEncoder, Sam, TwoWayTra
 
 from ..config import SAM_MODEL_NAMES
 from ..weights import (
+    GENERATED_WEIGHTS,
     CheckpointArchitectureError,
     CheckpointCorruptedError,
     ChecksumMismatchError,
@@ -260,8 +261,7 @@ def build_sam_model(
     model.load_state_dict(state)
     model.pn_untrained = seed is not None or spec.test_only  # type: ignore[attr-defined]
     if model.pn_untrained:
-        logger.warning("model %r uses GENERATED (untrained) weights from %s: output is not meaningful",
-                       name, path)
+        logger.warning("model %r uses %s from %s: output is not meaningful", name, GENERATED_WEIGHTS, path)
     return model.to(device).eval()
 
 
