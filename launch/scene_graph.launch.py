@@ -14,6 +14,9 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+# Allowed values are declared once, in the package's config module.
+from perception_nodes.core.config import PRECISIONS, RELEASE_SAM_MODELS, SAM_BACKENDS
+
 PACKAGE = "perception_nodes"
 CONFIG_FILE = "scene_graph.yaml"
 RVIZ_FILE = "scene_graph.rviz"
@@ -22,10 +25,10 @@ ARGUMENTS = [
     # name, default, description, choices
     ("cameras", "/camera", "comma-separated camera namespaces served by one model", None),
     ("image_topic", "image_raw", "image topic relative to each camera namespace", None),
-    ("backend", "torch", "SAM backend", ["torch", "onnxruntime", "tensorrt"]),
-    ("model", "vit_t", "SAM model from the registry", ["vit_t", "vit_b", "vit_l", "vit_h"]),
+    ("backend", "torch", "SAM backend (tensorrt: engines from the cache, built on first run)", SAM_BACKENDS),
+    ("model", "vit_t", "SAM model from the registry", RELEASE_SAM_MODELS),
     ("device", "cpu", "cpu, cuda or cuda:N", None),
-    ("precision", "fp32", "encoder precision", ["fp32", "fp16", "bf16"]),
+    ("precision", "fp32", "encoder precision (and TensorRT engine precision)", PRECISIONS),
     ("use_depth", "false", "use registered depth + CameraInfo for 3D centroids", ["true", "false"]),
     ("config_file", "", "parameter file (default: the package's config/scene_graph.yaml)", None),
     ("rviz", "false", "start RViz with the shipped configuration", ["true", "false"]),
@@ -65,7 +68,7 @@ def _nodes(context):
 def generate_launch_description():
     declared = [
         DeclareLaunchArgument(name, default_value=default, description=description,
-                              **({"choices": choices} if choices else {}))
+                              **({"choices": list(choices)} if choices else {}))
         for name, default, description, choices in ARGUMENTS
     ]
     return LaunchDescription(declared + [OpaqueFunction(function=_nodes)])

@@ -148,7 +148,7 @@ def sam_generator(tmp_path_factory):
 
 
 def test_regionspot_end_to_end_on_photo_regions_with_generated_head(clip, vocab, sam_generator, tmp_path):
-    from perception_nodes.core.clip_model import file_sha256
+    from perception_nodes.core.weights import sha256_file
 
     gen, sam_path = sam_generator
     image = skimage.data.astronaut()
@@ -156,7 +156,7 @@ def test_regionspot_end_to_end_on_photo_regions_with_generated_head(clip, vocab,
     seg = gen.predict_boxes(image, boxes)  # real (tiny, random) SAM: masks + 256-d mask tokens
     assert seg.tokens.shape == (3, 256)
     ckpt = make_generated_regionspot_checkpoint(tmp_path / "head.pt", TINY_SAM, clip, seed=1,
-                                                sam_checkpoint_sha256=file_sha256(sam_path), num_layers=1)
+                                                sam_checkpoint_sha256=sha256_file(sam_path), num_layers=1)
     # even when a caller claims meaningful output, a generated head is flagged as not meaningful
     clf = RegionSpotClassifier.from_checkpoint(ckpt, clip, TINY_SAM, meaningful=True, unknown_threshold=0.0)
     out = clf.classify(image, seg, vocab.snapshot(), top_k=3)

@@ -28,10 +28,14 @@ def test_demo_quick_writes_graph_json_overlay_png_and_timing_table(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     stdout = proc.stdout
     assert "GENERATED (seeded random) weights" in stdout and "NOT meaningful" in stdout
+    # the banner names exactly the generated parts and the command that replaces them
+    assert "weights for: SAM sam_tiny_test, CLIP pn-clip-tiny-test" in stdout
+    assert "Real weights: none to download (test-only models; run without --quick)" in stdout
     assert "segment.encoder" in stdout and "end-to-end (publish -> SceneGraph received)" in stdout
 
     summary = json.loads((out / "summary.json").read_text())
     assert summary["weights_meaningful"] is False and summary["sam_model"] == "sam_tiny_test"
+    assert summary["generated_parts"] == ["SAM sam_tiny_test", "CLIP pn-clip-tiny-test"]
     assert [f["name"] for f in summary["frames"]] == ["astronaut", "rocket"]
     for name in ("astronaut", "rocket"):
         graph = from_json((out / f"{name}.json").read_text())

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import fnmatch
+import importlib
 import inspect
 import shutil
 from pathlib import Path
@@ -37,15 +38,34 @@ EXTERNAL_NODES = {("rviz2", "rviz2")}  # (package, executable) started from othe
 
 
 def _module_constants(tree: ast.Module) -> dict[str, object]:
-    """Module-level ``NAME = <literal>`` assignments."""
+    """Module-level ``NAME = <literal>`` assignments.
+
+    Names the launch file imports from this package (``from perception_nodes.core.config import
+    SAM_BACKENDS``: the allowed values are declared once there) resolve to their values.
+    """
+    imported: dict[str, object] = {}
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(PACKAGE + "."):
+            module = importlib.import_module(node.module)
+            imported |= {a.asname or a.name: getattr(module, a.name) for a in node.names}
     out = {}
     for node in tree.body:
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
             try:
-                out[node.targets[0].id] = ast.literal_eval(node.value)
+                out[node.targets[0].id] = _literal(node.value, imported)
             except ValueError:
                 pass
     return out
+
+
+def _literal(node: ast.AST, names: dict[str, object]) -> object:
+    """``ast.literal_eval`` that also resolves ``names`` (imported package constants)."""
+    if isinstance(node, ast.Name) and node.id in names:
+        return names[node.id]
+    if isinstance(node, (ast.List, ast.Tuple)):
+        items = [_literal(e, names) for e in node.elts]
+        return items if isinstance(node, ast.List) else tuple(items)
+    return ast.literal_eval(node)
 
 
 def _value(node: ast.AST, consts: dict[str, object], local_dicts: dict[str, ast.Dict]) -> object:
@@ -165,7 +185,7 @@ def expected_choices() -> dict[str, list[str]]:
     specs = {s.name: s for s in all_params()}
     return {
         "backend": list(BACKEND_KINDS),
-        "model": [m for m in SAM_MODELS if m != "sam_tiny_test"],
+        "model": [m for m, spec in SAM_MODELS.items() if not spec.test_only],
         "precision": list(specs["sam.precision"].choices),
         "use_depth": ["true", "false"],
         "rviz": ["true", "false"],
@@ -316,8 +336,9 @@ def test_unknown_executable_and_override_are_caught(tmp_path):
 
 @pytest.mark.parametrize("old,new,needle", [
     ('"scene_graph.rviz"', '"scene_graph_missing.rviz"', "does not exist"),
-    ('["torch", "onnxruntime", "tensorrt"]', '["torch", "onnxruntime", "openvino"]', "choices"),
-    ('"SAM backend"', '""', "no description"),
+    ('"SAM backend (tensorrt: engines from the cache, built on first run)", SAM_BACKENDS',
+     '"SAM backend", ["torch", "onnxruntime", "openvino"]', "choices"),
+    ('"SAM model from the registry"', '""', "no description"),
 ])  # fmt: skip
 def test_broken_launch_arguments_and_files_are_caught(tmp_path, old, new, needle):
     launch, yml, setup = _copies(tmp_path)

@@ -21,8 +21,9 @@ import torch
 
 from classify_fixtures import TINY_CLIP, TINY_SAM, make_texture_coco_dataset
 from perception_nodes.core.classify.regionspot import CheckpointMismatchError, RegionSpotClassifier
+from perception_nodes.core.clip_model import load_clip_model, make_generated_clip_checkpoint
+from perception_nodes.core.weights import sha256_file
 from perception_nodes.training.regionspot import load_coco, read_rgb, split_images
-from perception_nodes.core.clip_model import file_sha256, load_clip_model, make_generated_clip_checkpoint
 from perception_nodes.core.sam.registry import make_generated_checkpoint
 from perception_nodes.core.vocabulary import Vocabulary
 from perception_nodes.tools.train_regionspot import main
@@ -85,7 +86,7 @@ def test_inference_labels_held_out_regions(trained):
 
     clip = load_clip_model(TINY_CLIP, trained["clip"])
     clf = RegionSpotClassifier.from_checkpoint(trained["root"] / "run" / "best.pt", clip, TINY_SAM,
-                                               sam_checkpoint_sha256=file_sha256(trained["sam"]), unknown_threshold=0.0)
+                                               sam_checkpoint_sha256=sha256_file(trained["sam"]), unknown_threshold=0.0)
     assert not clf.meaningful  # trained on generated encoders: flagged
     data = load_coco(trained["ann"])
     vocab = Vocabulary(clip, templates=clf.head.cfg.templates)

@@ -179,7 +179,7 @@ def test_command_fetches_and_lists(server, payload, tmp_path, monkeypatch, capsy
 
 
 def test_command_usage_errors(capsys):
-    for argv in ([], ["no_such_model"], [TINY]):
+    for argv in (["no_such_model"], [TINY]):  # no name at all = the defaults (test_clip_weights.py)
         with pytest.raises(SystemExit) as info:
             fetch_weights.main(argv)
         assert info.value.code == 2

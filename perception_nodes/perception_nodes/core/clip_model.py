@@ -11,7 +11,6 @@ All embeddings returned are float32 and L2-normalised.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import tempfile
@@ -26,9 +25,8 @@ import torch.nn.functional as F
 
 logger = logging.getLogger(__name__)
 
-#: Default real model (the RegionSpot paper's CLIP ViT-B/16) and a weight tag to fetch it with.
-DEFAULT_CLIP_MODEL = "ViT-B-16"
-DEFAULT_CLIP_TAG = "laion2b_s34b_b88k"
+from .clip_weights import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_TAG  # noqa: F401 (re-exported)
+from .weights import GENERATED_WEIGHTS, sha256_file
 
 #: Small test configurations: open_clip's real towers with few layers and a small width.
 #: ``vocab_size`` stays 49408 so open_clip's real BPE tokenizer is used unchanged.
@@ -76,25 +74,16 @@ def list_clip_models() -> list[str]:
     return open_clip.list_models()
 
 
-def file_sha256(path: str | Path, chunk: int = 1 << 22) -> str:
-    """Hex SHA-256 of a file (identifies which weights a head or cache was made with)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def fetch_hint(name: str) -> str:
     """How a user fetches official weights for ``name`` (when online)."""
+    from .clip_weights import clip_registry
+
+    if name in clip_registry():
+        return f"fetch it with `pn-fetch-weights clip:{name}` (the default CLIP: `pn-fetch-weights clip`)"
     tags = open_clip.list_pretrained_tags_by_model(name) if name in open_clip.list_models() else []
-    tag = DEFAULT_CLIP_TAG if DEFAULT_CLIP_TAG in tags else (tags[0] if tags else "<tag>")
     return (
-        f"fetch it when online with open_clip's pretrained tags, e.g. `pn-fetch-weights` or\n"
-        f"  python -c \"import open_clip; open_clip.create_model_and_transforms('{name}', "
-        f"pretrained='{tag}', cache_dir='weights/clip')\"\n"
-        f"  (known tags for {name}: {tags or 'none'}), then pass the downloaded "
-        f"open_clip_model.safetensors / .bin / .pt file as the checkpoint."
+        f"{name} has no entry in the weights registry; download one of its open_clip pretrained tags "
+        f"({tags or 'none'}) and pass the open_clip_model.safetensors / .bin / .pt file as clip.checkpoint"
     )
 
 
@@ -306,6 +295,6 @@ def load_clip_model(name: str, checkpoint: str | Path, device: str | torch.devic
         raise ClipModelError(f"{path} was generated for {meta['model_name']!r}, not {name!r}")
     generated = bool(meta.get("generated", False))
     if generated:
-        logger.warning("CLIP %s uses GENERATED (random) weights from %s: labels are not meaningful", name, path)
+        logger.warning("CLIP %s uses %s from %s: labels are not meaningful", name, GENERATED_WEIGHTS, path)
     return ClipModel(name=name, model=model, tokenizer=open_clip.get_tokenizer(name), checkpoint=path,
-                     checkpoint_sha256=file_sha256(path), generated=generated, device=torch.device(device))
+                     checkpoint_sha256=sha256_file(path), generated=generated, device=torch.device(device))

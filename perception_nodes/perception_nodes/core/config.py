@@ -5,12 +5,37 @@ parameters (same names, dots as namespaces) and the YAML files in ``config/``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from typing import Literal, get_args
+
+# Allowed values, declared once (typed). ROS parameter descriptors, launch arguments, the demo
+# and the tools derive their choices from these tuples; the registries check against them.
+SamBackendName = Literal["torch", "onnxruntime", "tensorrt"]
+SamModelName = Literal["vit_b", "vit_l", "vit_h", "vit_t", "sam_tiny_test"]
+PrecisionName = Literal["fp32", "fp16", "bf16"]
+ClassifierType = Literal["zero_shot", "regionspot", "none"]
+RelationsType = Literal["auto", "learned", "geometric", "none"]
+
+SAM_BACKENDS: tuple[str, ...] = get_args(SamBackendName)
+SAM_MODEL_NAMES: tuple[str, ...] = get_args(SamModelName)
+TEST_ONLY_SAM_MODELS: tuple[str, ...] = ("sam_tiny_test",)
+RELEASE_SAM_MODELS: tuple[str, ...] = tuple(m for m in SAM_MODEL_NAMES if m not in TEST_ONLY_SAM_MODELS)
+PRECISIONS: tuple[str, ...] = get_args(PrecisionName)
+CLASSIFIER_TYPES: tuple[str, ...] = get_args(ClassifierType)
+RELATIONS_TYPES: tuple[str, ...] = get_args(RelationsType)
 
 DEFAULT_LABELS = [
     "person", "cup", "bottle", "chair", "table", "laptop", "keyboard", "book", "cat", "dog",
     "plant", "door", "window", "floor", "wall", "sky", "tree", "car", "bicycle", "rocket",
 ]
-DEFAULT_TEMPLATES = ["a photo of a {}.", "a photo of the {}.", "a close-up photo of a {}."]
+#: The one default template list: region labels (the vocabulary) and free-text queries use it.
+DEFAULT_TEMPLATES: tuple[str, ...] = (
+    "a photo of a {}.",
+    "a photo of the {}.",
+    "a cropped photo of a {}.",
+    "a close-up photo of a {}.",
+    "a photo of a small {}.",
+    "a photo of a large {}.",
+)
 
 
 @dataclass
@@ -22,13 +47,13 @@ class PipelineConfig:
     ``weights_allow_generated`` is true".
     """
 
-    sam_backend: str = "torch"                # torch | onnxruntime | tensorrt
-    sam_model: str = "vit_t"                  # registry name (vit_b, vit_l, vit_h, vit_t, sam_tiny_test)
+    sam_backend: SamBackendName = "torch"     # SAM_BACKENDS
+    sam_model: SamModelName = "vit_t"         # SAM_MODEL_NAMES (the registry's keys)
     sam_checkpoint: str = ""                  # state_dict file (torch backend)
     sam_encoder_path: str = ""                # ONNX file / TensorRT engine (other backends)
     sam_decoder_path: str = ""
     sam_device: str = "cpu"                   # cpu | cuda | cuda:N
-    sam_precision: str = "fp32"               # fp32 | fp16 | bf16
+    sam_precision: PrecisionName = "fp32"     # PRECISIONS
     amg_points_per_side: int = 16             # point grid side for segment-everything
     amg_points_per_batch: int = 0             # 0 = automatic (64 on CPU, 256 on CUDA)
     amg_pred_iou_thresh: float = 0.86         # [0, 1]
@@ -36,15 +61,15 @@ class PipelineConfig:
     amg_box_nms_thresh: float = 0.7           # [0, 1]
     amg_min_mask_region_area: int = 0         # pixels; holes/islands below are removed
     amg_max_regions: int = 64                 # cap on regions per frame (best predicted IoU first)
-    classifier_type: str = "zero_shot"        # zero_shot | regionspot | none
+    classifier_type: ClassifierType = "zero_shot"  # CLASSIFIER_TYPES
     classifier_regionspot_checkpoint: str = ""
     classifier_unknown_threshold: float = 0.1  # [0, 1]; best score below -> "unknown"
     classifier_top_k: int = 5                 # alternatives per region
     clip_model: str = "ViT-B-16"              # open_clip model name
-    clip_checkpoint: str = ""                 # open_clip weights file
+    clip_checkpoint: str = ""                 # open_clip weights file; "" = cached default (pn-fetch-weights clip)
     vocabulary_labels: list[str] = field(default_factory=lambda: list(DEFAULT_LABELS))
     vocabulary_templates: list[str] = field(default_factory=lambda: list(DEFAULT_TEMPLATES))
-    relations_type: str = "auto"              # auto (learned if checkpoint else geometric) | learned | geometric | none
+    relations_type: RelationsType = "auto"    # RELATIONS_TYPES; auto = learned if checkpoint else geometric
     relations_checkpoint: str = ""
     relations_top_k: int = 50                 # relations per frame
     relations_per_subject: int = 5            # relations per subject region

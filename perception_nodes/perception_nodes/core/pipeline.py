@@ -19,12 +19,12 @@ from .config import PipelineConfig
 from .projection import region_centroids
 from .scene_graph import SceneGraph, build_scene_graph
 from .types import FrameResult, RegionLabels, Relations, Segmentation
-from .weights import default_cache_dir
+from .weights import GENERATED_WEIGHTS, default_cache_dir
 
 logger = logging.getLogger(__name__)
 
 UNTRAINED_NOTICE = (
-    "GENERATED (untrained) weights are in use: masks, labels and relations are NOT meaningful. "
+    f"{GENERATED_WEIGHTS} are in use: masks, labels and relations are NOT meaningful. "
     "Fetch real weights with `pn-fetch-weights` (see README)."
 )
 
@@ -76,12 +76,18 @@ class Pipeline:
         except (OSError, ValueError, KeyError, RuntimeError, ImportError) as exc:
             raise PipelineError(f"cannot build the pipeline: {exc}") from exc
         if untrained:
-            logger.warning("%s (untrained: %s)", UNTRAINED_NOTICE, ", ".join(untrained))
+            logger.warning("%s (generated: %s; real ones: `%s`)", UNTRAINED_NOTICE, ", ".join(untrained),
+                           fetch_command(untrained) or "none to download for test-only models")
         return cls(config, generator, classifier, vocabulary, relations, untrained)
 
     @property
     def meaningful(self) -> bool:
         return not self.untrained_parts
+
+    @property
+    def sam_untrained(self) -> bool:
+        """The SAM backend runs GENERATED weights (torch checkpoint, ONNX export or TensorRT engine)."""
+        return bool(self.generator.backend.untrained)
 
     # ------------------------------------------------------------------ per frame
     def process(self, image: np.ndarray, depth_m: np.ndarray | None = None, k: np.ndarray | None = None,
@@ -173,13 +179,31 @@ def _cache_dir(config: PipelineConfig) -> Path:
     return Path(config.weights_cache_dir).expanduser() if config.weights_cache_dir else default_cache_dir()
 
 
-def _generated(config: PipelineConfig, what: str, filename: str, make) -> str:
+def fetch_command(untrained_parts: list[str]) -> str:
+    """The ``pn-fetch-weights`` command that replaces the generated parts (``"SAM vit_t"``,
+    ``"CLIP ViT-B-16"``) with real weights; ``""`` when none of them has a download (test-only
+    configurations such as ``sam_tiny_test``)."""
+    from .clip_weights import clip_registry
+    from .sam.registry import SAM_MODELS
+
+    names = []
+    for part in untrained_parts:
+        kind, _, name = part.partition(" ")
+        if kind == "SAM" and name in SAM_MODELS and SAM_MODELS[name].url:
+            names.append(name)
+        elif kind == "CLIP" and name in clip_registry():
+            names.append(f"clip:{name}")
+    return " ".join(["pn-fetch-weights", *names]) if names else ""
+
+
+def _generated(config: PipelineConfig, part: str, filename: str, make) -> str:
+    """Path of GENERATED weights for ``part`` (``"SAM vit_t"``), written once into the cache."""
     if not config.weights_allow_generated:
-        raise PipelineError(f"no weights for {what} and weights.allow_generated is false; fetch them with "
-                            f"`pn-fetch-weights` (see README)")
+        how = f"fetch them with `{fetch_command([part])}`" if fetch_command([part]) else "pass a checkpoint file"
+        raise PipelineError(f"no weights for {part} and weights.allow_generated is false; {how} (see README)")
     path = _cache_dir(config) / "generated" / filename
     if not path.is_file():
-        logger.warning("no weights for %s: writing GENERATED (untrained) weights to %s", what, path)
+        logger.warning("no weights for %s: writing %s to %s", part, GENERATED_WEIGHTS, path)
         make(path)
     return str(path)
 
@@ -202,20 +226,12 @@ def _sam_checkpoint(config: PipelineConfig, untrained: list[str]) -> str | None:
 
 def _load_generator(config: PipelineConfig, untrained: list[str]):
     from .sam.amg import MaskGenerator
-    from .sam.backends import create_backend
     from .sam.registry import get_spec
 
     spec = get_spec(config.sam_model)
-    if config.sam_backend == "torch":
-        ckpt = _sam_checkpoint(config, untrained)
-        backend = create_backend("torch", model=config.sam_model, checkpoint=ckpt, device=config.sam_device,
-                                 precision=config.sam_precision)
-        if getattr(backend, "untrained", False) and not any(p.startswith("SAM") for p in untrained):
-            untrained.append(f"SAM {config.sam_model}")
-    else:
-        backend = create_backend(config.sam_backend, model=config.sam_model, device=config.sam_device,
-                                 encoder_path=config.sam_encoder_path or None,
-                                 decoder_path=config.sam_decoder_path or None)
+    backend = _create_backend(config, untrained)
+    if backend.untrained and not any(p.startswith("SAM") for p in untrained):
+        untrained.append(f"SAM {config.sam_model}")
     return MaskGenerator(
         backend, spec,
         points_per_side=config.amg_points_per_side,
@@ -228,6 +244,35 @@ def _load_generator(config: PipelineConfig, untrained: list[str]):
     )
 
 
+def _create_backend(config: PipelineConfig, untrained: list[str]):
+    """The SAM backend of ``config``; every setting (model, precision, device, cache) reaches it."""
+    from .sam.backends import create_backend
+
+    common = dict(model=config.sam_model, device=config.sam_device, precision=config.sam_precision,
+                  cache_dir=config.weights_cache_dir or None)
+    if config.sam_backend == "torch":
+        return create_backend("torch", checkpoint=_sam_checkpoint(config, untrained), **common)
+    encoder, decoder = config.sam_encoder_path or None, config.sam_decoder_path or None
+    if config.sam_backend == "tensorrt":
+        if config.sam_device == "cpu":
+            logger.warning("backend tensorrt with sam.device cpu: TensorRT engines run on CUDA; set sam.device: cuda")
+        if encoder is None and decoder is None:
+            encoder, decoder = _tensorrt_engines(config, untrained)
+    return create_backend(config.sam_backend, encoder_path=encoder, decoder_path=decoder, **common)
+
+
+def _tensorrt_engines(config: PipelineConfig, untrained: list[str]):
+    """Engines from the cache, or exported and built now (see ``core.sam.engine_setup``)."""
+    from .sam.engine_setup import EngineSetup, EngineSetupError, ensure_engines
+
+    setup = EngineSetup(config.sam_model, config.sam_precision, Path(_sam_checkpoint(config, untrained)),
+                        _cache_dir(config))
+    try:
+        return ensure_engines(setup)
+    except EngineSetupError as exc:
+        raise PipelineError(f"backend tensorrt: {exc}") from exc
+
+
 def _load_classifier(config: PipelineConfig, untrained: list[str]):
     if config.classifier_type == "none":
         return None, None, None
@@ -236,7 +281,7 @@ def _load_classifier(config: PipelineConfig, untrained: list[str]):
     from .clip_model import load_clip_model, make_generated_clip_checkpoint
     from .vocabulary import Vocabulary
 
-    ckpt = config.clip_checkpoint
+    ckpt = config.clip_checkpoint or _cached_clip(config)
     if not ckpt:
         ckpt = _generated(config, f"CLIP {config.clip_model}", f"clip_{config.clip_model}_seed0.pt",
                           lambda p: make_generated_clip_checkpoint(config.clip_model, p, seed=0))
@@ -248,7 +293,8 @@ def _load_classifier(config: PipelineConfig, untrained: list[str]):
         vocabulary.set(list(config.vocabulary_labels))
     meaningful = not untrained
     if config.classifier_type == "zero_shot":
-        classifier = ZeroShotClassifier(clip, meaningful=meaningful, unknown_threshold=config.classifier_unknown_threshold)
+        classifier = ZeroShotClassifier(clip, meaningful=meaningful, unknown_threshold=config.classifier_unknown_threshold,
+                                        templates=tuple(config.vocabulary_templates))  # queries = labels' templates
     elif config.classifier_type == "regionspot":
         if not config.classifier_regionspot_checkpoint:
             raise PipelineError("classifier.type is regionspot but classifier.regionspot_checkpoint is empty "
@@ -259,6 +305,22 @@ def _load_classifier(config: PipelineConfig, untrained: list[str]):
     else:
         raise PipelineError(f"classifier.type must be zero_shot, regionspot or none, got {config.classifier_type!r}")
     return clip, vocabulary, classifier
+
+
+def _cached_clip(config: PipelineConfig) -> str:
+    """The cached registry weights of ``clip.model`` (sha256-checked when pinned), or ""."""
+    from .clip_weights import cached_clip_checkpoint, get_clip_weights
+    from .weights import ChecksumMismatchError, sha256_file
+
+    path = cached_clip_checkpoint(config.clip_model, config.weights_cache_dir or None)
+    if path is None:
+        logger.info("no cached CLIP %s weights (fetch them with `pn-fetch-weights clip`)", config.clip_model)
+        return ""
+    spec = get_clip_weights(config.clip_model)
+    if spec.sha256 and sha256_file(path) != spec.sha256:
+        raise ChecksumMismatchError(f"sha256 of {path} is not {spec.sha256}: the file is corrupted or another "
+                                    f"version; delete it and run `pn-fetch-weights {spec.name}`")
+    return str(path)
 
 
 def _load_relations(config: PipelineConfig, untrained: list[str]):

@@ -19,17 +19,9 @@ from typing import Protocol
 
 import numpy as np
 
+from .config import DEFAULT_TEMPLATES  # noqa: F401 (re-exported: the one default list, labels and queries)
+
 logger = logging.getLogger(__name__)
-
-DEFAULT_TEMPLATES: tuple[str, ...] = (
-    "a photo of a {}.",
-    "a photo of the {}.",
-    "a cropped photo of a {}.",
-    "a close-up photo of a {}.",
-    "a photo of a small {}.",
-    "a photo of a large {}.",
-)
-
 
 class VocabularyError(ValueError):
     """A vocabulary change was refused (the vocabulary is left unchanged)."""

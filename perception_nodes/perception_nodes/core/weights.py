@@ -4,27 +4,51 @@ The cache directory is ``$PERCEPTION_NODES_CACHE`` or ``~/.cache/perception_node
 files live in its ``weights/`` folder under their registry file name. Downloads go to
 ``<file>.part`` first and resume with an HTTP ``Range`` request when interrupted; the file is
 moved into place only after its sha256 matched.
+
+Registry entries (SAM in :mod:`.sam.registry`, CLIP in :mod:`.clip_weights`) are any objects
+with ``name``, ``url``, ``filename``, ``sha256`` and ``size_bytes`` (:class:`WeightSpec`).
+``$PERCEPTION_NODES_WEIGHTS_INDEX`` names a JSON file ``{name: {"url": ..., "sha256": ...,
+"size_bytes": ...}}`` that replaces those fields per entry: a private mirror of the weights
+(air-gapped sites, re-hosted files), also what the tests use to serve files locally.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import http.client
+import json
 import logging
 import os
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .sam.registry import SamModelSpec
+from typing import Protocol, TypeVar
 
 logger = logging.getLogger(__name__)
 
+#: The one name for seeded random weights of the real architectures, in every message. (Flags
+#: that say a model runs on them are called ``untrained``: ``SamBackend.untrained``,
+#: ``EngineMetadata.untrained``, the node's ``sam_untrained`` diagnostic.)
+GENERATED_WEIGHTS = "GENERATED (seeded random) weights"
+
 CACHE_ENV = "PERCEPTION_NODES_CACHE"
+INDEX_ENV = "PERCEPTION_NODES_WEIGHTS_INDEX"
 FETCH_COMMAND = "pn-fetch-weights"
 _CHUNK = 1 << 20
+
+
+class WeightSpec(Protocol):
+    """What the downloader needs of a registry entry (SAM and CLIP entries have it)."""
+
+    name: str
+    url: str | None
+    filename: str | None
+    sha256: str | None
+    size_bytes: int | None
+
+
+_Spec = TypeVar("_Spec")
 
 
 class CheckpointError(ValueError):
@@ -51,6 +75,28 @@ class DownloadError(CheckpointError, OSError):
     """The download failed (network, HTTP status, size)."""
 
 
+def apply_index_override(spec: _Spec) -> _Spec:
+    """``spec`` with url/sha256/size_bytes replaced from ``$PERCEPTION_NODES_WEIGHTS_INDEX``.
+
+    Unset variable: ``spec`` unchanged. A missing or malformed index file raises
+    :class:`CheckpointError` (a mirror that silently does nothing would be worse).
+    """
+    index_path = os.environ.get(INDEX_ENV)
+    if not index_path:
+        return spec
+    try:
+        index = json.loads(Path(index_path).expanduser().read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"${INDEX_ENV}={index_path} cannot be read as JSON: {exc}") from exc
+    entry = index.get(spec.name) if isinstance(index, dict) else None
+    if entry is None:
+        return spec
+    allowed = {"url", "sha256", "size_bytes"}
+    if not isinstance(entry, dict) or set(entry) - allowed:
+        raise CheckpointError(f"${INDEX_ENV} entry {spec.name!r} must be an object with keys {sorted(allowed)}")
+    return dataclasses.replace(spec, **entry)
+
+
 def default_cache_dir() -> Path:
     """``$PERCEPTION_NODES_CACHE`` or ``~/.cache/perception_nodes``."""
     env = os.environ.get(CACHE_ENV)
@@ -62,7 +108,7 @@ def weights_dir(cache_dir: str | Path | None = None) -> Path:
     return Path(cache_dir).expanduser() / "weights" if cache_dir else default_cache_dir() / "weights"
 
 
-def cached_path(spec: "SamModelSpec", cache_dir: str | Path | None = None) -> Path:
+def cached_path(spec: WeightSpec, cache_dir: str | Path | None = None) -> Path:
     """Where the weight file of ``spec`` is (or would be) cached."""
     if not spec.filename:
         raise CheckpointError(f"model {spec.name!r} has no downloadable weight file")
@@ -78,11 +124,11 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def missing_file_message(spec: "SamModelSpec", path: Path, cache_dir: str | Path | None = None) -> str:
+def missing_file_message(spec: WeightSpec, path: Path, cache_dir: str | Path | None = None) -> str:
     """Offline help: which file is missing, where it goes, how to fetch it elsewhere."""
     custom = cache_dir is not None or path.parent != weights_dir()
     lines = [
-        f"Weight file for model {spec.name!r} is missing: {path}",
+        f"Weight file for {spec.name!r} is missing: {path}",
         f"  fetch it here:        {FETCH_COMMAND} {spec.name}"
         f"{' --cache-dir ' + str(cache_dir or path.parent.parent) if custom else ''}",
     ]
@@ -205,7 +251,7 @@ def _fetch_into(url, part: Path, start: int, expected_size, progress: bool, time
                 bar.update(len(block))
 
 
-def fetch(spec: "SamModelSpec", cache_dir: str | Path | None = None, progress: bool = True,
+def fetch(spec: WeightSpec, cache_dir: str | Path | None = None, progress: bool = True,
           force: bool = False, timeout: float = 30.0) -> Path:
     """Make sure the weight file of ``spec`` is in the cache (download if needed); return it.
 
@@ -216,7 +262,7 @@ def fetch(spec: "SamModelSpec", cache_dir: str | Path | None = None, progress: b
             into place; the partial file is deleted).
     """
     if not spec.url:
-        raise CheckpointError(f"model {spec.name!r} is test-only and has nothing to download")
+        raise CheckpointError(f"{spec.name!r} is test-only and has nothing to download")
     path = cached_path(spec, cache_dir)
     if path.is_file() and not force:
         if spec.sha256 is None or sha256_file(path) == spec.sha256:
@@ -229,7 +275,7 @@ def fetch(spec: "SamModelSpec", cache_dir: str | Path | None = None, progress: b
         raise DownloadError(f"{exc}\n{missing_file_message(spec, path, cache_dir)}") from exc
 
 
-def cache_status(spec: "SamModelSpec", cache_dir: str | Path | None = None) -> str:
+def cache_status(spec: WeightSpec, cache_dir: str | Path | None = None) -> str:
     """``"yes"`` (file cached), ``"partial"`` (only a ``.part`` download), ``"no"``, or ``"n/a"``."""
     if not spec.filename:
         return "n/a"

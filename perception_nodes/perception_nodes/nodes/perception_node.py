@@ -348,6 +348,7 @@ class PerceptionNode(LifecycleNode):
                   "model": cfg.sam_model if cfg else "",
                   "weights_meaningful": str(bool(self.pipeline and self.pipeline.meaningful)),
                   "untrained": ", ".join(self.pipeline.untrained_parts) if self.pipeline else "",
+                  "sam_untrained": str(self.pipeline.sam_untrained) if self.pipeline else "",
                   "encoder_batch_max": str(self._encoder_batch_max)}
         for key, vals in list(self._stage.items()) + [("latency_total", self._latency["total"])]:
             if vals:

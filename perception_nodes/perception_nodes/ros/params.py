@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from perception_nodes.core.config import PipelineConfig
+from perception_nodes.core.config import (
+    CLASSIFIER_TYPES,
+    PRECISIONS,
+    RELATIONS_TYPES,
+    SAM_BACKENDS,
+    SAM_MODEL_NAMES,
+    PipelineConfig,
+)
 
 
 @dataclass(frozen=True)
@@ -24,13 +31,13 @@ class ParamSpec:
 
 
 _PIPELINE_DOCS: dict[str, tuple[str, dict]] = {
-    "sam_backend": ("SAM backend", {"choices": ("torch", "onnxruntime", "tensorrt"), "read_only": True}),
-    "sam_model": ("SAM registry model (vit_b, vit_l, vit_h, vit_t, sam_tiny_test)", {"read_only": True}),
+    "sam_backend": ("SAM backend", {"choices": SAM_BACKENDS, "read_only": True}),
+    "sam_model": ("SAM registry model", {"choices": SAM_MODEL_NAMES, "read_only": True}),
     "sam_checkpoint": ("SAM state_dict file; empty = cached official weights (or generated ones)", {"read_only": True}),
     "sam_encoder_path": ("ONNX file or TensorRT engine of the image encoder (onnxruntime/tensorrt backends)", {"read_only": True}),
     "sam_decoder_path": ("ONNX file or TensorRT engine of the mask decoder (onnxruntime/tensorrt backends)", {"read_only": True}),
     "sam_device": ("torch/onnxruntime device: cpu, cuda or cuda:N", {"read_only": True}),
-    "sam_precision": ("encoder precision", {"choices": ("fp32", "fp16", "bf16"), "read_only": True}),
+    "sam_precision": ("encoder precision", {"choices": PRECISIONS, "read_only": True}),
     "amg_points_per_side": ("segment-everything point grid side (points = side^2)", {"low": 1, "high": 128}),
     "amg_points_per_batch": ("prompts per decoder batch; 0 = automatic", {"low": 0, "high": 4096}),
     "amg_pred_iou_thresh": ("keep masks whose predicted IoU is at least this, [0, 1]", {"low": 0.0, "high": 1.0}),
@@ -38,16 +45,16 @@ _PIPELINE_DOCS: dict[str, tuple[str, dict]] = {
     "amg_box_nms_thresh": ("box IoU above which the weaker mask is suppressed, [0, 1]", {"low": 0.0, "high": 1.0}),
     "amg_min_mask_region_area": ("remove islands/holes smaller than this, pixels", {"low": 0, "high": 1_000_000}),
     "amg_max_regions": ("at most this many regions per frame (best first), <= 65535", {"low": 1, "high": 65535}),
-    "classifier_type": ("region classifier", {"choices": ("zero_shot", "regionspot", "none"), "read_only": True}),
+    "classifier_type": ("region classifier", {"choices": CLASSIFIER_TYPES, "read_only": True}),
     "classifier_regionspot_checkpoint": ("RegionSpot head checkpoint (pn-train-regionspot)", {"read_only": True}),
     "classifier_unknown_threshold": ("best label score below this -> 'unknown', [0, 1]", {"low": 0.0, "high": 1.0}),
     "classifier_top_k": ("alternative labels per region", {"low": 1, "high": 100}),
     "clip_model": ("open_clip model name (ViT-B-16, ViT-L-14-336, ...)", {"read_only": True}),
-    "clip_checkpoint": ("open_clip weights file; empty = generated weights (labels not meaningful)", {"read_only": True}),
+    "clip_checkpoint": ("open_clip weights file; empty = the cached default weights (pn-fetch-weights clip), else generated ones", {"read_only": True}),
     "vocabulary_labels": ("initial vocabulary (change it at runtime with ~/set_vocabulary)", {}),
     "vocabulary_templates": ("prompt templates, each with one {}", {}),
     "relations_type": ("relation predictor; auto = learned if a checkpoint is set, else geometric",
-                       {"choices": ("auto", "learned", "geometric", "none"), "read_only": True}),
+                       {"choices": RELATIONS_TYPES, "read_only": True}),
     "relations_checkpoint": ("relation head checkpoint (pn-train-relations)", {"read_only": True}),
     "relations_top_k": ("relations per frame", {"low": 0, "high": 100000}),
     "relations_per_subject": ("relations per subject region", {"low": 0, "high": 1000}),

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from perception_nodes.core.config import PRECISIONS, SAM_BACKENDS, SAM_MODEL_NAMES
 from perception_nodes.tools.bench_common import hardware_info
 from perception_nodes.tools.demo import CAMERA, GENERATED_SAM_OVERRIDES, QUICK_OVERRIDES, DemoSession, sam_weights_available
 from perception_nodes.tools.graph_runner import DEFAULT_CONFIG, NodeGraph, launch_overrides, write_params_file
@@ -34,10 +35,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="pn-bench-e2e", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--images", nargs="+", default=["astronaut", "coffee", "chelsea", "rocket"])
     p.add_argument("--max-side", type=int, default=640)
-    p.add_argument("--model", default="vit_t")
-    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "tensorrt"])
+    p.add_argument("--model", default="vit_t", choices=SAM_MODEL_NAMES)
+    p.add_argument("--backend", default="torch", choices=SAM_BACKENDS)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS)
     p.add_argument("--points-per-side", type=int, default=None)
     p.add_argument("--repeats", type=int, default=2, help="passes over the photos for latency (default 2)")
     p.add_argument("--burst-seconds", type=float, default=20.0, help="throughput phase length (0 = skip)")

@@ -13,6 +13,8 @@ import logging
 import sys
 from pathlib import Path
 
+from perception_nodes.core.config import PRECISIONS
+
 EPILOG = """examples:
   pn-build-engine --onnx ~/.cache/perception_nodes/onnx/vit_b/encoder.onnx --precision fp16
   pn-build-engine --onnx ~/.cache/perception_nodes/onnx/vit_b/decoder.onnx --max-prompts 1024
@@ -29,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=None,
                         help="engine file (default: the engine cache; a .json sidecar is "
                              "written next to it)")
-    parser.add_argument("--precision", choices=("fp16", "fp32", "bf16"), default="fp16")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp16")
     parser.add_argument("--workspace-gib", type=float, default=4.0,
                         help="builder workspace memory limit, GiB (default 4)")
     parser.add_argument("--timing-cache", type=Path, default=None,

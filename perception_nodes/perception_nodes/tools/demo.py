@@ -1,8 +1,8 @@
 """pn-demo: the README's main command. Photos in over DDS, scene graphs and overlays out.
 
-1. Makes sure SAM weights are there: cached official ones, else a download attempt
-   (``--no-fetch`` skips it), else GENERATED (seeded random) weights with a loud notice:
-   labels and relations are then NOT meaningful, only the plumbing is real.
+1. Makes sure the SAM and CLIP weights are there: cached official ones, else a download attempt
+   (``--no-fetch`` skips it), else GENERATED (seeded random) weights with a loud notice naming
+   the generated parts: their output is then NOT meaningful, only the plumbing is real.
 2. Starts the nodes of ``scene_graph.launch.py`` (perception_node + visualization_node) in
    their own processes, exactly as ``pn-run`` does.
 3. This process is the camera and the receiver: it publishes scikit-image's bundled photos as
@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from perception_nodes.core.config import PRECISIONS, SAM_BACKENDS, SAM_MODEL_NAMES
 from perception_nodes.tools.graph_runner import DEFAULT_CONFIG, NodeGraph, launch_overrides, write_params_file
 
 CAMERA = "/camera"
@@ -45,10 +46,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--images", nargs="+", default=["astronaut", "coffee", "chelsea", "rocket"],
                    help="scikit-image photo names or image files (default: astronaut coffee chelsea rocket)")
     p.add_argument("--max-side", type=int, default=640, help="photos are downscaled to this longest side (px)")
-    p.add_argument("--model", default="vit_t", help="SAM registry model (default vit_t = MobileSAM)")
-    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "tensorrt"])
+    p.add_argument("--model", default="vit_t", choices=SAM_MODEL_NAMES, help="SAM registry model (default vit_t = MobileSAM)")
+    p.add_argument("--backend", default="torch", choices=SAM_BACKENDS)
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS)
     p.add_argument("--points-per-side", type=int, default=None,
                    help=f"override amg.points_per_side (default: the config's; {CPU_POINTS_PER_SIDE} on CPU)")
     p.add_argument("--labels", nargs="+", default=None, help="vocabulary (default: the config file's)")
@@ -63,20 +64,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 # ---------------------------------------------------------------------------------- weights
-def sam_weights_available(model: str, cache_dir: str, fetch: bool) -> bool:
-    """True when official weights for ``model`` are cached (downloading them if allowed)."""
-    from perception_nodes.core.sam.registry import get_spec
+def weights_available(spec, cache_dir: str, fetch: bool, what: str) -> bool:
+    """True when the registry file of ``spec`` is cached (downloading it if allowed)."""
     from perception_nodes.core.weights import CheckpointError, cached_path
     from perception_nodes.core.weights import fetch as fetch_weights
 
-    spec = get_spec(model)
     if not spec.url:
         return False
     if cached_path(spec, cache_dir or None).is_file():
         return True
     if not fetch:
         return False
-    print(f"pn-demo: SAM {model} weights are not cached; trying to download them ({spec.url})")
+    print(f"pn-demo: {what} weights are not cached; trying to download them ({spec.url})")
     try:
         fetch_weights(spec, cache_dir or None, progress=True, timeout=20.0)
         return True
@@ -85,11 +84,35 @@ def sam_weights_available(model: str, cache_dir: str, fetch: bool) -> bool:
         return False
 
 
+def sam_weights_available(model: str, cache_dir: str, fetch: bool) -> bool:
+    """True when official weights for SAM ``model`` are cached (downloading them if allowed)."""
+    from perception_nodes.core.sam.registry import get_spec
+
+    return weights_available(get_spec(model), cache_dir, fetch, f"SAM {model}")
+
+
+def clip_weights_available(model: str, cache_dir: str, fetch: bool) -> bool:
+    """True when registry weights for CLIP ``model`` are cached (downloading them if allowed)."""
+    from perception_nodes.core.clip_weights import get_clip_weights
+
+    try:
+        spec = get_clip_weights(model)
+    except KeyError:
+        return False
+    return weights_available(spec, cache_dir, fetch, f"CLIP {model}")
+
+
 def untrained_banner(parts: list[str]) -> str:
-    return "\n".join([BANNER, "!! GENERATED (seeded random) weights for: " + ", ".join(parts),
-                      "!! Masks, labels and relations below are NOT meaningful; only the plumbing is real.",
-                      "!! Real weights: `pn-fetch-weights vit_t` (SAM) and a CLIP checkpoint in config/scene_graph.yaml.",
-                      BANNER])
+    """The notice for GENERATED weights; ``parts`` as the node reports them (``"SAM vit_t"``)."""
+    from perception_nodes.core.pipeline import fetch_command
+    from perception_nodes.core.weights import GENERATED_WEIGHTS
+
+    command = fetch_command(parts)
+    how = (f"`{command}` (needs a network), then run the demo again" if command
+           else "none to download (test-only models; run without --quick)")
+    return "\n".join([BANNER, f"!! {GENERATED_WEIGHTS} for: " + ", ".join(parts),
+                      "!! Their output below is NOT meaningful; only the plumbing is real.",
+                      f"!! Real weights: {how}.", BANNER])
 
 
 # ---------------------------------------------------------------------------------- ROS side
@@ -282,8 +305,11 @@ def run(args: argparse.Namespace) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     overrides = node_overrides(args)
     model = str(overrides["perception_node"]["sam.model"])
-    real_sam = sam_weights_available(model, args.cache_dir, fetch=not (args.no_fetch or args.quick))
+    fetch = not (args.no_fetch or args.quick)
+    real_sam = sam_weights_available(model, args.cache_dir, fetch=fetch)
     pn = overrides["perception_node"]
+    clip_model = str(pn.get("clip.model") or _config_value(args.config_file, "clip", "model"))
+    real_clip = clip_weights_available(clip_model, args.cache_dir, fetch=fetch)
     if not real_sam and not args.quick:
         pn.update(GENERATED_SAM_OVERRIDES)
     if args.points_per_side is None and args.device == "cpu" and not args.quick:
@@ -303,7 +329,7 @@ def run(args: argparse.Namespace) -> dict:
         ready = session.receiver.diagnostics_values()
         meaningful = ready.get("weights_meaningful") == "True"
         if not meaningful:
-            print(untrained_banner([ready.get("untrained", "?")]), flush=True)
+            print(untrained_banner(_parts(ready)), flush=True)
         for name, rgb in photos:
             t0 = time.monotonic()
             header = session.publish_until_received(rgb, graph)
@@ -325,12 +351,25 @@ def run(args: argparse.Namespace) -> dict:
     print()
     print(stage_table(frames, diag))
     summary = {"frames": [f.__dict__ for f in frames], "diagnostics": diag, "weights_meaningful": meaningful,
-               "sam_model": model, "real_sam_weights": real_sam, "out_dir": str(out_dir)}
+               "sam_model": model, "real_sam_weights": real_sam, "clip_model": clip_model,
+               "real_clip_weights": real_clip, "generated_parts": _parts(diag), "out_dir": str(out_dir)}
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     if not meaningful:
-        print(untrained_banner([diag.get("untrained", "?")]))
+        print(untrained_banner(_parts(diag)))
     print(f"pn-demo: wrote {len(frames)} scene graphs (JSON) and overlays (PNG) to {out_dir}")
     return summary
+
+
+def _parts(diag: dict[str, str]) -> list[str]:
+    """The generated parts the node reports (diagnostics key ``untrained``)."""
+    return [p.strip() for p in diag.get("untrained", "").split(",") if p.strip()]
+
+
+def _config_value(config_file: str, group: str, name: str):
+    import yaml
+
+    params = yaml.safe_load(Path(config_file).read_text())["perception_node"]["ros__parameters"]
+    return params.get(group, {}).get(name)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,6 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from perception_nodes.core.config import SAM_MODEL_NAMES
 from perception_nodes.core.weights import CheckpointError, default_cache_dir
 
 EPILOG = """examples:
@@ -26,8 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pn-export-onnx", description=__doc__.split("\n\n")[0], epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True,
-                        help="registry name: vit_b, vit_l, vit_h, vit_t, sam_tiny_test")
+    # not argparse choices: main() answers an unknown name with exit status 2 and the registry's list
+    parser.add_argument("--model", required=True, help="SAM registry name: " + ", ".join(SAM_MODEL_NAMES))
     weights = parser.add_mutually_exclusive_group()
     weights.add_argument("--checkpoint", type=Path,
                          help="state_dict file (default: the cached official weights)")

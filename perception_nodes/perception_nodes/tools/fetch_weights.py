@@ -1,9 +1,11 @@
-"""pn-fetch-weights: download SAM-family weight files into the cache, with resume and sha256.
+"""pn-fetch-weights: download SAM and CLIP weight files into the cache, with resume and sha256.
 
 Examples::
 
+    pn-fetch-weights                        # the defaults: SAM vit_t + CLIP ViT-B-16 (what pn-demo uses)
+    pn-fetch-weights clip                   # the default CLIP only (= clip:ViT-B-16)
     pn-fetch-weights --list                 # registry table and what is cached
-    pn-fetch-weights vit_t vit_b            # fetch two models
+    pn-fetch-weights vit_t vit_b            # fetch two SAM models
     pn-fetch-weights --all --cache-dir /data/pn
 
 Files go to ``<cache>/weights/<file>`` where ``<cache>`` is ``--cache-dir``,
@@ -19,14 +21,19 @@ import argparse
 import sys
 from pathlib import Path
 
-from perception_nodes.core.sam.registry import SAM_MODELS, SamModelSpec
+from perception_nodes.core.clip_weights import DEFAULT_CLIP_MODEL, clip_registry
+from perception_nodes.core.config import PipelineConfig
+from perception_nodes.core.sam.registry import SAM_MODELS, get_spec
 from perception_nodes.core.weights import (
     CACHE_ENV,
     CheckpointError,
+    WeightSpec,
     cache_status,
     fetch,
     weights_dir,
 )
+
+CLIP_ALIAS = "clip"  # = clip:<the default CLIP model>
 
 
 def _human_size(n: int | None) -> str:
@@ -39,10 +46,23 @@ def _human_size(n: int | None) -> str:
     return f"{n:.1f} GiB"  # pragma: no cover
 
 
+def all_specs() -> dict[str, WeightSpec]:
+    """Every registry entry by its fetch name: the SAM models, then ``clip:<model>``."""
+    specs: dict[str, WeightSpec] = {name: get_spec(name) for name in SAM_MODELS}
+    specs |= {spec.name: spec for spec in clip_registry().values()}
+    return specs
+
+
+def default_specs() -> list[WeightSpec]:
+    """What the node and pn-demo use without configuration: the default SAM and CLIP."""
+    defaults = PipelineConfig()
+    return [get_spec(defaults.sam_model), clip_registry()[DEFAULT_CLIP_MODEL]]
+
+
 def registry_rows(cache_dir: str | Path | None = None) -> list[dict[str, str]]:
     """One row per registry entry: name, file, size, sha256 (short), license, cached."""
     rows = []
-    for spec in SAM_MODELS.values():
+    for spec in all_specs().values():
         rows.append({
             "name": spec.name,
             "file": spec.filename or "(test only, generated)",
@@ -68,12 +88,13 @@ def format_table(rows: list[dict[str, str]]) -> str:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="pn-fetch-weights",
-        description="Download SAM-family weights (progress bar, resume, sha256 check) into the cache.",
+        description="Download SAM and CLIP weights (progress bar, resume, sha256 check) into the cache.",
         epilog=f"Cache: --cache-dir, else ${CACHE_ENV}, else ~/.cache/perception_nodes "
-        "(files in its weights/ folder). Valid models: " + ", ".join(
-            n for n, s in SAM_MODELS.items() if s.url),
+        "(files in its weights/ folder). Valid names: " + ", ".join(
+            [n for n, s in all_specs().items() if s.url] + [CLIP_ALIAS]),
     )
-    p.add_argument("models", nargs="*", metavar="MODEL", help="registry names to fetch, e.g. vit_t vit_b")
+    p.add_argument("models", nargs="*", metavar="MODEL",
+                   help="registry names to fetch, e.g. vit_t vit_b clip (none: the default SAM + CLIP)")
     p.add_argument("--all", action="store_true", help="fetch every downloadable model")
     p.add_argument("--list", action="store_true", help="print the registry table and cache state, then exit")
     p.add_argument("--cache-dir", type=Path, default=None, help=f"cache root (default ${CACHE_ENV})")
@@ -83,16 +104,17 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _select(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[SamModelSpec]:
+def _select(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[WeightSpec]:
+    known = all_specs()
     if args.all:
-        return [s for s in SAM_MODELS.values() if s.url]
+        return [s for s in known.values() if s.url]
     if not args.models:
-        parser.error("name at least one MODEL, or use --all / --list")
+        return default_specs()
     specs = []
     for name in args.models:
-        spec = SAM_MODELS.get(name)
+        spec = known.get(f"clip:{DEFAULT_CLIP_MODEL}" if name == CLIP_ALIAS else name)
         if spec is None:
-            parser.error(f"unknown model {name!r}; valid: {', '.join(SAM_MODELS)}")
+            parser.error(f"unknown model {name!r}; valid: {', '.join([*known, CLIP_ALIAS])}")
         if not spec.url:
             parser.error(f"model {name!r} is test-only (generated weights); nothing to download")
         specs.append(spec)

@@ -11,6 +11,7 @@ import shutil
 import sys
 import time
 
+from perception_nodes.core.config import PRECISIONS, SAM_BACKENDS, SAM_MODEL_NAMES
 from perception_nodes.tools.graph_runner import DEFAULT_CONFIG, NodeGraph, launch_overrides, write_params_file
 
 
@@ -18,10 +19,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="pn-run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cameras", default="/camera", help="comma-separated camera namespaces (default /camera)")
     p.add_argument("--image-topic", default="image_raw", help="image topic relative to each camera namespace")
-    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "tensorrt"])
-    p.add_argument("--model", default="vit_t", help="SAM registry model (vit_t, vit_b, vit_l, vit_h)")
+    p.add_argument("--backend", default="torch", choices=SAM_BACKENDS)
+    p.add_argument("--model", default="vit_t", choices=SAM_MODEL_NAMES, help="SAM registry model")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS)
     p.add_argument("--use-depth", action="store_true", help="use depth + CameraInfo for 3D centroids")
     p.add_argument("--config-file", default=str(DEFAULT_CONFIG), help="parameter file (default: config/scene_graph.yaml)")
     p.add_argument("--rviz", action="store_true", help="also start rviz2 (needs a ROS 2 install)")

@@ -274,13 +274,13 @@ def train_regionspot(cfg: TrainConfig, box_tokens: BoxTokenFn | None = None, sam
     ``box_tokens`` defaults to :func:`sam_box_token_fn` of ``cfg.sam_model``/``sam_checkpoint``
     (pass another source in tests or to reuse a loaded SAM).
     """
-    from perception_nodes.core.clip_model import file_sha256
+    from perception_nodes.core.weights import sha256_file
 
     torch.manual_seed(cfg.seed)
     clip = clip or load_clip_model(cfg.clip_model, cfg.clip_checkpoint, cfg.device)
     if box_tokens is None:
         box_tokens, sam_untrained = sam_box_token_fn(cfg.sam_model, cfg.sam_checkpoint, cfg.device)
-    sam_sha = file_sha256(cfg.sam_checkpoint)
+    sam_sha = sha256_file(cfg.sam_checkpoint)
 
     data = load_coco(cfg.annotations)
     if cfg.val_annotations:

@@ -46,9 +46,12 @@ class SamBackend(ABC):
         device: torch device the outputs live on.
         input_size: side of the square encoder input, pixels (1024 for official SAM).
         embedding_shape: ``(C, h, w)`` of one image embedding, ``(256, 64, 64)`` for SAM.
+        untrained: the weights are GENERATED (seeded random): masks are not meaningful. Every
+            backend sets it from what it loaded (checkpoint marker, ONNX or engine metadata).
     """
 
     name: str = "abstract"
+    untrained: bool = False
     device: torch.device = torch.device("cpu")
     input_size: int = 1024
     embedding_shape: tuple[int, int, int] = (256, 64, 64)

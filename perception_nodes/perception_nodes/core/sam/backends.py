@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..config import SAM_BACKENDS
 from .backend import SamBackend
 
-BACKEND_KINDS = ("torch", "onnxruntime", "tensorrt")
+BACKEND_KINDS = SAM_BACKENDS  # declared once in core/config.py
 
 
 def create_backend(
@@ -19,13 +20,19 @@ def create_backend(
     compile: bool = False,
     encoder_path: str | Path | None = None,
     decoder_path: str | Path | None = None,
+    cache_dir: str | Path | None = None,
 ) -> SamBackend:
     """Create a backend.
 
     ``torch`` builds registry model ``model`` from ``checkpoint`` (or the cached official
-    weights); ``onnxruntime`` / ``tensorrt`` load the exported encoder and decoder files
-    (``encoder_path``, ``decoder_path``). Backend modules are imported lazily so a missing
-    optional runtime only matters when that backend is chosen.
+    weights); ``onnxruntime`` loads the exported encoder and decoder files (``encoder_path``,
+    ``decoder_path``); ``tensorrt`` loads those engines, or with both paths None picks the
+    engines of ``model`` + ``precision`` for this GPU from the engine cache under
+    ``cache_dir`` (default ``$PERCEPTION_NODES_CACHE``), and checks them against ``model``,
+    ``precision`` and ``device``. (Building missing engines is
+    :func:`perception_nodes.core.sam.engine_setup.ensure_engines`, which ``Pipeline.load``
+    calls first.) Backend modules are imported lazily so a missing optional runtime only
+    matters when that backend is chosen.
     """
     if kind == "torch":
         from .registry import build_sam_model
@@ -38,7 +45,9 @@ def create_backend(
             from .onnx_backend import OnnxRuntimeSamBackend
 
             return OnnxRuntimeSamBackend(encoder_path, decoder_path, device=device)
+        from .engine import engine_cache_dir
         from .tensorrt_backend import TensorRTSamBackend
 
-        return TensorRTSamBackend(encoder_path, decoder_path)
+        return TensorRTSamBackend(encoder_path, decoder_path, model=model, precision=precision,
+                                  cache_dir=engine_cache_dir(cache_dir) if cache_dir else None, device=device)
     raise ValueError(f"unknown SAM backend {kind!r}; choose one of {', '.join(BACKEND_KINDS)}")

@@ -32,12 +32,12 @@ from typing import Any
 
 import perception_nodes
 
+from ..config import PRECISIONS
 from ..weights import default_cache_dir, sha256_file
 
 logger = logging.getLogger(__name__)
 
 ENGINE_METADATA_FORMAT = 1
-PRECISIONS = ("fp32", "fp16", "bf16")
 COMPONENTS = ("encoder", "decoder")
 
 TENSORRT_INSTALL_HINT = (
@@ -99,6 +99,8 @@ class EngineMetadata:
         source_checkpoint_sha256: sha256 of the PyTorch checkpoint the ONNX was exported from.
         multimask: decoder output mode of the ONNX (``"both"``, ``"multimask"``, ``"single"``;
             empty for encoders).
+        untrained: built from GENERATED (seeded random) weights: output is not meaningful
+            (from the ONNX metadata written by ``pn-export-onnx``).
         workspace_bytes: builder workspace limit.
         build_time: ISO-8601 UTC time of the build.
         perception_nodes_version: package version that built the engine.
@@ -118,6 +120,7 @@ class EngineMetadata:
     source_onnx_sha256: str = ""
     source_checkpoint_sha256: str = ""
     multimask: str = ""
+    untrained: bool = False
     workspace_bytes: int = 0
     build_time: str = ""
     perception_nodes_version: str = perception_nodes.__version__
@@ -608,6 +611,7 @@ def build_engine(
         source_onnx_sha256=sha256_file(request.onnx_path),
         source_checkpoint_sha256=onnx_metadata.get("checkpoint_sha256", ""),
         multimask=onnx_metadata.get("multimask", ""),
+        untrained=onnx_metadata.get("untrained") == "true",
         workspace_bytes=int(request.workspace_bytes),
         build_time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     )

@@ -25,10 +25,13 @@ import torch
 from segment_anything.build_sam import _build_sam
 from segment_anything.modeling import MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 
+from ..config import SAM_MODEL_NAMES
 from ..weights import (
+    GENERATED_WEIGHTS,
     CheckpointArchitectureError,
     CheckpointCorruptedError,
     ChecksumMismatchError,
+    apply_index_override,
     resolve_checkpoint,
     sha256_file,
 )
@@ -164,12 +167,17 @@ SAM_MODELS: dict[str, SamModelSpec] = {
 }
 
 
+if tuple(SAM_MODELS) != SAM_MODEL_NAMES:  # the allowed names are declared once, in core/config.py
+    raise RuntimeError(f"SAM_MODELS {tuple(SAM_MODELS)} != core.config.SAM_MODEL_NAMES {SAM_MODEL_NAMES}")
+
+
 def get_spec(name: str) -> SamModelSpec:
     """Registry entry ``name``; ``KeyError`` (also a LookupError) listing valid names."""
     try:
-        return SAM_MODELS[name]
+        spec = SAM_MODELS[name]
     except KeyError:
         raise KeyError(f"unknown SAM model {name!r}; valid names: {', '.join(SAM_MODELS)}") from None
+    return apply_index_override(spec)
 
 
 def _read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], int | None]:
@@ -253,8 +261,7 @@ def build_sam_model(
     model.load_state_dict(state)
     model.pn_untrained = seed is not None or spec.test_only  # type: ignore[attr-defined]
     if model.pn_untrained:
-        logger.warning("model %r uses GENERATED (untrained) weights from %s: output is not meaningful",
-                       name, path)
+        logger.warning("model %r uses %s from %s: output is not meaningful", name, GENERATED_WEIGHTS, path)
     return model.to(device).eval()
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from ..weights import GENERATED_WEIGHTS
 from .backend import DecoderOutput, SamBackend
 from .engine import (
     EngineMetadata,
@@ -86,6 +87,10 @@ class TensorRTSamBackend(SamBackend):
         c, h, w = self.encoder_metadata.embedding_shape
         self.embedding_shape = (c, h, w)
         self.decoder_mode = self.decoder_metadata.multimask or "both"
+        self.untrained = bool(self.encoder_metadata.untrained or self.decoder_metadata.untrained)
+        if self.untrained:
+            logger.warning("TensorRT engines %s were built from %s: output is not meaningful",
+                           Path(encoder_path).parent, GENERATED_WEIGHTS)
         self._trt = trt
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)

@@ -8,12 +8,14 @@ import logging
 import torch
 from segment_anything.modeling import Sam
 
+from .. import config
 from .backend import DecoderOutput, SamBackend
 from .decoder import decode_prompts
 
 logger = logging.getLogger(__name__)
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+assert tuple(PRECISIONS) == config.PRECISIONS, "torch dtypes must cover core/config.py PRECISIONS"
 
 
 class TorchSamBackend(SamBackend):

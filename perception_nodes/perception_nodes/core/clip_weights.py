@@ -1,0 +1,111 @@
+"""Registry of downloadable open_clip weights (the CLIP half of ``pn-fetch-weights``).
+
+The download source comes from open_clip's own pretrained table
+(``open_clip.get_pretrained_cfg(model, tag)["hf_hub"]``): the Hugging Face repository of the
+tag, from which open_clip itself would fetch ``open_clip_model.safetensors``. The file is
+downloaded by :mod:`perception_nodes.core.weights` (progress bar, resume from ``.part``,
+sha256 check, the offline message) into the project cache, because open_clip's mechanism
+(``huggingface_hub.hf_hub_download`` into its own hub cache layout) can neither be given a
+pinned sha256 to verify nor produce the offline message with the exact target path.
+
+The Hugging Face endpoint is ``$HF_ENDPOINT`` (huggingface_hub's convention, e.g. a mirror),
+default ``https://huggingface.co``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .weights import apply_index_override, cached_path
+
+HF_ENDPOINT_ENV = "HF_ENDPOINT"
+HF_DEFAULT_ENDPOINT = "https://huggingface.co"
+OPEN_CLIP_HF_FILE = "open_clip_model.safetensors"  # = open_clip.constants.HF_SAFE_WEIGHTS_NAME
+
+#: The RegionSpot paper's CLIP (ViT-B/16 trained on LAION-2B).
+DEFAULT_CLIP_MODEL = "ViT-B-16"
+DEFAULT_CLIP_TAG = "laion2b_s34b_b88k"
+
+
+@dataclass(frozen=True)
+class ClipWeightsSpec:
+    """One downloadable open_clip weight file (the fields :mod:`..weights` works with).
+
+    Attributes:
+        name: what ``pn-fetch-weights`` accepts (``clip:<model>``; ``clip`` = the default).
+        model / tag: open_clip model name and pretrained tag.
+        hf_repo: Hugging Face repository (from open_clip's pretrained table).
+        url: download URL of the safetensors file.
+        filename: name of the file in the project cache (``weights/``).
+        sha256 / size_bytes: pinned checksum and size; None where not knowable offline.
+        license / source / description: shown by ``pn-fetch-weights --list``.
+    """
+
+    name: str
+    model: str
+    tag: str
+    hf_repo: str
+    url: str
+    filename: str
+    sha256: str | None
+    size_bytes: int | None
+    license: str
+    source: str
+    description: str = ""
+    test_only: bool = False
+
+
+def hf_endpoint() -> str:
+    return os.environ.get(HF_ENDPOINT_ENV, "").rstrip("/") or HF_DEFAULT_ENDPOINT
+
+
+def _spec(model: str, tag: str, sha256: str | None, size_bytes: int | None, license: str,
+          description: str) -> ClipWeightsSpec:
+    import open_clip
+
+    hub = open_clip.get_pretrained_cfg(model, tag).get("hf_hub", "")
+    if not hub:
+        raise ValueError(f"open_clip has no Hugging Face source for {model} / {tag}")
+    repo = hub.rstrip("/") if hub.endswith("/") else os.path.dirname(hub)
+    remote_file = OPEN_CLIP_HF_FILE if hub.endswith("/") else os.path.basename(hub)
+    return ClipWeightsSpec(
+        name=f"clip:{model}", model=model, tag=tag, hf_repo=repo,
+        url=f"{hf_endpoint()}/{repo}/resolve/main/{remote_file}",
+        filename=f"open_clip_{model}_{tag}{Path(remote_file).suffix}",
+        sha256=sha256, size_bytes=size_bytes, license=license, source=f"huggingface.co/{repo}",
+        description=description,
+    )
+
+
+def clip_registry() -> dict[str, ClipWeightsSpec]:
+    """``{open_clip model name: spec}`` (built on call: reads ``$HF_ENDPOINT`` and the index)."""
+    # sha256 / size: NOT pinned. The Hugging Face LFS checksum of this file could not be
+    # obtained offline when this entry was written (no network here, and neither open_clip's
+    # table nor its hf-hub metadata carry it); pn-fetch-weights logs the computed sha256 of a
+    # download so it can be pinned here. A private mirror can pin one through the weights
+    # index ($PERCEPTION_NODES_WEIGHTS_INDEX, see core/weights.py).
+    default = _spec(DEFAULT_CLIP_MODEL, DEFAULT_CLIP_TAG, sha256=None, size_bytes=None, license="MIT",
+                    description="open_clip ViT-B/16, LAION-2B (RegionSpot's CLIP)")
+    return {s.model: apply_index_override(s) for s in (default,)}
+
+
+def get_clip_weights(model: str = DEFAULT_CLIP_MODEL) -> ClipWeightsSpec:
+    """Registry entry of open_clip model ``model``; ``KeyError`` listing the known ones."""
+    registry = clip_registry()
+    try:
+        return registry[model]
+    except KeyError:
+        raise KeyError(f"no downloadable weights registered for CLIP model {model!r}; registered: "
+                       f"{', '.join(registry)} (or pass clip.checkpoint)") from None
+
+
+def cached_clip_checkpoint(model: str, cache_dir: str | Path | None = None) -> Path | None:
+    """The cached weight file of CLIP ``model`` (None when absent or not in the registry)."""
+    try:
+        spec = get_clip_weights(model)
+    except KeyError:
+        return None
+    path = cached_path(spec, cache_dir)
+    return path if path.is_file() else None
