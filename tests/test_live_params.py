@@ -101,7 +101,6 @@ def _relations_per_subject(sg) -> int:
 
 def test_every_live_parameter_applies_from_the_next_frame(io):
     from perception_msgs.srv import GetVocabulary
-    from perception_nodes.core.pipeline import RELOAD_SETTINGS
     from perception_nodes.ros.params import all_params
 
     pubs, receiver, graph, params = io
@@ -171,8 +170,10 @@ def test_every_live_parameter_applies_from_the_next_frame(io):
 
     assert covered == live, f"live parameters not exercised: {sorted(live - covered)}"
     # every read-only pipeline parameter is one that needs a reload, and the other way round
-    ro = {s.name for s in all_params() if s.read_only and "." in s.name}
     from perception_nodes.core.config import PipelineConfig
+    from perception_nodes.core.pipeline import RELOAD_SETTINGS
+
+    ro = {s.name for s in all_params() if s.read_only and "." in s.name}
 
     assert ro == {PipelineConfig.ros_name(n) for n in RELOAD_SETTINGS}
 
