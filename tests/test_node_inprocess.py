@@ -23,7 +23,7 @@ class StandInPipeline:
     uses): every frame gives ``config.amg_max_regions`` square regions, no labels or relations;
     settings are checked like the real pipeline checks them and recorded when applied."""
 
-    untrained_parts = ["stand-in"]
+    untrained_parts = ("stand-in",)
     meaningful = False
     generator = None
     vocabulary = None
