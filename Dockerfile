@@ -7,7 +7,9 @@
 #   docker build -t perception_nodes:jetson --build-arg TARGET=jetson \
 #     --build-arg BASE_IMAGE=dustynv/ros:jazzy-ros-base-r36.4.0 .
 #   docker run --runtime nvidia --net host perception_nodes:jetson
-# Weights are not baked in: mount the cache and run `pn-fetch-weights vit_b` once (see README).
+# Weights are not baked in: mount the cache and fetch them once (see README):
+#   docker run -v ~/.cache/perception_nodes:/root/.cache/perception_nodes perception_nodes \
+#     ros2 run perception_nodes pn-fetch-weights vit_b
 ARG BASE_IMAGE=nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04
 FROM ${BASE_IMAGE}
 

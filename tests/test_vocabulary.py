@@ -188,6 +188,7 @@ def test_templates_configurable(counting):
     np.testing.assert_allclose(s.embeddings[0], raw / np.linalg.norm(raw), atol=1e-5)
     assert vocab.set(["plate"], append=True).templates == s.templates  # kept for later changes
     for bad, match in [([], "non-empty list"), (["no slot"], "exactly once"), (["{} and {}"], "exactly once"),
+                       (["{{}}"], "exactly once"),  # formats to "{}": no place for the phrase
                        ("a {}", "non-empty list"), (["{0} {}"], "exactly once|not a valid")]:
         with pytest.raises(VocabularyError, match=match):
             vocab.set(["cup"], templates=bad)

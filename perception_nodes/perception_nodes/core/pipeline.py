@@ -7,10 +7,11 @@ per vocabulary change (never per frame); each frame computes the SAM image embed
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +30,33 @@ UNTRAINED_NOTICE = (
 )
 
 
+# Settings that pick or load models: changing them needs a new ``Pipeline.load`` (the ROS
+# parameters of these are read-only). Every other setting applies live (``apply_settings``).
+RELOAD_SETTINGS = frozenset({
+    "sam_backend", "sam_model", "sam_checkpoint", "sam_encoder_path", "sam_decoder_path", "sam_device",
+    "sam_precision", "classifier_type", "classifier_regionspot_checkpoint", "clip_model", "clip_checkpoint",
+    "relations_type", "relations_checkpoint", "weights_allow_generated", "weights_cache_dir",
+})
+
+
 class PipelineError(RuntimeError):
     """The pipeline cannot be built (missing weights, bad settings) or a frame is unusable."""
+
+
+@dataclass(frozen=True)
+class Stages:
+    """The settings and stage objects one frame runs with; replaced as a whole (one reference
+    assignment) by :meth:`Pipeline.apply_settings`, so a frame never mixes two settings versions.
+
+    Stages read their settings from ``config`` when they run; settings that live inside a stage
+    object (mask generator, classifier threshold, relation predictor) are rebuilt into new
+    objects that share the loaded models (see ``_stages_for``).
+    """
+
+    config: PipelineConfig
+    generator: object
+    classifier: object | None
+    relation_predictor: object | None
 
 
 @dataclass
@@ -47,24 +73,85 @@ class Pipeline:
     """Runs segmentation, classification and relation prediction on frames.
 
     Thread-safety: :meth:`process` is called from one worker; :meth:`set_vocabulary`,
-    :meth:`vocabulary_snapshot` and :meth:`query` may be called from other threads at any time.
+    :meth:`vocabulary_snapshot`, :meth:`apply_settings` and :meth:`query` may be called from
+    other threads at any time.
     """
 
     def __init__(self, config: PipelineConfig, generator, classifier, vocabulary, relation_predictor,
                  untrained_parts: list[str]) -> None:
-        self.config = config
-        self.generator = generator
-        self.classifier = classifier
+        self._stages = Stages(config, generator, classifier, relation_predictor)
         self.vocabulary = vocabulary
-        self.relation_predictor = relation_predictor
         self.untrained_parts = untrained_parts
         self._latest: LatestFrame | None = None
         self._latest_lock = threading.Lock()
         self._infer_lock = threading.Lock()
+        self._settings_lock = threading.Lock()  # a frame's start vs. a settings change
+
+    @property
+    def config(self) -> PipelineConfig:
+        """The settings the next frame runs with."""
+        return self._stages.config
+
+    @property
+    def generator(self):
+        return self._stages.generator
+
+    @property
+    def classifier(self):
+        return self._stages.classifier
+
+    @property
+    def relation_predictor(self):
+        return self._stages.relation_predictor
+
+    # ------------------------------------------------------------------ live settings
+    def check_settings(self, config: PipelineConfig) -> list[str]:
+        """Names of the settings ``config`` changes; PipelineError (nothing changes) if one of
+        them needs a reload (:data:`RELOAD_SETTINGS`) or a value is invalid."""
+        self._stages_for(config)
+        if self.vocabulary is not None and _vocabulary_changed(self.config, config):
+            self.vocabulary.check(list(config.vocabulary_labels), list(config.vocabulary_templates))
+        return _changed(self.config, config)
+
+    def apply_settings(self, config: PipelineConfig) -> list[str]:
+        """Run every frame from the next one with ``config`` (changed names returned).
+
+        Atomic: a frame runs entirely with the old or entirely with the new settings, vocabulary
+        included (a change of ``vocabulary_labels``/``vocabulary_templates`` replaces the
+        vocabulary with those labels and templates). Raises PipelineError (and changes nothing)
+        like :meth:`check_settings`.
+        """
+        with self._settings_lock:
+            stages = self._stages_for(config)
+            changed = _changed(self.config, config)
+            if self.vocabulary is not None and _vocabulary_changed(self.config, config):
+                self.vocabulary.set(list(config.vocabulary_labels), list(config.vocabulary_templates))
+            self._stages = stages
+        if changed:
+            logger.info("settings applied from the next frame: %s", ", ".join(changed))
+        return changed
+
+    def _stages_for(self, config: PipelineConfig) -> Stages:
+        """New stage objects for ``config`` sharing the loaded models (PipelineError if invalid)."""
+        old = self._stages
+        changed = set(_changed(old.config, config))
+        reload = sorted(changed & RELOAD_SETTINGS)
+        if reload:
+            raise PipelineError(f"{reload} pick or load models: they change only with a reconfigure")
+        try:
+            generator = old.generator
+            if any(n.startswith("amg_") for n in changed):
+                generator = _make_generator(config, old.generator.backend, (old.generator.pixel_mean,
+                                                                             old.generator.pixel_std))
+            classifier = _with_classifier_settings(old.classifier, config)
+            relations = _with_relation_settings(old.relation_predictor, config)
+        except (ValueError, TypeError) as exc:
+            raise PipelineError(f"settings refused: {exc}") from exc
+        return Stages(replace(config), generator, classifier, relations)
 
     # ------------------------------------------------------------------ building
     @classmethod
-    def load(cls, config: PipelineConfig) -> "Pipeline":
+    def load(cls, config: PipelineConfig) -> Pipeline:
         """Load every model named by ``config`` (clear :class:`PipelineError` on failure)."""
         untrained: list[str] = []
         try:
@@ -99,24 +186,28 @@ class Pipeline:
         """
         timings: dict[str, float] = {}
         with self._infer_lock:
+            with self._settings_lock:  # settings and vocabulary of ONE version for the whole frame
+                stages = self._stages
+                vocab = self.vocabulary.snapshot() if self.vocabulary is not None else None
+            cfg = stages.config
             t0 = time.perf_counter()
-            seg = self.generator.generate(image)
+            seg = stages.generator.generate(image)
             timings["segment"] = time.perf_counter() - t0
-            stage_timings = getattr(self.generator, "timings", None)
+            stage_timings = getattr(stages.generator, "timings", None)
             if stage_timings is not None:
                 timings.update({f"segment.{k_}": v for k_, v in stage_timings.as_dict().items()})
-            labels = self._classify(image, seg, timings)
+            labels = self._classify(stages, vocab, image, seg, timings)
             t0 = time.perf_counter()
             rel_depth = depth_m if depth_m is not None and depth_m.shape == seg.image_size else None
-            relations = self._relate(seg, labels, rel_depth)
+            relations = self._relate(stages, seg, labels, rel_depth)
             timings["relations"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             region_ids = np.arange(1 + region_id_offset, 1 + region_id_offset + len(seg), dtype=np.uint32)
             centroids = region_centroids(seg.masks, rel_depth, k)
             graph = build_scene_graph(
                 seg, labels, relations, region_ids, centroids,
-                top_k=self.config.relations_top_k, top_k_per_subject=self.config.relations_per_subject,
-                score_threshold=self.config.relations_score_threshold, stamp=stamp,
+                top_k=cfg.relations_top_k, top_k_per_subject=cfg.relations_per_subject,
+                score_threshold=cfg.relations_score_threshold, stamp=stamp,
             )
             graph.labels_meaningful = self.meaningful and (labels.meaningful if labels else True)
             timings["assemble"] = time.perf_counter() - t0
@@ -136,18 +227,22 @@ class Pipeline:
         with self._infer_lock:
             return embed_batch(images)
 
-    def _classify(self, image: np.ndarray, seg: Segmentation, timings: dict[str, float]) -> RegionLabels | None:
-        if self.classifier is None:
+    @staticmethod
+    def _classify(stages: Stages, vocab, image: np.ndarray, seg: Segmentation,
+                  timings: dict[str, float]) -> RegionLabels | None:
+        if stages.classifier is None:
             return None
         t0 = time.perf_counter()
-        labels = self.classifier.classify(image, seg, self.vocabulary.snapshot(), top_k=self.config.classifier_top_k)
+        labels = stages.classifier.classify(image, seg, vocab, top_k=stages.config.classifier_top_k)
         timings["classify"] = time.perf_counter() - t0
         return labels
 
-    def _relate(self, seg: Segmentation, labels: RegionLabels | None, depth: np.ndarray | None) -> Relations | None:
-        if self.relation_predictor is None:
+    @staticmethod
+    def _relate(stages: Stages, seg: Segmentation, labels: RegionLabels | None,
+                depth: np.ndarray | None) -> Relations | None:
+        if stages.relation_predictor is None:
             return None
-        return self.relation_predictor.predict(seg, labels, depth)
+        return stages.relation_predictor.predict(seg, labels, depth)
 
     # ------------------------------------------------------------------ services
     def set_vocabulary(self, labels: list[str], templates: list[str] | None = None, append: bool = False):
@@ -172,6 +267,43 @@ class Pipeline:
         if top_k > 0:
             order = order[:top_k]
         return latest.region_ids[order], scores[order].astype(np.float32), latest.stamp
+
+
+# ---------------------------------------------------------------------- live settings
+def _changed(old: PipelineConfig, new: PipelineConfig) -> list[str]:
+    return [f.name for f in fields(PipelineConfig) if getattr(old, f.name) != getattr(new, f.name)]
+
+
+def _vocabulary_changed(old: PipelineConfig, new: PipelineConfig) -> bool:
+    return (list(old.vocabulary_labels) != list(new.vocabulary_labels)
+            or list(old.vocabulary_templates) != list(new.vocabulary_templates))
+
+
+def _with_classifier_settings(classifier, config: PipelineConfig):
+    """A shallow copy (same CLIP model/head) with ``classifier_unknown_threshold`` applied."""
+    if classifier is None:
+        return None
+    if not 0.0 <= config.classifier_unknown_threshold <= 1.0:
+        raise ValueError(f"classifier_unknown_threshold must be in [0, 1], got {config.classifier_unknown_threshold}")
+    if config.classifier_top_k < 1:
+        raise ValueError(f"classifier_top_k must be >= 1, got {config.classifier_top_k}")
+    out = copy.copy(classifier)
+    out.unknown_threshold = float(config.classifier_unknown_threshold)
+    return out
+
+
+def _with_relation_settings(predictor, config: PipelineConfig):
+    """A shallow copy (same weights) with the ``relations_*`` thresholds and limits applied."""
+    if predictor is None:
+        return None
+    if not 0.0 <= config.relations_score_threshold <= 1.0:
+        raise ValueError(f"relations_score_threshold must be in [0, 1], got {config.relations_score_threshold}")
+    out = copy.copy(predictor)
+    out.min_score = float(config.relations_score_threshold)
+    out.max_per_subject = int(config.relations_per_subject)
+    if hasattr(out, "top_k"):
+        out.top_k = int(config.relations_top_k)
+    return out
 
 
 # ---------------------------------------------------------------------- loaders
@@ -225,15 +357,21 @@ def _sam_checkpoint(config: PipelineConfig, untrained: list[str]) -> str | None:
 
 
 def _load_generator(config: PipelineConfig, untrained: list[str]):
-    from .sam.amg import MaskGenerator
     from .sam.registry import get_spec
 
     spec = get_spec(config.sam_model)
     backend = _create_backend(config, untrained)
     if backend.untrained and not any(p.startswith("SAM") for p in untrained):
         untrained.append(f"SAM {config.sam_model}")
+    return _make_generator(config, backend, spec)
+
+
+def _make_generator(config: PipelineConfig, backend, spec_or_pixel_stats):
+    """The segment-everything generator of ``config``'s ``amg_*`` settings over a loaded backend."""
+    from .sam.amg import MaskGenerator
+
     return MaskGenerator(
-        backend, spec,
+        backend, spec_or_pixel_stats,
         points_per_side=config.amg_points_per_side,
         points_per_batch=config.amg_points_per_batch or None,
         pred_iou_thresh=config.amg_pred_iou_thresh,

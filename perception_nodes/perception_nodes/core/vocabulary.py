@@ -80,6 +80,79 @@ def fold(phrase: str) -> str:
     return " ".join(unicodedata.normalize("NFKC", phrase).casefold().split())
 
 
+_PLACEHOLDER_PROBE = "\x00phrase\x00"  # cannot occur in a template: marks where the phrase lands
+
+
+def fill_template(template: str, phrase: str) -> str:
+    """The prompt of ``phrase`` under ``template`` (the ONE formatting the vocabulary uses)."""
+    return template.format(phrase)
+
+
+def check_templates(templates: object, limits: VocabularyLimits | None = None) -> tuple[str, ...]:
+    """``templates`` as a tuple, or VocabularyError: a non-empty list of strings that each put
+    the phrase exactly once when filled by :func:`fill_template` (``'{{}}'`` puts it nowhere)."""
+    limits = limits or VocabularyLimits()
+    if isinstance(templates, str) or not isinstance(templates, (list, tuple)) or not templates:
+        raise VocabularyError("templates must be a non-empty list of strings, each containing '{}' once")
+    if len(templates) > limits.max_templates:
+        raise VocabularyError(f"{len(templates)} templates exceed the limit of {limits.max_templates}")
+    for t in templates:
+        if not isinstance(t, str):
+            raise VocabularyError(f"template {t!r} must be a string")
+        try:
+            filled = fill_template(t, _PLACEHOLDER_PROBE)
+        except (IndexError, KeyError, ValueError) as exc:
+            raise VocabularyError(f"template {t!r} must contain '{{}}' exactly once (where the phrase goes); "
+                                  f"it is not a valid format string: {exc}") from exc
+        if filled.count(_PLACEHOLDER_PROBE) != 1:
+            raise VocabularyError(f"template {t!r} must contain '{{}}' exactly once (where the phrase goes); "
+                                  f"it formats to {fill_template(t, 'x')!r}")
+    return tuple(templates)
+
+
+def check_labels(labels: object, limits: VocabularyLimits | None = None) -> list[str]:
+    """Whitespace-normalised ``labels``, or VocabularyError: a non-empty list of non-empty strings
+    within the limits, no two equal ignoring case and spaces (see :func:`fold`)."""
+    limits = limits or VocabularyLimits()
+    if isinstance(labels, str) or not isinstance(labels, (list, tuple)):
+        raise VocabularyError(f"labels must be a list of strings, got {type(labels).__name__}")
+    if not labels:
+        raise VocabularyError("empty label list: the vocabulary needs at least one entry")
+    if len(labels) > limits.max_entries:
+        raise VocabularyError(f"{len(labels)} entries exceed the limit of {limits.max_entries}")
+    out = [_normalised_phrase(p, i, limits) for i, p in enumerate(labels)]
+    _check_unique(out)
+    return out
+
+
+def check_vocabulary(labels: object, templates: object, limits: VocabularyLimits | None = None) -> None:
+    """VocabularyError for a vocabulary that :meth:`Vocabulary.set` would refuse, as far as it
+    can be told without the CLIP model (token counts need it: :meth:`Vocabulary.check`)."""
+    check_templates(templates, limits)
+    check_labels(labels, limits)
+
+
+def _normalised_phrase(phrase: object, index: int, limits: VocabularyLimits) -> str:
+    if not isinstance(phrase, str):
+        raise VocabularyError(f"entry {index} must be a string, got {type(phrase).__name__}")
+    text = " ".join(phrase.split())
+    if not text:
+        raise VocabularyError(f"entry {index} is empty or whitespace only")
+    if len(text) > limits.max_phrase_chars:
+        raise VocabularyError(f"entry {index} ({text[:40]!r}...) has {len(text)} characters; "
+                              f"the limit is {limits.max_phrase_chars}")
+    return text
+
+
+def _check_unique(names: list[str]) -> None:
+    seen: dict[str, str] = {}
+    for name in names:
+        k = fold(name)
+        if k in seen:
+            raise VocabularyError(f"duplicate entry {name!r} (same as {seen[k]!r} ignoring case and spaces)")
+        seen[k] = name
+
+
 @dataclass
 class _Entry:
     name: str
@@ -130,15 +203,26 @@ class Vocabulary:
         :class:`VocabularyError` (and changes nothing) on empty/over-long/duplicate phrases,
         bad templates or too many entries.
         """
-        if isinstance(labels, str) or not isinstance(labels, (list, tuple)):
-            raise VocabularyError(f"labels must be a list of strings, got {type(labels).__name__}")
         with self._write_lock:
             tpl = self._templates if templates is None else self._check_templates(templates)
             base = list(self._entries) if append else []
-            new = [_Entry(self._check_phrase(p, i, tpl), "text") for i, p in enumerate(labels)]
+            if append and isinstance(labels, (list, tuple)) and not labels:
+                new = []  # append nothing: the templates change only
+            else:
+                new = [_Entry(p, "text") for p in self._checked_phrases(labels, tpl)]
             entries = base + new
             self._check_entries(entries)
             return self._publish(entries, tpl)
+
+    def check(self, labels: list[str], templates: list[str] | None = None) -> None:
+        """VocabularyError for what ``set(labels, templates)`` would refuse; changes nothing."""
+        tpl = self._templates if templates is None else self._check_templates(templates)
+        self._checked_phrases(labels, tpl)
+
+    def _checked_phrases(self, labels: object, templates: tuple[str, ...]) -> list[str]:
+        """:func:`check_labels` plus the CLIP token limit of each phrase with ``templates``."""
+        phrases = check_labels(labels, self.limits)
+        return [self._check_phrase(p, i, templates) for i, p in enumerate(phrases)]
 
     def add_exemplar(self, name: str, image: np.ndarray, mask: np.ndarray | None = None,
                      box: np.ndarray | list[float] | None = None) -> VocabularySnapshot:
@@ -196,7 +280,7 @@ class Vocabulary:
         key = (self.embedder.model_id, templates)
         missing = [p for p in dict.fromkeys(phrases) if (key, p) not in self._cache]
         if missing:
-            prompts = [t.format(p) for p in missing for t in templates]
+            prompts = [fill_template(t, p) for p in missing for t in templates]
             self.text_encoder_calls += 1
             self.phrases_encoded += len(missing)
             per = np.asarray(self.embedder.encode_text(prompts), dtype=np.float32)
@@ -212,28 +296,10 @@ class Vocabulary:
         return out
 
     def _check_templates(self, templates: list[str] | tuple[str, ...]) -> tuple[str, ...]:
-        if isinstance(templates, str) or not templates:
-            raise VocabularyError("templates must be a non-empty list of strings, each containing '{}' once")
-        if len(templates) > self.limits.max_templates:
-            raise VocabularyError(f"{len(templates)} templates exceed the limit of {self.limits.max_templates}")
-        for t in templates:
-            if not isinstance(t, str) or t.count("{}") != 1:
-                raise VocabularyError(f"template {t!r} must contain '{{}}' exactly once (where the phrase goes)")
-            try:
-                t.format("x")
-            except (IndexError, KeyError, ValueError) as exc:
-                raise VocabularyError(f"template {t!r} is not a valid format string: {exc}") from exc
-        return tuple(templates)
+        return check_templates(templates, self.limits)
 
     def _check_phrase(self, phrase: object, index: int, templates: tuple[str, ...]) -> str:
-        if not isinstance(phrase, str):
-            raise VocabularyError(f"entry {index} must be a string, got {type(phrase).__name__}")
-        text = " ".join(phrase.split())
-        if not text:
-            raise VocabularyError(f"entry {index} is empty or whitespace only")
-        if len(text) > self.limits.max_phrase_chars:
-            raise VocabularyError(f"entry {index} ({text[:40]!r}...) has {len(text)} characters; "
-                                  f"the limit is {self.limits.max_phrase_chars}")
+        text = _normalised_phrase(phrase, index, self.limits)
         if ((self.embedder.model_id, templates), text) in self._cache:
             return text  # embedded before with these templates: its length was checked then
         # Phrase tokens + the longest template's own tokens (BPE splits at spaces and
@@ -248,19 +314,14 @@ class Vocabulary:
     def _template_overhead(self, templates: tuple[str, ...]) -> int:
         """CLIP tokens of the longest template without its phrase (start/end included)."""
         if getattr(self, "_overhead_key", None) != templates:
-            self._overhead_val = max(self.embedder.count_tokens(t.format("")) for t in templates)
+            self._overhead_val = max(self.embedder.count_tokens(fill_template(t, "")) for t in templates)
             self._overhead_key = templates
         return self._overhead_val
 
     def _check_entries(self, entries: list[_Entry]) -> None:
         if len(entries) > self.limits.max_entries:
             raise VocabularyError(f"{len(entries)} entries exceed the limit of {self.limits.max_entries}")
-        seen: dict[str, str] = {}
-        for e in entries:
-            k = fold(e.name)
-            if k in seen:
-                raise VocabularyError(f"duplicate entry {e.name!r} (same as {seen[k]!r} ignoring case and spaces)")
-            seen[k] = e.name
+        _check_unique([e.name for e in entries])
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:

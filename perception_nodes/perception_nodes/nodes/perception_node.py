@@ -20,6 +20,7 @@ import threading
 import time
 import traceback
 from collections import deque
+from collections.abc import Callable
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -36,6 +37,7 @@ from perception_nodes.core.config import PipelineConfig
 from perception_nodes.core.frame_slots import LatestFrameSlots
 from perception_nodes.core.pipeline import Pipeline, PipelineError
 from perception_nodes.core.projection import DepthError, label_image
+from perception_nodes.core.vocabulary import check_vocabulary
 from perception_nodes.ros.graph_conversion import region_array_to_msg, regions_to_msgs, scene_graph_to_msg
 from perception_nodes.ros.image_conversion import (
     ImageConversionError,
@@ -47,6 +49,7 @@ from perception_nodes.ros.image_conversion import (
 )
 from perception_nodes.ros.node_runner import join_topic, output_base, run_node
 from perception_nodes.ros.params import all_params, check_choice, pipeline_params
+from perception_nodes.ros.qos import SERVICE_QOS
 from perception_nodes.ros.ranges import descriptor_for
 
 MAX_VOCABULARY_REQUEST = 10_000
@@ -55,12 +58,16 @@ MAX_VOCABULARY_REQUEST = 10_000
 class PerceptionNode(LifecycleNode):
     """Lifecycle node wrapping the pipeline (see module docstring for the interface)."""
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, pipeline_loader: Callable[[PipelineConfig], Pipeline] = Pipeline.load, **kwargs) -> None:
+        """``pipeline_loader`` builds the pipeline in ``on_configure`` (tests pass a stand-in)."""
         super().__init__("perception_node", **kwargs)
         self._specs = {s.name: s for s in all_params()}
+        self._pipeline_names = {s.name for s in pipeline_params()}
         for spec in self._specs.values():
             self.declare_parameter(spec.name, spec.default, descriptor_for(spec))
         self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.add_post_set_parameters_callback(self._after_set_parameters)
+        self._pipeline_loader = pipeline_loader
         self.pipeline: Pipeline | None = None
         self.slots = LatestFrameSlots()
         self._depth: dict[str, tuple] = {}
@@ -75,9 +82,10 @@ class PerceptionNode(LifecycleNode):
         self._encoder_batch_max = 0  # largest number of frames (cameras) encoded in one batch
         self._service_group = ReentrantCallbackGroup()
         self._camera_group = MutuallyExclusiveCallbackGroup()
-        self.create_service(SetVocabulary, "~/set_vocabulary", self._set_vocabulary, callback_group=self._service_group)
-        self.create_service(GetVocabulary, "~/get_vocabulary", self._get_vocabulary, callback_group=self._service_group)
-        self.create_service(QueryRegions, "~/query_regions", self._query_regions, callback_group=self._service_group)
+        for srv_type, name, handler in ((SetVocabulary, "~/set_vocabulary", self._set_vocabulary),
+                                        (GetVocabulary, "~/get_vocabulary", self._get_vocabulary),
+                                        (QueryRegions, "~/query_regions", self._query_regions)):
+            self.create_service(srv_type, name, handler, qos_profile=SERVICE_QOS, callback_group=self._service_group)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diag_timer = self.create_timer(float(self.get_parameter("diagnostics_period").value), self._publish_diagnostics)
         if self.get_parameter("autostart").value:
@@ -98,27 +106,41 @@ class PerceptionNode(LifecycleNode):
             config = self.pipeline_config()
             self.get_logger().info(f"loading models: SAM {config.sam_model} ({config.sam_backend}, {config.sam_device}), "
                                    f"classifier {config.classifier_type} (CLIP {config.clip_model}), relations {config.relations_type}")
-            self.pipeline = Pipeline.load(config)
+            self.pipeline = self._pipeline_loader(config)
         except (PipelineError, ValueError) as exc:
             self.get_logger().error(f"configure failed: {exc}")
             return TransitionCallbackReturn.FAILURE
+        self._create_output_publishers()
         if not self.pipeline.meaningful:
             self.get_logger().warning("GENERATED (untrained) weights in use: masks, labels and relations are NOT "
                                    f"meaningful ({', '.join(self.pipeline.untrained_parts)}). Fetch real weights: pn-fetch-weights")
         self.get_logger().info("configured")
         return TransitionCallbackReturn.SUCCESS
 
-    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        cameras = [c.rstrip("/") for c in self.get_parameter("cameras").value] or [""]
+    def _cameras(self) -> list[str]:
+        return [c.rstrip("/") for c in self.get_parameter("cameras").value] or [""]
+
+    def _create_output_publishers(self) -> None:
+        """Lifecycle publishers per camera: created on configure, publishing only while active."""
         out_ns = self.get_parameter("output_namespace").value
-        for cam in cameras:
-            self._subscribe_camera(cam)
+        for cam in self._cameras():
             base = output_base(cam, out_ns)
             self._pubs[cam] = {
-                "regions": self.create_publisher(RegionArray, f"{base}/regions", 10),
-                "scene_graph": self.create_publisher(SceneGraph, f"{base}/scene_graph", 10),
-                "label_image": self.create_publisher(Image, f"{base}/label_image", 10),
+                "regions": self.create_lifecycle_publisher(RegionArray, f"{base}/regions", 10),
+                "scene_graph": self.create_lifecycle_publisher(SceneGraph, f"{base}/scene_graph", 10),
+                "label_image": self.create_lifecycle_publisher(Image, f"{base}/label_image", 10),
             }
+
+    def _destroy_output_publishers(self) -> None:
+        for pubs in self._pubs.values():
+            for pub in pubs.values():
+                self.destroy_lifecycle_publisher(pub)
+        self._pubs = {}
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        cameras = self._cameras()
+        for cam in cameras:
+            self._subscribe_camera(cam)
         self._stop.clear()
         self.slots = LatestFrameSlots()
         self._worker = threading.Thread(target=self._work, name="perception_worker", daemon=True)
@@ -148,13 +170,11 @@ class PerceptionNode(LifecycleNode):
         self._stop_worker()
         for sub in self._subs:
             self.destroy_subscription(sub)
-        for pubs in self._pubs.values():
-            for pub in pubs.values():
-                self.destroy_publisher(pub)
-        self._subs, self._pubs = [], {}
+        self._subs = []
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._destroy_output_publishers()
         self.pipeline = None
         try:
             import torch
@@ -167,6 +187,7 @@ class PerceptionNode(LifecycleNode):
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop_worker()
+        self._destroy_output_publishers()
         self.pipeline = None
         return TransitionCallbackReturn.SUCCESS
 
@@ -331,12 +352,52 @@ class PerceptionNode(LifecycleNode):
 
     # ------------------------------------------------------------------ parameters, diagnostics
     def _on_set_parameters(self, params) -> SetParametersResult:
+        """Validate a change before it is accepted (ranges and read-only: the descriptors)."""
         for p in params:
             spec = self._specs.get(p.name)
             reason = check_choice(spec, p.value) if spec else None
             if reason:
                 return SetParametersResult(successful=False, reason=reason)
+        changes = {p.name: p.value for p in params if p.name in self._pipeline_names}
+        reason = self._check_pipeline_changes(changes) if changes else None
+        if reason:
+            self.get_logger().warning(f"parameters refused: {reason}")
+            return SetParametersResult(successful=False, reason=reason)
         return SetParametersResult(successful=True)
+
+    def _check_pipeline_changes(self, changes: dict) -> str | None:
+        """Why the pipeline would refuse these parameter values, or None (nothing changes)."""
+        values = {spec.name: self.get_parameter(spec.name).value for spec in pipeline_params()} | changes
+        try:
+            config = PipelineConfig.from_flat(values)
+            if self.pipeline is not None:
+                self.pipeline.check_settings(config)
+            elif {"vocabulary.labels", "vocabulary.templates"} & set(changes):
+                check_vocabulary(list(config.vocabulary_labels), list(config.vocabulary_templates))
+        except (PipelineError, ValueError) as exc:
+            return str(exc)
+        return None
+
+    def _after_set_parameters(self, params) -> None:
+        """Apply accepted parameters: pipeline settings from the next frame, node settings now."""
+        names = {p.name for p in params}
+        if "diagnostics_period" in names:
+            self.destroy_timer(self._diag_timer)
+            self._diag_timer = self.create_timer(float(self.get_parameter("diagnostics_period").value),
+                                                 self._publish_diagnostics)
+        pipeline = self.pipeline
+        if pipeline is not None and names & self._pipeline_names:
+            try:
+                pipeline.apply_settings(self.pipeline_config())
+            except (PipelineError, ValueError) as exc:  # checked before accepting: only a race gets here
+                self.get_logger().error(f"parameters accepted but not applied: {exc}")
+                return
+            self.get_logger().info(f"applied from the next frame: {', '.join(sorted(names & self._pipeline_names))}")
+
+    def _decoder_batches(self) -> int:
+        """SAM decoder batches of the latest frame (shows ``amg.points_per_batch`` at work)."""
+        timings = getattr(self.pipeline.generator, "timings", None) if self.pipeline else None
+        return len(getattr(timings, "decoder_batches", ()))
 
     def _publish_diagnostics(self) -> None:
         now = time.monotonic()
@@ -349,7 +410,8 @@ class PerceptionNode(LifecycleNode):
                   "weights_meaningful": str(bool(self.pipeline and self.pipeline.meaningful)),
                   "untrained": ", ".join(self.pipeline.untrained_parts) if self.pipeline else "",
                   "sam_untrained": str(self.pipeline.sam_untrained) if self.pipeline else "",
-                  "encoder_batch_max": str(self._encoder_batch_max)}
+                  "encoder_batch_max": str(self._encoder_batch_max),
+                  "decoder_batches": str(self._decoder_batches())}
         for key, vals in list(self._stage.items()) + [("latency_total", self._latency["total"])]:
             if vals:
                 values[f"{key}_ms"] = f"{1000 * float(np.mean(vals)):.1f}"

@@ -17,6 +17,8 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image
 from visualization_msgs.msg import MarkerArray
 
+from perception_nodes.ros.qos import SERVICE_QOS
+
 
 @dataclass
 class Received:
@@ -42,9 +44,9 @@ class GraphReceiver(Node):
         self.create_subscription(Image, f"{base}/label_image", lambda m: self._add("label_images", m), 50)
         self.create_subscription(MarkerArray, f"{base}/markers", lambda m: self._add("markers", m), 50)
         self.create_subscription(DiagnosticArray, "/diagnostics", lambda m: self._add("diagnostics", m), 50)
-        self.set_vocabulary = self.create_client(SetVocabulary, f"{node}/set_vocabulary")
-        self.get_vocabulary = self.create_client(GetVocabulary, f"{node}/get_vocabulary")
-        self.query_regions = self.create_client(QueryRegions, f"{node}/query_regions")
+        self.set_vocabulary = self.create_client(SetVocabulary, f"{node}/set_vocabulary", qos_profile=SERVICE_QOS)
+        self.get_vocabulary = self.create_client(GetVocabulary, f"{node}/get_vocabulary", qos_profile=SERVICE_QOS)
+        self.query_regions = self.create_client(QueryRegions, f"{node}/query_regions", qos_profile=SERVICE_QOS)
 
     def _add(self, kind: str, msg) -> None:
         with self.lock:

@@ -1,0 +1,273 @@
+"""Parameters set at runtime apply from the next frame, bad vocabulary parameters are refused
+like the service refuses them, and the services hold under 20 concurrent callers.
+
+Real DDS: the perception node runs in its own process; this process sets its parameters with
+rclpy's parameter client, publishes frames and reads what comes back.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+from e2e_fixtures import CAMERA, Spinner, call, small_overrides, wait_for
+from perception_nodes.core.rle import decode_mask
+from perception_nodes.tools.graph_runner import NodeGraph, write_params_file
+from test_e2e_pipeline import _image, _publish
+
+pytestmark = pytest.mark.ros
+NODE = "/perception_node"
+FRAME_TIMEOUT = 120.0
+
+
+@pytest.fixture(scope="module")
+def node_graph(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("live")
+    # 2x2 point grid (4 prompts): few decoder batches, so frames stay short on 2 cores
+    overrides = small_overrides(tmp / "cache", **{"amg.points_per_side": 2, "use_depth": False})
+    g = NodeGraph(log_dir=tmp)
+    g.start("perception_node", write_params_file(overrides, folder=tmp))
+    yield g
+    g.stop()
+
+
+@pytest.fixture(scope="module")
+def io(node_graph):
+    import rclpy
+    from perception_nodes.tools.receiver import GraphReceiver
+    from rclpy.context import Context
+    from rclpy.node import Node
+    from rclpy.parameter_client import AsyncParameterClient
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import Image
+
+    context = Context()
+    rclpy.init(context=context)
+    pub_node = Node("live_test_camera", namespace=CAMERA, context=context)
+    pubs = {"image": pub_node.create_publisher(Image, "image_raw", qos_profile_sensor_data)}
+    receiver = GraphReceiver(camera=CAMERA, context=context)
+    params = AsyncParameterClient(pub_node, NODE)
+    spinner = Spinner(context, pub_node, receiver)
+    assert wait_for(lambda: pubs["image"].get_subscription_count() >= 1, 120, node_graph), "node never subscribed"
+    assert wait_for(lambda: receiver.diagnostics_values().get("state") == "configured", 240, node_graph)
+    assert params.wait_for_services(timeout_sec=30)
+    yield pubs, receiver, node_graph, params
+    spinner.stop()
+    rclpy.shutdown(context=context)
+
+
+def _set(params, graph, **values):
+    """Set parameters (``amg__max_regions=3`` -> ``amg.max_regions``) one call each; results."""
+    from rclpy.parameter import Parameter
+
+    results = []
+    for name, value in values.items():
+        future = params.set_parameters([Parameter(name.replace("__", "."), value=value)])
+        assert wait_for(future.done, 30, graph), f"set_parameters({name}) not answered"
+        results.append(future.result().results[0])
+    return results
+
+
+def _set_ok(params, graph, **values) -> None:
+    for name, r in zip(values, _set(params, graph, **values)):
+        assert r.successful, (name, r.reason)
+
+
+def _frame(io, name="astronaut"):
+    """Publish a frame and return (SceneGraph or None, RegionArray or None) for exactly that frame."""
+    pubs, receiver, graph, _ = io
+    header = _publish(pubs, _image(name))
+
+    def find(kind):
+        with receiver.lock:
+            return next((m for _, m in getattr(receiver.data, kind) if m.header.stamp == header.stamp), None)
+
+    assert wait_for(lambda: find("graphs") is not None or find("regions") is not None, FRAME_TIMEOUT, graph), \
+        "no output for the frame"
+    time.sleep(1.0)  # the frame's other topics (published just before/after) arrive too
+    return find("graphs"), find("regions"), find("label_images")
+
+
+def _masks(regions):
+    return [decode_mask(r.mask_height, r.mask_width, r.mask_counts) for r in regions]
+
+
+def _relations_per_subject(sg) -> int:
+    subjects = [r.subject_id for r in sg.relations]
+    return max((subjects.count(s) for s in set(subjects)), default=0)
+
+
+def test_every_live_parameter_applies_from_the_next_frame(io):
+    from perception_msgs.srv import GetVocabulary
+    from perception_nodes.ros.params import all_params
+
+    pubs, receiver, graph, params = io
+    live = {s.name for s in all_params() if not s.read_only}
+    covered: set[str] = set()
+
+    def set_live(**values):
+        _set_ok(params, graph, **values)
+        covered.update(n.replace("__", ".") for n in values)
+
+    base, _, _ = _frame(io)
+    assert len(base.regions) == 1  # box NMS at 0.7 merges the similar masks of untrained weights
+
+    set_live(amg__box_nms_thresh=1.0, amg__max_regions=3, classifier__top_k=1, relations__top_k=2,
+             publish_embeddings=True, vocabulary__labels=["zebra", "yak", "owl"])
+    sg, _, _ = _frame(io)
+    assert len(sg.regions) == 3                                   # no NMS any more, capped at 3
+    assert len(sg.relations) == 2                                 # relations.top_k
+    assert all(len(r.alternatives) <= 1 for r in sg.regions)      # classifier.top_k = 1
+    assert all(len(r.embedding) == 256 for r in sg.regions)       # publish_embeddings
+    assert list(sg.vocabulary) == ["zebra", "yak", "owl"] and sg.vocabulary_version > base.vocabulary_version
+    assert all(r.label in sg.vocabulary for r in sg.regions)
+
+    set_live(relations__top_k=50, relations__per_subject=1, relations__score_threshold=0.2,
+             classifier__unknown_threshold=1.0, amg__min_mask_region_area=100_000, amg__points_per_batch=1,
+             vocabulary__templates=["a {} seen here"], publish_regions=False, publish_label_image=False)
+    sg2, regions2, label_image2 = _frame(io)
+    assert regions2 is None and label_image2 is None              # publish_regions/label_image off
+    assert 1 <= _relations_per_subject(sg2) <= 1 and all(r.score >= 0.2 for r in sg2.relations)
+    assert all(r.label == "unknown" and r.label_index == -1 for r in sg2.regions)
+    # islands and holes below 100000 px removed: one piece, no holes (the 128x128 image is smaller)
+    from scipy import ndimage
+
+    assert all(ndimage.label(m)[1] == 1 and ndimage.label(~m)[1] <= 1 for m in _masks(sg2.regions))
+    assert sg2.vocabulary_version > sg.vocabulary_version        # templates re-embedded the labels
+    assert wait_for(lambda: receiver.diagnostics_values().get("decoder_batches") == "4", 10, graph)  # 4 prompts, 1 each
+    got = call(receiver.get_vocabulary, GetVocabulary.Request())
+    assert list(got.prompt_templates) == ["a {} seen here"]
+
+    set_live(amg__points_per_side=1, publish_scene_graph=False, publish_regions=True)
+    sg3, regions3, _ = _frame(io)
+    assert sg3 is None and regions3 is not None                   # publish_scene_graph off, regions back on
+    assert 1 <= len(regions3.regions) <= 3                        # 1 prompt -> at most 3 masks
+    assert wait_for(lambda: receiver.diagnostics_values().get("decoder_batches") == "1", 10, graph)
+
+    set_live(publish_scene_graph=True, amg__points_per_side=2, amg__pred_iou_thresh=1.0)
+    sg4, _, _ = _frame(io)
+    assert len(sg4.regions) == 0                                  # untrained weights never predict IoU 1
+    set_live(amg__pred_iou_thresh=0.0, amg__stability_score_thresh=1.0)
+    sg5, _, _ = _frame(io)
+    assert len(sg5.regions) == 0
+
+    before = int(receiver.diagnostics_values().get("/camera.rejected", "0"))
+    set_live(max_image_pixels=100)
+    for _ in range(10):  # best effort: resend until counted
+        _publish(pubs, _image("coffee"))
+        if wait_for(lambda: int(receiver.diagnostics_values().get("/camera.rejected", "0")) > before, 5, graph):
+            break
+    assert int(receiver.diagnostics_values().get("/camera.rejected", "0")) > before
+    set_live(max_image_pixels=16_000_000)
+
+    n0 = receiver.count("diagnostics")
+    set_live(diagnostics_period=0.1)                              # was 0.5 s
+    time.sleep(3.0)
+    assert receiver.count("diagnostics") - n0 >= 15, receiver.count("diagnostics") - n0
+    _set_ok(params, graph, diagnostics_period=0.5, amg__stability_score_thresh=0.0, classifier__unknown_threshold=0.1)
+
+    assert covered == live, f"live parameters not exercised: {sorted(live - covered)}"
+    # every read-only pipeline parameter is one that needs a reload, and the other way round
+    from perception_nodes.core.config import PipelineConfig
+    from perception_nodes.core.pipeline import RELOAD_SETTINGS
+
+    ro = {s.name for s in all_params() if s.read_only and "." in s.name}
+
+    assert ro == {PipelineConfig.ros_name(n) for n in RELOAD_SETTINGS}
+
+
+@pytest.mark.parametrize("name, value, reason", [
+    ("vocabulary.templates", ["no placeholder"], "exactly once"),
+    ("vocabulary.templates", ["{{}}"], "exactly once"),
+    ("vocabulary.templates", ["{} and {}"], "exactly once"),
+    ("vocabulary.labels", ["a", "A"], "duplicate entry"),
+    ("vocabulary.labels", ["cup", "   "], "empty"),
+])
+def test_bad_vocabulary_parameters_are_refused_like_the_service_refuses_them(io, name, value, reason):
+    from perception_msgs.srv import GetVocabulary, SetVocabulary
+
+    _, receiver, graph, params = io
+    before = call(receiver.get_vocabulary, GetVocabulary.Request())
+    (result,) = _set(params, graph, **{name.replace(".", "__"): value})
+    assert not result.successful and reason in result.reason, result.reason
+    req = SetVocabulary.Request(labels=value if name.endswith("labels") else ["cup"],
+                                prompt_templates=value if name.endswith("templates") else [])
+    resp = call(receiver.set_vocabulary, req)
+    assert not resp.success and reason in resp.message, resp.message
+    after = call(receiver.get_vocabulary, GetVocabulary.Request())
+    assert after.version == before.version and list(after.labels) == list(before.labels)
+    got = params.get_parameters([name])
+    assert wait_for(got.done, 30, graph)
+    assert list(got.result().values[0].string_array_value) != value  # the parameter kept its value
+
+
+def test_set_vocabulary_holds_20_concurrent_callers_while_frames_flow(io):
+    """Every call answered, p99 < 2 s, no change without its answer, no graph mixing versions."""
+    from perception_msgs.srv import GetVocabulary, SetVocabulary
+
+    pubs, receiver, graph, _ = io
+    node, n_callers, duration = receiver, 20, 12.0
+    from perception_nodes.ros.qos import SERVICE_QOS
+
+    # clients as the README tells concurrent callers to create them (and as GraphReceiver does)
+    clients = [node.create_client(SetVocabulary, f"{NODE}/set_vocabulary", qos_profile=SERVICE_QOS)
+               for _ in range(n_callers)]
+    assert all(c.wait_for_service(timeout_sec=30) for c in clients)
+    start = call(receiver.get_vocabulary, GetVocabulary.Request())
+    graphs_before = receiver.count("graphs")
+    lock = threading.Lock()
+    answers: list[tuple[float, object]] = []          # (latency s, response)
+    unanswered: list[str] = []
+    stop_at = time.monotonic() + duration
+
+    def caller(i: int) -> None:
+        n = 0
+        while time.monotonic() < stop_at:
+            labels = [f"caller {i} call {n}", "mug"]
+            done = threading.Event()
+            t0 = time.monotonic()
+            future = clients[i].call_async(SetVocabulary.Request(labels=labels))
+            future.add_done_callback(lambda _f, d=done: d.set())
+            if not done.wait(30.0):
+                with lock:
+                    unanswered.append(labels[0])
+                return
+            with lock:
+                answers.append((time.monotonic() - t0, future.result()))
+            n += 1
+
+    threads = [threading.Thread(target=caller, args=(i,), daemon=True) for i in range(n_callers)]
+    for t in threads:
+        t.start()
+    frames = 0
+    while time.monotonic() < stop_at:  # frames flow meanwhile
+        _publish(pubs, _image("coffee", side=96))
+        frames += 1
+        time.sleep(0.3)
+    for t in threads:
+        t.join(timeout=40)
+    end = call(receiver.get_vocabulary, GetVocabulary.Request())
+    latencies = np.array([a[0] for a in answers] or [np.inf])
+    ok = [a[1] for a in answers if a[1].success]
+    p99 = float(np.percentile(latencies, 99))
+    print(f"\n{len(answers)} calls answered in {duration:.0f} s by {n_callers} callers, {len(unanswered)} unanswered, "
+          f"{end.version - start.version - len(ok)} changes applied without an answer: p50 {np.median(latencies):.3f} s, "
+          f"p99 {p99:.3f} s, max {latencies.max():.3f} s; {frames} frames published")
+    assert not unanswered, f"{len(unanswered)} calls never answered"
+    assert len(answers) >= 4 * n_callers and len(ok) == len(answers), [a[1].message for a in answers if not a[1].success][:3]
+    assert p99 < 2.0, p99
+    versions = sorted(r.version for r in ok)
+    # every applied change was answered (and each exactly once): versions are start+1 .. end
+    assert versions == list(range(start.version + 1, end.version + 1)), (start.version, end.version, len(versions))
+    labels_of = {r.version: list(r.labels) for r in ok}
+    assert wait_for(lambda: receiver.count("graphs") > graphs_before, 60, graph)
+    with receiver.lock:
+        graphs = [m for _, m in receiver.data.graphs[graphs_before:]]
+    for sg in graphs:  # a graph's labels and vocabulary are those of one version
+        if sg.vocabulary_version in labels_of:
+            assert list(sg.vocabulary) == labels_of[sg.vocabulary_version]
+        assert all(r.label in list(sg.vocabulary) + ["unknown"] for r in sg.regions)
+    for c in clients:
+        node.destroy_client(c)
