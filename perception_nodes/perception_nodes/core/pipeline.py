@@ -12,10 +12,13 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
+from .cancel import FrameAbandoned, raise_if_stopped  # noqa: F401  (FrameAbandoned: re-exported)
 from .config import PipelineConfig
+from .generated_policy import apply_generated_sam_policy, describe_changes
 from .projection import region_centroids
 from .scene_graph import SceneGraph, build_scene_graph
 from .types import FrameResult, RegionLabels, Relations, Segmentation
@@ -29,8 +32,27 @@ UNTRAINED_NOTICE = (
 )
 
 
+# Smallest image side (pixels) a frame may have: below it SAM's masks degenerate (a 1x1 or 2x2
+# frame gives regions of area 0) and no region is worth a label. README "Topics and services".
+MIN_IMAGE_SIDE = 16
+
+
 class PipelineError(RuntimeError):
     """The pipeline cannot be built (missing weights, bad settings) or a frame is unusable."""
+
+
+def check_image_size(hw: tuple[int, int]) -> None:
+    """:class:`PipelineError` when an ``(H, W)`` image is smaller than ``MIN_IMAGE_SIDE`` on a side."""
+    h, w = int(hw[0]), int(hw[1])
+    if min(h, w) < MIN_IMAGE_SIDE:
+        raise PipelineError(f"{w}x{h} image is below the minimum size {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} pixels")
+
+
+def _without_empty_regions(seg: Segmentation) -> Segmentation:
+    """Drop regions whose mask has no pixel (never published: a region has area >= 1)."""
+    if len(seg) == 0 or bool(np.all(seg.areas > 0)):
+        return seg
+    return seg.select(np.flatnonzero(seg.areas > 0))
 
 
 @dataclass
@@ -40,7 +62,7 @@ class LatestFrame:
     image: np.ndarray
     segmentation: Segmentation
     region_ids: np.ndarray
-    stamp: float
+    stamp_ns: int  # exact integer nanoseconds of the frame's stamp (see core/stamps.py)
 
 
 class Pipeline:
@@ -61,6 +83,8 @@ class Pipeline:
         self._latest: LatestFrame | None = None
         self._latest_lock = threading.Lock()
         self._infer_lock = threading.Lock()
+        # {setting: (configured, applied)} of core.generated_policy when SAM weights are generated
+        self.generated_sam_policy: dict | None = None
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -77,7 +101,13 @@ class Pipeline:
             raise PipelineError(f"cannot build the pipeline: {exc}") from exc
         if untrained:
             logger.warning("%s (untrained: %s)", UNTRAINED_NOTICE, ", ".join(untrained))
-        return cls(config, generator, classifier, vocabulary, relations, untrained)
+        policy = None
+        if _sam_untrained(untrained):  # the generator above was built with the same settings
+            config, policy = apply_generated_sam_policy(config)
+            logger.info("%s", describe_changes(policy))
+        pipeline = cls(config, generator, classifier, vocabulary, relations, untrained)
+        pipeline.generated_sam_policy = policy
+        return pipeline
 
     @property
     def meaningful(self) -> bool:
@@ -85,25 +115,37 @@ class Pipeline:
 
     # ------------------------------------------------------------------ per frame
     def process(self, image: np.ndarray, depth_m: np.ndarray | None = None, k: np.ndarray | None = None,
-                stamp: float = 0.0, region_id_offset: int = 0) -> tuple[FrameResult, SceneGraph]:
+                stamp: float = 0.0, region_id_offset: int = 0, stamp_ns: int | None = None,
+                should_stop: Callable[[], bool] | None = None) -> tuple[FrameResult, SceneGraph]:
         """Scene graph of one ``HxWx3`` uint8 RGB image.
 
         ``depth_m``: optional HxW float32 meters (NaN = invalid) registered to the image;
         ``k``: 3x3 intrinsics; both needed for 3D centroids and depth relations.
+        ``stamp``: seconds (the graph's stamp); ``stamp_ns``: the exact stamp in integer
+        nanoseconds that :meth:`query` answers with (default: ``stamp`` rounded).
+        ``should_stop``: polled between stages and between SAM decoder batches; when it returns
+        True the frame is abandoned with :class:`FrameAbandoned` (nothing of it is kept).
+        Images with a side below :data:`MIN_IMAGE_SIDE` raise :class:`PipelineError`.
         """
+        check_image_size(image.shape[:2])
+        stop = should_stop  # polled between stages (raise_if_stopped) and decoder batches
         timings: dict[str, float] = {}
         with self._infer_lock:
+            raise_if_stopped(stop)
             t0 = time.perf_counter()
-            seg = self.generator.generate(image)
+            seg = _without_empty_regions(self._segment(image, stop))
             timings["segment"] = time.perf_counter() - t0
             stage_timings = getattr(self.generator, "timings", None)
             if stage_timings is not None:
                 timings.update({f"segment.{k_}": v for k_, v in stage_timings.as_dict().items()})
+            raise_if_stopped(stop)
             labels = self._classify(image, seg, timings)
+            raise_if_stopped(stop)
             t0 = time.perf_counter()
             rel_depth = depth_m if depth_m is not None and depth_m.shape == seg.image_size else None
             relations = self._relate(seg, labels, rel_depth)
             timings["relations"] = time.perf_counter() - t0
+            raise_if_stopped(stop)
             t0 = time.perf_counter()
             region_ids = np.arange(1 + region_id_offset, 1 + region_id_offset + len(seg), dtype=np.uint32)
             centroids = region_centroids(seg.masks, rel_depth, k)
@@ -114,9 +156,14 @@ class Pipeline:
             )
             graph.labels_meaningful = self.meaningful and (labels.meaningful if labels else True)
             timings["assemble"] = time.perf_counter() - t0
+        raise_if_stopped(stop)
         with self._latest_lock:
-            self._latest = LatestFrame(image, seg, region_ids, stamp)
+            self._latest = LatestFrame(image, seg, region_ids, round(stamp * 1e9) if stamp_ns is None else int(stamp_ns))
         return FrameResult(seg, labels, relations, region_ids, centroids, timings), graph
+
+    def _segment(self, image: np.ndarray, should_stop: Callable[[], bool] | None) -> Segmentation:
+        """SAM on ``image``; ``should_stop`` is polled between decoder batches."""
+        return self.generator.generate(image, should_stop=should_stop)
 
     def encode_together(self, images: list[np.ndarray]) -> list[np.ndarray]:
         """Encode frames that arrived together (several cameras) in ONE SAM encoder batch.
@@ -153,8 +200,9 @@ class Pipeline:
     def vocabulary_snapshot(self):
         return None if self.vocabulary is None else self.vocabulary.snapshot()
 
-    def query(self, text: str, top_k: int = 0) -> tuple[np.ndarray, np.ndarray, float]:
-        """Region ids and scores (best first) of the latest frame against free ``text``."""
+    def query(self, text: str, top_k: int = 0) -> tuple[np.ndarray, np.ndarray, int]:
+        """Region ids and scores (best first) of the latest frame against free ``text``, and
+        that frame's stamp in exact integer nanoseconds (``stamp_ns`` of :meth:`process`)."""
         if self.classifier is None:
             raise PipelineError("no classifier is configured (classifier.type = none)")
         with self._latest_lock:
@@ -165,10 +213,14 @@ class Pipeline:
         order = np.argsort(-scores, kind="stable")
         if top_k > 0:
             order = order[:top_k]
-        return latest.region_ids[order], scores[order].astype(np.float32), latest.stamp
+        return latest.region_ids[order], scores[order].astype(np.float32), latest.stamp_ns
 
 
 # ---------------------------------------------------------------------- loaders
+def _sam_untrained(untrained: list[str]) -> bool:
+    return any(part.startswith("SAM") for part in untrained)
+
+
 def _cache_dir(config: PipelineConfig) -> Path:
     return Path(config.weights_cache_dir).expanduser() if config.weights_cache_dir else default_cache_dir()
 
@@ -212,6 +264,8 @@ def _load_generator(config: PipelineConfig, untrained: list[str]):
                                  precision=config.sam_precision)
         if getattr(backend, "untrained", False) and not any(p.startswith("SAM") for p in untrained):
             untrained.append(f"SAM {config.sam_model}")
+        if _sam_untrained(untrained):
+            config, _ = apply_generated_sam_policy(config)
     else:
         backend = create_backend(config.sam_backend, model=config.sam_model, device=config.sam_device,
                                  encoder_path=config.sam_encoder_path or None,
