@@ -38,7 +38,7 @@ from perception_nodes.core.cancel import FrameAbandoned
 from perception_nodes.core.generated_policy import describe_changes
 from perception_nodes.core.pipeline import Pipeline, PipelineError, check_image_size
 from perception_nodes.core.projection import DepthError, intrinsics_problem, label_image
-from perception_nodes.core.stamps import set_stamp, stamp_to_ns, stamp_to_seconds
+from perception_nodes.core.stamps import ns_to_seconds, set_stamp, stamp_to_ns, stamp_to_seconds
 from perception_nodes.ros.graph_conversion import region_array_to_msg, regions_to_msgs, scene_graph_to_msg
 from perception_nodes.ros.image_conversion import (
     ImageConversionError,
@@ -209,7 +209,7 @@ class PerceptionNode(LifecycleNode):
         stamp = stamp_to_ns(msg.header.stamp)
         last = self._last_stamp.get(cam)
         if last is not None and stamp < last:
-            self.get_logger().warning(f"[{cam or '/'}] timestamp went backwards ({stamp * 1e-9:.3f} < {last * 1e-9:.3f}); "
+            self.get_logger().warning(f"[{cam or '/'}] timestamp went backwards ({ns_to_seconds(stamp):.3f} < {ns_to_seconds(last):.3f}); "
                                    "processing anyway", throttle_duration_sec=2.0)
         self._last_stamp[cam] = stamp
         self.slots.put(cam, (msg.header, rgb, time.monotonic()))
