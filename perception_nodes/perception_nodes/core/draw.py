@@ -12,8 +12,11 @@ from .scene_graph import SceneGraph
 
 
 def region_colours(ids: np.ndarray) -> np.ndarray:
-    """``(N, 3)`` uint8 RGB colours, stable per region id (golden-ratio hue walk)."""
-    hues = ((np.asarray(ids, dtype=np.float64) * 0.618033988749895) % 1.0 * 179).astype(np.uint8)
+    """``(N, 3)`` uint8 RGB colours, stable per region id (golden-ratio hue walk); ``(0, 3)`` for none."""
+    ids = np.asarray(ids, dtype=np.float64).reshape(-1)
+    if ids.size == 0:  # cv2.cvtColor refuses empty images
+        return np.zeros((0, 3), dtype=np.uint8)
+    hues = ((ids * 0.618033988749895) % 1.0 * 179).astype(np.uint8)
     hsv = np.stack([hues, np.full_like(hues, 200), np.full_like(hues, 255)], axis=1)[None]
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0]
 

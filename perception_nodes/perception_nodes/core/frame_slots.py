@@ -17,6 +17,7 @@ class SlotStats:
     dropped: int = 0      # replaced before processing
     rejected: int = 0     # bad input (logged)
     processed: int = 0
+    refused_3d: int = 0   # processed without 3D: depth or CameraInfo did not fit (logged)
 
 
 @dataclass

@@ -13,10 +13,13 @@ import threading
 import time
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
+from .cancel import FrameAbandoned, raise_if_stopped  # noqa: F401  (FrameAbandoned: re-exported)
 from .config import PipelineConfig
+from .generated_policy import apply_generated_sam_policy, describe_changes
 from .projection import region_centroids
 from .scene_graph import SceneGraph, build_scene_graph
 from .types import FrameResult, RegionLabels, Relations, Segmentation
@@ -37,6 +40,10 @@ RELOAD_SETTINGS = frozenset({
     "sam_precision", "classifier_type", "classifier_regionspot_checkpoint", "clip_model", "clip_checkpoint",
     "relations_type", "relations_checkpoint", "weights_allow_generated", "weights_cache_dir",
 })
+
+# Smallest image side (pixels) a frame may have: below it SAM's masks degenerate (a 1x1 or 2x2
+# frame gives regions of area 0) and no region is worth a label. README "Topics and services".
+MIN_IMAGE_SIDE = 16
 
 
 class PipelineError(RuntimeError):
@@ -59,6 +66,20 @@ class Stages:
     relation_predictor: object | None
 
 
+def check_image_size(hw: tuple[int, int]) -> None:
+    """:class:`PipelineError` when an ``(H, W)`` image is smaller than ``MIN_IMAGE_SIDE`` on a side."""
+    h, w = int(hw[0]), int(hw[1])
+    if min(h, w) < MIN_IMAGE_SIDE:
+        raise PipelineError(f"{w}x{h} image is below the minimum size {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} pixels")
+
+
+def _without_empty_regions(seg: Segmentation) -> Segmentation:
+    """Drop regions whose mask has no pixel (never published: a region has area >= 1)."""
+    if len(seg) == 0 or bool(np.all(seg.areas > 0)):
+        return seg
+    return seg.select(np.flatnonzero(seg.areas > 0))
+
+
 @dataclass
 class LatestFrame:
     """What QueryRegions needs of the latest processed frame."""
@@ -66,7 +87,7 @@ class LatestFrame:
     image: np.ndarray
     segmentation: Segmentation
     region_ids: np.ndarray
-    stamp: float
+    stamp_ns: int  # exact integer nanoseconds of the frame's stamp (see core/stamps.py)
 
 
 class Pipeline:
@@ -86,6 +107,8 @@ class Pipeline:
         self._latest_lock = threading.Lock()
         self._infer_lock = threading.Lock()
         self._settings_lock = threading.Lock()  # a frame's start vs. a settings change
+        # {setting: (configured, applied)} of core.generated_policy when SAM weights are generated
+        self.generated_sam_policy: dict | None = None
 
     @property
     def config(self) -> PipelineConfig:
@@ -108,6 +131,7 @@ class Pipeline:
     def check_settings(self, config: PipelineConfig) -> list[str]:
         """Names of the settings ``config`` changes; PipelineError (nothing changes) if one of
         them needs a reload (:data:`RELOAD_SETTINGS`) or a value is invalid."""
+        config = self._effective(config)
         self._stages_for(config)
         if self.vocabulary is not None and _vocabulary_changed(self.config, config):
             self.vocabulary.check(list(config.vocabulary_labels), list(config.vocabulary_templates))
@@ -121,6 +145,7 @@ class Pipeline:
         vocabulary with those labels and templates). Raises PipelineError (and changes nothing)
         like :meth:`check_settings`.
         """
+        config = self._effective(config)
         with self._settings_lock:
             stages = self._stages_for(config)
             changed = _changed(self.config, config)
@@ -130,6 +155,13 @@ class Pipeline:
         if changed:
             logger.info("settings applied from the next frame: %s", ", ".join(changed))
         return changed
+
+    def _effective(self, config: PipelineConfig) -> PipelineConfig:
+        """``config`` as frames run it: with generated SAM weights, the same filter policy as at
+        load time (the ROS parameters still hold SAM's defaults; see ``core.generated_policy``)."""
+        if self.generated_sam_policy is None:
+            return config
+        return apply_generated_sam_policy(config)[0]
 
     def _stages_for(self, config: PipelineConfig) -> Stages:
         """New stage objects for ``config`` sharing the loaded models (PipelineError if invalid)."""
@@ -165,7 +197,13 @@ class Pipeline:
         if untrained:
             logger.warning("%s (generated: %s; real ones: `%s`)", UNTRAINED_NOTICE, ", ".join(untrained),
                            fetch_command(untrained) or "none to download for test-only models")
-        return cls(config, generator, classifier, vocabulary, relations, untrained)
+        policy = None
+        if _sam_untrained(untrained):  # the generator above was built with the same settings
+            config, policy = apply_generated_sam_policy(config)
+            logger.info("%s", describe_changes(policy))
+        pipeline = cls(config, generator, classifier, vocabulary, relations, untrained)
+        pipeline.generated_sam_policy = policy
+        return pipeline
 
     @property
     def meaningful(self) -> bool:
@@ -178,29 +216,41 @@ class Pipeline:
 
     # ------------------------------------------------------------------ per frame
     def process(self, image: np.ndarray, depth_m: np.ndarray | None = None, k: np.ndarray | None = None,
-                stamp: float = 0.0, region_id_offset: int = 0) -> tuple[FrameResult, SceneGraph]:
+                stamp: float = 0.0, region_id_offset: int = 0, stamp_ns: int | None = None,
+                should_stop: Callable[[], bool] | None = None) -> tuple[FrameResult, SceneGraph]:
         """Scene graph of one ``HxWx3`` uint8 RGB image.
 
         ``depth_m``: optional HxW float32 meters (NaN = invalid) registered to the image;
         ``k``: 3x3 intrinsics; both needed for 3D centroids and depth relations.
+        ``stamp``: seconds (the graph's stamp); ``stamp_ns``: the exact stamp in integer
+        nanoseconds that :meth:`query` answers with (default: ``stamp`` rounded).
+        ``should_stop``: polled between stages and between SAM decoder batches; when it returns
+        True the frame is abandoned with :class:`FrameAbandoned` (nothing of it is kept).
+        Images with a side below :data:`MIN_IMAGE_SIDE` raise :class:`PipelineError`.
         """
+        check_image_size(image.shape[:2])
+        stop = should_stop  # polled between stages (raise_if_stopped) and decoder batches
         timings: dict[str, float] = {}
         with self._infer_lock:
             with self._settings_lock:  # settings and vocabulary of ONE version for the whole frame
                 stages = self._stages
                 vocab = self.vocabulary.snapshot() if self.vocabulary is not None else None
             cfg = stages.config
+            raise_if_stopped(stop)
             t0 = time.perf_counter()
-            seg = stages.generator.generate(image)
+            seg = _without_empty_regions(stages.generator.generate(image, should_stop=stop))
             timings["segment"] = time.perf_counter() - t0
             stage_timings = getattr(stages.generator, "timings", None)
             if stage_timings is not None:
                 timings.update({f"segment.{k_}": v for k_, v in stage_timings.as_dict().items()})
+            raise_if_stopped(stop)
             labels = self._classify(stages, vocab, image, seg, timings)
+            raise_if_stopped(stop)
             t0 = time.perf_counter()
             rel_depth = depth_m if depth_m is not None and depth_m.shape == seg.image_size else None
             relations = self._relate(stages, seg, labels, rel_depth)
             timings["relations"] = time.perf_counter() - t0
+            raise_if_stopped(stop)
             t0 = time.perf_counter()
             region_ids = np.arange(1 + region_id_offset, 1 + region_id_offset + len(seg), dtype=np.uint32)
             centroids = region_centroids(seg.masks, rel_depth, k)
@@ -211,8 +261,9 @@ class Pipeline:
             )
             graph.labels_meaningful = self.meaningful and (labels.meaningful if labels else True)
             timings["assemble"] = time.perf_counter() - t0
+        raise_if_stopped(stop)
         with self._latest_lock:
-            self._latest = LatestFrame(image, seg, region_ids, stamp)
+            self._latest = LatestFrame(image, seg, region_ids, round(stamp * 1e9) if stamp_ns is None else int(stamp_ns))
         return FrameResult(seg, labels, relations, region_ids, centroids, timings), graph
 
     def encode_together(self, images: list[np.ndarray]) -> list[np.ndarray]:
@@ -254,8 +305,9 @@ class Pipeline:
     def vocabulary_snapshot(self):
         return None if self.vocabulary is None else self.vocabulary.snapshot()
 
-    def query(self, text: str, top_k: int = 0) -> tuple[np.ndarray, np.ndarray, float]:
-        """Region ids and scores (best first) of the latest frame against free ``text``."""
+    def query(self, text: str, top_k: int = 0) -> tuple[np.ndarray, np.ndarray, int]:
+        """Region ids and scores (best first) of the latest frame against free ``text``, and
+        that frame's stamp in exact integer nanoseconds (``stamp_ns`` of :meth:`process`)."""
         if self.classifier is None:
             raise PipelineError("no classifier is configured (classifier.type = none)")
         with self._latest_lock:
@@ -266,7 +318,7 @@ class Pipeline:
         order = np.argsort(-scores, kind="stable")
         if top_k > 0:
             order = order[:top_k]
-        return latest.region_ids[order], scores[order].astype(np.float32), latest.stamp
+        return latest.region_ids[order], scores[order].astype(np.float32), latest.stamp_ns
 
 
 # ---------------------------------------------------------------------- live settings
@@ -307,6 +359,10 @@ def _with_relation_settings(predictor, config: PipelineConfig):
 
 
 # ---------------------------------------------------------------------- loaders
+def _sam_untrained(untrained: list[str]) -> bool:
+    return any(part.startswith("SAM") for part in untrained)
+
+
 def _cache_dir(config: PipelineConfig) -> Path:
     return Path(config.weights_cache_dir).expanduser() if config.weights_cache_dir else default_cache_dir()
 
@@ -363,6 +419,8 @@ def _load_generator(config: PipelineConfig, untrained: list[str]):
     backend = _create_backend(config, untrained)
     if backend.untrained and not any(p.startswith("SAM") for p in untrained):
         untrained.append(f"SAM {config.sam_model}")
+    if _sam_untrained(untrained):
+        config, _ = apply_generated_sam_policy(config)
     return _make_generator(config, backend, spec)
 
 

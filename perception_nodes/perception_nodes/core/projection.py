@@ -9,8 +9,40 @@ from __future__ import annotations
 import numpy as np
 
 
+# Largest |(u - cx) / fx| (and v/fy) a pixel of the image may have: a ray a million times wider
+# than deep is ~89.99994 degrees off axis, no real camera. Smaller focal lengths (fx = 1e-300)
+# would overflow the float32 centroids to inf.
+MAX_RAY_SLOPE = 1e6
+
+
 class DepthError(ValueError):
     """Depth or intrinsics that do not fit the image."""
+
+
+def intrinsics_problem(k, image_hw: tuple[int, int], info_hw: tuple[int, int] | None = None) -> str | None:
+    """Why intrinsics ``k`` (3x3, or its 9 row-major entries) cannot back-project the pixels of
+    an ``(H, W)`` image, or None when they can.
+
+    ``info_hw``: ``(height, width)`` of the CameraInfo; ``(0, 0)``/None = not given (not checked).
+    Refused: wrong shape, non-finite entries, non-positive focal lengths, a CameraInfo for
+    another image size, and focal lengths so small that pixels map to near-infinite rays.
+    """
+    k = np.asarray(k, dtype=np.float64)
+    if k.size != 9:
+        return f"K has {k.size} entries, not 9"
+    k = k.reshape(3, 3)
+    if not np.all(np.isfinite(k)):
+        return "K has NaN or infinite entries"
+    fx, fy, cx, cy = k[0, 0], k[1, 1], k[0, 2], k[1, 2]
+    if not (fx > 0 and fy > 0):
+        return f"non-positive focal lengths fx={fx:g}, fy={fy:g}"
+    h, w = int(image_hw[0]), int(image_hw[1])
+    if info_hw is not None and tuple(int(v) for v in info_hw) != (0, 0) and tuple(int(v) for v in info_hw) != (h, w):
+        return f"CameraInfo is for {int(info_hw[1])}x{int(info_hw[0])} but the image is {w}x{h}"
+    slope = max(abs(cx), abs(w - cx)) / fx, max(abs(cy), abs(h - cy)) / fy
+    if not max(slope) <= MAX_RAY_SLOPE:
+        return f"focal lengths fx={fx:g}, fy={fy:g} are too small for a {w}x{h} image (rays beyond {MAX_RAY_SLOPE:g}:1)"
+    return None
 
 
 def region_centroids(masks: np.ndarray, depth_m: np.ndarray | None, k: np.ndarray | None) -> np.ndarray:
@@ -18,7 +50,8 @@ def region_centroids(masks: np.ndarray, depth_m: np.ndarray | None, k: np.ndarra
 
     The depth of a region is the median of its valid depth pixels (NaN = invalid); x and y
     back-project the mean pixel of those valid pixels. NaN where depth or ``k`` is missing or no
-    pixel of the region has valid depth.
+    pixel of the region has valid depth, never inf. :class:`DepthError` for depth of another
+    size or intrinsics refused by :func:`intrinsics_problem`.
     """
     n = masks.shape[0]
     out = np.full((n, 3), np.nan, dtype=np.float32)
@@ -26,18 +59,21 @@ def region_centroids(masks: np.ndarray, depth_m: np.ndarray | None, k: np.ndarra
         return out
     if depth_m.shape != masks.shape[1:]:
         raise DepthError(f"depth is {depth_m.shape[1]}x{depth_m.shape[0]}, image is {masks.shape[2]}x{masks.shape[1]}")
+    problem = intrinsics_problem(k, masks.shape[1:])
+    if problem:
+        raise DepthError(f"camera intrinsics refused: {problem}")
     k = np.asarray(k, dtype=np.float64).reshape(3, 3)
     fx, fy, cx, cy = k[0, 0], k[1, 1], k[0, 2], k[1, 2]
-    if fx <= 0 or fy <= 0:
-        raise DepthError(f"camera intrinsics have non-positive focal lengths fx={fx}, fy={fy}")
     valid = np.isfinite(depth_m) & (depth_m > 0)
     for i in range(n):
         sel = masks[i] & valid
         if not sel.any():
             continue
         vs, us = np.nonzero(sel)
-        z = float(np.median(depth_m[sel]))
-        out[i] = ((us.mean() - cx) * z / fx, (vs.mean() - cy) * z / fy, z)
+        z = float(np.median(depth_m[sel].astype(np.float64)))
+        xyz = np.array([(us.mean() - cx) * z / fx, (vs.mean() - cy) * z / fy, z])
+        if np.all(np.abs(xyz) <= np.finfo(np.float32).max):  # else NaN (float32 would be inf)
+            out[i] = xyz
     return out
 
 

@@ -21,7 +21,7 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 
 from perception_nodes.ros.image_conversion import numpy_to_image_msg
-from perception_nodes.ros.node_runner import run_node
+from perception_nodes.ros.node_runner import PublishGate, run_node
 
 
 def load_image(source: str, max_side: int = 0) -> np.ndarray:
@@ -73,6 +73,7 @@ class ImageFolderPublisher(Node):
         self.info_pub = self.create_publisher(CameraInfo, "camera_info", qos_profile_sensor_data)
         self.depth_pub = self.create_publisher(Image, "depth/image_raw", qos_profile_sensor_data)
         self.index, self.sent = 0, 0
+        self.gate = PublishGate()  # closed when shutdown begins: nothing is published after
         self.total = len(self.frames) * int(self.get_parameter("loops").value)
         self.done = False
         delay = float(self.get_parameter("start_delay").value)
@@ -93,17 +94,18 @@ class ImageFolderPublisher(Node):
         msg.header.frame_id = str(self.get_parameter("frame_id").value)
         info = pinhole_info(*rgb.shape[:2])
         info.header = msg.header
-        self.image_pub.publish(msg)
-        self.info_pub.publish(info)
+        if not (self.gate.publish(self.image_pub, msg) and self.gate.publish(self.info_pub, info)):
+            return
         if self.get_parameter("depth").value:
             rows = np.linspace(1.0, 4.0, rgb.shape[0], dtype=np.float32)[:, None]
-            self.depth_pub.publish(numpy_to_image_msg(np.repeat(rows, rgb.shape[1], axis=1), "32FC1", msg.header))
+            self.gate.publish(self.depth_pub, numpy_to_image_msg(np.repeat(rows, rgb.shape[1], axis=1), "32FC1", msg.header))
         self.sent += 1
         self.get_logger().info(f"published frame {self.sent}/{self.total or 'inf'} ({rgb.shape[1]}x{rgb.shape[0]})")
 
 
-def _spin_until_done(node: ImageFolderPublisher) -> None:
-    while rclpy.ok() and not node.done:
+def _spin_until_done(node: ImageFolderPublisher, shutdown) -> None:
+    """Until every frame was sent (``loops``) or SIGINT/SIGTERM (``shutdown`` set)."""
+    while rclpy.ok() and not node.done and not shutdown.is_set():
         rclpy.spin_once(node, timeout_sec=0.1)
 
 

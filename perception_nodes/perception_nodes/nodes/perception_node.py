@@ -35,8 +35,11 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from perception_nodes.core.config import PipelineConfig
 from perception_nodes.core.frame_slots import LatestFrameSlots
-from perception_nodes.core.pipeline import Pipeline, PipelineError
-from perception_nodes.core.projection import DepthError, label_image
+from perception_nodes.core.cancel import FrameAbandoned
+from perception_nodes.core.generated_policy import describe_changes
+from perception_nodes.core.pipeline import Pipeline, PipelineError, check_image_size
+from perception_nodes.core.projection import DepthError, intrinsics_problem, label_image
+from perception_nodes.core.stamps import ns_to_seconds, set_stamp, stamp_to_ns, stamp_to_seconds
 from perception_nodes.core.vocabulary import check_vocabulary
 from perception_nodes.ros.graph_conversion import region_array_to_msg, regions_to_msgs, scene_graph_to_msg
 from perception_nodes.ros.image_conversion import (
@@ -47,12 +50,13 @@ from perception_nodes.ros.image_conversion import (
     numpy_to_image_msg,
     to_rgb8,
 )
-from perception_nodes.ros.node_runner import join_topic, output_base, run_node
+from perception_nodes.ros.node_runner import PublishGate, join_topic, output_base, run_node, spin_until_shutdown
 from perception_nodes.ros.params import all_params, check_choice, pipeline_params
 from perception_nodes.ros.qos import SERVICE_QOS
 from perception_nodes.ros.ranges import descriptor_for
 
 MAX_VOCABULARY_REQUEST = 10_000
+WORKER_JOIN_ON_SHUTDOWN_S = 1.5  # SIGINT: then exit anyway (the gate is closed); exit within 3 s
 
 
 class PerceptionNode(LifecycleNode):
@@ -71,8 +75,10 @@ class PerceptionNode(LifecycleNode):
         self.pipeline: Pipeline | None = None
         self.slots = LatestFrameSlots()
         self._depth: dict[str, tuple] = {}
-        self._info: dict[str, np.ndarray] = {}
-        self._last_stamp: dict[str, float] = {}
+        self._info: dict[str, tuple[np.ndarray, tuple[int, int]]] = {}  # cam -> (K 3x3, (height, width))
+        self._last_stamp: dict[str, int] = {}  # ns
+        self._last_3d_refusal: dict[str, str] = {}  # cam -> reason last logged
+        self.gate = PublishGate()  # closed when shutdown begins: nothing is published after
         self._worker: threading.Thread | None = None
         self._stop = threading.Event()
         self._subs, self._pubs = [], {}
@@ -114,6 +120,8 @@ class PerceptionNode(LifecycleNode):
         if not self.pipeline.meaningful:
             self.get_logger().warning("GENERATED (untrained) weights in use: masks, labels and relations are NOT "
                                    f"meaningful ({', '.join(self.pipeline.untrained_parts)}). Fetch real weights: pn-fetch-weights")
+        if self.pipeline.generated_sam_policy is not None:
+            self.get_logger().warning(describe_changes(self.pipeline.generated_sam_policy))
         self.get_logger().info("configured")
         return TransitionCallbackReturn.SUCCESS
 
@@ -191,11 +199,20 @@ class PerceptionNode(LifecycleNode):
         self.pipeline = None
         return TransitionCallbackReturn.SUCCESS
 
-    def _stop_worker(self) -> None:
+    def begin_shutdown(self) -> None:
+        """SIGINT/SIGTERM (signal handler: only sets events): stop publishing, abandon the frame."""
+        self.gate.close()
+        self._stop.set()
+
+    def _stop_worker(self, timeout: float = 30.0) -> None:
+        """Stop the worker: the frame in flight is abandoned at its next stop check (between
+        stages and SAM decoder batches; an encoder call finishes first)."""
         self._stop.set()
         self.slots.close()
         if self._worker is not None:
-            self._worker.join(timeout=30)
+            self._worker.join(timeout=timeout)
+            if self._worker.is_alive():
+                self.get_logger().warning(f"the worker is still in a model call after {timeout:.1f} s; not waiting")
             self._worker = None
 
     # ------------------------------------------------------------------ inputs
@@ -205,15 +222,16 @@ class PerceptionNode(LifecycleNode):
             limit = int(self.get_parameter("max_image_pixels").value)
             if rgb.shape[0] * rgb.shape[1] > limit:
                 raise ImageConversionError(f"{rgb.shape[1]}x{rgb.shape[0]} exceeds max_image_pixels={limit}")
-        except ImageConversionError as exc:
+            check_image_size(rgb.shape[:2])
+        except (ImageConversionError, PipelineError) as exc:
             self.slots.count(cam, "rejected")
             self.get_logger().error(f"[{cam or '/'}] frame refused: {exc}")
             return
-        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        stamp = stamp_to_ns(msg.header.stamp)
         last = self._last_stamp.get(cam)
         if last is not None and stamp < last:
-            self.get_logger().warning(f"[{cam or '/'}] timestamp went backwards ({stamp:.3f} < {last:.3f}); processing anyway",
-                                   throttle_duration_sec=2.0)
+            self.get_logger().warning(f"[{cam or '/'}] timestamp went backwards ({ns_to_seconds(stamp):.3f} < {ns_to_seconds(last):.3f}); "
+                                   "processing anyway", throttle_duration_sec=2.0)
         self._last_stamp[cam] = stamp
         self.slots.put(cam, (msg.header, rgb, time.monotonic()))
 
@@ -226,9 +244,8 @@ class PerceptionNode(LifecycleNode):
         self._depth[cam] = (msg.header.stamp, depth)
 
     def _on_info(self, cam: str, msg: CameraInfo) -> None:
-        k = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
-        if k[0, 0] > 0 and k[1, 1] > 0:
-            self._info[cam] = k
+        """Kept as received; checked against each frame (:meth:`_intrinsics_for`)."""
+        self._info[cam] = (np.asarray(msg.k, dtype=np.float64).reshape(3, 3), (int(msg.height), int(msg.width)))
 
     # ------------------------------------------------------------------ worker
     def _work(self) -> None:
@@ -261,20 +278,46 @@ class PerceptionNode(LifecycleNode):
             return None
         depth = entry[1]
         if depth.shape != shape:
-            self.get_logger().warning(f"[{cam or '/'}] depth is {depth.shape[1]}x{depth.shape[0]} but the image is "
-                                   f"{shape[1]}x{shape[0]}: depth ignored (register depth to the colour camera)",
-                                   throttle_duration_sec=5.0)
+            self._refuse_3d(cam, f"depth is {depth.shape[1]}x{depth.shape[0]} but the image is {shape[1]}x{shape[0]}: "
+                                 "depth ignored (register depth to the colour camera)")
             return None
         return depth
 
+    def _refuse_3d(self, cam: str, reason: str) -> None:
+        """Count a frame processed without 3D; log a new reason at once, a repeated one throttled."""
+        self.slots.count(cam, "refused_3d")
+        text = f"[{cam or '/'}] no 3D for this frame: {reason}"
+        if self._last_3d_refusal.get(cam) != reason:
+            self._last_3d_refusal[cam] = reason
+            self.get_logger().warning(text)
+        else:
+            self.get_logger().warning(text, throttle_duration_sec=5.0)
+
+    def _intrinsics_for(self, cam: str, shape: tuple[int, int]) -> np.ndarray | None:
+        """K of the camera's CameraInfo when it fits a frame of ``shape``; else None (no 3D for
+        that frame: centroids NaN), counted as ``refused_3d`` and logged (throttled) with why."""
+        entry = self._info.get(cam)
+        if entry is None:
+            return None
+        k, info_hw = entry
+        problem = intrinsics_problem(k, shape, info_hw)
+        if problem is None:
+            return k
+        self._refuse_3d(cam, f"CameraInfo refused: {problem}")
+        return None
+
     def _process(self, cam: str, header, rgb: np.ndarray, received: float) -> None:
         try:
-            stamp = header.stamp.sec + header.stamp.nanosec * 1e-9
             depth = self._depth_for(cam, rgb.shape[:2])
-            result, graph = self.pipeline.process(rgb, depth, self._info.get(cam), stamp=stamp)
+            k = self._intrinsics_for(cam, rgb.shape[:2]) if depth is not None else None
+            result, graph = self.pipeline.process(rgb, depth, k, stamp=stamp_to_seconds(header.stamp),
+                                                  stamp_ns=stamp_to_ns(header.stamp), should_stop=self._stop.is_set)
             t0 = time.perf_counter()
             self._publish(cam, header, result, graph)
             result.timings["publish"] = time.perf_counter() - t0
+        except FrameAbandoned:
+            self.get_logger().info(f"[{cam or '/'}] frame in flight abandoned (stopping)")
+            return
         except (PipelineError, DepthError, ValueError, RuntimeError) as exc:
             self.slots.count(cam, "rejected")
             self.get_logger().error(f"[{cam or '/'}] frame failed: {exc}")
@@ -293,12 +336,12 @@ class PerceptionNode(LifecycleNode):
         regions = regions_to_msgs(result, graph, bool(self.get_parameter("publish_embeddings").value))
         vocabulary = list(result.labels.labels) if result.labels is not None else []
         if self.get_parameter("publish_regions").value:
-            pubs["regions"].publish(region_array_to_msg(graph, regions, header, vocabulary))
+            self.gate.publish(pubs["regions"], region_array_to_msg(graph, regions, header, vocabulary))
         if self.get_parameter("publish_scene_graph").value:
-            pubs["scene_graph"].publish(scene_graph_to_msg(result, graph, header, regions=regions))
+            self.gate.publish(pubs["scene_graph"], scene_graph_to_msg(result, graph, header, regions=regions))
         if self.get_parameter("publish_label_image").value:
-            pubs["label_image"].publish(numpy_to_image_msg(label_image(result.segmentation.masks, result.region_ids),
-                                                           "16UC1", header))
+            self.gate.publish(pubs["label_image"], numpy_to_image_msg(
+                label_image(result.segmentation.masks, result.region_ids), "16UC1", header))
 
     # ------------------------------------------------------------------ services
     def _set_vocabulary(self, request: SetVocabulary.Request, response: SetVocabulary.Response):
@@ -346,8 +389,7 @@ class PerceptionNode(LifecycleNode):
             return response
         response.success, response.message = True, f"{len(ids)} regions scored against {request.text!r}"
         response.region_ids, response.scores = [int(i) for i in ids], [float(s) for s in scores]
-        response.stamp.sec = int(stamp)
-        response.stamp.nanosec = int(round((stamp - int(stamp)) * 1e9)) % 1_000_000_000
+        set_stamp(response.stamp, stamp)  # the frame's header stamp, exactly
         return response
 
     # ------------------------------------------------------------------ parameters, diagnostics
@@ -418,7 +460,8 @@ class PerceptionNode(LifecycleNode):
         for cam, st in self.slots.stats.items():
             tag = cam or "/"
             values.update({f"{tag}.received": str(st.received), f"{tag}.dropped": str(st.dropped),
-                           f"{tag}.rejected": str(st.rejected), f"{tag}.processed": str(st.processed)})
+                           f"{tag}.rejected": str(st.rejected), f"{tag}.processed": str(st.processed),
+                           f"{tag}.refused_3d": str(st.refused_3d)})
         status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
         if self.pipeline is None:
             status.level, status.message = DiagnosticStatus.ERROR, "models not loaded"
@@ -428,18 +471,21 @@ class PerceptionNode(LifecycleNode):
             status.level, status.message = DiagnosticStatus.OK, "running"
         msg = DiagnosticArray(status=[status])
         msg.header.stamp = self.get_clock().now().to_msg()
-        self._diag_pub.publish(msg)
+        self.gate.publish(self._diag_pub, msg)
 
 
-def _spin(node: PerceptionNode) -> None:
-    """Services and subscriptions on 4 executor threads (answers while the worker infers)."""
+def _spin(node: PerceptionNode, shutdown: threading.Event) -> None:
+    """Services and subscriptions on 4 executor threads (answers while the worker infers),
+    until SIGINT/SIGTERM; then the frame in flight is abandoned (exit within ~2 s, even when a
+    model call runs on: the process exits without waiting for it, nothing is published)."""
     executor = MultiThreadedExecutor(num_threads=4)
     executor.add_node(node)
     try:
-        executor.spin()
+        spin_until_shutdown(node, shutdown, executor)
     finally:
-        node._stop_worker()
-        executor.shutdown()
+        node.begin_shutdown()
+        node._stop_worker(timeout=WORKER_JOIN_ON_SHUTDOWN_S)
+        executor.shutdown(timeout_sec=0.3)
 
 
 def main(args: list[str] | None = None) -> int:

@@ -25,9 +25,11 @@ from sensor_msgs.msg import CameraInfo, Image
 from visualization_msgs.msg import Marker, MarkerArray
 
 from perception_nodes.core.draw import draw_overlay, region_colours
+from perception_nodes.core.projection import intrinsics_problem
+from perception_nodes.core.stamps import stamp_to_ns
 from perception_nodes.ros.graph_conversion import msg_to_scene_graph
 from perception_nodes.ros.image_conversion import ImageConversionError, image_msg_to_numpy, numpy_to_image_msg, to_rgb8
-from perception_nodes.ros.node_runner import join_topic, output_base, run_node
+from perception_nodes.ros.node_runner import PublishGate, join_topic, output_base, run_node
 
 NOMINAL_DEPTH_M = 1.0
 
@@ -42,8 +44,9 @@ class VisualizationNode(Node):
         self.declare_parameter("image_buffer", 30)
         self.declare_parameter("max_relations_drawn", 20)
         self._images: dict[str, OrderedDict] = {}
-        self._info: dict[str, np.ndarray] = {}
+        self._info: dict[str, tuple[np.ndarray, tuple[int, int]]] = {}  # cam -> (K, (height, width))
         self._pubs = {}
+        self.gate = PublishGate()  # closed when shutdown begins: nothing is published after
         out_ns = self.get_parameter("output_namespace").value
         for cam in [c.rstrip("/") for c in self.get_parameter("cameras").value] or [""]:
             base = output_base(cam, out_ns)
@@ -56,23 +59,31 @@ class VisualizationNode(Node):
             self._pubs[cam] = (self.create_publisher(Image, f"{base}/overlay", 10),
                                self.create_publisher(MarkerArray, f"{base}/markers", 10))
 
-    @staticmethod
-    def _key(stamp) -> int:
-        return stamp.sec * 1_000_000_000 + stamp.nanosec
-
     def _on_image(self, cam: str, msg: Image) -> None:
         buf = self._images[cam]
-        buf[self._key(msg.header.stamp)] = msg
+        buf[stamp_to_ns(msg.header.stamp)] = msg
         while len(buf) > int(self.get_parameter("image_buffer").value):
             buf.popitem(last=False)
 
     def _on_info(self, cam: str, msg: CameraInfo) -> None:
-        self._info[cam] = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
+        self._info[cam] = (np.asarray(msg.k, dtype=np.float64).reshape(3, 3), (int(msg.height), int(msg.width)))
+
+    def _intrinsics(self, cam: str, image_size: tuple[int, int]) -> np.ndarray | None:
+        """The camera's K when it fits the graph's image (else None: no nominal-plane markers)."""
+        entry = self._info.get(cam)
+        if entry is None:
+            return None
+        problem = intrinsics_problem(entry[0], image_size, entry[1])
+        if problem:
+            self.get_logger().warning(f"[{cam or '/'}] CameraInfo not used for markers: {problem}",
+                                   throttle_duration_sec=5.0)
+            return None
+        return entry[0]
 
     def _on_graph(self, cam: str, msg: SceneGraph) -> None:
         graph = msg_to_scene_graph(msg)
         overlay_pub, marker_pub = self._pubs[cam]
-        image_msg = self._images[cam].get(self._key(msg.header.stamp))
+        image_msg = self._images[cam].get(stamp_to_ns(msg.header.stamp))
         if image_msg is not None:
             try:
                 rgb = to_rgb8(image_msg_to_numpy(image_msg), image_msg.encoding)
@@ -81,15 +92,15 @@ class VisualizationNode(Node):
             else:
                 if rgb.shape[:2] == graph.image_size:
                     overlay = draw_overlay(rgb, graph, max_relations=int(self.get_parameter("max_relations_drawn").value))
-                    overlay_pub.publish(numpy_to_image_msg(overlay, "rgb8", msg.header))
+                    self.gate.publish(overlay_pub, numpy_to_image_msg(overlay, "rgb8", msg.header))
         else:
             self.get_logger().debug("no image with the scene graph's stamp in the buffer; overlay skipped")
-        marker_pub.publish(self.markers(graph, msg.header, self._info.get(cam)))
+        self.gate.publish(marker_pub, self.markers(graph, msg.header, self._intrinsics(cam, graph.image_size)))
 
     @staticmethod
     def _positions(graph, k: np.ndarray | None) -> np.ndarray:
         pos = graph.centroids.astype(np.float64).copy()
-        if k is not None and k[0, 0] > 0:
+        if k is not None:
             for i in range(graph.num_regions):
                 if not np.all(np.isfinite(pos[i])):
                     u = (graph.boxes_xyxy[i, 0] + graph.boxes_xyxy[i, 2]) / 2

@@ -14,6 +14,7 @@ from perception_msgs.msg import LabelScore, Region, RegionArray, Relation
 from perception_msgs.msg import SceneGraph as SceneGraphMsg
 
 from perception_nodes.core.scene_graph import SceneGraph
+from perception_nodes.core.stamps import stamp_to_seconds
 from perception_nodes.core.types import UNKNOWN_LABEL, FrameResult
 
 
@@ -109,5 +110,5 @@ def msg_to_scene_graph(msg: SceneGraphMsg) -> SceneGraph:
         predicates=list(msg.predicates),
         relation_source=msg.relation_source,
         vocabulary_version=int(msg.vocabulary_version),
-        stamp=msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9,
+        stamp=stamp_to_seconds(msg.header.stamp),
     )

@@ -27,7 +27,7 @@ import yaml
 
 from perception_nodes.core.config import PRECISIONS, SAM_BACKENDS, SAM_MODEL_NAMES
 from perception_nodes.tools.bench_common import hardware_info
-from perception_nodes.tools.demo import CAMERA, GENERATED_SAM_OVERRIDES, QUICK_OVERRIDES, DemoSession, sam_weights_available
+from perception_nodes.tools.demo import CAMERA, QUICK_OVERRIDES, DemoSession
 from perception_nodes.tools.graph_runner import DEFAULT_CONFIG, NodeGraph, launch_overrides, write_params_file
 
 
@@ -198,10 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     ov = launch_overrides([CAMERA], backend=args.backend, model=args.model, device=args.device, precision=args.precision)
-    if args.quick:
+    if args.quick:  # without real SAM weights the node applies core/generated_policy.py (as the demo)
         ov["perception_node"].update(QUICK_OVERRIDES)
-    elif not sam_weights_available(args.model, "", fetch=False):
-        ov["perception_node"].update(GENERATED_SAM_OVERRIDES)  # same regions per frame as the demo shows
     if args.points_per_side:
         ov["perception_node"]["amg.points_per_side"] = args.points_per_side
     ov["perception_node"]["diagnostics_period"] = 0.5

@@ -29,11 +29,6 @@ from perception_nodes.tools.graph_runner import DEFAULT_CONFIG, NodeGraph, launc
 CAMERA = "/camera"
 BANNER = "!" * 100
 CPU_POINTS_PER_SIDE = 8
-# Random SAM weights predict low IoU/stability and near-image-wide boxes everywhere: the default
-# filters and NMS would leave one region or none, so keep the best dozen of what the plumbing
-# produces (still NOT meaningful) to show labels and relations at work.
-GENERATED_SAM_OVERRIDES = {"amg.pred_iou_thresh": 0.0, "amg.stability_score_thresh": 0.0,
-                           "amg.box_nms_thresh": 1.0, "amg.max_regions": 12}
 QUICK_OVERRIDES = {  # --quick: same code, tiny test configurations (CI smoke run)
     "sam.model": "sam_tiny_test", "clip.model": "pn-clip-tiny-test", "amg.points_per_side": 6,
     "amg.pred_iou_thresh": 0.0, "amg.stability_score_thresh": 0.0, "amg.max_regions": 16,
@@ -310,8 +305,8 @@ def run(args: argparse.Namespace) -> dict:
     pn = overrides["perception_node"]
     clip_model = str(pn.get("clip.model") or _config_value(args.config_file, "clip", "model"))
     real_clip = clip_weights_available(clip_model, args.cache_dir, fetch=fetch)
-    if not real_sam and not args.quick:
-        pn.update(GENERATED_SAM_OVERRIDES)
+    # Generated SAM weights: the node opens the region filters itself (core/generated_policy.py,
+    # the same for pn-run and ros2 launch) and logs it once.
     if args.points_per_side is None and args.device == "cpu" and not args.quick:
         pn["amg.points_per_side"] = CPU_POINTS_PER_SIDE
         print(f"pn-demo: CPU run: {CPU_POINTS_PER_SIDE}x{CPU_POINTS_PER_SIDE} point grid (SAM's decoder costs "

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -125,16 +126,24 @@ class NodeGraph:
             if p.process.poll() is not None and p.name != "image_folder_publisher":
                 raise RuntimeError(f"{p.name} exited with {p.process.returncode}:\n{p.log_tail()}")
 
-    def stop(self, timeout: float = 15.0) -> None:
-        for p in self.processes:
-            if p.process.poll() is None:
-                os.killpg(p.process.pid, signal.SIGINT)
-        for p in self.processes:
+    def stop(self, timeout: float = 15.0) -> dict[str, tuple[int, float]]:
+        """SIGINT to every running process at once (as ``ros2 launch`` does), SIGKILL to those
+        still running ``timeout`` s later. Returns ``{name: (exit code, seconds to exit)}`` of
+        the processes that were running (-9: killed)."""
+        t0 = time.monotonic()
+        running = [p for p in self.processes if p.process.poll() is None]
+        for p in running:
+            os.killpg(p.process.pid, signal.SIGINT)
+        deadline = t0 + timeout
+        outcome: dict[str, tuple[int, float]] = {}
+        for p in running:
             try:
-                p.process.wait(timeout=timeout)
+                p.process.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 os.killpg(p.process.pid, signal.SIGKILL)
                 p.process.wait()
+            outcome[p.name] = (p.process.returncode, time.monotonic() - t0)
+        return outcome
 
     def __enter__(self) -> "NodeGraph":
         return self

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import signal
 import sys
 import time
 
 from perception_nodes.core.config import PRECISIONS, SAM_BACKENDS, SAM_MODEL_NAMES
 from perception_nodes.tools.graph_runner import DEFAULT_CONFIG, NodeGraph, launch_overrides, write_params_file
+
+
+STOP_TIMEOUT_S = 3.0  # the nodes exit within this after SIGINT (then: SIGKILL, exit code 1)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -50,19 +54,25 @@ def main(argv: list[str] | None = None) -> int:
             import subprocess
 
             subprocess.Popen(["rviz2", "-d", str(DEFAULT_CONFIG.with_name("scene_graph.rviz"))])
-    print(f"pn-run: nodes started (logs in {graph.log_dir}); Ctrl-C to stop")
+    print(f"pn-run: nodes started (logs in {graph.log_dir}); Ctrl-C to stop", flush=True)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops the nodes like Ctrl-C
+    code = 0
     try:
         while True:
             graph.check_alive()
-            time.sleep(1.0)
+            time.sleep(0.2)
     except KeyboardInterrupt:
         pass
     except RuntimeError as exc:
         print(f"pn-run: {exc}", file=sys.stderr)
-        return 1
+        code = 1
     finally:
-        graph.stop()
-    return 0
+        outcome = graph.stop(timeout=STOP_TIMEOUT_S)
+        for name, (rc, seconds) in outcome.items():
+            print(f"pn-run: {name} exited with {rc} after {seconds:.2f} s", flush=True)
+    if any(rc != 0 for rc, _ in outcome.values()):
+        return 1
+    return code
 
 
 if __name__ == "__main__":

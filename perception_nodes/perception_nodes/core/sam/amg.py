@@ -17,7 +17,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -38,6 +38,7 @@ from segment_anything.utils.amg import (
 from segment_anything.utils.transforms import ResizeLongestSide
 from torchvision.ops.boxes import batched_nms, box_area
 
+from ..cancel import raise_if_stopped
 from ..types import Segmentation
 from .backend import SamBackend
 from .decoder import pad_point_prompts
@@ -161,6 +162,7 @@ class MaskGenerator:
         # id(rgb) -> (rgb, embedding, preprocess s, encoder s) from embed_batch, used once each
         self._batched: dict[int, tuple[np.ndarray, _Embedded, float, float]] = {}
         self._resize = ResizeLongestSide(backend.input_size)
+        self._should_stop: Callable[[], bool] | None = None  # of the running generate() call
 
     # ----------------------------------------------------------------- embedding
     def _sync(self) -> None:
@@ -255,12 +257,14 @@ class MaskGenerator:
 
     # ----------------------------------------------------------------- automatic
     @torch.no_grad()
-    def generate(self, image: np.ndarray | None = None) -> Segmentation:
+    def generate(self, image: np.ndarray | None = None, should_stop: Callable[[], bool] | None = None) -> Segmentation:
         """Segment everything in ``image`` (HxWx3 uint8 RGB; see ``to_rgb_uint8`` for others).
 
         ``image=None`` reuses the image of :meth:`set_image`. Regions are sorted like the
-        official generator's output (by NMS score).
+        official generator's output (by NMS score). ``should_stop`` is polled between decoder
+        batches: True abandons the frame with :class:`~perception_nodes.core.cancel.FrameAbandoned`.
         """
+        self._should_stop = should_stop
         rgb = self._image_for(image)
         orig_size = rgb.shape[:2]
         crop_boxes, layer_idxs = generate_crop_boxes(orig_size, self.crop_n_layers, self.crop_overlap_ratio)
@@ -291,6 +295,7 @@ class MaskGenerator:
         model_points = self._resize.apply_coords(points, crop_hw)
         data = MaskData()
         for pts, model_pts in batch_iterator(self.points_per_batch, points, model_points):
+            raise_if_stopped(self._should_stop)
             data.cat(self._process_batch(emb, pts, model_pts, crop_box, rgb.shape[:2]))
         t0 = time.perf_counter()
         if len(data["iou_preds"]) > 0:

@@ -1,0 +1,228 @@
+"""Inputs that used to pass silently or crash a node, over real DDS with the nodes in their own
+processes: empty scene graphs in the visualization node, generated-weights region filters on the
+launch path, CameraInfo that cannot give 3D, images below the minimum size, exact stamps."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pytest
+
+from e2e_fixtures import CAMERA, Spinner, call, small_overrides, wait_for
+from perception_nodes.tools.graph_runner import NodeGraph, write_params_file
+from test_e2e_pipeline import _image
+
+pytestmark = pytest.mark.ros
+FRAME_TIMEOUT = 240.0
+POLICY_LOG = "generated SAM weights: the default region filters would keep no region"
+MIN_IMAGE_SIDE = 16  # README "Topics and services": the minimum image size is 16x16 pixels
+
+
+def _log(graph, name: str = "perception_node") -> str:
+    return next(p for p in graph.processes if p.name == name).log_tail(500_000)
+
+
+@pytest.fixture(scope="module")
+def graph(tmp_path_factory):
+    """perception_node + visualization_node as the launch file starts them: generated weights
+    and the DEFAULT region filters (only the grid is small, for time)."""
+    tmp = tmp_path_factory.mktemp("inputs")
+    ov = small_overrides(tmp / "cache", **{"amg.points_per_side": 2})  # 4 prompts: fast frames
+    for name in ("amg.pred_iou_thresh", "amg.stability_score_thresh", "amg.max_regions"):
+        del ov["perception_node"][name]
+    g = NodeGraph(log_dir=tmp)
+    params = write_params_file(ov, folder=tmp)
+    g.start("perception_node", params)
+    g.start("visualization_node", params)
+    yield g
+    g.stop()
+
+
+@pytest.fixture(scope="module")
+def io(graph):
+    """(publishers, receiver) in this process (own rclpy context for the module)."""
+    import rclpy
+    from rclpy.node import Node
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import CameraInfo, Image
+
+    from perception_nodes.tools.receiver import GraphReceiver
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = Node("test_camera", namespace=CAMERA, context=context)
+    pubs = {"image": node.create_publisher(Image, "image_raw", qos_profile_sensor_data),
+            "depth": node.create_publisher(Image, "depth/image_raw", qos_profile_sensor_data),
+            "info": node.create_publisher(CameraInfo, "camera_info", qos_profile_sensor_data)}
+    receiver = GraphReceiver(camera=CAMERA, context=context)
+    spinner = Spinner(context, node, receiver)
+    assert wait_for(lambda: pubs["image"].get_subscription_count() >= 2, 120, graph), "nodes never subscribed"
+    assert wait_for(lambda: receiver.diagnostics_values().get("state") == "configured", 240, graph)
+    yield pubs, receiver
+    spinner.stop()
+    context.try_shutdown()
+
+
+def _counter(receiver, what: str) -> int:
+    return int(receiver.diagnostics_values().get(f"{CAMERA}.{what}", "0"))
+
+
+def _frame_msgs(rgb, sec: int, nanosec: int, k=None, info_hw=None, depth=None):
+    from sensor_msgs.msg import CameraInfo
+
+    from perception_nodes.ros.image_conversion import numpy_to_image_msg
+
+    image = numpy_to_image_msg(rgb, "rgb8")
+    image.header.frame_id = "camera_optical_frame"
+    image.header.stamp.sec, image.header.stamp.nanosec = sec, nanosec
+    out = {"image": image}
+    if depth is not None:
+        h, w = info_hw if info_hw is not None else rgb.shape[:2]
+        out["info"] = CameraInfo(header=image.header, height=h, width=w, k=[float(v) for v in np.ravel(k)])
+        out["depth"] = numpy_to_image_msg(depth, "32FC1", image.header)
+    return out
+
+
+def _send_until_graph(pubs, receiver, graph, msgs, timeout=FRAME_TIMEOUT):
+    """Publish (CameraInfo, depth, then the image) until the frame's SceneGraph arrives: the
+    camera topics are best effort, so a lost sample is sent again (same stamp)."""
+    stamp = msgs["image"].header.stamp
+
+    def match():
+        with receiver.lock:
+            return next((m for _, m in receiver.data.graphs if m.header.stamp == stamp), None)
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for kind in ("info", "depth"):
+            if kind in msgs:
+                pubs[kind].publish(msgs[kind])
+        time.sleep(0.05)
+        pubs["image"].publish(msgs["image"])
+        if wait_for(lambda: match() is not None, 15.0, graph):
+            return match()
+    raise AssertionError("no scene graph for the frame")
+
+
+def test_visualization_node_draws_and_marks_an_empty_scene_graph(tmp_path, ros_context):
+    """A SceneGraph with 0 regions (nothing passed the filters) gives an overlay (the image
+    itself) and a marker array (only DELETEALL); the node keeps running."""
+    from perception_msgs.msg import SceneGraph
+    from rclpy.node import Node
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import Image
+
+    from perception_nodes.ros.image_conversion import image_msg_to_numpy, numpy_to_image_msg
+    from perception_nodes.tools.receiver import GraphReceiver
+
+    viz = NodeGraph(log_dir=tmp_path)
+    try:
+        viz.start("visualization_node", extra_params={"cameras": [CAMERA]})
+        node = Node("test_graph_source", context=ros_context)
+        image_pub = node.create_publisher(Image, f"{CAMERA}/image_raw", qos_profile_sensor_data)
+        graph_pub = node.create_publisher(SceneGraph, f"{CAMERA}/perception/scene_graph", 10)
+        receiver = GraphReceiver(camera=CAMERA, context=ros_context)
+        spinner = Spinner(ros_context, node, receiver)
+        try:
+            assert wait_for(lambda: graph_pub.get_subscription_count() >= 1 and image_pub.get_subscription_count() >= 1,
+                            120, viz), "visualization_node never subscribed"
+            rgb = _image("coffee", side=96)
+            for i in range(3):  # several empty frames: the node must survive each
+                image = numpy_to_image_msg(rgb, "rgb8")
+                image.header.stamp.sec, image.header.stamp.nanosec = 100 + i, 250
+                empty = SceneGraph(header=image.header, image_height=rgb.shape[0], image_width=rgb.shape[1])
+                for _ in range(20):
+                    image_pub.publish(image)
+                    time.sleep(0.1)
+                    graph_pub.publish(empty)
+                    if wait_for(lambda: receiver.count("overlays") > i and receiver.count("markers") > i, 3.0, viz):
+                        break
+                assert receiver.count("overlays") > i and receiver.count("markers") > i, viz.processes[0].log_tail()
+            overlay = receiver.latest("overlays")
+            assert overlay.header.stamp.sec == 102 and np.array_equal(image_msg_to_numpy(overlay), rgb)
+            markers = receiver.latest("markers").markers
+            assert len(markers) == 1 and markers[0].action == markers[0].DELETEALL
+            viz.check_alive()
+            assert "Traceback" not in viz.processes[0].log_tail()
+        finally:
+            spinner.stop()
+    finally:
+        viz.stop()
+
+
+def test_generated_weights_open_the_default_filters_on_the_launch_path(io, graph):
+    """With generated SAM weights and the package's default thresholds, frames have regions (as
+    in pn-demo), and the policy is logged once."""
+    pubs, receiver = io
+    sg = _send_until_graph(pubs, receiver, graph, _frame_msgs(_image("astronaut"), 1000, 0))
+    assert 1 <= len(sg.regions) <= 12, len(sg.regions)
+    assert all(r.area > 0 for r in sg.regions)
+    _send_until_graph(pubs, receiver, graph, _frame_msgs(_image("rocket"), 1001, 0))
+    assert _log(graph).count(POLICY_LOG) == 1
+
+
+def test_query_regions_answers_the_frames_exact_stamp(io, graph):
+    from perception_msgs.srv import QueryRegions
+
+    pubs, receiver = io
+    for sec, nanosec in ((1_700_000_000, 123_456_789), (-1, 500_000_000), (-3, 999_999_999)):
+        _send_until_graph(pubs, receiver, graph, _frame_msgs(_image("coffee", 64), sec, nanosec))
+        answer = call(receiver.query_regions, QueryRegions.Request(text="a cup", top_k=2))
+        assert answer.success, answer.message
+        assert (answer.stamp.sec, answer.stamp.nanosec) == (sec, nanosec)
+
+
+BAD_INTRINSICS = {
+    "all zero": (np.zeros(9), None, "non-positive focal lengths"),
+    "NaN fx": ([math.nan, 0, 32, 0, 80, 24, 0, 0, 1], None, "NaN or infinite"),
+    "negative fx": ([-80.0, 0, 32, 0, 80, 24, 0, 0, 1], None, "non-positive focal lengths"),
+    "infinite fx": ([math.inf, 0, 32, 0, 80, 24, 0, 0, 1], None, "NaN or infinite"),
+    "fx=1e-300": ([1e-300, 0, 32, 0, 1e-300, 24, 0, 0, 1], None, "too small"),
+    "info for a 4x larger image": ([320.0, 0, 128, 0, 320, 96, 0, 0, 1], "4x", "CameraInfo is for"),
+}
+
+
+def test_camera_info_that_cannot_give_3d_is_refused_counted_and_logged(io, graph):
+    pubs, receiver = io
+    rgb = _image("astronaut", 64)
+    h, w = rgb.shape[:2]
+    depth = np.full((h, w), 2.0, np.float32)
+    good_k = [80.0, 0, w / 2, 0, 80, h / 2, 0, 0, 1]
+    sg = _send_until_graph(pubs, receiver, graph, _frame_msgs(rgb, 2000, 0, good_k, None, depth))
+    assert sg.regions and all(math.isfinite(r.centroid.z) and r.centroid.z == pytest.approx(2.0) for r in sg.regions)
+    for i, (case, (k, size, reason)) in enumerate(BAD_INTRINSICS.items()):
+        before = _counter(receiver, "refused_3d")
+        info_hw = (4 * h, 4 * w) if size == "4x" else None
+        sg = _send_until_graph(pubs, receiver, graph, _frame_msgs(rgb, 2001 + i, 0, k, info_hw, depth))
+        assert sg.regions, case
+        for r in sg.regions:  # no 3D for this frame: NaN, never inf
+            assert all(math.isnan(v) for v in (r.centroid.x, r.centroid.y, r.centroid.z)), (case, r.centroid)
+        assert wait_for(lambda: _counter(receiver, "refused_3d") > before, 10, graph), case
+        assert reason in _log(graph), case
+    assert "no 3D for this frame: CameraInfo refused" in _log(graph)
+    sg = _send_until_graph(pubs, receiver, graph, _frame_msgs(rgb, 2100, 0, good_k, None, depth))
+    assert all(math.isfinite(r.centroid.z) for r in sg.regions)  # a good CameraInfo again: 3D again
+
+
+def test_images_below_the_minimum_size_are_refused_and_counted(io, graph):
+    from perception_nodes.ros.image_conversion import numpy_to_image_msg
+
+    pubs, receiver = io
+    rgb = _image("chelsea", 96)
+    for h, w in ((1, 1), (2, 2), (MIN_IMAGE_SIDE - 1, 64), (64, MIN_IMAGE_SIDE - 1)):
+        before = _counter(receiver, "rejected")
+        msg = numpy_to_image_msg(np.ascontiguousarray(rgb[:h, :w]), "rgb8")
+        msg.header.stamp.sec = 3000 + h * 100 + w
+        for _ in range(20):
+            pubs["image"].publish(msg)
+            if wait_for(lambda: _counter(receiver, "rejected") > before, 3.0, graph):
+                break
+        assert _counter(receiver, "rejected") > before, (h, w)
+        with receiver.lock:
+            assert not any(m.header.stamp == msg.header.stamp for _, m in receiver.data.graphs), (h, w)
+    assert f"below the minimum size {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE}" in _log(graph)
+    sg = _send_until_graph(pubs, receiver, graph,
+                           _frame_msgs(np.ascontiguousarray(rgb[:MIN_IMAGE_SIDE, :MIN_IMAGE_SIDE]), 3999, 0))
+    assert all(r.area > 0 for r in sg.regions)  # the minimum size itself is processed, no empty region

@@ -1,0 +1,144 @@
+"""SIGINT (what `ros2 launch` sends every node) in the middle of a frame: every node process
+exits with code 0 within 3 s, publishes nothing after the signal, and the frame in flight is
+abandoned (never published). Real node processes over real DDS; the frame is made slow on
+the tiny model (36 decoder batches of one point, several seconds on a CPU)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from e2e_fixtures import CAMERA, Spinner, small_overrides, wait_for
+from perception_nodes.tools.graph_runner import NodeGraph, write_params_file
+
+pytestmark = pytest.mark.ros
+EXIT_LIMIT_S = 3.0
+SLOW_FRAME = {"amg.points_per_side": 6, "amg.points_per_batch": 1}  # 36 decoder batches per frame
+FORBIDDEN_IN_LOGS = ("Traceback", "Failed to publish", "context is invalid")
+
+
+def _slow_params(tmp_path):
+    return write_params_file(small_overrides(tmp_path / "cache", **SLOW_FRAME), folder=tmp_path)
+
+
+@pytest.fixture
+def watcher(ros_context):
+    """GraphReceiver + a camera-image subscriber in this process: arrival times of everything."""
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import Image
+
+    from perception_nodes.tools.receiver import GraphReceiver
+
+    receiver = GraphReceiver(camera=CAMERA, context=ros_context)
+    receiver.data.camera_images = []
+    receiver.create_subscription(Image, f"{CAMERA}/image_raw", lambda m: receiver._add("camera_images", m),
+                                 qos_profile_sensor_data)
+    spinner = Spinner(ros_context, receiver)
+    yield receiver
+    spinner.stop()
+
+
+def _wait_mid_frame(receiver, graph_or_proc) -> None:
+    """Until the node is configured and has received a frame it has not finished, plus 1 s."""
+    def check():
+        if isinstance(graph_or_proc, NodeGraph):
+            graph_or_proc.check_alive()
+        elif graph_or_proc.poll() is not None:
+            raise RuntimeError(f"pn-run exited early with {graph_or_proc.returncode}")
+
+    def mid_frame():
+        check()
+        v = receiver.diagnostics_values()
+        return v.get("state") == "configured" and int(v.get(f"{CAMERA}.received", "0")) >= 1
+    assert wait_for(mid_frame, 240), f"no frame reached the node: {receiver.diagnostics_values()}"
+    time.sleep(1.0)
+    assert receiver.count("graphs") == 0, "a frame finished before SIGINT: the slow-frame setting is not slow"
+
+
+def _arrived_after(receiver, kind: str, t: float) -> int:
+    with receiver.lock:
+        return sum(1 for arrival, _ in getattr(receiver.data, kind) if arrival > t)
+
+
+def _assert_silent_after(receiver, t_signal: float) -> None:
+    """No scene graph at all after the signal (the frame in flight is abandoned); nothing else
+    later than 0.5 s after it (a message already in transport may still land)."""
+    time.sleep(1.5)
+    assert _arrived_after(receiver, "graphs", t_signal) == 0, "the frame in flight was published after SIGINT"
+    assert _arrived_after(receiver, "regions", t_signal) == 0
+    assert _arrived_after(receiver, "diagnostics", t_signal + 0.5) == 0, "diagnostics published after SIGINT"
+    assert _arrived_after(receiver, "label_images", t_signal) == 0
+    assert _arrived_after(receiver, "camera_images", t_signal + 0.5) == 0, "camera images published after SIGINT"
+
+
+# between batches: many short decoder batches (abandoned at the next check);
+# one long batch: a single decoder call of 256 prompts on a 640 px frame that runs on past the
+# signal (as vit_t's batches of 64 on a CPU): the node exits anyway, publishing nothing.
+SLOW_FRAMES = {"between batches": (SLOW_FRAME, 128),
+               "one long batch": ({"amg.points_per_side": 16, "amg.points_per_batch": 256}, 640)}
+
+
+@pytest.mark.parametrize("case", list(SLOW_FRAMES))
+def test_sigint_mid_frame_every_node_exits_0_within_3_s(tmp_path, watcher, case):
+    amg, side = SLOW_FRAMES[case]
+    params = write_params_file(small_overrides(tmp_path / "cache", **amg), folder=tmp_path)
+    graph = NodeGraph(log_dir=tmp_path / "logs")
+    try:
+        graph.start("perception_node", params)
+        graph.start("visualization_node", params)
+        graph.start("image_folder_publisher", None, namespace=CAMERA,
+                    extra_params={"images": ["astronaut"], "max_side": side, "rate": 5.0, "loops": 0})
+        _wait_mid_frame(watcher, graph)
+        t_signal = time.monotonic()
+        for p in graph.processes:  # all at once, as ros2 launch does
+            os.killpg(p.process.pid, signal.SIGINT)
+        exits = {}
+        for p in graph.processes:
+            try:
+                p.process.wait(timeout=max(0.1, t_signal + 10 - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+            exits[p.name] = (p.process.poll(), time.monotonic() - t_signal)
+    finally:
+        graph.stop(timeout=5)
+    logs = {p.name: p.log_tail(100_000) for p in graph.processes}
+    for name, (rc, seconds) in exits.items():
+        assert rc == 0 and seconds < EXIT_LIMIT_S, (name, rc, seconds, logs[name][-3000:])
+        for bad in FORBIDDEN_IN_LOGS:
+            assert bad not in logs[name], (name, bad, logs[name][-3000:])
+    log = logs["perception_node"]
+    assert "frame in flight abandoned" in log or "still in a model call after" in log, log[-3000:]
+    if case == "between batches":
+        assert "frame in flight abandoned" in log
+    _assert_silent_after(watcher, t_signal)
+
+
+def test_pn_run_sigint_mid_frame_exits_0_within_3_s_with_its_nodes(tmp_path, watcher):
+    params = _slow_params(tmp_path)
+    cmd = [sys.executable, "-m", "perception_nodes.tools.run_graph", "--cameras", CAMERA, "--model", "sam_tiny_test",
+           "--config-file", str(params), "--demo-images"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"), start_new_session=True)
+    try:
+        _wait_mid_frame(watcher, proc)
+        t_signal = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            pass
+        seconds = time.monotonic() - t_signal
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    out = proc.stdout.read()
+    assert proc.returncode == 0 and seconds < EXIT_LIMIT_S, (proc.returncode, seconds, out[-3000:])
+    for name in ("perception_node", "visualization_node", "image_folder_publisher"):
+        assert f"pn-run: {name} exited with 0 after" in out, out[-3000:]
+    _assert_silent_after(watcher, t_signal)
