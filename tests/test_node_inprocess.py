@@ -25,6 +25,8 @@ class StandInPipeline:
 
     untrained_parts = ("stand-in",)
     meaningful = False
+    sam_untrained = True
+    generated_sam_policy = None
     generator = None
     vocabulary = None
 
@@ -46,7 +48,8 @@ class StandInPipeline:
         self.applied.append(self.config)
         return changed
 
-    def process(self, image, depth_m=None, k=None, stamp=0.0, region_id_offset=0):
+    def process(self, image, depth_m=None, k=None, stamp=0.0, region_id_offset=0, stamp_ns=None,
+                should_stop=None):
         h, w = image.shape[:2]
         n = self.config.amg_max_regions
         masks = np.zeros((n, h, w), bool)
