@@ -18,6 +18,7 @@ import numpy as np
 from .config import PipelineConfig
 from .projection import region_centroids
 from .scene_graph import SceneGraph, build_scene_graph
+from .tracking import TrackingStage
 from .types import FrameResult, RegionLabels, Relations, Segmentation
 from .weights import default_cache_dir
 
@@ -61,6 +62,7 @@ class Pipeline:
         self._latest: LatestFrame | None = None
         self._latest_lock = threading.Lock()
         self._infer_lock = threading.Lock()
+        self.tracking = TrackingStage()
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -85,11 +87,13 @@ class Pipeline:
 
     # ------------------------------------------------------------------ per frame
     def process(self, image: np.ndarray, depth_m: np.ndarray | None = None, k: np.ndarray | None = None,
-                stamp: float = 0.0, region_id_offset: int = 0) -> tuple[FrameResult, SceneGraph]:
+                stamp: float = 0.0, region_id_offset: int = 0, stream: str = "") -> tuple[FrameResult, SceneGraph]:
         """Scene graph of one ``HxWx3`` uint8 RGB image.
 
         ``depth_m``: optional HxW float32 meters (NaN = invalid) registered to the image;
         ``k``: 3x3 intrinsics; both needed for 3D centroids and depth relations.
+        ``stream``: which camera the frame comes from (e.g. its namespace); each stream has
+        its own tracks (``tracking_*`` settings, read from :attr:`config` every frame).
         """
         timings: dict[str, float] = {}
         with self._infer_lock:
@@ -105,6 +109,10 @@ class Pipeline:
             relations = self._relate(seg, labels, rel_depth)
             timings["relations"] = time.perf_counter() - t0
             t0 = time.perf_counter()
+            tracked = self.tracking.apply(stream, seg, labels, relations, self.config)
+            labels, relations = tracked.labels, tracked.relations
+            timings["tracking"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
             region_ids = np.arange(1 + region_id_offset, 1 + region_id_offset + len(seg), dtype=np.uint32)
             centroids = region_centroids(seg.masks, rel_depth, k)
             graph = build_scene_graph(
@@ -113,10 +121,13 @@ class Pipeline:
                 score_threshold=self.config.relations_score_threshold, stamp=stamp,
             )
             graph.labels_meaningful = self.meaningful and (labels.meaningful if labels else True)
+            graph.track_ids, graph.track_ages = tracked.track_ids, tracked.track_ages
+            graph.relation_smoothing = tracked.relation_smoothing
             timings["assemble"] = time.perf_counter() - t0
         with self._latest_lock:
             self._latest = LatestFrame(image, seg, region_ids, stamp)
-        return FrameResult(seg, labels, relations, region_ids, centroids, timings), graph
+        return FrameResult(seg, labels, relations, region_ids, centroids, timings,
+                           tracked.track_ids, tracked.track_ages), graph
 
     def encode_together(self, images: list[np.ndarray]) -> list[np.ndarray]:
         """Encode frames that arrived together (several cameras) in ONE SAM encoder batch.

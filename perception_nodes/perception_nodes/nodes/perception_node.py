@@ -250,7 +250,7 @@ class PerceptionNode(LifecycleNode):
         try:
             stamp = header.stamp.sec + header.stamp.nanosec * 1e-9
             depth = self._depth_for(cam, rgb.shape[:2])
-            result, graph = self.pipeline.process(rgb, depth, self._info.get(cam), stamp=stamp)
+            result, graph = self.pipeline.process(rgb, depth, self._info.get(cam), stamp=stamp, stream=cam)
             t0 = time.perf_counter()
             self._publish(cam, header, result, graph)
             result.timings["publish"] = time.perf_counter() - t0

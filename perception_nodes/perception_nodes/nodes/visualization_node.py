@@ -24,7 +24,7 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 from visualization_msgs.msg import Marker, MarkerArray
 
-from perception_nodes.core.draw import draw_overlay, region_colours
+from perception_nodes.core.draw import colour_keys, draw_overlay, region_colours
 from perception_nodes.ros.graph_conversion import msg_to_scene_graph
 from perception_nodes.ros.image_conversion import ImageConversionError, image_msg_to_numpy, numpy_to_image_msg, to_rgb8
 from perception_nodes.ros.node_runner import join_topic, output_base, run_node
@@ -100,7 +100,7 @@ class VisualizationNode(Node):
 
     def markers(self, graph, header, k: np.ndarray | None) -> MarkerArray:
         pos = self._positions(graph, k)
-        colours = region_colours(graph.region_ids) / 255.0
+        colours = region_colours(colour_keys(graph)) / 255.0
         out = MarkerArray(markers=[Marker(header=header, action=Marker.DELETEALL)])
         for i in range(graph.num_regions):
             if not np.all(np.isfinite(pos[i])):
