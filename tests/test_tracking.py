@@ -175,3 +175,12 @@ def test_scene_graph_carries_track_ids_and_smoothing_through_json():
     back = from_json(to_json(graph))
     assert back.track_ids.tolist() == [2**40, 7] and back.track_ages.tolist() == [3, 1]
     assert back.relations_smoothed and back.relation_smoothing == 0.5
+
+
+def test_non_finite_tokens_do_not_break_the_assignment():
+    m = _box_mask(10, 10, 40, 40)
+    tracker, settings = RegionTracker(), TrackerSettings(birth_hits=1)
+    first = tracker.update(_segmentation([m], [_unit(9)], SIZE), settings)[0].track_id
+    bad = np.full(TOKEN_DIM, np.inf)  # NaN rows already have a NaN norm; inf rows would give inf/inf
+    assert tracker.update(_segmentation([m], [bad], SIZE), settings)[0].track_id == first  # matched by IoU
+    assert tracker.update(_segmentation([m], [_unit(9)], SIZE), settings)[0].track_id == first

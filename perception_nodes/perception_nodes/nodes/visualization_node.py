@@ -98,6 +98,12 @@ class VisualizationNode(Node):
                               NOMINAL_DEPTH_M)
         return pos
 
+    @staticmethod
+    def _label_text(graph, i: int) -> str:
+        """``#<track id> label score`` when the region is tracked, else ``label score``."""
+        tid = int(graph.track_ids[i])
+        return f"{'#%d ' % tid if tid else ''}{graph.labels[i]} {graph.label_scores[i]:.2f}"
+
     def markers(self, graph, header, k: np.ndarray | None) -> MarkerArray:
         pos = self._positions(graph, k)
         colours = region_colours(colour_keys(graph)) / 255.0
@@ -106,7 +112,7 @@ class VisualizationNode(Node):
             if not np.all(np.isfinite(pos[i])):
                 continue
             m = Marker(header=header, ns="labels", id=int(graph.region_ids[i]), type=Marker.TEXT_VIEW_FACING,
-                       action=Marker.ADD, text=f"{graph.labels[i]} {graph.label_scores[i]:.2f}")
+                       action=Marker.ADD, text=self._label_text(graph, i))
             m.pose.position = Point(x=pos[i, 0], y=pos[i, 1], z=pos[i, 2])
             m.pose.orientation.w = 1.0
             m.scale.z = 0.05

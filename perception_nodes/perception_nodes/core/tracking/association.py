@@ -101,8 +101,9 @@ def grid_iou(inter: np.ndarray, a: MaskGrids, b: MaskGrids, boxes_a: np.ndarray,
 
 
 def unit_rows(x: np.ndarray) -> np.ndarray:
-    """Rows of ``x`` scaled to unit L2 norm (zero rows stay zero)."""
+    """Rows of ``x`` scaled to unit L2 norm (zero rows, and rows with NaN/inf, become zero)."""
     x = np.asarray(x, dtype=np.float32)
+    x = np.where(np.isfinite(x).all(axis=1, keepdims=True), x, 0.0).astype(np.float32)
     norm = np.linalg.norm(x, axis=1, keepdims=True)
     return np.divide(x, norm, out=np.zeros_like(x), where=norm > 0)
 
