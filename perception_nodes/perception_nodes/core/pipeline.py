@@ -1,4 +1,4 @@
-"""One object that runs every stage on a frame: SAM -> labels -> relations -> scene graph.
+"""One object that runs every stage on a frame: SAM -> labels -> relations -> tracking -> scene graph.
 
 ROS-free: numpy in, dataclasses out. The perception node is a thin adapter around it.
 Models load once (``Pipeline.load``); the text embeddings of the vocabulary are computed once

@@ -4,12 +4,12 @@ Association (per frame, regions R x live tracks T):
 - overlap: mask IoU between the region and the track's last mask (coarse grid, see
   :mod:`.association`), and the cosine similarity of the region's SAM token with the track's
   running token;
-- a pair may match when IoU >= ``iou_gate``; or, to bridge fast motion, dropped frames and
-  short exits, when the tokens agree (cosine >= ``similarity_gate``) and the region lies
-  within reach of the track (reach
-  grows with the frames it has missed), unless one lies inside the other with less than
-  :data:`NESTED_AREA_RATIO` of its area. A part of an object (a shirt inside a person) overlaps
-  the whole with IoU = area ratio, so with ``iou_gate`` >= 0.5 neither can take the other's track;
+- a pair may match when IoU >= ``iou_gate``; or, to bridge fast motion, dropped frames,
+  occlusions and short exits, when the tokens agree (cosine >= ``similarity_gate``) and the
+  region lies within reach of the track (twice its box diagonal, times one plus the frames it
+  has missed), unless one mask lies inside the other with less than :data:`NESTED_AREA_RATIO`
+  of its area. A part of an object (a shirt inside a person) overlaps the whole with
+  IoU = area ratio, so with ``iou_gate`` >= 0.5 neither can take the other's track;
 - the score ``(1 - w) * IoU + w * max(cosine, 0)`` (``w = similarity_weight``) is maximised by
   an optimal one-to-one assignment (``scipy.optimize.linear_sum_assignment``).
 
