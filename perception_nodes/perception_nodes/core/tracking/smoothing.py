@@ -25,15 +25,16 @@ def vote_label(history: list[tuple[int, int, float]], version: int, window: int)
     score divided by the number of voting frames (so a label that won every frame keeps its
     mean score). Ties go to the newest frame's label.
     """
-    recent = [(idx, sc) for v, idx, sc in history[-window:] if v == version]
-    if not recent:
-        return -1, 0.0
     totals: dict[int, float] = {}
-    for idx, sc in recent:
-        totals[idx] = totals.get(idx, 0.0) + max(float(sc), 0.0)
-    newest = recent[-1][0]
+    voters, newest = 0, -1
+    for v, idx, sc in history[-window:]:
+        if v == version:
+            totals[idx] = totals.get(idx, 0.0) + (sc if sc > 0.0 else 0.0)
+            voters, newest = voters + 1, idx
+    if not voters:
+        return -1, 0.0
     best = max(totals, key=lambda i: (totals[i], i == newest))
-    return best, totals[best] / len(recent)
+    return best, totals[best] / voters
 
 
 def voted_labels(labels: RegionLabels, tracks: list[Track], window: int) -> RegionLabels:
@@ -42,14 +43,15 @@ def voted_labels(labels: RegionLabels, tracks: list[Track], window: int) -> Regi
     ``label_index``/``label_score`` become the vote of the region's track; ``topk_*`` (this
     frame's alternatives) are left as they are.
     """
-    idx = labels.label_index.copy()
-    score = labels.label_score.copy()
     version = int(labels.vocabulary_version)
-    for i, track in enumerate(tracks):
-        track.history.append((version, int(labels.label_index[i]), float(labels.label_score[i])))
+    votes = []
+    for track, i, sc in zip(tracks, labels.label_index.tolist(), labels.label_score.tolist()):
+        track.history.append((version, i, sc))
         del track.history[:-window]
-        idx[i], score[i] = vote_label(track.history, version, window)
-    return replace(labels, label_index=idx, label_score=score.astype(np.float32))
+        votes.append(vote_label(track.history, version, window))
+    idx = np.array([v[0] for v in votes], dtype=np.int64).reshape(-1)
+    score = np.array([v[1] for v in votes], dtype=np.float32).reshape(-1)
+    return replace(labels, label_index=idx, label_score=score)
 
 
 class RelationSmoother:
@@ -67,20 +69,24 @@ class RelationSmoother:
     def smooth(self, relations: Relations, tracks: list[Track], alpha: float, alive: set[int]) -> Relations:
         """Smoothed relations between the frame's regions (indices into ``tracks``)."""
         region_of = {t.track_id: i for i, t in enumerate(tracks)}
+        tids, predicates = [t.track_id for t in tracks], relations.predicates
         seen: dict[tuple[int, str, int], float] = {}
-        for s, o, p, sc in zip(relations.subject, relations.object, relations.predicate_index, relations.score):
-            key = (tracks[int(s)].track_id, relations.predicates[int(p)], tracks[int(o)].track_id)
-            seen[key] = max(seen.get(key, 0.0), float(sc))
+        for s, o, p, sc in zip(relations.subject.tolist(), relations.object.tolist(),
+                               relations.predicate_index.tolist(), relations.score.tolist()):
+            key = (tids[s], predicates[p], tids[o])
+            if sc > seen.get(key, 0.0):
+                seen[key] = sc
         updated: dict[tuple[int, str, int], float] = {}
-        for key in set(self.scores) | set(seen):
+        for key in self.scores.keys() | seen.keys():
             if key[0] not in alive or key[2] not in alive:
                 continue
-            if key not in self.scores:
+            old = self.scores.get(key)
+            if old is None:
                 value = seen[key]
             elif key[0] in region_of and key[2] in region_of:
-                value = alpha * seen.get(key, 0.0) + (1.0 - alpha) * self.scores[key]
+                value = alpha * seen.get(key, 0.0) + (1.0 - alpha) * old
             else:  # a track missed this frame: keep the score until it is seen again or dies
-                value = self.scores[key]
+                value = old
             if value >= MIN_KEPT_SCORE:
                 updated[key] = value
         self.scores = updated
