@@ -10,6 +10,7 @@ import pytest
 from tracking_fixtures import TOKEN_DIM, _segmentation, make_sequence, mot_summary
 
 from perception_nodes.core.config import PipelineConfig
+from perception_nodes.core.draw import colour_keys, draw_overlay, region_colours
 from perception_nodes.core.scene_graph import build_scene_graph, from_json, to_json
 from perception_nodes.core.tracking import RegionTracker, TrackerSettings, TrackingStage
 from perception_nodes.core.tracking.smoothing import vote_label
@@ -184,3 +185,19 @@ def test_non_finite_tokens_do_not_break_the_assignment():
     bad = np.full(TOKEN_DIM, np.inf)  # NaN rows already have a NaN norm; inf rows would give inf/inf
     assert tracker.update(_segmentation([m], [bad], SIZE), settings)[0].track_id == first  # matched by IoU
     assert tracker.update(_segmentation([m], [_unit(9)], SIZE), settings)[0].track_id == first
+
+
+def test_overlay_colours_follow_the_track_not_the_frame_region_id():
+    a, b = _box_mask(10, 10, 40, 40), _box_mask(60, 60, 100, 100)
+    seg = _segmentation([a, b], [_unit(10), _unit(11)], SIZE)
+    image = np.full(SIZE + (3,), 128, np.uint8)
+    first = build_scene_graph(seg, None, None, np.array([1, 2]))
+    first.track_ids = np.array([7, 9], np.uint64)
+    later = build_scene_graph(seg.select(np.array([1, 0])), None, None, np.array([1, 2]))  # region ids swapped
+    later.track_ids = np.array([9, 7], np.uint64)
+    ov1, ov2 = draw_overlay(image, first), draw_overlay(image, later)
+    inside = (25, 25)  # a pixel of the object tracked as 7 in both frames
+    assert np.array_equal(ov1[inside], ov2[inside])
+    assert np.array_equal(region_colours(colour_keys(first))[0], region_colours(colour_keys(later))[1])
+    untracked = build_scene_graph(seg, None, None, np.array([7, 9]))  # untracked ids never borrow a track colour
+    assert not np.array_equal(region_colours(colour_keys(untracked)), region_colours(colour_keys(first)))
