@@ -129,7 +129,6 @@ def test_label_vote_is_score_weighted_over_the_window_and_per_vocabulary_version
 
 
 def _labels(index, score, version=1):
-    n = len(index)
     return RegionLabels(np.array(index, np.int64), np.array(score, np.float32), np.array(index, np.int64)[:, None],
                         np.array(score, np.float32)[:, None], ["cup", "mug", "bowl"], version)
 
@@ -172,7 +171,8 @@ def test_scene_graph_carries_track_ids_and_smoothing_through_json():
     seg = _segmentation([_box_mask(10, 10, 40, 40), _box_mask(60, 60, 100, 100)], [_unit(7), _unit(8)], SIZE)
     graph = build_scene_graph(seg, None, None, np.array([1, 2]))
     assert graph.track_ids.tolist() == [0, 0] and not graph.relations_smoothed
-    graph.track_ids, graph.track_ages, graph.relation_smoothing = np.array([2**40, 7], np.uint64), np.array([3, 1], np.uint32), 0.5
+    graph.track_ids, graph.track_ages = np.array([2**40, 7], np.uint64), np.array([3, 1], np.uint32)
+    graph.relation_smoothing = 0.5
     back = from_json(to_json(graph))
     assert back.track_ids.tolist() == [2**40, 7] and back.track_ages.tolist() == [3, 1]
     assert back.relations_smoothed and back.relation_smoothing == 0.5

@@ -58,7 +58,8 @@ def _draw(shape: Shape, xy: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     x0, y0 = xy
     sh, sw = shape.size
     if shape.kind == "rect":
-        xs, ys = slice(max(0, int(round(x0))), max(0, int(round(x0 + sw)))), slice(max(0, int(round(y0))), max(0, int(round(y0 + sh))))
+        xs = slice(max(0, int(round(x0))), max(0, int(round(x0 + sw))))
+        ys = slice(max(0, int(round(y0))), max(0, int(round(y0 + sh))))
         m[ys, xs] = True
     else:
         yy, xx = np.mgrid[0:h, 0:w]
