@@ -75,6 +75,25 @@ def test_nested_part_never_takes_the_track_of_its_whole_even_with_a_similar_toke
     assert tracker.update(_segmentation([shirt], [tok], SIZE), settings)[0].track_id == part.track_id
 
 
+def test_tokens_that_look_alike_everywhere_never_match_without_overlap():
+    """Untrained SAM weights give every region nearly the same token: a jump must not swap ids."""
+    base = _unit(20)
+    tok_a = _unit_of(base + 0.05 * _unit(21))
+    tok_b = _unit_of(base + 0.05 * _unit(22))
+    a, b = _box_mask(10, 10, 30, 30), _box_mask(60, 10, 80, 30)
+    tracker, settings = RegionTracker(), TrackerSettings(birth_hits=1)
+    ids = [t.track_id for t in tracker.update(_segmentation([a, b], [tok_a, tok_b], SIZE), settings)]
+    # both jump (no overlap with their old masks); each new token is a bit closer to the OTHER track's
+    a2, b2 = _box_mask(32, 10, 52, 30), _box_mask(82, 10, 102, 30)  # a2 is within reach of both tracks
+    swapped = [_unit_of(0.6 * tok_b + 0.4 * tok_a), _unit_of(0.6 * tok_a + 0.4 * tok_b)]
+    got = [t.track_id for t in tracker.update(_segmentation([a2, b2], swapped, SIZE), settings)]
+    assert got[0] != ids[1] and got[1] != ids[0], (ids, got)
+
+
+def _unit_of(v):
+    return v / np.linalg.norm(v)
+
+
 def test_birth_after_n_hits_death_after_m_misses_and_ids_never_reused():
     m, tok = _box_mask(10, 10, 40, 40), _unit(1)
     settings = TrackerSettings(birth_hits=3, death_misses=2)

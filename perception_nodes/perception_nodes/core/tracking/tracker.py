@@ -7,8 +7,10 @@ Association (per frame, regions R x live tracks T):
 - a pair may match when IoU >= ``iou_gate``; or, to bridge fast motion, dropped frames,
   occlusions and short exits, when the tokens agree (cosine >= ``similarity_gate``) and the
   region lies within reach of the track (twice its box diagonal, times one plus the frames it
-  has missed), unless one mask lies inside the other with less than :data:`NESTED_AREA_RATIO`
-  of its area. A part of an object (a shirt inside a person) overlaps the whole with
+  has missed), and the tokens single the pair out: each is the other's most similar candidate
+  by at least :data:`APPEARANCE_MARGIN` (tokens that look alike everywhere, as with untrained
+  weights, then never match without overlap); never when one mask lies inside the other with
+  less than :data:`NESTED_AREA_RATIO` of its area. A part of an object (a shirt inside a person) overlaps the whole with
   IoU = area ratio, so with ``iou_gate`` >= 0.5 neither can take the other's track;
 - the score ``(1 - w) * IoU + w * max(cosine, 0)`` (``w = similarity_weight``) is maximised by
   an optimal one-to-one assignment (``scipy.optimize.linear_sum_assignment``).
@@ -35,6 +37,8 @@ from .association import MaskGrids, assign, box_centres, grid_iou, grid_stride, 
 NESTED_AREA_RATIO = 0.35  # a mask inside another with less than this share of its area is a part of it
 NESTED_COVER = 0.8       # "inside": this share of the smaller mask lies in the larger one
 TOKEN_MOMENTUM = 0.5     # weight of the previous running token when a new one is merged
+APPEARANCE_MARGIN = 0.05  # a match by tokens alone must beat the next-best candidate's cosine by this
+NO_CANDIDATE = -2.0       # below any cosine
 
 
 @dataclass(frozen=True)
@@ -143,7 +147,8 @@ class RegionTracker:
         diag = np.hypot(t_boxes[:, 2] - t_boxes[:, 0], t_boxes[:, 3] - t_boxes[:, 1])
         dist = np.linalg.norm(box_centres(boxes)[:, None] - box_centres(t_boxes)[None], axis=2)
         reach = 2.0 * np.maximum(diag, 1.0) * (1.0 + t_misses)
-        by_appearance = (cos >= settings.similarity_gate) & ~nested & (dist <= reach[None])
+        candidate = np.where(~nested & (dist <= reach[None]), cos, NO_CANDIDATE)
+        by_appearance = (candidate >= settings.similarity_gate) & _singled_out(candidate, APPEARANCE_MARGIN)
         allowed = (iou >= settings.iou_gate) | by_appearance
         w = settings.similarity_weight
         score = (1.0 - w) * iou + w * np.maximum(cos, 0.0)
@@ -176,3 +181,16 @@ def _nested(inter: np.ndarray, grids: MaskGrids, t_grids: MaskGrids, areas: np.n
     inside = inter >= NESTED_COVER * np.maximum(smaller_grid, 1)
     ratio = np.minimum(areas[:, None], t_areas[None]) / np.maximum(np.maximum(areas[:, None], t_areas[None]), 1)
     return inside & (smaller_grid > 0) & (ratio < NESTED_AREA_RATIO)
+
+
+def _singled_out(score: np.ndarray, margin: float) -> np.ndarray:
+    """``(R, T)`` True where ``score[r, t]`` is the best of its row and of its column, each by at
+    least ``margin`` over the runner-up (a lone candidate always is)."""
+    def clear_best(s: np.ndarray) -> np.ndarray:  # along axis 1
+        if s.shape[1] == 0:
+            return np.zeros(s.shape, bool)
+        top2 = -np.sort(-s, axis=1)[:, :2]
+        runner_up = top2[:, 1] if s.shape[1] > 1 else np.full(s.shape[0], NO_CANDIDATE)
+        return (s == top2[:, :1]) & ((top2[:, 0] - runner_up) >= margin)[:, None]
+
+    return clear_best(score) & clear_best(score.T).T
