@@ -35,6 +35,7 @@ CONSOLE_SCRIPTS = [
     "pn-bench-classify = perception_nodes.tools.bench_classify:main",
     "pn-bench-relations = perception_nodes.tools.bench_relations:main",
     "pn-bench-e2e = perception_nodes.tools.bench_e2e:main",
+    "pn-bench-tracking = perception_nodes.tools.bench_tracking:main",
 ]
 
 setup(

@@ -14,11 +14,13 @@ if [ "${BENCH_QUICK:-0}" = "1" ]; then
   CLASSIFY=(--quick)
   RELATIONS=(--repeats 2)
   E2E=(--quick --images astronaut --repeats 1 --burst-seconds 10 --max-side 160)
+  TRACKING=(--frames 10)
 else
-  SAM=(); CLASSIFY=(); RELATIONS=(); E2E=()
+  SAM=(); CLASSIFY=(); RELATIONS=(); E2E=(); TRACKING=()
 fi
 run pn-bench-sam --device "$DEVICE" "${SAM[@]}" --out "$OUT/sam.json"
 run pn-bench-classify --device "$DEVICE" "${CLASSIFY[@]}" --out "$OUT/classify.json"
 run pn-bench-relations --device "$DEVICE" "${RELATIONS[@]}" --out "$OUT/relations.json"
 run pn-bench-e2e --device "$DEVICE" "${E2E[@]}" --out "$OUT/e2e.json"
+run pn-bench-tracking "${TRACKING[@]}" --out "$OUT/tracking.json"
 printf '\nJSON results: %s\n' "$OUT"

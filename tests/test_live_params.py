@@ -170,6 +170,21 @@ def test_every_live_parameter_applies_from_the_next_frame(io):
     assert receiver.count("diagnostics") - n0 >= 15, receiver.count("diagnostics") - n0
     _set_ok(params, graph, diagnostics_period=0.5, amg__stability_score_thresh=0.0, classifier__unknown_threshold=0.1)
 
+    set_live(tracking__enabled=False)
+    off, _, _ = _frame(io)
+    assert off.regions and all(r.track_id == 0 for r in off.regions) and not off.relations_smoothed
+    # switching tracking back on starts from no track: with birth after 1 hit every region gets
+    # an id at once (the default 2 would leave them all at 0 on this frame)
+    set_live(tracking__enabled=True, tracking__birth_hits=1, tracking__relation_smoothing=0.25)
+    on, _, _ = _frame(io)
+    assert on.regions and all(r.track_id > 0 and r.track_age == 1 for r in on.regions)
+    assert on.relations_smoothed and on.relation_smoothing == pytest.approx(0.25)
+    # these change association and voting details that one static test photo cannot show; their
+    # per-frame effect is tested on the core (tests/test_tracking.py): here they must be taken live
+    set_live(tracking__iou_gate=0.4, tracking__similarity_weight=0.5, tracking__similarity_gate=0.9,
+             tracking__death_misses=5, tracking__label_window=3)
+    assert _frame(io)[0].regions
+
     assert covered == live, f"live parameters not exercised: {sorted(live - covered)}"
     # every read-only pipeline parameter is one that needs a reload, and the other way round
     from perception_nodes.core.config import PipelineConfig

@@ -47,7 +47,8 @@ def _region(i: int, mask: np.ndarray):
 
     h, w, counts = encode_mask(mask)
     ys, xs = np.nonzero(mask)
-    region = Region(id=i + 1, area=int(mask.sum()), predicted_iou=0.875, stability_score=0.96875)
+    region = Region(id=i + 1, track_id=2**40 + i, track_age=i, area=int(mask.sum()), predicted_iou=0.875,
+                    stability_score=0.96875)
     region.bbox.x_offset, region.bbox.y_offset = int(xs.min()), int(ys.min())
     region.bbox.width, region.bbox.height = int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)
     region.label = UNICODE_LABELS[i % len(UNICODE_LABELS)]
@@ -79,6 +80,7 @@ def _scene_graph(n_regions: int = 40):
     graph.relation_source = "geometric"
     graph.vocabulary_version = 2**40 + 7
     graph.vocabulary = UNICODE_LABELS
+    graph.relations_smoothed, graph.relation_smoothing = True, 0.5
     return graph, masks
 
 
@@ -126,6 +128,8 @@ def test_scene_graph_round_trip_keeps_masks_labels_and_nan(ros_context):
     np.testing.assert_array_equal(np.asarray(back.regions[3].embedding), np.asarray(graph.regions[3].embedding))
     assert back.predicates == graph.predicates and back.vocabulary == UNICODE_LABELS
     assert back.vocabulary_version == 2**40 + 7
+    assert [r.track_id for r in back.regions] == [2**40 + i for i in range(len(masks))]
+    assert back.regions[3].track_age == 3 and back.relations_smoothed and back.relation_smoothing == 0.5
     assert _same(back, graph)
 
 

@@ -74,6 +74,14 @@ class PipelineConfig:
     relations_top_k: int = 50                 # relations per frame
     relations_per_subject: int = 5            # relations per subject region
     relations_score_threshold: float = 0.3    # [0, 1]
+    tracking_enabled: bool = True             # persistent track ids, voted labels, smoothed relations
+    tracking_iou_gate: float = 0.5            # [0, 1] mask IoU for a region to continue a track
+    tracking_similarity_weight: float = 0.3   # [0, 1] weight of SAM-token cosine vs mask IoU in the match score
+    tracking_similarity_gate: float = 0.8     # [-1, 1] token cosine that matches without overlap (fast motion, re-entry)
+    tracking_birth_hits: int = 2              # frames a new track must be seen before it gets an id
+    tracking_death_misses: int = 30           # processed frames a track may be missed before it ends
+    tracking_label_window: int = 10           # frames in a track's score-weighted label vote
+    tracking_relation_smoothing: float = 0.5  # (0, 1] EMA weight of the newest frame's relation score; 1 = raw
     weights_allow_generated: bool = True      # no weights -> seeded random ones (labels NOT meaningful)
     weights_cache_dir: str = ""               # "" = $PERCEPTION_NODES_CACHE or ~/.cache/perception_nodes
 

@@ -21,6 +21,21 @@ def region_colours(ids: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0]
 
 
+def colour_keys(graph: SceneGraph) -> np.ndarray:
+    """``(N,)`` int64 key to colour each region by: its track id when tracked (so an object keeps
+    its colour across frames), else its frame region id (moved past 2**32 so it never takes the
+    colour key of a track)."""
+    tracked = graph.track_ids.astype(np.int64)
+    return np.where(tracked > 0, tracked, graph.region_ids.astype(np.int64) + (1 << 32))
+
+
+def region_text(graph: SceneGraph, i: int) -> str:
+    """Overlay caption of region ``i``: ``#track label score`` when tracked, else ``id:label score``."""
+    tid = int(graph.track_ids[i])
+    who = f"#{tid} " if tid else f"{graph.region_ids[i]}:"
+    return f"{who}{graph.labels[i]} {graph.label_scores[i]:.2f}"
+
+
 def _centre(box: np.ndarray) -> tuple[int, int]:
     return int((box[0] + box[2]) / 2), int((box[1] + box[3]) / 2)
 
@@ -29,10 +44,12 @@ def draw_overlay(image: np.ndarray, graph: SceneGraph, masks: np.ndarray | None 
                  max_relations: int = 20, banner: str | None = None) -> np.ndarray:
     """Masks blended over ``image``, each region's label, and the top relations as arrows.
 
+    Regions are coloured by track id when tracked (see :func:`colour_keys`).
+
     ``masks`` (N, H, W) bool may be passed to avoid decoding the graph's RLE again.
     """
     out = image.astype(np.float32).copy()
-    colours = region_colours(graph.region_ids)
+    colours = region_colours(colour_keys(graph))
     for i in range(graph.num_regions):
         m = masks[i] if masks is not None else graph.mask(i)
         out[m] = (1 - alpha) * out[m] + alpha * colours[i]
@@ -46,7 +63,7 @@ def draw_overlay(image: np.ndarray, graph: SceneGraph, masks: np.ndarray | None 
         cv2.putText(out, f"{graph.predicates[p]} {sc:.2f}", mid, font, scale * 0.8, (255, 255, 0), 1, cv2.LINE_AA)
     for i in range(graph.num_regions):
         x0, y0 = int(graph.boxes_xyxy[i][0]), int(graph.boxes_xyxy[i][1])
-        text = f"{graph.region_ids[i]}:{graph.labels[i]} {graph.label_scores[i]:.2f}"
+        text = region_text(graph, i)
         (tw, th), _ = cv2.getTextSize(text, font, scale, 1)
         y = max(th + 2, y0)
         cv2.rectangle(out, (x0, y - th - 2), (x0 + tw, y + 2), tuple(int(c) for c in colours[i]), -1)

@@ -1,4 +1,4 @@
-"""One object that runs every stage on a frame: SAM -> labels -> relations -> scene graph.
+"""One object that runs every stage on a frame: SAM -> labels -> relations -> tracking -> scene graph.
 
 ROS-free: numpy in, dataclasses out. The perception node is a thin adapter around it.
 Models load once (``Pipeline.load``); the text embeddings of the vocabulary are computed once
@@ -22,6 +22,7 @@ from .config import PipelineConfig
 from .generated_policy import apply_generated_sam_policy, describe_changes
 from .projection import region_centroids
 from .scene_graph import SceneGraph, build_scene_graph
+from .tracking import TrackingStage
 from .types import FrameResult, RegionLabels, Relations, Segmentation
 from .weights import GENERATED_WEIGHTS, default_cache_dir
 
@@ -109,6 +110,7 @@ class Pipeline:
         self._settings_lock = threading.Lock()  # a frame's start vs. a settings change
         # {setting: (configured, applied)} of core.generated_policy when SAM weights are generated
         self.generated_sam_policy: dict | None = None
+        self.tracking = TrackingStage()
 
     @property
     def config(self) -> PipelineConfig:
@@ -217,7 +219,8 @@ class Pipeline:
     # ------------------------------------------------------------------ per frame
     def process(self, image: np.ndarray, depth_m: np.ndarray | None = None, k: np.ndarray | None = None,
                 stamp: float = 0.0, region_id_offset: int = 0, stamp_ns: int | None = None,
-                should_stop: Callable[[], bool] | None = None) -> tuple[FrameResult, SceneGraph]:
+                should_stop: Callable[[], bool] | None = None,
+                stream: str = "") -> tuple[FrameResult, SceneGraph]:
         """Scene graph of one ``HxWx3`` uint8 RGB image.
 
         ``depth_m``: optional HxW float32 meters (NaN = invalid) registered to the image;
@@ -227,6 +230,8 @@ class Pipeline:
         ``should_stop``: polled between stages and between SAM decoder batches; when it returns
         True the frame is abandoned with :class:`FrameAbandoned` (nothing of it is kept).
         Images with a side below :data:`MIN_IMAGE_SIDE` raise :class:`PipelineError`.
+        ``stream``: which camera the frame comes from (e.g. its namespace); each stream has
+        its own tracks (``tracking_*`` settings, read from :attr:`config` every frame).
         """
         check_image_size(image.shape[:2])
         stop = should_stop  # polled between stages (raise_if_stopped) and decoder batches
@@ -252,6 +257,10 @@ class Pipeline:
             timings["relations"] = time.perf_counter() - t0
             raise_if_stopped(stop)
             t0 = time.perf_counter()
+            tracked = self.tracking.apply(stream, seg, labels, relations, cfg)
+            labels, relations = tracked.labels, tracked.relations
+            timings["tracking"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
             region_ids = np.arange(1 + region_id_offset, 1 + region_id_offset + len(seg), dtype=np.uint32)
             centroids = region_centroids(seg.masks, rel_depth, k)
             graph = build_scene_graph(
@@ -260,11 +269,14 @@ class Pipeline:
                 score_threshold=cfg.relations_score_threshold, stamp=stamp,
             )
             graph.labels_meaningful = self.meaningful and (labels.meaningful if labels else True)
+            graph.track_ids, graph.track_ages = tracked.track_ids, tracked.track_ages
+            graph.relation_smoothing = tracked.relation_smoothing
             timings["assemble"] = time.perf_counter() - t0
         raise_if_stopped(stop)
         with self._latest_lock:
             self._latest = LatestFrame(image, seg, region_ids, round(stamp * 1e9) if stamp_ns is None else int(stamp_ns))
-        return FrameResult(seg, labels, relations, region_ids, centroids, timings), graph
+        return FrameResult(seg, labels, relations, region_ids, centroids, timings,
+                           tracked.track_ids, tracked.track_ages), graph
 
     def encode_together(self, images: list[np.ndarray]) -> list[np.ndarray]:
         """Encode frames that arrived together (several cameras) in ONE SAM encoder batch.

@@ -50,6 +50,10 @@ class SceneGraph:
         vocabulary_version: version of the label vocabulary.
         labels_meaningful: False when labels come from untrained weights.
         stamp: seconds (e.g. the image header stamp).
+        track_ids: ``(N,)`` uint64 identity across frames, 0 = untracked (zeros when not given).
+        track_ages: ``(N,)`` uint32 frames the track was observed, 0 = untracked.
+        relation_smoothing: EMA weight of the newest frame when relation scores are smoothed
+            per (subject track, predicate, object track); None = this frame's raw scores.
     """
 
     image_size: tuple[int, int]
@@ -71,6 +75,21 @@ class SceneGraph:
     labels_meaningful: bool = True
     stamp: float = 0.0
     extra: dict = field(default_factory=dict)
+    track_ids: np.ndarray | None = None
+    track_ages: np.ndarray | None = None
+    relation_smoothing: float | None = None
+
+    def __post_init__(self) -> None:
+        n = self.num_regions
+        self.track_ids = np.zeros(n, np.uint64) if self.track_ids is None else np.asarray(self.track_ids, np.uint64)
+        self.track_ages = np.zeros(n, np.uint32) if self.track_ages is None else np.asarray(self.track_ages, np.uint32)
+        if self.track_ids.shape != (n,) or self.track_ages.shape != (n,):
+            raise SceneGraphError(f"track ids/ages of shapes {self.track_ids.shape}/{self.track_ages.shape} "
+                                  f"for {n} regions")
+
+    @property
+    def relations_smoothed(self) -> bool:
+        return self.relation_smoothing is not None
 
     @property
     def num_regions(self) -> int:
@@ -199,7 +218,8 @@ def to_json(graph: SceneGraph, indent: int | None = None) -> str:
         {"id": int(graph.region_ids[i]), "label": graph.labels[i], "label_index": int(graph.label_index[i]),
          "label_score": float(graph.label_scores[i]), "bbox_xyxy": [float(v) for v in graph.boxes_xyxy[i]],
          "area": int(graph.areas[i]), "centroid": _nan_to_none(graph.centroids[i].astype(np.float64)),
-         "mask_rle": {"size": list(graph.image_size), "counts": [int(c) for c in graph.mask_counts[i]]}}
+         "mask_rle": {"size": list(graph.image_size), "counts": [int(c) for c in graph.mask_counts[i]]},
+         "track_id": int(graph.track_ids[i]), "track_age": int(graph.track_ages[i])}
         for i in range(graph.num_regions)
     ]  # fmt: skip
     relations = [
@@ -210,7 +230,8 @@ def to_json(graph: SceneGraph, indent: int | None = None) -> str:
     doc = {"format": JSON_FORMAT, "version": JSON_VERSION, "image_size": list(graph.image_size),
            "stamp": graph.stamp, "vocabulary_version": graph.vocabulary_version,
            "labels_meaningful": graph.labels_meaningful, "relation_source": graph.relation_source,
-           "predicates": graph.predicates, "regions": regions, "relations": relations, "extra": graph.extra}  # fmt: skip
+           "predicates": graph.predicates, "regions": regions, "relations": relations, "extra": graph.extra,
+           "relation_smoothing": graph.relation_smoothing}  # fmt: skip
     return json.dumps(doc, indent=indent, allow_nan=False)
 
 
@@ -242,6 +263,9 @@ def from_json(text: str) -> SceneGraph:
             predicates=list(doc["predicates"]), relation_source=doc["relation_source"],
             vocabulary_version=int(doc["vocabulary_version"]), labels_meaningful=bool(doc["labels_meaningful"]),
             stamp=float(doc["stamp"]), extra=dict(doc.get("extra", {})),
+            track_ids=np.array([r.get("track_id", 0) for r in regs], dtype=np.uint64),
+            track_ages=np.array([r.get("track_age", 0) for r in regs], dtype=np.uint32),
+            relation_smoothing=doc.get("relation_smoothing"),
         )  # fmt: skip
     except (KeyError, TypeError, IndexError) as e:
         raise SceneGraphError(f"malformed scene graph JSON: {e!r}") from e

@@ -142,6 +142,9 @@ class FrameResult:
     ``centroids`` is ``(N, 3)`` float32, meters in the camera (header) frame, NaN where no
     depth is available. ``region_ids`` is ``(N,)`` uint32, unique in the frame, >= 1 (0 is the
     background value of the label image). ``timings`` maps stage name -> seconds.
+    ``track_ids`` is ``(N,)`` uint64 identity across frames (0 = untracked), ``track_ages``
+    ``(N,)`` uint32 frames the track was observed (0 = untracked); both zeros without tracking.
+    With tracking, ``labels`` carry the tracks' voted labels and ``relations`` smoothed scores.
     """
 
     segmentation: Segmentation
@@ -150,3 +153,12 @@ class FrameResult:
     region_ids: np.ndarray
     centroids: np.ndarray
     timings: dict[str, float] = field(default_factory=dict)
+    track_ids: np.ndarray | None = None
+    track_ages: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        n = int(self.region_ids.shape[0])
+        if self.track_ids is None:
+            self.track_ids = np.zeros(n, np.uint64)
+        if self.track_ages is None:
+            self.track_ages = np.zeros(n, np.uint32)

@@ -311,7 +311,8 @@ class PerceptionNode(LifecycleNode):
             depth = self._depth_for(cam, rgb.shape[:2])
             k = self._intrinsics_for(cam, rgb.shape[:2]) if depth is not None else None
             result, graph = self.pipeline.process(rgb, depth, k, stamp=stamp_to_seconds(header.stamp),
-                                                  stamp_ns=stamp_to_ns(header.stamp), should_stop=self._stop.is_set)
+                                                  stamp_ns=stamp_to_ns(header.stamp), should_stop=self._stop.is_set,
+                                                  stream=cam)
             t0 = time.perf_counter()
             self._publish(cam, header, result, graph)
             result.timings["publish"] = time.perf_counter() - t0

@@ -24,7 +24,7 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 from visualization_msgs.msg import Marker, MarkerArray
 
-from perception_nodes.core.draw import draw_overlay, region_colours
+from perception_nodes.core.draw import colour_keys, draw_overlay, region_colours
 from perception_nodes.core.projection import intrinsics_problem
 from perception_nodes.core.stamps import stamp_to_ns
 from perception_nodes.ros.graph_conversion import msg_to_scene_graph
@@ -109,15 +109,21 @@ class VisualizationNode(Node):
                               NOMINAL_DEPTH_M)
         return pos
 
+    @staticmethod
+    def _label_text(graph, i: int) -> str:
+        """``#<track id> label score`` when the region is tracked, else ``label score``."""
+        tid = int(graph.track_ids[i])
+        return f"{'#%d ' % tid if tid else ''}{graph.labels[i]} {graph.label_scores[i]:.2f}"
+
     def markers(self, graph, header, k: np.ndarray | None) -> MarkerArray:
         pos = self._positions(graph, k)
-        colours = region_colours(graph.region_ids) / 255.0
+        colours = region_colours(colour_keys(graph)) / 255.0
         out = MarkerArray(markers=[Marker(header=header, action=Marker.DELETEALL)])
         for i in range(graph.num_regions):
             if not np.all(np.isfinite(pos[i])):
                 continue
             m = Marker(header=header, ns="labels", id=int(graph.region_ids[i]), type=Marker.TEXT_VIEW_FACING,
-                       action=Marker.ADD, text=f"{graph.labels[i]} {graph.label_scores[i]:.2f}")
+                       action=Marker.ADD, text=self._label_text(graph, i))
             m.pose.position = Point(x=pos[i, 0], y=pos[i, 1], z=pos[i, 2])
             m.pose.orientation.w = 1.0
             m.scale.z = 0.05

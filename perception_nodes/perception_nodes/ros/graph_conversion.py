@@ -2,6 +2,8 @@
 
 Region ids, boxes and masks follow ``perception_msgs/Region``: boxes become
 ``RegionOfInterest`` (integer pixels covering the XYXY box), masks COCO uncompressed RLE.
+``Region.track_id``/``track_age`` carry the tracking identity (0 = untracked) and
+``SceneGraph.relations_smoothed``/``relation_smoothing`` whether relation scores are averaged.
 """
 
 from __future__ import annotations
@@ -47,7 +49,8 @@ def regions_to_msgs(result: FrameResult, graph: SceneGraph, include_embeddings: 
     vocabulary = list(result.labels.labels) if result.labels is not None else []
     regions = []
     for i in range(graph.num_regions):
-        r = Region(id=int(graph.region_ids[i]), area=int(graph.areas[i]),
+        r = Region(id=int(graph.region_ids[i]), track_id=int(graph.track_ids[i]), track_age=int(graph.track_ages[i]),
+                   area=int(graph.areas[i]),
                    predicted_iou=float(seg.predicted_iou[i]), stability_score=float(seg.stability_score[i]),
                    label=graph.labels[i], label_index=int(graph.label_index[i]),
                    label_score=float(graph.label_scores[i]), mask_height=h, mask_width=w)
@@ -77,6 +80,8 @@ def scene_graph_to_msg(result: FrameResult, graph: SceneGraph, header, include_e
     msg.relation_source = graph.relation_source
     msg.vocabulary_version = int(graph.vocabulary_version)
     msg.vocabulary = list(result.labels.labels) if result.labels is not None else []
+    msg.relations_smoothed = graph.relations_smoothed
+    msg.relation_smoothing = float(graph.relation_smoothing) if graph.relations_smoothed else 1.0
     return msg
 
 
@@ -111,4 +116,7 @@ def msg_to_scene_graph(msg: SceneGraphMsg) -> SceneGraph:
         relation_source=msg.relation_source,
         vocabulary_version=int(msg.vocabulary_version),
         stamp=stamp_to_seconds(msg.header.stamp),
+        track_ids=np.array([r.track_id for r in msg.regions], dtype=np.uint64),
+        track_ages=np.array([r.track_age for r in msg.regions], dtype=np.uint32),
+        relation_smoothing=float(msg.relation_smoothing) if msg.relations_smoothed else None,
     )

@@ -59,6 +59,19 @@ _PIPELINE_DOCS: dict[str, tuple[str, dict]] = {
     "relations_top_k": ("relations per frame", {"low": 0, "high": 100000}),
     "relations_per_subject": ("relations per subject region", {"low": 0, "high": 1000}),
     "relations_score_threshold": ("minimum relation score, [0, 1]", {"low": 0.0, "high": 1.0}),
+    "tracking_enabled": ("track regions across frames: Region.track_id/track_age, voted labels, smoothed relations", {}),
+    "tracking_iou_gate": ("mask IoU at which a region may continue a track; also keeps nested parts off their whole, [0, 1]",
+                          {"low": 0.0, "high": 1.0}),
+    "tracking_similarity_weight": ("weight of SAM-token cosine similarity (vs mask IoU) in the match score, [0, 1]",
+                                   {"low": 0.0, "high": 1.0}),
+    "tracking_similarity_gate": ("token cosine at which a region may continue a track it does not overlap "
+                                 "(fast motion, dropped frames, re-entry), [-1, 1]", {"low": -1.0, "high": 1.0}),
+    "tracking_birth_hits": ("consecutive frames a new track is seen before it gets a track_id", {"low": 1, "high": 100}),
+    "tracking_death_misses": ("processed frames a track may go unseen before it ends (dropped frames do not count)",
+                              {"low": 1, "high": 10000}),
+    "tracking_label_window": ("frames of a track's score-weighted label vote (1 = this frame's label)", {"low": 1, "high": 1000}),
+    "tracking_relation_smoothing": ("EMA weight of the newest frame in relation scores per (subject track, predicate, "
+                                    "object track); 1 = raw scores, (0, 1]", {"low": 0.01, "high": 1.0}),
     "weights_allow_generated": ("without weights, use seeded random ones (output NOT meaningful)", {"read_only": True}),
     "weights_cache_dir": ("weights cache; empty = $PERCEPTION_NODES_CACHE or ~/.cache/perception_nodes", {"read_only": True}),
 }
