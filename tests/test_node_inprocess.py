@@ -48,7 +48,7 @@ class StandInPipeline:
         self.applied.append(self.config)
         return changed
 
-    def process(self, image, depth_m=None, k=None, stamp=0.0, region_id_offset=0, stamp_ns=None,
+    def process(self, image, depth_m=None, k=None, stamp=0.0, stamp_ns=None,
                 should_stop=None, stream=""):
         h, w = image.shape[:2]
         n = self.config.amg_max_regions

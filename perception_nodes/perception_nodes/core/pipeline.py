@@ -12,7 +12,6 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, fields, replace
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -20,11 +19,18 @@ import numpy as np
 from .cancel import FrameAbandoned, raise_if_stopped  # noqa: F401  (FrameAbandoned: re-exported)
 from .config import PipelineConfig
 from .generated_policy import apply_generated_sam_policy, describe_changes
+from .pipeline_factory import (  # noqa: F401  (PipelineError: re-exported for callers)
+    PipelineError,
+    fetch_command,
+    load_models,
+    make_generator,
+    sam_untrained,
+)
 from .projection import region_centroids
 from .scene_graph import SceneGraph, build_scene_graph
 from .tracking import TrackingStage
 from .types import FrameResult, RegionLabels, Relations, Segmentation
-from .weights import GENERATED_WEIGHTS, default_cache_dir
+from .weights import GENERATED_WEIGHTS
 
 logger = logging.getLogger(__name__)
 
@@ -45,10 +51,6 @@ RELOAD_SETTINGS = frozenset({
 # Smallest image side (pixels) a frame may have: below it SAM's masks degenerate (a 1x1 or 2x2
 # frame gives regions of area 0) and no region is worth a label. README "Topics and services".
 MIN_IMAGE_SIDE = 16
-
-
-class PipelineError(RuntimeError):
-    """The pipeline cannot be built (missing weights, bad settings) or a frame is unusable."""
 
 
 @dataclass(frozen=True)
@@ -175,7 +177,7 @@ class Pipeline:
         try:
             generator = old.generator
             if any(n.startswith("amg_") for n in changed):
-                generator = _make_generator(config, old.generator.backend, (old.generator.pixel_mean,
+                generator = make_generator(config, old.generator.backend, (old.generator.pixel_mean,
                                                                              old.generator.pixel_std))
             classifier = _with_classifier_settings(old.classifier, config)
             relations = _with_relation_settings(old.relation_predictor, config)
@@ -187,20 +189,14 @@ class Pipeline:
     @classmethod
     def load(cls, config: PipelineConfig) -> Pipeline:
         """Load every model named by ``config`` (clear :class:`PipelineError` on failure)."""
-        untrained: list[str] = []
-        try:
-            generator = _load_generator(config, untrained)
-            clip, vocabulary, classifier = _load_classifier(config, untrained)
-            relations = _load_relations(config, untrained)
-        except PipelineError:
-            raise
-        except (OSError, ValueError, KeyError, RuntimeError, ImportError) as exc:
-            raise PipelineError(f"cannot build the pipeline: {exc}") from exc
+        models = load_models(config)
+        generator, vocabulary, classifier = models.generator, models.vocabulary, models.classifier
+        relations, untrained = models.relation_predictor, models.untrained
         if untrained:
             logger.warning("%s (generated: %s; real ones: `%s`)", UNTRAINED_NOTICE, ", ".join(untrained),
                            fetch_command(untrained) or "none to download for test-only models")
         policy = None
-        if _sam_untrained(untrained):  # the generator above was built with the same settings
+        if sam_untrained(untrained):  # the generator above was built with the same settings
             config, policy = apply_generated_sam_policy(config)
             logger.info("%s", describe_changes(policy))
         pipeline = cls(config, generator, classifier, vocabulary, relations, untrained)
@@ -218,7 +214,7 @@ class Pipeline:
 
     # ------------------------------------------------------------------ per frame
     def process(self, image: np.ndarray, depth_m: np.ndarray | None = None, k: np.ndarray | None = None,
-                stamp: float = 0.0, region_id_offset: int = 0, stamp_ns: int | None = None,
+                stamp: float = 0.0, stamp_ns: int | None = None,
                 should_stop: Callable[[], bool] | None = None,
                 stream: str = "") -> tuple[FrameResult, SceneGraph]:
         """Scene graph of one ``HxWx3`` uint8 RGB image.
@@ -261,7 +257,7 @@ class Pipeline:
             labels, relations = tracked.labels, tracked.relations
             timings["tracking"] = time.perf_counter() - t0
             t0 = time.perf_counter()
-            region_ids = np.arange(1 + region_id_offset, 1 + region_id_offset + len(seg), dtype=np.uint32)
+            region_ids = np.arange(1, 1 + len(seg), dtype=np.uint32)
             centroids = region_centroids(seg.masks, rel_depth, k)
             graph = build_scene_graph(
                 seg, labels, relations, region_ids, centroids,
@@ -368,187 +364,3 @@ def _with_relation_settings(predictor, config: PipelineConfig):
     if hasattr(out, "top_k"):
         out.top_k = int(config.relations_top_k)
     return out
-
-
-# ---------------------------------------------------------------------- loaders
-def _sam_untrained(untrained: list[str]) -> bool:
-    return any(part.startswith("SAM") for part in untrained)
-
-
-def _cache_dir(config: PipelineConfig) -> Path:
-    return Path(config.weights_cache_dir).expanduser() if config.weights_cache_dir else default_cache_dir()
-
-
-def fetch_command(untrained_parts: list[str]) -> str:
-    """The ``pn-fetch-weights`` command that replaces the generated parts (``"SAM vit_t"``,
-    ``"CLIP ViT-B-16"``) with real weights; ``""`` when none of them has a download (test-only
-    configurations such as ``sam_tiny_test``)."""
-    from .clip_weights import clip_registry
-    from .sam.registry import SAM_MODELS
-
-    names = []
-    for part in untrained_parts:
-        kind, _, name = part.partition(" ")
-        if kind == "SAM" and name in SAM_MODELS and SAM_MODELS[name].url:
-            names.append(name)
-        elif kind == "CLIP" and name in clip_registry():
-            names.append(f"clip:{name}")
-    return " ".join(["pn-fetch-weights", *names]) if names else ""
-
-
-def _generated(config: PipelineConfig, part: str, filename: str, make) -> str:
-    """Path of GENERATED weights for ``part`` (``"SAM vit_t"``), written once into the cache."""
-    if not config.weights_allow_generated:
-        how = f"fetch them with `{fetch_command([part])}`" if fetch_command([part]) else "pass a checkpoint file"
-        raise PipelineError(f"no weights for {part} and weights.allow_generated is false; {how} (see README)")
-    path = _cache_dir(config) / "generated" / filename
-    if not path.is_file():
-        logger.warning("no weights for %s: writing %s to %s", part, GENERATED_WEIGHTS, path)
-        make(path)
-    return str(path)
-
-
-def _sam_checkpoint(config: PipelineConfig, untrained: list[str]) -> str | None:
-    from .sam.registry import get_spec, make_generated_checkpoint
-    from .weights import CheckpointNotFoundError, resolve_checkpoint
-
-    if config.sam_checkpoint:
-        return config.sam_checkpoint
-    try:
-        return str(resolve_checkpoint(config.sam_model, None, config.weights_cache_dir or None))
-    except CheckpointNotFoundError as exc:
-        logger.info("%s", exc)
-    get_spec(config.sam_model)
-    untrained.append(f"SAM {config.sam_model}")
-    return _generated(config, f"SAM {config.sam_model}", f"sam_{config.sam_model}_seed0.pth",
-                      lambda p: make_generated_checkpoint(config.sam_model, p, seed=0))
-
-
-def _load_generator(config: PipelineConfig, untrained: list[str]):
-    from .sam.registry import get_spec
-
-    spec = get_spec(config.sam_model)
-    backend = _create_backend(config, untrained)
-    if backend.untrained and not any(p.startswith("SAM") for p in untrained):
-        untrained.append(f"SAM {config.sam_model}")
-    if _sam_untrained(untrained):
-        config, _ = apply_generated_sam_policy(config)
-    return _make_generator(config, backend, spec)
-
-
-def _make_generator(config: PipelineConfig, backend, spec_or_pixel_stats):
-    """The segment-everything generator of ``config``'s ``amg_*`` settings over a loaded backend."""
-    from .sam.amg import MaskGenerator
-
-    return MaskGenerator(
-        backend, spec_or_pixel_stats,
-        points_per_side=config.amg_points_per_side,
-        points_per_batch=config.amg_points_per_batch or None,
-        pred_iou_thresh=config.amg_pred_iou_thresh,
-        stability_score_thresh=config.amg_stability_score_thresh,
-        box_nms_thresh=config.amg_box_nms_thresh,
-        min_mask_region_area=config.amg_min_mask_region_area,
-        max_regions=config.amg_max_regions or None,
-    )
-
-
-def _create_backend(config: PipelineConfig, untrained: list[str]):
-    """The SAM backend of ``config``; every setting (model, precision, device, cache) reaches it."""
-    from .sam.backends import create_backend
-
-    common = dict(model=config.sam_model, device=config.sam_device, precision=config.sam_precision,
-                  cache_dir=config.weights_cache_dir or None)
-    if config.sam_backend == "torch":
-        return create_backend("torch", checkpoint=_sam_checkpoint(config, untrained), **common)
-    encoder, decoder = config.sam_encoder_path or None, config.sam_decoder_path or None
-    if config.sam_backend == "tensorrt":
-        if config.sam_device == "cpu":
-            logger.warning("backend tensorrt with sam.device cpu: TensorRT engines run on CUDA; set sam.device: cuda")
-        if encoder is None and decoder is None:
-            encoder, decoder = _tensorrt_engines(config, untrained)
-    return create_backend(config.sam_backend, encoder_path=encoder, decoder_path=decoder, **common)
-
-
-def _tensorrt_engines(config: PipelineConfig, untrained: list[str]):
-    """Engines from the cache, or exported and built now (see ``core.sam.engine_setup``)."""
-    from .sam.engine_setup import EngineSetup, EngineSetupError, ensure_engines
-
-    setup = EngineSetup(config.sam_model, config.sam_precision, Path(_sam_checkpoint(config, untrained)),
-                        _cache_dir(config))
-    try:
-        return ensure_engines(setup)
-    except EngineSetupError as exc:
-        raise PipelineError(f"backend tensorrt: {exc}") from exc
-
-
-def _load_classifier(config: PipelineConfig, untrained: list[str]):
-    if config.classifier_type == "none":
-        return None, None, None
-    from .classify.regionspot import RegionSpotClassifier
-    from .classify.zero_shot import ZeroShotClassifier
-    from .clip_model import load_clip_model, make_generated_clip_checkpoint
-    from .vocabulary import Vocabulary
-
-    ckpt = config.clip_checkpoint or _cached_clip(config)
-    if not ckpt:
-        ckpt = _generated(config, f"CLIP {config.clip_model}", f"clip_{config.clip_model}_seed0.pt",
-                          lambda p: make_generated_clip_checkpoint(config.clip_model, p, seed=0))
-    clip = load_clip_model(config.clip_model, ckpt, device=config.sam_device)
-    if clip.generated:
-        untrained.append(f"CLIP {config.clip_model}")
-    vocabulary = Vocabulary(clip, templates=config.vocabulary_templates)
-    if config.vocabulary_labels:
-        vocabulary.set(list(config.vocabulary_labels))
-    meaningful = not untrained
-    if config.classifier_type == "zero_shot":
-        classifier = ZeroShotClassifier(clip, meaningful=meaningful, unknown_threshold=config.classifier_unknown_threshold,
-                                        templates=tuple(config.vocabulary_templates))  # queries = labels' templates
-    elif config.classifier_type == "regionspot":
-        if not config.classifier_regionspot_checkpoint:
-            raise PipelineError("classifier.type is regionspot but classifier.regionspot_checkpoint is empty "
-                                "(train one with `pn-train-regionspot`)")
-        classifier = RegionSpotClassifier.from_checkpoint(
-            config.classifier_regionspot_checkpoint, clip, config.sam_model, meaningful=meaningful,
-            unknown_threshold=config.classifier_unknown_threshold)
-    else:
-        raise PipelineError(f"classifier.type must be zero_shot, regionspot or none, got {config.classifier_type!r}")
-    return clip, vocabulary, classifier
-
-
-def _cached_clip(config: PipelineConfig) -> str:
-    """The cached registry weights of ``clip.model`` (sha256-checked when pinned), or ""."""
-    from .clip_weights import cached_clip_checkpoint, get_clip_weights
-    from .weights import ChecksumMismatchError, sha256_file
-
-    path = cached_clip_checkpoint(config.clip_model, config.weights_cache_dir or None)
-    if path is None:
-        logger.info("no cached CLIP %s weights (fetch them with `pn-fetch-weights clip`)", config.clip_model)
-        return ""
-    spec = get_clip_weights(config.clip_model)
-    if spec.sha256 and sha256_file(path) != spec.sha256:
-        raise ChecksumMismatchError(f"sha256 of {path} is not {spec.sha256}: the file is corrupted or another "
-                                    f"version; delete it and run `pn-fetch-weights {spec.name}`")
-    return str(path)
-
-
-def _load_relations(config: PipelineConfig, untrained: list[str]):
-    from .relations.geometric import GeometricRelationPredictor
-    from .relations.head import LearnedRelationPredictor
-
-    kind = config.relations_type
-    if kind == "auto":
-        kind = "learned" if config.relations_checkpoint else "geometric"
-    if kind == "none":
-        return None
-    if kind == "geometric":
-        return GeometricRelationPredictor(min_score=config.relations_score_threshold,
-                                          max_per_subject=config.relations_per_subject)
-    if kind == "learned":
-        if not config.relations_checkpoint:
-            raise PipelineError("relations.type is learned but relations.checkpoint is empty "
-                                "(train one with `pn-train-relations`)")
-        return LearnedRelationPredictor.from_checkpoint(
-            config.relations_checkpoint, sam_model=config.sam_model, top_k=config.relations_top_k,
-            min_score=config.relations_score_threshold, max_per_subject=config.relations_per_subject,
-            device=config.sam_device)
-    raise PipelineError(f"relations.type must be auto, learned, geometric or none, got {config.relations_type!r}")

@@ -99,7 +99,7 @@ def clip_weights_available(model: str, cache_dir: str, fetch: bool) -> bool:
 
 def untrained_banner(parts: list[str]) -> str:
     """The notice for GENERATED weights; ``parts`` as the node reports them (``"SAM vit_t"``)."""
-    from perception_nodes.core.pipeline import fetch_command
+    from perception_nodes.core.pipeline_factory import fetch_command
     from perception_nodes.core.weights import GENERATED_WEIGHTS
 
     command = fetch_command(parts)
