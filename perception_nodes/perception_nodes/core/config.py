@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Literal, get_args
 
+from perception_nodes.core.records import dataclass_from_dict
+
 # Allowed values, declared once (typed). ROS parameter descriptors, launch arguments, the demo
 # and the tools derive their choices from these tuples; the registries check against them.
 SamBackendName = Literal["torch", "onnxruntime", "tensorrt"]
@@ -98,8 +100,5 @@ class PipelineConfig:
     @classmethod
     def from_flat(cls, values: dict) -> "PipelineConfig":
         """Build from ``{name or ros.name: value}``; unknown names raise with the valid ones."""
-        known = {n: n for n in cls.field_names()} | {cls.ros_name(n): n for n in cls.field_names()}
-        unknown = sorted(set(values) - set(known))
-        if unknown:
-            raise ValueError(f"unknown settings {unknown}; valid: {sorted(cls.field_names())}")
-        return cls(**{known[k]: v for k, v in values.items()})
+        names = {cls.ros_name(n): n for n in cls.field_names()}
+        return dataclass_from_dict(cls, {names.get(k, k): v for k, v in values.items()}, "pipeline settings")

@@ -88,6 +88,16 @@ def fill_template(template: str, phrase: str) -> str:
     return template.format(phrase)
 
 
+def embed_phrases(encode_text, phrases: list[str], templates: tuple[str, ...]) -> np.ndarray:
+    """``(len(phrases), D)`` float32: per phrase the renormalised mean of the text embeddings of
+    its prompts under ``templates`` (:func:`fill_template`). ``encode_text(list[str]) -> (M, D)``.
+    One recipe for vocabulary entries and free-text queries alike."""
+    prompts = [fill_template(t, p) for p in phrases for t in templates]
+    per = np.asarray(encode_text(prompts), dtype=np.float32)
+    per = per.reshape(len(phrases), len(templates), -1).mean(axis=1)
+    return per / np.maximum(np.linalg.norm(per, axis=1, keepdims=True), 1e-12)
+
+
 def check_templates(templates: object, limits: VocabularyLimits | None = None) -> tuple[str, ...]:
     """``templates`` as a tuple, or VocabularyError: a non-empty list of strings that each put
     the phrase exactly once when filled by :func:`fill_template` (``'{{}}'`` puts it nowhere)."""
@@ -280,12 +290,9 @@ class Vocabulary:
         key = (self.embedder.model_id, templates)
         missing = [p for p in dict.fromkeys(phrases) if (key, p) not in self._cache]
         if missing:
-            prompts = [fill_template(t, p) for p in missing for t in templates]
             self.text_encoder_calls += 1
             self.phrases_encoded += len(missing)
-            per = np.asarray(self.embedder.encode_text(prompts), dtype=np.float32)
-            per = per.reshape(len(missing), len(templates), -1).mean(axis=1)
-            per /= np.maximum(np.linalg.norm(per, axis=1, keepdims=True), 1e-12)
+            per = embed_phrases(self.embedder.encode_text, missing, templates)
             for p, e in zip(missing, per):
                 self._cache[(key, p)] = e
         out = np.stack([self._cache[(key, p)] for p in phrases])

@@ -55,7 +55,6 @@ from perception_nodes.ros.params import all_params, check_choice, pipeline_param
 from perception_nodes.ros.qos import SERVICE_QOS
 from perception_nodes.ros.ranges import descriptor_for
 
-MAX_VOCABULARY_REQUEST = 10_000
 WORKER_JOIN_ON_SHUTDOWN_S = 1.5  # SIGINT: then exit anyway (the gate is closed); exit within 3 s
 
 
@@ -356,9 +355,11 @@ class PerceptionNode(LifecycleNode):
             response.success = False
             response.message = "empty label list: the vocabulary needs at least one entry (it is unchanged)"
             return response
-        if len(request.labels) > MAX_VOCABULARY_REQUEST:
+        vocabulary = self.pipeline.vocabulary
+        limit = vocabulary.limits.max_entries if vocabulary is not None else 0
+        if vocabulary is not None and len(request.labels) > limit:  # refused before the request is copied (one limit: the vocabulary's)
             response.success = False
-            response.message = f"{len(request.labels)} labels in one request; at most {MAX_VOCABULARY_REQUEST}"
+            response.message = f"{len(request.labels)} labels in one request; at most {limit}"
             return response
         try:
             snap = self.pipeline.set_vocabulary(list(request.labels), list(request.prompt_templates) or None, request.append)

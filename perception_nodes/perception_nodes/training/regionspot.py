@@ -28,6 +28,7 @@ import torch
 from torchvision.ops import sigmoid_focal_loss
 from tqdm import tqdm
 
+from perception_nodes.core.records import dataclass_from_dict
 from perception_nodes.core.clip_model import ClipModel, load_clip_model
 from perception_nodes.core.vocabulary import DEFAULT_TEMPLATES, Vocabulary
 from perception_nodes.core.classify.regionspot import (
@@ -359,7 +360,7 @@ def train_regionspot(cfg: TrainConfig, box_tokens: BoxTokenFn | None = None, sam
 def _resume(path: Path, head: RegionSpotHead, opt: torch.optim.Optimizer, sched, head_cfg: RegionSpotConfig,
             categories: list[str]) -> tuple[int, list[dict]]:
     obj = read_regionspot_checkpoint(path)
-    saved = RegionSpotConfig(**obj["config"])
+    saved = dataclass_from_dict(RegionSpotConfig, obj["config"], f"checkpoint {path}", CheckpointMismatchError)
     if asdict(saved) != asdict(head_cfg):
         diff = {k: (v, getattr(head_cfg, k)) for k, v in asdict(saved).items() if getattr(head_cfg, k) != v}
         raise CheckpointMismatchError(f"cannot resume {path}: its head/encoder config differs: {diff}")

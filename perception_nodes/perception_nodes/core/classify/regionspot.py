@@ -30,6 +30,7 @@ from perception_nodes.core.checkpoint_io import save_atomic
 from perception_nodes.core.classify.base import ClassifierError, RegionClassifier
 from perception_nodes.core.classify.zero_shot import TemplatedQueryEmbedder
 from perception_nodes.core.clip_model import ClipModel
+from perception_nodes.core.records import dataclass_from_dict
 from perception_nodes.core.types import Segmentation
 from perception_nodes.core.vocabulary import DEFAULT_TEMPLATES
 
@@ -172,7 +173,8 @@ def load_regionspot_head(path: str | Path, sam_model: str, clip: ClipModel, sam_
                          ) -> tuple[RegionSpotHead, dict]:
     """Load a head checkpoint after checking it fits ``sam_model`` and ``clip``; returns (head, training info)."""
     obj = read_regionspot_checkpoint(path)
-    cfg = RegionSpotConfig(**obj["config"])
+    cfg = dataclass_from_dict(RegionSpotConfig, obj["config"], f"RegionSpot checkpoint {path}",
+                              CheckpointMismatchError)
     check_encoders(cfg, sam_model, clip, sam_checkpoint_sha256, allow_weight_mismatch, source=f"checkpoint {path}")
     head = RegionSpotHead(cfg)
     head.load_state_dict(obj["state_dict"])

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..clip_model import ClipModel
 from ..types import Segmentation
-from ..vocabulary import DEFAULT_TEMPLATES
+from ..vocabulary import DEFAULT_TEMPLATES, embed_phrases, fill_template
 from .base import ClassifierError, RegionClassifier
 
 logger = logging.getLogger(__name__)
@@ -22,7 +22,8 @@ def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
 
 
 class TemplatedQueryEmbedder:
-    """Embeds free-text queries like vocabulary entries (mean over templates), with a small LRU."""
+    """Embeds free-text queries exactly like vocabulary entries (:func:`~..vocabulary.embed_phrases`:
+    renormalised mean over templates), with a small LRU and CLIP's context-length check."""
 
     def __init__(self, clip: ClipModel, templates: tuple[str, ...], cache_size: int = 256) -> None:
         self.clip, self.templates = clip, tuple(templates)
@@ -33,11 +34,10 @@ class TemplatedQueryEmbedder:
         if text in self._cache:
             self._cache.move_to_end(text)
             return self._cache[text]
-        n = max(self.clip.count_tokens(t.format(text)) for t in self.templates)
+        n = max(self.clip.count_tokens(fill_template(t, text)) for t in self.templates)
         if n > self.clip.context_length:
             raise ClassifierError(f"query {text[:40]!r} needs {n} CLIP tokens; the limit is {self.clip.context_length}")
-        e = self.clip.encode_text([t.format(text) for t in self.templates]).mean(axis=0)
-        e = (e / max(float(np.linalg.norm(e)), 1e-12)).astype(np.float32)
+        e = embed_phrases(self.clip.encode_text, [text], self.templates)[0]
         self._cache[text] = e
         if len(self._cache) > self._size:
             self._cache.popitem(last=False)

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from perception_nodes.core.checkpoint_io import save_atomic
+from perception_nodes.core.records import dataclass_from_dict
 from perception_nodes.core.relations.base import (
     PAIR_FEATURE_DIM,
     RelationInputError,
@@ -91,11 +92,7 @@ class RelationHeadConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "RelationHeadConfig":
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise RelationCheckpointError(f"relation head config has unknown fields {unknown}")
-        return cls(**d)
+        return dataclass_from_dict(cls, d, "relation head config", RelationCheckpointError)
 
 
 class RelationHead(nn.Module):
