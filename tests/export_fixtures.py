@@ -244,7 +244,7 @@ class _Context:
 
 
 def fake_runtime_info(version="10.3.0", gpu="NVIDIA GeForce RTX 4090", cc="8.9"):
-    from perception_nodes.core.sam.engine import RuntimeInfo
+    from perception_nodes.core.sam.tensorrt.runtime import RuntimeInfo
 
     return RuntimeInfo(version, gpu, cc)
 

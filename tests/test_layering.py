@@ -57,3 +57,17 @@ def test_training_package_is_where_the_tools_import_it_from():
     for tool in ("train_regionspot.py", "train_relations.py"):
         imported = _imported_modules(PACKAGE / "tools" / tool)
         assert any(m.startswith("perception_nodes.training") for m in imported), tool
+
+
+def test_tensorrt_package_keeps_its_seams():
+    """``core/sam/tensorrt/``: only ``runtime.py`` imports ``tensorrt`` (lazily, in
+    ``import_tensorrt``), so metadata, cache and first-run checks work without TensorRT; no module
+    grows past 400 lines (the reason the old ``core/sam/engine.py`` was split)."""
+    package = PACKAGE / "core" / "sam" / "tensorrt"
+    modules = sorted(package.glob("*.py"))
+    seams = {"metadata", "cache", "build", "backend", "first_run", "runtime"}
+    assert seams <= {f.stem for f in modules}
+    importers = {f.stem for f in modules if "tensorrt" in _imported_modules(f)}
+    assert importers == {"runtime"}
+    too_long = {f.stem: n for f in modules if (n := len(f.read_text().splitlines())) > 400}
+    assert too_long == {}

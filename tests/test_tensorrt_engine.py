@@ -13,18 +13,19 @@ import torch
 from export_fixtures import *  # noqa: F403
 from export_fixtures import FakeTensorRT, fake_runtime_info
 
-from perception_nodes.core.sam import engine as eng
+from perception_nodes.core.sam import tensorrt as eng
 from perception_nodes.core.sam.decoder import decode_prompts
-from perception_nodes.core.sam.engine import (
+from perception_nodes.core.sam.tensorrt import (
     EngineMetadata,
     EngineMismatchError,
     EngineNotFoundError,
     EngineRequirements,
     RuntimeInfo,
     TensorRTNotAvailableError,
+    TensorRTSamBackend,
     check_engine_compatibility,
 )
-from perception_nodes.core.sam.tensorrt_backend import TensorRTSamBackend
+from perception_nodes.core.weights import sha256_file
 from perception_nodes.tools import build_engine as build_cmd
 
 
@@ -220,7 +221,7 @@ def test_build_with_fake_tensorrt_writes_engine_metadata_and_timing_cache(tiny_e
     assert meta.component == "decoder" and meta.precision == "fp16" and meta.multimask == "both"
     assert meta.profiles["point_coords"]["max"] == [128, 8, 2]
     assert meta.source_checkpoint_sha256 == tiny_export.metadata["checkpoint_sha256"]
-    assert meta.source_onnx_sha256 == eng.sha256_file(tiny_export.decoder_path)
+    assert meta.source_onnx_sha256 == sha256_file(tiny_export.decoder_path)
     record = trt.built[0]
     assert record["flags"] == ["FP16"] and record["pools"] == {"WORKSPACE": 2 << 30}
     assert record["profiles"][0]["point_labels"] == [[1, 1], [32, 2], [128, 8]]

@@ -16,8 +16,9 @@ import torch
 from export_fixtures import FakeTensorRT, fake_runtime_info
 from perception_nodes.core.config import PipelineConfig
 from perception_nodes.core.pipeline import Pipeline, PipelineError
-from perception_nodes.core.sam import engine as eng
+from perception_nodes.core.sam import tensorrt as eng
 from perception_nodes.core.sam.registry import make_generated_checkpoint
+from perception_nodes.core.weights import sha256_file
 
 TESTS = Path(__file__).resolve().parent
 INFO = fake_runtime_info()
@@ -75,7 +76,7 @@ def test_first_run_builds_next_run_finds_new_checkpoint_or_precision_rebuilds(fa
     Pipeline.load(_config(cache, sam_checkpoint=str(other)))
     assert len(again.built) == 2
     meta = eng.EngineMetadata.load(eng.metadata_path(folder / "encoder.engine"))
-    assert meta.source_checkpoint_sha256 == eng.sha256_file(other)
+    assert meta.source_checkpoint_sha256 == sha256_file(other)
     # another precision: its own engines
     Pipeline.load(_config(cache, sam_checkpoint=str(other), sam_precision="fp32"))
     assert len(again.built) == 4 and again.built[-1]["flags"] == []

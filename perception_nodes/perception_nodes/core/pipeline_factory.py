@@ -148,7 +148,11 @@ def _create_backend(config: PipelineConfig, untrained: list[str]):
 
 def _tensorrt_engines(config: PipelineConfig, untrained: list[str]):
     """Engines from the cache, or exported and built now (see ``core.sam.engine_setup``)."""
-    from .sam.engine_setup import EngineSetup, EngineSetupError, ensure_engines
+    from perception_nodes.core.sam.tensorrt.first_run import (
+        EngineSetup,
+        EngineSetupError,
+        ensure_engines,
+    )
 
     setup = EngineSetup(config.sam_model, config.sam_precision, Path(_sam_checkpoint(config, untrained)),
                         _cache_dir(config))

@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None, trt=None, runtime_info=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    from perception_nodes.core.sam import engine as eng
+    from perception_nodes.core.sam import tensorrt as eng
     from perception_nodes.core.sam.export_metadata import (
         REQUIRED_KEYS, OnnxModelError, read_onnx_metadata)
 

@@ -30,7 +30,7 @@ def create_backend(
     engines of ``model`` + ``precision`` for this GPU from the engine cache under
     ``cache_dir`` (default ``$PERCEPTION_NODES_CACHE``), and checks them against ``model``,
     ``precision`` and ``device``. (Building missing engines is
-    :func:`perception_nodes.core.sam.engine_setup.ensure_engines`, which ``Pipeline.load``
+    :func:`perception_nodes.core.sam.tensorrt.first_run.ensure_engines`, which ``Pipeline.load``
     calls first.) Backend modules are imported lazily so a missing optional runtime only
     matters when that backend is chosen.
     """
@@ -45,8 +45,8 @@ def create_backend(
             from .onnx_backend import OnnxRuntimeSamBackend
 
             return OnnxRuntimeSamBackend(encoder_path, decoder_path, device=device)
-        from .engine import engine_cache_dir
-        from .tensorrt_backend import TensorRTSamBackend
+        from perception_nodes.core.sam.tensorrt.backend import TensorRTSamBackend
+        from perception_nodes.core.sam.tensorrt.cache import engine_cache_dir
 
         return TensorRTSamBackend(encoder_path, decoder_path, model=model, precision=precision,
                                   cache_dir=engine_cache_dir(cache_dir) if cache_dir else None, device=device)

@@ -24,8 +24,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-from ..weights import sha256_file
-from . import engine as eng
+from perception_nodes.core.sam.tensorrt.build import BuildRequest, build_engine
+from perception_nodes.core.sam.tensorrt.cache import engine_cache_dir, find_engines
+from perception_nodes.core.sam.tensorrt.metadata import COMPONENTS, EngineRequirements
+from perception_nodes.core.sam.tensorrt.runtime import (
+    RuntimeInfo,
+    TensorRTNotAvailableError,
+    gather_runtime_info,
+    import_tensorrt,
+)
+from perception_nodes.core.weights import sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +60,7 @@ class EngineSetup:
 
     @property
     def engines_dir(self) -> Path:
-        return eng.engine_cache_dir(self.cache_root)
+        return engine_cache_dir(self.cache_root)
 
     @property
     def onnx_dir(self) -> Path:
@@ -65,22 +73,47 @@ class EngineSetup:
 
 def manual_commands(setup: EngineSetup) -> list[str]:
     """The shell commands that prepare the engines by hand (run them on the target GPU)."""
-    cmds = [shlex.join(["pn-export-onnx", "--model", setup.model, "--checkpoint", str(setup.checkpoint),
-                        "--out-dir", str(setup.onnx_dir)])]
-    for component in eng.COMPONENTS:
-        cmds.append(shlex.join(["pn-build-engine", "--onnx", str(setup.onnx_dir / f"{component}.onnx"),
-                                "--precision", setup.precision, "--cache-dir", str(setup.engines_dir)]))
+    cmds = [
+        shlex.join(
+            [
+                "pn-export-onnx",
+                "--model",
+                setup.model,
+                "--checkpoint",
+                str(setup.checkpoint),
+                "--out-dir",
+                str(setup.onnx_dir),
+            ]
+        )
+    ]
+    for component in COMPONENTS:
+        cmds.append(
+            shlex.join(
+                [
+                    "pn-build-engine",
+                    "--onnx",
+                    str(setup.onnx_dir / f"{component}.onnx"),
+                    "--precision",
+                    setup.precision,
+                    "--cache-dir",
+                    str(setup.engines_dir),
+                ]
+            )
+        )
     return cmds
 
 
 def _refusal(reason: str, setup: EngineSetup) -> EngineSetupError:
     lines = "\n".join(f"  {c}" for c in manual_commands(setup))
-    return EngineSetupError(f"{reason}\nPrepare the engines on the machine that runs them with:\n{lines}\n"
-                            "or set sam.encoder_path / sam.decoder_path to existing engines.")
+    return EngineSetupError(
+        f"{reason}\nPrepare the engines on the machine that runs them with:\n{lines}\n"
+        "or set sam.encoder_path / sam.decoder_path to existing engines."
+    )
 
 
-def ensure_engines(setup: EngineSetup, trt: ModuleType | None = None,
-                   runtime_info: eng.RuntimeInfo | None = None) -> tuple[Path, Path]:
+def ensure_engines(
+    setup: EngineSetup, trt: ModuleType | None = None, runtime_info: RuntimeInfo | None = None
+) -> tuple[Path, Path]:
     """``(encoder_path, decoder_path)`` of engines matching ``setup`` on this system.
 
     Found in the cache, or exported and built now (minutes for the large models; progress is
@@ -88,32 +121,43 @@ def ensure_engines(setup: EngineSetup, trt: ModuleType | None = None,
     with the commands that prepare them by hand.
     """
     try:
-        trt = trt if trt is not None else eng.import_tensorrt()
-    except eng.TensorRTNotAvailableError as exc:
+        trt = trt if trt is not None else import_tensorrt()
+    except TensorRTNotAvailableError as exc:
         raise _refusal(str(exc), setup) from exc
-    info = runtime_info or eng.gather_runtime_info(trt)
+    info = runtime_info or gather_runtime_info(trt)
     if info.gpu_name is None:
         raise _refusal("TensorRT engines need a CUDA GPU, and none is visible here.", setup)
     checkpoint_sha = sha256_file(setup.checkpoint)
-    requirements = eng.EngineRequirements(checkpoint_sha256=checkpoint_sha)
-    selection = eng.find_engines(setup.model, setup.precision, info, setup.engines_dir,
-                                 onnx_dir=setup.onnx_dir, requirements=requirements)
+    requirements = EngineRequirements(checkpoint_sha256=checkpoint_sha)
+    selection = find_engines(
+        setup.model,
+        setup.precision,
+        info,
+        setup.engines_dir,
+        onnx_dir=setup.onnx_dir,
+        requirements=requirements,
+    )
     if selection.found:
         logger.info("TensorRT engines found in the cache: %s", selection.encoder_path.parent)
         return selection.encoder_path, selection.decoder_path
-    logger.warning("no usable TensorRT engines for %s %s on %s (%s); building them now (first run only; "
-                   "minutes for the large models)", setup.model, setup.precision, info.gpu_name,
-                   "; ".join(selection.problems))
+    logger.warning(
+        "no usable TensorRT engines for %s %s on %s (%s); building them now (first run only; "
+        "minutes for the large models)",
+        setup.model,
+        setup.precision,
+        info.gpu_name,
+        "; ".join(selection.problems),
+    )
     onnx_paths = _ensure_onnx(setup, checkpoint_sha)
     targets = {"encoder": selection.encoder_path, "decoder": selection.decoder_path}
-    for component, onnx_path in zip(eng.COMPONENTS, onnx_paths):
+    for component, onnx_path in zip(COMPONENTS, onnx_paths):
         _build(setup, component, onnx_path, targets[component], trt, info)
     return targets["encoder"], targets["decoder"]
 
 
 def _ensure_onnx(setup: EngineSetup, checkpoint_sha: str) -> tuple[Path, Path]:
     """ONNX exports of ``setup.checkpoint`` (reused when their metadata names that checkpoint)."""
-    from .export_metadata import OnnxModelError, read_onnx_metadata
+    from perception_nodes.core.sam.export_metadata import OnnxModelError, read_onnx_metadata
 
     paths = (setup.onnx_dir / "encoder.onnx", setup.onnx_dir / "decoder.onnx")
     try:
@@ -122,31 +166,44 @@ def _ensure_onnx(setup: EngineSetup, checkpoint_sha: str) -> tuple[Path, Path]:
             return paths
     except OnnxModelError:  # absent or unreadable export: export again
         pass
-    from .export import export_sam
-    from .registry import build_sam_model
+    from perception_nodes.core.sam.export import export_sam
+    from perception_nodes.core.sam.registry import build_sam_model
 
     started = time.monotonic()
     logger.warning("[1/3] exporting SAM %s to ONNX in %s ...", setup.model, setup.onnx_dir)
     try:
         model = build_sam_model(setup.model, setup.checkpoint, device="cpu")
-        result = export_sam(model, setup.model, setup.checkpoint, setup.onnx_dir, multimask="both", verify=False)
+        result = export_sam(
+            model, setup.model, setup.checkpoint, setup.onnx_dir, multimask="both", verify=False
+        )
     except (OSError, ValueError, RuntimeError) as exc:
         raise _refusal(f"exporting SAM {setup.model} to ONNX failed: {exc}", setup) from exc
     logger.warning("[1/3] ONNX export done in %.1f s", time.monotonic() - started)
     return Path(result.encoder_path), Path(result.decoder_path)
 
 
-def _build(setup: EngineSetup, component: str, onnx_path: Path, engine_path: Path, trt: ModuleType,
-           info: eng.RuntimeInfo) -> None:
-    from .export_metadata import read_onnx_metadata
+def _build(
+    setup: EngineSetup,
+    component: str,
+    onnx_path: Path,
+    engine_path: Path,
+    trt: ModuleType,
+    info: RuntimeInfo,
+) -> None:
+    from perception_nodes.core.sam.export_metadata import read_onnx_metadata
 
     step = 2 if component == "encoder" else 3
     started = time.monotonic()
-    logger.warning("[%d/3] building the TensorRT %s engine %s (timing cache %s) ...", step, component,
-                   engine_path, setup.timing_cache)
-    request = eng.BuildRequest(onnx_path, engine_path, setup.precision, timing_cache=setup.timing_cache)
+    logger.warning(
+        "[%d/3] building the TensorRT %s engine %s (timing cache %s) ...",
+        step,
+        component,
+        engine_path,
+        setup.timing_cache,
+    )
+    request = BuildRequest(onnx_path, engine_path, setup.precision, timing_cache=setup.timing_cache)
     try:
-        eng.build_engine(request, read_onnx_metadata(onnx_path), trt=trt, runtime_info=info)
+        build_engine(request, read_onnx_metadata(onnx_path), trt=trt, runtime_info=info)
     except (OSError, ValueError, RuntimeError) as exc:
         raise _refusal(f"building the TensorRT {component} engine failed: {exc}", setup) from exc
     logger.warning("[%d/3] %s engine built in %.1f s", step, component, time.monotonic() - started)
