@@ -66,7 +66,8 @@ def test_metadata_errors(tmp_path):
     with pytest.raises(eng.EngineMetadataError, match="precision"):
         _meta(precision="int3")
     data = json.loads(_meta().to_json()) | {"future_key": 1}
-    assert EngineMetadata.from_dict(data).model == "vit_b"  # unknown keys ignored
+    with pytest.raises(eng.EngineMetadataError, match="unknown fields .'future_key'."):
+        EngineMetadata.from_dict(data)  # one policy for stored configs (core.records)
 
 
 def test_compatible_system_has_no_problems():

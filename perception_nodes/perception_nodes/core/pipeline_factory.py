@@ -147,7 +147,7 @@ def _create_backend(config: PipelineConfig, untrained: list[str]):
 
 
 def _tensorrt_engines(config: PipelineConfig, untrained: list[str]):
-    """Engines from the cache, or exported and built now (see ``core.sam.engine_setup``)."""
+    """Engines from the cache, or exported and built now (see ``core.sam.tensorrt.first_run``)."""
     from perception_nodes.core.sam.tensorrt.first_run import (
         EngineSetup,
         EngineSetupError,

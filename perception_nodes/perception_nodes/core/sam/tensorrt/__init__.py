@@ -30,7 +30,6 @@ from perception_nodes.core.sam.tensorrt.build import (
 from perception_nodes.core.sam.tensorrt.cache import (
     EngineNotFoundError,
     EngineSelection,
-    cache_root,
     engine_cache_dir,
     engine_cache_key,
     find_engines,
@@ -80,7 +79,6 @@ __all__ = [
     "TensorRTNotAvailableError",
     "TensorRTSamBackend",
     "build_engine",
-    "cache_root",
     "check_engine_compatibility",
     "engine_cache_dir",
     "engine_cache_key",

@@ -31,14 +31,9 @@ class EngineNotFoundError(FileNotFoundError):
     """No engine for this (model, GPU, TensorRT version, precision) in the cache."""
 
 
-def cache_root() -> Path:
-    """``$PERCEPTION_NODES_CACHE`` or ``~/.cache/perception_nodes`` (shared with the weights)."""
-    return default_cache_dir()
-
-
 def engine_cache_dir(root: str | os.PathLike | None = None) -> Path:
     """Directory holding cached engines (``<cache root>/engines``)."""
-    return (Path(root) if root is not None else cache_root()) / "engines"
+    return (Path(root) if root is not None else default_cache_dir()) / "engines"
 
 
 def _slug(text: str) -> str:
@@ -102,7 +97,7 @@ def find_engines(
         )
     directory = engine_cache_dir() if cache_dir is None else Path(cache_dir)
     key = engine_cache_key(model, runtime_info.gpu_name, runtime_info.tensorrt_version, precision)
-    onnx_base = Path(onnx_dir) if onnx_dir is not None else cache_root() / "onnx" / model
+    onnx_base = Path(onnx_dir) if onnx_dir is not None else default_cache_dir() / "onnx" / model
     req = requirements or EngineRequirements()
     problems: list[str] = []
     commands: list[str] = []

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import perception_nodes
+from perception_nodes.core.records import dataclass_from_dict
 from perception_nodes.core.config import PRECISIONS
 from perception_nodes.core.sam.tensorrt.runtime import RuntimeInfo
 
@@ -113,13 +114,13 @@ class EngineMetadata:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "EngineMetadata":
-        """Parse a metadata dict; unknown keys (from newer versions) are ignored."""
-        known = set(cls.__dataclass_fields__)
+        """Parse a metadata dict. Unknown keys (an engine of a newer version) are refused like
+        every stored config (``core.records``): rebuild the engine with this version."""
         required = [n for n, f in cls.__dataclass_fields__.items() if _is_required(f)]
         missing = [k for k in required if k not in data]
         if missing:
             raise EngineMetadataError(f"engine metadata lacks the keys {missing}")
-        return cls(**{k: v for k, v in data.items() if k in known})
+        return dataclass_from_dict(cls, data, "engine metadata", EngineMetadataError)
 
     def save(self, path: str | os.PathLike) -> Path:
         path = Path(path)
