@@ -16,6 +16,8 @@ from launch_ros.actions import Node
 
 # Allowed values are declared once, in the package's config module.
 from perception_nodes.core.config import PRECISIONS, RELEASE_SAM_MODELS, SAM_BACKENDS
+# The parameter overrides of these arguments: one function, shared with pn-run.
+from perception_nodes.launch_overrides import overrides_from_launch_arguments, parse_cameras
 
 PACKAGE = "perception_nodes"
 CONFIG_FILE = "scene_graph.yaml"
@@ -40,21 +42,13 @@ def _nodes(context):
     share = get_package_share_directory(PACKAGE)
     arg = {name: context.perform_substitution(LaunchConfiguration(name)) for name, *_ in ARGUMENTS}
     config = arg["config_file"] or os.path.join(share, "config", CONFIG_FILE)
-    cameras = [c.strip() for c in arg["cameras"].split(",") if c.strip()]
-    overrides = {
-        "cameras": cameras,
-        "image_topic": arg["image_topic"],
-        "use_depth": arg["use_depth"] == "true",
-        "sam.backend": arg["backend"],
-        "sam.model": arg["model"],
-        "sam.device": arg["device"],
-        "sam.precision": arg["precision"],
-    }
+    cameras = parse_cameras(arg["cameras"])
+    overrides = overrides_from_launch_arguments(arg)  # the same function pn-run uses
     actions = [
         Node(package=PACKAGE, executable="perception_node", name="perception_node", output="screen",
-             parameters=[config, overrides]),
+             parameters=[config, overrides["perception_node"]]),
         Node(package=PACKAGE, executable="visualization_node", name="visualization_node", output="screen",
-             parameters=[config, {"cameras": cameras, "image_topic": arg["image_topic"]}]),
+             parameters=[config, overrides["visualization_node"]]),
     ]
     if arg["demo_images"] == "true":
         actions.append(Node(package=PACKAGE, executable="image_folder_publisher", name="image_folder_publisher",

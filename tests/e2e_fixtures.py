@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from perception_nodes.tools.graph_runner import NodeGraph, launch_overrides, write_params_file
+from perception_nodes.launch_overrides import launch_overrides
+from perception_nodes.tools.graph_runner import NodeGraph, write_params_file
 
 CAMERA = "/camera"
 

@@ -22,6 +22,7 @@ import yaml
 from perception_nodes.core.config import PipelineConfig
 from perception_nodes.core.sam.backends import BACKEND_KINDS
 from perception_nodes.core.sam.registry import SAM_MODELS
+from perception_nodes.launch_overrides import launch_overrides, overrides_from_launch_arguments
 from perception_nodes.ros.params import all_params
 from perception_nodes.tools import graph_runner, run_graph
 
@@ -142,20 +143,38 @@ class LaunchFile:
         self.consts = _module_constants(self.tree)
         self.arguments = [tuple(a) for a in self.consts["ARGUMENTS"]]  # (name, default, description, choices)
         self.nodes: list[dict] = []
+        self.override_calls: dict[str, str] = {}  # local name -> the function whose result it holds
         for func in ast.walk(self.tree):
             if not isinstance(func, ast.FunctionDef):
                 continue
-            assigns = [a for a in ast.walk(func) if isinstance(a, ast.Assign) and isinstance(a.value, ast.Dict)]
-            local = {t.id: a.value for a in assigns for t in a.targets if isinstance(t, ast.Name)}
+            assigns = [a for a in ast.walk(func) if isinstance(a, ast.Assign)]
+            local = {t.id: a.value for a in assigns for t in a.targets
+                     if isinstance(t, ast.Name) and isinstance(a.value, ast.Dict)}
+            self.override_calls.update({t.id: _call_name(a.value) for a in assigns for t in a.targets
+                                        if isinstance(t, ast.Name) and isinstance(a.value, ast.Call)})
             for call in ast.walk(func):
                 if isinstance(call, ast.Call) and _call_name(call) == "Node":
                     self.nodes.append(self._node(call, local))
+
+    def shared_overrides(self, item: ast.AST) -> set[str] | None:
+        """Parameter names of ``overrides["node"]`` where ``overrides`` holds the package's
+        :func:`overrides_from_launch_arguments` (called here with the launch defaults)."""
+        if not (isinstance(item, ast.Subscript) and isinstance(item.value, ast.Name)):
+            return None
+        if self.override_calls.get(item.value.id) != "overrides_from_launch_arguments":
+            return None
+        defaults = {a[0]: a[1] for a in self.arguments}
+        return set(overrides_from_launch_arguments(defaults)[ast.literal_eval(item.slice)])
 
     def _node(self, call: ast.Call, local: dict[str, ast.Dict]) -> dict:
         kw = {k.arg: k.value for k in call.keywords}
         node = {k: _value(kw[k], self.consts, local) for k in ("package", "executable", "name") if k in kw}
         params, files = set(), []
         for item in getattr(kw.get("parameters"), "elts", []):
+            shared = self.shared_overrides(item)
+            if shared is not None:
+                params |= shared
+                continue
             v = _value(item, self.consts, local)
             if isinstance(v, ast.Dict):
                 params |= {ast.literal_eval(k) for k in v.keys}
@@ -282,7 +301,9 @@ def test_graph_runner_matches_launch_file():
     calls = [c for c in ast.walk(ast.parse(inspect.getsource(run_graph))) if isinstance(c, ast.Call)]
     started = {c.args[0].value for c in calls if _call_name(c) == "start" and c.args and isinstance(c.args[0], ast.Constant)}
     assert started == ours
-    overrides = graph_runner.launch_overrides(["/camera"])
+    # the launch file takes its overrides from the package's one function (pn-run calls it too)
+    assert "overrides_from_launch_arguments" in launch.override_calls.values()
+    overrides = launch_overrides(["/camera"])
     by_exe = {n["executable"]: n["parameters"] for n in launch.nodes}
     for node in ("perception_node", "visualization_node"):
         assert set(overrides[node]) == by_exe[node], node
@@ -293,7 +314,7 @@ def test_graph_runner_matches_launch_file():
         assert getattr(args, name) == launch_defaults[name], name
     assert args.use_depth is (launch_defaults["use_depth"] == "true")
     assert Path(args.config_file) == graph_runner.DEFAULT_CONFIG
-    sig = inspect.signature(graph_runner.launch_overrides).parameters
+    sig = inspect.signature(launch_overrides).parameters
     for name in ("image_topic", "backend", "model", "device", "precision"):
         assert sig[name].default == launch_defaults[name], name
 
@@ -325,9 +346,10 @@ def test_unknown_yaml_parameter_is_caught(tmp_path):
 def test_unknown_executable_and_override_are_caught(tmp_path):
     launch, yml, setup = _copies(tmp_path)
     text = launch.read_text()
-    assert 'executable="visualization_node"' in text and '"sam.model": arg["model"],' in text
+    shared = 'parameters=[config, overrides["perception_node"]]'
+    assert 'executable="visualization_node"' in text and shared in text
     text = text.replace('executable="visualization_node"', 'executable="visualisation_node"')
-    text = text.replace('"sam.model": arg["model"],', '"sam.model": arg["model"], "sam.modle": arg["model"],')
+    text = text.replace(shared, 'parameters=[config, overrides["perception_node"], {"sam.modle": arg["model"]}]')
     launch.write_text(text)
     problems = structure_problems(launch, yml, setup)
     assert any("'visualisation_node'" in p and "console script" in p for p in problems), problems

@@ -28,7 +28,8 @@ import yaml
 from perception_nodes.core.config import PRECISIONS, SAM_BACKENDS, SAM_MODEL_NAMES
 from perception_nodes.tools.bench_common import hardware_info
 from perception_nodes.tools.demo import CAMERA, QUICK_OVERRIDES, DemoSession
-from perception_nodes.tools.graph_runner import DEFAULT_CONFIG, NodeGraph, launch_overrides, write_params_file
+from perception_nodes.launch_overrides import launch_overrides
+from perception_nodes.tools.graph_runner import DEFAULT_CONFIG, NodeGraph, write_params_file
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from perception_nodes.core.config import PRECISIONS, SAM_BACKENDS, SAM_MODEL_NAMES
-from perception_nodes.tools.graph_runner import DEFAULT_CONFIG, NodeGraph, launch_overrides, write_params_file
+from perception_nodes.launch_overrides import launch_overrides
+from perception_nodes.tools.graph_runner import DEFAULT_CONFIG, NodeGraph, write_params_file
 
 CAMERA = "/camera"
 BANNER = "!" * 100

@@ -58,17 +58,6 @@ def write_params_file(overrides: dict[str, dict[str, object]], base: Path = DEFA
     return Path(path)
 
 
-def launch_overrides(cameras: list[str], image_topic: str = "image_raw", backend: str = "torch", model: str = "vit_t",
-                     device: str = "cpu", precision: str = "fp32", use_depth: bool = False) -> dict[str, dict[str, object]]:
-    """The parameter overrides ``scene_graph.launch.py`` applies for its arguments."""
-    return {
-        "perception_node": {"cameras": cameras, "image_topic": image_topic, "use_depth": use_depth,
-                            "sam.backend": backend, "sam.model": model, "sam.device": device,
-                            "sam.precision": precision},
-        "visualization_node": {"cameras": cameras, "image_topic": image_topic},
-    }
-
-
 def _die_with_parent() -> None:
     """Linux: the node gets SIGINT when the process that started it dies (even by SIGKILL), so a
     killed ``pn-run``/demo/test leaves no orphan node behind on the DDS domain."""

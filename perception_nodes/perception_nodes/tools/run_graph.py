@@ -13,7 +13,8 @@ import sys
 import time
 
 from perception_nodes.core.config import PRECISIONS, SAM_BACKENDS, SAM_MODEL_NAMES
-from perception_nodes.tools.graph_runner import DEFAULT_CONFIG, NodeGraph, launch_overrides, write_params_file
+from perception_nodes.launch_overrides import launch_overrides, parse_cameras
+from perception_nodes.tools.graph_runner import DEFAULT_CONFIG, NodeGraph, write_params_file
 
 
 STOP_TIMEOUT_S = 3.0  # the nodes exit within this after SIGINT (then: SIGKILL, exit code 1)
@@ -37,7 +38,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    cameras = [c.strip() for c in args.cameras.split(",") if c.strip()]
+    cameras = parse_cameras(args.cameras)
     overrides = launch_overrides(cameras, args.image_topic, args.backend, args.model, args.device, args.precision,
                                  args.use_depth)
     params = write_params_file(overrides, base=args.config_file)
