@@ -105,7 +105,8 @@ class TensorRTSamBackend(SamBackend):
 
     @torch.no_grad()
     def decode(self, embedding: torch.Tensor, point_coords: torch.Tensor,
-               point_labels: torch.Tensor, multimask_output: bool = True) -> DecoderOutput:
+               point_labels: torch.Tensor, multimask_output: bool = True,
+               iou_threshold: float | None = None) -> DecoderOutput:  # logits of every prompt
         if tuple(embedding.shape) != (1, *self.embedding_shape):
             raise ValueError(f"embedding must have shape (1, {self.embedding_shape}), got "
                              f"{tuple(embedding.shape)}")
