@@ -221,3 +221,15 @@ def test_generator_skipping_filtered_prompts_gives_the_same_regions(tiny_sam):
     np.testing.assert_array_equal(fast.masks, full.masks)
     np.testing.assert_allclose(fast.predicted_iou, full.predicted_iou, atol=1e-6)
     np.testing.assert_allclose(fast.tokens, full.tokens, atol=1e-6)
+
+
+@torch.no_grad()
+def test_torch_backend_bf16_autocast_runs_close(tiny_sam):
+    """Reduced precision (autocast) goes through the restructured path too (mixed dtypes)."""
+    gen = torch.Generator().manual_seed(11)
+    emb = torch.randn((1, 256, 64, 64), generator=gen)
+    coords, labels = pad_point_prompts(torch.rand((2, 1, 2), generator=gen) * 1024, torch.ones((2, 1)))
+    out = TorchSamBackend(tiny_sam, precision="bf16").decode(emb, coords, labels)
+    ref = reference_decode_prompts(tiny_sam, emb, coords, labels)
+    assert out.low_res_logits.dtype == torch.float32
+    assert (out.low_res_logits - ref.low_res_logits).abs().max() <= 0.05 * ref.low_res_logits.abs().max()

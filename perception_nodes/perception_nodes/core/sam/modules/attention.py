@@ -126,7 +126,7 @@ def _mix_values(scores_t: torch.Tensor, values: torch.Tensor, heads: int,
     """
     p, ht, n = scores_t.shape
     weights = torch.softmax(scores_t.view(p, heads, ht // heads, n), dim=2).view(p, ht, n)
-    if inplace:
+    if inplace and residual.dtype == weights.dtype == values.dtype:  # not under autocast
         return residual.baddbmm_(weights.transpose(1, 2), values)
     return torch.baddbmm(residual, weights.transpose(1, 2), values)
 
