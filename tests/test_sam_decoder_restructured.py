@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import pytest
 import torch
-from segment_anything.modeling import MaskDecoder, PromptEncoder, TwoWayTransformer
-
-from perception_nodes.core.sam.decoder import decode_prompts, pad_point_prompts, reference_decode_prompts
+from export_fixtures import tiny_export  # noqa: F401
+from perception_nodes.core.sam.decoder import (
+    decode_prompts,
+    pad_point_prompts,
+    reference_decode_prompts,
+)
 from perception_nodes.core.sam.modules import PromptDecoder, decoder_state_dict
 from perception_nodes.core.sam.torch_backend import TorchSamBackend
-from export_fixtures import tiny_export  # noqa: F401
 from sam_fixtures import tiny_checkpoint, tiny_sam  # noqa: F401
+from segment_anything.modeling import MaskDecoder, PromptEncoder, TwoWayTransformer
 
 SLOTS = {"multimask": slice(1, None), "single": slice(0, 1), "both": slice(None)}
 
@@ -202,7 +205,6 @@ class _AllLogits(TorchSamBackend):
 @torch.no_grad()
 def test_generator_skipping_filtered_prompts_gives_the_same_regions(tiny_sam):
     import numpy as np
-
     from perception_nodes.core.sam.amg import MaskGenerator
     from sam_fixtures import skimage_photo
 

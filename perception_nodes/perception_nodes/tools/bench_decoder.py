@@ -24,7 +24,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from perception_nodes.core.sam.decoder import pad_point_prompts, reference_decode_prompts
+from perception_nodes.core.sam.decoder import (
+    pad_point_prompts,
+    reference_decode_prompts,
+)
 from perception_nodes.core.sam.export import (
     DECODER_INPUTS,
     DECODER_OUTPUTS,
@@ -100,11 +103,11 @@ def _onnx_impls(model, embedding, coords, labels, tmp: Path):
              "restructured": _export(SamDecoderOnnx(model, "multimask"), tmp / "restructured.onnx", example)}
     feeds = {"image_embeddings": embedding.numpy(), "point_coords": padded[0].numpy(),
              "point_labels": padded[1].numpy()}
-    impls = {}
-    for name, path in paths.items():
+    def runner(path: Path):
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        impls[name] = (lambda s: lambda: tuple(s.run(["low_res_logits", "iou_predictions"], feeds)))(session)
-    return impls
+        return lambda: tuple(session.run(["low_res_logits", "iou_predictions"], feeds))
+
+    return {name: runner(path) for name, path in paths.items()}
 
 
 def _alternate(impls: dict, repeats: int, warmup: int) -> dict[str, tuple[list[float], tuple]]:

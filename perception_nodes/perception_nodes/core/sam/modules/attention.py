@@ -93,7 +93,6 @@ def _folded_token_keys(attn: Attention, k: torch.Tensor, v: torch.Tensor):
     weighted sum over all heads adds exactly ``b_o``.
     """
     kh = project_heads(attn, attn.k_proj, k)  # (P, T, H, d)
-    p, t, heads, _ = kh.shape
     keys, key_bias = _fold_queries_into_keys(attn, kh)
     return keys, key_bias, _fold_output_into_values(attn, project_heads(attn, attn.v_proj, v))
 
