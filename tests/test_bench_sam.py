@@ -34,3 +34,20 @@ def test_bench_writes_json_and_table(tmp_path, capsys):
     assert entry["ours"]["masks"] == entry["official"]["masks"]
     assert entry["speedup_total"] > 0 and entry["ours"]["peak_mib"] > 0
     assert entry["official_masks_matched_iou0.9"] in (None, 1.0)
+
+
+def test_decoder_only_bench_writes_json_and_table(tmp_path, capsys):
+    """``--decoder-only``: restructured vs official decoder on torch and onnxruntime, outputs equal."""
+    out = tmp_path / "sam_decoder.json"
+    rc = bench_sam.main(["--decoder-only", "--model", "sam_tiny_test", "--prompts", "3", "--repeats", "1",
+                         "--warmup", "0", "--out", str(out)])
+    assert rc == 0
+    assert "restructured" in capsys.readouterr().out
+    report = json.loads(out.read_text())
+    assert report["prompts"] == 3 and report["generated_weights"] and report["hardware"]["cpu_count"]
+    for runtime in ("torch", "onnxruntime"):
+        entry = report["results"][runtime]
+        assert entry["speedup_median"] > 0
+        for impl in ("official", "restructured"):
+            assert entry[impl]["median_s"] > 0
+            assert entry[impl]["max_abs_logit_diff"] <= 1e-4 and entry[impl]["max_abs_iou_diff"] <= 1e-5

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from perception_nodes.core.sam.decoder import decode_prompts, pad_point_prompts
+from perception_nodes.core.sam.decoder import decode_prompts, pad_point_prompts, reference_decode_prompts
 from sam_fixtures import tiny_checkpoint, tiny_sam  # noqa: F401
 
 
@@ -53,7 +53,8 @@ def test_boxes_match_segment_anything(tiny_sam):
 
 @torch.no_grad()
 def test_tokens_are_the_decoder_mask_tokens(tiny_sam):
-    """Tokens equal hs[:, 1 + slot] of the decoder's transformer (captured with a hook)."""
+    """Tokens equal hs[:, 1 + slot] of the decoder's transformer (captured with a hook): the
+    reference path runs the official transformer; the restructured one returns the same tokens."""
     emb = _embedding(tiny_sam, 4)
     coords, labels = pad_point_prompts(torch.tensor([[[512.0, 300.0]], [[10.0, 900.0]]]), torch.ones((2, 1)))
     captured = {}
@@ -61,15 +62,19 @@ def test_tokens_are_the_decoder_mask_tokens(tiny_sam):
         lambda mod, args, out: captured.__setitem__("hs", out[0])
     )
     try:
-        full = decode_prompts(tiny_sam, emb, coords, labels, multimask_output=True)
+        full = reference_decode_prompts(tiny_sam, emb, coords, labels, multimask_output=True)
         hs_multi = captured["hs"]
-        single = decode_prompts(tiny_sam, emb, coords, labels, multimask_output=False)
+        single = reference_decode_prompts(tiny_sam, emb, coords, labels, multimask_output=False)
         hs_single = captured["hs"]
     finally:
         hook.remove()
     torch.testing.assert_close(full.mask_tokens, hs_multi[:, 2:5])
     torch.testing.assert_close(single.mask_tokens, hs_single[:, 1:2])
     assert full.mask_tokens.shape == (2, 3, 256) and single.mask_tokens.shape == (2, 1, 256)
+    fast_full = decode_prompts(tiny_sam, emb, coords, labels, multimask_output=True)
+    fast_single = decode_prompts(tiny_sam, emb, coords, labels, multimask_output=False)
+    torch.testing.assert_close(fast_full.mask_tokens, hs_multi[:, 2:5], atol=1e-4, rtol=0)
+    torch.testing.assert_close(fast_single.mask_tokens, hs_single[:, 1:2], atol=1e-4, rtol=0)
 
 
 def test_padding_point_changes_nothing_but_count(tiny_sam):

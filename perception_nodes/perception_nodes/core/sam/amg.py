@@ -2,6 +2,9 @@
 
 Same settings and results as ``segment_anything.SamAutomaticMaskGenerator`` (its
 ``utils/amg.py`` helpers and torchvision's ``batched_nms`` are reused), made faster by:
+- the restructured decoder (:mod:`perception_nodes.core.sam.modules`), told the
+  ``pred_iou_thresh`` so that it computes low-res logits only for prompts with a mask that
+  passes it (exact: the others are filtered anyway);
 - filtering by predicted IoU on the decoder's low-res output *before* upscaling (the official
   generator upscales every mask of every point first);
 - upscaling only the valid (un-padded) part of the low-res logits (bit-identical, see
@@ -40,7 +43,7 @@ from torchvision.ops.boxes import batched_nms, box_area
 
 from ..cancel import raise_if_stopped
 from ..types import Segmentation
-from .backend import SamBackend
+from .backend import DecoderOutput, SamBackend
 from .decoder import pad_point_prompts
 from .preprocess import DEFAULT_MAX_PIXELS, preprocess_image, to_rgb_uint8
 from .registry import SAM_PIXEL_MEAN, SAM_PIXEL_STD, SamModelSpec
@@ -71,6 +74,20 @@ def upscale_logits(
     if (h, w) != tuple(out_hw):
         x = F.interpolate(x, size=tuple(out_hw), mode="bilinear", align_corners=False)
     return x[:, 0]
+
+
+def _kept_logits(out: DecoderOutput, keep: torch.Tensor | None) -> torch.Tensor:
+    """``(N, h, w)`` low-res logits of the kept masks (``keep (P, M)``, None = all), in the
+    prompt-major order of ``MaskData.filter``; ``out.logit_rows`` (prompts whose logits the
+    backend computed) must include every prompt with a kept mask."""
+    logits = out.low_res_logits
+    if out.logit_rows is not None:
+        covered = torch.zeros(out.iou_predictions.shape[0], dtype=torch.bool, device=logits.device)
+        covered[out.logit_rows] = True
+        if keep is None or bool((keep.any(1) & ~covered).any()):
+            raise RuntimeError("the SAM backend skipped the logits of prompts with kept masks")
+        keep = keep[out.logit_rows]
+    return logits.flatten(0, 1) if keep is None else logits[keep]
 
 
 @dataclass
@@ -312,9 +329,11 @@ class MaskGenerator:
         self.timings.postprocess += time.perf_counter() - t0
         return data
 
-    def _decode(self, emb: _Embedded, coords: torch.Tensor, labels: torch.Tensor, multimask: bool):
+    def _decode(self, emb: _Embedded, coords: torch.Tensor, labels: torch.Tensor, multimask: bool,
+                iou_threshold: float | None = None):
         t0 = time.perf_counter()
-        out = self.backend.decode(emb.embedding, coords, labels, multimask_output=multimask)
+        out = self.backend.decode(emb.embedding, coords, labels, multimask_output=multimask,
+                                  iou_threshold=iou_threshold)
         self._sync()
         dt = time.perf_counter() - t0
         self.timings.decoder += dt
@@ -326,17 +345,20 @@ class MaskGenerator:
         dev = self.backend.device
         coords = torch.as_tensor(model_points, dtype=torch.float32, device=dev)[:, None, :]
         coords, labels = pad_point_prompts(coords, torch.ones(coords.shape[:2], device=dev))
-        out = self._decode(emb, coords, labels, self.multimask_output)
+        filtering = self.pred_iou_thresh > 0.0
+        out = self._decode(emb, coords, labels, self.multimask_output,
+                           self.pred_iou_thresh if filtering else None)
         t0 = time.perf_counter()
         m = out.iou_predictions.shape[1]
         data = MaskData(
-            logits=out.low_res_logits.flatten(0, 1),
             iou_preds=out.iou_predictions.flatten(0, 1),
             tokens=out.mask_tokens.flatten(0, 1),
             points=torch.as_tensor(points, device=out.iou_predictions.device).repeat_interleave(m, 0),
         )
-        if self.pred_iou_thresh > 0.0:
-            data.filter(data["iou_preds"] > self.pred_iou_thresh)
+        keep = out.iou_predictions > self.pred_iou_thresh if filtering else None
+        if keep is not None:
+            data.filter(keep.flatten())
+        data["logits"] = _kept_logits(out, keep)
         masks, stability = self._masks(data, emb)
         data["stability_score"] = stability
         data["masks"] = masks

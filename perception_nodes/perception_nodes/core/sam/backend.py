@@ -31,11 +31,15 @@ class DecoderOutput:
         iou_predictions: ``(P, M)`` predicted IoU of each mask.
         mask_tokens: ``(P, M, 256)`` the decoder's output mask tokens (the position-aware
             region features that RegionSpot and RAM consume).
+        logit_rows: None when ``low_res_logits`` holds every prompt; else ``(R,)`` ascending
+            indices of the prompts whose logits ``low_res_logits (R, M, 256, 256)`` holds (a
+            superset of the prompts with a mask above ``decode``'s ``iou_threshold``).
     """
 
     low_res_logits: torch.Tensor
     iou_predictions: torch.Tensor
     mask_tokens: torch.Tensor
+    logit_rows: torch.Tensor | None = None
 
 
 class SamBackend(ABC):
@@ -67,6 +71,7 @@ class SamBackend(ABC):
         point_coords: torch.Tensor,
         point_labels: torch.Tensor,
         multimask_output: bool = True,
+        iou_threshold: float | None = None,
     ) -> DecoderOutput:
         """Masks for P prompts on ONE image.
 
@@ -78,4 +83,7 @@ class SamBackend(ABC):
                 corners, -1 padding.
             multimask_output: True: the 3 multimask outputs (M = 3); False: the single
                 output (M = 1).
+            iou_threshold: a hint that only masks with an IoU prediction ``> iou_threshold``
+                will be used: a backend may skip the logits of the other prompts and say so in
+                ``DecoderOutput.logit_rows``. None: logits of every prompt.
         """

@@ -1,6 +1,12 @@
 """SAM prompt encoder + mask decoder, returning the decoder's output mask tokens too.
 
-Why this re-implements ``MaskDecoder.forward``/``predict_masks``: segment_anything's
+:func:`decode_prompts` runs the restructured, exact decoder
+(:class:`perception_nodes.core.sam.modules.PromptDecoder`: same maths, the image tokens
+projected far less often, see that module); every backend and the ONNX export use it.
+:func:`reference_decode_prompts` is the step-by-step ``MaskDecoder.predict_masks`` below, kept
+as the reference the tests compare against.
+
+Why the reference re-implements ``MaskDecoder.forward``/``predict_masks``: segment_anything's
 ``MaskDecoder.forward`` returns only masks and IoU predictions; the output mask tokens
 (``hs[:, 1:1 + num_mask_tokens]`` inside ``predict_masks``) are local variables that are thrown
 away. RegionSpot and RAM consume exactly those tokens, so we re-run the steps of
@@ -20,6 +26,8 @@ import torch
 from segment_anything.modeling import Sam
 
 from .backend import DecoderOutput
+from .modules import ImageContext, PromptDecoder
+from .modules import embed_points as _embed_points
 
 PAD_LABEL = -1.0
 
@@ -30,17 +38,12 @@ def embed_points(model: Sam, point_coords: torch.Tensor, point_labels: torch.Ten
     Labels: -1 padding (``not_a_point_embed``), 0 background, 1 foreground, 2/3 box top-left /
     bottom-right corners (``point_embeddings[0..3]``), as in ``PromptEncoder``.
     """
-    pe = model.prompt_encoder
-    in_h, in_w = pe.input_image_size
-    coords = point_coords.to(torch.float32) + 0.5  # shift to the pixel centre, as SAM does
-    scale = torch.tensor([1.0 / in_w, 1.0 / in_h], dtype=coords.dtype, device=coords.device)
-    embedding = pe.pe_layer._pe_encoding(coords * scale)
-    labels = point_labels.to(embedding.dtype).unsqueeze(-1)
-    embedding = embedding * (labels != PAD_LABEL).to(embedding.dtype)
-    embedding = embedding + pe.not_a_point_embed.weight * (labels == PAD_LABEL).to(embedding.dtype)
-    for i in range(pe.num_point_embeddings):
-        embedding = embedding + pe.point_embeddings[i].weight * (labels == i).to(embedding.dtype)
-    return embedding
+    return _embed_points(model.prompt_encoder, point_coords, point_labels)
+
+
+def mask_slots(multimask_output: bool) -> slice:
+    """``MaskDecoder.forward``'s selection of the 4 mask slots: 1..3 multimask, 0 single."""
+    return slice(1, None) if multimask_output else slice(0, 1)
 
 
 def pad_point_prompts(
@@ -60,13 +63,40 @@ def pad_point_prompts(
 
 
 def decode_prompts(
+    model: Sam | PromptDecoder,
+    embedding: torch.Tensor | ImageContext,
+    point_coords: torch.Tensor,
+    point_labels: torch.Tensor,
+    multimask_output: bool = True,
+    iou_threshold: float | None = None,
+) -> DecoderOutput:
+    """SAM's prompt encoder + mask decoder on P prompts of ONE image, restructured (exact).
+
+    Args:
+        model: a segment_anything ``Sam`` or its :class:`PromptDecoder`.
+        embedding: ``(1, C, h, w)`` image embedding, or its ``PromptDecoder.prepare_image``
+            context (computed once per image, reused by every batch).
+        point_coords / point_labels / multimask_output: as in :func:`reference_decode_prompts`.
+        iou_threshold: compute ``low_res_logits`` only for prompts with a selected mask whose
+            IoU prediction is ``> iou_threshold`` (``DecoderOutput.logit_rows`` lists them);
+            None: every prompt.
+    """
+    decoder = model if isinstance(model, PromptDecoder) else PromptDecoder.from_sam(model)
+    if not isinstance(embedding, ImageContext):
+        embedding = decoder.prepare_image(embedding)
+    out = decoder(embedding, point_coords, point_labels.to(embedding.keys.dtype),
+                  mask_slots(multimask_output), iou_threshold)
+    return DecoderOutput(out.low_res_logits, out.iou_predictions, out.mask_tokens, out.logit_rows)
+
+
+def reference_decode_prompts(
     model: Sam,
     embedding: torch.Tensor,
     point_coords: torch.Tensor,
     point_labels: torch.Tensor,
     multimask_output: bool = True,
 ) -> DecoderOutput:
-    """Run SAM's real prompt encoder and mask decoder on P prompts for ONE image.
+    """Run SAM's real prompt encoder and mask decoder on P prompts for ONE image (reference).
 
     Args:
         model: a segment_anything ``Sam``.

@@ -4,18 +4,19 @@ Like ``segment_anything/scripts/export_onnx_model.py``: separate tracing wrapper
 dynamic axes, opset 17, then a smoke run of the exported files on onnxruntime against PyTorch.
 Differences from the official script, and why:
 
-- The decoder wrapper runs :func:`perception_nodes.core.sam.decoder.decode_prompts` (SAM's
-  real prompt encoder + mask decoder, branch-free point embedding as in ``SamOnnxModel``) and
-  also returns the decoder's output mask tokens; it returns low-res logits (no upscaling, no
-  mask input), because mask post-processing is shared code of the mask generator.
+- The decoder wrapper runs the restructured, exact decoder
+  :class:`perception_nodes.core.sam.modules.PromptDecoder` (SAM's real prompt encoder + mask
+  decoder weights, branch-free point embedding as in ``SamOnnxModel``; the image tokens are
+  projected once per call instead of once per prompt) and also returns the decoder's output
+  mask tokens; it returns low-res logits (no upscaling, no mask input), because mask
+  post-processing is shared code of the mask generator.
 - Inputs ``image_embeddings (1, C, h, w)``, ``point_coords (P, K, 2)``, ``point_labels (P, K)``
   with dynamic ``P`` and ``K``; outputs ``low_res_logits (P, M, 4h, 4w)``,
   ``iou_predictions (P, M)``, ``mask_tokens (P, M, C)``.
-- ``multimask="both"`` (default) traces the single- and multimask selections of the SAME
-  decoder pass (M = 4, SAM's order: index 0 single, 1..3 multimask). The tracer records the
-  decoder twice; onnxruntime's basic graph optimisations (common-subexpression elimination and
-  constant folding) merge the copies, and the optimised graph is what we save, so one ONNX
-  serves both modes at the cost of one decoder pass (plain ONNX ops, TensorRT parses it).
+- ``multimask="both"`` (default) returns all 4 mask slots of one decoder pass (SAM's order:
+  index 0 single, 1..3 multimask), so one ONNX serves both modes. The saved graph is
+  onnxruntime's *basic* optimisation (constant folding, common-subexpression elimination; plain
+  ONNX ops: MatMul, Einsum, Softmax, LayerNormalization, ...).
 - The encoder uses the legacy TorchScript exporter (``dynamo=False``): SAM's ViT pads for
   window attention and sizes its relative-position tables with python ints, which the tracer
   turns into constants; that is correct because the input side is fixed (only the batch axis
@@ -41,8 +42,9 @@ from segment_anything.modeling import Sam
 import perception_nodes
 
 from ..weights import sha256_file
-from .decoder import decode_prompts
+from .decoder import mask_slots
 from .export_metadata import METADATA_FORMAT, MULTIMASK_MODES
+from .modules import PromptDecoder
 
 logger = logging.getLogger(__name__)
 
@@ -65,27 +67,22 @@ class SamEncoderOnnx(torch.nn.Module):
 
 
 class SamDecoderOnnx(torch.nn.Module):
-    """Tracing wrapper around :func:`decode_prompts` (see the module docstring for shapes)."""
+    """Tracing wrapper around :class:`PromptDecoder` (see the module docstring for shapes)."""
 
     def __init__(self, model: Sam, multimask: str = "both") -> None:
         super().__init__()
         if multimask not in MULTIMASK_MODES:
             raise ValueError(f"multimask must be one of {MULTIMASK_MODES}, got {multimask!r}")
-        self.model = model
+        # one chunk: the tracer would freeze a python loop over the (dynamic) prompt count
+        self.decoder = PromptDecoder.from_sam(model, upscale_chunk=None)
         self.multimask = multimask
+        self.slots = slice(None) if multimask == "both" else mask_slots(multimask == "multimask")
 
     def forward(
         self, image_embeddings: torch.Tensor, point_coords: torch.Tensor,
         point_labels: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        if self.multimask == "both":
-            single = decode_prompts(self.model, image_embeddings, point_coords, point_labels, False)
-            multi = decode_prompts(self.model, image_embeddings, point_coords, point_labels, True)
-            return (torch.cat([single.low_res_logits, multi.low_res_logits], dim=1),
-                    torch.cat([single.iou_predictions, multi.iou_predictions], dim=1),
-                    torch.cat([single.mask_tokens, multi.mask_tokens], dim=1))
-        out = decode_prompts(self.model, image_embeddings, point_coords, point_labels,
-                             self.multimask == "multimask")
+        out = self.decoder(image_embeddings, point_coords, point_labels, self.slots)
         return out.low_res_logits, out.iou_predictions, out.mask_tokens
 
 

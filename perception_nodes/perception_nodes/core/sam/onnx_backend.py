@@ -128,7 +128,10 @@ class OnnxRuntimeSamBackend(SamBackend):
 
     @torch.no_grad()
     def decode(self, embedding: torch.Tensor, point_coords: torch.Tensor,
-               point_labels: torch.Tensor, multimask_output: bool = True) -> DecoderOutput:
+               point_labels: torch.Tensor, multimask_output: bool = True,
+               iou_threshold: float | None = None) -> DecoderOutput:
+        """See :meth:`SamBackend.decode`; the exported graph returns logits of every prompt
+        (``iou_threshold`` is not used)."""
         _check_decode_inputs(embedding, point_coords, point_labels, self.embedding_shape)
         select = self._mask_selection(multimask_output)
         p = point_coords.shape[0]

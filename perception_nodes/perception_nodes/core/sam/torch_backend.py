@@ -11,11 +11,13 @@ from segment_anything.modeling import Sam
 from .. import config
 from .backend import DecoderOutput, SamBackend
 from .decoder import decode_prompts
+from .modules import ImageContext, PromptDecoder
 
 logger = logging.getLogger(__name__)
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 assert tuple(PRECISIONS) == config.PRECISIONS, "torch dtypes must cover core/config.py PRECISIONS"
+_CONTEXT_CACHE_SIZE = 8  # image contexts kept (crops / cameras of the current frames)
 
 
 class TorchSamBackend(SamBackend):
@@ -23,7 +25,11 @@ class TorchSamBackend(SamBackend):
 
     Reduced precision runs the image encoder and the mask decoder under ``torch.autocast``
     (weights stay fp32, so the decoder's small ops keep fp32 accuracy where autocast allows);
-    all outputs are returned as float32.
+    all outputs are returned as float32. The decoder is the restructured
+    :class:`~perception_nodes.core.sam.modules.PromptDecoder` on the model's own modules; its
+    per-image part (:class:`ImageContext`) is computed once per embedding tensor and reused by
+    every prompt batch of that image (kept for the last few embeddings; an embedding changed in
+    place is recognised by its version counter).
     """
 
     name = "torch"
@@ -49,6 +55,8 @@ class TorchSamBackend(SamBackend):
         self.embedding_shape = (int(model.prompt_encoder.embed_dim), int(h), int(w))
         self.untrained = bool(getattr(model, "pn_untrained", False))
         self._encoder = torch.compile(model.image_encoder) if compile else model.image_encoder
+        self.prompt_decoder = PromptDecoder.from_sam(self.model)
+        self._contexts: list[tuple[torch.Tensor, int, ImageContext]] = []
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.precision == "fp32":
@@ -72,16 +80,29 @@ class TorchSamBackend(SamBackend):
         point_coords: torch.Tensor,
         point_labels: torch.Tensor,
         multimask_output: bool = True,
+        iou_threshold: float | None = None,
     ) -> DecoderOutput:
-        """See :meth:`SamBackend.decode`; runs :func:`decode_prompts` on the real modules."""
+        """See :meth:`SamBackend.decode`; the restructured decoder on the model's modules,
+        logits only for prompts above ``iou_threshold`` (``logit_rows``)."""
         with self._autocast():
             out = decode_prompts(
-                self.model,
-                embedding.to(self.device, torch.float32),
+                self.prompt_decoder,
+                self._context(embedding.to(self.device, torch.float32)),
                 point_coords.to(self.device, torch.float32),
                 point_labels.to(self.device, torch.float32),
                 multimask_output,
+                iou_threshold,
             )
         return DecoderOutput(
-            out.low_res_logits.float(), out.iou_predictions.float(), out.mask_tokens.float()
+            out.low_res_logits.float(), out.iou_predictions.float(), out.mask_tokens.float(),
+            out.logit_rows,
         )
+
+    def _context(self, embedding: torch.Tensor) -> ImageContext:
+        """The decoder's per-image context of ``embedding`` (cached by tensor identity)."""
+        for tensor, version, ctx in self._contexts:
+            if tensor is embedding and version == embedding._version:
+                return ctx
+        ctx = self.prompt_decoder.prepare_image(embedding)
+        self._contexts = [(embedding, embedding._version, ctx)] + self._contexts[: _CONTEXT_CACHE_SIZE - 1]
+        return ctx

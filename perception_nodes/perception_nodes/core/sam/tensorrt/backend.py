@@ -133,7 +133,8 @@ class TensorRTSamBackend(SamBackend):
         point_coords: torch.Tensor,
         point_labels: torch.Tensor,
         multimask_output: bool = True,
-    ) -> DecoderOutput:
+        iou_threshold: float | None = None,
+    ) -> DecoderOutput:  # logits of every prompt (the engine upscales them all)
         if tuple(embedding.shape) != (1, *self.embedding_shape):
             raise ValueError(
                 f"embedding must have shape (1, {self.embedding_shape}), got "

@@ -1,0 +1,11 @@
+"""Restructured (exact) SAM decoder modules; see :mod:`.prompt_decoder`."""
+
+from .prompt_decoder import (
+    DecodedPrompts,
+    ImageContext,
+    PromptDecoder,
+    decoder_state_dict,
+    embed_points,
+)
+
+__all__ = ["DecodedPrompts", "ImageContext", "PromptDecoder", "decoder_state_dict", "embed_points"]
