@@ -46,7 +46,10 @@ setup(
         ("share/ament_index/resource_index/packages", ["resource/" + PACKAGE]),
         ("share/" + PACKAGE, ["package.xml"]),
         ("share/" + PACKAGE + "/launch", _rel(_files("launch/*.launch.py"))),
-        ("share/" + PACKAGE + "/config", _rel(_files("config/*.yaml") + _files("config/*.rviz") + _files("config/*.xml"))),
+        (
+            "share/" + PACKAGE + "/config",
+            _rel(_files("config/*.yaml") + _files("config/*.rviz") + _files("config/*.xml")),
+        ),
     ],
     install_requires=["setuptools"],
     zip_safe=True,

@@ -10,7 +10,11 @@ import numpy as np
 import skimage.data
 from PIL import Image
 
-from perception_nodes.core.clip_model import ClipModel, load_clip_model, make_generated_clip_checkpoint
+from perception_nodes.core.clip_model import (
+    ClipModel,
+    load_clip_model,
+    make_generated_clip_checkpoint,
+)
 from perception_nodes.core.types import Segmentation
 
 TINY_CLIP = "pn-clip-tiny-test"
@@ -45,7 +49,9 @@ def background(size: int, rng: np.random.Generator) -> np.ndarray:
     return np.array(Image.fromarray(small).resize((size, size), Image.BILINEAR))
 
 
-def paste_objects(size: int, n: int, rng: np.random.Generator, min_frac: float = 0.25, max_frac: float = 0.5) -> tuple[np.ndarray, list[tuple]]:
+def paste_objects(
+    size: int, n: int, rng: np.random.Generator, min_frac: float = 0.25, max_frac: float = 0.5
+) -> tuple[np.ndarray, list[tuple]]:
     """An image with ``n`` non-overlapping photo patches; returns it and (x, y, w, h, class_name)."""
     img = background(size, rng)
     names = list(SOURCES)
@@ -55,7 +61,10 @@ def paste_objects(size: int, n: int, rng: np.random.Generator, min_frac: float =
             break
         s = int(rng.integers(int(size * min_frac), int(size * max_frac)))
         x, y = int(rng.integers(0, size - s)), int(rng.integers(0, size - s))
-        if any(x < px + pw and px < x + s and y < py + ph and py < y + s for px, py, pw, ph, _ in placed):
+        if any(
+            x < px + pw and px < x + s and y < py + ph and py < y + s
+            for px, py, pw, ph, _ in placed
+        ):
             continue
         name = names[int(rng.integers(len(names)))]
         src = _source(name)
@@ -63,14 +72,23 @@ def paste_objects(size: int, n: int, rng: np.random.Generator, min_frac: float =
         h, w = src.shape[:2]
         ch, cw = int(h * rng.uniform(0.8, 1.0)), int(w * rng.uniform(0.8, 1.0))
         oy, ox = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
-        patch = Image.fromarray(np.ascontiguousarray(src[oy : oy + ch, ox : ox + cw])).resize((s, s), Image.BILINEAR)
+        patch = Image.fromarray(np.ascontiguousarray(src[oy : oy + ch, ox : ox + cw])).resize(
+            (s, s), Image.BILINEAR
+        )
         img[y : y + s, x : x + s] = np.asarray(patch)
         placed.append((x, y, s, s, name))
     return img, placed
 
 
-def make_coco_dataset(root: Path, n_images: int = 40, size: int = 128, objects: int = 3, seed: int = 0,
-                      min_frac: float = 0.25, max_frac: float = 0.5) -> tuple[Path, Path]:
+def make_coco_dataset(
+    root: Path,
+    n_images: int = 40,
+    size: int = 128,
+    objects: int = 3,
+    seed: int = 0,
+    min_frac: float = 0.25,
+    max_frac: float = 0.5,
+) -> tuple[Path, Path]:
     """Write ``root/images/*.png`` + ``root/instances.json`` (COCO format); returns (images dir, json)."""
     rng = np.random.default_rng(seed)
     images_dir = Path(root) / "images"
@@ -84,14 +102,24 @@ def make_coco_dataset(root: Path, n_images: int = 40, size: int = 128, objects: 
         Image.fromarray(img).save(images_dir / fname)
         images.append({"id": i + 1, "file_name": fname, "height": size, "width": size})
         for x, y, w, h, name in placed:
-            anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": cat_id[name],
-                         "bbox": [x, y, w, h], "area": w * h, "iscrowd": 0})
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": i + 1,
+                    "category_id": cat_id[name],
+                    "bbox": [x, y, w, h],
+                    "area": w * h,
+                    "iscrowd": 0,
+                }
+            )
     path = Path(root) / "instances.json"
     path.write_text(json.dumps({"images": images, "annotations": anns, "categories": cats}))
     return images_dir, path
 
 
-def box_segmentation(image: np.ndarray, boxes: np.ndarray, tokens: np.ndarray | None = None) -> Segmentation:
+def box_segmentation(
+    image: np.ndarray, boxes: np.ndarray, tokens: np.ndarray | None = None
+) -> Segmentation:
     """A Segmentation whose masks fill the given XYXY boxes (for classifier tests)."""
     h, w = image.shape[:2]
     n = len(boxes)
@@ -100,9 +128,16 @@ def box_segmentation(image: np.ndarray, boxes: np.ndarray, tokens: np.ndarray | 
         masks[i, y0:y1, x0:x1] = True
     if tokens is None:
         tokens = np.random.default_rng(0).normal(size=(n, 256)).astype(np.float32)
-    return Segmentation(masks=masks, boxes_xyxy=np.asarray(boxes, np.float32), areas=masks.sum((1, 2)).astype(np.int64),
-                        predicted_iou=np.ones(n, np.float32), stability_score=np.ones(n, np.float32),
-                        tokens=tokens, point_coords=np.full((n, 2), np.nan, np.float32), image_size=(h, w))
+    return Segmentation(
+        masks=masks,
+        boxes_xyxy=np.asarray(boxes, np.float32),
+        areas=masks.sum((1, 2)).astype(np.int64),
+        predicted_iou=np.ones(n, np.float32),
+        stability_score=np.ones(n, np.float32),
+        tokens=tokens,
+        point_coords=np.full((n, 2), np.nan, np.float32),
+        image_size=(h, w),
+    )
 
 
 #: Classes for the head-learning test: name -> (RGB colour, pattern). The class IS the colour:
@@ -122,7 +157,9 @@ TEXTURE_CLASSES: dict[str, tuple[tuple[int, int, int], str]] = {
 }
 
 
-def texture_patch(size: int, colour: tuple[int, int, int], pattern: str, rng: np.random.Generator) -> np.ndarray:
+def texture_patch(
+    size: int, colour: tuple[int, int, int], pattern: str, rng: np.random.Generator
+) -> np.ndarray:
     """``size x size x 3`` uint8 patch of ``colour`` (jittered) with ``pattern`` in a darker shade."""
     c = np.clip(np.asarray(colour, np.float32) + rng.normal(0, 12, 3), 0, 255)
     period = int(rng.integers(6, 11))
@@ -140,8 +177,15 @@ def texture_patch(size: int, colour: tuple[int, int, int], pattern: str, rng: np
     return np.clip(patch, 0, 255).astype(np.uint8)
 
 
-def make_texture_coco_dataset(root: Path, n_images: int = 32, size: int = 128, grid: int = 2, seed: int = 0,
-                              fill: float = 0.9, one_class_per_image: bool = False) -> tuple[Path, Path]:
+def make_texture_coco_dataset(
+    root: Path,
+    n_images: int = 32,
+    size: int = 128,
+    grid: int = 2,
+    seed: int = 0,
+    fill: float = 0.9,
+    one_class_per_image: bool = False,
+) -> tuple[Path, Path]:
     """COCO-format dataset of textured squares on a grey noisy background (see TEXTURE_CLASSES).
 
     The image is cut into ``grid x grid`` cells; each cell holds (with probability ``fill``)
@@ -171,8 +215,16 @@ def make_texture_coco_dataset(root: Path, n_images: int = 32, size: int = 128, g
                 c = image_class if one_class_per_image else int(rng.integers(len(names)))
                 colour, pattern = TEXTURE_CLASSES[names[c]]
                 img[y : y + s, x : x + s] = texture_patch(s, colour, pattern, rng)
-                anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": c + 1,
-                             "bbox": [x, y, s, s], "area": s * s, "iscrowd": 0})
+                anns.append(
+                    {
+                        "id": len(anns) + 1,
+                        "image_id": i + 1,
+                        "category_id": c + 1,
+                        "bbox": [x, y, s, s],
+                        "area": s * s,
+                        "iscrowd": 0,
+                    }
+                )
         fname = f"tex_{i:04d}.png"
         Image.fromarray(img).save(images_dir / fname)
         images.append({"id": i + 1, "file_name": fname, "height": size, "width": size})

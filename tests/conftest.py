@@ -17,6 +17,9 @@ TESTS_DIR = Path(__file__).resolve().parent
 if str(TESTS_DIR) not in sys.path:
     sys.path.insert(0, str(TESTS_DIR))
 
+# Shared fixtures, registered once for every test module (no per-module fixture imports).
+pytest_plugins = ["sam_fixtures", "export_fixtures", "e2e_fixtures"]
+
 # Tests never use a GPU, and keep to the 2 cores CI has.
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 # A ROS domain of our own so concurrent test runs on one machine do not see each other.

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
+import pytest
+import skimage.data
 
 from perception_nodes.launch_overrides import launch_overrides
 from perception_nodes.tools.graph_runner import NodeGraph, write_params_file
@@ -18,17 +19,19 @@ CAMERA = "/camera"
 def small_overrides(cache_dir: Path, **extra) -> dict:
     """Launch-file overrides plus small test models (same code, few layers)."""
     ov = launch_overrides([CAMERA], model="sam_tiny_test", use_depth=True)
-    ov["perception_node"].update({
-        "clip.model": "pn-clip-tiny-test",
-        "amg.points_per_side": 4,
-        "amg.pred_iou_thresh": 0.0,
-        "amg.stability_score_thresh": 0.0,
-        "amg.max_regions": 16,
-        "relations.score_threshold": 0.0,
-        "weights.cache_dir": str(cache_dir),
-        "vocabulary.labels": ["person", "cup", "rocket", "cat"],
-        "diagnostics_period": 0.5,
-    })
+    ov["perception_node"].update(
+        {
+            "clip.model": "pn-clip-tiny-test",
+            "amg.points_per_side": 4,
+            "amg.pred_iou_thresh": 0.0,
+            "amg.stability_score_thresh": 0.0,
+            "amg.max_regions": 16,
+            "relations.score_threshold": 0.0,
+            "weights.cache_dir": str(cache_dir),
+            "vocabulary.labels": ["person", "cup", "rocket", "cat"],
+            "diagnostics_period": 0.5,
+        }
+    )
     ov["perception_node"].update(extra)
     return ov
 
@@ -83,3 +86,87 @@ def process_rss_mb(pid: int) -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+FRAME_TIMEOUT = 240.0  # s: first frames on 2 busy cores include model warm-up
+
+
+@pytest.fixture
+def io(graph, ros_context):
+    """(publisher node, receiver node) in this process, spun in the background."""
+    from rclpy.node import Node
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import CameraInfo, Image
+
+    from perception_nodes.tools.receiver import GraphReceiver
+
+    pub_node = Node("test_camera", namespace=CAMERA, context=ros_context)
+    pubs = {
+        "image": pub_node.create_publisher(Image, "image_raw", qos_profile_sensor_data),
+        "depth": pub_node.create_publisher(Image, "depth/image_raw", qos_profile_sensor_data),
+        "info": pub_node.create_publisher(CameraInfo, "camera_info", qos_profile_sensor_data),
+    }
+    receiver = GraphReceiver(camera=CAMERA, context=ros_context)
+    spinner = Spinner(ros_context, pub_node, receiver)
+    assert wait_for(lambda: pubs["image"].get_subscription_count() >= 2, 120, graph), (
+        "nodes never subscribed"
+    )
+    assert wait_for(
+        lambda: (
+            receiver.count("diagnostics") > 0
+            and receiver.diagnostics_values().get("state") == "configured"
+        ),
+        240,
+        graph,
+    ), "node never configured"
+    yield pubs, receiver, graph
+    spinner.stop()
+
+
+def photo(name: str = "astronaut", side: int = 128) -> np.ndarray:
+    """A scikit-image photo resized so its longer side is ``side`` pixels (HxWx3 uint8 RGB)."""
+    import cv2
+
+    rgb = getattr(skimage.data, name)()
+    s = side / max(rgb.shape[:2])
+    return cv2.resize(
+        rgb, (round(rgb.shape[1] * s), round(rgb.shape[0] * s)), interpolation=cv2.INTER_AREA
+    )
+
+
+def publish_frame(pubs, array, encoding="rgb8", stamp_sec=None, depth=None, depth_encoding="32FC1"):
+    """Publish ``array`` (and optional depth + CameraInfo) on the ``io`` publishers; its header."""
+    from rclpy.clock import Clock
+
+    from perception_nodes.nodes.image_folder_publisher import pinhole_info
+    from perception_nodes.ros.image_conversion import numpy_to_image_msg
+
+    msg = numpy_to_image_msg(array, encoding)
+    msg.header.frame_id = "camera_optical_frame"
+    if stamp_sec is None:
+        msg.header.stamp = Clock().now().to_msg()
+    else:
+        msg.header.stamp.sec, msg.header.stamp.nanosec = int(stamp_sec), 0
+    if depth is not None:
+        info = pinhole_info(*depth.shape[:2])
+        info.header = msg.header
+        pubs["info"].publish(info)
+        d = numpy_to_image_msg(depth, depth_encoding)
+        d.header = msg.header
+        pubs["depth"].publish(d)
+        time.sleep(0.05)
+    pubs["image"].publish(msg)
+    return msg.header
+
+
+def wait_graph_for(receiver, header, graph, timeout=FRAME_TIMEOUT):
+    """The SceneGraph of the frame published with ``header`` (fails after ``timeout`` s)."""
+
+    def match():
+        with receiver.lock:
+            return next(
+                (m for _, m in receiver.data.graphs if m.header.stamp == header.stamp), None
+            )
+
+    assert wait_for(lambda: match() is not None, timeout, graph), "no scene graph for the frame"
+    return match()

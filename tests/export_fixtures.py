@@ -9,7 +9,7 @@
   here). TensorRT itself cannot be installed on these machines; this checks our plumbing
   (names, shapes, profiles, addresses, metadata), not TensorRT.
 
-Import with ``from export_fixtures import *  # noqa: F403``.
+Its fixtures reach every test module through ``pytest_plugins`` in conftest.py.
 """
 
 from __future__ import annotations
@@ -20,17 +20,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from sam_fixtures import TINY, tiny_checkpoint, tiny_sam  # noqa: F401  (re-exported fixtures)
+from sam_fixtures import TINY
 
 from perception_nodes.core.sam.export import export_sam
-
 
 _EXPORTS: dict = {}
 
 
 @pytest.fixture(scope="session")
-def tiny_export(tiny_sam, tiny_checkpoint, tmp_path_factory):  # noqa: F811
+def tiny_export(tiny_sam, tiny_checkpoint, tmp_path_factory):
     """``ExportResult`` of ``sam_tiny_test`` (decoder with both outputs), verified.
 
     Star-imported fixtures are separate per test module, so the export is memoised here to
@@ -42,8 +40,9 @@ def tiny_export(tiny_sam, tiny_checkpoint, tmp_path_factory):  # noqa: F811
     key = sha256_file(tiny_checkpoint)
     if key not in _EXPORTS:
         out = tmp_path_factory.mktemp("onnx")
-        _EXPORTS[key] = export_sam(tiny_sam, TINY, tiny_checkpoint, out, multimask="both",
-                                   verify=True)
+        _EXPORTS[key] = export_sam(
+            tiny_sam, TINY, tiny_checkpoint, out, multimask="both", verify=True
+        )
     return _EXPORTS[key]
 
 
@@ -166,8 +165,12 @@ class _Builder:
         return _Profile()
 
     def build_serialized_network(self, network, config):
-        record = {"onnx": network.onnx_path, "flags": config.flags, "pools": config.pools,
-                  "profiles": config.profiles}
+        record = {
+            "onnx": network.onnx_path,
+            "flags": config.flags,
+            "pools": config.pools,
+            "profiles": config.profiles,
+        }
         self.trt.built.append(record)
         return b"FAKEENGINE" + json.dumps(record).encode()
 
@@ -176,7 +179,7 @@ class _Runtime:
     def deserialize_cuda_engine(self, data: bytes):
         if not data.startswith(b"FAKEENGINE"):
             return None
-        return _Engine(json.loads(data[len(b"FAKEENGINE"):]))
+        return _Engine(json.loads(data[len(b"FAKEENGINE") :]))
 
 
 class _Engine:
@@ -185,8 +188,9 @@ class _Engine:
 
         self.record = record
         self.session = ort.InferenceSession(record["onnx"], providers=["CPUExecutionProvider"])
-        self.names = [i.name for i in self.session.get_inputs()] + \
-                     [o.name for o in self.session.get_outputs()]
+        self.names = [i.name for i in self.session.get_inputs()] + [
+            o.name for o in self.session.get_outputs()
+        ]
         self.n_inputs = len(self.session.get_inputs())
 
     @property
@@ -226,7 +230,7 @@ class _Context:
             buf = (ctypes.c_float * int(np.prod(shape))).from_address(self.addresses[name])
             feeds[name] = np.frombuffer(buf, dtype=np.float32).reshape(shape).copy()
         outs = self.engine.session.run(None, feeds)
-        self.results = dict(zip(self.engine.names[self.engine.n_inputs:], outs))
+        self.results = dict(zip(self.engine.names[self.engine.n_inputs :], outs))
 
     def get_tensor_shape(self, name):
         if self.results is None:

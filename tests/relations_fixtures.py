@@ -32,11 +32,16 @@ P = {p: i for i, p in enumerate(PSG_PREDICATES)}
 
 def _rect(h: int, w: int, x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
     m = np.zeros((h, w), dtype=bool)
-    m[max(int(round(y0)), 0) : min(int(round(y1)), h), max(int(round(x0)), 0) : min(int(round(x1)), w)] = True
+    m[
+        max(int(round(y0)), 0) : min(int(round(y1)), h),
+        max(int(round(x0)), 0) : min(int(round(x1)), w),
+    ] = True
     return m
 
 
-def render_scene(rng: np.random.Generator, h: int = 96, w: int = 128) -> tuple[np.ndarray, list[str], list[np.ndarray], list[tuple[str, str, str]]]:
+def render_scene(
+    rng: np.random.Generator, h: int = 96, w: int = 128
+) -> tuple[np.ndarray, list[str], list[np.ndarray], list[tuple[str, str, str]]]:
     """One scene: image ``HxWx3`` uint8, category names, (overlapping) draw masks in draw
     order, relations as (subject name, predicate, object name)."""
     objs: dict[str, np.ndarray] = {}
@@ -90,13 +95,20 @@ def render_scene(rng: np.random.Generator, h: int = 96, w: int = 128) -> tuple[n
     names = list(objs)
     image = np.zeros((h, w, 3), dtype=np.float32)
     for name in names:
-        tex = np.array(COLORS[name], np.float32) + rng.normal(0, 12, size=(h, w, 1)).astype(np.float32)
+        tex = np.array(COLORS[name], np.float32) + rng.normal(0, 12, size=(h, w, 1)).astype(
+            np.float32
+        )
         image[objs[name]] = tex[objs[name]]
     return np.clip(image, 0, 255).astype(np.uint8), names, [objs[n] for n in names], rels
 
 
-def write_synthetic_psg(root: Path, num_train: int = 40, num_test: int = 16, seed: int = 0,
-                        size: tuple[int, int] = (96, 128)) -> Path:
+def write_synthetic_psg(
+    root: Path,
+    num_train: int = 40,
+    num_test: int = 16,
+    seed: int = 0,
+    size: tuple[int, int] = (96, 128),
+) -> Path:
     """Write ``root/psg.json``, ``root/images/*.jpg`` and ``root/panoptic/*.png``; returns the JSON path."""
     rng = np.random.default_rng(seed)
     (root / "images").mkdir(parents=True, exist_ok=True)
@@ -106,15 +118,30 @@ def write_synthetic_psg(root: Path, num_train: int = 40, num_test: int = 16, see
         rgb, names, masks, rels = render_scene(rng, *size)
         ids = np.zeros(size, dtype=np.int64)
         seg_ids = [10 * (i + 1) + 1000 * k for i in range(len(names))]
-        for m, sid in zip(masks, seg_ids):  # later objects cover earlier ones (panoptic: no overlap)
+        for m, sid in zip(
+            masks, seg_ids
+        ):  # later objects cover earlier ones (panoptic: no overlap)
             ids[m] = sid
         final = [ids == sid for sid in seg_ids]
-        segs = [segment_from_mask(sid, CATEGORIES.index(n), m, n in THINGS) for sid, n, m in zip(seg_ids, names, final)]
+        segs = [
+            segment_from_mask(sid, CATEGORIES.index(n), m, n in THINGS)
+            for sid, n, m in zip(seg_ids, names, final)
+        ]
         rel = np.array([[names.index(s), names.index(o), P[p]] for s, p, o in rels], dtype=np.int64)
         image_id = f"{k:05d}"
         Image.fromarray(rgb).save(root / "images" / f"{image_id}.jpg", quality=95)
         write_panoptic_png(root / "panoptic" / f"{image_id}.png", np.stack(final), seg_ids)
-        images.append(PsgImage(f"images/{image_id}.jpg", size[0], size[1], f"panoptic/{image_id}.png", segs, rel, image_id))
+        images.append(
+            PsgImage(
+                f"images/{image_id}.jpg",
+                size[0],
+                size[1],
+                f"panoptic/{image_id}.png",
+                segs,
+                rel,
+                image_id,
+            )
+        )
         if k >= num_train:
             test_ids.append(image_id)
     ds = PsgDataset(images, THINGS, STUFF, list(PSG_PREDICATES), root, root, test_ids)
@@ -136,8 +163,13 @@ class ImperfectSegmenter:
     signature); the GT boxes identify the image in ``dataset``.
     """
 
-    def __init__(self, dataset: PsgDataset, tokens_by_image: dict[str, np.ndarray], seed: int = 0,
-                 max_shift: int = 2) -> None:
+    def __init__(
+        self,
+        dataset: PsgDataset,
+        tokens_by_image: dict[str, np.ndarray],
+        seed: int = 0,
+        max_shift: int = 2,
+    ) -> None:
         from perception_nodes.training.relation_samples import gt_boxes_xyxy
 
         self.dataset, self.tokens_by_image, self.max_shift = dataset, tokens_by_image, max_shift
@@ -165,13 +197,17 @@ class ImperfectSegmenter:
         regions.append((self._shift(gt[table], self.max_shift + 2), table))
         for _ in range(2):
             x0, y0 = self.rng.uniform(0, 0.8 * w), self.rng.uniform(0, 0.8 * h)
-            box = _rect(h, w, x0, y0, x0 + self.rng.uniform(4, 0.2 * w), y0 + self.rng.uniform(4, 0.2 * h))
+            box = _rect(
+                h, w, x0, y0, x0 + self.rng.uniform(4, 0.2 * w), y0 + self.rng.uniform(4, 0.2 * h)
+            )
             regions.append((box, int(self.rng.integers(len(gt)))))
         regions = [regions[i] for i in self.rng.permutation(len(regions))]
         masks = np.stack([m for m, _ in regions])
         tokens = np.stack([gt_tokens[g] for _, g in regions]).astype(np.float32)
         nz = [np.nonzero(m) for m in masks]
-        boxes = np.array([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1] for ys, xs in nz], dtype=np.float32)
+        boxes = np.array(
+            [[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1] for ys, xs in nz], dtype=np.float32
+        )
         n = len(masks)
         return Segmentation(masks, boxes, masks.reshape(n, -1).sum(1).astype(np.int64), np.ones(n, np.float32),
                             np.ones(n, np.float32), tokens, np.full((n, 2), np.nan, np.float32), (h, w))  # fmt: skip

@@ -1,6 +1,6 @@
 """Shared fixtures for the SAM tests: a generated ``sam_tiny_test`` checkpoint and model.
 
-Import the fixtures into a test module with ``from sam_fixtures import *  # noqa: F403``.
+Its fixtures reach every test module through ``pytest_plugins`` in conftest.py.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sam_fixtures import TINY, skimage_photo, tiny_checkpoint  # noqa: F401  (fixture)
+from sam_fixtures import TINY, skimage_photo
 
 from perception_nodes.core.sam.amg import MaskGenerator
 from perception_nodes.core.sam.backends import create_backend
@@ -28,12 +28,18 @@ class CountingBackend:
 
 def _generator(checkpoint) -> tuple[MaskGenerator, CountingBackend]:
     backend = CountingBackend(create_backend("torch", model=TINY, checkpoint=checkpoint))
-    gen = MaskGenerator(backend, get_spec(TINY), points_per_side=3, pred_iou_thresh=0.0,
-                        stability_score_thresh=0.0, max_regions=8)
+    gen = MaskGenerator(
+        backend,
+        get_spec(TINY),
+        points_per_side=3,
+        pred_iou_thresh=0.0,
+        stability_score_thresh=0.0,
+        max_regions=8,
+    )
     return gen, backend
 
 
-def test_embed_batch_encodes_once_and_matches_one_by_one(tiny_checkpoint):  # noqa: F811
+def test_embed_batch_encodes_once_and_matches_one_by_one(tiny_checkpoint):
     images = [skimage_photo("astronaut", 96), skimage_photo("rocket", 80)]
     single, single_backend = _generator(tiny_checkpoint)
     expected = [single.generate(im) for im in images]
@@ -42,8 +48,8 @@ def test_embed_batch_encodes_once_and_matches_one_by_one(tiny_checkpoint):  # no
     batched, backend = _generator(tiny_checkpoint)
     rgbs = batched.embed_batch(images)
     got = [batched.generate(rgb) for rgb in rgbs]
-    assert backend.encoder_batches == [2]                       # one encoder call for both
-    assert batched.timings.encoder > 0                          # each frame carries its share
+    assert backend.encoder_batches == [2]  # one encoder call for both
+    assert batched.timings.encoder > 0  # each frame carries its share
     for e, g in zip(expected, got):
         assert g.image_size == e.image_size and len(g) == len(e) >= 1
         np.testing.assert_allclose(g.predicted_iou, e.predicted_iou, atol=1e-4)

@@ -20,8 +20,24 @@ def test_matched_fraction():
 
 def test_bench_writes_json_and_table(tmp_path, capsys):
     out = tmp_path / "sam.json"
-    rc = bench_sam.main(["--model", "sam_tiny_test", "--points-per-side", "2", "--repeats", "1",
-                         "--warmup", "0", "--longest", "96", "--device", "cpu", "--out", str(out)])
+    rc = bench_sam.main(
+        [
+            "--model",
+            "sam_tiny_test",
+            "--points-per-side",
+            "2",
+            "--repeats",
+            "1",
+            "--warmup",
+            "0",
+            "--longest",
+            "96",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     printed = capsys.readouterr()
     assert "GENERATED" in printed.err and "speedup" in printed.out
@@ -39,15 +55,33 @@ def test_bench_writes_json_and_table(tmp_path, capsys):
 def test_decoder_only_bench_writes_json_and_table(tmp_path, capsys):
     """``--decoder-only``: restructured vs official decoder on torch and onnxruntime, outputs equal."""
     out = tmp_path / "sam_decoder.json"
-    rc = bench_sam.main(["--decoder-only", "--model", "sam_tiny_test", "--prompts", "3", "--repeats", "1",
-                         "--warmup", "0", "--out", str(out)])
+    rc = bench_sam.main(
+        [
+            "--decoder-only",
+            "--model",
+            "sam_tiny_test",
+            "--prompts",
+            "3",
+            "--repeats",
+            "1",
+            "--warmup",
+            "0",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     assert "restructured" in capsys.readouterr().out
     report = json.loads(out.read_text())
-    assert report["prompts"] == 3 and report["generated_weights"] and report["hardware"]["cpu_count"]
+    assert (
+        report["prompts"] == 3 and report["generated_weights"] and report["hardware"]["cpu_count"]
+    )
     for runtime in ("torch", "onnxruntime"):
         entry = report["results"][runtime]
         assert entry["speedup_median"] > 0
         for impl in ("official", "restructured"):
             assert entry[impl]["median_s"] > 0
-            assert entry[impl]["max_abs_logit_diff"] <= 1e-4 and entry[impl]["max_abs_iou_diff"] <= 1e-5
+            assert (
+                entry[impl]["max_abs_logit_diff"] <= 1e-4
+                and entry[impl]["max_abs_iou_diff"] <= 1e-5
+            )

@@ -45,18 +45,28 @@ def test_save_atomic_creates_the_folder_and_replaces(tmp_path):
 def test_unknown_config_fields_are_refused_by_name_everywhere(tmp_path):
     """One policy (core.records): stored configs with fields this version does not know are
     refused with their names, for the relation head, RegionSpot and the pipeline settings."""
-    from perception_nodes.core.classify.regionspot import CheckpointMismatchError, read_regionspot_checkpoint
+    from perception_nodes.core.classify.regionspot import (
+        CheckpointMismatchError,
+        read_regionspot_checkpoint,
+    )
     from perception_nodes.core.config import PipelineConfig
     from perception_nodes.core.records import dataclass_from_dict
     from perception_nodes.core.relations.head import RelationCheckpointError
 
     with pytest.raises(RelationCheckpointError, match="unknown fields .'depth_bins'."):
-        RelationHeadConfig.from_dict({**RelationHeadConfig(num_layers=0).to_dict(), "depth_bins": 8})
+        RelationHeadConfig.from_dict(
+            {**RelationHeadConfig(num_layers=0).to_dict(), "depth_bins": 8}
+        )
     with pytest.raises(ValueError, match="unknown fields .'sam.modle'."):
         PipelineConfig.from_flat({"sam.modle": "vit_t"})
-    assert PipelineConfig.from_flat({"sam.model": "vit_b", "amg_points_per_side": 8}).sam_model == "vit_b"
+    assert (
+        PipelineConfig.from_flat({"sam.model": "vit_b", "amg_points_per_side": 8}).sam_model
+        == "vit_b"
+    )
     from perception_nodes.core.classify.regionspot import RegionSpotConfig
 
     with pytest.raises(CheckpointMismatchError, match="unknown fields .'future_field'."):
-        dataclass_from_dict(RegionSpotConfig, {"future_field": 1}, "RegionSpot checkpoint", CheckpointMismatchError)
+        dataclass_from_dict(
+            RegionSpotConfig, {"future_field": 1}, "RegionSpot checkpoint", CheckpointMismatchError
+        )
     assert callable(read_regionspot_checkpoint)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import skimage.data
-
 from classify_fixtures import TINY_SAM, box_segmentation, tiny_clip
+
 from perception_nodes.core.classify.base import ClassifierError
 from perception_nodes.core.classify.regionspot import (
     CheckpointMismatchError,
@@ -91,18 +91,29 @@ def test_topk_sorted_and_unknown_threshold(clip, vocab, mosaic):
     out = clf.classify(frame, seg, snap, top_k=4)
     assert out.topk_index.shape == (4, 4)
     assert np.all(np.diff(out.topk_score, axis=1) <= 0)  # best first
-    np.testing.assert_allclose(out.topk_score, np.take_along_axis(scores, out.topk_index, 1), atol=1e-6)
+    np.testing.assert_allclose(
+        out.topk_score, np.take_along_axis(scores, out.topk_index, 1), atol=1e-6
+    )
     np.testing.assert_array_equal(out.topk_index[:, 0], scores.argmax(axis=1))
-    assert clf.classify(frame, seg, snap, top_k=50).topk_index.shape == (4, len(snap))  # k capped at V
+    assert clf.classify(frame, seg, snap, top_k=50).topk_index.shape == (
+        4,
+        len(snap),
+    )  # k capped at V
     # threshold between the best scores: exactly the regions below it become unknown
     best = scores.max(axis=1)
-    thr = float(np.sort(best)[1] + np.sort(best)[2]) / 2 if np.ptp(best) > 0 else float(best[0]) + 1e-3
+    thr = (
+        float(np.sort(best)[1] + np.sort(best)[2]) / 2
+        if np.ptp(best) > 0
+        else float(best[0]) + 1e-3
+    )
     out = ZeroShotClassifier(clip, unknown_threshold=min(thr, 1.0)).classify(frame, seg, snap)
     below = best < thr
     assert below.any()
     np.testing.assert_array_equal(out.label_index == UNKNOWN_INDEX, below)
     assert all(out.label_text(i) == UNKNOWN_LABEL for i in np.nonzero(below)[0])
-    np.testing.assert_allclose(out.label_score, best, atol=1e-6)  # the score is kept even when unknown
+    np.testing.assert_allclose(
+        out.label_score, best, atol=1e-6
+    )  # the score is kept even when unknown
     with pytest.raises(ClassifierError, match=r"unknown_threshold must be in \[0, 1\]"):
         ZeroShotClassifier(clip, unknown_threshold=1.5)
 
@@ -143,11 +154,15 @@ def sam_generator(tmp_path_factory):
     from perception_nodes.core.sam.backends import create_backend
     from perception_nodes.core.sam.registry import make_generated_checkpoint
 
-    path = make_generated_checkpoint(TINY_SAM, tmp_path_factory.mktemp("sam") / "sam_tiny.pt", seed=0)
+    path = make_generated_checkpoint(
+        TINY_SAM, tmp_path_factory.mktemp("sam") / "sam_tiny.pt", seed=0
+    )
     return MaskGenerator(create_backend("torch", model=TINY_SAM, checkpoint=path)), path
 
 
-def test_regionspot_end_to_end_on_photo_regions_with_generated_head(clip, vocab, sam_generator, tmp_path):
+def test_regionspot_end_to_end_on_photo_regions_with_generated_head(
+    clip, vocab, sam_generator, tmp_path
+):
     from perception_nodes.core.weights import sha256_file
 
     gen, sam_path = sam_generator
@@ -155,16 +170,30 @@ def test_regionspot_end_to_end_on_photo_regions_with_generated_head(clip, vocab,
     boxes = np.array([[160, 30, 330, 230], [0, 0, 150, 512], [330, 250, 512, 512]], np.float32)
     seg = gen.predict_boxes(image, boxes)  # real (tiny, random) SAM: masks + 256-d mask tokens
     assert seg.tokens.shape == (3, 256)
-    ckpt = make_generated_regionspot_checkpoint(tmp_path / "head.pt", TINY_SAM, clip, seed=1,
-                                                sam_checkpoint_sha256=sha256_file(sam_path), num_layers=1)
+    ckpt = make_generated_regionspot_checkpoint(
+        tmp_path / "head.pt",
+        TINY_SAM,
+        clip,
+        seed=1,
+        sam_checkpoint_sha256=sha256_file(sam_path),
+        num_layers=1,
+    )
     # even when a caller claims meaningful output, a generated head is flagged as not meaningful
-    clf = RegionSpotClassifier.from_checkpoint(ckpt, clip, TINY_SAM, meaningful=True, unknown_threshold=0.0)
+    clf = RegionSpotClassifier.from_checkpoint(
+        ckpt, clip, TINY_SAM, meaningful=True, unknown_threshold=0.0
+    )
     out = clf.classify(image, seg, vocab.snapshot(), top_k=3)
     assert not out.meaningful
-    assert out.label_index.shape == (3,) and np.all((out.label_index >= 0) & (out.label_index < len(vocab.snapshot())))
-    assert np.all((out.label_score > 0) & (out.label_score < 1)) and np.all(np.diff(out.topk_score, axis=1) <= 0)
+    assert out.label_index.shape == (3,) and np.all(
+        (out.label_index >= 0) & (out.label_index < len(vocab.snapshot()))
+    )
+    assert np.all((out.label_score > 0) & (out.label_score < 1)) and np.all(
+        np.diff(out.topk_score, axis=1) <= 0
+    )
     assert out.embeddings.shape == (3, clip.embed_dim)
     assert clf.query(image, seg, "a face").shape == (3,)
     # a head made for another SAM is refused, naming the mismatch
-    with pytest.raises(CheckpointMismatchError, match=r"SAM model: head 'sam_tiny_test', pipeline 'vit_b'"):
+    with pytest.raises(
+        CheckpointMismatchError, match=r"SAM model: head 'sam_tiny_test', pipeline 'vit_b'"
+    ):
         RegionSpotClassifier.from_checkpoint(ckpt, clip, "vit_b")

@@ -14,6 +14,8 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
+from weights_server import serve_folder
+
 from perception_nodes.core.clip_weights import (
     DEFAULT_CLIP_MODEL,
     DEFAULT_CLIP_TAG,
@@ -27,7 +29,6 @@ from perception_nodes.core.weights import (
     sha256_file,
 )
 from perception_nodes.tools import fetch_weights
-from weights_server import serve_folder
 
 HF_FILE = "laion/CLIP-ViT-B-16-laion2B-s34B-b88K/resolve/main/open_clip_model.safetensors"
 
@@ -40,7 +41,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _publish(root: Path, url_path: str, data: bytes) -> Path:
+def publish_frame(root: Path, url_path: str, data: bytes) -> Path:
     path = root / url_path.lstrip("/")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
@@ -51,8 +52,13 @@ def _mirror_sam(monkeypatch, tmp_path: Path, port: int, served: Path) -> None:
     """SAM's official sha256 is pinned: serve our file under the real path and pin ITS sha256
     through the weights index (what a private mirror does)."""
     spec = get_spec("vit_t")
-    index = {"vit_t": {"url": f"http://127.0.0.1:{port}{urlparse(spec.url).path}",
-                       "sha256": sha256_file(served), "size_bytes": served.stat().st_size}}
+    index = {
+        "vit_t": {
+            "url": f"http://127.0.0.1:{port}{urlparse(spec.url).path}",
+            "sha256": sha256_file(served),
+            "size_bytes": served.stat().st_size,
+        }
+    }
     (tmp_path / "index.json").write_text(json.dumps(index))
     monkeypatch.setenv(INDEX_ENV, str(tmp_path / "index.json"))
 
@@ -61,7 +67,11 @@ def test_registry_entry_is_open_clips_default_source(monkeypatch):
     import open_clip
 
     spec = get_clip_weights()
-    assert (spec.model, spec.tag) == ("ViT-B-16", "laion2b_s34b_b88k") == (DEFAULT_CLIP_MODEL, DEFAULT_CLIP_TAG)
+    assert (
+        (spec.model, spec.tag)
+        == ("ViT-B-16", "laion2b_s34b_b88k")
+        == (DEFAULT_CLIP_MODEL, DEFAULT_CLIP_TAG)
+    )
     assert open_clip.get_pretrained_cfg(spec.model, spec.tag)["hf_hub"].rstrip("/") == spec.hf_repo
     assert spec.url == f"https://huggingface.co/{HF_FILE}"
     monkeypatch.setenv("HF_ENDPOINT", "http://mirror.example:8080/")
@@ -73,14 +83,17 @@ def test_registry_entry_is_open_clips_default_source(monkeypatch):
 def test_fetch_clip_and_defaults_over_http(tmp_path, monkeypatch, capsys):
     root, cache = tmp_path / "www", tmp_path / "cache"
     clip_bytes, sam_bytes = os.urandom(3 << 20), os.urandom(1 << 20)
-    _publish(root, HF_FILE, clip_bytes)
-    sam_served = _publish(root, urlparse(get_spec("vit_t").url).path, sam_bytes)
+    publish_frame(root, HF_FILE, clip_bytes)
+    sam_served = publish_frame(root, urlparse(get_spec("vit_t").url).path, sam_bytes)
     with serve_folder(root) as srv:
         monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{srv.server_port}")
         _mirror_sam(monkeypatch, tmp_path, srv.server_port, sam_served)
         assert fetch_weights.main(["clip", "--cache-dir", str(cache), "--no-progress"]) == 0
         clip_path = cached_path(get_clip_weights(), cache)
-        assert clip_path.read_bytes() == clip_bytes and clip_path.name == "open_clip_ViT-B-16_laion2b_s34b_b88k.safetensors"
+        assert (
+            clip_path.read_bytes() == clip_bytes
+            and clip_path.name == "open_clip_ViT-B-16_laion2b_s34b_b88k.safetensors"
+        )
         assert srv.requests == [f"/{HF_FILE}"]
         # no name: the defaults the node and pn-demo use (SAM vit_t + CLIP); CLIP is cached already
         assert fetch_weights.main(["--cache-dir", str(cache), "--no-progress"]) == 0
@@ -89,13 +102,17 @@ def test_fetch_clip_and_defaults_over_http(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert f"ok     clip:ViT-B-16: {clip_path}" in out and "ok     vit_t" in out
     assert fetch_weights.main(["--list", "--cache-dir", str(cache)]) == 0
-    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("clip:ViT-B-16"))
+    row = next(
+        line for line in capsys.readouterr().out.splitlines() if line.startswith("clip:ViT-B-16")
+    )
     assert row.split()[-1] == "yes" and "MIT" in row
 
 
 def test_offline_clip_fetch_names_file_path_and_url(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{_free_port()}")  # nothing listens
-    rc = fetch_weights.main(["clip", "--cache-dir", str(tmp_path), "--no-progress", "--timeout", "5"])
+    rc = fetch_weights.main(
+        ["clip", "--cache-dir", str(tmp_path), "--no-progress", "--timeout", "5"]
+    )
     err = capsys.readouterr().err
     spec = get_clip_weights()
     assert rc == 1 and str(cached_path(spec, tmp_path)) in err and spec.url in err
@@ -122,14 +139,23 @@ def test_banner_names_generated_parts_and_the_command_that_replaces_them():
 
 def test_labels_and_queries_use_one_template_list(tmp_path):
     import yaml
+
     from perception_nodes.core.config import DEFAULT_TEMPLATES, PipelineConfig
     from perception_nodes.core.pipeline import Pipeline
 
-    shipped = yaml.safe_load((Path(__file__).resolve().parents[1] / "perception_nodes" / "config" / "scene_graph.yaml")
-                             .read_text())["perception_node"]["ros__parameters"]["vocabulary"]["templates"]
+    shipped = yaml.safe_load(
+        (
+            Path(__file__).resolve().parents[1] / "perception_nodes" / "config" / "scene_graph.yaml"
+        ).read_text()
+    )["perception_node"]["ros__parameters"]["vocabulary"]["templates"]
     assert tuple(shipped) == DEFAULT_TEMPLATES
-    config = PipelineConfig(sam_model="sam_tiny_test", clip_model="pn-clip-tiny-test", relations_type="none",
-                            weights_cache_dir=str(tmp_path), vocabulary_labels=["cup"])
+    config = PipelineConfig(
+        sam_model="sam_tiny_test",
+        clip_model="pn-clip-tiny-test",
+        relations_type="none",
+        weights_cache_dir=str(tmp_path),
+        vocabulary_labels=["cup"],
+    )
     pipeline = Pipeline.load(config)
     assert pipeline.vocabulary.snapshot().templates == DEFAULT_TEMPLATES
     assert pipeline.classifier._queries.templates == DEFAULT_TEMPLATES
@@ -158,28 +184,63 @@ def _write_unmarked_weights(root: Path) -> None:
 @pytest.mark.ros
 def test_demo_on_a_connected_machine_downloads_both_models_and_uses_them(tmp_path, monkeypatch):
     import yaml
+
     from perception_nodes.tools.graph_runner import DEFAULT_CONFIG
 
     root, cache, out = tmp_path / "www", tmp_path / "cache", tmp_path / "demo"
     _write_unmarked_weights(root)
     config = yaml.safe_load(DEFAULT_CONFIG.read_text())  # random weights: keep every mask
-    config["perception_node"]["ros__parameters"]["amg"].update(pred_iou_thresh=0.0, stability_score_thresh=0.0,
-                                                               max_regions=8)
+    config["perception_node"]["ros__parameters"]["amg"].update(
+        pred_iou_thresh=0.0, stability_score_thresh=0.0, max_regions=8
+    )
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     with serve_folder(root) as srv:
         monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{srv.server_port}")
-        _mirror_sam(monkeypatch, tmp_path, srv.server_port, root / urlparse(get_spec("vit_t").url).path.lstrip("/"))
+        _mirror_sam(
+            monkeypatch,
+            tmp_path,
+            srv.server_port,
+            root / urlparse(get_spec("vit_t").url).path.lstrip("/"),
+        )
         env = dict(os.environ, PERCEPTION_NODES_CACHE=str(cache))
         proc = subprocess.run(
-            [sys.executable, "-m", "perception_nodes.tools.demo", "--images", "astronaut", "--max-side", "128",
-             "--points-per-side", "4", "--labels", "cup", "rocket", "--out-dir", str(out),
-             "--config-file", str(tmp_path / "config.yaml"),
-             "--start-timeout", "600", "--frame-timeout", "400"],
-            capture_output=True, text=True, timeout=1200, env=env)
+            [
+                sys.executable,
+                "-m",
+                "perception_nodes.tools.demo",
+                "--images",
+                "astronaut",
+                "--max-side",
+                "128",
+                "--points-per-side",
+                "4",
+                "--labels",
+                "cup",
+                "rocket",
+                "--out-dir",
+                str(out),
+                "--config-file",
+                str(tmp_path / "config.yaml"),
+                "--start-timeout",
+                "600",
+                "--frame-timeout",
+                "400",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=1200,
+            env=env,
+        )
         requests = list(srv.requests)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert sorted(Path(r).name for r in requests) == ["mobile_sam.pt", "open_clip_model.safetensors"]
-    assert cached_path(get_spec("vit_t"), cache).is_file() and cached_path(get_clip_weights(), cache).is_file()
+    assert sorted(Path(r).name for r in requests) == [
+        "mobile_sam.pt",
+        "open_clip_model.safetensors",
+    ]
+    assert (
+        cached_path(get_spec("vit_t"), cache).is_file()
+        and cached_path(get_clip_weights(), cache).is_file()
+    )
     summary = json.loads((out / "summary.json").read_text())
     assert summary["real_sam_weights"] and summary["real_clip_weights"]
     assert summary["weights_meaningful"] is True and summary["generated_parts"] == []

@@ -15,14 +15,21 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO_ROOT
 from e2e_fixtures import small_overrides
+
 from perception_nodes.tools.graph_runner import write_params_file
 
 pytestmark = pytest.mark.ros
 COLCON = Path(sys.executable).parent / "colcon"
-EXECUTABLES = {"perception_node", "visualization_node", "image_folder_publisher", "pn-fetch-weights", "pn-run", "pn-demo"}
+EXECUTABLES = {
+    "perception_node",
+    "visualization_node",
+    "image_folder_publisher",
+    "pn-fetch-weights",
+    "pn-run",
+    "pn-demo",
+}
 
 
 def _copy_workspace(dest: Path) -> Path:
@@ -30,8 +37,11 @@ def _copy_workspace(dest: Path) -> Path:
     src = dest / "src"
     src.mkdir(parents=True)
     for link in sorted((REPO_ROOT / "ros2_ws" / "src").iterdir()):
-        shutil.copytree(link.resolve(), src / link.name,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "build", "install", "log"))
+        shutil.copytree(
+            link.resolve(),
+            src / link.name,
+            ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "build", "install", "log"),
+        )
     return dest
 
 
@@ -49,25 +59,49 @@ def _install_env() -> dict[str, str]:
 
 
 def _sourced(ws: Path, command: str, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", "-c", f"source install/setup.bash && {command}"], cwd=ws, capture_output=True,
-                          text=True, env=_install_env(), check=False, **kwargs)
+    return subprocess.run(
+        ["bash", "-c", f"source install/setup.bash && {command}"],
+        cwd=ws,
+        capture_output=True,
+        text=True,
+        env=_install_env(),
+        check=False,
+        **kwargs,
+    )
 
 
 def test_colcon_build_then_nodes_run_from_the_install_space(tmp_path):
-    assert COLCON.is_file(), "colcon missing: pip install colcon-common-extensions (scripts/requirements-ros.txt)"
+    assert COLCON.is_file(), (
+        "colcon missing: pip install colcon-common-extensions (scripts/requirements-ros.txt)"
+    )
     ws = _copy_workspace(tmp_path / "ws")
     t0 = time.monotonic()
-    build = subprocess.run([str(COLCON), "build", "--symlink-install", "--cmake-args", "-DBUILD_TESTING=OFF",
-                            f"-DPython3_EXECUTABLE={sys.executable}"],
-                           cwd=ws, capture_output=True, text=True, env=_install_env(), timeout=600, check=False)
+    build = subprocess.run(
+        [
+            str(COLCON),
+            "build",
+            "--symlink-install",
+            "--cmake-args",
+            "-DBUILD_TESTING=OFF",
+            f"-DPython3_EXECUTABLE={sys.executable}",
+        ],
+        cwd=ws,
+        capture_output=True,
+        text=True,
+        env=_install_env(),
+        timeout=600,
+        check=False,
+    )
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
     print(f"\ncolcon build: {time.monotonic() - t0:.0f} s")
 
-    probe = ("import os, perception_nodes, perception_msgs;"
-             "from ament_index_python.packages import get_package_prefix;"
-             "lib = os.path.join(get_package_prefix('perception_nodes'), 'lib', 'perception_nodes');"
-             "print(perception_nodes.__file__); print(perception_msgs.__file__); print(lib);"
-             "print(' '.join(sorted(f for f in os.listdir(lib) if os.access(os.path.join(lib, f), os.X_OK))))")
+    probe = (
+        "import os, perception_nodes, perception_msgs;"
+        "from ament_index_python.packages import get_package_prefix;"
+        "lib = os.path.join(get_package_prefix('perception_nodes'), 'lib', 'perception_nodes');"
+        "print(perception_nodes.__file__); print(perception_msgs.__file__); print(lib);"
+        "print(' '.join(sorted(f for f in os.listdir(lib) if os.access(os.path.join(lib, f), os.X_OK))))"
+    )
     listed = _sourced(ws, f'python -c "{probe}"')
     assert listed.returncode == 0, listed.stderr[-3000:]
     nodes_file, msgs_file, lib, executables = listed.stdout.strip().splitlines()
@@ -75,22 +109,42 @@ def test_colcon_build_then_nodes_run_from_the_install_space(tmp_path):
     assert Path(nodes_file).resolve().is_relative_to(ws), nodes_file
     assert msgs_file.startswith(str(ws / "install")), msgs_file
     assert lib == str(ws / "install" / "perception_nodes" / "lib" / "perception_nodes")
-    assert EXECUTABLES <= set(executables.split()), executables  # what `ros2 run perception_nodes <x>` finds
+    assert EXECUTABLES <= set(executables.split()), (
+        executables
+    )  # what `ros2 run perception_nodes <x>` finds
 
-    params = write_params_file(small_overrides(tmp_path / "cache", **{"amg.points_per_side": 2, "use_depth": False}),
-                               folder=tmp_path)
-    command = (f"source install/setup.bash && exec {lib}/perception_node --ros-args "
-               f"-r __node:=perception_node --params-file {params}")
+    params = write_params_file(
+        small_overrides(tmp_path / "cache", **{"amg.points_per_side": 2, "use_depth": False}),
+        folder=tmp_path,
+    )
+    command = (
+        f"source install/setup.bash && exec {lib}/perception_node --ros-args "
+        f"-r __node:=perception_node --params-file {params}"
+    )
     with open(tmp_path / "perception_node.log", "w") as log:
-        node = subprocess.Popen(["bash", "-c", command], cwd=ws, stdout=log, stderr=subprocess.STDOUT,
-                                env=_install_env(), start_new_session=True)
+        node = subprocess.Popen(
+            ["bash", "-c", command],
+            cwd=ws,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=_install_env(),
+            start_new_session=True,
+        )
         try:
-            got = _sourced(ws, f"python {REPO_ROOT / 'tests' / 'ros_helpers' / 'scene_graph_probe.py'} /camera 240",
-                           timeout=300)
+            got = _sourced(
+                ws,
+                f"python {REPO_ROOT / 'tests' / 'ros_helpers' / 'scene_graph_probe.py'} /camera 240",
+                timeout=300,
+            )
             assert got.returncode == 0 and got.stdout.startswith("SCENE_GRAPH"), (
-                got.stdout[-2000:] + got.stderr[-2000:] + (tmp_path / "perception_node.log").read_text()[-3000:])
+                got.stdout[-2000:]
+                + got.stderr[-2000:]
+                + (tmp_path / "perception_node.log").read_text()[-3000:]
+            )
             assert node.poll() is None, "perception_node exited"
-            assert got.stdout.split()[2].startswith(str(ws / "install"))  # the probe used the installed messages
+            assert got.stdout.split()[2].startswith(
+                str(ws / "install")
+            )  # the probe used the installed messages
         finally:
             os.killpg(node.pid, 2)  # SIGINT, like Ctrl-C
             try:

@@ -14,20 +14,33 @@ import pytest
 from perception_nodes.core.cancel import FrameAbandoned
 from perception_nodes.core.config import PipelineConfig
 from perception_nodes.core.draw import draw_overlay, region_colours
-from perception_nodes.core.generated_policy import GENERATED_SAM_SETTINGS, apply_generated_sam_policy
+from perception_nodes.core.generated_policy import (
+    GENERATED_SAM_SETTINGS,
+    apply_generated_sam_policy,
+)
 from perception_nodes.core.projection import intrinsics_problem, region_centroids
 from perception_nodes.core.scene_graph import SceneGraph
 from perception_nodes.core.stamps import ns_to_sec_nanosec, set_stamp, stamp_to_ns, stamp_to_seconds
 
 
-@pytest.mark.parametrize("sec,nanosec", [(1_700_000_000, 123_456_789), (0, 0), (-1, 500_000_000),
-                                         (-2_147_483_648, 1), (2_147_483_647, 999_999_999)])
+@pytest.mark.parametrize(
+    "sec,nanosec",
+    [
+        (1_700_000_000, 123_456_789),
+        (0, 0),
+        (-1, 500_000_000),
+        (-2_147_483_648, 1),
+        (2_147_483_647, 999_999_999),
+    ],
+)
 def test_stamps_round_trip_exactly(sec, nanosec):
     ns = stamp_to_ns(SimpleNamespace(sec=sec, nanosec=nanosec))
     assert ns_to_sec_nanosec(ns) == (sec, nanosec)
     out = set_stamp(SimpleNamespace(sec=7, nanosec=7), ns)
     assert (out.sec, out.nanosec) == (sec, nanosec)
-    assert stamp_to_seconds(SimpleNamespace(sec=sec, nanosec=nanosec)) == pytest.approx(sec + nanosec * 1e-9)
+    assert stamp_to_seconds(SimpleNamespace(sec=sec, nanosec=nanosec)) == pytest.approx(
+        sec + nanosec * 1e-9
+    )
 
 
 def test_negative_stamp_is_a_second_below_zero():
@@ -38,15 +51,18 @@ def test_negative_stamp_is_a_second_below_zero():
 GOOD_K = np.array([[80.0, 0, 32], [0, 80.0, 24], [0, 0, 1]])
 
 
-@pytest.mark.parametrize("k,info_hw,expected", [
-    (np.zeros((3, 3)), None, "non-positive"),
-    (np.where(np.eye(3) * [1, 0, 0] > 0, math.nan, GOOD_K), None, "NaN or infinite"),
-    (GOOD_K * [[-1, 1, 1], [1, 1, 1], [1, 1, 1]], None, "non-positive"),
-    (np.where(np.eye(3) * [1, 0, 0] > 0, math.inf, GOOD_K), None, "NaN or infinite"),
-    (np.array([[1e-300, 0, 32], [0, 1e-300, 24], [0, 0, 1]]), None, "too small"),
-    (GOOD_K, (192, 256), "CameraInfo is for 256x192"),
-    (np.ones(4), None, "not 9"),
-])
+@pytest.mark.parametrize(
+    "k,info_hw,expected",
+    [
+        (np.zeros((3, 3)), None, "non-positive"),
+        (np.where(np.eye(3) * [1, 0, 0] > 0, math.nan, GOOD_K), None, "NaN or infinite"),
+        (GOOD_K * [[-1, 1, 1], [1, 1, 1], [1, 1, 1]], None, "non-positive"),
+        (np.where(np.eye(3) * [1, 0, 0] > 0, math.inf, GOOD_K), None, "NaN or infinite"),
+        (np.array([[1e-300, 0, 32], [0, 1e-300, 24], [0, 0, 1]]), None, "too small"),
+        (GOOD_K, (192, 256), "CameraInfo is for 256x192"),
+        (np.ones(4), None, "not 9"),
+    ],
+)
 def test_intrinsics_problem_names_the_reason(k, info_hw, expected):
     assert expected in intrinsics_problem(k, (48, 64), info_hw)
 
@@ -68,19 +84,32 @@ def test_good_intrinsics_and_centroids_are_finite():
 
 
 def _empty_graph(h=24, w=32) -> SceneGraph:
-    return SceneGraph(image_size=(h, w), region_ids=np.zeros(0, np.uint32), labels=[],
-                      label_index=np.zeros(0, np.int64), label_scores=np.zeros(0, np.float32),
-                      boxes_xyxy=np.zeros((0, 4), np.float32), areas=np.zeros(0, np.int64),
-                      centroids=np.zeros((0, 3), np.float32), mask_counts=[], subject=np.zeros(0, np.int64),
-                      object=np.zeros(0, np.int64), predicate_index=np.zeros(0, np.int64),
-                      relation_scores=np.zeros(0, np.float32), predicates=["left of"])
+    return SceneGraph(
+        image_size=(h, w),
+        region_ids=np.zeros(0, np.uint32),
+        labels=[],
+        label_index=np.zeros(0, np.int64),
+        label_scores=np.zeros(0, np.float32),
+        boxes_xyxy=np.zeros((0, 4), np.float32),
+        areas=np.zeros(0, np.int64),
+        centroids=np.zeros((0, 3), np.float32),
+        mask_counts=[],
+        subject=np.zeros(0, np.int64),
+        object=np.zeros(0, np.int64),
+        predicate_index=np.zeros(0, np.int64),
+        relation_scores=np.zeros(0, np.float32),
+        predicates=["left of"],
+    )
 
 
 def test_drawing_accepts_a_frame_without_regions():
     assert region_colours(np.zeros(0, np.uint32)).shape == (0, 3)
     image = np.full((24, 32, 3), 77, np.uint8)
     assert np.array_equal(draw_overlay(image, _empty_graph()), image)
-    assert draw_overlay(image, _empty_graph(), masks=np.zeros((0, 24, 32), bool), banner="x").shape == image.shape
+    assert (
+        draw_overlay(image, _empty_graph(), masks=np.zeros((0, 24, 32), bool), banner="x").shape
+        == image.shape
+    )
 
 
 def test_generated_policy_opens_defaults_and_keeps_explicit_settings():
@@ -97,9 +126,15 @@ def test_pipeline_abandons_a_frame_between_decoder_batches(tmp_path):
     from perception_nodes.core.pipeline import Pipeline, PipelineError
     from perception_nodes.nodes.image_folder_publisher import load_image
 
-    pipeline = Pipeline.load(PipelineConfig(sam_model="sam_tiny_test", clip_model="pn-clip-tiny-test",
-                                            amg_points_per_side=2, amg_points_per_batch=1,
-                                            weights_cache_dir=str(tmp_path)))
+    pipeline = Pipeline.load(
+        PipelineConfig(
+            sam_model="sam_tiny_test",
+            clip_model="pn-clip-tiny-test",
+            amg_points_per_side=2,
+            amg_points_per_batch=1,
+            weights_cache_dir=str(tmp_path),
+        )
+    )
     assert pipeline.generated_sam_policy  # generated SAM weights: the filters were opened
     image = load_image("coffee", 64)
     batches = []
@@ -113,7 +148,9 @@ def test_pipeline_abandons_a_frame_between_decoder_batches(tmp_path):
 
     with pytest.raises(FrameAbandoned):
         pipeline.process(image, should_stop=should_stop, stamp_ns=5)
-    assert len(pipeline.generator.timings.decoder_batches) == 2  # 4 prompts, stopped after 2 batches
+    assert (
+        len(pipeline.generator.timings.decoder_batches) == 2
+    )  # 4 prompts, stopped after 2 batches
     with pytest.raises(PipelineError, match="no frame has been processed"):
         pipeline.query("a cup")  # nothing of the abandoned frame was kept
     result, graph = pipeline.process(image, stamp=1.5, stamp_ns=1_500_000_001)
@@ -124,8 +161,11 @@ def test_pipeline_abandons_a_frame_between_decoder_batches(tmp_path):
 
 
 def test_minimum_image_size_is_the_one_the_readme_states():
-    from perception_nodes.core.pipeline import MIN_IMAGE_SIDE
-
     from conftest import REPO_ROOT
 
-    assert f"minimum image size of {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} pixels" in (REPO_ROOT / "README.md").read_text()
+    from perception_nodes.core.pipeline import MIN_IMAGE_SIDE
+
+    assert (
+        f"minimum image size of {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} pixels"
+        in (REPO_ROOT / "README.md").read_text()
+    )

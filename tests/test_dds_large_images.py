@@ -13,7 +13,6 @@ import time
 
 import numpy as np
 import pytest
-
 from ros_helpers.process import ros_process
 
 pytestmark = pytest.mark.ros
@@ -36,7 +35,9 @@ def test_best_effort_images_up_to_1080p_cross_processes(ros_context):
     pub = node.create_publisher(Image, "/large/image_raw", qos_profile_sensor_data)
     with ros_process("image_sink.py", "/large/image_raw") as sink:
         lines: list[str] = []
-        reader = threading.Thread(target=lambda: lines.extend(iter(sink.stdout.readline, "")), daemon=True)
+        reader = threading.Thread(
+            target=lambda: lines.extend(iter(sink.stdout.readline, "")), daemon=True
+        )
         reader.start()
         deadline = time.monotonic() + 30
         while pub.get_subscription_count() < 1 and time.monotonic() < deadline:

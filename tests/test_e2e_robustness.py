@@ -6,10 +6,7 @@ import time
 
 import numpy as np
 import pytest
-
-from e2e_fixtures import process_rss_mb, start_graph, wait_for
-from test_e2e_pipeline import _graph_for, _image, _publish  # noqa: F401  (shared helpers)
-from test_e2e_pipeline import io  # noqa: F401  (fixture)
+from e2e_fixtures import photo, process_rss_mb, publish_frame, start_graph, wait_for, wait_graph_for
 
 pytestmark = pytest.mark.ros
 
@@ -33,12 +30,20 @@ def test_bad_frames_are_refused_with_a_log_and_the_node_keeps_running(io):
     from perception_nodes.ros.image_conversion import numpy_to_image_msg
 
     pubs, receiver, graph = io
-    good = _image("rocket")
+    good = photo("rocket")
     bad = []
-    m = numpy_to_image_msg(good, "rgb8"); m.encoding = "yuv422"; bad.append(m)           # unsupported encoding
-    m = numpy_to_image_msg(good, "rgb8"); m.height = m.width = 0; m.data = b""; bad.append(m)  # zero size
-    m = numpy_to_image_msg(good, "rgb8"); m.data = bytes(m.data)[:100]; bad.append(m)    # truncated data
-    huge = numpy_to_image_msg(np.zeros((1200, 1000), np.uint8), "mono8"); bad.append(huge)  # over max_image_pixels
+    m = numpy_to_image_msg(good, "rgb8")
+    m.encoding = "yuv422"
+    bad.append(m)  # unsupported encoding
+    m = numpy_to_image_msg(good, "rgb8")
+    m.height = m.width = 0
+    m.data = b""
+    bad.append(m)  # zero size
+    m = numpy_to_image_msg(good, "rgb8")
+    m.data = bytes(m.data)[:100]
+    bad.append(m)  # truncated data
+    huge = numpy_to_image_msg(np.zeros((1200, 1000), np.uint8), "mono8")
+    bad.append(huge)  # over max_image_pixels
     for msg in bad:
         # sensor-data QoS is best effort: a large sample may be lost in transport; resend until counted
         before = _rejected(receiver)
@@ -46,59 +51,75 @@ def test_bad_frames_are_refused_with_a_log_and_the_node_keeps_running(io):
             pubs["image"].publish(msg)
             if wait_for(lambda: _rejected(receiver) > before, 5.0, graph):
                 break
-        assert _rejected(receiver) > before, (msg.encoding, msg.height, receiver.diagnostics_values())
+        assert _rejected(receiver) > before, (
+            msg.encoding,
+            msg.height,
+            receiver.diagnostics_values(),
+        )
     log = _log(graph)
-    for expected in ("unsupported encoding 'yuv422'", "empty image", "data holds 100 bytes", "exceeds max_image_pixels"):
+    for expected in (
+        "unsupported encoding 'yuv422'",
+        "empty image",
+        "data holds 100 bytes",
+        "exceeds max_image_pixels",
+    ):
         assert expected in log
     # odd but valid encodings are converted, and size changes between frames are fine
-    for array, enc in ((good[:, :, ::-1].copy(), "bgr8"), (good[:, :, 0].copy(), "mono8"),
-                       (np.dstack([good, np.full(good.shape[:2], 255, np.uint8)]), "rgba8"),
-                       (_image("coffee", side=96), "rgb8")):
-        header = _publish(pubs, array, encoding=enc)
-        sg = _graph_for(receiver, header, graph)
+    for array, enc in (
+        (good[:, :, ::-1].copy(), "bgr8"),
+        (good[:, :, 0].copy(), "mono8"),
+        (np.dstack([good, np.full(good.shape[:2], 255, np.uint8)]), "rgba8"),
+        (photo("coffee", side=96), "rgb8"),
+    ):
+        header = publish_frame(pubs, array, encoding=enc)
+        sg = wait_graph_for(receiver, header, graph)
         assert (sg.image_height, sg.image_width) == array.shape[:2]
 
 
 def test_bad_depth_and_stamps_are_survived(io):
     pubs, receiver, graph = io
-    rgb = _image("astronaut")
+    rgb = photo("astronaut")
     nan_depth = np.full(rgb.shape[:2], np.nan, np.float32)
-    sg = _graph_for(receiver, _publish(pubs, rgb, depth=nan_depth), graph)
-    assert all(np.isnan(r.centroid.z) for r in sg.regions)          # NaN depth -> NaN centroids
+    sg = wait_graph_for(receiver, publish_frame(pubs, rgb, depth=nan_depth), graph)
+    assert all(np.isnan(r.centroid.z) for r in sg.regions)  # NaN depth -> NaN centroids
     zero_mm = np.zeros(rgb.shape[:2], np.uint16)
-    sg = _graph_for(receiver, _publish(pubs, rgb, depth=zero_mm, depth_encoding="16UC1"), graph)
-    assert all(np.isnan(r.centroid.z) for r in sg.regions)          # 0 = invalid in 16UC1
+    sg = wait_graph_for(
+        receiver, publish_frame(pubs, rgb, depth=zero_mm, depth_encoding="16UC1"), graph
+    )
+    assert all(np.isnan(r.centroid.z) for r in sg.regions)  # 0 = invalid in 16UC1
     small = np.ones((10, 10), np.float32)
-    sg = _graph_for(receiver, _publish(pubs, rgb, depth=small), graph)
-    assert len(sg.regions) >= 1                                     # depth of another size is ignored
+    sg = wait_graph_for(receiver, publish_frame(pubs, rgb, depth=small), graph)
+    assert len(sg.regions) >= 1  # depth of another size is ignored
     assert wait_for(lambda: "depth is 10x10 but the image is" in _log(graph), 30, graph)
     now = time.time()
-    h1 = _publish(pubs, rgb, stamp_sec=now + 100)
-    _graph_for(receiver, h1, graph)
-    h2 = _publish(pubs, rgb, stamp_sec=now)                         # out of order
-    _graph_for(receiver, h2, graph)
+    h1 = publish_frame(pubs, rgb, stamp_sec=now + 100)
+    wait_graph_for(receiver, h1, graph)
+    h2 = publish_frame(pubs, rgb, stamp_sec=now)  # out of order
+    wait_graph_for(receiver, h2, graph)
     assert "timestamp went backwards" in _log(graph)
 
 
 def test_soak_memory_and_latency_stay_flat_without_backlog(io):
     pubs, receiver, graph = io
     pid = next(p for p in graph.processes if p.name == "perception_node").process.pid
-    frames = [_image(n, side=96) for n in ("astronaut", "coffee", "chelsea", "rocket")]
+    frames = [photo(n, side=96) for n in ("astronaut", "coffee", "chelsea", "rocket")]
     start_graphs = receiver.count("graphs")
     rss, latencies = [], []
     n_frames = 60
     for i in range(n_frames):
-        header = _publish(pubs, frames[i % 4])
+        header = publish_frame(pubs, frames[i % 4])
         t_pub = time.monotonic()
         if i % 10 == 9:  # every 10th frame: wait for it, measure latency and memory
-            _graph_for(receiver, header, graph)
+            wait_graph_for(receiver, header, graph)
             latencies.append(time.monotonic() - t_pub)
             rss.append(process_rss_mb(pid))
         else:
             time.sleep(0.05)  # faster than the node can process: it must drop, not queue
     processed = receiver.count("graphs") - start_graphs
     values = receiver.diagnostics_values()
-    assert processed < n_frames, "every frame processed although published faster than processing: no dropping?"
+    assert processed < n_frames, (
+        "every frame processed although published faster than processing: no dropping?"
+    )
     assert int(values.get("/camera.dropped", "0")) > 0
     # no backlog: the waited-for frames arrive within a few frame-times, the last not slower than the first ones
     assert max(latencies[-2:]) <= 3 * max(latencies[:2]) + 2.0, latencies

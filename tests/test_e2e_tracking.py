@@ -6,9 +6,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from e2e_fixtures import CAMERA, Spinner, start_graph, wait_for
-from test_e2e_pipeline import _graph_for, _image, _publish
+from e2e_fixtures import (
+    CAMERA,
+    Spinner,
+    photo,
+    publish_frame,
+    start_graph,
+    wait_for,
+    wait_graph_for,
+)
 
 pytestmark = pytest.mark.ros
 SHIFTS = [(0, 0), (2, 1), (4, 2), (6, 3)]  # (dx, dy) pixels per frame: a slow camera pan
@@ -25,7 +31,9 @@ def shifted(rgb: np.ndarray, dx: int, dy: int, margin: int = 8) -> np.ndarray:
     """``rgb`` moved right by ``dx`` and down by ``dy`` pixels (edges repeated), same size."""
     padded = np.pad(rgb, ((margin, margin), (margin, margin), (0, 0)), mode="edge")
     h, w = rgb.shape[:2]
-    return np.ascontiguousarray(padded[margin - dy:margin - dy + h, margin - dx:margin - dx + w])
+    return np.ascontiguousarray(
+        padded[margin - dy : margin - dy + h, margin - dx : margin - dx + w]
+    )
 
 
 def _marker_colours(receiver, stamp) -> dict[int, tuple]:
@@ -35,7 +43,10 @@ def _marker_colours(receiver, stamp) -> dict[int, tuple]:
     for array in arrays:
         labels = [mk for mk in array.markers if mk.ns == "labels" and mk.header.stamp == stamp]
         if labels:
-            return {mk.id: (round(mk.color.r, 4), round(mk.color.g, 4), round(mk.color.b, 4)) for mk in labels}
+            return {
+                mk.id: (round(mk.color.r, 4), round(mk.color.g, 4), round(mk.color.b, 4))
+                for mk in labels
+            }
     return {}
 
 
@@ -47,20 +58,26 @@ def test_shifted_photo_sequence_keeps_track_ids_and_colours(graph, ros_context):
     from perception_nodes.tools.receiver import GraphReceiver
 
     pub_node = Node("test_camera", namespace=CAMERA, context=ros_context)
-    pubs = {"image": pub_node.create_publisher(Image, "image_raw", qos_profile_sensor_data),
-            "depth": pub_node.create_publisher(Image, "depth/image_raw", qos_profile_sensor_data),
-            "info": pub_node.create_publisher(CameraInfo, "camera_info", qos_profile_sensor_data)}
+    pubs = {
+        "image": pub_node.create_publisher(Image, "image_raw", qos_profile_sensor_data),
+        "depth": pub_node.create_publisher(Image, "depth/image_raw", qos_profile_sensor_data),
+        "info": pub_node.create_publisher(CameraInfo, "camera_info", qos_profile_sensor_data),
+    }
     receiver = GraphReceiver(camera=CAMERA, context=ros_context)
     spinner = Spinner(ros_context, pub_node, receiver)
     try:
-        assert wait_for(lambda: pubs["image"].get_subscription_count() >= 2, 120, graph), "nodes never subscribed"
-        assert wait_for(lambda: receiver.diagnostics_values().get("state") == "configured", 240, graph)
-        photo = _image("coffee")
-        depth = np.full(photo.shape[:2], 1.5, np.float32)  # markers at the centroids
+        assert wait_for(lambda: pubs["image"].get_subscription_count() >= 2, 120, graph), (
+            "nodes never subscribed"
+        )
+        assert wait_for(
+            lambda: receiver.diagnostics_values().get("state") == "configured", 240, graph
+        )
+        coffee = photo("coffee")
+        depth = np.full(coffee.shape[:2], 1.5, np.float32)  # markers at the centroids
         graphs = []
         for k, (dx, dy) in enumerate(SHIFTS):  # one frame at a time: none is dropped
-            header = _publish(pubs, shifted(photo, dx, dy), stamp_sec=2000 + k, depth=depth)
-            graphs.append(_graph_for(receiver, header, graph))
+            header = publish_frame(pubs, shifted(coffee, dx, dy), stamp_sec=2000 + k, depth=depth)
+            graphs.append(wait_graph_for(receiver, header, graph))
         # frame 0 opens tentative tracks (tracking.birth_hits = 2): no ids yet
         assert all(r.track_id == 0 and r.track_age == 0 for r in graphs[0].regions)
         # the photo's largest region (the cup and table) is one object through the whole pan
@@ -70,7 +87,7 @@ def test_shifted_photo_sequence_keeps_track_ids_and_colours(graph, ros_context):
         assert [r.track_age for r in main[1:]] == [2, 3, 4]
         for sg in graphs:
             tracked = [r.track_id for r in sg.regions if r.track_id]
-            assert len(tracked) == len(set(tracked))                       # unique in a frame
+            assert len(tracked) == len(set(tracked))  # unique in a frame
             assert sg.relations_smoothed and sg.relation_smoothing == pytest.approx(0.5)
         # its marker keeps its colour frame after frame (visualization_node colours by track id)
         colours = []

@@ -13,13 +13,11 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-
-from export_fixtures import *  # noqa: F403
 from export_fixtures import TINY
 
 from perception_nodes.core.sam.decoder import decode_prompts, pad_point_prompts
 from perception_nodes.core.sam.export import SamDecoderOnnx
-from perception_nodes.core.sam.export_metadata import read_onnx_metadata, OnnxModelError
+from perception_nodes.core.sam.export_metadata import OnnxModelError, read_onnx_metadata
 from perception_nodes.core.weights import sha256_file
 from perception_nodes.tools import export_onnx
 
@@ -45,8 +43,16 @@ def test_metadata_props(tiny_export, tiny_checkpoint):
         assert meta["perception_nodes_version"]
     assert dec["multimask"] == "both"
     model = onnx.load(str(tiny_export.decoder_path))
-    assert [i.name for i in model.graph.input] == ["image_embeddings", "point_coords", "point_labels"]
-    assert [o.name for o in model.graph.output] == ["low_res_logits", "iou_predictions", "mask_tokens"]
+    assert [i.name for i in model.graph.input] == [
+        "image_embeddings",
+        "point_coords",
+        "point_labels",
+    ]
+    assert [o.name for o in model.graph.output] == [
+        "low_res_logits",
+        "iou_predictions",
+        "mask_tokens",
+    ]
     dims = [d.dim_param for d in model.graph.input[1].type.tensor_type.shape.dim]
     assert dims[:2] == ["num_prompts", "num_points"]
 
@@ -58,7 +64,9 @@ def test_export_smoke_run_recorded(tiny_export):
 
 
 def test_encoder_parity_dynamic_batch(tiny_export, tiny_sam):
-    session = ort.InferenceSession(str(tiny_export.encoder_path), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        str(tiny_export.encoder_path), providers=["CPUExecutionProvider"]
+    )
     gen = torch.Generator().manual_seed(1)
     images = torch.randn(2, 3, 1024, 1024, generator=gen)  # batch 2 (exported with batch 1)
     out = session.run(None, {"images": images.numpy()})[0]
@@ -71,8 +79,9 @@ def test_encoder_parity_dynamic_batch(tiny_export, tiny_sam):
 def _mixed_prompts(p: int, gen: torch.Generator):
     """P prompts with K = 2: first half one foreground point + padding, second half boxes."""
     n_pts = (p + 1) // 2
-    pts, pts_lb = pad_point_prompts(torch.rand(n_pts, 1, 2, generator=gen) * 1024,
-                                    torch.ones(n_pts, 1))
+    pts, pts_lb = pad_point_prompts(
+        torch.rand(n_pts, 1, 2, generator=gen) * 1024, torch.ones(n_pts, 1)
+    )
     xy = torch.rand(p - n_pts, 2, generator=gen) * 700
     wh = 50 + torch.rand(p - n_pts, 2, generator=gen) * 300
     boxes = torch.stack([xy, xy + wh], dim=1)  # (P, 2, 2): top-left (label 2), bottom-right (3)
@@ -82,13 +91,20 @@ def _mixed_prompts(p: int, gen: torch.Generator):
 
 @pytest.mark.parametrize("p", [1, 4])
 def test_decoder_parity_points_and_boxes(tiny_export, tiny_sam, p):
-    session = ort.InferenceSession(str(tiny_export.decoder_path), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        str(tiny_export.decoder_path), providers=["CPUExecutionProvider"]
+    )
     gen = torch.Generator().manual_seed(10 + p)
     embedding = torch.randn(1, 256, 64, 64, generator=gen)
     coords, labels = _mixed_prompts(p, gen)
-    logits, iou, tokens = session.run(None, {"image_embeddings": embedding.numpy(),
-                                             "point_coords": coords.numpy(),
-                                             "point_labels": labels.numpy()})
+    logits, iou, tokens = session.run(
+        None,
+        {
+            "image_embeddings": embedding.numpy(),
+            "point_coords": coords.numpy(),
+            "point_labels": labels.numpy(),
+        },
+    )
     assert logits.shape == (p, 4, 256, 256) and iou.shape == (p, 4) and tokens.shape == (p, 4, 256)
     with torch.no_grad():
         single = decode_prompts(tiny_sam, embedding, coords, labels, multimask_output=False)
@@ -118,17 +134,35 @@ def test_read_metadata_errors(tmp_path):
 
 
 def test_cli_export_generated_single_mask(tmp_path, capsys):
-    rc = export_onnx.main(["--model", TINY, "--generated", "--seed", "2", "--single-mask",
-                           "--no-verify", "--out-dir", str(tmp_path)])
+    rc = export_onnx.main(
+        [
+            "--model",
+            TINY,
+            "--generated",
+            "--seed",
+            "2",
+            "--single-mask",
+            "--no-verify",
+            "--out-dir",
+            str(tmp_path),
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 0
     assert "GENERATED random weights" in out
     assert read_onnx_metadata(tmp_path / "decoder.onnx")["multimask"] == "single"
     assert read_onnx_metadata(tmp_path / "encoder.onnx")["untrained"] == "true"
-    session = ort.InferenceSession(str(tmp_path / "decoder.onnx"), providers=["CPUExecutionProvider"])
-    (out_logits,) = session.run(["low_res_logits"], {
-        "image_embeddings": np.zeros((1, 256, 64, 64), np.float32),
-        "point_coords": np.full((2, 3, 2), 500, np.float32), "point_labels": np.ones((2, 3), np.float32)})
+    session = ort.InferenceSession(
+        str(tmp_path / "decoder.onnx"), providers=["CPUExecutionProvider"]
+    )
+    (out_logits,) = session.run(
+        ["low_res_logits"],
+        {
+            "image_embeddings": np.zeros((1, 256, 64, 64), np.float32),
+            "point_coords": np.full((2, 3, 2), 500, np.float32),
+            "point_labels": np.ones((2, 3), np.float32),
+        },
+    )
     assert out_logits.shape == (2, 1, 256, 256)  # single-mask output only
 
 
@@ -136,8 +170,19 @@ def test_cli_export_errors(tmp_path, capsys):
     assert export_onnx.main(["--model", "vit_q", "--generated", "--out-dir", str(tmp_path)]) == 2
     assert "unknown SAM model" in capsys.readouterr().err
     assert export_onnx.main(["--model", TINY, "--opset", "11", "--generated"]) == 2
-    assert export_onnx.main(["--model", TINY, "--checkpoint", str(tmp_path / "nope.pth"),
-                             "--out-dir", str(tmp_path)]) == 1
+    assert (
+        export_onnx.main(
+            [
+                "--model",
+                TINY,
+                "--checkpoint",
+                str(tmp_path / "nope.pth"),
+                "--out-dir",
+                str(tmp_path),
+            ]
+        )
+        == 1
+    )
     assert "not found" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         export_onnx.main(["--model", TINY, "--generated", "--checkpoint", "x.pth"])

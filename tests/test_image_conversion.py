@@ -29,7 +29,10 @@ def _random(encoding: str, h: int, w: int, seed: int = 0) -> np.ndarray:
     return rng.integers(0, np.iinfo(dtype).max, size=shape, dtype=dtype, endpoint=True)
 
 
-@pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16", "16UC1", "32FC1", "64FC1", "rgb16"])
+@pytest.mark.parametrize(
+    "encoding",
+    ["rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16", "16UC1", "32FC1", "64FC1", "rgb16"],
+)
 @pytest.mark.parametrize("shape", [(1, 1), (3, 5), (480, 640), (7, 1)])
 @pytest.mark.parametrize("padding", [0, 3, 64])
 def test_round_trip_exact(encoding, shape, padding):

@@ -23,19 +23,39 @@ def test_interface_package_builds_and_imports_from_clean_copy(tmp_path):
     shutil.copytree(REPO_ROOT / "msg", src)
     env = dict(os.environ, AMENT_PREFIX_PATH=str(PREFIX))
     configure = subprocess.run(
-        ["cmake", "-S", str(src), "-B", str(build), f"-DCMAKE_PREFIX_PATH={PREFIX}",
-         f"-DCMAKE_INSTALL_PREFIX={install}", f"-DPython3_EXECUTABLE={sys.executable}", "-DBUILD_TESTING=OFF"],
-        capture_output=True, text=True, env=env,
+        [
+            "cmake",
+            "-S",
+            str(src),
+            "-B",
+            str(build),
+            f"-DCMAKE_PREFIX_PATH={PREFIX}",
+            f"-DCMAKE_INSTALL_PREFIX={install}",
+            f"-DPython3_EXECUTABLE={sys.executable}",
+            "-DBUILD_TESTING=OFF",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
     )
     assert configure.returncode == 0, configure.stdout[-3000:] + configure.stderr[-3000:]
     assert "Generating done" in configure.stdout, "CMake's generate step did not succeed"
     assert "non-existent path" not in configure.stderr
 
-    built = subprocess.run(["cmake", "--build", str(build), "--target", "install", "--", f"-j{os.cpu_count() or 2}"],
-                           capture_output=True, text=True, env=env)
+    built = subprocess.run(
+        ["cmake", "--build", str(build), "--target", "install", "--", f"-j{os.cpu_count() or 2}"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
 
-    site = install / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+    site = (
+        install
+        / "lib"
+        / f"python{sys.version_info.major}.{sys.version_info.minor}"
+        / "site-packages"
+    )
     assert (site / "perception_msgs" / "msg" / "_scene_graph.py").is_file()
     probe = (
         "import perception_msgs, sys;"
@@ -55,5 +75,7 @@ def test_interface_package_builds_and_imports_from_clean_copy(tmp_path):
         LD_LIBRARY_PATH=f"{install / 'lib'}:{env.get('LD_LIBRARY_PATH', '')}",
     )
     run_env.pop("_ROS_WHEELS_BOOTSTRAP_COMPLETE", None)
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=run_env)
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=run_env
+    )
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-3000:]

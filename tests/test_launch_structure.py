@@ -51,7 +51,11 @@ def _module_constants(tree: ast.Module) -> dict[str, object]:
             imported |= {a.asname or a.name: getattr(module, a.name) for a in node.names}
     out = {}
     for node in tree.body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+        if (
+            isinstance(node, ast.Assign)
+            and len(node.targets) == 1
+            and isinstance(node.targets[0], ast.Name)
+        ):
             try:
                 out[node.targets[0].id] = _literal(node.value, imported)
             except ValueError:
@@ -141,17 +145,29 @@ class LaunchFile:
     def __init__(self, path: Path) -> None:
         self.tree = ast.parse(path.read_text())
         self.consts = _module_constants(self.tree)
-        self.arguments = [tuple(a) for a in self.consts["ARGUMENTS"]]  # (name, default, description, choices)
+        self.arguments = [
+            tuple(a) for a in self.consts["ARGUMENTS"]
+        ]  # (name, default, description, choices)
         self.nodes: list[dict] = []
         self.override_calls: dict[str, str] = {}  # local name -> the function whose result it holds
         for func in ast.walk(self.tree):
             if not isinstance(func, ast.FunctionDef):
                 continue
             assigns = [a for a in ast.walk(func) if isinstance(a, ast.Assign)]
-            local = {t.id: a.value for a in assigns for t in a.targets
-                     if isinstance(t, ast.Name) and isinstance(a.value, ast.Dict)}
-            self.override_calls.update({t.id: _call_name(a.value) for a in assigns for t in a.targets
-                                        if isinstance(t, ast.Name) and isinstance(a.value, ast.Call)})
+            local = {
+                t.id: a.value
+                for a in assigns
+                for t in a.targets
+                if isinstance(t, ast.Name) and isinstance(a.value, ast.Dict)
+            }
+            self.override_calls.update(
+                {
+                    t.id: _call_name(a.value)
+                    for a in assigns
+                    for t in a.targets
+                    if isinstance(t, ast.Name) and isinstance(a.value, ast.Call)
+                }
+            )
             for call in ast.walk(func):
                 if isinstance(call, ast.Call) and _call_name(call) == "Node":
                     self.nodes.append(self._node(call, local))
@@ -168,7 +184,11 @@ class LaunchFile:
 
     def _node(self, call: ast.Call, local: dict[str, ast.Dict]) -> dict:
         kw = {k.arg: k.value for k in call.keywords}
-        node = {k: _value(kw[k], self.consts, local) for k in ("package", "executable", "name") if k in kw}
+        node = {
+            k: _value(kw[k], self.consts, local)
+            for k in ("package", "executable", "name")
+            if k in kw
+        }
         params, files = set(), []
         for item in getattr(kw.get("parameters"), "elts", []):
             shared = self.shared_overrides(item)
@@ -215,7 +235,9 @@ def expected_choices() -> dict[str, list[str]]:
 # --------------------------------------------------------------------------- the checks
 
 
-def structure_problems(launch_path: Path = LAUNCH, yaml_path: Path = YAML, setup_path: Path = SETUP) -> list[str]:
+def structure_problems(
+    launch_path: Path = LAUNCH, yaml_path: Path = YAML, setup_path: Path = SETUP
+) -> list[str]:
     """Every inconsistency between the launch file, the YAML, setup.py and the nodes ([] = none)."""
     problems: list[str] = []
     launch = LaunchFile(launch_path)
@@ -227,11 +249,17 @@ def structure_problems(launch_path: Path = LAUNCH, yaml_path: Path = YAML, setup
         pkg, exe = n.get("package"), n.get("executable")
         if pkg == PACKAGE:
             if exe not in scripts:
-                problems.append(f"launch starts executable {exe!r}, not a console script in setup.py {sorted(scripts)}")
+                problems.append(
+                    f"launch starts executable {exe!r}, not a console script in setup.py {sorted(scripts)}"
+                )
             for p in sorted(n["parameters"] - declared.get(exe, set())):
-                problems.append(f"launch passes parameter {p!r} to {exe}, which does not declare it")
+                problems.append(
+                    f"launch passes parameter {p!r} to {exe}, which does not declare it"
+                )
         elif (pkg, exe) not in EXTERNAL_NODES:
-            problems.append(f"launch starts ({pkg!r}, {exe!r}): neither {PACKAGE} nor a known external node")
+            problems.append(
+                f"launch starts ({pkg!r}, {exe!r}): neither {PACKAGE} nor a known external node"
+            )
     config_dir = setup_path.parent / "config"
     installed = [p for dest, pats in data_files if dest.endswith("/config") for p in pats]
     for f in launch.referenced_files():
@@ -248,15 +276,23 @@ def structure_problems(launch_path: Path = LAUNCH, yaml_path: Path = YAML, setup
             problems.append(f"launch argument {name!r} has no description")
         if arg_choices:
             if default not in arg_choices:
-                problems.append(f"launch argument {name!r}: default {default!r} not in its choices {arg_choices}")
+                problems.append(
+                    f"launch argument {name!r}: default {default!r} not in its choices {arg_choices}"
+                )
             if name in choices and sorted(arg_choices) != sorted(choices[name]):
-                problems.append(f"launch argument {name!r} choices {arg_choices} != valid values {choices[name]}")
+                problems.append(
+                    f"launch argument {name!r} choices {arg_choices} != valid values {choices[name]}"
+                )
     config = yaml.safe_load(yaml_path.read_text()) or {}
     for node_name, section in config.items():
         if node_name not in declared:
-            problems.append(f"YAML section {node_name!r} is not a node of this package {sorted(declared)}")
+            problems.append(
+                f"YAML section {node_name!r} is not a node of this package {sorted(declared)}"
+            )
             continue
-        for p in sorted(_yaml_names((section or {}).get("ros__parameters", {})) - declared[node_name]):
+        for p in sorted(
+            _yaml_names((section or {}).get("ros__parameters", {})) - declared[node_name]
+        ):
             problems.append(f"YAML sets {node_name}.{p}, which the node does not declare")
     return problems
 
@@ -276,7 +312,13 @@ def test_launch_file_is_what_we_think_it_is():
     perception = next(n for n in launch.nodes if n["executable"] == "perception_node")
     assert {"sam.backend", "sam.model", "cameras", "use_depth"} <= perception["parameters"]
     assert perception["parameter_files"] == ["config"]
-    assert {a[0] for a in launch.arguments} >= {"backend", "model", "cameras", "rviz", "config_file"}
+    assert {a[0] for a in launch.arguments} >= {
+        "backend",
+        "model",
+        "cameras",
+        "rviz",
+        "config_file",
+    }
     assert set(launch.referenced_files()) == {"scene_graph.yaml", "scene_graph.rviz"}
 
 
@@ -286,7 +328,10 @@ def test_yaml_documents_every_declared_parameter():
     declared = node_declarations()
     for node in ("perception_node", "visualization_node"):
         assert _yaml_names(config[node]["ros__parameters"]) == declared[node], node
-    assert set(PipelineConfig.ros_name(f) for f in PipelineConfig.field_names()) <= declared["perception_node"]
+    assert (
+        set(PipelineConfig.ros_name(f) for f in PipelineConfig.field_names())
+        <= declared["perception_node"]
+    )
 
 
 def test_graph_runner_matches_launch_file():
@@ -298,8 +343,14 @@ def test_graph_runner_matches_launch_file():
     for exe, module in graph_runner.NODE_MODULES.items():
         assert scripts[exe].split(":")[0] == module, exe
     assert graph_runner.DEFAULT_CONFIG == PKG_DIR / "config" / launch.consts["CONFIG_FILE"]
-    calls = [c for c in ast.walk(ast.parse(inspect.getsource(run_graph))) if isinstance(c, ast.Call)]
-    started = {c.args[0].value for c in calls if _call_name(c) == "start" and c.args and isinstance(c.args[0], ast.Constant)}
+    calls = [
+        c for c in ast.walk(ast.parse(inspect.getsource(run_graph))) if isinstance(c, ast.Call)
+    ]
+    started = {
+        c.args[0].value
+        for c in calls
+        if _call_name(c) == "start" and c.args and isinstance(c.args[0], ast.Constant)
+    }
     assert started == ours
     # the launch file takes its overrides from the package's one function (pn-run calls it too)
     assert "overrides_from_launch_arguments" in launch.override_calls.values()
@@ -328,7 +379,12 @@ def _copies(tmp_path: Path) -> tuple[Path, Path, Path]:
     for f in (PKG_DIR / "config").iterdir():
         shutil.copy(f, pkg / "config" / f.name)
     shutil.copy(LAUNCH, tmp_path / "launch" / LAUNCH.name)
-    assert structure_problems(tmp_path / "launch" / LAUNCH.name, pkg / "config" / YAML.name, pkg / "setup.py") == []
+    assert (
+        structure_problems(
+            tmp_path / "launch" / LAUNCH.name, pkg / "config" / YAML.name, pkg / "setup.py"
+        )
+        == []
+    )
     return tmp_path / "launch" / LAUNCH.name, pkg / "config" / YAML.name, pkg / "setup.py"
 
 
@@ -349,7 +405,9 @@ def test_unknown_executable_and_override_are_caught(tmp_path):
     shared = 'parameters=[config, overrides["perception_node"]]'
     assert 'executable="visualization_node"' in text and shared in text
     text = text.replace('executable="visualization_node"', 'executable="visualisation_node"')
-    text = text.replace(shared, 'parameters=[config, overrides["perception_node"], {"sam.modle": arg["model"]}]')
+    text = text.replace(
+        shared, 'parameters=[config, overrides["perception_node"], {"sam.modle": arg["model"]}]'
+    )
     launch.write_text(text)
     problems = structure_problems(launch, yml, setup)
     assert any("'visualisation_node'" in p and "console script" in p for p in problems), problems

@@ -34,20 +34,26 @@ def _core_files() -> list[Path]:
 
 def test_core_imports_no_ros():
     offenders = {
-        str(f.relative_to(PACKAGE)): sorted(m for m in _imported_modules(f)
-                                            if m.split(".")[0] in {"rclpy", "rcl_interfaces", "sensor_msgs",
-                                                                   "perception_msgs", "std_msgs"}
-                                            or m.startswith("perception_nodes.ros")
-                                            or m.startswith("perception_nodes.nodes"))
+        str(f.relative_to(PACKAGE)): sorted(
+            m
+            for m in _imported_modules(f)
+            if m.split(".")[0]
+            in {"rclpy", "rcl_interfaces", "sensor_msgs", "perception_msgs", "std_msgs"}
+            or m.startswith("perception_nodes.ros")
+            or m.startswith("perception_nodes.nodes")
+        )
         for f in _core_files()
     }
     assert {k: v for k, v in offenders.items() if v} == {}
 
 
 def test_core_holds_no_training_code():
-    offenders = {str(f.relative_to(PACKAGE)): sorted(m for m in _imported_modules(f)
-                                                     if m.startswith("perception_nodes.training"))
-                 for f in _core_files()}
+    offenders = {
+        str(f.relative_to(PACKAGE)): sorted(
+            m for m in _imported_modules(f) if m.startswith("perception_nodes.training")
+        )
+        for f in _core_files()
+    }
     assert {k: v for k, v in offenders.items() if v} == {}
     names = {f.stem for f in _core_files()}
     assert not names & {"regionspot_train", "train", "psg", "metrics", "features", "matching"}

@@ -12,10 +12,10 @@ import time
 
 import numpy as np
 import pytest
-from e2e_fixtures import CAMERA, Spinner, call, small_overrides, wait_for
+from e2e_fixtures import CAMERA, Spinner, call, photo, publish_frame, small_overrides, wait_for
+
 from perception_nodes.core.rle import decode_mask
 from perception_nodes.tools.graph_runner import NodeGraph, write_params_file
-from test_e2e_pipeline import _image, _publish
 
 pytestmark = pytest.mark.ros
 NODE = "/perception_node"
@@ -27,8 +27,9 @@ def node_graph(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("live")
     # 2x2 point grid (4 prompts): few decoder batches, so frames stay short on 2 cores
     # box NMS set explicitly (not the default 0.7): the generated-weights policy then keeps it
-    overrides = small_overrides(tmp / "cache", **{"amg.points_per_side": 2, "use_depth": False,
-                                                  "amg.box_nms_thresh": 0.69})
+    overrides = small_overrides(
+        tmp / "cache", **{"amg.points_per_side": 2, "use_depth": False, "amg.box_nms_thresh": 0.69}
+    )
     g = NodeGraph(log_dir=tmp)
     g.start("perception_node", write_params_file(overrides, folder=tmp))
     yield g
@@ -38,12 +39,13 @@ def node_graph(tmp_path_factory):
 @pytest.fixture(scope="module")
 def io(node_graph):
     import rclpy
-    from perception_nodes.tools.receiver import GraphReceiver
     from rclpy.context import Context
     from rclpy.node import Node
     from rclpy.parameter_client import AsyncParameterClient
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
+
+    from perception_nodes.tools.receiver import GraphReceiver
 
     context = Context()
     rclpy.init(context=context)
@@ -52,8 +54,12 @@ def io(node_graph):
     receiver = GraphReceiver(camera=CAMERA, context=context)
     params = AsyncParameterClient(pub_node, NODE)
     spinner = Spinner(context, pub_node, receiver)
-    assert wait_for(lambda: pubs["image"].get_subscription_count() >= 1, 120, node_graph), "node never subscribed"
-    assert wait_for(lambda: receiver.diagnostics_values().get("state") == "configured", 240, node_graph)
+    assert wait_for(lambda: pubs["image"].get_subscription_count() >= 1, 120, node_graph), (
+        "node never subscribed"
+    )
+    assert wait_for(
+        lambda: receiver.diagnostics_values().get("state") == "configured", 240, node_graph
+    )
     assert params.wait_for_services(timeout_sec=30)
     yield pubs, receiver, node_graph, params
     spinner.stop()
@@ -80,14 +86,17 @@ def _set_ok(params, graph, **values) -> None:
 def _frame(io, name="astronaut"):
     """Publish a frame and return (SceneGraph or None, RegionArray or None) for exactly that frame."""
     pubs, receiver, graph, _ = io
-    header = _publish(pubs, _image(name))
+    header = publish_frame(pubs, photo(name))
 
     def find(kind):
         with receiver.lock:
-            return next((m for _, m in getattr(receiver.data, kind) if m.header.stamp == header.stamp), None)
+            return next(
+                (m for _, m in getattr(receiver.data, kind) if m.header.stamp == header.stamp), None
+            )
 
-    assert wait_for(lambda: find("graphs") is not None or find("regions") is not None, FRAME_TIMEOUT, graph), \
-        "no output for the frame"
+    assert wait_for(
+        lambda: find("graphs") is not None or find("regions") is not None, FRAME_TIMEOUT, graph
+    ), "no output for the frame"
     time.sleep(1.0)  # the frame's other topics (published just before/after) arrive too
     return find("graphs"), find("regions"), find("label_images")
 
@@ -103,6 +112,7 @@ def _relations_per_subject(sg) -> int:
 
 def test_every_live_parameter_applies_from_the_next_frame(io):
     from perception_msgs.srv import GetVocabulary
+
     from perception_nodes.ros.params import all_params
 
     pubs, receiver, graph, params = io
@@ -116,41 +126,60 @@ def test_every_live_parameter_applies_from_the_next_frame(io):
     base, _, _ = _frame(io)
     assert len(base.regions) == 1  # box NMS at 0.69 merges the similar masks of untrained weights
 
-    set_live(amg__box_nms_thresh=1.0, amg__max_regions=3, classifier__top_k=1, relations__top_k=2,
-             publish_embeddings=True, vocabulary__labels=["zebra", "yak", "owl"])
+    set_live(
+        amg__box_nms_thresh=1.0,
+        amg__max_regions=3,
+        classifier__top_k=1,
+        relations__top_k=2,
+        publish_embeddings=True,
+        vocabulary__labels=["zebra", "yak", "owl"],
+    )
     sg, _, _ = _frame(io)
-    assert len(sg.regions) == 3                                   # no NMS any more, capped at 3
-    assert len(sg.relations) == 2                                 # relations.top_k
-    assert all(len(r.alternatives) <= 1 for r in sg.regions)      # classifier.top_k = 1
-    assert all(len(r.embedding) == 256 for r in sg.regions)       # publish_embeddings
-    assert list(sg.vocabulary) == ["zebra", "yak", "owl"] and sg.vocabulary_version > base.vocabulary_version
+    assert len(sg.regions) == 3  # no NMS any more, capped at 3
+    assert len(sg.relations) == 2  # relations.top_k
+    assert all(len(r.alternatives) <= 1 for r in sg.regions)  # classifier.top_k = 1
+    assert all(len(r.embedding) == 256 for r in sg.regions)  # publish_embeddings
+    assert (
+        list(sg.vocabulary) == ["zebra", "yak", "owl"]
+        and sg.vocabulary_version > base.vocabulary_version
+    )
     assert all(r.label in sg.vocabulary for r in sg.regions)
 
-    set_live(relations__top_k=50, relations__per_subject=1, relations__score_threshold=0.2,
-             classifier__unknown_threshold=1.0, amg__min_mask_region_area=100_000, amg__points_per_batch=1,
-             vocabulary__templates=["a {} seen here"], publish_regions=False, publish_label_image=False)
+    set_live(
+        relations__top_k=50,
+        relations__per_subject=1,
+        relations__score_threshold=0.2,
+        classifier__unknown_threshold=1.0,
+        amg__min_mask_region_area=100_000,
+        amg__points_per_batch=1,
+        vocabulary__templates=["a {} seen here"],
+        publish_regions=False,
+        publish_label_image=False,
+    )
     sg2, regions2, label_image2 = _frame(io)
-    assert regions2 is None and label_image2 is None              # publish_regions/label_image off
+    assert regions2 is None and label_image2 is None  # publish_regions/label_image off
     assert 1 <= _relations_per_subject(sg2) <= 1 and all(r.score >= 0.2 for r in sg2.relations)
     assert all(r.label == "unknown" and r.label_index == -1 for r in sg2.regions)
     # islands and holes below 100000 px removed: one piece, no holes (the 128x128 image is smaller)
     from scipy import ndimage
 
     assert all(ndimage.label(m)[1] == 1 and ndimage.label(~m)[1] <= 1 for m in _masks(sg2.regions))
-    assert sg2.vocabulary_version > sg.vocabulary_version        # templates re-embedded the labels
-    assert wait_for(lambda: receiver.diagnostics_values().get("decoder_batches") == "4", 10, graph)  # 4 prompts, 1 each
+    assert sg2.vocabulary_version > sg.vocabulary_version  # templates re-embedded the labels
+    assert wait_for(
+        lambda: receiver.diagnostics_values().get("decoder_batches") == "4", 10, graph
+    )  # 4 prompts, 1 each
     got = call(receiver.get_vocabulary, GetVocabulary.Request())
     assert list(got.prompt_templates) == ["a {} seen here"]
 
     set_live(amg__points_per_side=1, publish_scene_graph=False, publish_regions=True)
     sg3, regions3, _ = _frame(io)
-    assert sg3 is None and regions3 is not None                   # publish_scene_graph off, regions back on
-    assert 1 <= len(regions3.regions) <= 3                        # 1 prompt -> at most 3 masks
+    assert sg3 is None and regions3 is not None  # publish_scene_graph off, regions back on
+    assert 1 <= len(regions3.regions) <= 3  # 1 prompt -> at most 3 masks
     assert wait_for(lambda: receiver.diagnostics_values().get("decoder_batches") == "1", 10, graph)
 
     set_live(publish_scene_graph=True, amg__points_per_side=2, amg__pred_iou_thresh=1.0)
     sg4, _, _ = _frame(io)
-    assert len(sg4.regions) == 0                                  # untrained weights never predict IoU 1
+    assert len(sg4.regions) == 0  # untrained weights never predict IoU 1
     set_live(amg__pred_iou_thresh=0.0, amg__stability_score_thresh=1.0)
     sg5, _, _ = _frame(io)
     assert len(sg5.regions) == 0
@@ -158,17 +187,27 @@ def test_every_live_parameter_applies_from_the_next_frame(io):
     before = int(receiver.diagnostics_values().get("/camera.rejected", "0"))
     set_live(max_image_pixels=100)
     for _ in range(10):  # best effort: resend until counted
-        _publish(pubs, _image("coffee"))
-        if wait_for(lambda: int(receiver.diagnostics_values().get("/camera.rejected", "0")) > before, 5, graph):
+        publish_frame(pubs, photo("coffee"))
+        if wait_for(
+            lambda: int(receiver.diagnostics_values().get("/camera.rejected", "0")) > before,
+            5,
+            graph,
+        ):
             break
     assert int(receiver.diagnostics_values().get("/camera.rejected", "0")) > before
     set_live(max_image_pixels=16_000_000)
 
     n0 = receiver.count("diagnostics")
-    set_live(diagnostics_period=0.1)                              # was 0.5 s
+    set_live(diagnostics_period=0.1)  # was 0.5 s
     time.sleep(3.0)
     assert receiver.count("diagnostics") - n0 >= 15, receiver.count("diagnostics") - n0
-    _set_ok(params, graph, diagnostics_period=0.5, amg__stability_score_thresh=0.0, classifier__unknown_threshold=0.1)
+    _set_ok(
+        params,
+        graph,
+        diagnostics_period=0.5,
+        amg__stability_score_thresh=0.0,
+        classifier__unknown_threshold=0.1,
+    )
 
     set_live(tracking__enabled=False)
     off, _, _ = _frame(io)
@@ -181,8 +220,13 @@ def test_every_live_parameter_applies_from_the_next_frame(io):
     assert on.relations_smoothed and on.relation_smoothing == pytest.approx(0.25)
     # these change association and voting details that one static test photo cannot show; their
     # per-frame effect is tested on the core (tests/test_tracking.py): here they must be taken live
-    set_live(tracking__iou_gate=0.4, tracking__similarity_weight=0.5, tracking__similarity_gate=0.9,
-             tracking__death_misses=5, tracking__label_window=3)
+    set_live(
+        tracking__iou_gate=0.4,
+        tracking__similarity_weight=0.5,
+        tracking__similarity_gate=0.9,
+        tracking__death_misses=5,
+        tracking__label_window=3,
+    )
     assert _frame(io)[0].regions
 
     assert covered == live, f"live parameters not exercised: {sorted(live - covered)}"
@@ -195,22 +239,29 @@ def test_every_live_parameter_applies_from_the_next_frame(io):
     assert ro == {PipelineConfig.ros_name(n) for n in RELOAD_SETTINGS}
 
 
-@pytest.mark.parametrize("name, value, reason", [
-    ("vocabulary.templates", ["no placeholder"], "exactly once"),
-    ("vocabulary.templates", ["{{}}"], "exactly once"),
-    ("vocabulary.templates", ["{} and {}"], "exactly once"),
-    ("vocabulary.labels", ["a", "A"], "duplicate entry"),
-    ("vocabulary.labels", ["cup", "   "], "empty"),
-])
-def test_bad_vocabulary_parameters_are_refused_like_the_service_refuses_them(io, name, value, reason):
+@pytest.mark.parametrize(
+    "name, value, reason",
+    [
+        ("vocabulary.templates", ["no placeholder"], "exactly once"),
+        ("vocabulary.templates", ["{{}}"], "exactly once"),
+        ("vocabulary.templates", ["{} and {}"], "exactly once"),
+        ("vocabulary.labels", ["a", "A"], "duplicate entry"),
+        ("vocabulary.labels", ["cup", "   "], "empty"),
+    ],
+)
+def test_bad_vocabulary_parameters_are_refused_like_the_service_refuses_them(
+    io, name, value, reason
+):
     from perception_msgs.srv import GetVocabulary, SetVocabulary
 
     _, receiver, graph, params = io
     before = call(receiver.get_vocabulary, GetVocabulary.Request())
     (result,) = _set(params, graph, **{name.replace(".", "__"): value})
     assert not result.successful and reason in result.reason, result.reason
-    req = SetVocabulary.Request(labels=value if name.endswith("labels") else ["cup"],
-                                prompt_templates=value if name.endswith("templates") else [])
+    req = SetVocabulary.Request(
+        labels=value if name.endswith("labels") else ["cup"],
+        prompt_templates=value if name.endswith("templates") else [],
+    )
     resp = call(receiver.set_vocabulary, req)
     assert not resp.success and reason in resp.message, resp.message
     after = call(receiver.get_vocabulary, GetVocabulary.Request())
@@ -229,13 +280,15 @@ def test_set_vocabulary_holds_20_concurrent_callers_while_frames_flow(io):
     from perception_nodes.ros.qos import SERVICE_QOS
 
     # clients as the README tells concurrent callers to create them (and as GraphReceiver does)
-    clients = [node.create_client(SetVocabulary, f"{NODE}/set_vocabulary", qos_profile=SERVICE_QOS)
-               for _ in range(n_callers)]
+    clients = [
+        node.create_client(SetVocabulary, f"{NODE}/set_vocabulary", qos_profile=SERVICE_QOS)
+        for _ in range(n_callers)
+    ]
     assert all(c.wait_for_service(timeout_sec=30) for c in clients)
     start = call(receiver.get_vocabulary, GetVocabulary.Request())
     graphs_before = receiver.count("graphs")
     lock = threading.Lock()
-    answers: list[tuple[float, object]] = []          # (latency s, response)
+    answers: list[tuple[float, object]] = []  # (latency s, response)
     unanswered: list[str] = []
     stop_at = time.monotonic() + duration
 
@@ -260,7 +313,7 @@ def test_set_vocabulary_holds_20_concurrent_callers_while_frames_flow(io):
         t.start()
     frames = 0
     while time.monotonic() < stop_at:  # frames flow meanwhile
-        _publish(pubs, _image("coffee", side=96))
+        publish_frame(pubs, photo("coffee", side=96))
         frames += 1
         time.sleep(0.3)
     for t in threads:
@@ -269,15 +322,23 @@ def test_set_vocabulary_holds_20_concurrent_callers_while_frames_flow(io):
     latencies = np.array([a[0] for a in answers] or [np.inf])
     ok = [a[1] for a in answers if a[1].success]
     p99 = float(np.percentile(latencies, 99))
-    print(f"\n{len(answers)} calls answered in {duration:.0f} s by {n_callers} callers, {len(unanswered)} unanswered, "
-          f"{end.version - start.version - len(ok)} changes applied without an answer: p50 {np.median(latencies):.3f} s, "
-          f"p99 {p99:.3f} s, max {latencies.max():.3f} s; {frames} frames published")
+    print(
+        f"\n{len(answers)} calls answered in {duration:.0f} s by {n_callers} callers, {len(unanswered)} unanswered, "
+        f"{end.version - start.version - len(ok)} changes applied without an answer: p50 {np.median(latencies):.3f} s, "
+        f"p99 {p99:.3f} s, max {latencies.max():.3f} s; {frames} frames published"
+    )
     assert not unanswered, f"{len(unanswered)} calls never answered"
-    assert len(answers) >= 4 * n_callers and len(ok) == len(answers), [a[1].message for a in answers if not a[1].success][:3]
+    assert len(answers) >= 4 * n_callers and len(ok) == len(answers), [
+        a[1].message for a in answers if not a[1].success
+    ][:3]
     assert p99 < 2.0, p99
     versions = sorted(r.version for r in ok)
     # every applied change was answered (and each exactly once): versions are start+1 .. end
-    assert versions == list(range(start.version + 1, end.version + 1)), (start.version, end.version, len(versions))
+    assert versions == list(range(start.version + 1, end.version + 1)), (
+        start.version,
+        end.version,
+        len(versions),
+    )
     labels_of = {r.version: list(r.labels) for r in ok}
     assert wait_for(lambda: receiver.count("graphs") > graphs_before, 60, graph)
     with receiver.lock:

@@ -7,7 +7,6 @@ import math
 import numpy as np
 import pytest
 import skimage.data
-
 from ros_helpers.process import ros_process, spin_until
 
 pytestmark = pytest.mark.ros
@@ -47,16 +46,29 @@ def _region(i: int, mask: np.ndarray):
 
     h, w, counts = encode_mask(mask)
     ys, xs = np.nonzero(mask)
-    region = Region(id=i + 1, track_id=2**40 + i, track_age=i, area=int(mask.sum()), predicted_iou=0.875,
-                    stability_score=0.96875)
+    region = Region(
+        id=i + 1,
+        track_id=2**40 + i,
+        track_age=i,
+        area=int(mask.sum()),
+        predicted_iou=0.875,
+        stability_score=0.96875,
+    )
     region.bbox.x_offset, region.bbox.y_offset = int(xs.min()), int(ys.min())
-    region.bbox.width, region.bbox.height = int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)
+    region.bbox.width, region.bbox.height = (
+        int(xs.max() - xs.min() + 1),
+        int(ys.max() - ys.min() + 1),
+    )
     region.label = UNICODE_LABELS[i % len(UNICODE_LABELS)]
     region.label_index = i - 1
     region.label_score = 0.5
-    region.alternatives = [LabelScore(label=l, label_index=j, score=j / 8) for j, l in enumerate(UNICODE_LABELS)]
+    region.alternatives = [
+        LabelScore(label=name, label_index=j, score=j / 8) for j, name in enumerate(UNICODE_LABELS)
+    ]
     region.mask_height, region.mask_width, region.mask_counts = h, w, counts
-    region.centroid = Point(x=math.nan, y=1.5, z=float("nan")) if i % 2 == 0 else Point(x=0.25, y=-0.5, z=2.0)
+    region.centroid = (
+        Point(x=math.nan, y=1.5, z=float("nan")) if i % 2 == 0 else Point(x=0.25, y=-0.5, z=2.0)
+    )
     region.embedding = np.random.default_rng(i).standard_normal(256).astype(np.float32).tolist()
     region.embedding_kind = "sam_token"
     return region
@@ -74,7 +86,9 @@ def _scene_graph(n_regions: int = 40):
     graph.regions = [_region(i, m) for i, m in enumerate(masks)]
     graph.relations = [
         Relation(subject_id=s + 1, object_id=o + 1, predicate="on", predicate_index=3, score=0.5)
-        for s in range(n_regions) for o in range(n_regions) if s != o
+        for s in range(n_regions)
+        for o in range(n_regions)
+        if s != o
     ]
     graph.predicates = ["over", "in front of", "beside", "on", "在……上面"]
     graph.relation_source = "geometric"
@@ -88,7 +102,6 @@ def _echo(ros_context, msg_type: str, message, timeout: float = 30.0):
     """Send ``message`` to the echo process and return what comes back."""
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.node import Node
-
     from ros_helpers.echo import QOS, load_type
 
     cls = load_type(msg_type)
@@ -100,7 +113,9 @@ def _echo(ros_context, msg_type: str, message, timeout: float = 30.0):
     node.create_subscription(cls, "/pn_test/out", received.append, QOS)
     try:
         with ros_process("echo.py", "topic", msg_type, "/pn_test/in", "/pn_test/out"):
-            assert spin_until(executor, lambda: pub.get_subscription_count() > 0, timeout), "echo never subscribed"
+            assert spin_until(executor, lambda: pub.get_subscription_count() > 0, timeout), (
+                "echo never subscribed"
+            )
             pub.publish(message)
             assert spin_until(executor, lambda: bool(received), timeout), f"no {msg_type} came back"
     finally:
@@ -125,11 +140,17 @@ def test_scene_graph_round_trip_keeps_masks_labels_and_nan(ros_context):
     assert [a.label for a in back.regions[0].alternatives] == UNICODE_LABELS
     assert math.isnan(back.regions[0].centroid.x) and math.isnan(back.regions[0].centroid.z)
     assert back.regions[1].centroid.z == 2.0
-    np.testing.assert_array_equal(np.asarray(back.regions[3].embedding), np.asarray(graph.regions[3].embedding))
+    np.testing.assert_array_equal(
+        np.asarray(back.regions[3].embedding), np.asarray(graph.regions[3].embedding)
+    )
     assert back.predicates == graph.predicates and back.vocabulary == UNICODE_LABELS
     assert back.vocabulary_version == 2**40 + 7
     assert [r.track_id for r in back.regions] == [2**40 + i for i in range(len(masks))]
-    assert back.regions[3].track_age == 3 and back.relations_smoothed and back.relation_smoothing == 0.5
+    assert (
+        back.regions[3].track_age == 3
+        and back.relations_smoothed
+        and back.relation_smoothing == 0.5
+    )
     assert _same(back, graph)
 
 
@@ -137,15 +158,23 @@ def test_region_array_round_trip(ros_context):
     from perception_msgs.msg import RegionArray
 
     graph, _ = _scene_graph(5)
-    msg = RegionArray(header=graph.header, image_height=graph.image_height, image_width=graph.image_width,
-                      regions=graph.regions, vocabulary_version=3, vocabulary=UNICODE_LABELS)
+    msg = RegionArray(
+        header=graph.header,
+        image_height=graph.image_height,
+        image_width=graph.image_width,
+        regions=graph.regions,
+        vocabulary_version=3,
+        vocabulary=UNICODE_LABELS,
+    )
     assert _same(_echo(ros_context, "perception_msgs/msg/RegionArray", msg), msg)
 
 
 def test_relation_and_label_score_round_trip(ros_context):
     from perception_msgs.msg import LabelScore, Relation
 
-    rel = Relation(subject_id=2**31, object_id=1, predicate="looking at", predicate_index=55, score=0.125)
+    rel = Relation(
+        subject_id=2**31, object_id=1, predicate="looking at", predicate_index=55, score=0.125
+    )
     assert _echo(ros_context, "perception_msgs/msg/Relation", rel) == rel
     ls = LabelScore(label="ручка", label_index=-1, score=1.0)
     assert _echo(ros_context, "perception_msgs/msg/LabelScore", ls) == ls
@@ -154,7 +183,6 @@ def test_relation_and_label_score_round_trip(ros_context):
 def _call(ros_context, srv_type: str, name: str, request, timeout: float = 30.0):
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.node import Node
-
     from ros_helpers.echo import load_type
 
     node = Node("srv_client", context=ros_context)
@@ -176,7 +204,9 @@ def test_set_vocabulary_service_across_processes(ros_context):
     from perception_msgs.srv import SetVocabulary
 
     labels = [f"entry {i} ✓" for i in range(2000)] + UNICODE_LABELS
-    req = SetVocabulary.Request(labels=labels, prompt_templates=["a photo of a {}.", "一张{}的照片"], append=True)
+    req = SetVocabulary.Request(
+        labels=labels, prompt_templates=["a photo of a {}.", "一张{}的照片"], append=True
+    )
     resp = _call(ros_context, "perception_msgs/srv/SetVocabulary", "/pn_test/set_vocabulary", req)
     assert resp.success and resp.version == 1000 + len(labels)
     assert list(resp.labels) == list(reversed(labels))
@@ -186,7 +216,12 @@ def test_set_vocabulary_service_across_processes(ros_context):
 def test_get_vocabulary_service_across_processes(ros_context):
     from perception_msgs.srv import GetVocabulary
 
-    resp = _call(ros_context, "perception_msgs/srv/GetVocabulary", "/pn_test/get_vocabulary", GetVocabulary.Request())
+    resp = _call(
+        ros_context,
+        "perception_msgs/srv/GetVocabulary",
+        "/pn_test/get_vocabulary",
+        GetVocabulary.Request(),
+    )
     assert list(resp.labels) == ["tasse", "杯子", "кружка"] and resp.version == 42
 
 

@@ -36,7 +36,9 @@ class StandInPipeline:
         self.frames = 0
 
     def check_settings(self, config: PipelineConfig) -> list[str]:
-        changed = [n for n in PipelineConfig.field_names() if getattr(config, n) != getattr(self.config, n)]
+        changed = [
+            n for n in PipelineConfig.field_names() if getattr(config, n) != getattr(self.config, n)
+        ]
         if set(changed) & RELOAD_SETTINGS:
             raise PipelineError(f"{sorted(set(changed) & RELOAD_SETTINGS)} need a reconfigure")
         check_vocabulary(list(config.vocabulary_labels), list(config.vocabulary_templates))
@@ -48,20 +50,31 @@ class StandInPipeline:
         self.applied.append(self.config)
         return changed
 
-    def process(self, image, depth_m=None, k=None, stamp=0.0, stamp_ns=None,
-                should_stop=None, stream=""):
+    def process(
+        self, image, depth_m=None, k=None, stamp=0.0, stamp_ns=None, should_stop=None, stream=""
+    ):
         h, w = image.shape[:2]
         n = self.config.amg_max_regions
         masks = np.zeros((n, h, w), bool)
         for i in range(n):
-            masks[i, i:i + 2, i:i + 2] = True
+            masks[i, i : i + 2, i : i + 2] = True
         boxes = np.array([[i, i, i + 2, i + 2] for i in range(n)], np.float32).reshape(n, 4)
-        seg = Segmentation(masks, boxes, masks.sum((1, 2)).astype(np.int64), np.ones(n, np.float32),
-                           np.ones(n, np.float32), np.zeros((n, 256), np.float32), boxes[:, :2].copy(), (h, w))
+        seg = Segmentation(
+            masks,
+            boxes,
+            masks.sum((1, 2)).astype(np.int64),
+            np.ones(n, np.float32),
+            np.ones(n, np.float32),
+            np.zeros((n, 256), np.float32),
+            boxes[:, :2].copy(),
+            (h, w),
+        )
         ids = np.arange(1, n + 1, dtype=np.uint32)
         centroids = np.full((n, 3), np.nan, np.float32)
         self.frames += 1
-        return FrameResult(seg, None, None, ids, centroids), build_scene_graph(seg, None, None, ids, centroids, stamp=stamp)
+        return FrameResult(seg, None, None, ids, centroids), build_scene_graph(
+            seg, None, None, ids, centroids, stamp=stamp
+        )
 
     def vocabulary_snapshot(self):
         return None
@@ -69,13 +82,19 @@ class StandInPipeline:
 
 @pytest.fixture
 def node(ros_context):
-    from perception_nodes.nodes.perception_node import PerceptionNode
     from rclpy.parameter import Parameter
 
-    n = PerceptionNode(pipeline_loader=StandInPipeline, context=ros_context,
-                       parameter_overrides=[Parameter("autostart", value=False),
-                                            Parameter("cameras", value=["/cam"]),
-                                            Parameter("amg.max_regions", value=2)])
+    from perception_nodes.nodes.perception_node import PerceptionNode
+
+    n = PerceptionNode(
+        pipeline_loader=StandInPipeline,
+        context=ros_context,
+        parameter_overrides=[
+            Parameter("autostart", value=False),
+            Parameter("cameras", value=["/cam"]),
+            Parameter("amg.max_regions", value=2),
+        ],
+    )
     yield n
     n._stop_worker()
     n.destroy_node()
@@ -122,7 +141,7 @@ def test_outputs_are_lifecycle_publishers_that_publish_only_while_active(node, s
     assert set(pubs) == {"regions", "scene_graph", "label_image"}
     assert all(isinstance(p, LifecyclePublisher) for p in pubs.values())
     spin(0.5)  # discovery within the process
-    _frame(node, 1)                                           # configured, not active: nothing goes out
+    _frame(node, 1)  # configured, not active: nothing goes out
     spin(0.5)
     assert got == []
     assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
@@ -130,7 +149,7 @@ def test_outputs_are_lifecycle_publishers_that_publish_only_while_active(node, s
     spin(1.0)
     assert [m.header.stamp.sec for m in got] == [2] and len(got[0].regions) == 2
     assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
-    _frame(node, 3)                                           # inactive again: nothing
+    _frame(node, 3)  # inactive again: nothing
     spin(0.5)
     assert [m.header.stamp.sec for m in got] == [2]
     assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
@@ -145,22 +164,28 @@ def test_live_parameters_reach_the_pipeline_and_bad_ones_change_nothing(node, si
     assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
     assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
     pipeline = node.pipeline
-    r = node.set_parameters([Parameter("amg.max_regions", value=5), Parameter("relations.top_k", value=7)])
+    r = node.set_parameters(
+        [Parameter("amg.max_regions", value=5), Parameter("relations.top_k", value=7)]
+    )
     assert all(x.successful for x in r)
     assert pipeline.config.amg_max_regions == 5 and pipeline.config.relations_top_k == 7
     spin(0.5)
     _frame(node, 10)
     spin(1.0)
-    assert len(got[-1].regions) == 5                          # the next frame runs with it
+    assert len(got[-1].regions) == 5  # the next frame runs with it
     n_applied = len(pipeline.applied)
-    for bad in (Parameter("sam.model", value="vit_b"),        # read-only: needs a reload
-                Parameter("vocabulary.templates", value=["{{}}"]),
-                Parameter("vocabulary.labels", value=["a", "A"]),
-                Parameter("amg.max_regions", value=0)):       # out of its range
+    for bad in (
+        Parameter("sam.model", value="vit_b"),  # read-only: needs a reload
+        Parameter("vocabulary.templates", value=["{{}}"]),
+        Parameter("vocabulary.labels", value=["a", "A"]),
+        Parameter("amg.max_regions", value=0),
+    ):  # out of its range
         (res,) = node.set_parameters([bad])
         assert not res.successful and res.reason, bad.name
     assert len(pipeline.applied) == n_applied and pipeline.config.amg_max_regions == 5
-    assert node.get_parameter("vocabulary.templates").value == list(PipelineConfig().vocabulary_templates)
+    assert node.get_parameter("vocabulary.templates").value == list(
+        PipelineConfig().vocabulary_templates
+    )
     (res,) = node.set_parameters([Parameter("diagnostics_period", value=0.25)])
     assert res.successful and node._diag_timer.timer_period_ns == 250_000_000
     node.trigger_deactivate()

@@ -9,10 +9,9 @@ import time
 
 import numpy as np
 import pytest
+from e2e_fixtures import CAMERA, Spinner, call, photo, small_overrides, wait_for
 
-from e2e_fixtures import CAMERA, Spinner, call, small_overrides, wait_for
 from perception_nodes.tools.graph_runner import NodeGraph, write_params_file
-from test_e2e_pipeline import _image
 
 pytestmark = pytest.mark.ros
 FRAME_TIMEOUT = 240.0
@@ -53,12 +52,16 @@ def io(graph):
     context = rclpy.Context()
     rclpy.init(context=context)
     node = Node("test_camera", namespace=CAMERA, context=context)
-    pubs = {"image": node.create_publisher(Image, "image_raw", qos_profile_sensor_data),
-            "depth": node.create_publisher(Image, "depth/image_raw", qos_profile_sensor_data),
-            "info": node.create_publisher(CameraInfo, "camera_info", qos_profile_sensor_data)}
+    pubs = {
+        "image": node.create_publisher(Image, "image_raw", qos_profile_sensor_data),
+        "depth": node.create_publisher(Image, "depth/image_raw", qos_profile_sensor_data),
+        "info": node.create_publisher(CameraInfo, "camera_info", qos_profile_sensor_data),
+    }
     receiver = GraphReceiver(camera=CAMERA, context=context)
     spinner = Spinner(context, node, receiver)
-    assert wait_for(lambda: pubs["image"].get_subscription_count() >= 2, 120, graph), "nodes never subscribed"
+    assert wait_for(lambda: pubs["image"].get_subscription_count() >= 2, 120, graph), (
+        "nodes never subscribed"
+    )
     assert wait_for(lambda: receiver.diagnostics_values().get("state") == "configured", 240, graph)
     yield pubs, receiver
     spinner.stop()
@@ -80,7 +83,9 @@ def _frame_msgs(rgb, sec: int, nanosec: int, k=None, info_hw=None, depth=None):
     out = {"image": image}
     if depth is not None:
         h, w = info_hw if info_hw is not None else rgb.shape[:2]
-        out["info"] = CameraInfo(header=image.header, height=h, width=w, k=[float(v) for v in np.ravel(k)])
+        out["info"] = CameraInfo(
+            header=image.header, height=h, width=w, k=[float(v) for v in np.ravel(k)]
+        )
         out["depth"] = numpy_to_image_msg(depth, "32FC1", image.header)
     return out
 
@@ -126,22 +131,38 @@ def test_visualization_node_draws_and_marks_an_empty_scene_graph(tmp_path, ros_c
         receiver = GraphReceiver(camera=CAMERA, context=ros_context)
         spinner = Spinner(ros_context, node, receiver)
         try:
-            assert wait_for(lambda: graph_pub.get_subscription_count() >= 1 and image_pub.get_subscription_count() >= 1,
-                            120, viz), "visualization_node never subscribed"
-            rgb = _image("coffee", side=96)
+            assert wait_for(
+                lambda: (
+                    graph_pub.get_subscription_count() >= 1
+                    and image_pub.get_subscription_count() >= 1
+                ),
+                120,
+                viz,
+            ), "visualization_node never subscribed"
+            rgb = photo("coffee", side=96)
             for i in range(3):  # several empty frames: the node must survive each
                 image = numpy_to_image_msg(rgb, "rgb8")
                 image.header.stamp.sec, image.header.stamp.nanosec = 100 + i, 250
-                empty = SceneGraph(header=image.header, image_height=rgb.shape[0], image_width=rgb.shape[1])
+                empty = SceneGraph(
+                    header=image.header, image_height=rgb.shape[0], image_width=rgb.shape[1]
+                )
                 for _ in range(20):
                     image_pub.publish(image)
                     time.sleep(0.1)
                     graph_pub.publish(empty)
-                    if wait_for(lambda: receiver.count("overlays") > i and receiver.count("markers") > i, 3.0, viz):
+                    if wait_for(
+                        lambda: receiver.count("overlays") > i and receiver.count("markers") > i,
+                        3.0,
+                        viz,
+                    ):
                         break
-                assert receiver.count("overlays") > i and receiver.count("markers") > i, viz.processes[0].log_tail()
+                assert receiver.count("overlays") > i and receiver.count("markers") > i, (
+                    viz.processes[0].log_tail()
+                )
             overlay = receiver.latest("overlays")
-            assert overlay.header.stamp.sec == 102 and np.array_equal(image_msg_to_numpy(overlay), rgb)
+            assert overlay.header.stamp.sec == 102 and np.array_equal(
+                image_msg_to_numpy(overlay), rgb
+            )
             markers = receiver.latest("markers").markers
             assert len(markers) == 1 and markers[0].action == markers[0].DELETEALL
             viz.check_alive()
@@ -156,10 +177,10 @@ def test_generated_weights_open_the_default_filters_on_the_launch_path(io, graph
     """With generated SAM weights and the package's default thresholds, frames have regions (as
     in pn-demo), and the policy is logged once."""
     pubs, receiver = io
-    sg = _send_until_graph(pubs, receiver, graph, _frame_msgs(_image("astronaut"), 1000, 0))
+    sg = _send_until_graph(pubs, receiver, graph, _frame_msgs(photo("astronaut"), 1000, 0))
     assert 1 <= len(sg.regions) <= 12, len(sg.regions)
     assert all(r.area > 0 for r in sg.regions)
-    _send_until_graph(pubs, receiver, graph, _frame_msgs(_image("rocket"), 1001, 0))
+    _send_until_graph(pubs, receiver, graph, _frame_msgs(photo("rocket"), 1001, 0))
     assert _log(graph).count(POLICY_LOG) == 1
 
 
@@ -168,7 +189,7 @@ def test_query_regions_answers_the_frames_exact_stamp(io, graph):
 
     pubs, receiver = io
     for sec, nanosec in ((1_700_000_000, 123_456_789), (-1, 500_000_000), (-3, 999_999_999)):
-        _send_until_graph(pubs, receiver, graph, _frame_msgs(_image("coffee", 64), sec, nanosec))
+        _send_until_graph(pubs, receiver, graph, _frame_msgs(photo("coffee", 64), sec, nanosec))
         answer = call(receiver.query_regions, QueryRegions.Request(text="a cup", top_k=2))
         assert answer.success, answer.message
         assert (answer.stamp.sec, answer.stamp.nanosec) == (sec, nanosec)
@@ -186,19 +207,26 @@ BAD_INTRINSICS = {
 
 def test_camera_info_that_cannot_give_3d_is_refused_counted_and_logged(io, graph):
     pubs, receiver = io
-    rgb = _image("astronaut", 64)
+    rgb = photo("astronaut", 64)
     h, w = rgb.shape[:2]
     depth = np.full((h, w), 2.0, np.float32)
     good_k = [80.0, 0, w / 2, 0, 80, h / 2, 0, 0, 1]
     sg = _send_until_graph(pubs, receiver, graph, _frame_msgs(rgb, 2000, 0, good_k, None, depth))
-    assert sg.regions and all(math.isfinite(r.centroid.z) and r.centroid.z == pytest.approx(2.0) for r in sg.regions)
+    assert sg.regions and all(
+        math.isfinite(r.centroid.z) and r.centroid.z == pytest.approx(2.0) for r in sg.regions
+    )
     for i, (case, (k, size, reason)) in enumerate(BAD_INTRINSICS.items()):
         before = _counter(receiver, "refused_3d")
         info_hw = (4 * h, 4 * w) if size == "4x" else None
-        sg = _send_until_graph(pubs, receiver, graph, _frame_msgs(rgb, 2001 + i, 0, k, info_hw, depth))
+        sg = _send_until_graph(
+            pubs, receiver, graph, _frame_msgs(rgb, 2001 + i, 0, k, info_hw, depth)
+        )
         assert sg.regions, case
         for r in sg.regions:  # no 3D for this frame: NaN, never inf
-            assert all(math.isnan(v) for v in (r.centroid.x, r.centroid.y, r.centroid.z)), (case, r.centroid)
+            assert all(math.isnan(v) for v in (r.centroid.x, r.centroid.y, r.centroid.z)), (
+                case,
+                r.centroid,
+            )
         assert wait_for(lambda: _counter(receiver, "refused_3d") > before, 10, graph), case
         assert reason in _log(graph), case
     assert "no 3D for this frame: CameraInfo refused" in _log(graph)
@@ -210,7 +238,7 @@ def test_images_below_the_minimum_size_are_refused_and_counted(io, graph):
     from perception_nodes.ros.image_conversion import numpy_to_image_msg
 
     pubs, receiver = io
-    rgb = _image("chelsea", 96)
+    rgb = photo("chelsea", 96)
     for h, w in ((1, 1), (2, 2), (MIN_IMAGE_SIDE - 1, 64), (64, MIN_IMAGE_SIDE - 1)):
         before = _counter(receiver, "rejected")
         msg = numpy_to_image_msg(np.ascontiguousarray(rgb[:h, :w]), "rgb8")
@@ -221,8 +249,17 @@ def test_images_below_the_minimum_size_are_refused_and_counted(io, graph):
                 break
         assert _counter(receiver, "rejected") > before, (h, w)
         with receiver.lock:
-            assert not any(m.header.stamp == msg.header.stamp for _, m in receiver.data.graphs), (h, w)
+            assert not any(m.header.stamp == msg.header.stamp for _, m in receiver.data.graphs), (
+                h,
+                w,
+            )
     assert f"below the minimum size {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE}" in _log(graph)
-    sg = _send_until_graph(pubs, receiver, graph,
-                           _frame_msgs(np.ascontiguousarray(rgb[:MIN_IMAGE_SIDE, :MIN_IMAGE_SIDE]), 3999, 0))
-    assert all(r.area > 0 for r in sg.regions)  # the minimum size itself is processed, no empty region
+    sg = _send_until_graph(
+        pubs,
+        receiver,
+        graph,
+        _frame_msgs(np.ascontiguousarray(rgb[:MIN_IMAGE_SIDE, :MIN_IMAGE_SIDE]), 3999, 0),
+    )
+    assert all(
+        r.area > 0 for r in sg.regions
+    )  # the minimum size itself is processed, no empty region

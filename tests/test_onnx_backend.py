@@ -7,8 +7,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
-from export_fixtures import *  # noqa: F403
 from export_fixtures import TINY
 from sam_fixtures import skimage_photo
 
@@ -51,9 +49,14 @@ def test_encode_decode_parity_with_torch_backend(ort_backend, torch_backend):
     assert emb.dtype == torch.float32 and emb.shape == (1, 256, 64, 64)
     assert (emb - ref_emb).abs().max() <= 1e-4
     # 3 point prompts (fg + bg point) and 3 box prompts, K = 2
-    coords = torch.cat([torch.rand(3, 2, 2, generator=gen) * 1024,
-                        torch.tensor([[[100.0, 100], [400, 500]], [[0, 0], [1023, 1023]],
-                                      [[600, 50], [700, 300]]])])
+    coords = torch.cat(
+        [
+            torch.rand(3, 2, 2, generator=gen) * 1024,
+            torch.tensor(
+                [[[100.0, 100], [400, 500]], [[0, 0], [1023, 1023]], [[600, 50], [700, 300]]]
+            ),
+        ]
+    )
     labels = torch.tensor([[1.0, 0.0]] * 3 + [[2.0, 3.0]] * 3)
     for multimask in (True, False):
         out = ort_backend.decode(ref_emb, coords, labels, multimask)
@@ -63,7 +66,9 @@ def test_encode_decode_parity_with_torch_backend(ort_backend, torch_backend):
         assert (out.low_res_logits - ref.low_res_logits).abs().max() <= 1e-3
         assert (out.iou_predictions - ref.iou_predictions).abs().max() <= 1e-4
         assert (out.mask_tokens - ref.mask_tokens).abs().max() <= 1e-4
-        ious = _mask_iou((out.low_res_logits > 0).flatten(0, 1), (ref.low_res_logits > 0).flatten(0, 1))
+        ious = _mask_iou(
+            (out.low_res_logits > 0).flatten(0, 1), (ref.low_res_logits > 0).flatten(0, 1)
+        )
         assert ious.min() > 0.99
 
 
@@ -71,8 +76,13 @@ def test_segment_everything_matches_torch_backend_on_photo(ort_backend, torch_ba
     image = skimage_photo("coffee", longest=320)
     # Random weights: keep every mask (no IoU/stability filter, NMS off) so that many masks
     # of the whole pipeline (grid, batching, upscaling, thresholding, boxes) are compared.
-    settings = dict(points_per_side=4, points_per_batch=16, pred_iou_thresh=0.0,
-                    stability_score_thresh=0.0, box_nms_thresh=1.0)
+    settings = dict(
+        points_per_side=4,
+        points_per_batch=16,
+        pred_iou_thresh=0.0,
+        stability_score_thresh=0.0,
+        box_nms_thresh=1.0,
+    )
     seg_ort = MaskGenerator(ort_backend, **settings).generate(image)
     seg_ref = MaskGenerator(torch_backend, **settings).generate(image)
     assert len(seg_ref) >= 5, "the comparison needs masks to compare"
@@ -109,8 +119,10 @@ def test_encoder_decoder_from_different_checkpoints_refused(tiny_export, tmp_pat
 
 def test_providers():
     assert select_providers("cpu", ["CPUExecutionProvider"]) == ["CPUExecutionProvider"]
-    assert select_providers("cuda:1", ["CUDAExecutionProvider", "CPUExecutionProvider"])[0] == \
-        "CUDAExecutionProvider"
+    assert (
+        select_providers("cuda:1", ["CUDAExecutionProvider", "CPUExecutionProvider"])[0]
+        == "CUDAExecutionProvider"
+    )
     with pytest.raises(RuntimeError, match="onnxruntime-gpu"):
         select_providers("cuda", ["CPUExecutionProvider"])
     with pytest.raises(ValueError, match="'cpu' or 'cuda"):

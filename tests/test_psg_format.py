@@ -22,7 +22,15 @@ def test_written_dataset_loads_back(tmp_path):
     assert set(raw) >= {"data", "thing_classes", "stuff_classes", "predicate_classes"}
     assert raw["predicate_classes"] == list(PSG_PREDICATES)
     entry = raw["data"][0]
-    assert set(entry) >= {"file_name", "height", "width", "pan_seg_file_name", "segments_info", "annotations", "relations"}
+    assert set(entry) >= {
+        "file_name",
+        "height",
+        "width",
+        "pan_seg_file_name",
+        "segments_info",
+        "annotations",
+        "relations",
+    }
     ds = load_psg(path)
     assert ds.categories == CATEGORIES
     assert len(ds.split("train")) == 3 and len(ds.split("test")) == 2
@@ -33,7 +41,12 @@ def test_written_dataset_loads_back(tmp_path):
     for seg, m in zip(im.segments, masks):
         assert seg.area == m.sum()
         ys, xs = np.nonzero(m)
-        assert seg.bbox_xywh == (xs.min(), ys.min(), xs.max() + 1 - xs.min(), ys.max() + 1 - ys.min())
+        assert seg.bbox_xywh == (
+            xs.min(),
+            ys.min(),
+            xs.max() + 1 - xs.min(),
+            ys.max() + 1 - ys.min(),
+        )
     assert ds.load_image(im).shape == (im.height, im.width, 3)
     assert im.relations.shape[1] == 3
 

@@ -24,7 +24,7 @@ def _table_rows() -> dict[str, str]:
 def test_every_declared_parameter_is_documented_with_its_default():
     rows = _table_rows()
     declared = {p.name: p for p in all_params()}
-    assert set(rows) == set(declared), (set(rows) ^ set(declared))
+    assert set(rows) == set(declared), set(rows) ^ set(declared)
     for name, p in declared.items():
         if isinstance(p.default, (bool, int, float)) and not isinstance(p.default, list):
             expected = str(p.default).lower() if isinstance(p.default, bool) else str(p.default)
@@ -44,6 +44,8 @@ def test_every_command_the_readme_names_is_installed():
 def test_make_targets_the_readme_uses_exist_and_ci_runs_the_test_command():
     makefile = (ROOT / "Makefile").read_text()
     targets = set(re.findall(r"^([a-z]+):", makefile, flags=re.M))
-    used = set(re.findall(r"`make ([a-z]+)", README)) | set(re.findall(r"^make ([a-z]+)", README, flags=re.M))
+    used = set(re.findall(r"`make ([a-z]+)", README)) | set(
+        re.findall(r"^make ([a-z]+)", README, flags=re.M)
+    )
     assert {"demo", "test"} <= used <= targets, (used, targets)
     assert "make test" in (ROOT / ".ci" / "run").read_text()

@@ -19,8 +19,16 @@ def _seg(rects):
     masks = np.stack(masks)
     n = len(masks)
     boxes = np.array(rects, dtype=np.float32)
-    return Segmentation(masks, boxes, masks.reshape(n, -1).sum(1), np.ones(n, np.float32), np.ones(n, np.float32),
-                        np.zeros((n, 256), np.float32), np.full((n, 2), np.nan, np.float32), (H, W))
+    return Segmentation(
+        masks,
+        boxes,
+        masks.reshape(n, -1).sum(1),
+        np.ones(n, np.float32),
+        np.ones(n, np.float32),
+        np.zeros((n, 256), np.float32),
+        np.full((n, 2), np.nan, np.float32),
+        (H, W),
+    )
 
 
 TABLE, CUP, LAMP, LOGO, BOX = 0, 1, 2, 3, 4
@@ -34,8 +42,10 @@ LAYOUT = [
 
 
 def _triples(rel):
-    return {(int(s), rel.predicates[p], int(o)): float(sc) for s, o, p, sc in
-            zip(rel.subject, rel.object, rel.predicate_index, rel.score)}
+    return {
+        (int(s), rel.predicates[p], int(o)): float(sc)
+        for s, o, p, sc in zip(rel.subject, rel.object, rel.predicate_index, rel.score)
+    }
 
 
 def test_layout_relations_without_depth():
@@ -49,7 +59,9 @@ def test_layout_relations_without_depth():
     assert t[(LOGO, "part of", CUP)] > 0.9
     assert (CUP, "part of", LOGO) not in t
     assert t[(BOX, "on", TABLE)] > 0.8
-    assert not any(p in ("in front of", "behind") for (_, p, _) in t)  # no depth, no depth relations
+    assert not any(
+        p in ("in front of", "behind") for (_, p, _) in t
+    )  # no depth, no depth relations
     assert all(s != o for (s, _, o) in t)
     assert all(0.3 <= v <= 1.0 for v in t.values())
 

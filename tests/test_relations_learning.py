@@ -10,20 +10,20 @@ import torch
 from relations_fixtures import ImperfectSegmenter, write_synthetic_psg
 
 from perception_nodes.core.relations import GeometricRelationPredictor
-from perception_nodes.training.relation_samples import FrameSample, gt_boxes_xyxy
 from perception_nodes.core.relations.head import (
     LearnedRelationPredictor,
     RelationCheckpointError,
     load_relation_head,
 )
 from perception_nodes.core.relations.predicates import PSG_PREDICATES
-from perception_nodes.training.psg import load_psg
 from perception_nodes.core.sam.amg import MaskGenerator
 from perception_nodes.core.sam.backends import create_backend
 from perception_nodes.core.sam.registry import make_generated_checkpoint
 from perception_nodes.core.scene_graph import build_scene_graph, from_json, to_json
 from perception_nodes.core.types import RegionLabels
 from perception_nodes.tools import train_relations
+from perception_nodes.training.psg import load_psg
+from perception_nodes.training.relation_samples import FrameSample, gt_boxes_xyxy
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +67,9 @@ def test_checkpoint_predictor_on_held_out_scene(trained):
                                                     top_k=10, min_score=0.0)  # fmt: skip
     rel = pred.predict(seg, labels)
     assert rel.source == "learned" and rel.predicates == list(PSG_PREDICATES)
-    got = {(int(s), int(o), int(p)) for s, o, p in zip(rel.subject, rel.object, rel.predicate_index)}
+    got = {
+        (int(s), int(o), int(p)) for s, o, p in zip(rel.subject, rel.object, rel.predicate_index)
+    }
     gt = {tuple(int(v) for v in r) for r in image.relations}
     assert len(got & gt) >= len(gt) // 2, (got, gt)
     assert np.all(np.diff(rel.score) <= 0) and np.all(rel.subject != rel.object)
@@ -85,7 +87,10 @@ def test_checkpoint_refuses_mismatches(trained):
 
 def test_both_predictors_on_a_real_photo(trained):
     photo = skimage.data.astronaut()  # 512x512 RGB
-    boxes = np.array([[140, 20, 330, 250], [0, 0, 512, 512], [350, 0, 512, 140], [180, 260, 330, 512]], np.float32)
+    boxes = np.array(
+        [[140, 20, 330, 250], [0, 0, 512, 512], [350, 0, 512, 140], [180, 260, 330, 512]],
+        np.float32,
+    )
     gen = MaskGenerator(create_backend("torch", model="sam_tiny_test", checkpoint=trained["sam"]))
     seg = gen.predict_boxes(photo, boxes)
     depth = np.linspace(1.0, 3.0, 512, dtype=np.float32)[None, :].repeat(512, 0)
@@ -93,8 +98,12 @@ def test_both_predictors_on_a_real_photo(trained):
     assert len(geo) > 0 and geo.source == "geometric"
     head, _ = load_relation_head(trained["out"] / "relation_head.pt")
     learned = LearnedRelationPredictor(head, top_k=20, min_score=0.0).predict(seg, None, depth)
-    assert len(learned) == 20  # top_k of 4 * 3 pairs * 56 predicates (multi-label: several per pair)
-    assert np.all((learned.score >= 0) & (learned.score <= 1)) and np.all(learned.subject != learned.object)
+    assert (
+        len(learned) == 20
+    )  # top_k of 4 * 3 pairs * 56 predicates (multi-label: several per pair)
+    assert np.all((learned.score >= 0) & (learned.score <= 1)) and np.all(
+        learned.subject != learned.object
+    )
     triplets = zip(learned.subject, learned.object, learned.predicate_index)
     assert len({(int(s), int(o), int(p)) for s, o, p in triplets}) == 20
 
@@ -119,7 +128,7 @@ def test_real_photo_to_scene_graph_json(trained, photo_name, boxes, names):
     assert len(everything) >= 1 and everything.image_size == photo.shape[:2]
     seg = gen.predict_boxes(None, np.array(boxes, np.float32))  # same image, embedding reused
     vocab = ["person", "cup", "book", "lamp", "table", "wall", "floor"]
-    labels = _photo_labels(len(seg), names, vocab)
+    _photo_labels(len(seg), names, vocab)
     learned = LearnedRelationPredictor.from_checkpoint(trained["out"] / "relation_head.pt", sam_model="sam_tiny_test",
                                                        top_k=30, min_score=0.0)  # fmt: skip
     for predictor in (GeometricRelationPredictor(), learned):
@@ -154,7 +163,11 @@ def test_auto_mode_command_runs_and_reports(trained, tmp_path, capsys):
     c = m["train_counts"]
     assert ("WARNING: no ground-truth relation survived matching" in out) == (c["kept"] == 0)
     assert m["mode"] == "auto" and c["regions"] >= 1 and 0 <= c["gt_matched"] <= c["gt_segments"]
-    assert c["kept"] + c["dropped_unmatched"] + c["dropped_self"] + c["merged_duplicates"] == c["total"] > 0
+    assert (
+        c["kept"] + c["dropped_unmatched"] + c["dropped_self"] + c["merged_duplicates"]
+        == c["total"]
+        > 0
+    )
     for key in ("R@5", "mR@20", "chance_R@20", "chance_mR@5"):
         assert 0.0 <= m["val"][key] <= 1.0
     assert train_relations.main(argv) == 0  # second run: features come from the cache
@@ -168,13 +181,22 @@ def test_head_learns_through_iou_matching_and_retargeting(trained, tmp_path):
     cached = [FrameSample.load(p) for p in sorted((trained["out"] / "cache").glob("*/*.npz"))]
     assert len(cached) == len(ds.images)
     tokens = {s.image_id: s.tokens for s in cached}  # gt-boxes mode: one real SAM token per GT box
-    argv = trained["argv"][: trained["argv"].index("--out-dir")] + ["--out-dir", str(tmp_path), "--no-progress"]
+    argv = trained["argv"][: trained["argv"].index("--out-dir")] + [
+        "--out-dir",
+        str(tmp_path),
+        "--no-progress",
+    ]
     args = train_relations.build_parser().parse_args(argv)
     args.mode, args.epochs = "auto", 25
     m = train_relations.run(args, segment=ImperfectSegmenter(ds, tokens, seed=3))
     c, val = m["train_counts"], m["val"]
-    assert c["regions"] > c["gt_segments"] > c["gt_matched"] > 0.8 * c["gt_segments"], c  # extras, some GT lost
+    assert c["regions"] > c["gt_segments"] > c["gt_matched"] > 0.8 * c["gt_segments"], (
+        c
+    )  # extras, some GT lost
     assert c["dropped_unmatched"] > 0, c
-    assert c["kept"] + c["dropped_unmatched"] + c["dropped_self"] + c["merged_duplicates"] == c["total"], c
+    assert (
+        c["kept"] + c["dropped_unmatched"] + c["dropped_self"] + c["merged_duplicates"]
+        == c["total"]
+    ), c
     assert val["R@20"] >= 0.6 and val["R@20"] > 10 * val["chance_R@20"], val
     assert val["mR@20"] >= 0.4 and val["mR@20"] > 10 * val["chance_mR@20"], val

@@ -18,7 +18,9 @@ def _rect(x0, y0, x1, y1, h=40, w=60):
 
 def test_hungarian_one_to_one_and_unmatched_gt():
     gt = np.stack([_rect(0, 0, 10, 10), _rect(20, 0, 30, 10), _rect(40, 20, 50, 30)])
-    pred = np.stack([_rect(20, 0, 30, 11), _rect(0, 0, 10, 9), _rect(0, 30, 5, 35)])  # nothing near GT 2
+    pred = np.stack(
+        [_rect(20, 0, 30, 11), _rect(0, 0, 10, 9), _rect(0, 30, 5, 35)]
+    )  # nothing near GT 2
     m = match_masks(mask_iou_matrix(pred, gt), min_iou=0.5)
     assert m.gt_to_pred.tolist() == [1, 0, -1]
     assert m.num_matched == 2 and m.num_shared == 0
@@ -41,7 +43,9 @@ def test_one_mask_covering_two_objects_is_shared_by_greedy_fallback():
 
 def test_retarget_drops_unmatched_and_self_and_merges_duplicates():
     # GT: 0 cup, 1 saucer, 2 table, 3 lamp (unmatched)
-    gt = np.stack([_rect(10, 10, 20, 20), _rect(10, 20, 20, 24), _rect(0, 24, 60, 40), _rect(40, 0, 50, 5)])
+    gt = np.stack(
+        [_rect(10, 10, 20, 20), _rect(10, 20, 20, 24), _rect(0, 24, 60, 40), _rect(40, 0, 50, 5)]
+    )
     pred = np.stack([_rect(0, 24, 60, 40), gt[0] | gt[1], _rect(0, 0, 3, 3)])
     m = match_masks(mask_iou_matrix(pred, gt), min_iou=0.25)
     assert m.gt_to_pred.tolist() == [1, 1, 0, -1]
@@ -49,7 +53,13 @@ def test_retarget_drops_unmatched_and_self_and_merges_duplicates():
     rel = np.array([[0, 2, on], [1, 2, on], [0, 1, on], [3, 2, over], [0, 2, on]])
     r = retarget_relations(rel, m)
     assert r.triplets.tolist() == [[1, 0, on]]
-    assert r.counts == {"total": 5, "dropped_unmatched": 1, "dropped_self": 1, "merged_duplicates": 2, "kept": 1}
+    assert r.counts == {
+        "total": 5,
+        "dropped_unmatched": 1,
+        "dropped_self": 1,
+        "merged_duplicates": 2,
+        "kept": 1,
+    }
 
 
 def test_bad_inputs_raise_clear_errors():

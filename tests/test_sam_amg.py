@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import torch
 from pycocotools import mask as mask_utils
+from sam_fixtures import skimage_photo
 from segment_anything import SamAutomaticMaskGenerator, SamPredictor
 
 from perception_nodes.core.rle import decode_mask, encode_mask
@@ -31,23 +32,28 @@ from perception_nodes.core.sam.preprocess import (
     to_rgb_uint8,
 )
 from perception_nodes.core.sam.torch_backend import TorchSamBackend
-from sam_fixtures import skimage_photo, tiny_checkpoint, tiny_sam  # noqa: F401
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
 LONGEST = 256  # downscaled photos: CPU time goes to the decoder, the image size matters little
-PARITY = dict(points_per_side=4, points_per_batch=16, pred_iou_thresh=0.005,
-              stability_score_thresh=0.2, stability_score_offset=0.05, box_nms_thresh=1.0,
-              min_mask_region_area=10)
+PARITY = dict(
+    points_per_side=4,
+    points_per_batch=16,
+    pred_iou_thresh=0.005,
+    stability_score_thresh=0.2,
+    stability_score_offset=0.05,
+    box_nms_thresh=1.0,
+    min_mask_region_area=10,
+)
 MIN_COMPARED = 10
 
 
 @pytest.fixture(scope="module")
-def backend(tiny_sam):  # noqa: F811
+def backend(tiny_sam):
     return TorchSamBackend(tiny_sam, device="cpu")
 
 
 @pytest.fixture(scope="module")
-def parity_runs(tiny_sam, backend):  # noqa: F811
+def parity_runs(tiny_sam, backend):
     """Lazily computed ``{photo: (image, official records, our Segmentation)}``."""
     cache: dict = {}
 
@@ -74,11 +80,15 @@ def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("name", PHOTOS)
 def test_reproduces_official_automatic_mask_generator(parity_runs, name):
     image, official, ours = parity_runs(name)
-    assert len(official) >= MIN_COMPARED, f"only {len(official)} official masks: nothing meaningful to compare"
+    assert len(official) >= MIN_COMPARED, (
+        f"only {len(official)} official masks: nothing meaningful to compare"
+    )
     off_masks = np.stack([r["segmentation"] for r in official])
     iou = _iou_matrix(off_masks, ours.masks)
     best, match = iou.max(1), iou.argmax(1)
-    assert (best >= 0.9).mean() >= 0.95, f"{name}: matched {(best >= 0.9).mean():.1%} of {len(official)}"
+    assert (best >= 0.9).mean() >= 0.95, (
+        f"{name}: matched {(best >= 0.9).mean():.1%} of {len(official)}"
+    )
     assert abs(len(ours) - len(official)) <= 0.05 * len(official)
     # the matched regions carry the same attributes (official bbox is XYWH with inclusive max)
     for rec, j, b in zip(official, match, best):
@@ -105,12 +115,19 @@ def _check_regions(seg, image_hw: tuple[int, int]) -> None:
         assert seg.areas[i] == m.sum()
         ys, xs = np.nonzero(m)
         assert len(xs) > 0
-        np.testing.assert_array_equal(seg.boxes_xyxy[i], [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+        np.testing.assert_array_equal(
+            seg.boxes_xyxy[i], [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+        )
         hh, ww, counts = encode_mask(m)  # the message's RLE ...
         rle = mask_utils.frPyObjects({"size": [hh, ww], "counts": counts}, hh, ww)
-        np.testing.assert_array_equal(mask_utils.decode(rle).astype(bool), m)  # ... read by pycocotools
+        np.testing.assert_array_equal(
+            mask_utils.decode(rle).astype(bool), m
+        )  # ... read by pycocotools
         np.testing.assert_array_equal(decode_mask(hh, ww, counts), m)
-        assert mask_utils.area(mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))) == seg.areas[i]
+        assert (
+            mask_utils.area(mask_utils.encode(np.asfortranarray(m.astype(np.uint8))))
+            == seg.areas[i]
+        )
 
 
 def test_region_outputs_present_and_consistent(parity_runs):
@@ -125,15 +142,19 @@ def test_region_token_is_the_decoder_token_of_its_point(parity_runs, backend):
     rgb = gen.set_image(image)
     emb = gen._embed(rgb, (0, 0, rgb.shape[1], rgb.shape[0]))  # cached by set_image: no re-encode
     for i in (0, len(ours) - 1):
-        pt = gen._resize.apply_coords(ours.point_coords[i : i + 1].astype(np.float64), image.shape[:2])
-        coords, labels = pad_point_prompts(torch.tensor(pt, dtype=torch.float32)[:, None], torch.ones(1, 1))
+        pt = gen._resize.apply_coords(
+            ours.point_coords[i : i + 1].astype(np.float64), image.shape[:2]
+        )
+        coords, labels = pad_point_prompts(
+            torch.tensor(pt, dtype=torch.float32)[:, None], torch.ones(1, 1)
+        )
         out = backend.decode(emb.embedding, coords, labels, multimask_output=True)
         k = int(np.argmin(np.abs(out.iou_predictions[0].numpy() - ours.predicted_iou[i])))
         np.testing.assert_allclose(out.mask_tokens[0, k].numpy(), ours.tokens[i], atol=1e-5)
 
 
 @pytest.fixture(scope="module")
-def prompted(tiny_sam, backend):  # noqa: F811
+def prompted(tiny_sam, backend):
     """A MaskGenerator and an official SamPredictor with the chelsea photo set."""
     image = skimage_photo("chelsea", longest=LONGEST)
     gen = MaskGenerator(backend, points_per_batch=2)  # 2: prompts span several decoder batches
@@ -168,8 +189,11 @@ def test_prompted_points_one_region_per_prompt(prompted):
         best = int(np.argmax(scores))
         assert _iou_matrix(masks[best : best + 1], seg.masks[i : i + 1])[0, 0] >= 0.99
     # two prompts of (fg, bg) points each
-    multi = gen.predict_points(None, np.array([[[30, 40], [200, 100]], [[128, 85], [10, 10]]]),
-                               labels=np.array([[1, 0], [1, 0]]))
+    multi = gen.predict_points(
+        None,
+        np.array([[[30, 40], [200, 100]], [[128, 85], [10, 10]]]),
+        labels=np.array([[1, 0], [1, 0]]),
+    )
     assert len(multi) == 2
     np.testing.assert_allclose(multi.point_coords, [[30, 40], [128, 85]])
 
@@ -186,11 +210,18 @@ def test_prompt_validation(prompted):
         gen.predict_points(None, np.array([[1.0, 1.0]]), labels=np.array([2]))
 
 
-def test_crops_run_and_match_official(tiny_sam, backend):  # noqa: F811
+def test_crops_run_and_match_official(tiny_sam, backend):
     image = skimage_photo("rocket", longest=192)
-    settings = dict(points_per_side=2, points_per_batch=16, crop_n_layers=1,
-                    crop_n_points_downscale_factor=2, pred_iou_thresh=0.0, stability_score_thresh=0.0,
-                    box_nms_thresh=1.0, crop_nms_thresh=1.0)
+    settings = dict(
+        points_per_side=2,
+        points_per_batch=16,
+        crop_n_layers=1,
+        crop_n_points_downscale_factor=2,
+        pred_iou_thresh=0.0,
+        stability_score_thresh=0.0,
+        box_nms_thresh=1.0,
+        crop_nms_thresh=1.0,
+    )
     gen = MaskGenerator(backend, **settings)
     calls = []
     original = backend.encode
@@ -251,17 +282,20 @@ def test_wrong_dtype(dtype):
         to_rgb_uint8(np.zeros((4, 4, 3), dtype=dtype))
 
 
-@pytest.mark.parametrize("image, pattern", [
-    (np.zeros((4, 4, 3), np.float32) - 1, r"expected \[0, 1\] or \[0, 255\]"),
-    (np.full((4, 4, 3), np.nan, np.float32), "NaN or inf"),
-    (np.zeros((3, 8, 9), np.uint8), "channel-first"),
-    (np.zeros((8, 9, 2), np.uint8), r"1 \(gray\), 3 \(RGB\) or 4 \(RGBA\)"),
-    (np.zeros((8, 9, 5), np.uint8), "got 5"),
-    (np.zeros((2, 4, 4, 3), np.uint8), "HxW or HxWxC"),
-    (np.zeros((16,), np.uint8), "HxW or HxWxC"),
-    (np.zeros((0, 10, 3), np.uint8), "empty"),
-    (np.zeros((10, 0), np.uint8), "empty"),
-])
+@pytest.mark.parametrize(
+    "image, pattern",
+    [
+        (np.zeros((4, 4, 3), np.float32) - 1, r"expected \[0, 1\] or \[0, 255\]"),
+        (np.full((4, 4, 3), np.nan, np.float32), "NaN or inf"),
+        (np.zeros((3, 8, 9), np.uint8), "channel-first"),
+        (np.zeros((8, 9, 2), np.uint8), r"1 \(gray\), 3 \(RGB\) or 4 \(RGBA\)"),
+        (np.zeros((8, 9, 5), np.uint8), "got 5"),
+        (np.zeros((2, 4, 4, 3), np.uint8), "HxW or HxWxC"),
+        (np.zeros((16,), np.uint8), "HxW or HxWxC"),
+        (np.zeros((0, 10, 3), np.uint8), "empty"),
+        (np.zeros((10, 0), np.uint8), "empty"),
+    ],
+)
 def test_bad_images_named(image, pattern):
     with pytest.raises(ImageInputError, match=pattern):
         to_rgb_uint8(image)
@@ -274,7 +308,9 @@ def test_not_an_array():
 
 
 def test_too_large_image():
-    huge = np.broadcast_to(np.zeros((1, 1, 3), np.uint8), (10_000, 6_000, 3))  # no 180 MB allocation
+    huge = np.broadcast_to(
+        np.zeros((1, 1, 3), np.uint8), (10_000, 6_000, 3)
+    )  # no 180 MB allocation
     with pytest.raises(ImageInputError, match="more than the limit"):
         to_rgb_uint8(huge)
     with pytest.raises(ImageInputError, match="max_pixels"):

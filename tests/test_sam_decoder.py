@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from perception_nodes.core.sam.decoder import decode_prompts, pad_point_prompts, reference_decode_prompts
-from sam_fixtures import tiny_checkpoint, tiny_sam  # noqa: F401
+from perception_nodes.core.sam.decoder import (
+    decode_prompts,
+    pad_point_prompts,
+    reference_decode_prompts,
+)
 
 
 def _embedding(sam, seed=1):
@@ -16,8 +19,11 @@ def _embedding(sam, seed=1):
 def _reference(sam, emb, points=None, boxes=None, multimask=True):
     sparse, dense = sam.prompt_encoder(points=points, boxes=boxes, masks=None)
     return sam.mask_decoder(
-        image_embeddings=emb, image_pe=sam.prompt_encoder.get_dense_pe(),
-        sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense, multimask_output=multimask,
+        image_embeddings=emb,
+        image_pe=sam.prompt_encoder.get_dense_pe(),
+        sparse_prompt_embeddings=sparse,
+        dense_prompt_embeddings=dense,
+        multimask_output=multimask,
     )
 
 
@@ -56,7 +62,9 @@ def test_tokens_are_the_decoder_mask_tokens(tiny_sam):
     """Tokens equal hs[:, 1 + slot] of the decoder's transformer (captured with a hook): the
     reference path runs the official transformer; the restructured one returns the same tokens."""
     emb = _embedding(tiny_sam, 4)
-    coords, labels = pad_point_prompts(torch.tensor([[[512.0, 300.0]], [[10.0, 900.0]]]), torch.ones((2, 1)))
+    coords, labels = pad_point_prompts(
+        torch.tensor([[[512.0, 300.0]], [[10.0, 900.0]]]), torch.ones((2, 1))
+    )
     captured = {}
     hook = tiny_sam.mask_decoder.transformer.register_forward_hook(
         lambda mod, args, out: captured.__setitem__("hs", out[0])

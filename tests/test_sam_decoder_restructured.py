@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from export_fixtures import tiny_export  # noqa: F401
+from segment_anything.modeling import MaskDecoder, PromptEncoder, TwoWayTransformer
+
 from perception_nodes.core.sam.decoder import (
     decode_prompts,
     pad_point_prompts,
@@ -20,19 +21,25 @@ from perception_nodes.core.sam.decoder import (
 )
 from perception_nodes.core.sam.modules import PromptDecoder, decoder_state_dict
 from perception_nodes.core.sam.torch_backend import TorchSamBackend
-from sam_fixtures import tiny_checkpoint, tiny_sam  # noqa: F401
-from segment_anything.modeling import MaskDecoder, PromptEncoder, TwoWayTransformer
 
 SLOTS = {"multimask": slice(1, None), "single": slice(0, 1), "both": slice(None)}
 
 
 def _official_modules(grid: int = 16) -> tuple[PromptEncoder, MaskDecoder]:
     """segment_anything's prompt encoder + mask decoder, as ``build_sam`` makes them."""
-    prompt_encoder = PromptEncoder(embed_dim=256, image_embedding_size=(grid, grid),
-                                   input_image_size=(16 * grid, 16 * grid), mask_in_chans=16)
+    prompt_encoder = PromptEncoder(
+        embed_dim=256,
+        image_embedding_size=(grid, grid),
+        input_image_size=(16 * grid, 16 * grid),
+        mask_in_chans=16,
+    )
     mask_decoder = MaskDecoder(
-        num_multimask_outputs=3, transformer_dim=256, iou_head_depth=3, iou_head_hidden_dim=256,
-        transformer=TwoWayTransformer(depth=2, embedding_dim=256, mlp_dim=2048, num_heads=8))
+        num_multimask_outputs=3,
+        transformer_dim=256,
+        iou_head_depth=3,
+        iou_head_hidden_dim=256,
+        transformer=TwoWayTransformer(depth=2, embedding_dim=256, mlp_dim=2048, num_heads=8),
+    )
     return prompt_encoder, mask_decoder
 
 
@@ -54,8 +61,12 @@ def random_modules():
 def _official(pe: PromptEncoder, md: MaskDecoder, emb, points=None, boxes=None, masks=None):
     """``MaskDecoder.forward`` with all 4 slots (single = 0, multimask = 1..3)."""
     sparse, dense = pe(points=points, boxes=boxes, masks=masks)
-    md_masks, iou = md.predict_masks(image_embeddings=emb, image_pe=pe.get_dense_pe(),
-                                     sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense)
+    md_masks, iou = md.predict_masks(
+        image_embeddings=emb,
+        image_pe=pe.get_dense_pe(),
+        sparse_prompt_embeddings=sparse,
+        dense_prompt_embeddings=dense,
+    )
     return md_masks, iou
 
 
@@ -76,7 +87,9 @@ def _check(ours, ref_logits, ref_iou, slots):
 
 
 @torch.no_grad()
-@pytest.mark.parametrize("kind, p", [("points", 1), ("boxes", 2), ("points", 17), ("boxes", 64), ("points", 256)])
+@pytest.mark.parametrize(
+    "kind, p", [("points", 1), ("boxes", 2), ("points", 17), ("boxes", 64), ("points", 256)]
+)
 def test_random_weights_batches_and_prompt_kinds(random_modules, kind, p):
     pe, md = random_modules
     gen = torch.Generator().manual_seed(p)
@@ -101,7 +114,7 @@ def test_random_weights_with_mask_input(random_modules, kind):
     points, boxes, coords, labels = _prompts(kind, p, 256, gen)
     ref_logits, ref_iou = _official(pe, md, emb, points=points, boxes=boxes, masks=masks)
     decoder = PromptDecoder(pe, md)
-    for name, slots in SLOTS.items():
+    for _name, slots in SLOTS.items():
         ours = decoder(emb, coords, labels, slots, dense_embeddings=pe._embed_masks(masks))
         _check(ours, ref_logits, ref_iou, slots)
 
@@ -119,11 +132,15 @@ def test_generated_checkpoint_matches_mask_decoder(tiny_sam, p):
             ours = decode_prompts(tiny_sam, emb, coords, labels, multimask_output=multimask)
             _check(ours, ref_logits, ref_iou, SLOTS["multimask" if multimask else "single"])
         ref = reference_decode_prompts(tiny_sam, emb, coords, labels, multimask_output=False)
-        torch.testing.assert_close(ours.mask_tokens, ref.mask_tokens, atol=1e-4, rtol=0)  # last: single
+        torch.testing.assert_close(
+            ours.mask_tokens, ref.mask_tokens, atol=1e-4, rtol=0
+        )  # last: single
     masks = torch.randn((2, 1, 256, 256), generator=gen)
     points, _, coords, labels = _prompts("points", 2, 1024, gen)
     ref_logits, ref_iou = _official(pe, md, emb, points=points, masks=masks)
-    ours = PromptDecoder.from_sam(tiny_sam)(emb, coords, labels, dense_embeddings=pe._embed_masks(masks))
+    ours = PromptDecoder.from_sam(tiny_sam)(
+        emb, coords, labels, dense_embeddings=pe._embed_masks(masks)
+    )
     _check(ours, ref_logits, ref_iou, SLOTS["both"])
 
 
@@ -140,7 +157,9 @@ def test_upscales_only_prompts_above_iou_threshold(random_modules):
     expected_rows = torch.nonzero((full.iou_predictions > thr).any(1)).flatten()
     assert 0 < len(part.logit_rows) < 40
     assert torch.equal(part.logit_rows, expected_rows)
-    torch.testing.assert_close(part.low_res_logits, full.low_res_logits[expected_rows], atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        part.low_res_logits, full.low_res_logits[expected_rows], atol=1e-5, rtol=0
+    )
     torch.testing.assert_close(part.iou_predictions, full.iou_predictions, atol=1e-6, rtol=0)
     none = decoder(emb, coords, labels, SLOTS["multimask"], iou_threshold=1e9)
     assert none.low_res_logits.shape == (0, 3, 64, 64) and none.mask_tokens.shape == (40, 3, 256)
@@ -161,10 +180,14 @@ def test_torch_backend_reuses_image_context_and_sees_in_place_changes(tiny_sam, 
     backend = TorchSamBackend(tiny_sam)
     built = []
     prepare = backend.prompt_decoder.prepare_image
-    monkeypatch.setattr(backend.prompt_decoder, "prepare_image", lambda e: built.append(1) or prepare(e))
+    monkeypatch.setattr(
+        backend.prompt_decoder, "prepare_image", lambda e: built.append(1) or prepare(e)
+    )
     gen = torch.Generator().manual_seed(9)
     emb = torch.randn((1, 256, 64, 64), generator=gen)
-    coords, labels = pad_point_prompts(torch.rand((3, 1, 2), generator=gen) * 1024, torch.ones((3, 1)))
+    coords, labels = pad_point_prompts(
+        torch.rand((3, 1, 2), generator=gen) * 1024, torch.ones((3, 1))
+    )
     first = backend.decode(emb, coords, labels)
     again = backend.decode(emb, coords[:2], labels[:2])
     assert len(built) == 1
@@ -182,15 +205,24 @@ def test_onnx_export_matches_mask_decoder(tiny_export, tiny_sam, p):
     """The exported decoder (restructured graph, all 4 slots) vs the official MaskDecoder."""
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(tiny_export.decoder_path), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        str(tiny_export.decoder_path), providers=["CPUExecutionProvider"]
+    )
     gen = torch.Generator().manual_seed(40 + p)
     emb = torch.randn((1, 256, 64, 64), generator=gen)
     for kind in ("points", "boxes"):
         points, boxes, coords, labels = _prompts(kind, p, 1024, gen)
-        logits, iou, _ = session.run(None, {"image_embeddings": emb.numpy(), "point_coords": coords.numpy(),
-                                            "point_labels": labels.numpy()})
-        ref_logits, ref_iou = _official(tiny_sam.prompt_encoder, tiny_sam.mask_decoder, emb,
-                                        points=points, boxes=boxes)
+        logits, iou, _ = session.run(
+            None,
+            {
+                "image_embeddings": emb.numpy(),
+                "point_coords": coords.numpy(),
+                "point_labels": labels.numpy(),
+            },
+        )
+        ref_logits, ref_iou = _official(
+            tiny_sam.prompt_encoder, tiny_sam.mask_decoder, emb, points=points, boxes=boxes
+        )
         torch.testing.assert_close(torch.from_numpy(logits), ref_logits, atol=1e-4, rtol=0)
         torch.testing.assert_close(torch.from_numpy(iou), ref_iou, atol=1e-5, rtol=0)
 
@@ -198,19 +230,27 @@ def test_onnx_export_matches_mask_decoder(tiny_export, tiny_sam, p):
 class _AllLogits(TorchSamBackend):
     """The torch backend asked for every prompt's logits (ignores ``iou_threshold``)."""
 
-    def decode(self, embedding, point_coords, point_labels, multimask_output=True, iou_threshold=None):
+    def decode(
+        self, embedding, point_coords, point_labels, multimask_output=True, iou_threshold=None
+    ):
         return super().decode(embedding, point_coords, point_labels, multimask_output, None)
 
 
 @torch.no_grad()
 def test_generator_skipping_filtered_prompts_gives_the_same_regions(tiny_sam):
     import numpy as np
-    from perception_nodes.core.sam.amg import MaskGenerator
     from sam_fixtures import skimage_photo
 
+    from perception_nodes.core.sam.amg import MaskGenerator
+
     image = skimage_photo("coffee", longest=160)
-    settings = dict(points_per_side=6, pred_iou_thresh=0.005, stability_score_thresh=0.2,
-                    stability_score_offset=0.05, box_nms_thresh=1.0)
+    settings = dict(
+        points_per_side=6,
+        pred_iou_thresh=0.005,
+        stability_score_thresh=0.2,
+        stability_score_offset=0.05,
+        box_nms_thresh=1.0,
+    )
     backend = TorchSamBackend(tiny_sam)
     calls = []
     decode = backend.decode
@@ -230,8 +270,12 @@ def test_torch_backend_bf16_autocast_runs_close(tiny_sam):
     """Reduced precision (autocast) goes through the restructured path too (mixed dtypes)."""
     gen = torch.Generator().manual_seed(11)
     emb = torch.randn((1, 256, 64, 64), generator=gen)
-    coords, labels = pad_point_prompts(torch.rand((2, 1, 2), generator=gen) * 1024, torch.ones((2, 1)))
+    coords, labels = pad_point_prompts(
+        torch.rand((2, 1, 2), generator=gen) * 1024, torch.ones((2, 1))
+    )
     out = TorchSamBackend(tiny_sam, precision="bf16").decode(emb, coords, labels)
     ref = reference_decode_prompts(tiny_sam, emb, coords, labels)
     assert out.low_res_logits.dtype == torch.float32
-    assert (out.low_res_logits - ref.low_res_logits).abs().max() <= 0.05 * ref.low_res_logits.abs().max()
+    assert (
+        out.low_res_logits - ref.low_res_logits
+    ).abs().max() <= 0.05 * ref.low_res_logits.abs().max()

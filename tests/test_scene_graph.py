@@ -17,19 +17,39 @@ def _seg(n=4):
     for i in range(n):
         masks[i, 2 + 6 * i : 6 + 6 * i, 3 + 5 * i : 12 + 5 * i] = True
     boxes = np.array([[3 + 5 * i, 2 + 6 * i, 12 + 5 * i, 6 + 6 * i] for i in range(n)], np.float32)
-    return Segmentation(masks, boxes, masks.reshape(n, -1).sum(1).astype(np.int64), np.ones(n, np.float32),
-                        np.ones(n, np.float32), np.zeros((n, 256), np.float32), np.full((n, 2), np.nan, np.float32), (H, W))
+    return Segmentation(
+        masks,
+        boxes,
+        masks.reshape(n, -1).sum(1).astype(np.int64),
+        np.ones(n, np.float32),
+        np.ones(n, np.float32),
+        np.zeros((n, 256), np.float32),
+        np.full((n, 2), np.nan, np.float32),
+        (H, W),
+    )
 
 
 def _labels(n=4):
-    return RegionLabels(np.array([0, 1, -1, 2][:n]), np.array([0.9, 0.8, 0.1, 0.7][:n], np.float32),
-                        np.zeros((n, 1), np.int64), np.zeros((n, 1), np.float32), ["cup", "table", "person"], 7)
+    return RegionLabels(
+        np.array([0, 1, -1, 2][:n]),
+        np.array([0.9, 0.8, 0.1, 0.7][:n], np.float32),
+        np.zeros((n, 1), np.int64),
+        np.zeros((n, 1), np.float32),
+        ["cup", "table", "person"],
+        7,
+    )
 
 
 def _rel(rows):
     a = np.array(rows, dtype=np.float64).reshape(-1, 4)
-    return Relations(a[:, 0].astype(np.int64), a[:, 1].astype(np.int64), a[:, 2].astype(np.int64),
-                     a[:, 3].astype(np.float32), PREDS, "learned")
+    return Relations(
+        a[:, 0].astype(np.int64),
+        a[:, 1].astype(np.int64),
+        a[:, 2].astype(np.int64),
+        a[:, 3].astype(np.float32),
+        PREDS,
+        "learned",
+    )
 
 
 def test_filtering_self_threshold_symmetric_and_topk():
@@ -43,10 +63,20 @@ def test_filtering_self_threshold_symmetric_and_topk():
         [0, 1, 0, 0.4],   # duplicate of the first, lower score
         [0, 2, 0, 0.3], [0, 3, 0, 0.2],
     ])  # fmt: skip
-    g = build_scene_graph(_seg(), _labels(), rel, region_ids=np.array([11, 12, 13, 14]), score_threshold=0.1)
-    got = [(int(s), PREDS[p], int(o), round(float(sc), 2)) for s, o, p, sc in
-           zip(g.subject, g.object, g.predicate_index, g.relation_scores)]
-    assert got == [(0, "on", 1, 0.9), (3, "holding", 0, 0.7), (1, "beside", 0, 0.6), (0, "on", 2, 0.3), (0, "on", 3, 0.2)]
+    g = build_scene_graph(
+        _seg(), _labels(), rel, region_ids=np.array([11, 12, 13, 14]), score_threshold=0.1
+    )
+    got = [
+        (int(s), PREDS[p], int(o), round(float(sc), 2))
+        for s, o, p, sc in zip(g.subject, g.object, g.predicate_index, g.relation_scores)
+    ]
+    assert got == [
+        (0, "on", 1, 0.9),
+        (3, "holding", 0, 0.7),
+        (1, "beside", 0, 0.6),
+        (0, "on", 2, 0.3),
+        (0, "on", 3, 0.2),
+    ]
     assert g.subject_ids.tolist()[:2] == [11, 14]
     assert g.labels == ["cup", "table", "unknown", "person"]
     assert g.predicates == PREDS and g.relation_source == "learned" and g.vocabulary_version == 7
@@ -62,13 +92,24 @@ def test_json_round_trip_is_lossless_with_nan_centroids():
     seg = _seg()
     cent = np.array([[0.1, 0.2, 1.5], [np.nan] * 3, [1 / 3, -2.0, 7.25], [np.nan] * 3], np.float32)
     rel = _rel([[0, 1, 0, 0.123456789], [3, 0, 2, 0.7]])
-    g = build_scene_graph(seg, _labels(), rel, np.array([5, 6, 7, 9]), centroids=cent, stamp=1712.25)
+    g = build_scene_graph(
+        seg, _labels(), rel, np.array([5, 6, 7, 9]), centroids=cent, stamp=1712.25
+    )
     text = to_json(g)
     json.loads(text)  # strict JSON: no NaN tokens
     assert "NaN" not in text
     g2 = from_json(text)
-    for name in ("region_ids", "label_index", "label_scores", "boxes_xyxy", "areas", "subject", "object",
-                 "predicate_index", "relation_scores"):
+    for name in (
+        "region_ids",
+        "label_index",
+        "label_scores",
+        "boxes_xyxy",
+        "areas",
+        "subject",
+        "object",
+        "predicate_index",
+        "relation_scores",
+    ):
         a, b = getattr(g, name), getattr(g2, name)
         assert a.dtype == b.dtype and np.array_equal(a, b), name
     assert np.array_equal(g.centroids, g2.centroids, equal_nan=True)
@@ -79,7 +120,9 @@ def test_json_round_trip_is_lossless_with_nan_centroids():
 
 def test_unlabelled_no_relations_and_errors():
     g = build_scene_graph(_seg(2), None, None, np.array([1, 2]))
-    assert g.labels == ["unknown", "unknown"] and g.num_relations == 0 and g.relation_source == "none"
+    assert (
+        g.labels == ["unknown", "unknown"] and g.num_relations == 0 and g.relation_source == "none"
+    )
     assert from_json(to_json(g)).num_regions == 2
     with pytest.raises(SceneGraphError, match="unique"):
         build_scene_graph(_seg(2), None, None, np.array([1, 1]))

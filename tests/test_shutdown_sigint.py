@@ -12,8 +12,8 @@ import sys
 import time
 
 import pytest
-
 from e2e_fixtures import CAMERA, Spinner, small_overrides, wait_for
+
 from perception_nodes.tools.graph_runner import NodeGraph, write_params_file
 
 pytestmark = pytest.mark.ros
@@ -36,8 +36,12 @@ def watcher(ros_context):
 
     receiver = GraphReceiver(camera=CAMERA, context=ros_context)
     receiver.data.camera_images = []
-    receiver.create_subscription(Image, f"{CAMERA}/image_raw", lambda m: receiver._add("camera_images", m),
-                                 qos_profile_sensor_data)
+    receiver.create_subscription(
+        Image,
+        f"{CAMERA}/image_raw",
+        lambda m: receiver._add("camera_images", m),
+        qos_profile_sensor_data,
+    )
     spinner = Spinner(ros_context, receiver)
     yield receiver
     spinner.stop()
@@ -45,6 +49,7 @@ def watcher(ros_context):
 
 def _wait_mid_frame(receiver, graph_or_proc) -> None:
     """Until the node is configured and has received a frame it has not finished, plus 1 s."""
+
     def check():
         if isinstance(graph_or_proc, NodeGraph):
             graph_or_proc.check_alive()
@@ -55,9 +60,12 @@ def _wait_mid_frame(receiver, graph_or_proc) -> None:
         check()
         v = receiver.diagnostics_values()
         return v.get("state") == "configured" and int(v.get(f"{CAMERA}.received", "0")) >= 1
+
     assert wait_for(mid_frame, 240), f"no frame reached the node: {receiver.diagnostics_values()}"
     time.sleep(1.0)
-    assert receiver.count("graphs") == 0, "a frame finished before SIGINT: the slow-frame setting is not slow"
+    assert receiver.count("graphs") == 0, (
+        "a frame finished before SIGINT: the slow-frame setting is not slow"
+    )
 
 
 def _arrived_after(receiver, kind: str, t: float) -> int:
@@ -69,18 +77,26 @@ def _assert_silent_after(receiver, t_signal: float) -> None:
     """No scene graph at all after the signal (the frame in flight is abandoned); nothing else
     later than 0.5 s after it (a message already in transport may still land)."""
     time.sleep(1.5)
-    assert _arrived_after(receiver, "graphs", t_signal) == 0, "the frame in flight was published after SIGINT"
+    assert _arrived_after(receiver, "graphs", t_signal) == 0, (
+        "the frame in flight was published after SIGINT"
+    )
     assert _arrived_after(receiver, "regions", t_signal) == 0
-    assert _arrived_after(receiver, "diagnostics", t_signal + 0.5) == 0, "diagnostics published after SIGINT"
+    assert _arrived_after(receiver, "diagnostics", t_signal + 0.5) == 0, (
+        "diagnostics published after SIGINT"
+    )
     assert _arrived_after(receiver, "label_images", t_signal) == 0
-    assert _arrived_after(receiver, "camera_images", t_signal + 0.5) == 0, "camera images published after SIGINT"
+    assert _arrived_after(receiver, "camera_images", t_signal + 0.5) == 0, (
+        "camera images published after SIGINT"
+    )
 
 
 # between batches: many short decoder batches (abandoned at the next check);
 # one long batch: a single decoder call of 256 prompts on a 640 px frame that runs on past the
 # signal (as vit_t's batches of 64 on a CPU): the node exits anyway, publishing nothing.
-SLOW_FRAMES = {"between batches": (SLOW_FRAME, 128),
-               "one long batch": ({"amg.points_per_side": 16, "amg.points_per_batch": 256}, 640)}
+SLOW_FRAMES = {
+    "between batches": (SLOW_FRAME, 128),
+    "one long batch": ({"amg.points_per_side": 16, "amg.points_per_batch": 256}, 640),
+}
 
 
 @pytest.mark.parametrize("case", list(SLOW_FRAMES))
@@ -91,8 +107,12 @@ def test_sigint_mid_frame_every_node_exits_0_within_3_s(tmp_path, watcher, case)
     try:
         graph.start("perception_node", params)
         graph.start("visualization_node", params)
-        graph.start("image_folder_publisher", None, namespace=CAMERA,
-                    extra_params={"images": ["astronaut"], "max_side": side, "rate": 5.0, "loops": 0})
+        graph.start(
+            "image_folder_publisher",
+            None,
+            namespace=CAMERA,
+            extra_params={"images": ["astronaut"], "max_side": side, "rate": 5.0, "loops": 0},
+        )
         _wait_mid_frame(watcher, graph)
         t_signal = time.monotonic()
         for p in graph.processes:  # all at once, as ros2 launch does
@@ -120,10 +140,26 @@ def test_sigint_mid_frame_every_node_exits_0_within_3_s(tmp_path, watcher, case)
 
 def test_pn_run_sigint_mid_frame_exits_0_within_3_s_with_its_nodes(tmp_path, watcher):
     params = _slow_params(tmp_path)
-    cmd = [sys.executable, "-m", "perception_nodes.tools.run_graph", "--cameras", CAMERA, "--model", "sam_tiny_test",
-           "--config-file", str(params), "--demo-images"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=dict(os.environ, PYTHONUNBUFFERED="1"), start_new_session=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "perception_nodes.tools.run_graph",
+        "--cameras",
+        CAMERA,
+        "--model",
+        "sam_tiny_test",
+        "--config-file",
+        str(params),
+        "--demo-images",
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        start_new_session=True,
+    )
     try:
         _wait_mid_frame(watcher, proc)
         t_signal = time.monotonic()

@@ -9,8 +9,6 @@ import sys
 
 import pytest
 import torch
-
-from export_fixtures import *  # noqa: F403
 from export_fixtures import FakeTensorRT, fake_runtime_info
 
 from perception_nodes.core.sam import tensorrt as eng
@@ -30,13 +28,27 @@ from perception_nodes.tools import build_engine as build_cmd
 
 
 def _meta(**overrides) -> EngineMetadata:
-    values = dict(model="vit_b", component="encoder", precision="fp16", tensorrt_version="10.3.0",
-                  gpu_name="NVIDIA GeForce RTX 4090", compute_capability="8.9", input_size=1024,
-                  embedding_shape=[256, 64, 64],
-                  profiles={"images": {"min": [1, 3, 1024, 1024], "opt": [1, 3, 1024, 1024],
-                                       "max": [4, 3, 1024, 1024]}},
-                  source_onnx="/models/vit_b/encoder.onnx", source_onnx_sha256="a" * 64,
-                  source_checkpoint_sha256="b" * 64, build_time="2025-01-01T00:00:00Z")
+    values = dict(
+        model="vit_b",
+        component="encoder",
+        precision="fp16",
+        tensorrt_version="10.3.0",
+        gpu_name="NVIDIA GeForce RTX 4090",
+        compute_capability="8.9",
+        input_size=1024,
+        embedding_shape=[256, 64, 64],
+        profiles={
+            "images": {
+                "min": [1, 3, 1024, 1024],
+                "opt": [1, 3, 1024, 1024],
+                "max": [4, 3, 1024, 1024],
+            }
+        },
+        source_onnx="/models/vit_b/encoder.onnx",
+        source_onnx_sha256="a" * 64,
+        source_checkpoint_sha256="b" * 64,
+        build_time="2025-01-01T00:00:00Z",
+    )
     values.update(overrides)
     return EngineMetadata(**values)
 
@@ -74,27 +86,45 @@ def test_compatible_system_has_no_problems():
     assert check_engine_compatibility(_meta(), fake_runtime_info()) == []
 
 
-@pytest.mark.parametrize("info, expected", [
-    (fake_runtime_info(version="10.7.0"), "TensorRT version: engine built with 10.3.0, running 10.7.0"),
-    (fake_runtime_info(version=None), "TensorRT is not installed"),
-    (fake_runtime_info(gpu="Orin", cc="8.7"), "compute capability: engine built for 8.9"),
-    (fake_runtime_info(gpu="NVIDIA L40S"), "GPU: engine built on 'NVIDIA GeForce RTX 4090'"),
-    (RuntimeInfo("10.3.0", None, None), "no CUDA GPU"),
-])
+@pytest.mark.parametrize(
+    "info, expected",
+    [
+        (
+            fake_runtime_info(version="10.7.0"),
+            "TensorRT version: engine built with 10.3.0, running 10.7.0",
+        ),
+        (fake_runtime_info(version=None), "TensorRT is not installed"),
+        (fake_runtime_info(gpu="Orin", cc="8.7"), "compute capability: engine built for 8.9"),
+        (fake_runtime_info(gpu="NVIDIA L40S"), "GPU: engine built on 'NVIDIA GeForce RTX 4090'"),
+        (RuntimeInfo("10.3.0", None, None), "no CUDA GPU"),
+    ],
+)
 def test_each_system_mismatch_is_reported(info, expected):
     problems = check_engine_compatibility(_meta(), info)
     assert len(problems) == 1 and expected in problems[0]
 
 
 def test_requirement_mismatches_each_reported():
-    req = EngineRequirements(model="vit_l", component="decoder", precision="fp32",
-                             input_size=512, embedding_shape=(256, 32, 32),
-                             checkpoint_sha256="c" * 64)
+    req = EngineRequirements(
+        model="vit_l",
+        component="decoder",
+        precision="fp32",
+        input_size=512,
+        embedding_shape=(256, 32, 32),
+        checkpoint_sha256="c" * 64,
+    )
     problems = check_engine_compatibility(_meta(), fake_runtime_info(version="10.4.0"), req)
     text = "\n".join(problems)
     assert len(problems) == 7
-    for word in ("TensorRT version", "model", "component", "precision: engine has 'fp16', expected 'fp32'",
-                 "input size: engine has 1024, expected 512", "embedding shape", "checkpoint"):
+    for word in (
+        "TensorRT version",
+        "model",
+        "component",
+        "precision: engine has 'fp16', expected 'fp32'",
+        "input size: engine has 1024, expected 512",
+        "embedding shape",
+        "checkpoint",
+    ):
         assert word in text
 
 
@@ -106,8 +136,10 @@ def test_mismatch_error_names_problems_and_rebuild_command(tmp_path):
         eng.load_engine_metadata_checked(engine_file, fake_runtime_info(version="10.7.0", cc="8.7"))
     msg = str(info.value)
     assert "TensorRT version" in msg and "compute capability" in msg
-    assert ("pn-build-engine --onnx /models/vit_b/encoder.onnx --precision fp16 --out "
-            f"{engine_file} --max-batch 4") in msg
+    assert (
+        "pn-build-engine --onnx /models/vit_b/encoder.onnx --precision fp16 --out "
+        f"{engine_file} --max-batch 4"
+    ) in msg
     assert info.value.rebuild_command in msg and len(info.value.problems) == 2
 
 
@@ -142,9 +174,12 @@ def test_find_engines_selection(tmp_path):
         eng.select_engines("vit_b", "fp16", info, tmp_path)
     folder = _install_engines(tmp_path, info)
     assert eng.select_engines("vit_b", "fp16", info, tmp_path) == (
-        folder / "encoder.engine", folder / "decoder.engine")
-    sel = eng.find_engines("vit_b", "fp16", info, tmp_path,
-                           requirements=EngineRequirements(input_size=512))
+        folder / "encoder.engine",
+        folder / "decoder.engine",
+    )
+    sel = eng.find_engines(
+        "vit_b", "fp16", info, tmp_path, requirements=EngineRequirements(input_size=512)
+    )
     assert not sel.found and "input size" in sel.problems[0]
 
 
@@ -195,14 +230,20 @@ def test_profile_spec_validation():
 
 
 def test_build_command_arguments_and_failures(tiny_export, tmp_path, capsys):
-    rc = build_cmd.main(["--onnx", str(tiny_export.decoder_path), "--out", str(tmp_path / "d.engine")])
+    rc = build_cmd.main(
+        ["--onnx", str(tiny_export.decoder_path), "--out", str(tmp_path / "d.engine")]
+    )
     err = capsys.readouterr().err
     assert rc == 3 and "TensorRT is not installed" in err and "trtexec" in err
     assert not (tmp_path / "d.engine").exists()
     assert build_cmd.main(["--onnx", str(tmp_path / "missing.onnx")]) == 2
     assert "not found" in capsys.readouterr().err
-    assert build_cmd.main(["--onnx", str(tiny_export.decoder_path), "--opt-prompts", "9",
-                           "--max-prompts", "4"]) == 2
+    assert (
+        build_cmd.main(
+            ["--onnx", str(tiny_export.decoder_path), "--opt-prompts", "9", "--max-prompts", "4"]
+        )
+        == 2
+    )
     assert "exceeds" in capsys.readouterr().err
     assert build_cmd.main(["--onnx", str(tiny_export.decoder_path), "--workspace-gib", "0"]) == 2
     with pytest.raises(SystemExit):
@@ -212,9 +253,22 @@ def test_build_command_arguments_and_failures(tiny_export, tmp_path, capsys):
 def test_build_with_fake_tensorrt_writes_engine_metadata_and_timing_cache(tiny_export, tmp_path):
     trt = FakeTensorRT("10.3.0")
     info = fake_runtime_info()
-    rc = build_cmd.main(["--onnx", str(tiny_export.decoder_path), "--cache-dir", str(tmp_path),
-                         "--max-prompts", "128", "--opt-prompts", "32", "--workspace-gib", "2"],
-                        trt=trt, runtime_info=info)
+    rc = build_cmd.main(
+        [
+            "--onnx",
+            str(tiny_export.decoder_path),
+            "--cache-dir",
+            str(tmp_path),
+            "--max-prompts",
+            "128",
+            "--opt-prompts",
+            "32",
+            "--workspace-gib",
+            "2",
+        ],
+        trt=trt,
+        runtime_info=info,
+    )
     assert rc == 0
     key = eng.engine_cache_key("sam_tiny_test", info.gpu_name, "10.3.0", "fp16")
     engine_path = tmp_path / key / "decoder.engine"
@@ -232,15 +286,39 @@ def test_build_with_fake_tensorrt_writes_engine_metadata_and_timing_cache(tiny_e
 def test_tensorrt_backend_with_fake_runtime_matches_torch(tiny_export, tiny_sam, tmp_path):
     trt, info = FakeTensorRT("10.3.0"), fake_runtime_info()
     paths = {}
-    for component, onnx_path in (("encoder", tiny_export.encoder_path),
-                                 ("decoder", tiny_export.decoder_path)):
+    for component, onnx_path in (
+        ("encoder", tiny_export.encoder_path),
+        ("decoder", tiny_export.decoder_path),
+    ):
         paths[component] = tmp_path / f"{component}.engine"
-        assert build_cmd.main(["--onnx", str(onnx_path), "--out", str(paths[component]),
-                               "--max-prompts", "16", "--opt-prompts", "4",
-                               "--timing-cache", str(tmp_path / "t.cache")],
-                              trt=trt, runtime_info=info) == 0
-    backend = TensorRTSamBackend(paths["encoder"], paths["decoder"], model="sam_tiny_test",
-                                 precision="fp16", device="cpu", trt=trt, runtime_info=info)
+        assert (
+            build_cmd.main(
+                [
+                    "--onnx",
+                    str(onnx_path),
+                    "--out",
+                    str(paths[component]),
+                    "--max-prompts",
+                    "16",
+                    "--opt-prompts",
+                    "4",
+                    "--timing-cache",
+                    str(tmp_path / "t.cache"),
+                ],
+                trt=trt,
+                runtime_info=info,
+            )
+            == 0
+        )
+    backend = TensorRTSamBackend(
+        paths["encoder"],
+        paths["decoder"],
+        model="sam_tiny_test",
+        precision="fp16",
+        device="cpu",
+        trt=trt,
+        runtime_info=info,
+    )
     assert backend.input_size == 1024 and backend.embedding_shape == (256, 64, 64)
     gen = torch.Generator().manual_seed(5)
     images = torch.randn(1, 3, 1024, 1024, generator=gen)
@@ -259,12 +337,24 @@ def test_tensorrt_backend_with_fake_runtime_matches_torch(tiny_export, tiny_sam,
         backend.decode(ref_emb, torch.zeros(17, 1, 2), torch.ones(17, 1))
     # the same engines on another TensorRT version: refused before deserialization
     with pytest.raises(EngineMismatchError, match="TensorRT version.*\n.*\n.*pn-build-engine"):
-        TensorRTSamBackend(paths["encoder"], paths["decoder"], device="cpu",
-                           trt=FakeTensorRT("10.9.0"), runtime_info=fake_runtime_info("10.9.0"))
+        TensorRTSamBackend(
+            paths["encoder"],
+            paths["decoder"],
+            device="cpu",
+            trt=FakeTensorRT("10.9.0"),
+            runtime_info=fake_runtime_info("10.9.0"),
+        )
     with pytest.raises(EngineMismatchError, match="precision"):
-        TensorRTSamBackend(paths["encoder"], paths["decoder"], precision="fp32", device="cpu",
-                           trt=trt, runtime_info=info)
+        TensorRTSamBackend(
+            paths["encoder"],
+            paths["decoder"],
+            precision="fp32",
+            device="cpu",
+            trt=trt,
+            runtime_info=info,
+        )
     paths["decoder"].write_bytes(b"corrupted")
     with pytest.raises(RuntimeError, match="corrupted"):
-        TensorRTSamBackend(paths["encoder"], paths["decoder"], device="cpu", trt=trt,
-                           runtime_info=info)
+        TensorRTSamBackend(
+            paths["encoder"], paths["decoder"], device="cpu", trt=trt, runtime_info=info
+        )

@@ -11,8 +11,8 @@ import threading
 import numpy as np
 import pytest
 import skimage.data
-
 from classify_fixtures import box_segmentation, tiny_clip
+
 from perception_nodes.core.classify.zero_shot import ZeroShotClassifier
 from perception_nodes.core.vocabulary import Vocabulary, VocabularyError, VocabularyLimits, fold
 
@@ -22,7 +22,11 @@ class CountingEmbedder:
 
     def __init__(self, clip) -> None:
         self.clip = clip
-        self.model_id, self.embed_dim, self.context_length = clip.model_id, clip.embed_dim, clip.context_length
+        self.model_id, self.embed_dim, self.context_length = (
+            clip.model_id,
+            clip.embed_dim,
+            clip.context_length,
+        )
         self.calls = 0
         self.prompts: list[str] = []
 
@@ -62,7 +66,9 @@ def test_concurrent_set_and_classify_see_one_snapshot(clip):
     ref = Vocabulary(clip, templates=["a photo of a {}.", "a {}."])
     expected = {tuple(labels): np.array(ref.set(labels).embeddings) for labels in POOL}
     image = skimage.data.astronaut()[::4, ::4].copy()  # 128 x 128
-    seg = box_segmentation(image, np.array([[10, 10, 60, 60], [60, 20, 120, 100], [0, 64, 64, 128]], np.float32))
+    seg = box_segmentation(
+        image, np.array([[10, 10, 60, 60], [60, 20, 120, 100], [0, 64, 64, 128]], np.float32)
+    )
     clf = ZeroShotClassifier(clip, meaningful=False)
     region_emb = clf.region_embeddings(image, seg)
     published: dict[int, tuple] = {}
@@ -91,10 +97,14 @@ def test_concurrent_set_and_classify_see_one_snapshot(clip):
             if exp is None or not np.allclose(snap.embeddings, exp, atol=1e-5):
                 errors.append(f"v{snap.version}: embeddings do not belong to labels {snap.labels}")
             if out.vocabulary_version != snap.version or tuple(out.labels) != snap.labels:
-                errors.append(f"v{snap.version}: result labelled with v{out.vocabulary_version} {out.labels}")
+                errors.append(
+                    f"v{snap.version}: result labelled with v{out.vocabulary_version} {out.labels}"
+                )
             want = clf.scores(region_emb, exp if exp is not None else snap.embeddings)
             if not np.allclose(out.topk_score[:, 0], want.max(axis=1), atol=1e-5):
-                errors.append(f"v{snap.version}: scores not computed from this snapshot's embeddings")
+                errors.append(
+                    f"v{snap.version}: scores not computed from this snapshot's embeddings"
+                )
 
     readers = [threading.Thread(target=reader) for _ in range(3)]
     writers = [threading.Thread(target=writer, args=(k,)) for k in range(3)]
@@ -106,7 +116,9 @@ def test_concurrent_set_and_classify_see_one_snapshot(clip):
     for t in readers:
         t.join()
     assert not errors, errors[:5]
-    assert len(seen) >= 3, f"readers saw only versions {seen}: the test did not overlap reads and writes"
+    assert len(seen) >= 3, (
+        f"readers saw only versions {seen}: the test did not overlap reads and writes"
+    )
     # every set() published exactly one new version, numbered 1..N without gaps
     assert sorted(published) == list(range(1, 3 * n_sets + 1))
     assert vocab.version == 3 * n_sets
@@ -137,7 +149,10 @@ def test_version_increments_and_snapshot_is_immutable(counting):
         ([None], r"entry 0 must be a string, got NoneType"),
         ("cup", r"labels must be a list of strings, got str"),
         (["x" * 300], r"has 300 characters; the limit is 256"),
-        ([" ".join(["word"] * 30)], r"needs \d+ CLIP tokens with its templates; the text encoder takes 32"),
+        (
+            [" ".join(["word"] * 30)],
+            r"needs \d+ CLIP tokens with its templates; the text encoder takes 32",
+        ),
     ],
 )
 def test_bad_entries_are_refused_and_change_nothing(counting, labels, match):
@@ -175,7 +190,9 @@ def test_cache_hit_on_repeats(counting):
     assert counting.calls == 2
     # cached rows are exactly what a fresh vocabulary computes
     fresh = Vocabulary(CountingEmbedder(counting.clip), templates=["a photo of a {}.", "a {}."])
-    np.testing.assert_allclose(s.embeddings, fresh.set(["cup", "plate", "bowl"]).embeddings, atol=1e-5)
+    np.testing.assert_allclose(
+        s.embeddings, fresh.set(["cup", "plate", "bowl"]).embeddings, atol=1e-5
+    )
     vocab.set(["cup"], templates=["a {}."])  # other templates: another cache key
     assert counting.calls == 3 and counting.prompts[-1] == "a {}.".format("cup")
 
@@ -187,13 +204,20 @@ def test_templates_configurable(counting):
     raw = counting.clip.encode_text(["cup", "a drawing of a cup."]).mean(axis=0)
     np.testing.assert_allclose(s.embeddings[0], raw / np.linalg.norm(raw), atol=1e-5)
     assert vocab.set(["plate"], append=True).templates == s.templates  # kept for later changes
-    for bad, match in [([], "non-empty list"), (["no slot"], "exactly once"), (["{} and {}"], "exactly once"),
-                       (["{{}}"], "exactly once"),  # formats to "{}": no place for the phrase
-                       ("a {}", "non-empty list"), (["{0} {}"], "exactly once|not a valid")]:
+    for bad, match in [
+        ([], "non-empty list"),
+        (["no slot"], "exactly once"),
+        (["{} and {}"], "exactly once"),
+        (["{{}}"], "exactly once"),  # formats to "{}": no place for the phrase
+        ("a {}", "non-empty list"),
+        (["{0} {}"], "exactly once|not a valid"),
+    ]:
         with pytest.raises(VocabularyError, match=match):
             vocab.set(["cup"], templates=bad)
     with pytest.raises(VocabularyError, match="templates exceed the limit"):
-        Vocabulary(counting, limits=VocabularyLimits(max_templates=2), templates=["{}", "a {}", "the {}"])
+        Vocabulary(
+            counting, limits=VocabularyLimits(max_templates=2), templates=["{}", "a {}", "the {}"]
+        )
 
 
 def test_exemplar_entries(counting):
@@ -203,12 +227,21 @@ def test_exemplar_entries(counting):
     mask = np.zeros(image.shape[:2], bool)
     mask[40:260, 120:320] = True
     s = vocab.add_exemplar("my cat Chelsea", image, mask=mask)
-    assert s.labels[-1] == "my cat Chelsea" and s.kinds == ("text", "text", "exemplar") and s.version == 2
-    want = counting.clip.encode_image_crops(image, np.array([[120, 40, 320, 260]], np.float32), mask[None])[0]
+    assert (
+        s.labels[-1] == "my cat Chelsea"
+        and s.kinds == ("text", "text", "exemplar")
+        and s.version == 2
+    )
+    want = counting.clip.encode_image_crops(
+        image, np.array([[120, 40, 320, 260]], np.float32), mask[None]
+    )[0]
     np.testing.assert_allclose(s.embeddings[2], want / np.linalg.norm(want), atol=1e-5)
     # a box-only exemplar, kept by an append, dropped by a replacing set
     s = vocab.add_exemplar("coffee", skimage.data.coffee(), box=[180, 20, 480, 300])
-    assert s.kinds[-1] == "exemplar" and vocab.set(["bird"], append=True).labels[-2:] == ("coffee", "bird")
+    assert s.kinds[-1] == "exemplar" and vocab.set(["bird"], append=True).labels[-2:] == (
+        "coffee",
+        "bird",
+    )
     assert vocab.set(["bird"]).kinds == ("text",)
     with pytest.raises(VocabularyError, match="needs a mask"):
         vocab.add_exemplar("x", image)

@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from sam_fixtures import TINY
 
 from perception_nodes.core.sam.registry import SAM_MODELS, build_sam_model, get_spec
 from perception_nodes.core.weights import (
@@ -26,7 +27,6 @@ from perception_nodes.core.weights import (
     sha256_file,
 )
 from perception_nodes.tools import fetch_weights
-from sam_fixtures import TINY, tiny_checkpoint  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 FILE = "tiny_dl.pth"
@@ -79,15 +79,20 @@ def server():
 
 
 @pytest.fixture
-def payload(tiny_checkpoint):  # noqa: F811
+def payload(tiny_checkpoint):
     return Path(tiny_checkpoint).read_bytes()
 
 
 def _spec(port: int, payload: bytes):
     """A registry entry for the tiny architecture whose URL points at a local port."""
     return dataclasses.replace(
-        get_spec(TINY), name="tiny_dl", url=f"http://127.0.0.1:{port}/{FILE}", filename=FILE,
-        sha256=hashlib.sha256(payload).hexdigest(), size_bytes=len(payload), test_only=False,
+        get_spec(TINY),
+        name="tiny_dl",
+        url=f"http://127.0.0.1:{port}/{FILE}",
+        filename=FILE,
+        sha256=hashlib.sha256(payload).hexdigest(),
+        size_bytes=len(payload),
+        test_only=False,
         license="test",
     )
 
@@ -158,7 +163,9 @@ def test_connection_refused_gives_offline_help(payload, tmp_path, monkeypatch, c
     assert "pn-fetch-weights tiny_dl" in msg and "missing" in msg
     # the command: same message on stderr, non-zero exit
     monkeypatch.setitem(SAM_MODELS, "tiny_dl", spec)
-    rc = fetch_weights.main(["tiny_dl", "--cache-dir", str(tmp_path), "--no-progress", "--timeout", "5"])
+    rc = fetch_weights.main(
+        ["tiny_dl", "--cache-dir", str(tmp_path), "--no-progress", "--timeout", "5"]
+    )
     err = capsys.readouterr().err
     assert rc == 1 and str(expected_path) in err and url in err
 
@@ -197,7 +204,7 @@ def test_missing_file_names_path_and_fetch_command(tmp_path):
         build_sam_model(TINY, tmp_path / "nope.pth")
 
 
-def test_corrupted_file(tiny_checkpoint, tmp_path):  # noqa: F811
+def test_corrupted_file(tiny_checkpoint, tmp_path):
     truncated = tmp_path / "truncated.pth"
     truncated.write_bytes(Path(tiny_checkpoint).read_bytes()[:100_000])
     with pytest.raises(CheckpointCorruptedError, match="truncated or corrupted"):
@@ -208,14 +215,14 @@ def test_corrupted_file(tiny_checkpoint, tmp_path):  # noqa: F811
         build_sam_model(TINY, garbage)
 
 
-def test_checkpoint_of_another_architecture(tiny_checkpoint):  # noqa: F811
+def test_checkpoint_of_another_architecture(tiny_checkpoint):
     with pytest.raises(CheckpointArchitectureError) as info:
         build_sam_model("vit_t", tiny_checkpoint)
     msg = str(info.value)
     assert "'vit_t' architecture" in msg and "missing keys" in msg and "shape mismatches" in msg
 
 
-def test_cached_official_file_with_wrong_bytes(tiny_checkpoint, tmp_path):  # noqa: F811
+def test_cached_official_file_with_wrong_bytes(tiny_checkpoint, tmp_path):
     spec = get_spec("vit_t")
     path = cached_path(spec, tmp_path)
     path.parent.mkdir(parents=True)

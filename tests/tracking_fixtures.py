@@ -72,11 +72,15 @@ def _jitter(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     dy, dx = (int(v) for v in rng.integers(-1, 2, size=2))
     h, w = mask.shape
     out = np.zeros_like(mask)
-    out[max(0, dy):h + min(0, dy), max(0, dx):w + min(0, dx)] = mask[max(0, -dy):h - max(0, dy), max(0, -dx):w - max(0, dx)]
+    out[max(0, dy) : h + min(0, dy), max(0, dx) : w + min(0, dx)] = mask[
+        max(0, -dy) : h - max(0, dy), max(0, -dx) : w - max(0, dx)
+    ]
     return out
 
 
-def _segmentation(masks: list[np.ndarray], tokens: list[np.ndarray], size: tuple[int, int]) -> Segmentation:
+def _segmentation(
+    masks: list[np.ndarray], tokens: list[np.ndarray], size: tuple[int, int]
+) -> Segmentation:
     if not masks:
         return Segmentation.empty(size, TOKEN_DIM)
     m = np.stack(masks)
@@ -85,37 +89,74 @@ def _segmentation(masks: list[np.ndarray], tokens: list[np.ndarray], size: tuple
         ys, xs = np.nonzero(mask)
         boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
     n = len(masks)
-    return Segmentation(masks=m, boxes_xyxy=np.array(boxes, np.float32), areas=m.sum(axis=(1, 2)).astype(np.int64),
-                        predicted_iou=np.full(n, 0.9, np.float32), stability_score=np.full(n, 0.95, np.float32),
-                        tokens=np.stack(tokens).astype(np.float32), point_coords=np.full((n, 2), np.nan, np.float32),
-                        image_size=size)
+    return Segmentation(
+        masks=m,
+        boxes_xyxy=np.array(boxes, np.float32),
+        areas=m.sum(axis=(1, 2)).astype(np.int64),
+        predicted_iou=np.full(n, 0.9, np.float32),
+        stability_score=np.full(n, 0.95, np.float32),
+        tokens=np.stack(tokens).astype(np.float32),
+        point_coords=np.full((n, 2), np.nan, np.float32),
+        image_size=size,
+    )
 
 
 def _linear(start, velocity, frames: int) -> np.ndarray:
-    return np.asarray(start, float)[None] + np.arange(frames)[:, None] * np.asarray(velocity, float)[None]
+    return (
+        np.asarray(start, float)[None]
+        + np.arange(frames)[:, None] * np.asarray(velocity, float)[None]
+    )
 
 
 def scenario_shapes(name: str, frames: int, size: tuple[int, int]) -> list[Shape]:
     h, w = size
     if name == "movers":
-        back = np.concatenate([_linear((90, 70), (4, 0), frames // 2),
-                               _linear((90 + 4 * (frames // 2), 70), (-4, 0), frames - frames // 2)])
-        return [Shape(1, "rect", (24, 30), _linear((5, 10), (2.5, 0.5), frames), 1.0),
-                Shape(2, "ellipse", (28, 22), back, 2.0),          # leaves right, comes back
-                Shape(3, "rect", (18, 18), _linear((w - 30, h - 25), (-2, -0.5), frames), 3.0)]
+        back = np.concatenate(
+            [
+                _linear((90, 70), (4, 0), frames // 2),
+                _linear((90 + 4 * (frames // 2), 70), (-4, 0), frames - frames // 2),
+            ]
+        )
+        return [
+            Shape(1, "rect", (24, 30), _linear((5, 10), (2.5, 0.5), frames), 1.0),
+            Shape(2, "ellipse", (28, 22), back, 2.0),  # leaves right, comes back
+            Shape(3, "rect", (18, 18), _linear((w - 30, h - 25), (-2, -0.5), frames), 3.0),
+        ]
     if name == "occlusion":
-        return [Shape(1, "rect", (20, 20), _linear((70, 50), (0, 0), frames), 5.0),             # static, far
-                Shape(2, "rect", (40, 44), _linear((w + 10, 40), (-4, 0), frames), 1.0),       # passes in front
-                Shape(3, "ellipse", (26, 34), _linear((10, 5), (1.5, 1.0), frames), 3.0)]
+        return [
+            Shape(1, "rect", (20, 20), _linear((70, 50), (0, 0), frames), 5.0),  # static, far
+            Shape(
+                2, "rect", (40, 44), _linear((w + 10, 40), (-4, 0), frames), 1.0
+            ),  # passes in front
+            Shape(3, "ellipse", (26, 34), _linear((10, 5), (1.5, 1.0), frames), 3.0),
+        ]
     if name == "nested":
-        return [Shape(1, "ellipse", (60, 40), _linear((20, 30), (2, 0.3), frames), 2.0),                 # person
-                Shape(2, "rect", (18, 16), _linear((32, 50), (2, 0.3), frames), 1.0, parent=0, visible_from=8),  # shirt
-                Shape(3, "rect", (22, 26), _linear((w - 40, 10), (-1.5, 1.0), frames), 3.0)]
+        return [
+            Shape(1, "ellipse", (60, 40), _linear((20, 30), (2, 0.3), frames), 2.0),  # person
+            Shape(
+                2,
+                "rect",
+                (18, 16),
+                _linear((32, 50), (2, 0.3), frames),
+                1.0,
+                parent=0,
+                visible_from=8,
+            ),  # shirt
+            Shape(3, "rect", (22, 26), _linear((w - 40, 10), (-1.5, 1.0), frames), 3.0),
+        ]
     raise ValueError(name)
 
 
-def make_sequence(name: str, seed: int, frames: int = 60, size: tuple[int, int] = (120, 160), drop: float = 0.2,
-                  miss: float = 0.05, clutter: float = 0.3, token_noise: float = 0.4) -> list[Frame]:
+def make_sequence(
+    name: str,
+    seed: int,
+    frames: int = 60,
+    size: tuple[int, int] = (120, 160),
+    drop: float = 0.2,
+    miss: float = 0.05,
+    clutter: float = 0.3,
+    token_noise: float = 0.4,
+) -> list[Frame]:
     """Frames of scenario ``name`` that reach the tracker (dropped frames removed)."""
     rng = np.random.default_rng(seed)
     shapes = scenario_shapes(name, frames, size)
@@ -124,7 +165,11 @@ def make_sequence(name: str, seed: int, frames: int = 60, size: tuple[int, int] 
     for f in range(frames):
         if f > 0 and rng.random() < drop:
             continue
-        full = {s.gt_id: _draw(s, s.path[f], size) for s in shapes if s.visible_from <= f <= s.visible_to}
+        full = {
+            s.gt_id: _draw(s, s.path[f], size)
+            for s in shapes
+            if s.visible_from <= f <= s.visible_to
+        }
         visible = _visible(shapes, full)
         masks, tokens, ids = [], [], []
         for s in shapes:
@@ -132,12 +177,14 @@ def make_sequence(name: str, seed: int, frames: int = 60, size: tuple[int, int] 
             if m is None or m.sum() < 20 or _missed(name, s, f, rng, miss):
                 continue
             masks.append(_jitter(m, rng))
-            tokens.append(base[s.gt_id] + rng.standard_normal(TOKEN_DIM) * token_noise / np.sqrt(TOKEN_DIM))
+            tokens.append(
+                base[s.gt_id] + rng.standard_normal(TOKEN_DIM) * token_noise / np.sqrt(TOKEN_DIM)
+            )
             ids.append(s.gt_id)
         if rng.random() < clutter:  # a one-frame false positive blob
             y, x = rng.integers(0, size[0] - 10), rng.integers(0, size[1] - 10)
             blob = np.zeros(size, bool)
-            blob[y:y + 8, x:x + 8] = True
+            blob[y : y + 8, x : x + 8] = True
             masks.append(blob)
             tokens.append(_unit(rng.standard_normal(TOKEN_DIM)))
             ids.append(-1)
@@ -166,9 +213,11 @@ def _visible(shapes: list[Shape], full: dict[int, np.ndarray]) -> dict[int, np.n
 
 
 def _missed(name: str, s: Shape, f: int, rng: np.random.Generator, miss: float) -> bool:
-    if name == "nested" and s.gt_id == 1 and f % 7 == 3:   # the whole drops out: only its part remains
+    if (
+        name == "nested" and s.gt_id == 1 and f % 7 == 3
+    ):  # the whole drops out: only its part remains
         return True
-    if name == "nested" and s.gt_id == 2 and f % 9 == 5:   # the part drops out
+    if name == "nested" and s.gt_id == 2 and f % 9 == 5:  # the part drops out
         return True
     return f > 1 and rng.random() < miss
 
@@ -195,5 +244,7 @@ def mot_summary(frames: list[Frame], track_ids_per_frame: list[np.ndarray]) -> d
                     dist[a, b] = 1.0 - iou
         acc.update(gt_ids, [int(tids[i]) for i in hyp], dist)
     mh = mm.metrics.create()
-    s = mh.compute(acc, metrics=["mota", "idf1", "num_switches", "num_objects", "num_frames"], name="seq")
+    s = mh.compute(
+        acc, metrics=["mota", "idf1", "num_switches", "num_objects", "num_frames"], name="seq"
+    )
     return {k: float(s[k].iloc[0]) for k in s.columns}

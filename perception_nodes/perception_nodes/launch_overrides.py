@@ -11,14 +11,26 @@ def parse_cameras(text: str) -> list[str]:
     return [c.strip() for c in text.split(",") if c.strip()]
 
 
-def launch_overrides(cameras: list[str], image_topic: str = "image_raw", backend: str = "torch",
-                     model: str = "vit_t", device: str = "cpu", precision: str = "fp32",
-                     use_depth: bool = False) -> dict[str, dict[str, object]]:
+def launch_overrides(
+    cameras: list[str],
+    image_topic: str = "image_raw",
+    backend: str = "torch",
+    model: str = "vit_t",
+    device: str = "cpu",
+    precision: str = "fp32",
+    use_depth: bool = False,
+) -> dict[str, dict[str, object]]:
     """``{node name: {parameter: value}}`` applied on top of the parameter file."""
     return {
-        "perception_node": {"cameras": cameras, "image_topic": image_topic, "use_depth": use_depth,
-                            "sam.backend": backend, "sam.model": model, "sam.device": device,
-                            "sam.precision": precision},
+        "perception_node": {
+            "cameras": cameras,
+            "image_topic": image_topic,
+            "use_depth": use_depth,
+            "sam.backend": backend,
+            "sam.model": model,
+            "sam.device": device,
+            "sam.precision": precision,
+        },
         "visualization_node": {"cameras": cameras, "image_topic": image_topic},
     }
 
@@ -26,5 +38,12 @@ def launch_overrides(cameras: list[str], image_topic: str = "image_raw", backend
 def overrides_from_launch_arguments(arg: dict[str, str]) -> dict[str, dict[str, object]]:
     """:func:`launch_overrides` of the launch file's string arguments (``"true"``/``"false"``,
     comma-separated ``cameras``)."""
-    return launch_overrides(parse_cameras(arg["cameras"]), arg["image_topic"], arg["backend"], arg["model"],
-                            arg["device"], arg["precision"], arg["use_depth"] == "true")
+    return launch_overrides(
+        parse_cameras(arg["cameras"]),
+        arg["image_topic"],
+        arg["backend"],
+        arg["model"],
+        arg["device"],
+        arg["precision"],
+        arg["use_depth"] == "true",
+    )

@@ -16,8 +16,12 @@ from sensor_msgs.msg import Image
 def main() -> None:
     rclpy.init()
     node = rclpy.create_node("image_sink")
-    node.create_subscription(Image, sys.argv[1], lambda m: print(f"GOT {m.width}x{m.height} {len(m.data)}", flush=True),
-                             qos_profile_sensor_data)
+    node.create_subscription(
+        Image,
+        sys.argv[1],
+        lambda m: print(f"GOT {m.width}x{m.height} {len(m.data)}", flush=True),
+        qos_profile_sensor_data,
+    )
     print("READY", flush=True)
     try:
         rclpy.spin(node)

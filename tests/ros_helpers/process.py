@@ -14,7 +14,9 @@ HELPERS_DIR = Path(__file__).resolve().parent
 
 
 @contextmanager
-def ros_process(script: str, *args: str, ready_line: str = "READY", timeout: float = 60.0) -> Iterator[subprocess.Popen]:
+def ros_process(
+    script: str, *args: str, ready_line: str = "READY", timeout: float = 60.0
+) -> Iterator[subprocess.Popen]:
     """Run ``tests/ros_helpers/<script>`` in a new Python process until the block ends.
 
     Waits until the process prints ``ready_line`` on stdout; its stderr is shown on failure.
@@ -34,7 +36,9 @@ def ros_process(script: str, *args: str, ready_line: str = "READY", timeout: flo
             if line.strip() == ready_line:
                 break
             if not line and proc.poll() is not None:
-                raise RuntimeError(f"{script} exited with {proc.returncode}: {proc.stderr.read()[-4000:]}")
+                raise RuntimeError(
+                    f"{script} exited with {proc.returncode}: {proc.stderr.read()[-4000:]}"
+                )
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{script} did not become ready within {timeout} s")
         yield proc

@@ -23,23 +23,47 @@ import open_clip
 import torch
 import torch.nn.functional as F
 
-logger = logging.getLogger(__name__)
+from perception_nodes.core.clip_weights import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_TAG  # noqa: F401 (re-exported)
+from perception_nodes.core.weights import GENERATED_WEIGHTS, sha256_file
 
-from .clip_weights import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_TAG  # noqa: F401 (re-exported)
-from .weights import GENERATED_WEIGHTS, sha256_file
+logger = logging.getLogger(__name__)
 
 #: Small test configurations: open_clip's real towers with few layers and a small width.
 #: ``vocab_size`` stays 49408 so open_clip's real BPE tokenizer is used unchanged.
 TEST_CLIP_CONFIGS: dict[str, dict] = {
     "pn-clip-tiny-test": {
         "embed_dim": 64,
-        "vision_cfg": {"image_size": 96, "layers": 2, "width": 64, "head_width": 16, "patch_size": 16},
-        "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 64, "heads": 4, "layers": 2},
+        "vision_cfg": {
+            "image_size": 96,
+            "layers": 2,
+            "width": 64,
+            "head_width": 16,
+            "patch_size": 16,
+        },
+        "text_cfg": {
+            "context_length": 32,
+            "vocab_size": 49408,
+            "width": 64,
+            "heads": 4,
+            "layers": 2,
+        },
     },
     "pn-clip-small-test": {
         "embed_dim": 128,
-        "vision_cfg": {"image_size": 160, "layers": 4, "width": 128, "head_width": 32, "patch_size": 16},
-        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 128, "heads": 4, "layers": 4},
+        "vision_cfg": {
+            "image_size": 160,
+            "layers": 4,
+            "width": 128,
+            "head_width": 32,
+            "patch_size": 16,
+        },
+        "text_cfg": {
+            "context_length": 77,
+            "vocab_size": 49408,
+            "width": 128,
+            "heads": 4,
+            "layers": 4,
+        },
     },
 }
 
@@ -76,7 +100,7 @@ def list_clip_models() -> list[str]:
 
 def fetch_hint(name: str) -> str:
     """How a user fetches official weights for ``name`` (when online)."""
-    from .clip_weights import clip_registry
+    from perception_nodes.core.clip_weights import clip_registry
 
     if name in clip_registry():
         return f"fetch it with `pn-fetch-weights clip:{name}` (the default CLIP: `pn-fetch-weights clip`)"
@@ -142,7 +166,9 @@ class ClipModel:
         cfg = open_clip.get_model_preprocess_cfg(self.model)
         size = cfg.get("size", self.model.visual.image_size)
         self.image_size: int = int(size[0] if isinstance(size, (tuple, list)) else size)
-        self.mean = torch.tensor(cfg.get("mean", open_clip.OPENAI_DATASET_MEAN), dtype=torch.float32)
+        self.mean = torch.tensor(
+            cfg.get("mean", open_clip.OPENAI_DATASET_MEAN), dtype=torch.float32
+        )
         self.std = torch.tensor(cfg.get("std", open_clip.OPENAI_DATASET_STD), dtype=torch.float32)
         self.context_length: int = int(self.tokenizer.context_length)
         self.width: int = int(self.model.visual.transformer.width)
@@ -191,9 +217,20 @@ class ClipModel:
         columns ``j*W/g`` of a ``g x g`` grid, so every region of the image is visible.
         """
         _check_image(image)
-        t = torch.from_numpy(np.ascontiguousarray(image)).to(self.device).permute(2, 0, 1)[None].float() / 255.0
-        t = F.interpolate(t, size=(self.image_size, self.image_size), mode="bicubic", antialias=True,
-                          align_corners=False).clamp_(0, 1)
+        t = (
+            torch.from_numpy(np.ascontiguousarray(image))
+            .to(self.device)
+            .permute(2, 0, 1)[None]
+            .float()
+            / 255.0
+        )
+        t = F.interpolate(
+            t,
+            size=(self.image_size, self.image_size),
+            mode="bicubic",
+            antialias=True,
+            align_corners=False,
+        ).clamp_(0, 1)
         return self._normalize(t)
 
     @torch.no_grad()
@@ -212,15 +249,21 @@ class ClipModel:
         captured: list[torch.Tensor] = []
         with self._lock:
             handle = self.model.visual.transformer.register_forward_hook(
-                lambda _m, _i, out: captured.append(out))
+                lambda _m, _i, out: captured.append(out)
+            )
             try:
                 pooled = self.model.encode_image(images)
             finally:
                 handle.remove()
         return captured[0].float(), F.normalize(pooled.float(), dim=-1)
 
-    def crop_batch(self, image: np.ndarray, boxes_xyxy: np.ndarray, masks: np.ndarray | None = None,
-                   padding: float = 0.1) -> torch.Tensor:
+    def crop_batch(
+        self,
+        image: np.ndarray,
+        boxes_xyxy: np.ndarray,
+        masks: np.ndarray | None = None,
+        padding: float = 0.1,
+    ) -> torch.Tensor:
         """``(N, 3, S, S)`` model input of one square crop per region.
 
         Each crop is the box grown by ``padding`` (fraction of its longer side) on every side,
@@ -232,9 +275,16 @@ class ClipModel:
         _check_image(image)
         boxes = np.asarray(boxes_xyxy, dtype=np.float32).reshape(-1, 4)
         h, w = image.shape[:2]
-        if masks is not None and (masks.ndim != 3 or masks.shape[0] != len(boxes) or masks.shape[1:] != (h, w)):
-            raise ClipModelError(f"masks must be (N={len(boxes)}, {h}, {w}) bool, got {masks.shape}")
-        img = torch.from_numpy(np.ascontiguousarray(image)).to(self.device).permute(2, 0, 1).float() / 255.0
+        if masks is not None and (
+            masks.ndim != 3 or masks.shape[0] != len(boxes) or masks.shape[1:] != (h, w)
+        ):
+            raise ClipModelError(
+                f"masks must be (N={len(boxes)}, {h}, {w}) bool, got {masks.shape}"
+            )
+        img = (
+            torch.from_numpy(np.ascontiguousarray(image)).to(self.device).permute(2, 0, 1).float()
+            / 255.0
+        )
         mean = self.mean.to(self.device)[:, None, None]
         crops = []
         for i, (x0, y0, x1, y1) in enumerate(boxes):
@@ -250,29 +300,51 @@ class ClipModel:
                     keep = torch.from_numpy(masks[i, iy0:iy1, ix0:ix1]).to(self.device)
                     patch = torch.where(keep[None], patch, mean)
                 canvas[:, iy0 - sy0 : iy1 - sy0, ix0 - sx0 : ix1 - sx0] = patch
-            crops.append(F.interpolate(canvas[None], size=(self.image_size, self.image_size), mode="bicubic",
-                                       antialias=True, align_corners=False))
+            crops.append(
+                F.interpolate(
+                    canvas[None],
+                    size=(self.image_size, self.image_size),
+                    mode="bicubic",
+                    antialias=True,
+                    align_corners=False,
+                )
+            )
         if not crops:
             return torch.zeros((0, 3, self.image_size, self.image_size), device=self.device)
         return self._normalize(torch.cat(crops).clamp_(0, 1))
 
     @torch.no_grad()
-    def encode_image_crops(self, image: np.ndarray, boxes_xyxy: np.ndarray, masks: np.ndarray | None = None,
-                           padding: float = 0.1, batch_size: int = 64) -> np.ndarray:
+    def encode_image_crops(
+        self,
+        image: np.ndarray,
+        boxes_xyxy: np.ndarray,
+        masks: np.ndarray | None = None,
+        padding: float = 0.1,
+        batch_size: int = 64,
+    ) -> np.ndarray:
         """``(N, D)`` float32 normalised CLIP embeddings of masked, padded region crops."""
         batch = self.crop_batch(image, boxes_xyxy, masks, padding)
-        out = [F.normalize(self.model.encode_image(batch[i : i + batch_size]).float(), dim=-1).cpu()
-               for i in range(0, len(batch), batch_size)]
+        out = [
+            F.normalize(self.model.encode_image(batch[i : i + batch_size]).float(), dim=-1).cpu()
+            for i in range(0, len(batch), batch_size)
+        ]
         return torch.cat(out).numpy() if out else np.zeros((0, self.embed_dim), dtype=np.float32)
 
 
 def _check_image(image: np.ndarray) -> None:
-    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+    if (
+        not isinstance(image, np.ndarray)
+        or image.dtype != np.uint8
+        or image.ndim != 3
+        or image.shape[2] != 3
+    ):
         got = f"{type(image).__name__} {getattr(image, 'dtype', '')} {getattr(image, 'shape', '')}"
         raise ClipModelError(f"image must be an HxWx3 uint8 RGB numpy array, got {got}")
 
 
-def load_clip_model(name: str, checkpoint: str | Path, device: str | torch.device = "cpu") -> ClipModel:
+def load_clip_model(
+    name: str, checkpoint: str | Path, device: str | torch.device = "cpu"
+) -> ClipModel:
     """Build ``name`` with open_clip's factory and load ``checkpoint`` (a local file).
 
     Raises:
@@ -283,10 +355,14 @@ def load_clip_model(name: str, checkpoint: str | Path, device: str | torch.devic
     if name not in open_clip.list_models():
         raise ClipModelError(f"unknown CLIP model {name!r}; known: {', '.join(list_clip_models())}")
     if checkpoint is None or not Path(checkpoint).is_file():
-        raise ClipModelError(f"CLIP checkpoint file for {name!r} not found: {checkpoint}\n{fetch_hint(name)}")
+        raise ClipModelError(
+            f"CLIP checkpoint file for {name!r} not found: {checkpoint}\n{fetch_hint(name)}"
+        )
     path = Path(checkpoint)
     try:
-        model, _, _ = open_clip.create_model_and_transforms(name, pretrained=str(path), device=device)
+        model, _, _ = open_clip.create_model_and_transforms(
+            name, pretrained=str(path), device=device
+        )
     except RuntimeError as exc:
         raise ClipModelError(f"cannot load {path} into CLIP model {name!r}: {exc}") from exc
     model.eval().requires_grad_(False)
@@ -295,6 +371,15 @@ def load_clip_model(name: str, checkpoint: str | Path, device: str | torch.devic
         raise ClipModelError(f"{path} was generated for {meta['model_name']!r}, not {name!r}")
     generated = bool(meta.get("generated", False))
     if generated:
-        logger.warning("CLIP %s uses %s from %s: labels are not meaningful", name, GENERATED_WEIGHTS, path)
-    return ClipModel(name=name, model=model, tokenizer=open_clip.get_tokenizer(name), checkpoint=path,
-                     checkpoint_sha256=sha256_file(path), generated=generated, device=torch.device(device))
+        logger.warning(
+            "CLIP %s uses %s from %s: labels are not meaningful", name, GENERATED_WEIGHTS, path
+        )
+    return ClipModel(
+        name=name,
+        model=model,
+        tokenizer=open_clip.get_tokenizer(name),
+        checkpoint=path,
+        checkpoint_sha256=sha256_file(path),
+        generated=generated,
+        device=torch.device(device),
+    )

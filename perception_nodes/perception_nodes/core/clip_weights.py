@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .weights import apply_index_override, cached_path
+from perception_nodes.core.weights import apply_index_override, cached_path
 
 HF_ENDPOINT_ENV = "HF_ENDPOINT"
 HF_DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -61,8 +61,9 @@ def hf_endpoint() -> str:
     return os.environ.get(HF_ENDPOINT_ENV, "").rstrip("/") or HF_DEFAULT_ENDPOINT
 
 
-def _spec(model: str, tag: str, sha256: str | None, size_bytes: int | None, license: str,
-          description: str) -> ClipWeightsSpec:
+def _spec(
+    model: str, tag: str, sha256: str | None, size_bytes: int | None, license: str, description: str
+) -> ClipWeightsSpec:
     import open_clip
 
     hub = open_clip.get_pretrained_cfg(model, tag).get("hf_hub", "")
@@ -71,10 +72,16 @@ def _spec(model: str, tag: str, sha256: str | None, size_bytes: int | None, lice
     repo = hub.rstrip("/") if hub.endswith("/") else os.path.dirname(hub)
     remote_file = OPEN_CLIP_HF_FILE if hub.endswith("/") else os.path.basename(hub)
     return ClipWeightsSpec(
-        name=f"clip:{model}", model=model, tag=tag, hf_repo=repo,
+        name=f"clip:{model}",
+        model=model,
+        tag=tag,
+        hf_repo=repo,
         url=f"{hf_endpoint()}/{repo}/resolve/main/{remote_file}",
         filename=f"open_clip_{model}_{tag}{Path(remote_file).suffix}",
-        sha256=sha256, size_bytes=size_bytes, license=license, source=f"huggingface.co/{repo}",
+        sha256=sha256,
+        size_bytes=size_bytes,
+        license=license,
+        source=f"huggingface.co/{repo}",
         description=description,
     )
 
@@ -86,8 +93,14 @@ def clip_registry() -> dict[str, ClipWeightsSpec]:
     # table nor its hf-hub metadata carry it); pn-fetch-weights logs the computed sha256 of a
     # download so it can be pinned here. A private mirror can pin one through the weights
     # index ($PERCEPTION_NODES_WEIGHTS_INDEX, see core/weights.py).
-    default = _spec(DEFAULT_CLIP_MODEL, DEFAULT_CLIP_TAG, sha256=None, size_bytes=None, license="MIT",
-                    description="open_clip ViT-B/16, LAION-2B (RegionSpot's CLIP)")
+    default = _spec(
+        DEFAULT_CLIP_MODEL,
+        DEFAULT_CLIP_TAG,
+        sha256=None,
+        size_bytes=None,
+        license="MIT",
+        description="open_clip ViT-B/16, LAION-2B (RegionSpot's CLIP)",
+    )
     return {s.model: apply_index_override(s) for s in (default,)}
 
 
@@ -97,8 +110,10 @@ def get_clip_weights(model: str = DEFAULT_CLIP_MODEL) -> ClipWeightsSpec:
     try:
         return registry[model]
     except KeyError:
-        raise KeyError(f"no downloadable weights registered for CLIP model {model!r}; registered: "
-                       f"{', '.join(registry)} (or pass clip.checkpoint)") from None
+        raise KeyError(
+            f"no downloadable weights registered for CLIP model {model!r}; registered: "
+            f"{', '.join(registry)} (or pass clip.checkpoint)"
+        ) from None
 
 
 def cached_clip_checkpoint(model: str, cache_dir: str | Path | None = None) -> Path | None:

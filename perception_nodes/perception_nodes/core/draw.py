@@ -8,7 +8,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .scene_graph import SceneGraph
+from perception_nodes.core.scene_graph import SceneGraph
 
 
 def region_colours(ids: np.ndarray) -> np.ndarray:
@@ -40,8 +40,14 @@ def _centre(box: np.ndarray) -> tuple[int, int]:
     return int((box[0] + box[2]) / 2), int((box[1] + box[3]) / 2)
 
 
-def draw_overlay(image: np.ndarray, graph: SceneGraph, masks: np.ndarray | None = None, alpha: float = 0.45,
-                 max_relations: int = 20, banner: str | None = None) -> np.ndarray:
+def draw_overlay(
+    image: np.ndarray,
+    graph: SceneGraph,
+    masks: np.ndarray | None = None,
+    alpha: float = 0.45,
+    max_relations: int = 20,
+    banner: str | None = None,
+) -> np.ndarray:
     """Masks blended over ``image``, each region's label, and the top relations as arrows.
 
     Regions are coloured by track id when tracked (see :func:`colour_keys`).
@@ -55,18 +61,33 @@ def draw_overlay(image: np.ndarray, graph: SceneGraph, masks: np.ndarray | None 
         out[m] = (1 - alpha) * out[m] + alpha * colours[i]
     out = out.astype(np.uint8)
     font, scale = cv2.FONT_HERSHEY_SIMPLEX, max(0.4, min(image.shape[:2]) / 900)
-    for s, o, p, sc in zip(graph.subject[:max_relations], graph.object[:max_relations],
-                           graph.predicate_index[:max_relations], graph.relation_scores[:max_relations]):
+    for s, o, p, sc in zip(
+        graph.subject[:max_relations],
+        graph.object[:max_relations],
+        graph.predicate_index[:max_relations],
+        graph.relation_scores[:max_relations],
+    ):
         a, b = _centre(graph.boxes_xyxy[s]), _centre(graph.boxes_xyxy[o])
         cv2.arrowedLine(out, a, b, (255, 255, 255), 2, cv2.LINE_AA, tipLength=0.05)
         mid = ((a[0] + b[0]) // 2, (a[1] + b[1]) // 2)
-        cv2.putText(out, f"{graph.predicates[p]} {sc:.2f}", mid, font, scale * 0.8, (255, 255, 0), 1, cv2.LINE_AA)
+        cv2.putText(
+            out,
+            f"{graph.predicates[p]} {sc:.2f}",
+            mid,
+            font,
+            scale * 0.8,
+            (255, 255, 0),
+            1,
+            cv2.LINE_AA,
+        )
     for i in range(graph.num_regions):
         x0, y0 = int(graph.boxes_xyxy[i][0]), int(graph.boxes_xyxy[i][1])
         text = region_text(graph, i)
         (tw, th), _ = cv2.getTextSize(text, font, scale, 1)
         y = max(th + 2, y0)
-        cv2.rectangle(out, (x0, y - th - 2), (x0 + tw, y + 2), tuple(int(c) for c in colours[i]), -1)
+        cv2.rectangle(
+            out, (x0, y - th - 2), (x0 + tw, y + 2), tuple(int(c) for c in colours[i]), -1
+        )
         cv2.putText(out, text, (x0, y), font, scale, (0, 0, 0), 1, cv2.LINE_AA)
     if banner:
         cv2.putText(out, banner, (5, out.shape[0] - 8), font, scale, (255, 64, 64), 2, cv2.LINE_AA)

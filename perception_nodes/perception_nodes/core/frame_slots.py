@@ -14,10 +14,10 @@ from typing import Any
 @dataclass
 class SlotStats:
     received: int = 0
-    dropped: int = 0      # replaced before processing
-    rejected: int = 0     # bad input (logged)
+    dropped: int = 0  # replaced before processing
+    rejected: int = 0  # bad input (logged)
     processed: int = 0
-    refused_3d: int = 0   # processed without 3D: depth or CameraInfo did not fit (logged)
+    refused_3d: int = 0  # processed without 3D: depth or CameraInfo did not fit (logged)
 
 
 @dataclass

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from .config import PipelineConfig
+from perception_nodes.core.config import PipelineConfig
 
 GENERATED_SAM_SETTINGS: dict[str, object] = {
     "amg_pred_iou_thresh": 0.0,
@@ -34,7 +34,9 @@ def generated_sam_changes(config: PipelineConfig) -> dict[str, tuple[object, obj
     return changes
 
 
-def apply_generated_sam_policy(config: PipelineConfig) -> tuple[PipelineConfig, dict[str, tuple[object, object]]]:
+def apply_generated_sam_policy(
+    config: PipelineConfig,
+) -> tuple[PipelineConfig, dict[str, tuple[object, object]]]:
     """``config`` with :func:`generated_sam_changes` applied, and those changes."""
     changes = generated_sam_changes(config)
     return dataclasses.replace(config, **{k: new for k, (_, new) in changes.items()}), changes
@@ -44,6 +46,10 @@ def describe_changes(changes: dict[str, tuple[object, object]]) -> str:
     """One log line: ``amg.pred_iou_thresh 0.86 -> 0.0, ...`` (ROS parameter names)."""
     if not changes:
         return "generated SAM weights: the region filters were set explicitly; kept as configured"
-    items = ", ".join(f"{PipelineConfig.ros_name(k)} {old} -> {new}" for k, (old, new) in changes.items())
-    return (f"generated SAM weights: the default region filters would keep no region; opened "
-            f"(output NOT meaningful): {items}")
+    items = ", ".join(
+        f"{PipelineConfig.ros_name(k)} {old} -> {new}" for k, (old, new) in changes.items()
+    )
+    return (
+        f"generated SAM weights: the default region filters would keep no region; opened "
+        f"(output NOT meaningful): {items}"
+    )

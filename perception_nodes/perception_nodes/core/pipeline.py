@@ -16,21 +16,21 @@ from typing import Callable
 
 import numpy as np
 
-from .cancel import FrameAbandoned, raise_if_stopped  # noqa: F401  (FrameAbandoned: re-exported)
-from .config import PipelineConfig
-from .generated_policy import apply_generated_sam_policy, describe_changes
-from .pipeline_factory import (  # noqa: F401  (PipelineError: re-exported for callers)
+from perception_nodes.core.cancel import FrameAbandoned, raise_if_stopped  # noqa: F401  (FrameAbandoned: re-exported)
+from perception_nodes.core.config import PipelineConfig
+from perception_nodes.core.generated_policy import apply_generated_sam_policy, describe_changes
+from perception_nodes.core.pipeline_factory import (
     PipelineError,
     fetch_command,
     load_models,
     make_generator,
     sam_untrained,
 )
-from .projection import region_centroids
-from .scene_graph import SceneGraph, build_scene_graph
-from .tracking import TrackingStage
-from .types import FrameResult, RegionLabels, Relations, Segmentation
-from .weights import GENERATED_WEIGHTS
+from perception_nodes.core.projection import region_centroids
+from perception_nodes.core.scene_graph import SceneGraph, build_scene_graph
+from perception_nodes.core.tracking import TrackingStage
+from perception_nodes.core.types import FrameResult, RegionLabels, Relations, Segmentation
+from perception_nodes.core.weights import GENERATED_WEIGHTS
 
 logger = logging.getLogger(__name__)
 
@@ -42,11 +42,25 @@ UNTRAINED_NOTICE = (
 
 # Settings that pick or load models: changing them needs a new ``Pipeline.load`` (the ROS
 # parameters of these are read-only). Every other setting applies live (``apply_settings``).
-RELOAD_SETTINGS = frozenset({
-    "sam_backend", "sam_model", "sam_checkpoint", "sam_encoder_path", "sam_decoder_path", "sam_device",
-    "sam_precision", "classifier_type", "classifier_regionspot_checkpoint", "clip_model", "clip_checkpoint",
-    "relations_type", "relations_checkpoint", "weights_allow_generated", "weights_cache_dir",
-})
+RELOAD_SETTINGS = frozenset(
+    {
+        "sam_backend",
+        "sam_model",
+        "sam_checkpoint",
+        "sam_encoder_path",
+        "sam_decoder_path",
+        "sam_device",
+        "sam_precision",
+        "classifier_type",
+        "classifier_regionspot_checkpoint",
+        "clip_model",
+        "clip_checkpoint",
+        "relations_type",
+        "relations_checkpoint",
+        "weights_allow_generated",
+        "weights_cache_dir",
+    }
+)
 
 # Smallest image side (pixels) a frame may have: below it SAM's masks degenerate (a 1x1 or 2x2
 # frame gives regions of area 0) and no region is worth a label. README "Topics and services".
@@ -73,7 +87,9 @@ def check_image_size(hw: tuple[int, int]) -> None:
     """:class:`PipelineError` when an ``(H, W)`` image is smaller than ``MIN_IMAGE_SIDE`` on a side."""
     h, w = int(hw[0]), int(hw[1])
     if min(h, w) < MIN_IMAGE_SIDE:
-        raise PipelineError(f"{w}x{h} image is below the minimum size {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} pixels")
+        raise PipelineError(
+            f"{w}x{h} image is below the minimum size {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} pixels"
+        )
 
 
 def _without_empty_regions(seg: Segmentation) -> Segmentation:
@@ -101,8 +117,15 @@ class Pipeline:
     other threads at any time.
     """
 
-    def __init__(self, config: PipelineConfig, generator, classifier, vocabulary, relation_predictor,
-                 untrained_parts: list[str]) -> None:
+    def __init__(
+        self,
+        config: PipelineConfig,
+        generator,
+        classifier,
+        vocabulary,
+        relation_predictor,
+        untrained_parts: list[str],
+    ) -> None:
         self._stages = Stages(config, generator, classifier, relation_predictor)
         self.vocabulary = vocabulary
         self.untrained_parts = untrained_parts
@@ -154,7 +177,9 @@ class Pipeline:
             stages = self._stages_for(config)
             changed = _changed(self.config, config)
             if self.vocabulary is not None and _vocabulary_changed(self.config, config):
-                self.vocabulary.set(list(config.vocabulary_labels), list(config.vocabulary_templates))
+                self.vocabulary.set(
+                    list(config.vocabulary_labels), list(config.vocabulary_templates)
+                )
             self._stages = stages
         if changed:
             logger.info("settings applied from the next frame: %s", ", ".join(changed))
@@ -173,12 +198,17 @@ class Pipeline:
         changed = set(_changed(old.config, config))
         reload = sorted(changed & RELOAD_SETTINGS)
         if reload:
-            raise PipelineError(f"{reload} pick or load models: they change only with a reconfigure")
+            raise PipelineError(
+                f"{reload} pick or load models: they change only with a reconfigure"
+            )
         try:
             generator = old.generator
             if any(n.startswith("amg_") for n in changed):
-                generator = make_generator(config, old.generator.backend, (old.generator.pixel_mean,
-                                                                             old.generator.pixel_std))
+                generator = make_generator(
+                    config,
+                    old.generator.backend,
+                    (old.generator.pixel_mean, old.generator.pixel_std),
+                )
             classifier = _with_classifier_settings(old.classifier, config)
             relations = _with_relation_settings(old.relation_predictor, config)
         except (ValueError, TypeError) as exc:
@@ -193,8 +223,12 @@ class Pipeline:
         generator, vocabulary, classifier = models.generator, models.vocabulary, models.classifier
         relations, untrained = models.relation_predictor, models.untrained
         if untrained:
-            logger.warning("%s (generated: %s; real ones: `%s`)", UNTRAINED_NOTICE, ", ".join(untrained),
-                           fetch_command(untrained) or "none to download for test-only models")
+            logger.warning(
+                "%s (generated: %s; real ones: `%s`)",
+                UNTRAINED_NOTICE,
+                ", ".join(untrained),
+                fetch_command(untrained) or "none to download for test-only models",
+            )
         policy = None
         if sam_untrained(untrained):  # the generator above was built with the same settings
             config, policy = apply_generated_sam_policy(config)
@@ -213,10 +247,16 @@ class Pipeline:
         return bool(self.generator.backend.untrained)
 
     # ------------------------------------------------------------------ per frame
-    def process(self, image: np.ndarray, depth_m: np.ndarray | None = None, k: np.ndarray | None = None,
-                stamp: float = 0.0, stamp_ns: int | None = None,
-                should_stop: Callable[[], bool] | None = None,
-                stream: str = "") -> tuple[FrameResult, SceneGraph]:
+    def process(
+        self,
+        image: np.ndarray,
+        depth_m: np.ndarray | None = None,
+        k: np.ndarray | None = None,
+        stamp: float = 0.0,
+        stamp_ns: int | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        stream: str = "",
+    ) -> tuple[FrameResult, SceneGraph]:
         """Scene graph of one ``HxWx3`` uint8 RGB image.
 
         ``depth_m``: optional HxW float32 meters (NaN = invalid) registered to the image;
@@ -260,9 +300,15 @@ class Pipeline:
             region_ids = np.arange(1, 1 + len(seg), dtype=np.uint32)
             centroids = region_centroids(seg.masks, rel_depth, k)
             graph = build_scene_graph(
-                seg, labels, relations, region_ids, centroids,
-                top_k=cfg.relations_top_k, top_k_per_subject=cfg.relations_per_subject,
-                score_threshold=cfg.relations_score_threshold, stamp=stamp,
+                seg,
+                labels,
+                relations,
+                region_ids,
+                centroids,
+                top_k=cfg.relations_top_k,
+                top_k_per_subject=cfg.relations_per_subject,
+                score_threshold=cfg.relations_score_threshold,
+                stamp=stamp,
             )
             graph.labels_meaningful = self.meaningful and (labels.meaningful if labels else True)
             graph.track_ids, graph.track_ages = tracked.track_ids, tracked.track_ages
@@ -270,9 +316,19 @@ class Pipeline:
             timings["assemble"] = time.perf_counter() - t0
         raise_if_stopped(stop)
         with self._latest_lock:
-            self._latest = LatestFrame(image, seg, region_ids, round(stamp * 1e9) if stamp_ns is None else int(stamp_ns))
-        return FrameResult(seg, labels, relations, region_ids, centroids, timings,
-                           tracked.track_ids, tracked.track_ages), graph
+            self._latest = LatestFrame(
+                image, seg, region_ids, round(stamp * 1e9) if stamp_ns is None else int(stamp_ns)
+            )
+        return FrameResult(
+            seg,
+            labels,
+            relations,
+            region_ids,
+            centroids,
+            timings,
+            tracked.track_ids,
+            tracked.track_ages,
+        ), graph
 
     def encode_together(self, images: list[np.ndarray]) -> list[np.ndarray]:
         """Encode frames that arrived together (several cameras) in ONE SAM encoder batch.
@@ -287,8 +343,9 @@ class Pipeline:
             return embed_batch(images)
 
     @staticmethod
-    def _classify(stages: Stages, vocab, image: np.ndarray, seg: Segmentation,
-                  timings: dict[str, float]) -> RegionLabels | None:
+    def _classify(
+        stages: Stages, vocab, image: np.ndarray, seg: Segmentation, timings: dict[str, float]
+    ) -> RegionLabels | None:
         if stages.classifier is None:
             return None
         t0 = time.perf_counter()
@@ -297,18 +354,23 @@ class Pipeline:
         return labels
 
     @staticmethod
-    def _relate(stages: Stages, seg: Segmentation, labels: RegionLabels | None,
-                depth: np.ndarray | None) -> Relations | None:
+    def _relate(
+        stages: Stages, seg: Segmentation, labels: RegionLabels | None, depth: np.ndarray | None
+    ) -> Relations | None:
         if stages.relation_predictor is None:
             return None
         return stages.relation_predictor.predict(seg, labels, depth)
 
     # ------------------------------------------------------------------ services
-    def set_vocabulary(self, labels: list[str], templates: list[str] | None = None, append: bool = False):
+    def set_vocabulary(
+        self, labels: list[str], templates: list[str] | None = None, append: bool = False
+    ):
         """Atomically change the vocabulary (VocabularyError on bad input; unchanged then)."""
         if self.vocabulary is None:
             raise PipelineError("no classifier is configured (classifier.type = none)")
-        return self.vocabulary.set(list(labels), templates=list(templates) if templates else None, append=append)
+        return self.vocabulary.set(
+            list(labels), templates=list(templates) if templates else None, append=append
+        )
 
     def vocabulary_snapshot(self):
         return None if self.vocabulary is None else self.vocabulary.snapshot()
@@ -335,8 +397,9 @@ def _changed(old: PipelineConfig, new: PipelineConfig) -> list[str]:
 
 
 def _vocabulary_changed(old: PipelineConfig, new: PipelineConfig) -> bool:
-    return (list(old.vocabulary_labels) != list(new.vocabulary_labels)
-            or list(old.vocabulary_templates) != list(new.vocabulary_templates))
+    return list(old.vocabulary_labels) != list(new.vocabulary_labels) or list(
+        old.vocabulary_templates
+    ) != list(new.vocabulary_templates)
 
 
 def _with_classifier_settings(classifier, config: PipelineConfig):
@@ -344,7 +407,9 @@ def _with_classifier_settings(classifier, config: PipelineConfig):
     if classifier is None:
         return None
     if not 0.0 <= config.classifier_unknown_threshold <= 1.0:
-        raise ValueError(f"classifier_unknown_threshold must be in [0, 1], got {config.classifier_unknown_threshold}")
+        raise ValueError(
+            f"classifier_unknown_threshold must be in [0, 1], got {config.classifier_unknown_threshold}"
+        )
     if config.classifier_top_k < 1:
         raise ValueError(f"classifier_top_k must be >= 1, got {config.classifier_top_k}")
     out = copy.copy(classifier)
@@ -357,7 +422,9 @@ def _with_relation_settings(predictor, config: PipelineConfig):
     if predictor is None:
         return None
     if not 0.0 <= config.relations_score_threshold <= 1.0:
-        raise ValueError(f"relations_score_threshold must be in [0, 1], got {config.relations_score_threshold}")
+        raise ValueError(
+            f"relations_score_threshold must be in [0, 1], got {config.relations_score_threshold}"
+        )
     out = copy.copy(predictor)
     out.min_score = float(config.relations_score_threshold)
     out.max_per_subject = int(config.relations_per_subject)

@@ -12,9 +12,9 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import PipelineConfig
-from .generated_policy import apply_generated_sam_policy
-from .weights import GENERATED_WEIGHTS, default_cache_dir
+from perception_nodes.core.config import PipelineConfig
+from perception_nodes.core.generated_policy import apply_generated_sam_policy
+from perception_nodes.core.weights import GENERATED_WEIGHTS, default_cache_dir
 
 logger = logging.getLogger(__name__)
 
@@ -53,15 +53,19 @@ def sam_untrained(untrained: list[str]) -> bool:
 
 
 def _cache_dir(config: PipelineConfig) -> Path:
-    return Path(config.weights_cache_dir).expanduser() if config.weights_cache_dir else default_cache_dir()
+    return (
+        Path(config.weights_cache_dir).expanduser()
+        if config.weights_cache_dir
+        else default_cache_dir()
+    )
 
 
 def fetch_command(untrained_parts: list[str]) -> str:
     """The ``pn-fetch-weights`` command that replaces the generated parts (``"SAM vit_t"``,
     ``"CLIP ViT-B-16"``) with real weights; ``""`` when none of them has a download (test-only
     configurations such as ``sam_tiny_test``)."""
-    from .clip_weights import clip_registry
-    from .sam.registry import SAM_MODELS
+    from perception_nodes.core.clip_weights import clip_registry
+    from perception_nodes.core.sam.registry import SAM_MODELS
 
     names = []
     for part in untrained_parts:
@@ -76,8 +80,14 @@ def fetch_command(untrained_parts: list[str]) -> str:
 def _generated(config: PipelineConfig, part: str, filename: str, make) -> str:
     """Path of GENERATED weights for ``part`` (``"SAM vit_t"``), written once into the cache."""
     if not config.weights_allow_generated:
-        how = f"fetch them with `{fetch_command([part])}`" if fetch_command([part]) else "pass a checkpoint file"
-        raise PipelineError(f"no weights for {part} and weights.allow_generated is false; {how} (see README)")
+        how = (
+            f"fetch them with `{fetch_command([part])}`"
+            if fetch_command([part])
+            else "pass a checkpoint file"
+        )
+        raise PipelineError(
+            f"no weights for {part} and weights.allow_generated is false; {how} (see README)"
+        )
     path = _cache_dir(config) / "generated" / filename
     if not path.is_file():
         logger.warning("no weights for %s: writing %s to %s", part, GENERATED_WEIGHTS, path)
@@ -86,8 +96,8 @@ def _generated(config: PipelineConfig, part: str, filename: str, make) -> str:
 
 
 def _sam_checkpoint(config: PipelineConfig, untrained: list[str]) -> str | None:
-    from .sam.registry import get_spec, make_generated_checkpoint
-    from .weights import CheckpointNotFoundError, resolve_checkpoint
+    from perception_nodes.core.sam.registry import get_spec, make_generated_checkpoint
+    from perception_nodes.core.weights import CheckpointNotFoundError, resolve_checkpoint
 
     if config.sam_checkpoint:
         return config.sam_checkpoint
@@ -97,12 +107,16 @@ def _sam_checkpoint(config: PipelineConfig, untrained: list[str]) -> str | None:
         logger.info("%s", exc)
     get_spec(config.sam_model)
     untrained.append(f"SAM {config.sam_model}")
-    return _generated(config, f"SAM {config.sam_model}", f"sam_{config.sam_model}_seed0.pth",
-                      lambda p: make_generated_checkpoint(config.sam_model, p, seed=0))
+    return _generated(
+        config,
+        f"SAM {config.sam_model}",
+        f"sam_{config.sam_model}_seed0.pth",
+        lambda p: make_generated_checkpoint(config.sam_model, p, seed=0),
+    )
 
 
 def _load_generator(config: PipelineConfig, untrained: list[str]):
-    from .sam.registry import get_spec
+    from perception_nodes.core.sam.registry import get_spec
 
     spec = get_spec(config.sam_model)
     backend = _create_backend(config, untrained)
@@ -115,10 +129,11 @@ def _load_generator(config: PipelineConfig, untrained: list[str]):
 
 def make_generator(config: PipelineConfig, backend, spec_or_pixel_stats):
     """The segment-everything generator of ``config``'s ``amg_*`` settings over a loaded backend."""
-    from .sam.amg import MaskGenerator
+    from perception_nodes.core.sam.amg import MaskGenerator
 
     return MaskGenerator(
-        backend, spec_or_pixel_stats,
+        backend,
+        spec_or_pixel_stats,
         points_per_side=config.amg_points_per_side,
         points_per_batch=config.amg_points_per_batch or None,
         pred_iou_thresh=config.amg_pred_iou_thresh,
@@ -131,16 +146,22 @@ def make_generator(config: PipelineConfig, backend, spec_or_pixel_stats):
 
 def _create_backend(config: PipelineConfig, untrained: list[str]):
     """The SAM backend of ``config``; every setting (model, precision, device, cache) reaches it."""
-    from .sam.backends import create_backend
+    from perception_nodes.core.sam.backends import create_backend
 
-    common = dict(model=config.sam_model, device=config.sam_device, precision=config.sam_precision,
-                  cache_dir=config.weights_cache_dir or None)
+    common = dict(
+        model=config.sam_model,
+        device=config.sam_device,
+        precision=config.sam_precision,
+        cache_dir=config.weights_cache_dir or None,
+    )
     if config.sam_backend == "torch":
         return create_backend("torch", checkpoint=_sam_checkpoint(config, untrained), **common)
     encoder, decoder = config.sam_encoder_path or None, config.sam_decoder_path or None
     if config.sam_backend == "tensorrt":
         if config.sam_device == "cpu":
-            logger.warning("backend tensorrt with sam.device cpu: TensorRT engines run on CUDA; set sam.device: cuda")
+            logger.warning(
+                "backend tensorrt with sam.device cpu: TensorRT engines run on CUDA; set sam.device: cuda"
+            )
         if encoder is None and decoder is None:
             encoder, decoder = _tensorrt_engines(config, untrained)
     return create_backend(config.sam_backend, encoder_path=encoder, decoder_path=decoder, **common)
@@ -154,8 +175,12 @@ def _tensorrt_engines(config: PipelineConfig, untrained: list[str]):
         ensure_engines,
     )
 
-    setup = EngineSetup(config.sam_model, config.sam_precision, Path(_sam_checkpoint(config, untrained)),
-                        _cache_dir(config))
+    setup = EngineSetup(
+        config.sam_model,
+        config.sam_precision,
+        Path(_sam_checkpoint(config, untrained)),
+        _cache_dir(config),
+    )
     try:
         return ensure_engines(setup)
     except EngineSetupError as exc:
@@ -165,15 +190,19 @@ def _tensorrt_engines(config: PipelineConfig, untrained: list[str]):
 def _load_classifier(config: PipelineConfig, untrained: list[str]):
     if config.classifier_type == "none":
         return None, None
-    from .classify.regionspot import RegionSpotClassifier
-    from .classify.zero_shot import ZeroShotClassifier
-    from .clip_model import load_clip_model, make_generated_clip_checkpoint
-    from .vocabulary import Vocabulary
+    from perception_nodes.core.classify.regionspot import RegionSpotClassifier
+    from perception_nodes.core.classify.zero_shot import ZeroShotClassifier
+    from perception_nodes.core.clip_model import load_clip_model, make_generated_clip_checkpoint
+    from perception_nodes.core.vocabulary import Vocabulary
 
     ckpt = config.clip_checkpoint or _cached_clip(config)
     if not ckpt:
-        ckpt = _generated(config, f"CLIP {config.clip_model}", f"clip_{config.clip_model}_seed0.pt",
-                          lambda p: make_generated_clip_checkpoint(config.clip_model, p, seed=0))
+        ckpt = _generated(
+            config,
+            f"CLIP {config.clip_model}",
+            f"clip_{config.clip_model}_seed0.pt",
+            lambda p: make_generated_clip_checkpoint(config.clip_model, p, seed=0),
+        )
     clip = load_clip_model(config.clip_model, ckpt, device=config.sam_device)
     if clip.generated:
         untrained.append(f"CLIP {config.clip_model}")
@@ -182,39 +211,55 @@ def _load_classifier(config: PipelineConfig, untrained: list[str]):
         vocabulary.set(list(config.vocabulary_labels))
     meaningful = not untrained
     if config.classifier_type == "zero_shot":
-        classifier = ZeroShotClassifier(clip, meaningful=meaningful, unknown_threshold=config.classifier_unknown_threshold,
-                                        templates=tuple(config.vocabulary_templates))  # queries = labels' templates
+        classifier = ZeroShotClassifier(
+            clip,
+            meaningful=meaningful,
+            unknown_threshold=config.classifier_unknown_threshold,
+            templates=tuple(config.vocabulary_templates),
+        )  # queries = labels' templates
     elif config.classifier_type == "regionspot":
         if not config.classifier_regionspot_checkpoint:
-            raise PipelineError("classifier.type is regionspot but classifier.regionspot_checkpoint is empty "
-                                "(train one with `pn-train-regionspot`)")
+            raise PipelineError(
+                "classifier.type is regionspot but classifier.regionspot_checkpoint is empty "
+                "(train one with `pn-train-regionspot`)"
+            )
         classifier = RegionSpotClassifier.from_checkpoint(
-            config.classifier_regionspot_checkpoint, clip, config.sam_model, meaningful=meaningful,
-            unknown_threshold=config.classifier_unknown_threshold)
+            config.classifier_regionspot_checkpoint,
+            clip,
+            config.sam_model,
+            meaningful=meaningful,
+            unknown_threshold=config.classifier_unknown_threshold,
+        )
     else:
-        raise PipelineError(f"classifier.type must be zero_shot, regionspot or none, got {config.classifier_type!r}")
+        raise PipelineError(
+            f"classifier.type must be zero_shot, regionspot or none, got {config.classifier_type!r}"
+        )
     return vocabulary, classifier
 
 
 def _cached_clip(config: PipelineConfig) -> str:
     """The cached registry weights of ``clip.model`` (sha256-checked when pinned), or ""."""
-    from .clip_weights import cached_clip_checkpoint, get_clip_weights
-    from .weights import ChecksumMismatchError, sha256_file
+    from perception_nodes.core.clip_weights import cached_clip_checkpoint, get_clip_weights
+    from perception_nodes.core.weights import ChecksumMismatchError, sha256_file
 
     path = cached_clip_checkpoint(config.clip_model, config.weights_cache_dir or None)
     if path is None:
-        logger.info("no cached CLIP %s weights (fetch them with `pn-fetch-weights clip`)", config.clip_model)
+        logger.info(
+            "no cached CLIP %s weights (fetch them with `pn-fetch-weights clip`)", config.clip_model
+        )
         return ""
     spec = get_clip_weights(config.clip_model)
     if spec.sha256 and sha256_file(path) != spec.sha256:
-        raise ChecksumMismatchError(f"sha256 of {path} is not {spec.sha256}: the file is corrupted or another "
-                                    f"version; delete it and run `pn-fetch-weights {spec.name}`")
+        raise ChecksumMismatchError(
+            f"sha256 of {path} is not {spec.sha256}: the file is corrupted or another "
+            f"version; delete it and run `pn-fetch-weights {spec.name}`"
+        )
     return str(path)
 
 
 def _load_relations(config: PipelineConfig, untrained: list[str]):
-    from .relations.geometric import GeometricRelationPredictor
-    from .relations.head import LearnedRelationPredictor
+    from perception_nodes.core.relations.geometric import GeometricRelationPredictor
+    from perception_nodes.core.relations.head import LearnedRelationPredictor
 
     kind = config.relations_type
     if kind == "auto":
@@ -222,14 +267,23 @@ def _load_relations(config: PipelineConfig, untrained: list[str]):
     if kind == "none":
         return None
     if kind == "geometric":
-        return GeometricRelationPredictor(min_score=config.relations_score_threshold,
-                                          max_per_subject=config.relations_per_subject)
+        return GeometricRelationPredictor(
+            min_score=config.relations_score_threshold, max_per_subject=config.relations_per_subject
+        )
     if kind == "learned":
         if not config.relations_checkpoint:
-            raise PipelineError("relations.type is learned but relations.checkpoint is empty "
-                                "(train one with `pn-train-relations`)")
+            raise PipelineError(
+                "relations.type is learned but relations.checkpoint is empty "
+                "(train one with `pn-train-relations`)"
+            )
         return LearnedRelationPredictor.from_checkpoint(
-            config.relations_checkpoint, sam_model=config.sam_model, top_k=config.relations_top_k,
-            min_score=config.relations_score_threshold, max_per_subject=config.relations_per_subject,
-            device=config.sam_device)
-    raise PipelineError(f"relations.type must be auto, learned, geometric or none, got {config.relations_type!r}")
+            config.relations_checkpoint,
+            sam_model=config.sam_model,
+            top_k=config.relations_top_k,
+            min_score=config.relations_score_threshold,
+            max_per_subject=config.relations_per_subject,
+            device=config.sam_device,
+        )
+    raise PipelineError(
+        f"relations.type must be auto, learned, geometric or none, got {config.relations_type!r}"
+    )

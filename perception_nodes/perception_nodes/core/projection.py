@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 
-
 # Largest |(u - cx) / fx| (and v/fy) a pixel of the image may have: a ray a million times wider
 # than deep is ~89.99994 degrees off axis, no real camera. Smaller focal lengths (fx = 1e-300)
 # would overflow the float32 centroids to inf.
@@ -19,7 +18,9 @@ class DepthError(ValueError):
     """Depth or intrinsics that do not fit the image."""
 
 
-def intrinsics_problem(k, image_hw: tuple[int, int], info_hw: tuple[int, int] | None = None) -> str | None:
+def intrinsics_problem(
+    k, image_hw: tuple[int, int], info_hw: tuple[int, int] | None = None
+) -> str | None:
     """Why intrinsics ``k`` (3x3, or its 9 row-major entries) cannot back-project the pixels of
     an ``(H, W)`` image, or None when they can.
 
@@ -37,7 +38,11 @@ def intrinsics_problem(k, image_hw: tuple[int, int], info_hw: tuple[int, int] | 
     if not (fx > 0 and fy > 0):
         return f"non-positive focal lengths fx={fx:g}, fy={fy:g}"
     h, w = int(image_hw[0]), int(image_hw[1])
-    if info_hw is not None and tuple(int(v) for v in info_hw) != (0, 0) and tuple(int(v) for v in info_hw) != (h, w):
+    if (
+        info_hw is not None
+        and tuple(int(v) for v in info_hw) != (0, 0)
+        and tuple(int(v) for v in info_hw) != (h, w)
+    ):
         return f"CameraInfo is for {int(info_hw[1])}x{int(info_hw[0])} but the image is {w}x{h}"
     slope = max(abs(cx), abs(w - cx)) / fx, max(abs(cy), abs(h - cy)) / fy
     if not max(slope) <= MAX_RAY_SLOPE:
@@ -45,7 +50,9 @@ def intrinsics_problem(k, image_hw: tuple[int, int], info_hw: tuple[int, int] | 
     return None
 
 
-def region_centroids(masks: np.ndarray, depth_m: np.ndarray | None, k: np.ndarray | None) -> np.ndarray:
+def region_centroids(
+    masks: np.ndarray, depth_m: np.ndarray | None, k: np.ndarray | None
+) -> np.ndarray:
     """``(N, 3)`` float32 centroids (meters, camera frame) of ``(N, H, W)`` masks.
 
     The depth of a region is the median of its valid depth pixels (NaN = invalid); x and y
@@ -58,7 +65,9 @@ def region_centroids(masks: np.ndarray, depth_m: np.ndarray | None, k: np.ndarra
     if depth_m is None or k is None or n == 0:
         return out
     if depth_m.shape != masks.shape[1:]:
-        raise DepthError(f"depth is {depth_m.shape[1]}x{depth_m.shape[0]}, image is {masks.shape[2]}x{masks.shape[1]}")
+        raise DepthError(
+            f"depth is {depth_m.shape[1]}x{depth_m.shape[0]}, image is {masks.shape[2]}x{masks.shape[1]}"
+        )
     problem = intrinsics_problem(k, masks.shape[1:])
     if problem:
         raise DepthError(f"camera intrinsics refused: {problem}")

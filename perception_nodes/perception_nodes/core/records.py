@@ -16,8 +16,9 @@ def unknown_fields(cls: type, data: dict[str, Any]) -> list[str]:
     return sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
 
 
-def dataclass_from_dict(cls: type[T], data: dict[str, Any], what: str,
-                        error: type[Exception] = ValueError) -> T:
+def dataclass_from_dict(
+    cls: type[T], data: dict[str, Any], what: str, error: type[Exception] = ValueError
+) -> T:
     """``cls(**data)``; ``error`` naming ``what``, the unknown fields and the valid ones otherwise."""
     if not isinstance(data, dict):
         raise error(f"{what}: expected a mapping of fields, got {type(data).__name__}")

@@ -17,7 +17,13 @@ import numpy as np
 
 from perception_nodes.core.relations.predicates import SYMMETRIC_PREDICATES
 from perception_nodes.core.rle import decode_mask, encode_mask
-from perception_nodes.core.types import UNKNOWN_INDEX, UNKNOWN_LABEL, RegionLabels, Relations, Segmentation
+from perception_nodes.core.types import (
+    UNKNOWN_INDEX,
+    UNKNOWN_LABEL,
+    RegionLabels,
+    Relations,
+    Segmentation,
+)
 
 JSON_FORMAT = "perception_nodes.scene_graph"
 JSON_VERSION = 1
@@ -81,11 +87,21 @@ class SceneGraph:
 
     def __post_init__(self) -> None:
         n = self.num_regions
-        self.track_ids = np.zeros(n, np.uint64) if self.track_ids is None else np.asarray(self.track_ids, np.uint64)
-        self.track_ages = np.zeros(n, np.uint32) if self.track_ages is None else np.asarray(self.track_ages, np.uint32)
+        self.track_ids = (
+            np.zeros(n, np.uint64)
+            if self.track_ids is None
+            else np.asarray(self.track_ids, np.uint64)
+        )
+        self.track_ages = (
+            np.zeros(n, np.uint32)
+            if self.track_ages is None
+            else np.asarray(self.track_ages, np.uint32)
+        )
         if self.track_ids.shape != (n,) or self.track_ages.shape != (n,):
-            raise SceneGraphError(f"track ids/ages of shapes {self.track_ids.shape}/{self.track_ages.shape} "
-                                  f"for {n} regions")
+            raise SceneGraphError(
+                f"track ids/ages of shapes {self.track_ids.shape}/{self.track_ages.shape} "
+                f"for {n} regions"
+            )
 
     @property
     def relations_smoothed(self) -> bool:
@@ -133,14 +149,19 @@ def filter_relations(
     """
     sym = {i for i, p in enumerate(relations.predicates) if p in set(symmetric_predicates)}
     best: dict[tuple[int, int, int], tuple[float, int, int]] = {}
-    for s, o, p, sc in zip(relations.subject, relations.object, relations.predicate_index, relations.score):
+    for s, o, p, sc in zip(
+        relations.subject, relations.object, relations.predicate_index, relations.score
+    ):
         s, o, p, sc = int(s), int(o), int(p), float(sc)
         if s == o or not sc >= score_threshold:
             continue
         key = (min(s, o), max(s, o), p) if (merge_symmetric and p in sym) else (s, o, p)
         if key not in best or sc > best[key][0]:
             best[key] = (sc, s, o)
-    items = sorted(((sc, s, o, key[2]) for key, (sc, s, o) in best.items()), key=lambda t: (-t[0], t[1], t[2], t[3]))
+    items = sorted(
+        ((sc, s, o, key[2]) for key, (sc, s, o) in best.items()),
+        key=lambda t: (-t[0], t[1], t[2], t[3]),
+    )
     per_subject: dict[int, int] = {}
     out = []
     for sc, s, o, p in items:
@@ -174,18 +195,30 @@ def build_scene_graph(
     if region_ids.shape[0] != n:
         raise SceneGraphError(f"{region_ids.shape[0]} region ids for {n} regions")
     if np.unique(region_ids).size != n or (n and region_ids.min() < 1):
-        raise SceneGraphError("region ids must be unique and >= 1 (0 is the label-image background)")
+        raise SceneGraphError(
+            "region ids must be unique and >= 1 (0 is the label-image background)"
+        )
     if centroids is None:
         centroids = np.full((n, 3), np.nan, dtype=np.float32)
     centroids = np.asarray(centroids, dtype=np.float32)
     if centroids.shape != (n, 3):
         raise SceneGraphError(f"centroids have shape {centroids.shape}, expected ({n}, 3)")
     if labels is not None and labels.label_index.shape[0] != n:
-        raise SceneGraphError(f"labels cover {labels.label_index.shape[0]} regions, the segmentation has {n}")
-    if relations is not None and len(relations) and max(relations.subject.max(), relations.object.max()) >= n:
+        raise SceneGraphError(
+            f"labels cover {labels.label_index.shape[0]} regions, the segmentation has {n}"
+        )
+    if (
+        relations is not None
+        and len(relations)
+        and max(relations.subject.max(), relations.object.max()) >= n
+    ):
         raise SceneGraphError(f"relations refer to regions beyond the {n} of the segmentation")
     if labels is None:
-        texts, idx, scores = [UNKNOWN_LABEL] * n, np.full(n, UNKNOWN_INDEX, np.int64), np.zeros(n, np.float32)
+        texts, idx, scores = (
+            [UNKNOWN_LABEL] * n,
+            np.full(n, UNKNOWN_INDEX, np.int64),
+            np.zeros(n, np.float32),
+        )
     else:
         texts = [labels.label_text(i) for i in range(n)]
         idx, scores = labels.label_index.astype(np.int64), labels.label_score.astype(np.float32)
@@ -242,7 +275,9 @@ def from_json(text: str) -> SceneGraph:
     except json.JSONDecodeError as e:
         raise SceneGraphError(f"scene graph JSON does not parse: {e}") from e
     if doc.get("format") != JSON_FORMAT or doc.get("version") != JSON_VERSION:
-        raise SceneGraphError(f"not a {JSON_FORMAT} v{JSON_VERSION} document (format={doc.get('format')!r})")
+        raise SceneGraphError(
+            f"not a {JSON_FORMAT} v{JSON_VERSION} document (format={doc.get('format')!r})"
+        )
     try:
         regs, rels = doc["regions"], doc["relations"]
         cent = [[np.nan if v is None else v for v in r["centroid"]] for r in regs]

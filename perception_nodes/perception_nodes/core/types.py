@@ -132,7 +132,9 @@ class Relations:
     @classmethod
     def empty(cls, predicates: list[str], source: str = "geometric") -> "Relations":
         z = np.zeros((0,), dtype=np.int64)
-        return cls(z, z.copy(), z.copy(), np.zeros((0,), dtype=np.float32), list(predicates), source)
+        return cls(
+            z, z.copy(), z.copy(), np.zeros((0,), dtype=np.float32), list(predicates), source
+        )
 
 
 @dataclass

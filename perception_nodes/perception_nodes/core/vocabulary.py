@@ -19,9 +19,10 @@ from typing import Protocol
 
 import numpy as np
 
-from .config import DEFAULT_TEMPLATES  # noqa: F401 (re-exported: the one default list, labels and queries)
+from perception_nodes.core.config import DEFAULT_TEMPLATES  # noqa: F401 (re-exported: the one default list, labels and queries)
 
 logger = logging.getLogger(__name__)
+
 
 class VocabularyError(ValueError):
     """A vocabulary change was refused (the vocabulary is left unchanged)."""
@@ -38,8 +39,9 @@ class Embedder(Protocol):
 
     def encode_text(self, phrases: list[str]) -> np.ndarray: ...
 
-    def encode_image_crops(self, image: np.ndarray, boxes_xyxy: np.ndarray,
-                           masks: np.ndarray | None = None) -> np.ndarray: ...
+    def encode_image_crops(
+        self, image: np.ndarray, boxes_xyxy: np.ndarray, masks: np.ndarray | None = None
+    ) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -103,20 +105,28 @@ def check_templates(templates: object, limits: VocabularyLimits | None = None) -
     the phrase exactly once when filled by :func:`fill_template` (``'{{}}'`` puts it nowhere)."""
     limits = limits or VocabularyLimits()
     if isinstance(templates, str) or not isinstance(templates, (list, tuple)) or not templates:
-        raise VocabularyError("templates must be a non-empty list of strings, each containing '{}' once")
+        raise VocabularyError(
+            "templates must be a non-empty list of strings, each containing '{}' once"
+        )
     if len(templates) > limits.max_templates:
-        raise VocabularyError(f"{len(templates)} templates exceed the limit of {limits.max_templates}")
+        raise VocabularyError(
+            f"{len(templates)} templates exceed the limit of {limits.max_templates}"
+        )
     for t in templates:
         if not isinstance(t, str):
             raise VocabularyError(f"template {t!r} must be a string")
         try:
             filled = fill_template(t, _PLACEHOLDER_PROBE)
         except (IndexError, KeyError, ValueError) as exc:
-            raise VocabularyError(f"template {t!r} must contain '{{}}' exactly once (where the phrase goes); "
-                                  f"it is not a valid format string: {exc}") from exc
+            raise VocabularyError(
+                f"template {t!r} must contain '{{}}' exactly once (where the phrase goes); "
+                f"it is not a valid format string: {exc}"
+            ) from exc
         if filled.count(_PLACEHOLDER_PROBE) != 1:
-            raise VocabularyError(f"template {t!r} must contain '{{}}' exactly once (where the phrase goes); "
-                                  f"it formats to {fill_template(t, 'x')!r}")
+            raise VocabularyError(
+                f"template {t!r} must contain '{{}}' exactly once (where the phrase goes); "
+                f"it formats to {fill_template(t, 'x')!r}"
+            )
     return tuple(templates)
 
 
@@ -135,7 +145,9 @@ def check_labels(labels: object, limits: VocabularyLimits | None = None) -> list
     return out
 
 
-def check_vocabulary(labels: object, templates: object, limits: VocabularyLimits | None = None) -> None:
+def check_vocabulary(
+    labels: object, templates: object, limits: VocabularyLimits | None = None
+) -> None:
     """VocabularyError for a vocabulary that :meth:`Vocabulary.set` would refuse, as far as it
     can be told without the CLIP model (token counts need it: :meth:`Vocabulary.check`)."""
     check_templates(templates, limits)
@@ -149,8 +161,10 @@ def _normalised_phrase(phrase: object, index: int, limits: VocabularyLimits) -> 
     if not text:
         raise VocabularyError(f"entry {index} is empty or whitespace only")
     if len(text) > limits.max_phrase_chars:
-        raise VocabularyError(f"entry {index} ({text[:40]!r}...) has {len(text)} characters; "
-                              f"the limit is {limits.max_phrase_chars}")
+        raise VocabularyError(
+            f"entry {index} ({text[:40]!r}...) has {len(text)} characters; "
+            f"the limit is {limits.max_phrase_chars}"
+        )
     return text
 
 
@@ -159,7 +173,9 @@ def _check_unique(names: list[str]) -> None:
     for name in names:
         k = fold(name)
         if k in seen:
-            raise VocabularyError(f"duplicate entry {name!r} (same as {seen[k]!r} ignoring case and spaces)")
+            raise VocabularyError(
+                f"duplicate entry {name!r} (same as {seen[k]!r} ignoring case and spaces)"
+            )
         seen[k] = name
 
 
@@ -180,8 +196,13 @@ class Vocabulary:
         cache_size: max cached phrase embeddings (LRU).
     """
 
-    def __init__(self, embedder: Embedder, templates: tuple[str, ...] | list[str] = DEFAULT_TEMPLATES,
-                 limits: VocabularyLimits | None = None, cache_size: int = 200_000) -> None:
+    def __init__(
+        self,
+        embedder: Embedder,
+        templates: tuple[str, ...] | list[str] = DEFAULT_TEMPLATES,
+        limits: VocabularyLimits | None = None,
+        cache_size: int = 200_000,
+    ) -> None:
         self.embedder = embedder
         self.limits = limits or VocabularyLimits()
         self._templates = self._check_templates(templates)
@@ -191,9 +212,14 @@ class Vocabulary:
         self._entries: list[_Entry] = []
         self.text_encoder_calls = 0  # encode_text batches issued (cache misses only)
         self.phrases_encoded = 0
-        self._snapshot = VocabularySnapshot(0, (), self._templates,
-                                            _readonly(np.zeros((0, embedder.embed_dim), np.float32)),
-                                            (), embedder.model_id)
+        self._snapshot = VocabularySnapshot(
+            0,
+            (),
+            self._templates,
+            _readonly(np.zeros((0, embedder.embed_dim), np.float32)),
+            (),
+            embedder.model_id,
+        )
 
     # ------------------------------------------------------------------ readers
     def snapshot(self) -> VocabularySnapshot:
@@ -205,7 +231,9 @@ class Vocabulary:
         return self._snapshot.version
 
     # ------------------------------------------------------------------ writers
-    def set(self, labels: list[str], templates: list[str] | None = None, append: bool = False) -> VocabularySnapshot:
+    def set(
+        self, labels: list[str], templates: list[str] | None = None, append: bool = False
+    ) -> VocabularySnapshot:
         """Replace (or with ``append`` extend) the text entries; returns the new snapshot.
 
         ``templates`` (when given) become the vocabulary's templates for every text entry.
@@ -234,8 +262,13 @@ class Vocabulary:
         phrases = check_labels(labels, self.limits)
         return [self._check_phrase(p, i, templates) for i, p in enumerate(phrases)]
 
-    def add_exemplar(self, name: str, image: np.ndarray, mask: np.ndarray | None = None,
-                     box: np.ndarray | list[float] | None = None) -> VocabularySnapshot:
+    def add_exemplar(
+        self,
+        name: str,
+        image: np.ndarray,
+        mask: np.ndarray | None = None,
+        box: np.ndarray | list[float] | None = None,
+    ) -> VocabularySnapshot:
         """Append an entry defined by an example region (a visual prompt).
 
         The CLIP embedding of the masked crop (``mask`` ``HxW`` bool and/or ``box`` XYXY pixels;
@@ -243,13 +276,22 @@ class Vocabulary:
         """
         if mask is None and box is None:
             raise VocabularyError("add_exemplar needs a mask (HxW bool) or a box (XYXY pixels)")
-        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise VocabularyError(f"exemplar image must be HxWx3 uint8 RGB, got {getattr(image, 'shape', image)}")
+        if (
+            not isinstance(image, np.ndarray)
+            or image.ndim != 3
+            or image.shape[2] != 3
+            or image.dtype != np.uint8
+        ):
+            raise VocabularyError(
+                f"exemplar image must be HxWx3 uint8 RGB, got {getattr(image, 'shape', image)}"
+            )
         h, w = image.shape[:2]
         if mask is not None:
             mask = np.asarray(mask)
             if mask.shape != (h, w):
-                raise VocabularyError(f"exemplar mask must be {h}x{w} bool like the image, got {mask.shape}")
+                raise VocabularyError(
+                    f"exemplar mask must be {h}x{w} bool like the image, got {mask.shape}"
+                )
             mask = mask.astype(bool)
             if not mask.any():
                 raise VocabularyError("exemplar mask is empty")
@@ -257,8 +299,15 @@ class Vocabulary:
             ys, xs = np.nonzero(mask)
             box = [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
         box = np.asarray(box, dtype=np.float32).reshape(-1)
-        if box.shape != (4,) or not np.all(np.isfinite(box)) or box[2] <= box[0] or box[3] <= box[1]:
-            raise VocabularyError(f"exemplar box must be XYXY with x1 > x0 and y1 > y0, got {box.tolist()}")
+        if (
+            box.shape != (4,)
+            or not np.all(np.isfinite(box))
+            or box[2] <= box[0]
+            or box[3] <= box[1]
+        ):
+            raise VocabularyError(
+                f"exemplar box must be XYXY with x1 > x0 and y1 > y0, got {box.tolist()}"
+            )
         with self._write_lock:
             entry = _Entry(self._check_phrase(name, 0, self._templates), "exemplar")
             entries = self._entries + [entry]
@@ -278,8 +327,14 @@ class Vocabulary:
         for i, e in enumerate(entries):
             if e.kind == "exemplar":
                 emb[i] = e.embedding
-        snap = VocabularySnapshot(self._snapshot.version + 1, tuple(e.name for e in entries), templates,
-                                  _readonly(emb), tuple(e.kind for e in entries), self.embedder.model_id)
+        snap = VocabularySnapshot(
+            self._snapshot.version + 1,
+            tuple(e.name for e in entries),
+            templates,
+            _readonly(emb),
+            tuple(e.kind for e in entries),
+            self.embedder.model_id,
+        )
         self._entries, self._templates = entries, templates
         self._snapshot = snap  # single reference assignment: the atomic swap
         logger.info("vocabulary v%d: %d entries", snap.version, len(entries))
@@ -314,20 +369,26 @@ class Vocabulary:
         overhead = self._template_overhead(templates)
         longest = self.embedder.count_tokens(text) - 2 + overhead
         if longest > self.embedder.context_length:
-            raise VocabularyError(f"entry {index} ({text[:40]!r}) needs {longest} CLIP tokens with its "
-                                  f"templates; the text encoder takes {self.embedder.context_length}")
+            raise VocabularyError(
+                f"entry {index} ({text[:40]!r}) needs {longest} CLIP tokens with its "
+                f"templates; the text encoder takes {self.embedder.context_length}"
+            )
         return text
 
     def _template_overhead(self, templates: tuple[str, ...]) -> int:
         """CLIP tokens of the longest template without its phrase (start/end included)."""
         if getattr(self, "_overhead_key", None) != templates:
-            self._overhead_val = max(self.embedder.count_tokens(fill_template(t, "")) for t in templates)
+            self._overhead_val = max(
+                self.embedder.count_tokens(fill_template(t, "")) for t in templates
+            )
             self._overhead_key = templates
         return self._overhead_val
 
     def _check_entries(self, entries: list[_Entry]) -> None:
         if len(entries) > self.limits.max_entries:
-            raise VocabularyError(f"{len(entries)} entries exceed the limit of {self.limits.max_entries}")
+            raise VocabularyError(
+                f"{len(entries)} entries exceed the limit of {self.limits.max_entries}"
+            )
         _check_unique([e.name for e in entries])
 
 

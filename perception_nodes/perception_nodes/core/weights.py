@@ -93,7 +93,9 @@ def apply_index_override(spec: _Spec) -> _Spec:
         return spec
     allowed = {"url", "sha256", "size_bytes"}
     if not isinstance(entry, dict) or set(entry) - allowed:
-        raise CheckpointError(f"${INDEX_ENV} entry {spec.name!r} must be an object with keys {sorted(allowed)}")
+        raise CheckpointError(
+            f"${INDEX_ENV} entry {spec.name!r} must be an object with keys {sorted(allowed)}"
+        )
     return dataclasses.replace(spec, **entry)
 
 
@@ -105,7 +107,9 @@ def default_cache_dir() -> Path:
 
 def weights_dir(cache_dir: str | Path | None = None) -> Path:
     """Folder that holds the downloaded weight files."""
-    return Path(cache_dir).expanduser() / "weights" if cache_dir else default_cache_dir() / "weights"
+    return (
+        Path(cache_dir).expanduser() / "weights" if cache_dir else default_cache_dir() / "weights"
+    )
 
 
 def cached_path(spec: WeightSpec, cache_dir: str | Path | None = None) -> Path:
@@ -149,7 +153,9 @@ def resolve_checkpoint(
     ``checkpoint`` (a file path) wins when given; otherwise the cached registry file. Raises
     :class:`CheckpointNotFoundError` with fetch instructions when the file is absent.
     """
-    from .sam.registry import get_spec  # local import: the registry imports this module
+    from perception_nodes.core.sam.registry import (
+        get_spec,  # local import: the registry imports this module
+    )
 
     spec = get_spec(name)
     if checkpoint is not None:
@@ -157,7 +163,8 @@ def resolve_checkpoint(
         if not path.is_file():
             raise CheckpointNotFoundError(
                 f"checkpoint for model {name!r} not found: {path} (expected a state_dict file "
-                f"saved with torch.save)" + (f"\n{missing_file_message(spec, path)}" if spec.url else "")
+                f"saved with torch.save)"
+                + (f"\n{missing_file_message(spec, path)}" if spec.url else "")
             )
         return path
     if not spec.url:
@@ -227,7 +234,9 @@ def download(
     return dest
 
 
-def _fetch_into(url, part: Path, start: int, expected_size, progress: bool, timeout: float, tqdm) -> None:
+def _fetch_into(
+    url, part: Path, start: int, expected_size, progress: bool, timeout: float, tqdm
+) -> None:
     try:
         response = _open(url, start, timeout)
     except urllib.error.HTTPError as exc:
@@ -242,17 +251,30 @@ def _fetch_into(url, part: Path, start: int, expected_size, progress: bool, time
         length = response.headers.get("Content-Length")
         total = start + int(length) if length is not None else expected_size
         mode = "ab" if start > 0 else "wb"
-        with open(part, mode) as out, tqdm(
-            total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1024,
-            desc=part.name[: -len(".part")], disable=not progress,
-        ) as bar:
+        with (
+            open(part, mode) as out,
+            tqdm(
+                total=total,
+                initial=start,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=part.name[: -len(".part")],
+                disable=not progress,
+            ) as bar,
+        ):
             for block in iter(lambda: response.read(_CHUNK), b""):
                 out.write(block)
                 bar.update(len(block))
 
 
-def fetch(spec: WeightSpec, cache_dir: str | Path | None = None, progress: bool = True,
-          force: bool = False, timeout: float = 30.0) -> Path:
+def fetch(
+    spec: WeightSpec,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+    force: bool = False,
+    timeout: float = 30.0,
+) -> Path:
     """Make sure the weight file of ``spec`` is in the cache (download if needed); return it.
 
     Raises:
@@ -270,7 +292,9 @@ def fetch(spec: WeightSpec, cache_dir: str | Path | None = None, progress: bool 
         logger.warning("cached %s has a wrong sha256; downloading again", path)
         path.unlink()
     try:
-        return download(spec.url, path, spec.sha256, spec.size_bytes, progress=progress, timeout=timeout)
+        return download(
+            spec.url, path, spec.sha256, spec.size_bytes, progress=progress, timeout=timeout
+        )
     except DownloadError as exc:
         raise DownloadError(f"{exc}\n{missing_file_message(spec, path, cache_dir)}") from exc
 

@@ -38,14 +38,18 @@ def load_image(source: str, max_side: int = 0) -> np.ndarray:
 
         loader = getattr(skimage.data, source, None)
         if loader is None:
-            raise ValueError(f"{source!r} is neither a file nor a scikit-image data name (astronaut, coffee, chelsea, rocket, ...)")
+            raise ValueError(
+                f"{source!r} is neither a file nor a scikit-image data name (astronaut, coffee, chelsea, rocket, ...)"
+            )
         rgb = np.asarray(loader())
         if rgb.ndim == 2:
             rgb = np.repeat(rgb[:, :, None], 3, axis=2)
         rgb = rgb[:, :, :3]
     if max_side and max(rgb.shape[:2]) > max_side:
         s = max_side / max(rgb.shape[:2])
-        rgb = cv2.resize(rgb, (round(rgb.shape[1] * s), round(rgb.shape[0] * s)), interpolation=cv2.INTER_AREA)
+        rgb = cv2.resize(
+            rgb, (round(rgb.shape[1] * s), round(rgb.shape[0] * s)), interpolation=cv2.INTER_AREA
+        )
     return np.ascontiguousarray(rgb, dtype=np.uint8)
 
 
@@ -68,7 +72,10 @@ class ImageFolderPublisher(Node):
         self.declare_parameter("frame_id", "camera_optical_frame")
         self.declare_parameter("depth", False)
         self.declare_parameter("start_delay", 0.0)
-        self.frames = [load_image(s, int(self.get_parameter("max_side").value)) for s in self.get_parameter("images").value]
+        self.frames = [
+            load_image(s, int(self.get_parameter("max_side").value))
+            for s in self.get_parameter("images").value
+        ]
         self.image_pub = self.create_publisher(Image, "image_raw", qos_profile_sensor_data)
         self.info_pub = self.create_publisher(CameraInfo, "camera_info", qos_profile_sensor_data)
         self.depth_pub = self.create_publisher(Image, "depth/image_raw", qos_profile_sensor_data)
@@ -98,9 +105,14 @@ class ImageFolderPublisher(Node):
             return
         if self.get_parameter("depth").value:
             rows = np.linspace(1.0, 4.0, rgb.shape[0], dtype=np.float32)[:, None]
-            self.gate.publish(self.depth_pub, numpy_to_image_msg(np.repeat(rows, rgb.shape[1], axis=1), "32FC1", msg.header))
+            self.gate.publish(
+                self.depth_pub,
+                numpy_to_image_msg(np.repeat(rows, rgb.shape[1], axis=1), "32FC1", msg.header),
+            )
         self.sent += 1
-        self.get_logger().info(f"published frame {self.sent}/{self.total or 'inf'} ({rgb.shape[1]}x{rgb.shape[0]})")
+        self.get_logger().info(
+            f"published frame {self.sent}/{self.total or 'inf'} ({rgb.shape[1]}x{rgb.shape[0]})"
+        )
 
 
 def _spin_until_done(node: ImageFolderPublisher, shutdown) -> None:

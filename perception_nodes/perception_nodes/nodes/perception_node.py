@@ -26,22 +26,26 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from perception_msgs.msg import RegionArray, SceneGraph
 from perception_msgs.srv import GetVocabulary, QueryRegions, SetVocabulary
-from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
+from perception_nodes.core.cancel import FrameAbandoned
 from perception_nodes.core.config import PipelineConfig
 from perception_nodes.core.frame_slots import LatestFrameSlots
-from perception_nodes.core.cancel import FrameAbandoned
 from perception_nodes.core.generated_policy import describe_changes
 from perception_nodes.core.pipeline import Pipeline, PipelineError, check_image_size
 from perception_nodes.core.projection import DepthError, intrinsics_problem, label_image
 from perception_nodes.core.stamps import ns_to_seconds, set_stamp, stamp_to_ns, stamp_to_seconds
 from perception_nodes.core.vocabulary import check_vocabulary
-from perception_nodes.ros.graph_conversion import region_array_to_msg, regions_to_msgs, scene_graph_to_msg
+from perception_nodes.ros.graph_conversion import (
+    region_array_to_msg,
+    regions_to_msgs,
+    scene_graph_to_msg,
+)
 from perception_nodes.ros.image_conversion import (
     ImageConversionError,
     compressed_to_rgb8,
@@ -50,7 +54,13 @@ from perception_nodes.ros.image_conversion import (
     numpy_to_image_msg,
     to_rgb8,
 )
-from perception_nodes.ros.node_runner import PublishGate, join_topic, output_base, run_node, spin_until_shutdown
+from perception_nodes.ros.node_runner import (
+    PublishGate,
+    join_topic,
+    output_base,
+    run_node,
+    spin_until_shutdown,
+)
 from perception_nodes.ros.params import all_params, check_choice, pipeline_params
 from perception_nodes.ros.qos import SERVICE_QOS
 from perception_nodes.ros.ranges import descriptor_for
@@ -61,7 +71,9 @@ WORKER_JOIN_ON_SHUTDOWN_S = 1.5  # SIGINT: then exit anyway (the gate is closed)
 class PerceptionNode(LifecycleNode):
     """Lifecycle node wrapping the pipeline (see module docstring for the interface)."""
 
-    def __init__(self, pipeline_loader: Callable[[PipelineConfig], Pipeline] = Pipeline.load, **kwargs) -> None:
+    def __init__(
+        self, pipeline_loader: Callable[[PipelineConfig], Pipeline] = Pipeline.load, **kwargs
+    ) -> None:
         """``pipeline_loader`` builds the pipeline in ``on_configure`` (tests pass a stand-in)."""
         super().__init__("perception_node", **kwargs)
         self._specs = {s.name: s for s in all_params()}
@@ -74,7 +86,9 @@ class PerceptionNode(LifecycleNode):
         self.pipeline: Pipeline | None = None
         self.slots = LatestFrameSlots()
         self._depth: dict[str, tuple] = {}
-        self._info: dict[str, tuple[np.ndarray, tuple[int, int]]] = {}  # cam -> (K 3x3, (height, width))
+        self._info: dict[
+            str, tuple[np.ndarray, tuple[int, int]]
+        ] = {}  # cam -> (K 3x3, (height, width))
         self._last_stamp: dict[str, int] = {}  # ns
         self._last_3d_refusal: dict[str, str] = {}  # cam -> reason last logged
         self.gate = PublishGate()  # closed when shutdown begins: nothing is published after
@@ -87,12 +101,18 @@ class PerceptionNode(LifecycleNode):
         self._encoder_batch_max = 0  # largest number of frames (cameras) encoded in one batch
         self._service_group = ReentrantCallbackGroup()
         self._camera_group = MutuallyExclusiveCallbackGroup()
-        for srv_type, name, handler in ((SetVocabulary, "~/set_vocabulary", self._set_vocabulary),
-                                        (GetVocabulary, "~/get_vocabulary", self._get_vocabulary),
-                                        (QueryRegions, "~/query_regions", self._query_regions)):
-            self.create_service(srv_type, name, handler, qos_profile=SERVICE_QOS, callback_group=self._service_group)
+        for srv_type, name, handler in (
+            (SetVocabulary, "~/set_vocabulary", self._set_vocabulary),
+            (GetVocabulary, "~/get_vocabulary", self._get_vocabulary),
+            (QueryRegions, "~/query_regions", self._query_regions),
+        ):
+            self.create_service(
+                srv_type, name, handler, qos_profile=SERVICE_QOS, callback_group=self._service_group
+            )
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self._diag_timer = self.create_timer(float(self.get_parameter("diagnostics_period").value), self._publish_diagnostics)
+        self._diag_timer = self.create_timer(
+            float(self.get_parameter("diagnostics_period").value), self._publish_diagnostics
+        )
         if self.get_parameter("autostart").value:
             self._autostart_timer = self.create_timer(0.01, self._autostart)
 
@@ -109,16 +129,20 @@ class PerceptionNode(LifecycleNode):
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
             config = self.pipeline_config()
-            self.get_logger().info(f"loading models: SAM {config.sam_model} ({config.sam_backend}, {config.sam_device}), "
-                                   f"classifier {config.classifier_type} (CLIP {config.clip_model}), relations {config.relations_type}")
+            self.get_logger().info(
+                f"loading models: SAM {config.sam_model} ({config.sam_backend}, {config.sam_device}), "
+                f"classifier {config.classifier_type} (CLIP {config.clip_model}), relations {config.relations_type}"
+            )
             self.pipeline = self._pipeline_loader(config)
         except (PipelineError, ValueError) as exc:
             self.get_logger().error(f"configure failed: {exc}")
             return TransitionCallbackReturn.FAILURE
         self._create_output_publishers()
         if not self.pipeline.meaningful:
-            self.get_logger().warning("GENERATED (untrained) weights in use: masks, labels and relations are NOT "
-                                   f"meaningful ({', '.join(self.pipeline.untrained_parts)}). Fetch real weights: pn-fetch-weights")
+            self.get_logger().warning(
+                "GENERATED (untrained) weights in use: masks, labels and relations are NOT "
+                f"meaningful ({', '.join(self.pipeline.untrained_parts)}). Fetch real weights: pn-fetch-weights"
+            )
         if self.pipeline.generated_sam_policy is not None:
             self.get_logger().warning(describe_changes(self.pipeline.generated_sam_policy))
         self.get_logger().info("configured")
@@ -134,7 +158,9 @@ class PerceptionNode(LifecycleNode):
             base = output_base(cam, out_ns)
             self._pubs[cam] = {
                 "regions": self.create_lifecycle_publisher(RegionArray, f"{base}/regions", 10),
-                "scene_graph": self.create_lifecycle_publisher(SceneGraph, f"{base}/scene_graph", 10),
+                "scene_graph": self.create_lifecycle_publisher(
+                    SceneGraph, f"{base}/scene_graph", 10
+                ),
                 "label_image": self.create_lifecycle_publisher(Image, f"{base}/label_image", 10),
             }
 
@@ -159,19 +185,44 @@ class PerceptionNode(LifecycleNode):
         topic = join_topic(cam, self.get_parameter("image_topic").value)
         qos = qos_profile_sensor_data
         if self.get_parameter("use_compressed").value:
-            self._subs.append(self.create_subscription(CompressedImage, f"{topic}/compressed",
-                                                       lambda m, c=cam: self._on_image(c, m, True), qos,
-                                                       callback_group=self._camera_group))
+            self._subs.append(
+                self.create_subscription(
+                    CompressedImage,
+                    f"{topic}/compressed",
+                    lambda m, c=cam: self._on_image(c, m, True),
+                    qos,
+                    callback_group=self._camera_group,
+                )
+            )
         else:
-            self._subs.append(self.create_subscription(Image, topic, lambda m, c=cam: self._on_image(c, m, False), qos,
-                                                       callback_group=self._camera_group))
+            self._subs.append(
+                self.create_subscription(
+                    Image,
+                    topic,
+                    lambda m, c=cam: self._on_image(c, m, False),
+                    qos,
+                    callback_group=self._camera_group,
+                )
+            )
         if self.get_parameter("use_depth").value:
-            self._subs.append(self.create_subscription(Image, join_topic(cam, self.get_parameter("depth_topic").value),
-                                                       lambda m, c=cam: self._on_depth(c, m), qos,
-                                                       callback_group=self._camera_group))
-            self._subs.append(self.create_subscription(CameraInfo, join_topic(cam, self.get_parameter("camera_info_topic").value),
-                                                       lambda m, c=cam: self._on_info(c, m), qos,
-                                                       callback_group=self._camera_group))
+            self._subs.append(
+                self.create_subscription(
+                    Image,
+                    join_topic(cam, self.get_parameter("depth_topic").value),
+                    lambda m, c=cam: self._on_depth(c, m),
+                    qos,
+                    callback_group=self._camera_group,
+                )
+            )
+            self._subs.append(
+                self.create_subscription(
+                    CameraInfo,
+                    join_topic(cam, self.get_parameter("camera_info_topic").value),
+                    lambda m, c=cam: self._on_info(c, m),
+                    qos,
+                    callback_group=self._camera_group,
+                )
+            )
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop_worker()
@@ -211,16 +262,24 @@ class PerceptionNode(LifecycleNode):
         if self._worker is not None:
             self._worker.join(timeout=timeout)
             if self._worker.is_alive():
-                self.get_logger().warning(f"the worker is still in a model call after {timeout:.1f} s; not waiting")
+                self.get_logger().warning(
+                    f"the worker is still in a model call after {timeout:.1f} s; not waiting"
+                )
             self._worker = None
 
     # ------------------------------------------------------------------ inputs
     def _on_image(self, cam: str, msg, compressed: bool) -> None:
         try:
-            rgb = compressed_to_rgb8(msg) if compressed else to_rgb8(image_msg_to_numpy(msg), msg.encoding)
+            rgb = (
+                compressed_to_rgb8(msg)
+                if compressed
+                else to_rgb8(image_msg_to_numpy(msg), msg.encoding)
+            )
             limit = int(self.get_parameter("max_image_pixels").value)
             if rgb.shape[0] * rgb.shape[1] > limit:
-                raise ImageConversionError(f"{rgb.shape[1]}x{rgb.shape[0]} exceeds max_image_pixels={limit}")
+                raise ImageConversionError(
+                    f"{rgb.shape[1]}x{rgb.shape[0]} exceeds max_image_pixels={limit}"
+                )
             check_image_size(rgb.shape[:2])
         except (ImageConversionError, PipelineError) as exc:
             self.slots.count(cam, "rejected")
@@ -229,8 +288,11 @@ class PerceptionNode(LifecycleNode):
         stamp = stamp_to_ns(msg.header.stamp)
         last = self._last_stamp.get(cam)
         if last is not None and stamp < last:
-            self.get_logger().warning(f"[{cam or '/'}] timestamp went backwards ({ns_to_seconds(stamp):.3f} < {ns_to_seconds(last):.3f}); "
-                                   "processing anyway", throttle_duration_sec=2.0)
+            self.get_logger().warning(
+                f"[{cam or '/'}] timestamp went backwards ({ns_to_seconds(stamp):.3f} < {ns_to_seconds(last):.3f}); "
+                "processing anyway",
+                throttle_duration_sec=2.0,
+            )
         self._last_stamp[cam] = stamp
         self.slots.put(cam, (msg.header, rgb, time.monotonic()))
 
@@ -238,13 +300,18 @@ class PerceptionNode(LifecycleNode):
         try:
             depth = depth_to_meters(image_msg_to_numpy(msg), msg.encoding)
         except ImageConversionError as exc:
-            self.get_logger().error(f"[{cam or '/'}] depth refused: {exc}", throttle_duration_sec=2.0)
+            self.get_logger().error(
+                f"[{cam or '/'}] depth refused: {exc}", throttle_duration_sec=2.0
+            )
             return
         self._depth[cam] = (msg.header.stamp, depth)
 
     def _on_info(self, cam: str, msg: CameraInfo) -> None:
         """Kept as received; checked against each frame (:meth:`_intrinsics_for`)."""
-        self._info[cam] = (np.asarray(msg.k, dtype=np.float64).reshape(3, 3), (int(msg.height), int(msg.width)))
+        self._info[cam] = (
+            np.asarray(msg.k, dtype=np.float64).reshape(3, 3),
+            (int(msg.height), int(msg.width)),
+        )
 
     # ------------------------------------------------------------------ worker
     def _work(self) -> None:
@@ -265,11 +332,19 @@ class PerceptionNode(LifecycleNode):
             return frames
         try:
             rgbs = self.pipeline.encode_together([rgb for _, rgb, _ in frames.values()])
-        except (ValueError, RuntimeError) as exc:  # a bad frame: each one is then tried (and logged) alone
-            self.get_logger().warning(f"batched encoding of {len(frames)} frames failed ({exc}); one by one")
+        except (
+            ValueError,
+            RuntimeError,
+        ) as exc:  # a bad frame: each one is then tried (and logged) alone
+            self.get_logger().warning(
+                f"batched encoding of {len(frames)} frames failed ({exc}); one by one"
+            )
             return frames
         self._encoder_batch_max = max(self._encoder_batch_max, len(rgbs))
-        return {cam: (header, rgb, received) for (cam, (header, _, received)), rgb in zip(frames.items(), rgbs)}
+        return {
+            cam: (header, rgb, received)
+            for (cam, (header, _, received)), rgb in zip(frames.items(), rgbs)
+        }
 
     def _depth_for(self, cam: str, shape: tuple[int, int]) -> np.ndarray | None:
         entry = self._depth.get(cam)
@@ -277,8 +352,11 @@ class PerceptionNode(LifecycleNode):
             return None
         depth = entry[1]
         if depth.shape != shape:
-            self._refuse_3d(cam, f"depth is {depth.shape[1]}x{depth.shape[0]} but the image is {shape[1]}x{shape[0]}: "
-                                 "depth ignored (register depth to the colour camera)")
+            self._refuse_3d(
+                cam,
+                f"depth is {depth.shape[1]}x{depth.shape[0]} but the image is {shape[1]}x{shape[0]}: "
+                "depth ignored (register depth to the colour camera)",
+            )
             return None
         return depth
 
@@ -309,9 +387,15 @@ class PerceptionNode(LifecycleNode):
         try:
             depth = self._depth_for(cam, rgb.shape[:2])
             k = self._intrinsics_for(cam, rgb.shape[:2]) if depth is not None else None
-            result, graph = self.pipeline.process(rgb, depth, k, stamp=stamp_to_seconds(header.stamp),
-                                                  stamp_ns=stamp_to_ns(header.stamp), should_stop=self._stop.is_set,
-                                                  stream=cam)
+            result, graph = self.pipeline.process(
+                rgb,
+                depth,
+                k,
+                stamp=stamp_to_seconds(header.stamp),
+                stamp_ns=stamp_to_ns(header.stamp),
+                should_stop=self._stop.is_set,
+                stream=cam,
+            )
             t0 = time.perf_counter()
             self._publish(cam, header, result, graph)
             result.timings["publish"] = time.perf_counter() - t0
@@ -333,15 +417,25 @@ class PerceptionNode(LifecycleNode):
         pubs = self._pubs.get(cam)
         if pubs is None:
             return
-        regions = regions_to_msgs(result, graph, bool(self.get_parameter("publish_embeddings").value))
+        regions = regions_to_msgs(
+            result, graph, bool(self.get_parameter("publish_embeddings").value)
+        )
         vocabulary = list(result.labels.labels) if result.labels is not None else []
         if self.get_parameter("publish_regions").value:
-            self.gate.publish(pubs["regions"], region_array_to_msg(graph, regions, header, vocabulary))
+            self.gate.publish(
+                pubs["regions"], region_array_to_msg(graph, regions, header, vocabulary)
+            )
         if self.get_parameter("publish_scene_graph").value:
-            self.gate.publish(pubs["scene_graph"], scene_graph_to_msg(result, graph, header, regions=regions))
+            self.gate.publish(
+                pubs["scene_graph"], scene_graph_to_msg(result, graph, header, regions=regions)
+            )
         if self.get_parameter("publish_label_image").value:
-            self.gate.publish(pubs["label_image"], numpy_to_image_msg(
-                label_image(result.segmentation.masks, result.region_ids), "16UC1", header))
+            self.gate.publish(
+                pubs["label_image"],
+                numpy_to_image_msg(
+                    label_image(result.segmentation.masks, result.region_ids), "16UC1", header
+                ),
+            )
 
     # ------------------------------------------------------------------ services
     def _set_vocabulary(self, request: SetVocabulary.Request, response: SetVocabulary.Response):
@@ -353,23 +447,31 @@ class PerceptionNode(LifecycleNode):
             return response
         if not request.labels:
             response.success = False
-            response.message = "empty label list: the vocabulary needs at least one entry (it is unchanged)"
+            response.message = (
+                "empty label list: the vocabulary needs at least one entry (it is unchanged)"
+            )
             return response
         vocabulary = self.pipeline.vocabulary
         limit = vocabulary.limits.max_entries if vocabulary is not None else 0
-        if vocabulary is not None and len(request.labels) > limit:  # refused before the request is copied (one limit: the vocabulary's)
+        if (
+            vocabulary is not None and len(request.labels) > limit
+        ):  # refused before the request is copied (one limit: the vocabulary's)
             response.success = False
             response.message = f"{len(request.labels)} labels in one request; at most {limit}"
             return response
         try:
-            snap = self.pipeline.set_vocabulary(list(request.labels), list(request.prompt_templates) or None, request.append)
+            snap = self.pipeline.set_vocabulary(
+                list(request.labels), list(request.prompt_templates) or None, request.append
+            )
         except (ValueError, PipelineError) as exc:
             response.success, response.message = False, f"vocabulary unchanged: {exc}"
             self.get_logger().warning(f"set_vocabulary refused: {exc}")
             return response
         response.success = True
         response.version, response.labels = int(snap.version), list(snap.labels)
-        response.message = f"vocabulary v{snap.version}: {len(snap.labels)} entries (applies from the next frame)"
+        response.message = (
+            f"vocabulary v{snap.version}: {len(snap.labels)} entries (applies from the next frame)"
+        )
         self.get_logger().info(response.message)
         return response
 
@@ -389,7 +491,10 @@ class PerceptionNode(LifecycleNode):
         except (ValueError, PipelineError) as exc:
             response.success, response.message = False, str(exc)
             return response
-        response.success, response.message = True, f"{len(ids)} regions scored against {request.text!r}"
+        response.success, response.message = (
+            True,
+            f"{len(ids)} regions scored against {request.text!r}",
+        )
         response.region_ids, response.scores = [int(i) for i in ids], [float(s) for s in scores]
         set_stamp(response.stamp, stamp)  # the frame's header stamp, exactly
         return response
@@ -411,7 +516,9 @@ class PerceptionNode(LifecycleNode):
 
     def _check_pipeline_changes(self, changes: dict) -> str | None:
         """Why the pipeline would refuse these parameter values, or None (nothing changes)."""
-        values = {spec.name: self.get_parameter(spec.name).value for spec in pipeline_params()} | changes
+        values = {
+            spec.name: self.get_parameter(spec.name).value for spec in pipeline_params()
+        } | changes
         try:
             config = PipelineConfig.from_flat(values)
             if self.pipeline is not None:
@@ -427,16 +534,22 @@ class PerceptionNode(LifecycleNode):
         names = {p.name for p in params}
         if "diagnostics_period" in names:
             self.destroy_timer(self._diag_timer)
-            self._diag_timer = self.create_timer(float(self.get_parameter("diagnostics_period").value),
-                                                 self._publish_diagnostics)
+            self._diag_timer = self.create_timer(
+                float(self.get_parameter("diagnostics_period").value), self._publish_diagnostics
+            )
         pipeline = self.pipeline
         if pipeline is not None and names & self._pipeline_names:
             try:
                 pipeline.apply_settings(self.pipeline_config())
-            except (PipelineError, ValueError) as exc:  # checked before accepting: only a race gets here
+            except (
+                PipelineError,
+                ValueError,
+            ) as exc:  # checked before accepting: only a race gets here
                 self.get_logger().error(f"parameters accepted but not applied: {exc}")
                 return
-            self.get_logger().info(f"applied from the next frame: {', '.join(sorted(names & self._pipeline_names))}")
+            self.get_logger().info(
+                f"applied from the next frame: {', '.join(sorted(names & self._pipeline_names))}"
+            )
 
     def _decoder_batches(self) -> int:
         """SAM decoder batches of the latest frame (shows ``amg.points_per_batch`` at work)."""
@@ -446,29 +559,43 @@ class PerceptionNode(LifecycleNode):
     def _publish_diagnostics(self) -> None:
         now = time.monotonic()
         rate = sum(1 for t in self._frames_done if now - t < 5.0) / 5.0
-        status = DiagnosticStatus(name=f"{self.get_name()}: pipeline", hardware_id=self.get_fully_qualified_name())
+        status = DiagnosticStatus(
+            name=f"{self.get_name()}: pipeline", hardware_id=self.get_fully_qualified_name()
+        )
         cfg = self.pipeline.config if self.pipeline else None
-        values = {"rate_hz": f"{rate:.2f}", "state": "configured" if self.pipeline else "unconfigured",
-                  "backend": f"{cfg.sam_backend}/{cfg.sam_device}/{cfg.sam_precision}" if cfg else "",
-                  "model": cfg.sam_model if cfg else "",
-                  "weights_meaningful": str(bool(self.pipeline and self.pipeline.meaningful)),
-                  "untrained": ", ".join(self.pipeline.untrained_parts) if self.pipeline else "",
-                  "sam_untrained": str(self.pipeline.sam_untrained) if self.pipeline else "",
-                  "encoder_batch_max": str(self._encoder_batch_max),
-                  "decoder_batches": str(self._decoder_batches())}
+        values = {
+            "rate_hz": f"{rate:.2f}",
+            "state": "configured" if self.pipeline else "unconfigured",
+            "backend": f"{cfg.sam_backend}/{cfg.sam_device}/{cfg.sam_precision}" if cfg else "",
+            "model": cfg.sam_model if cfg else "",
+            "weights_meaningful": str(bool(self.pipeline and self.pipeline.meaningful)),
+            "untrained": ", ".join(self.pipeline.untrained_parts) if self.pipeline else "",
+            "sam_untrained": str(self.pipeline.sam_untrained) if self.pipeline else "",
+            "encoder_batch_max": str(self._encoder_batch_max),
+            "decoder_batches": str(self._decoder_batches()),
+        }
         for key, vals in list(self._stage.items()) + [("latency_total", self._latency["total"])]:
             if vals:
                 values[f"{key}_ms"] = f"{1000 * float(np.mean(vals)):.1f}"
         for cam, st in self.slots.stats.items():
             tag = cam or "/"
-            values.update({f"{tag}.received": str(st.received), f"{tag}.dropped": str(st.dropped),
-                           f"{tag}.rejected": str(st.rejected), f"{tag}.processed": str(st.processed),
-                           f"{tag}.refused_3d": str(st.refused_3d)})
+            values.update(
+                {
+                    f"{tag}.received": str(st.received),
+                    f"{tag}.dropped": str(st.dropped),
+                    f"{tag}.rejected": str(st.rejected),
+                    f"{tag}.processed": str(st.processed),
+                    f"{tag}.refused_3d": str(st.refused_3d),
+                }
+            )
         status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
         if self.pipeline is None:
             status.level, status.message = DiagnosticStatus.ERROR, "models not loaded"
         elif not self.pipeline.meaningful:
-            status.level, status.message = DiagnosticStatus.WARN, "untrained (generated) weights: output not meaningful"
+            status.level, status.message = (
+                DiagnosticStatus.WARN,
+                "untrained (generated) weights: output not meaningful",
+            )
         else:
             status.level, status.message = DiagnosticStatus.OK, "running"
         msg = DiagnosticArray(status=[status])

@@ -11,12 +11,10 @@ anything here at any rate). For each camera namespace ``<cam>`` (``out = <cam>/<
 
 from __future__ import annotations
 
-import math
 import sys
 from collections import OrderedDict
 
 import numpy as np
-import rclpy
 from geometry_msgs.msg import Point
 from perception_msgs.msg import SceneGraph
 from rclpy.node import Node
@@ -28,7 +26,12 @@ from perception_nodes.core.draw import colour_keys, draw_overlay, region_colours
 from perception_nodes.core.projection import intrinsics_problem
 from perception_nodes.core.stamps import stamp_to_ns
 from perception_nodes.ros.graph_conversion import msg_to_scene_graph
-from perception_nodes.ros.image_conversion import ImageConversionError, image_msg_to_numpy, numpy_to_image_msg, to_rgb8
+from perception_nodes.ros.image_conversion import (
+    ImageConversionError,
+    image_msg_to_numpy,
+    numpy_to_image_msg,
+    to_rgb8,
+)
 from perception_nodes.ros.node_runner import PublishGate, join_topic, output_base, run_node
 
 NOMINAL_DEPTH_M = 1.0
@@ -44,20 +47,34 @@ class VisualizationNode(Node):
         self.declare_parameter("image_buffer", 30)
         self.declare_parameter("max_relations_drawn", 20)
         self._images: dict[str, OrderedDict] = {}
-        self._info: dict[str, tuple[np.ndarray, tuple[int, int]]] = {}  # cam -> (K, (height, width))
+        self._info: dict[
+            str, tuple[np.ndarray, tuple[int, int]]
+        ] = {}  # cam -> (K, (height, width))
         self._pubs = {}
         self.gate = PublishGate()  # closed when shutdown begins: nothing is published after
         out_ns = self.get_parameter("output_namespace").value
         for cam in [c.rstrip("/") for c in self.get_parameter("cameras").value] or [""]:
             base = output_base(cam, out_ns)
             self._images[cam] = OrderedDict()
-            self.create_subscription(Image, join_topic(cam, self.get_parameter("image_topic").value),
-                                     lambda m, c=cam: self._on_image(c, m), qos_profile_sensor_data)
-            self.create_subscription(CameraInfo, join_topic(cam, self.get_parameter("camera_info_topic").value),
-                                     lambda m, c=cam: self._on_info(c, m), qos_profile_sensor_data)
-            self.create_subscription(SceneGraph, f"{base}/scene_graph", lambda m, c=cam: self._on_graph(c, m), 10)
-            self._pubs[cam] = (self.create_publisher(Image, f"{base}/overlay", 10),
-                               self.create_publisher(MarkerArray, f"{base}/markers", 10))
+            self.create_subscription(
+                Image,
+                join_topic(cam, self.get_parameter("image_topic").value),
+                lambda m, c=cam: self._on_image(c, m),
+                qos_profile_sensor_data,
+            )
+            self.create_subscription(
+                CameraInfo,
+                join_topic(cam, self.get_parameter("camera_info_topic").value),
+                lambda m, c=cam: self._on_info(c, m),
+                qos_profile_sensor_data,
+            )
+            self.create_subscription(
+                SceneGraph, f"{base}/scene_graph", lambda m, c=cam: self._on_graph(c, m), 10
+            )
+            self._pubs[cam] = (
+                self.create_publisher(Image, f"{base}/overlay", 10),
+                self.create_publisher(MarkerArray, f"{base}/markers", 10),
+            )
 
     def _on_image(self, cam: str, msg: Image) -> None:
         buf = self._images[cam]
@@ -66,7 +83,10 @@ class VisualizationNode(Node):
             buf.popitem(last=False)
 
     def _on_info(self, cam: str, msg: CameraInfo) -> None:
-        self._info[cam] = (np.asarray(msg.k, dtype=np.float64).reshape(3, 3), (int(msg.height), int(msg.width)))
+        self._info[cam] = (
+            np.asarray(msg.k, dtype=np.float64).reshape(3, 3),
+            (int(msg.height), int(msg.width)),
+        )
 
     def _intrinsics(self, cam: str, image_size: tuple[int, int]) -> np.ndarray | None:
         """The camera's K when it fits the graph's image (else None: no nominal-plane markers)."""
@@ -75,8 +95,10 @@ class VisualizationNode(Node):
             return None
         problem = intrinsics_problem(entry[0], image_size, entry[1])
         if problem:
-            self.get_logger().warning(f"[{cam or '/'}] CameraInfo not used for markers: {problem}",
-                                   throttle_duration_sec=5.0)
+            self.get_logger().warning(
+                f"[{cam or '/'}] CameraInfo not used for markers: {problem}",
+                throttle_duration_sec=5.0,
+            )
             return None
         return entry[0]
 
@@ -91,11 +113,19 @@ class VisualizationNode(Node):
                 self.get_logger().warning(f"overlay skipped: {exc}", throttle_duration_sec=5.0)
             else:
                 if rgb.shape[:2] == graph.image_size:
-                    overlay = draw_overlay(rgb, graph, max_relations=int(self.get_parameter("max_relations_drawn").value))
+                    overlay = draw_overlay(
+                        rgb,
+                        graph,
+                        max_relations=int(self.get_parameter("max_relations_drawn").value),
+                    )
                     self.gate.publish(overlay_pub, numpy_to_image_msg(overlay, "rgb8", msg.header))
         else:
-            self.get_logger().debug("no image with the scene graph's stamp in the buffer; overlay skipped")
-        self.gate.publish(marker_pub, self.markers(graph, msg.header, self._intrinsics(cam, graph.image_size)))
+            self.get_logger().debug(
+                "no image with the scene graph's stamp in the buffer; overlay skipped"
+            )
+        self.gate.publish(
+            marker_pub, self.markers(graph, msg.header, self._intrinsics(cam, graph.image_size))
+        )
 
     @staticmethod
     def _positions(graph, k: np.ndarray | None) -> np.ndarray:
@@ -105,8 +135,11 @@ class VisualizationNode(Node):
                 if not np.all(np.isfinite(pos[i])):
                     u = (graph.boxes_xyxy[i, 0] + graph.boxes_xyxy[i, 2]) / 2
                     v = (graph.boxes_xyxy[i, 1] + graph.boxes_xyxy[i, 3]) / 2
-                    pos[i] = ((u - k[0, 2]) / k[0, 0] * NOMINAL_DEPTH_M, (v - k[1, 2]) / k[1, 1] * NOMINAL_DEPTH_M,
-                              NOMINAL_DEPTH_M)
+                    pos[i] = (
+                        (u - k[0, 2]) / k[0, 0] * NOMINAL_DEPTH_M,
+                        (v - k[1, 2]) / k[1, 1] * NOMINAL_DEPTH_M,
+                        NOMINAL_DEPTH_M,
+                    )
         return pos
 
     @staticmethod
@@ -122,23 +155,47 @@ class VisualizationNode(Node):
         for i in range(graph.num_regions):
             if not np.all(np.isfinite(pos[i])):
                 continue
-            m = Marker(header=header, ns="labels", id=int(graph.region_ids[i]), type=Marker.TEXT_VIEW_FACING,
-                       action=Marker.ADD, text=self._label_text(graph, i))
+            m = Marker(
+                header=header,
+                ns="labels",
+                id=int(graph.region_ids[i]),
+                type=Marker.TEXT_VIEW_FACING,
+                action=Marker.ADD,
+                text=self._label_text(graph, i),
+            )
             m.pose.position = Point(x=pos[i, 0], y=pos[i, 1], z=pos[i, 2])
             m.pose.orientation.w = 1.0
             m.scale.z = 0.05
             m.color.r, m.color.g, m.color.b, m.color.a = *map(float, colours[i]), 1.0
             out.markers.append(m)
-        for j, (s, o, p, sc) in enumerate(zip(graph.subject, graph.object, graph.predicate_index, graph.relation_scores)):
+        for j, (s, o, p, sc) in enumerate(
+            zip(graph.subject, graph.object, graph.predicate_index, graph.relation_scores)
+        ):
             if not (np.all(np.isfinite(pos[s])) and np.all(np.isfinite(pos[o]))):
                 continue
-            arrow = Marker(header=header, ns="relations", id=j, type=Marker.ARROW, action=Marker.ADD)
-            arrow.points = [Point(x=pos[s, 0], y=pos[s, 1], z=pos[s, 2]), Point(x=pos[o, 0], y=pos[o, 1], z=pos[o, 2])]
+            arrow = Marker(
+                header=header, ns="relations", id=j, type=Marker.ARROW, action=Marker.ADD
+            )
+            arrow.points = [
+                Point(x=pos[s, 0], y=pos[s, 1], z=pos[s, 2]),
+                Point(x=pos[o, 0], y=pos[o, 1], z=pos[o, 2]),
+            ]
             arrow.pose.orientation.w = 1.0
             arrow.scale.x, arrow.scale.y, arrow.scale.z = 0.01, 0.02, 0.03
-            arrow.color.r, arrow.color.g, arrow.color.b, arrow.color.a = 1.0, 1.0, 1.0, max(0.2, float(sc))
-            text = Marker(header=header, ns="relation_labels", id=j, type=Marker.TEXT_VIEW_FACING, action=Marker.ADD,
-                          text=f"{graph.predicates[p]} {sc:.2f}")
+            arrow.color.r, arrow.color.g, arrow.color.b, arrow.color.a = (
+                1.0,
+                1.0,
+                1.0,
+                max(0.2, float(sc)),
+            )
+            text = Marker(
+                header=header,
+                ns="relation_labels",
+                id=j,
+                type=Marker.TEXT_VIEW_FACING,
+                action=Marker.ADD,
+                text=f"{graph.predicates[p]} {sc:.2f}",
+            )
             mid = (pos[s] + pos[o]) / 2
             text.pose.position = Point(x=mid[0], y=mid[1], z=mid[2])
             text.pose.orientation.w = 1.0

@@ -37,23 +37,38 @@ def _alternatives(result: FrameResult, i: int, vocabulary: list[str]) -> list[La
         idx = int(idx)
         if idx == best or idx < 0:
             continue
-        out.append(LabelScore(label=vocabulary[idx] if idx < len(vocabulary) else UNKNOWN_LABEL,
-                              label_index=idx, score=float(score)))
+        out.append(
+            LabelScore(
+                label=vocabulary[idx] if idx < len(vocabulary) else UNKNOWN_LABEL,
+                label_index=idx,
+                score=float(score),
+            )
+        )
     return out
 
 
-def regions_to_msgs(result: FrameResult, graph: SceneGraph, include_embeddings: bool = False) -> list[Region]:
+def regions_to_msgs(
+    result: FrameResult, graph: SceneGraph, include_embeddings: bool = False
+) -> list[Region]:
     """One ``Region`` per region of the frame (same order as ``graph``)."""
     seg = result.segmentation
     h, w = graph.image_size
     vocabulary = list(result.labels.labels) if result.labels is not None else []
     regions = []
     for i in range(graph.num_regions):
-        r = Region(id=int(graph.region_ids[i]), track_id=int(graph.track_ids[i]), track_age=int(graph.track_ages[i]),
-                   area=int(graph.areas[i]),
-                   predicted_iou=float(seg.predicted_iou[i]), stability_score=float(seg.stability_score[i]),
-                   label=graph.labels[i], label_index=int(graph.label_index[i]),
-                   label_score=float(graph.label_scores[i]), mask_height=h, mask_width=w)
+        r = Region(
+            id=int(graph.region_ids[i]),
+            track_id=int(graph.track_ids[i]),
+            track_age=int(graph.track_ages[i]),
+            area=int(graph.areas[i]),
+            predicted_iou=float(seg.predicted_iou[i]),
+            stability_score=float(seg.stability_score[i]),
+            label=graph.labels[i],
+            label_index=int(graph.label_index[i]),
+            label_score=float(graph.label_scores[i]),
+            mask_height=h,
+            mask_width=w,
+        )
         _roi(r, graph.boxes_xyxy[i], w, h)
         r.alternatives = _alternatives(result, i, vocabulary)
         r.mask_counts = graph.mask_counts[i]
@@ -66,15 +81,31 @@ def regions_to_msgs(result: FrameResult, graph: SceneGraph, include_embeddings: 
     return regions
 
 
-def scene_graph_to_msg(result: FrameResult, graph: SceneGraph, header, include_embeddings: bool = False,
-                       regions: list[Region] | None = None) -> SceneGraphMsg:
+def scene_graph_to_msg(
+    result: FrameResult,
+    graph: SceneGraph,
+    header,
+    include_embeddings: bool = False,
+    regions: list[Region] | None = None,
+) -> SceneGraphMsg:
     """``perception_msgs/SceneGraph`` of a frame; ``header`` is the input image's header."""
-    msg = SceneGraphMsg(header=header, image_height=graph.image_size[0], image_width=graph.image_size[1])
-    msg.regions = regions if regions is not None else regions_to_msgs(result, graph, include_embeddings)
+    msg = SceneGraphMsg(
+        header=header, image_height=graph.image_size[0], image_width=graph.image_size[1]
+    )
+    msg.regions = (
+        regions if regions is not None else regions_to_msgs(result, graph, include_embeddings)
+    )
     msg.relations = [
-        Relation(subject_id=int(graph.region_ids[s]), object_id=int(graph.region_ids[o]),
-                 predicate=graph.predicates[p], predicate_index=int(p), score=float(sc))
-        for s, o, p, sc in zip(graph.subject, graph.object, graph.predicate_index, graph.relation_scores)
+        Relation(
+            subject_id=int(graph.region_ids[s]),
+            object_id=int(graph.region_ids[o]),
+            predicate=graph.predicates[p],
+            predicate_index=int(p),
+            score=float(sc),
+        )
+        for s, o, p, sc in zip(
+            graph.subject, graph.object, graph.predicate_index, graph.relation_scores
+        )
     ]
     msg.predicates = list(graph.predicates)
     msg.relation_source = graph.relation_source
@@ -85,19 +116,40 @@ def scene_graph_to_msg(result: FrameResult, graph: SceneGraph, header, include_e
     return msg
 
 
-def region_array_to_msg(graph: SceneGraph, regions: list[Region], header, vocabulary: list[str]) -> RegionArray:
-    return RegionArray(header=header, image_height=graph.image_size[0], image_width=graph.image_size[1],
-                       regions=regions, vocabulary_version=int(graph.vocabulary_version), vocabulary=vocabulary)
+def region_array_to_msg(
+    graph: SceneGraph, regions: list[Region], header, vocabulary: list[str]
+) -> RegionArray:
+    return RegionArray(
+        header=header,
+        image_height=graph.image_size[0],
+        image_width=graph.image_size[1],
+        regions=regions,
+        vocabulary_version=int(graph.vocabulary_version),
+        vocabulary=vocabulary,
+    )
 
 
 def msg_to_scene_graph(msg: SceneGraphMsg) -> SceneGraph:
     """Core :class:`SceneGraph` of a message (for visualization, logging and datasets)."""
     n = len(msg.regions)
     index = {r.id: i for i, r in enumerate(msg.regions)}
-    rel = [(index.get(r.subject_id), index.get(r.object_id), r.predicate_index, r.score) for r in msg.relations]
+    rel = [
+        (index.get(r.subject_id), index.get(r.object_id), r.predicate_index, r.score)
+        for r in msg.relations
+    ]
     rel = [t for t in rel if t[0] is not None and t[1] is not None]
-    boxes = np.array([[r.bbox.x_offset, r.bbox.y_offset, r.bbox.x_offset + r.bbox.width, r.bbox.y_offset + r.bbox.height]
-                      for r in msg.regions], dtype=np.float32).reshape(n, 4)
+    boxes = np.array(
+        [
+            [
+                r.bbox.x_offset,
+                r.bbox.y_offset,
+                r.bbox.x_offset + r.bbox.width,
+                r.bbox.y_offset + r.bbox.height,
+            ]
+            for r in msg.regions
+        ],
+        dtype=np.float32,
+    ).reshape(n, 4)
     return SceneGraph(
         image_size=(int(msg.image_height), int(msg.image_width)),
         region_ids=np.array([r.id for r in msg.regions], dtype=np.uint32),
@@ -106,7 +158,9 @@ def msg_to_scene_graph(msg: SceneGraphMsg) -> SceneGraph:
         label_scores=np.array([r.label_score for r in msg.regions], dtype=np.float32),
         boxes_xyxy=boxes,
         areas=np.array([r.area for r in msg.regions], dtype=np.int64),
-        centroids=np.array([[r.centroid.x, r.centroid.y, r.centroid.z] for r in msg.regions], dtype=np.float32).reshape(n, 3),
+        centroids=np.array(
+            [[r.centroid.x, r.centroid.y, r.centroid.z] for r in msg.regions], dtype=np.float32
+        ).reshape(n, 3),
         mask_counts=[list(r.mask_counts) for r in msg.regions],
         subject=np.array([t[0] for t in rel], dtype=np.int64),
         object=np.array([t[1] for t in rel], dtype=np.int64),

@@ -35,7 +35,9 @@ class ImageConversionError(ValueError):
     """An image message that cannot be converted (encoding, size, step or data length)."""
 
 
-def _check_layout(encoding: str, height: int, width: int, step: int, data_len: int) -> tuple[np.dtype, int]:
+def _check_layout(
+    encoding: str, height: int, width: int, step: int, data_len: int
+) -> tuple[np.dtype, int]:
     if encoding not in ENCODINGS:
         raise ImageConversionError(
             f"unsupported encoding {encoding!r}; supported: {', '.join(sorted(ENCODINGS))}"
@@ -45,9 +47,13 @@ def _check_layout(encoding: str, height: int, width: int, step: int, data_len: i
         raise ImageConversionError(f"empty image: height={height}, width={width}")
     row_bytes = width * channels * dtype.itemsize
     if step < row_bytes:
-        raise ImageConversionError(f"step {step} is smaller than width*channels*itemsize = {row_bytes}")
+        raise ImageConversionError(
+            f"step {step} is smaller than width*channels*itemsize = {row_bytes}"
+        )
     if data_len < step * height:
-        raise ImageConversionError(f"data holds {data_len} bytes, expected step*height = {step * height}")
+        raise ImageConversionError(
+            f"data holds {data_len} bytes, expected step*height = {step * height}"
+        )
     return dtype, channels
 
 
@@ -73,11 +79,17 @@ def numpy_to_image_msg(array: np.ndarray, encoding: str, header=None, step_paddi
     if arr.ndim == 2:
         arr = arr[:, :, None]
     if arr.ndim != 3 or arr.shape[2] != channels:
-        raise ImageConversionError(f"{encoding} needs HxWx{channels}, got shape {np.asarray(array).shape}")
+        raise ImageConversionError(
+            f"{encoding} needs HxWx{channels}, got shape {np.asarray(array).shape}"
+        )
     if arr.dtype != dtype:
         raise ImageConversionError(f"{encoding} needs dtype {dtype}, got {arr.dtype}")
     h, w = arr.shape[:2]
-    rows = np.ascontiguousarray(arr.astype(dtype.newbyteorder("<"), copy=False)).reshape(h, -1).view(np.uint8)
+    rows = (
+        np.ascontiguousarray(arr.astype(dtype.newbyteorder("<"), copy=False))
+        .reshape(h, -1)
+        .view(np.uint8)
+    )
     if step_padding:
         rows = np.concatenate([rows, np.zeros((h, step_padding), dtype=np.uint8)], axis=1)
     msg = Image(height=h, width=w, encoding=encoding, is_bigendian=0, step=rows.shape[1])
@@ -128,5 +140,7 @@ def compressed_to_rgb8(msg) -> np.ndarray:
         raise ImageConversionError("compressed image holds no data")
     bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if bgr is None:
-        raise ImageConversionError(f"could not decode compressed image (format {msg.format!r}, {data.size} bytes)")
+        raise ImageConversionError(
+            f"could not decode compressed image (format {msg.format!r}, {data.size} bytes)"
+        )
     return bgr[:, :, ::-1].copy()

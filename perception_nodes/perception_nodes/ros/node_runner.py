@@ -12,8 +12,8 @@ from typing import Callable
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-from rclpy.signals import SignalHandlerOptions
 from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
 
 
 def join_topic(namespace: str, name: str) -> str:
@@ -73,8 +73,11 @@ def spin_until_shutdown(node: Node, shutdown: threading.Event, executor=None) ->
         executor.spin_once(timeout_sec=SPIN_POLL_S)
 
 
-def run_node(make_node: Callable[[], Node], spin: Callable[[Node, threading.Event], None] = spin_until_shutdown,
-             args: list[str] | None = None) -> int:
+def run_node(
+    make_node: Callable[[], Node],
+    spin: Callable[[Node, threading.Event], None] = spin_until_shutdown,
+    args: list[str] | None = None,
+) -> int:
     """``rclpy.init``, build the node, ``spin(node, shutdown)`` until SIGINT/SIGTERM, clean up; exit code 0.
 
     rclpy's own signal handlers are not installed: they invalidate the context at once, while
@@ -82,7 +85,9 @@ def run_node(make_node: Callable[[], Node], spin: Callable[[Node, threading.Even
     :class:`PublishGate` (``node.gate``) and calls ``node.begin_shutdown()`` when it has them;
     the spin returns within :data:`SPIN_POLL_S`, then the node is destroyed and rclpy shut down.
     """
-    rclpy.init(args=args if args is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO)
+    rclpy.init(
+        args=args if args is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO
+    )
     shutdown = threading.Event()
     holder: dict[str, Node] = {}
 

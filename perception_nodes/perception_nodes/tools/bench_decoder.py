@@ -46,15 +46,20 @@ class _ReferenceDecoderOnnx(torch.nn.Module):
         self.model = model
 
     def forward(self, image_embeddings, point_coords, point_labels):
-        out = reference_decode_prompts(self.model, image_embeddings, point_coords, point_labels, True)
+        out = reference_decode_prompts(
+            self.model, image_embeddings, point_coords, point_labels, True
+        )
         return out.low_res_logits, out.iou_predictions, out.mask_tokens
 
 
 def _export(module: torch.nn.Module, path: Path, example: tuple) -> Path:
-    dyn = {"point_coords": {0: "num_prompts", 1: "num_points"},
-           "point_labels": {0: "num_prompts", 1: "num_points"},
-           "low_res_logits": {0: "num_prompts"}, "iou_predictions": {0: "num_prompts"},
-           "mask_tokens": {0: "num_prompts"}}
+    dyn = {
+        "point_coords": {0: "num_prompts", 1: "num_points"},
+        "point_labels": {0: "num_prompts", 1: "num_points"},
+        "low_res_logits": {0: "num_prompts"},
+        "iou_predictions": {0: "num_prompts"},
+        "mask_tokens": {0: "num_prompts"},
+    }
     raw = path.with_suffix(".raw.onnx")
     _trace_export(module, example, raw, DECODER_INPUTS, DECODER_OUTPUTS, dyn, 17)
     _optimise_basic(raw, path)
@@ -81,9 +86,13 @@ def _torch_impls(model, embedding, coords, labels):
     @torch.no_grad()
     def official():
         sparse, dense = pe(points=(coords, labels), boxes=None, masks=None)
-        masks, iou = md(image_embeddings=embedding, image_pe=pe.get_dense_pe(),
-                        sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
-                        multimask_output=True)
+        masks, iou = md(
+            image_embeddings=embedding,
+            image_pe=pe.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=True,
+        )
         return masks.numpy(), iou.numpy()
 
     @torch.no_grad()
@@ -99,10 +108,18 @@ def _onnx_impls(model, embedding, coords, labels, tmp: Path):
 
     padded = pad_point_prompts(coords, labels)
     example = (embedding, padded[0][:3], padded[1][:3])
-    paths = {"official": _export(_ReferenceDecoderOnnx(model), tmp / "official.onnx", example),
-             "restructured": _export(SamDecoderOnnx(model, "multimask"), tmp / "restructured.onnx", example)}
-    feeds = {"image_embeddings": embedding.numpy(), "point_coords": padded[0].numpy(),
-             "point_labels": padded[1].numpy()}
+    paths = {
+        "official": _export(_ReferenceDecoderOnnx(model), tmp / "official.onnx", example),
+        "restructured": _export(
+            SamDecoderOnnx(model, "multimask"), tmp / "restructured.onnx", example
+        ),
+    }
+    feeds = {
+        "image_embeddings": embedding.numpy(),
+        "point_coords": padded[0].numpy(),
+        "point_labels": padded[1].numpy(),
+    }
+
     def runner(path: Path):
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         return lambda: tuple(session.run(["low_res_logits", "iou_predictions"], feeds))
@@ -124,8 +141,9 @@ def _alternate(impls: dict, repeats: int, warmup: int) -> dict[str, tuple[list[f
     return {k: (times[k], outs[k]) for k in impls}
 
 
-def run_decoder_bench(model, runtimes: list[str], prompts: int = 64, repeats: int = 5,
-                      warmup: int = 1) -> dict:
+def run_decoder_bench(
+    model, runtimes: list[str], prompts: int = 64, repeats: int = 5, warmup: int = 1
+) -> dict:
     """Decoder-alone timings per runtime; see the module docstring. CPU only for onnxruntime."""
     model = model.to("cpu").eval()
     embedding, coords, labels = _inputs(model, prompts)
@@ -133,17 +151,28 @@ def run_decoder_bench(model, runtimes: list[str], prompts: int = 64, repeats: in
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for runtime in runtimes:
-            impls = (_torch_impls(model, embedding, coords, labels) if runtime == "torch"
-                     else _onnx_impls(model, embedding, coords, labels, Path(tmp)))
+            impls = (
+                _torch_impls(model, embedding, coords, labels)
+                if runtime == "torch"
+                else _onnx_impls(model, embedding, coords, labels, Path(tmp))
+            )
             timed = _alternate(impls, repeats, warmup)
             entry = {}
             for name, (runs, (logits, iou)) in timed.items():
-                entry[name] = dict(median_s=statistics.median(runs), min_s=min(runs), runs_s=runs,
-                                   max_abs_logit_diff=float(np.abs(logits - ref_logits).max()),
-                                   max_abs_iou_diff=float(np.abs(iou - ref_iou).max()))
-            entry["speedup_median"] = entry["official"]["median_s"] / entry["restructured"]["median_s"]
+                entry[name] = dict(
+                    median_s=statistics.median(runs),
+                    min_s=min(runs),
+                    runs_s=runs,
+                    max_abs_logit_diff=float(np.abs(logits - ref_logits).max()),
+                    max_abs_iou_diff=float(np.abs(iou - ref_iou).max()),
+                )
+            entry["speedup_median"] = (
+                entry["official"]["median_s"] / entry["restructured"]["median_s"]
+            )
             entry["speedup_min"] = entry["official"]["min_s"] / entry["restructured"]["min_s"]
-            pairs = [o / r for o, r in zip(entry["official"]["runs_s"], entry["restructured"]["runs_s"])]
+            pairs = [
+                o / r for o, r in zip(entry["official"]["runs_s"], entry["restructured"]["runs_s"])
+            ]
             entry["speedup_per_pair"] = pairs  # run i of each, back to back: least load drift
             entry["speedup_pair_median"] = statistics.median(pairs)
             results[runtime] = entry
@@ -152,16 +181,38 @@ def run_decoder_bench(model, runtimes: list[str], prompts: int = 64, repeats: in
 
 def decoder_table(report: dict) -> str:
     """Text table of :func:`run_decoder_bench`'s report."""
-    cols = ["runtime", "impl", "median ms", "min ms", "ms/prompt", "speedup", "max |dlogit|", "max |diou|"]
+    cols = [
+        "runtime",
+        "impl",
+        "median ms",
+        "min ms",
+        "ms/prompt",
+        "speedup",
+        "max |dlogit|",
+        "max |diou|",
+    ]
     rows = [cols]
     for runtime, entry in report["results"].items():
         for name in ("official", "restructured"):
             e = entry[name]
-            speed = (f"{entry['speedup_median']:.2f}x (min {entry['speedup_min']:.2f}x, pairs "
-                     f"{entry['speedup_pair_median']:.2f}x)" if name == "restructured" else "")
-            rows.append([runtime, name, f"{e['median_s'] * 1e3:.0f}", f"{e['min_s'] * 1e3:.0f}",
-                         f"{e['median_s'] * 1e3 / report['prompts']:.1f}", speed,
-                         f"{e['max_abs_logit_diff']:.1e}", f"{e['max_abs_iou_diff']:.1e}"])
+            speed = (
+                f"{entry['speedup_median']:.2f}x (min {entry['speedup_min']:.2f}x, pairs "
+                f"{entry['speedup_pair_median']:.2f}x)"
+                if name == "restructured"
+                else ""
+            )
+            rows.append(
+                [
+                    runtime,
+                    name,
+                    f"{e['median_s'] * 1e3:.0f}",
+                    f"{e['min_s'] * 1e3:.0f}",
+                    f"{e['median_s'] * 1e3 / report['prompts']:.1f}",
+                    speed,
+                    f"{e['max_abs_logit_diff']:.1e}",
+                    f"{e['max_abs_iou_diff']:.1e}",
+                ]
+            )
     widths = [max(len(r[i]) for r in rows) for i in range(len(cols))]
     lines = [" | ".join(v.rjust(w) for v, w in zip(r, widths)) for r in rows]
     lines.insert(1, "-+-".join("-" * w for w in widths))

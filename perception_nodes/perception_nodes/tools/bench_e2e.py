@@ -26,14 +26,18 @@ import numpy as np
 import yaml
 
 from perception_nodes.core.config import PRECISIONS, SAM_BACKENDS, SAM_MODEL_NAMES
+from perception_nodes.launch_overrides import launch_overrides
 from perception_nodes.tools.bench_common import hardware_info
 from perception_nodes.tools.demo import CAMERA, QUICK_OVERRIDES, DemoSession
-from perception_nodes.launch_overrides import launch_overrides
 from perception_nodes.tools.graph_runner import DEFAULT_CONFIG, NodeGraph, write_params_file
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="pn-bench-e2e", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="pn-bench-e2e",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--images", nargs="+", default=["astronaut", "coffee", "chelsea", "rocket"])
     p.add_argument("--max-side", type=int, default=640)
     p.add_argument("--model", default="vit_t", choices=SAM_MODEL_NAMES)
@@ -41,10 +45,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu")
     p.add_argument("--precision", default="fp32", choices=PRECISIONS)
     p.add_argument("--points-per-side", type=int, default=None)
-    p.add_argument("--repeats", type=int, default=2, help="passes over the photos for latency (default 2)")
-    p.add_argument("--burst-seconds", type=float, default=20.0, help="throughput phase length (0 = skip)")
+    p.add_argument(
+        "--repeats", type=int, default=2, help="passes over the photos for latency (default 2)"
+    )
+    p.add_argument(
+        "--burst-seconds", type=float, default=20.0, help="throughput phase length (0 = skip)"
+    )
     p.add_argument("--config-file", default=str(DEFAULT_CONFIG))
-    p.add_argument("--quick", action="store_true", help="tiny test models (plumbing cost dominates)")
+    p.add_argument(
+        "--quick", action="store_true", help="tiny test models (plumbing cost dominates)"
+    )
     p.add_argument("--out", default="outputs/bench/e2e.json")
     return p.parse_args(argv)
 
@@ -72,12 +82,18 @@ def pipeline_config(params_file: Path):
 
 def percentiles(values: list[float]) -> dict[str, float]:
     a = 1000 * np.asarray(values, dtype=np.float64)
-    return {"mean_ms": float(a.mean()), "p50_ms": float(np.percentile(a, 50)), "p90_ms": float(np.percentile(a, 90)),
-            "max_ms": float(a.max()), "n": int(a.size)}
+    return {
+        "mean_ms": float(a.mean()),
+        "p50_ms": float(np.percentile(a, 50)),
+        "p90_ms": float(np.percentile(a, 90)),
+        "max_ms": float(a.max()),
+        "n": int(a.size),
+    }
 
 
-def bench_side_by_side(params_file: Path, photos: list[np.ndarray], repeats: int, burst_s: float,
-                       log_dir: Path) -> tuple[dict, dict]:
+def bench_side_by_side(
+    params_file: Path, photos: list[np.ndarray], repeats: int, burst_s: float, log_dir: Path
+) -> tuple[dict, dict]:
     """Core and ROS latency frame by frame, alternating (same load on a shared machine)."""
     from perception_nodes.core.pipeline import Pipeline
 
@@ -99,11 +115,19 @@ def bench_side_by_side(params_file: Path, photos: list[np.ndarray], repeats: int
                 pipeline.process(rgb)
                 core_s.append(time.perf_counter() - t0)
                 ros_s.append(_ros_latency(session, rgb, graph))
-        core = {"latency": percentiles(core_s), "meaningful": pipeline.meaningful, "untrained": pipeline.untrained_parts}
+        core = {
+            "latency": percentiles(core_s),
+            "meaningful": pipeline.meaningful,
+            "untrained": pipeline.untrained_parts,
+        }
         del pipeline  # free its memory and threads before the throughput run
-        time.sleep(1.0)  # one more diagnostics period: the node's stage means include the last frame
-        ros = {"latency": percentiles(ros_s),
-               "node_stages_ms": node_core_stages(warm_diag, session.receiver.diagnostics_values())}
+        time.sleep(
+            1.0
+        )  # one more diagnostics period: the node's stage means include the last frame
+        ros = {
+            "latency": percentiles(ros_s),
+            "node_stages_ms": node_core_stages(warm_diag, session.receiver.diagnostics_values()),
+        }
         if burst_s > 0:
             ros["throughput"] = _burst(session, photos, burst_s, graph)
         ros["diagnostics"] = session.receiver.diagnostics_values()
@@ -124,7 +148,9 @@ def node_core_stages(before: dict[str, str], after: dict[str, str]) -> dict[str,
     n0 = int(before.get(f"{CAMERA}.processed", "0"))
     n1 = int(after.get(f"{CAMERA}.processed", "0"))
     if n1 <= n0 or n1 > 100:
-        raise RuntimeError(f"cannot separate the timed frames in the node's diagnostics ({n0} -> {n1} processed)")
+        raise RuntimeError(
+            f"cannot separate the timed frames in the node's diagnostics ({n0} -> {n1} processed)"
+        )
     stages = {}
     for k in CORE_STAGES:
         if f"{k}_ms" in after:
@@ -142,7 +168,9 @@ def _ros_latency(session: DemoSession, rgb: np.ndarray, graph: NodeGraph) -> flo
     return t_recv - t0
 
 
-def _burst(session: DemoSession, photos: list[np.ndarray], seconds: float, graph: NodeGraph) -> dict:
+def _burst(
+    session: DemoSession, photos: list[np.ndarray], seconds: float, graph: NodeGraph
+) -> dict:
     """Publish at 30 Hz for ``seconds``, then let the frame in flight finish.
 
     Throughput = scene graphs received / (last one's arrival - start); the node drops (and
@@ -157,7 +185,9 @@ def _burst(session: DemoSession, photos: list[np.ndarray], seconds: float, graph
         graph.check_alive()
         time.sleep(1 / 30)
     time.sleep(1.0)  # the node's counters arrive with its diagnostics (period 0.5 s)
-    processing_before = session.counter("received") - session.counter("dropped") - session.counter("rejected")
+    processing_before = (
+        session.counter("received") - session.counter("dropped") - session.counter("rejected")
+    )
     deadline = time.monotonic() + 600
     while session.counter("processed") < processing_before and time.monotonic() < deadline:
         graph.check_alive()  # the frame taken last is still being processed
@@ -166,8 +196,13 @@ def _burst(session: DemoSession, photos: list[np.ndarray], seconds: float, graph
     with session.receiver.lock:
         arrivals = [t for t, _ in session.receiver.data.graphs[before:]]
     elapsed = (max(arrivals) - t_start) if arrivals else seconds
-    return {"published": sent, "graphs_received": len(arrivals), "graphs_per_s": len(arrivals) / elapsed,
-            "seconds": elapsed, "dropped_by_node": session.counter("dropped") - dropped_before}
+    return {
+        "published": sent,
+        "graphs_received": len(arrivals),
+        "graphs_per_s": len(arrivals) / elapsed,
+        "seconds": elapsed,
+        "dropped_by_node": session.counter("dropped") - dropped_before,
+    }
 
 
 def ros_share(ros: dict) -> float:
@@ -178,17 +213,26 @@ def ros_share(ros: dict) -> float:
 def table(core: dict, ros: dict) -> str:
     c, r = core["latency"], ros["latency"]
     lines = [f"{'':<36}{'mean ms':>10}{'p50 ms':>10}{'p90 ms':>10}{'max ms':>10}{'n':>5}"]
-    for name, v in (("core, Pipeline.process in-process", c), ("ROS, publish -> SceneGraph received", r)):
-        lines.append(f"{name:<36}{v['mean_ms']:>10.1f}{v['p50_ms']:>10.1f}{v['p90_ms']:>10.1f}{v['max_ms']:>10.1f}{v['n']:>5}")
+    for name, v in (
+        ("core, Pipeline.process in-process", c),
+        ("ROS, publish -> SceneGraph received", r),
+    ):
+        lines.append(
+            f"{name:<36}{v['mean_ms']:>10.1f}{v['p50_ms']:>10.1f}{v['p90_ms']:>10.1f}{v['max_ms']:>10.1f}{v['n']:>5}"
+        )
     stages = ", ".join(f"{k} {v:.1f}" for k, v in ros["node_stages_ms"].items())
     lines.append(f"core stages inside the node (mean ms): {stages}")
-    lines.append(f"ROS layer share of end-to-end latency: {100 * ros_share(ros):.1f} % (target <= 10 %): image "
-                 f"conversion, DDS both ways, message building")
+    lines.append(
+        f"ROS layer share of end-to-end latency: {100 * ros_share(ros):.1f} % (target <= 10 %): image "
+        f"conversion, DDS both ways, message building"
+    )
     if "throughput" in ros:
         t = ros["throughput"]
-        lines.append(f"throughput at 30 Hz input: {t['graphs_per_s']:.3f} graphs/s "
-                     f"({t['graphs_received']} of {t['published']} frames in {t['seconds']:.0f} s; "
-                     f"node dropped {t['dropped_by_node']}, no backlog)")
+        lines.append(
+            f"throughput at 30 Hz input: {t['graphs_per_s']:.3f} graphs/s "
+            f"({t['graphs_received']} of {t['published']} frames in {t['seconds']:.0f} s; "
+            f"node dropped {t['dropped_by_node']}, no backlog)"
+        )
     return "\n".join(lines)
 
 
@@ -198,8 +242,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    ov = launch_overrides([CAMERA], backend=args.backend, model=args.model, device=args.device, precision=args.precision)
-    if args.quick:  # without real SAM weights the node applies core/generated_policy.py (as the demo)
+    ov = launch_overrides(
+        [CAMERA],
+        backend=args.backend,
+        model=args.model,
+        device=args.device,
+        precision=args.precision,
+    )
+    if (
+        args.quick
+    ):  # without real SAM weights the node applies core/generated_policy.py (as the demo)
         ov["perception_node"].update(QUICK_OVERRIDES)
     if args.points_per_side:
         ov["perception_node"]["amg.points_per_side"] = args.points_per_side
@@ -208,22 +260,32 @@ def main(argv: list[str] | None = None) -> int:
     params = write_params_file(ov, base=Path(args.config_file), folder=out.parent)
     photos = [load_image(s, args.max_side) for s in args.images]
     try:
-        print("pn-bench-e2e: core pipeline in this process and the perception node over DDS, "
-              "frame by frame ...", flush=True)
-        core, ros = bench_side_by_side(params, photos, args.repeats, args.burst_seconds, out.parent / "e2e_logs")
+        print(
+            "pn-bench-e2e: core pipeline in this process and the perception node over DDS, "
+            "frame by frame ...",
+            flush=True,
+        )
+        core, ros = bench_side_by_side(
+            params, photos, args.repeats, args.burst_seconds, out.parent / "e2e_logs"
+        )
     except (TimeoutError, RuntimeError, OSError, ValueError) as exc:
         print(f"pn-bench-e2e: {exc}", file=sys.stderr)
         return 1
     finally:
         params.unlink(missing_ok=True)
-    import torch
 
-    result = {"core": core, "ros": ros, "ros_share": ros_share(ros),
-              "settings": {k: v for k, v in vars(args).items() if k != "out"},
-              "hardware": hardware_info(args.device)}
+    result = {
+        "core": core,
+        "ros": ros,
+        "ros_share": ros_share(ros),
+        "settings": {k: v for k, v in vars(args).items() if k != "out"},
+        "hardware": hardware_info(args.device),
+    }
     print(table(core, ros))
     if not core["meaningful"]:
-        print(f"note: generated (untrained) weights for {', '.join(core['untrained'])}: timings are real, output is not")
+        print(
+            f"note: generated (untrained) weights for {', '.join(core['untrained'])}: timings are real, output is not"
+        )
     out.write_text(json.dumps(result, indent=1))
     print(f"pn-bench-e2e: wrote {out}")
     return 0

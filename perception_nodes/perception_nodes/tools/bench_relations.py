@@ -20,7 +20,11 @@ import torch
 
 from perception_nodes.core.relations.base import pair_features, region_geometry
 from perception_nodes.core.relations.geometric import GeometricRelationPredictor
-from perception_nodes.core.relations.head import LearnedRelationPredictor, RelationHead, RelationHeadConfig
+from perception_nodes.core.relations.head import (
+    LearnedRelationPredictor,
+    RelationHead,
+    RelationHeadConfig,
+)
 from perception_nodes.core.types import Segmentation
 from perception_nodes.tools.bench_common import hardware_info
 
@@ -34,7 +38,9 @@ def synthetic_segmentation(n: int, h: int, w: int, seed: int = 0) -> Segmentatio
         bw, bh = rng.uniform(0.03, 0.4) * w, rng.uniform(0.03, 0.4) * h
         x0, y0 = rng.uniform(0, w - bw), rng.uniform(0, h - bh)
         if i % 2:
-            masks[i] = ((xx - x0 - bw / 2) / (bw / 2)) ** 2 + ((yy - y0 - bh / 2) / (bh / 2)) ** 2 <= 1
+            masks[i] = ((xx - x0 - bw / 2) / (bw / 2)) ** 2 + (
+                (yy - y0 - bh / 2) / (bh / 2)
+            ) ** 2 <= 1
         else:
             masks[i, int(y0) : int(y0 + bh) + 1, int(x0) : int(x0 + bw) + 1] = True
     boxes = np.zeros((n, 4), np.float32)
@@ -65,13 +71,19 @@ def _time(fn, repeats: int, sync: bool) -> tuple[float, float]:
 def run(sizes: list[int], h: int, w: int, repeats: int, device: str, depth: bool) -> list[dict]:
     torch.manual_seed(0)
     geo = GeometricRelationPredictor()
-    head = RelationHead(RelationHeadConfig(categories=[f"c{i}" for i in range(133)], sam_model="bench"))
+    head = RelationHead(
+        RelationHeadConfig(categories=[f"c{i}" for i in range(133)], sam_model="bench")
+    )
     learned = LearnedRelationPredictor(head, device=device)
     sync = torch.device(device).type == "cuda"
     rows = []
     for n in sizes:
         seg = synthetic_segmentation(n, h, w)
-        d = np.random.default_rng(1).uniform(0.5, 5, size=(h, w)).astype(np.float32) if depth else None
+        d = (
+            np.random.default_rng(1).uniform(0.5, 5, size=(h, w)).astype(np.float32)
+            if depth
+            else None
+        )
         geom = region_geometry(seg, d)
         tokens = torch.from_numpy(seg.tokens)[None].to(device)
         cats = torch.zeros(1, n, dtype=torch.long, device=device)
@@ -81,12 +93,18 @@ def run(sizes: list[int], h: int, w: int, repeats: int, device: str, depth: bool
             with torch.no_grad():
                 head(tokens, cats, pairs)
 
-        row = {"regions": n, "pairs": n * (n - 1), "geometric_relations": len(geo.predict(seg, None, d))}
+        row = {
+            "regions": n,
+            "pairs": n * (n - 1),
+            "geometric_relations": len(geo.predict(seg, None, d)),
+        }
         cases = {"geometry": lambda: pair_features(region_geometry(seg, d)),
                  "geometric": lambda: geo.predict(seg, None, d), "learned_head_only": head_only,
                  "learned": lambda: learned.predict(seg, None, d)}  # fmt: skip
         for name, fn in cases.items():
-            row[f"{name}_ms"], row[f"{name}_min_ms"] = _time(fn, repeats, sync and name.startswith("learned"))
+            row[f"{name}_ms"], row[f"{name}_min_ms"] = _time(
+                fn, repeats, sync and name.startswith("learned")
+            )
         rows.append(row)
     return rows
 
@@ -98,8 +116,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--height", type=int, default=480)
     p.add_argument("--width", type=int, default=640)
     p.add_argument("--repeats", type=int, default=5, help="timed runs per case (median reported)")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="learned head device")
-    p.add_argument("--depth", action="store_true", help="also pass a depth map (adds median depths)")
+    p.add_argument(
+        "--device",
+        default="cuda" if torch.cuda.is_available() else "cpu",
+        help="learned head device",
+    )
+    p.add_argument(
+        "--depth", action="store_true", help="also pass a depth map (adds median depths)"
+    )
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     p.add_argument("--out", type=Path, default=Path("outputs/bench/relations.json"))
     args = p.parse_args(argv)
@@ -108,12 +132,21 @@ def main(argv: list[str] | None = None) -> int:
     rows = run(args.sizes, args.height, args.width, args.repeats, args.device, args.depth)
     print(f"relation cost, {args.height}x{args.width}, device={args.device}, depth={args.depth} "
           f"(ms, median / min of {args.repeats}; learned head = random init, timing only)")  # fmt: skip
-    names = {"geometry": "geometry", "geometric": "geometric", "learned_head_only": "head", "learned": "learned"}
+    names = {
+        "geometry": "geometry",
+        "geometric": "geometric",
+        "learned_head_only": "head",
+        "learned": "learned",
+    }
     print(f"{'regions':>8} {'pairs':>7} " + " ".join(f"{v + ' ms':>17}" for v in names.values()))
     for r in rows:
         cells = " ".join(f"{r[k + '_ms']:>8.2f} /{r[k + '_min_ms']:>7.2f}" for k in names)
         print(f"{r['regions']:>8} {r['pairs']:>7} {cells}")
-    meta = {"image": [args.height, args.width], "depth": args.depth, "hardware": hardware_info(args.device)}
+    meta = {
+        "image": [args.height, args.width],
+        "depth": args.depth,
+        "hardware": hardware_info(args.device),
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     print(f"wrote {args.out}")

@@ -28,7 +28,9 @@ from perception_nodes.tools.bench_common import hardware_info
 from perception_nodes.tools.bench_relations import synthetic_segmentation
 
 
-def drifted(seg: Segmentation, frame: int, velocity: tuple[int, int], rng: np.random.Generator) -> Segmentation:
+def drifted(
+    seg: Segmentation, frame: int, velocity: tuple[int, int], rng: np.random.Generator
+) -> Segmentation:
     """``seg`` moved by ``frame * velocity`` (``(dy, dx)`` pixels per frame), tokens with noise."""
     dy, dx = velocity[0] * frame, velocity[1] * frame
     masks = np.roll(seg.masks, (dy, dx), axis=(1, 2))
@@ -37,15 +39,23 @@ def drifted(seg: Segmentation, frame: int, velocity: tuple[int, int], rng: np.ra
     return replace(seg, masks=masks, boxes_xyxy=boxes, tokens=tokens)
 
 
-def frame_inputs(seg: Segmentation, pairs: np.ndarray, rng: np.random.Generator) -> tuple[RegionLabels, Relations]:
+def frame_inputs(
+    seg: Segmentation, pairs: np.ndarray, rng: np.random.Generator
+) -> tuple[RegionLabels, Relations]:
     """Random labels (20 entries) and the relations ``pairs`` (``(M, 3)`` subject, object,
     predicate) with this frame's random scores."""
     n = len(seg)
     idx = rng.integers(0, 20, size=n)
     score = rng.uniform(0.1, 0.9, size=n).astype(np.float32)
     labels = RegionLabels(idx, score, idx[:, None], score[:, None], [f"l{i}" for i in range(20)], 1)
-    rel = Relations(pairs[:, 0], pairs[:, 1], pairs[:, 2], rng.uniform(0, 1, size=len(pairs)).astype(np.float32),
-                    [f"p{i}" for i in range(8)], "geometric")
+    rel = Relations(
+        pairs[:, 0],
+        pairs[:, 1],
+        pairs[:, 2],
+        rng.uniform(0, 1, size=len(pairs)).astype(np.float32),
+        [f"p{i}" for i in range(8)],
+        "geometric",
+    )
     return labels, rel
 
 
@@ -83,9 +93,15 @@ def run(sizes: list[int], h: int, w: int, frames: int) -> list[dict]:
         inputs = [(s, *frame_inputs(s, pairs, rng)) for s in segs]
         tracker, stage = RegionTracker(), TrackingStage()
         settings = settings_of(config)
-        timed = {"tracker": _timed(lambda s, _l, _r: tracker.update(s, settings), inputs),
-                 "stage": _timed(lambda s, lab, rel: stage.apply("bench", s, lab, rel, config), inputs)}
-        row = {"regions": n, "frames": frames - 1, "live_tracks": len(stage._trackers["bench"].tracks)}
+        timed = {
+            "tracker": _timed(lambda s, _l, _r: tracker.update(s, settings), inputs),
+            "stage": _timed(lambda s, lab, rel: stage.apply("bench", s, lab, rel, config), inputs),
+        }
+        row = {
+            "regions": n,
+            "frames": frames - 1,
+            "live_tracks": len(stage._trackers["bench"].tracks),
+        }
         for name, (wall, cpu) in timed.items():
             row[f"{name}_ms"] = statistics.median(wall)
             row[f"{name}_p90_ms"] = float(np.percentile(wall, 90))
@@ -100,16 +116,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", type=int, nargs="+", default=[16, 64, 128], help="regions per frame")
     p.add_argument("--height", type=int, default=480)
     p.add_argument("--width", type=int, default=640)
-    p.add_argument("--frames", type=int, default=40, help="frames per size (the first is not timed)")
+    p.add_argument(
+        "--frames", type=int, default=40, help="frames per size (the first is not timed)"
+    )
     p.add_argument("--out", type=Path, default=Path("outputs/bench/tracking.json"))
     args = p.parse_args(argv)
     rows = run(args.sizes, args.height, args.width, args.frames)
-    print(f"tracking cost per frame, {args.height}x{args.width}, {args.frames - 1} timed frames "
-          "(ms: wall median / wall p90 / CPU median; target <= 5 ms for 64 regions)")
+    print(
+        f"tracking cost per frame, {args.height}x{args.width}, {args.frames - 1} timed frames "
+        "(ms: wall median / wall p90 / CPU median; target <= 5 ms for 64 regions)"
+    )
     print(f"{'regions':>8} {'tracks':>7} {'tracker ms':>26} {'whole stage ms':>26}")
     for r in rows:
-        cells = " ".join(f"{r[k + '_ms']:>8.2f} /{r[k + '_p90_ms']:>7.2f} /{r[k + '_cpu_ms']:>7.2f}"
-                         for k in ("tracker", "stage"))
+        cells = " ".join(
+            f"{r[k + '_ms']:>8.2f} /{r[k + '_p90_ms']:>7.2f} /{r[k + '_cpu_ms']:>7.2f}"
+            for k in ("tracker", "stage")
+        )
         print(f"{r['regions']:>8} {r['live_tracks']:>7} {cells}")
     meta = {"image": [args.height, args.width], "hardware": hardware_info("cpu")}
     args.out.parent.mkdir(parents=True, exist_ok=True)

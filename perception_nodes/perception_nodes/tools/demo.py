@@ -31,31 +31,74 @@ CAMERA = "/camera"
 BANNER = "!" * 100
 CPU_POINTS_PER_SIDE = 8
 QUICK_OVERRIDES = {  # --quick: same code, tiny test configurations (CI smoke run)
-    "sam.model": "sam_tiny_test", "clip.model": "pn-clip-tiny-test", "amg.points_per_side": 6,
-    "amg.pred_iou_thresh": 0.0, "amg.stability_score_thresh": 0.0, "amg.max_regions": 16,
+    "sam.model": "sam_tiny_test",
+    "clip.model": "pn-clip-tiny-test",
+    "amg.points_per_side": 6,
+    "amg.pred_iou_thresh": 0.0,
+    "amg.stability_score_thresh": 0.0,
+    "amg.max_regions": 16,
     "relations.score_threshold": 0.0,
 }
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="pn-demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--images", nargs="+", default=["astronaut", "coffee", "chelsea", "rocket"],
-                   help="scikit-image photo names or image files (default: astronaut coffee chelsea rocket)")
-    p.add_argument("--max-side", type=int, default=640, help="photos are downscaled to this longest side (px)")
-    p.add_argument("--model", default="vit_t", choices=SAM_MODEL_NAMES, help="SAM registry model (default vit_t = MobileSAM)")
+    p = argparse.ArgumentParser(
+        prog="pn-demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--images",
+        nargs="+",
+        default=["astronaut", "coffee", "chelsea", "rocket"],
+        help="scikit-image photo names or image files (default: astronaut coffee chelsea rocket)",
+    )
+    p.add_argument(
+        "--max-side", type=int, default=640, help="photos are downscaled to this longest side (px)"
+    )
+    p.add_argument(
+        "--model",
+        default="vit_t",
+        choices=SAM_MODEL_NAMES,
+        help="SAM registry model (default vit_t = MobileSAM)",
+    )
     p.add_argument("--backend", default="torch", choices=SAM_BACKENDS)
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--precision", default="fp32", choices=PRECISIONS)
-    p.add_argument("--points-per-side", type=int, default=None,
-                   help=f"override amg.points_per_side (default: the config's; {CPU_POINTS_PER_SIDE} on CPU)")
-    p.add_argument("--labels", nargs="+", default=None, help="vocabulary (default: the config file's)")
-    p.add_argument("--config-file", default=str(DEFAULT_CONFIG), help="parameter file (default config/scene_graph.yaml)")
-    p.add_argument("--cache-dir", default="", help="weights cache (default $PERCEPTION_NODES_CACHE or ~/.cache/perception_nodes)")
+    p.add_argument(
+        "--points-per-side",
+        type=int,
+        default=None,
+        help=f"override amg.points_per_side (default: the config's; {CPU_POINTS_PER_SIDE} on CPU)",
+    )
+    p.add_argument(
+        "--labels", nargs="+", default=None, help="vocabulary (default: the config file's)"
+    )
+    p.add_argument(
+        "--config-file",
+        default=str(DEFAULT_CONFIG),
+        help="parameter file (default config/scene_graph.yaml)",
+    )
+    p.add_argument(
+        "--cache-dir",
+        default="",
+        help="weights cache (default $PERCEPTION_NODES_CACHE or ~/.cache/perception_nodes)",
+    )
     p.add_argument("--no-fetch", action="store_true", help="do not try to download missing weights")
-    p.add_argument("--quick", action="store_true", help="tiny test models (seconds on a CPU; output meaningless)")
-    p.add_argument("--out-dir", default="outputs/demo", help="where JSON, PNG and logs go (default outputs/demo)")
-    p.add_argument("--frame-timeout", type=float, default=600.0, help="seconds to wait for each frame's graph")
-    p.add_argument("--start-timeout", type=float, default=900.0, help="seconds to wait for the models to load")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny test models (seconds on a CPU; output meaningless)",
+    )
+    p.add_argument(
+        "--out-dir",
+        default="outputs/demo",
+        help="where JSON, PNG and logs go (default outputs/demo)",
+    )
+    p.add_argument(
+        "--frame-timeout", type=float, default=600.0, help="seconds to wait for each frame's graph"
+    )
+    p.add_argument(
+        "--start-timeout", type=float, default=900.0, help="seconds to wait for the models to load"
+    )
     return p.parse_args(argv)
 
 
@@ -104,11 +147,20 @@ def untrained_banner(parts: list[str]) -> str:
     from perception_nodes.core.weights import GENERATED_WEIGHTS
 
     command = fetch_command(parts)
-    how = (f"`{command}` (needs a network), then run the demo again" if command
-           else "none to download (test-only models; run without --quick)")
-    return "\n".join([BANNER, f"!! {GENERATED_WEIGHTS} for: " + ", ".join(parts),
-                      "!! Their output below is NOT meaningful; only the plumbing is real.",
-                      f"!! Real weights: {how}.", BANNER])
+    how = (
+        f"`{command}` (needs a network), then run the demo again"
+        if command
+        else "none to download (test-only models; run without --quick)"
+    )
+    return "\n".join(
+        [
+            BANNER,
+            f"!! {GENERATED_WEIGHTS} for: " + ", ".join(parts),
+            "!! Their output below is NOT meaningful; only the plumbing is real.",
+            f"!! Real weights: {how}.",
+            BANNER,
+        ]
+    )
 
 
 # ---------------------------------------------------------------------------------- ROS side
@@ -140,7 +192,9 @@ class DemoSession:
         rclpy.init(context=self.context)
         self.camera = Node("demo_camera", namespace=CAMERA, context=self.context)
         self.image_pub = self.camera.create_publisher(Image, "image_raw", qos_profile_sensor_data)
-        self.info_pub = self.camera.create_publisher(CameraInfo, "camera_info", qos_profile_sensor_data)
+        self.info_pub = self.camera.create_publisher(
+            CameraInfo, "camera_info", qos_profile_sensor_data
+        )
         self.receiver = GraphReceiver(camera=CAMERA, context=self.context)
         self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
         self.executor.add_node(self.camera)
@@ -156,21 +210,31 @@ class DemoSession:
         while time.monotonic() < deadline:
             graph.check_alive()
             values = self.receiver.diagnostics_values()
-            if values.get("state") == "configured" and self.image_pub.get_subscription_count() >= subscribers:
+            if (
+                values.get("state") == "configured"
+                and self.image_pub.get_subscription_count() >= subscribers
+            ):
                 return
             if time.monotonic() - last_note > 15:
-                print(f"pn-demo: waiting for the perception node to load its models "
-                      f"(logs: {graph.log_dir}) ...", flush=True)
+                print(
+                    f"pn-demo: waiting for the perception node to load its models "
+                    f"(logs: {graph.log_dir}) ...",
+                    flush=True,
+                )
                 last_note = time.monotonic()
             time.sleep(0.2)
-        raise TimeoutError(f"the perception node did not become ready within {timeout:.0f} s "
-                           f"(see {graph.log_dir}/perception_node.log)")
+        raise TimeoutError(
+            f"the perception node did not become ready within {timeout:.0f} s "
+            f"(see {graph.log_dir}/perception_node.log)"
+        )
 
     def publish(self, rgb: np.ndarray):
         """Publish ``rgb`` (+ CameraInfo) once, stamped now; returns the header."""
         from std_msgs.msg import Header
 
-        header = Header(frame_id="camera_optical_frame", stamp=self.camera.get_clock().now().to_msg())
+        header = Header(
+            frame_id="camera_optical_frame", stamp=self.camera.get_clock().now().to_msg()
+        )
         self.republish(rgb, header)
         return header
 
@@ -181,7 +245,9 @@ class DemoSession:
     def received_count(self) -> int:
         return self.counter("received")
 
-    def publish_until_received(self, rgb: np.ndarray, graph: NodeGraph, tries: int = 10, wait_s: float = 3.0):
+    def publish_until_received(
+        self, rgb: np.ndarray, graph: NodeGraph, tries: int = 10, wait_s: float = 3.0
+    ):
         """Publish ``rgb`` and make sure the node got it, resending (same stamp) if not.
 
         The camera topic is best effort (sensor-data QoS, as real cameras publish): a large
@@ -216,12 +282,21 @@ class DemoSession:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self.receiver.lock:
-                hit = next(((t, m) for t, m in getattr(self.receiver.data, kind) if m.header.stamp == stamp), None)
+                hit = next(
+                    (
+                        (t, m)
+                        for t, m in getattr(self.receiver.data, kind)
+                        if m.header.stamp == stamp
+                    ),
+                    None,
+                )
             if hit is not None:
                 return hit
             if kind == "graphs" and self.counter("rejected") > self._rejected_before:
-                raise RuntimeError(f"the perception node refused the frame; its log says why: "
-                                   f"{graph.log_dir}/perception_node.log")
+                raise RuntimeError(
+                    f"the perception node refused the frame; its log says why: "
+                    f"{graph.log_dir}/perception_node.log"
+                )
             graph.check_alive()
             time.sleep(0.05)
         raise TimeoutError(f"no {kind[:-1]} for the frame within {timeout:.0f} s")
@@ -260,8 +335,11 @@ def write_frame(out_dir: Path, name: str, graph_msg, overlay_msg) -> list[str]:
 def top_triplets(graph_msg, n: int = 3) -> list[str]:
     labels = {r.id: r.label for r in graph_msg.regions}
     rels = sorted(graph_msg.relations, key=lambda r: -r.score)[:n]
-    return [f"{labels.get(r.subject_id, '?')}#{r.subject_id} {r.predicate} {labels.get(r.object_id, '?')}#{r.object_id}"
-            f" ({r.score:.2f})" for r in rels]
+    return [
+        f"{labels.get(r.subject_id, '?')}#{r.subject_id} {r.predicate} {labels.get(r.object_id, '?')}#{r.object_id}"
+        f" ({r.score:.2f})"
+        for r in rels
+    ]
 
 
 def stage_table(frames: list[FrameOutcome], diag: dict[str, str]) -> str:
@@ -272,15 +350,22 @@ def stage_table(frames: list[FrameOutcome], diag: dict[str, str]) -> str:
     width = max(len(r[0]) for r in rows)
     lines = [f"{'stage':<{width}}  mean ms", f"{'-' * width}  -------"]
     lines += [f"{name:<{width}}  {ms:7.1f}" for name, ms in rows]
-    lines.append(f"backend: {diag.get('backend', '?')}, model: {diag.get('model', '?')}, "
-                 f"weights meaningful: {diag.get('weights_meaningful', '?')}")
+    lines.append(
+        f"backend: {diag.get('backend', '?')}, model: {diag.get('model', '?')}, "
+        f"weights meaningful: {diag.get('weights_meaningful', '?')}"
+    )
     return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------- main
 def node_overrides(args: argparse.Namespace) -> dict[str, dict[str, object]]:
-    ov = launch_overrides([CAMERA], backend=args.backend, model=args.model, device=args.device,
-                          precision=args.precision)
+    ov = launch_overrides(
+        [CAMERA],
+        backend=args.backend,
+        model=args.model,
+        device=args.device,
+        precision=args.precision,
+    )
     pn = ov["perception_node"]
     if args.quick:
         pn.update(QUICK_OVERRIDES)
@@ -310,9 +395,14 @@ def run(args: argparse.Namespace) -> dict:
     # the same for pn-run and ros2 launch) and logs it once.
     if args.points_per_side is None and args.device == "cpu" and not args.quick:
         pn["amg.points_per_side"] = CPU_POINTS_PER_SIDE
-        print(f"pn-demo: CPU run: {CPU_POINTS_PER_SIDE}x{CPU_POINTS_PER_SIDE} point grid (SAM's decoder costs "
-              f"~0.1-0.3 s per point on a laptop CPU); --points-per-side 16 or 32 for finer masks, or --device cuda")
-    photos = [(Path(s).stem if "/" in s or "." in s else s, load_image(s, args.max_side)) for s in args.images]
+        print(
+            f"pn-demo: CPU run: {CPU_POINTS_PER_SIDE}x{CPU_POINTS_PER_SIDE} point grid (SAM's decoder costs "
+            f"~0.1-0.3 s per point on a laptop CPU); --points-per-side 16 or 32 for finer masks, or --device cuda"
+        )
+    photos = [
+        (Path(s).stem if "/" in s or "." in s else s, load_image(s, args.max_side))
+        for s in args.images
+    ]
     params = write_params_file(overrides, base=Path(args.config_file), folder=out_dir)
     graph = NodeGraph(log_dir=out_dir / "logs")
     session = None
@@ -332,11 +422,20 @@ def run(args: argparse.Namespace) -> dict:
             t_graph, graph_msg = session.wait_for("graphs", header.stamp, graph, args.frame_timeout)
             _, overlay = session.wait_for("overlays", header.stamp, graph, 60.0)
             files = write_frame(out_dir, name, graph_msg, overlay)
-            frame = FrameOutcome(name, t_graph - t0, len(graph_msg.regions), len(graph_msg.relations), files,
-                                 top_triplets(graph_msg))
+            frame = FrameOutcome(
+                name,
+                t_graph - t0,
+                len(graph_msg.regions),
+                len(graph_msg.relations),
+                files,
+                top_triplets(graph_msg),
+            )
             frames.append(frame)
-            print(f"pn-demo: {name} {rgb.shape[1]}x{rgb.shape[0]}: {frame.regions} regions, {frame.relations} "
-                  f"relations, {1000 * frame.latency_s:.0f} ms; e.g. {'; '.join(frame.top) or '-'}", flush=True)
+            print(
+                f"pn-demo: {name} {rgb.shape[1]}x{rgb.shape[0]}: {frame.regions} regions, {frame.relations} "
+                f"relations, {1000 * frame.latency_s:.0f} ms; e.g. {'; '.join(frame.top) or '-'}",
+                flush=True,
+            )
         time.sleep(1.0)  # one more diagnostics period, so the means include the last frame
         diag = session.receiver.diagnostics_values()
     finally:
@@ -346,9 +445,17 @@ def run(args: argparse.Namespace) -> dict:
         params.unlink(missing_ok=True)
     print()
     print(stage_table(frames, diag))
-    summary = {"frames": [f.__dict__ for f in frames], "diagnostics": diag, "weights_meaningful": meaningful,
-               "sam_model": model, "real_sam_weights": real_sam, "clip_model": clip_model,
-               "real_clip_weights": real_clip, "generated_parts": _parts(diag), "out_dir": str(out_dir)}
+    summary = {
+        "frames": [f.__dict__ for f in frames],
+        "diagnostics": diag,
+        "weights_meaningful": meaningful,
+        "sam_model": model,
+        "real_sam_weights": real_sam,
+        "clip_model": clip_model,
+        "real_clip_weights": real_clip,
+        "generated_parts": _parts(diag),
+        "out_dir": str(out_dir),
+    }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     if not meaningful:
         print(untrained_banner(_parts(diag)))

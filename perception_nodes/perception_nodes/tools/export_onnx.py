@@ -25,44 +25,81 @@ then: pn-build-engine --onnx <out-dir>/encoder.onnx  (and decoder.onnx) on the t
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="pn-export-onnx", description=__doc__.split("\n\n")[0], epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        prog="pn-export-onnx",
+        description=__doc__.split("\n\n")[0],
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     # not argparse choices: main() answers an unknown name with exit status 2 and the registry's list
-    parser.add_argument("--model", required=True, help="SAM registry name: " + ", ".join(SAM_MODEL_NAMES))
+    parser.add_argument(
+        "--model", required=True, help="SAM registry name: " + ", ".join(SAM_MODEL_NAMES)
+    )
     weights = parser.add_mutually_exclusive_group()
-    weights.add_argument("--checkpoint", type=Path,
-                         help="state_dict file (default: the cached official weights)")
-    weights.add_argument("--generated", action="store_true",
-                         help="export seeded RANDOM weights (tests/demos; output is meaningless)")
+    weights.add_argument(
+        "--checkpoint", type=Path, help="state_dict file (default: the cached official weights)"
+    )
+    weights.add_argument(
+        "--generated",
+        action="store_true",
+        help="export seeded RANDOM weights (tests/demos; output is meaningless)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of --generated weights")
-    parser.add_argument("--out-dir", type=Path, default=None,
-                        help="output folder (default: $PERCEPTION_NODES_CACHE/onnx/<model>)")
+    parser.add_argument(
+        "--out-dir",
+        type=Path,
+        default=None,
+        help="output folder (default: $PERCEPTION_NODES_CACHE/onnx/<model>)",
+    )
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--both", dest="multimask", action="store_const", const="both",
-                      help="decoder returns the single AND the 3 multimask outputs (default)")
-    mode.add_argument("--multimask", dest="multimask", action="store_const", const="multimask",
-                      help="decoder returns only the 3 multimask outputs")
-    mode.add_argument("--single-mask", dest="multimask", action="store_const", const="single",
-                      help="decoder returns only the single-mask output")
+    mode.add_argument(
+        "--both",
+        dest="multimask",
+        action="store_const",
+        const="both",
+        help="decoder returns the single AND the 3 multimask outputs (default)",
+    )
+    mode.add_argument(
+        "--multimask",
+        dest="multimask",
+        action="store_const",
+        const="multimask",
+        help="decoder returns only the 3 multimask outputs",
+    )
+    mode.add_argument(
+        "--single-mask",
+        dest="multimask",
+        action="store_const",
+        const="single",
+        help="decoder returns only the single-mask output",
+    )
     parser.set_defaults(multimask="both")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     parser.add_argument("--device", default="cpu", help="torch device used for tracing")
-    parser.add_argument("--no-verify", action="store_true",
-                        help="skip the onnxruntime-vs-PyTorch smoke run")
+    parser.add_argument(
+        "--no-verify", action="store_true", help="skip the onnxruntime-vs-PyTorch smoke run"
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     if args.opset < 14:
-        print(f"error: --opset {args.opset} is too old (SAM needs >= 14; 17 recommended)",
-              file=sys.stderr)
+        print(
+            f"error: --opset {args.opset} is too old (SAM needs >= 14; 17 recommended)",
+            file=sys.stderr,
+        )
         return 2
     from perception_nodes.core.sam.export import export_sam
-    from perception_nodes.core.sam.registry import build_sam_model, get_spec, make_generated_checkpoint
+    from perception_nodes.core.sam.registry import (
+        build_sam_model,
+        get_spec,
+        make_generated_checkpoint,
+    )
 
     try:
         get_spec(args.model)
@@ -73,10 +110,13 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = args.checkpoint
         if args.generated:
-            checkpoint = make_generated_checkpoint(args.model, Path(tmp) / f"{args.model}.pth",
-                                                   args.seed)
-            print(f"NOTE: exporting GENERATED random weights (seed {args.seed}) of {args.model}: "
-                  "the masks will be meaningless; use --checkpoint for real weights")
+            checkpoint = make_generated_checkpoint(
+                args.model, Path(tmp) / f"{args.model}.pth", args.seed
+            )
+            print(
+                f"NOTE: exporting GENERATED random weights (seed {args.seed}) of {args.model}: "
+                "the masks will be meaningless; use --checkpoint for real weights"
+            )
         try:
             model = build_sam_model(args.model, checkpoint, device=args.device)
             if checkpoint is None:
@@ -86,8 +126,15 @@ def main(argv: list[str] | None = None) -> int:
         except CheckpointError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
-        result = export_sam(model, args.model, checkpoint, out_dir, args.multimask, args.opset,
-                            verify=not args.no_verify)
+        result = export_sam(
+            model,
+            args.model,
+            checkpoint,
+            out_dir,
+            args.multimask,
+            args.opset,
+            verify=not args.no_verify,
+        )
     print(f"encoder: {result.encoder_path}")
     print(f"decoder: {result.decoder_path}  (outputs: {args.multimask})")
     for name, diff in result.max_abs_diff.items():

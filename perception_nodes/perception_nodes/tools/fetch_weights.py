@@ -63,14 +63,16 @@ def registry_rows(cache_dir: str | Path | None = None) -> list[dict[str, str]]:
     """One row per registry entry: name, file, size, sha256 (short), license, cached."""
     rows = []
     for spec in all_specs().values():
-        rows.append({
-            "name": spec.name,
-            "file": spec.filename or "(test only, generated)",
-            "size": _human_size(spec.size_bytes),
-            "sha256": spec.sha256[:12] if spec.sha256 else "-",
-            "license": spec.license,
-            "cached": cache_status(spec, cache_dir),
-        })
+        rows.append(
+            {
+                "name": spec.name,
+                "file": spec.filename or "(test only, generated)",
+                "size": _human_size(spec.size_bytes),
+                "sha256": spec.sha256[:12] if spec.sha256 else "-",
+                "license": spec.license,
+                "cached": cache_status(spec, cache_dir),
+            }
+        )
     return rows
 
 
@@ -90,16 +92,28 @@ def _parser() -> argparse.ArgumentParser:
         prog="pn-fetch-weights",
         description="Download SAM and CLIP weights (progress bar, resume, sha256 check) into the cache.",
         epilog=f"Cache: --cache-dir, else ${CACHE_ENV}, else ~/.cache/perception_nodes "
-        "(files in its weights/ folder). Valid names: " + ", ".join(
-            [n for n, s in all_specs().items() if s.url] + [CLIP_ALIAS]),
+        "(files in its weights/ folder). Valid names: "
+        + ", ".join([n for n, s in all_specs().items() if s.url] + [CLIP_ALIAS]),
     )
-    p.add_argument("models", nargs="*", metavar="MODEL",
-                   help="registry names to fetch, e.g. vit_t vit_b clip (none: the default SAM + CLIP)")
+    p.add_argument(
+        "models",
+        nargs="*",
+        metavar="MODEL",
+        help="registry names to fetch, e.g. vit_t vit_b clip (none: the default SAM + CLIP)",
+    )
     p.add_argument("--all", action="store_true", help="fetch every downloadable model")
-    p.add_argument("--list", action="store_true", help="print the registry table and cache state, then exit")
-    p.add_argument("--cache-dir", type=Path, default=None, help=f"cache root (default ${CACHE_ENV})")
-    p.add_argument("--force", action="store_true", help="download again even if a verified file is cached")
-    p.add_argument("--timeout", type=float, default=30.0, help="network timeout per request, seconds")
+    p.add_argument(
+        "--list", action="store_true", help="print the registry table and cache state, then exit"
+    )
+    p.add_argument(
+        "--cache-dir", type=Path, default=None, help=f"cache root (default ${CACHE_ENV})"
+    )
+    p.add_argument(
+        "--force", action="store_true", help="download again even if a verified file is cached"
+    )
+    p.add_argument(
+        "--timeout", type=float, default=30.0, help="network timeout per request, seconds"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -131,16 +145,28 @@ def main(argv: list[str] | None = None) -> int:
     failures = 0
     for spec in _select(args, parser):
         try:
-            path = fetch(spec, args.cache_dir, progress=not args.no_progress, force=args.force,
-                         timeout=args.timeout)
+            path = fetch(
+                spec,
+                args.cache_dir,
+                progress=not args.no_progress,
+                force=args.force,
+                timeout=args.timeout,
+            )
         except CheckpointError as exc:  # DownloadError, ChecksumMismatchError, ...
             failures += 1
             print(f"FAILED {spec.name}: {exc}", file=sys.stderr)
             continue
-        print(f"ok     {spec.name}: {path} (sha256 verified)" if spec.sha256 else f"ok     {spec.name}: {path}")
+        print(
+            f"ok     {spec.name}: {path} (sha256 verified)"
+            if spec.sha256
+            else f"ok     {spec.name}: {path}"
+        )
     if failures:
-        print(f"{failures} of the requested models could not be fetched; expected files under "
-              f"{weights_dir(args.cache_dir)}", file=sys.stderr)
+        print(
+            f"{failures} of the requested models could not be fetched; expected files under "
+            f"{weights_dir(args.cache_dir)}",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

@@ -43,8 +43,11 @@ def _set_dotted(params: dict, dotted: str, value) -> None:
     params[leaf] = value
 
 
-def write_params_file(overrides: dict[str, dict[str, object]], base: Path = DEFAULT_CONFIG,
-                      folder: str | os.PathLike | None = None) -> Path:
+def write_params_file(
+    overrides: dict[str, dict[str, object]],
+    base: Path = DEFAULT_CONFIG,
+    folder: str | os.PathLike | None = None,
+) -> Path:
     """The ``base`` parameter file with ``{node: {dotted.name: value}}`` applied, as a new file."""
     data = yaml.safe_load(Path(base).read_text()) or {}
     data = copy.deepcopy(data)
@@ -90,22 +93,44 @@ class NodeGraph:
     processes: list[NodeProcess] = field(default_factory=list)
     log_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="pn_logs_")))
 
-    def start(self, executable: str, params_file: Path | None = None, namespace: str = "",
-              extra_params: dict[str, object] | None = None, quiet: bool = True) -> NodeProcess:
-        cmd = [sys.executable, "-m", NODE_MODULES[executable], "--ros-args", "-r", f"__node:={executable}"]
+    def start(
+        self,
+        executable: str,
+        params_file: Path | None = None,
+        namespace: str = "",
+        extra_params: dict[str, object] | None = None,
+        quiet: bool = True,
+    ) -> NodeProcess:
+        cmd = [
+            sys.executable,
+            "-m",
+            NODE_MODULES[executable],
+            "--ros-args",
+            "-r",
+            f"__node:={executable}",
+        ]
         if namespace:
             cmd += ["-r", f"__ns:={namespace}"]
         if params_file is not None:
             cmd += ["--params-file", str(params_file)]
         for k, v in (extra_params or {}).items():
-            cmd += ["-p", f"{k}:={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}"]
+            cmd += [
+                "-p",
+                f"{k}:={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}",
+            ]
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{executable}.log"
         log = open(log_path, "w")
         # log files: unbuffered, so that a log line is there as soon as the node writes it
         env = dict(os.environ, PYTHONUNBUFFERED="1", RCUTILS_LOGGING_BUFFERED_STREAM="0")
-        proc = subprocess.Popen(cmd, stdout=log if quiet else None, stderr=subprocess.STDOUT if quiet else None,
-                                env=env, start_new_session=True, preexec_fn=_die_with_parent)
+        proc = subprocess.Popen(
+            cmd,
+            stdout=log if quiet else None,
+            stderr=subprocess.STDOUT if quiet else None,
+            env=env,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
         node = NodeProcess(executable, proc, log_path)
         self.processes.append(node)
         return node

@@ -22,7 +22,7 @@ from perception_nodes.ros.qos import SERVICE_QOS
 
 @dataclass
 class Received:
-    graphs: list = field(default_factory=list)          # (receive time, SceneGraph)
+    graphs: list = field(default_factory=list)  # (receive time, SceneGraph)
     regions: list = field(default_factory=list)
     overlays: list = field(default_factory=list)
     label_images: list = field(default_factory=list)
@@ -33,20 +33,42 @@ class Received:
 class GraphReceiver(Node):
     """Subscribes to ``<camera>/<out_ns>/*`` and ``/diagnostics``; clients for the node's services."""
 
-    def __init__(self, camera: str = "/camera", out_ns: str = "perception", node: str = "/perception_node", **kwargs):
+    def __init__(
+        self,
+        camera: str = "/camera",
+        out_ns: str = "perception",
+        node: str = "/perception_node",
+        **kwargs,
+    ):
         super().__init__("graph_receiver", **kwargs)
         base = f"{camera}/{out_ns}"
         self.data = Received()
         self.lock = threading.Lock()
-        self.create_subscription(SceneGraph, f"{base}/scene_graph", lambda m: self._add("graphs", m), 50)
-        self.create_subscription(RegionArray, f"{base}/regions", lambda m: self._add("regions", m), 50)
+        self.create_subscription(
+            SceneGraph, f"{base}/scene_graph", lambda m: self._add("graphs", m), 50
+        )
+        self.create_subscription(
+            RegionArray, f"{base}/regions", lambda m: self._add("regions", m), 50
+        )
         self.create_subscription(Image, f"{base}/overlay", lambda m: self._add("overlays", m), 50)
-        self.create_subscription(Image, f"{base}/label_image", lambda m: self._add("label_images", m), 50)
-        self.create_subscription(MarkerArray, f"{base}/markers", lambda m: self._add("markers", m), 50)
-        self.create_subscription(DiagnosticArray, "/diagnostics", lambda m: self._add("diagnostics", m), 50)
-        self.set_vocabulary = self.create_client(SetVocabulary, f"{node}/set_vocabulary", qos_profile=SERVICE_QOS)
-        self.get_vocabulary = self.create_client(GetVocabulary, f"{node}/get_vocabulary", qos_profile=SERVICE_QOS)
-        self.query_regions = self.create_client(QueryRegions, f"{node}/query_regions", qos_profile=SERVICE_QOS)
+        self.create_subscription(
+            Image, f"{base}/label_image", lambda m: self._add("label_images", m), 50
+        )
+        self.create_subscription(
+            MarkerArray, f"{base}/markers", lambda m: self._add("markers", m), 50
+        )
+        self.create_subscription(
+            DiagnosticArray, "/diagnostics", lambda m: self._add("diagnostics", m), 50
+        )
+        self.set_vocabulary = self.create_client(
+            SetVocabulary, f"{node}/set_vocabulary", qos_profile=SERVICE_QOS
+        )
+        self.get_vocabulary = self.create_client(
+            GetVocabulary, f"{node}/get_vocabulary", qos_profile=SERVICE_QOS
+        )
+        self.query_regions = self.create_client(
+            QueryRegions, f"{node}/query_regions", qos_profile=SERVICE_QOS
+        )
 
     def _add(self, kind: str, msg) -> None:
         with self.lock:

@@ -16,41 +16,73 @@ from perception_nodes.core.config import PRECISIONS, SAM_BACKENDS, SAM_MODEL_NAM
 from perception_nodes.launch_overrides import launch_overrides, parse_cameras
 from perception_nodes.tools.graph_runner import DEFAULT_CONFIG, NodeGraph, write_params_file
 
-
 STOP_TIMEOUT_S = 3.0  # the nodes exit within this after SIGINT (then: SIGKILL, exit code 1)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="pn-run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--cameras", default="/camera", help="comma-separated camera namespaces (default /camera)")
-    p.add_argument("--image-topic", default="image_raw", help="image topic relative to each camera namespace")
+    p = argparse.ArgumentParser(
+        prog="pn-run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--cameras", default="/camera", help="comma-separated camera namespaces (default /camera)"
+    )
+    p.add_argument(
+        "--image-topic", default="image_raw", help="image topic relative to each camera namespace"
+    )
     p.add_argument("--backend", default="torch", choices=SAM_BACKENDS)
     p.add_argument("--model", default="vit_t", choices=SAM_MODEL_NAMES, help="SAM registry model")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--precision", default="fp32", choices=PRECISIONS)
-    p.add_argument("--use-depth", action="store_true", help="use depth + CameraInfo for 3D centroids")
-    p.add_argument("--config-file", default=str(DEFAULT_CONFIG), help="parameter file (default: config/scene_graph.yaml)")
+    p.add_argument(
+        "--use-depth", action="store_true", help="use depth + CameraInfo for 3D centroids"
+    )
+    p.add_argument(
+        "--config-file",
+        default=str(DEFAULT_CONFIG),
+        help="parameter file (default: config/scene_graph.yaml)",
+    )
     p.add_argument("--rviz", action="store_true", help="also start rviz2 (needs a ROS 2 install)")
-    p.add_argument("--demo-images", action="store_true", help="publish scikit-image's photos as the camera stream")
-    p.add_argument("--verbose", action="store_true", help="show node output here instead of log files")
+    p.add_argument(
+        "--demo-images",
+        action="store_true",
+        help="publish scikit-image's photos as the camera stream",
+    )
+    p.add_argument(
+        "--verbose", action="store_true", help="show node output here instead of log files"
+    )
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     cameras = parse_cameras(args.cameras)
-    overrides = launch_overrides(cameras, args.image_topic, args.backend, args.model, args.device, args.precision,
-                                 args.use_depth)
+    overrides = launch_overrides(
+        cameras,
+        args.image_topic,
+        args.backend,
+        args.model,
+        args.device,
+        args.precision,
+        args.use_depth,
+    )
     params = write_params_file(overrides, base=args.config_file)
     graph = NodeGraph()
     graph.start("perception_node", params, quiet=not args.verbose)
     graph.start("visualization_node", params, quiet=not args.verbose)
     if args.demo_images:
-        graph.start("image_folder_publisher", None, namespace=cameras[0], extra_params={"loops": 0, "rate": 1.0},
-                    quiet=not args.verbose)
+        graph.start(
+            "image_folder_publisher",
+            None,
+            namespace=cameras[0],
+            extra_params={"loops": 0, "rate": 1.0},
+            quiet=not args.verbose,
+        )
     if args.rviz:
         if shutil.which("rviz2") is None:
-            print("pn-run: rviz2 is not installed here (it needs a ROS 2 install); skipping it", file=sys.stderr)
+            print(
+                "pn-run: rviz2 is not installed here (it needs a ROS 2 install); skipping it",
+                file=sys.stderr,
+            )
         else:
             import subprocess
 

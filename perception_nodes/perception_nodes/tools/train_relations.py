@@ -16,9 +16,13 @@ from pathlib import Path
 
 import torch
 
-from perception_nodes.training.relation_samples import MODES, SegmentFn, cache_key, extract_samples
-from perception_nodes.core.relations.head import RelationHead, RelationHeadConfig, save_relation_head
+from perception_nodes.core.relations.head import (
+    RelationHead,
+    RelationHeadConfig,
+    save_relation_head,
+)
 from perception_nodes.training.psg import load_psg
+from perception_nodes.training.relation_samples import MODES, SegmentFn, cache_key, extract_samples
 from perception_nodes.training.relations import TrainSettings, evaluate, settings_dict, train_head
 
 logger = logging.getLogger(__name__)
@@ -32,23 +36,41 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d = p.add_argument_group("data")
     d.add_argument("--psg-json", required=True, type=Path, help="OpenPSG psg.json")
-    d.add_argument("--image-root", type=Path, help="folder of the images (default: next to psg.json)")
-    d.add_argument("--seg-root", type=Path, help="folder of the panoptic PNGs (default: next to psg.json)")
+    d.add_argument(
+        "--image-root", type=Path, help="folder of the images (default: next to psg.json)"
+    )
+    d.add_argument(
+        "--seg-root", type=Path, help="folder of the panoptic PNGs (default: next to psg.json)"
+    )
     d.add_argument("--train-split", default="train", choices=("train", "test", "all"))
     d.add_argument("--val-split", default="test", choices=("train", "test", "all", "none"))
-    d.add_argument("--max-images", type=int, default=0, help="use at most this many images per split (0 = all)")
+    d.add_argument(
+        "--max-images", type=int, default=0, help="use at most this many images per split (0 = all)"
+    )
     s = p.add_argument_group("segmentation")
     s.add_argument("--mode", choices=MODES, default="auto",
                    help="auto: SAM segment-everything + IoU matching (what the pipeline sees at run time; "
                         "use it for real training). gt-boxes: SAM prompted with GT boxes, masks 1:1 with GT "
                         "(fast and clean; use it for quick experiments, tests, or slow CPUs)")  # fmt: skip
-    s.add_argument("--sam-model", default="vit_b", help="SAM registry name (recorded in the checkpoint)")
-    s.add_argument("--sam-checkpoint", type=Path, help="SAM weights (default: cached official weights)")
+    s.add_argument(
+        "--sam-model", default="vit_b", help="SAM registry name (recorded in the checkpoint)"
+    )
+    s.add_argument(
+        "--sam-checkpoint", type=Path, help="SAM weights (default: cached official weights)"
+    )
     s.add_argument("--points-per-side", type=int, default=16, help="auto mode: point grid side")
-    s.add_argument("--pred-iou-thresh", type=float, default=0.88, help="auto mode: SAM predicted-IoU filter")
-    s.add_argument("--stability-thresh", type=float, default=0.95, help="auto mode: SAM stability filter")
-    s.add_argument("--max-regions", type=int, default=100, help="auto mode: keep at most this many regions")
-    s.add_argument("--min-iou", type=float, default=0.5, help="auto mode: minimum IoU to match a GT mask")
+    s.add_argument(
+        "--pred-iou-thresh", type=float, default=0.88, help="auto mode: SAM predicted-IoU filter"
+    )
+    s.add_argument(
+        "--stability-thresh", type=float, default=0.95, help="auto mode: SAM stability filter"
+    )
+    s.add_argument(
+        "--max-regions", type=int, default=100, help="auto mode: keep at most this many regions"
+    )
+    s.add_argument(
+        "--min-iou", type=float, default=0.5, help="auto mode: minimum IoU to match a GT mask"
+    )
     s.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     s.add_argument("--cache-dir", type=Path, help="feature cache (default: OUT_DIR/cache)")
     m = p.add_argument_group("model")
@@ -56,8 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--layers", type=int, default=2, help="transformer encoder layers over regions")
     m.add_argument("--heads", type=int, default=8)
     m.add_argument("--ff-dim", type=int, default=512)
-    m.add_argument("--pred-dim", type=int, default=64, help="per-predicate subject/object projection dim")
-    m.add_argument("--geo-hidden", type=int, default=64, help="hidden size of the pair-geometry MLP")
+    m.add_argument(
+        "--pred-dim", type=int, default=64, help="per-predicate subject/object projection dim"
+    )
+    m.add_argument(
+        "--geo-hidden", type=int, default=64, help="hidden size of the pair-geometry MLP"
+    )
     m.add_argument("--dropout", type=float, default=0.1)
     t = p.add_argument_group("training")
     t.add_argument("--epochs", type=int, default=20)
@@ -65,11 +91,19 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--weight-decay", type=float, default=0.05)
     t.add_argument("--loss", choices=("bce", "focal"), default="bce")
-    t.add_argument("--distill-weight", type=float, default=0.3,
-                   help="weight of the EMA model's predictions in the soft targets (0 = off)")
-    t.add_argument("--distill-warmup", type=int, default=200, help="steps over which that weight ramps up")
+    t.add_argument(
+        "--distill-weight",
+        type=float,
+        default=0.3,
+        help="weight of the EMA model's predictions in the soft targets (0 = off)",
+    )
+    t.add_argument(
+        "--distill-warmup", type=int, default=200, help="steps over which that weight ramps up"
+    )
     t.add_argument("--ema-decay", type=float, default=0.99)
-    t.add_argument("--save", choices=("model", "ema"), default="model", help="which weights to save")
+    t.add_argument(
+        "--save", choices=("model", "ema"), default="model", help="which weights to save"
+    )
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--ks", type=int, nargs="+", default=[20, 50, 100], help="K of R@K / mR@K")
     o = p.add_argument_group("output")
@@ -83,11 +117,18 @@ def make_segmenter(args: argparse.Namespace) -> tuple[SegmentFn, bool]:
     from perception_nodes.core.sam.amg import MaskGenerator
     from perception_nodes.core.sam.backends import create_backend
 
-    backend = create_backend("torch", model=args.sam_model, checkpoint=args.sam_checkpoint, device=args.device)
+    backend = create_backend(
+        "torch", model=args.sam_model, checkpoint=args.sam_checkpoint, device=args.device
+    )
     untrained = bool(getattr(getattr(backend, "model", None), "pn_untrained", False))
     if args.mode == "auto":
-        gen = MaskGenerator(backend, points_per_side=args.points_per_side, pred_iou_thresh=args.pred_iou_thresh,
-                            stability_score_thresh=args.stability_thresh, max_regions=args.max_regions)
+        gen = MaskGenerator(
+            backend,
+            points_per_side=args.points_per_side,
+            pred_iou_thresh=args.pred_iou_thresh,
+            stability_score_thresh=args.stability_thresh,
+            max_regions=args.max_regions,
+        )
         return (lambda image, boxes: gen.generate(image)), untrained
     gen = MaskGenerator(backend)
     return (lambda image, boxes: gen.predict_boxes(image, boxes)), untrained
@@ -117,8 +158,12 @@ def run(args: argparse.Namespace, segment: SegmentFn | None = None) -> dict:
                     ckpt=str(args.sam_checkpoint), pps=args.points_per_side, min_iou=args.min_iou,
                     auto=(args.pred_iou_thresh, args.stability_thresh, args.max_regions))  # fmt: skip
     cache = (args.cache_dir or args.out_dir / "cache") / key
-    train, train_counts = extract_samples(dataset, train_images, segment, args.mode, cache, args.min_iou, "train features")
-    val, val_counts = extract_samples(dataset, val_images, segment, args.mode, cache, args.min_iou, "val features")
+    train, train_counts = extract_samples(
+        dataset, train_images, segment, args.mode, cache, args.min_iou, "train features"
+    )
+    val, val_counts = extract_samples(
+        dataset, val_images, segment, args.mode, cache, args.min_iou, "val features"
+    )
     config = RelationHeadConfig(
         predicates=dataset.predicate_classes, categories=dataset.categories, sam_model=args.sam_model,
         token_dim=int(train[0].tokens.shape[1]), width=args.width, num_layers=args.layers, num_heads=args.heads,

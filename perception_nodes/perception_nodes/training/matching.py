@@ -20,7 +20,9 @@ logger = logging.getLogger(__name__)
 def mask_iou_matrix(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     """``(Np, Ng)`` IoU between ``(Np, H, W)`` and ``(Ng, H, W)`` bool masks."""
     if pred.shape[1:] != gt.shape[1:]:
-        raise ValueError(f"mask sizes differ: predicted {pred.shape[1:]}, ground truth {gt.shape[1:]}")
+        raise ValueError(
+            f"mask sizes differ: predicted {pred.shape[1:]}, ground truth {gt.shape[1:]}"
+        )
     p = pred.reshape(pred.shape[0], -1).astype(np.float32)
     g = gt.reshape(gt.shape[0], -1).astype(np.float32)
     inter = p @ g.T

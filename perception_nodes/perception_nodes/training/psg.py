@@ -107,8 +107,14 @@ class PsgDataset:
             raise FileNotFoundError(f"panoptic PNG {path} listed in psg.json does not exist")
         ids = rgb2id(np.asarray(Image.open(path).convert("RGB")))
         if ids.shape != (image.height, image.width):
-            raise PsgFormatError(f"{path}: size {ids.shape} differs from psg.json ({image.height}, {image.width})")
-        masks = np.stack([ids == s.id for s in image.segments]) if image.segments else np.zeros((0, *ids.shape), bool)
+            raise PsgFormatError(
+                f"{path}: size {ids.shape} differs from psg.json ({image.height}, {image.width})"
+            )
+        masks = (
+            np.stack([ids == s.id for s in image.segments])
+            if image.segments
+            else np.zeros((0, *ids.shape), bool)
+        )
         empty = [s.id for s, m in zip(image.segments, masks) if not m.any()]
         if empty:
             logger.warning("%s: segments %s have no pixels in the panoptic PNG", path, empty)
@@ -131,18 +137,24 @@ def _parse_image(d: dict, n_cat: int, n_pred: int) -> PsgImage:
     if bad_cat:
         raise PsgFormatError(f"{im.file_name}: category ids {bad_cat} outside 0..{n_cat - 1}")
     if rel.size and (rel[:, :2].max() >= len(segs) or rel.min() < 0 or rel[:, 2].max() >= n_pred):
-        raise PsgFormatError(f"{im.file_name}: relation indices out of range ({len(segs)} segments, {n_pred} predicates)")
+        raise PsgFormatError(
+            f"{im.file_name}: relation indices out of range ({len(segs)} segments, {n_pred} predicates)"
+        )
     return im
 
 
-def load_psg(json_path: str | Path, image_root: str | Path | None = None, seg_root: str | Path | None = None) -> PsgDataset:
+def load_psg(
+    json_path: str | Path, image_root: str | Path | None = None, seg_root: str | Path | None = None
+) -> PsgDataset:
     """Load ``psg.json``; roots default to the JSON file's folder."""
     json_path = Path(json_path)
     with open(json_path, encoding="utf-8") as f:
         raw = json.load(f)
     for key in ("data", "thing_classes", "stuff_classes", "predicate_classes"):
         if key not in raw:
-            raise PsgFormatError(f"{json_path} lacks the top-level key {key!r} (not an OpenPSG psg.json?)")
+            raise PsgFormatError(
+                f"{json_path} lacks the top-level key {key!r} (not an OpenPSG psg.json?)"
+            )
     n_cat = len(raw["thing_classes"]) + len(raw["stuff_classes"])
     images = [_parse_image(d, n_cat, len(raw["predicate_classes"])) for d in raw["data"]]
     root = json_path.parent
@@ -184,7 +196,9 @@ def write_panoptic_png(path: str | Path, masks: np.ndarray, segment_ids: list[in
     Image.fromarray(id2rgb(ids)).save(path)
 
 
-def segment_from_mask(seg_id: int, category_id: int, mask: np.ndarray, isthing: bool = True) -> PsgSegment:
+def segment_from_mask(
+    seg_id: int, category_id: int, mask: np.ndarray, isthing: bool = True
+) -> PsgSegment:
     """A :class:`PsgSegment` with the tight XYWH box and area of ``mask``."""
     ys, xs = np.nonzero(mask)
     if ys.size == 0:

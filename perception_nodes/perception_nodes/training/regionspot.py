@@ -28,9 +28,6 @@ import torch
 from torchvision.ops import sigmoid_focal_loss
 from tqdm import tqdm
 
-from perception_nodes.core.records import dataclass_from_dict
-from perception_nodes.core.clip_model import ClipModel, load_clip_model
-from perception_nodes.core.vocabulary import DEFAULT_TEMPLATES, Vocabulary
 from perception_nodes.core.classify.regionspot import (
     CheckpointMismatchError,
     RegionSpotConfig,
@@ -38,6 +35,9 @@ from perception_nodes.core.classify.regionspot import (
     read_regionspot_checkpoint,
     save_regionspot_checkpoint,
 )
+from perception_nodes.core.clip_model import ClipModel, load_clip_model
+from perception_nodes.core.records import dataclass_from_dict
+from perception_nodes.core.vocabulary import DEFAULT_TEMPLATES, Vocabulary
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +78,9 @@ def load_coco(path: str | Path, min_box_size: float = 2.0) -> CocoData:
             skipped += 1
             continue
         if a["category_id"] not in cat_index or a["image_id"] not in per_image:
-            raise DatasetError(f"{path}: annotation {a.get('id')} refers to an unknown image or category")
+            raise DatasetError(
+                f"{path}: annotation {a.get('id')} refers to an unknown image or category"
+            )
         per_image[a["image_id"]].append((x, y, x + w, y + h, cat_index[a["category_id"]]))
     images = []
     for im in data["images"]:
@@ -86,8 +88,14 @@ def load_coco(path: str | Path, min_box_size: float = 2.0) -> CocoData:
         if not rows:
             continue
         arr = np.asarray(rows, dtype=np.float64)
-        images.append({"id": im["id"], "file_name": im["file_name"], "boxes": arr[:, :4].astype(np.float32),
-                       "labels": arr[:, 4].astype(np.int64)})
+        images.append(
+            {
+                "id": im["id"],
+                "file_name": im["file_name"],
+                "boxes": arr[:, :4].astype(np.float32),
+                "labels": arr[:, 4].astype(np.int64),
+            }
+        )
     if skipped:
         logger.info("%s: skipped %d crowd/degenerate boxes", path, skipped)
     if not images:
@@ -95,13 +103,17 @@ def load_coco(path: str | Path, min_box_size: float = 2.0) -> CocoData:
     return CocoData(images, names)
 
 
-def split_images(images: list[dict], val_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+def split_images(
+    images: list[dict], val_fraction: float, seed: int
+) -> tuple[list[dict], list[dict]]:
     """Deterministic held-out split by image."""
     order = list(range(len(images)))
     random.Random(seed).shuffle(order)
     n_val = max(1, int(round(len(images) * val_fraction))) if val_fraction > 0 else 0
     if n_val >= len(images):
-        raise DatasetError(f"val_fraction {val_fraction} leaves no training image ({len(images)} images)")
+        raise DatasetError(
+            f"val_fraction {val_fraction} leaves no training image ({len(images)} images)"
+        )
     val = {i for i in order[:n_val]}
     return [im for i, im in enumerate(images) if i not in val], [images[i] for i in sorted(val)]
 
@@ -111,12 +123,16 @@ def read_rgb(path: Path) -> np.ndarray:
 
     try:
         with Image.open(path) as im:
-            return np.array(im.convert("RGB"))  # writable: torch.from_numpy warns on read-only arrays
+            return np.array(
+                im.convert("RGB")
+            )  # writable: torch.from_numpy warns on read-only arrays
     except OSError as exc:
         raise DatasetError(f"cannot read image {path}: {exc}") from exc
 
 
-def sam_box_token_fn(sam_model: str, sam_checkpoint: str | Path, device: str = "cpu") -> tuple[BoxTokenFn, bool]:
+def sam_box_token_fn(
+    sam_model: str, sam_checkpoint: str | Path, device: str = "cpu"
+) -> tuple[BoxTokenFn, bool]:
     """Mask tokens of box prompts from the SAM engineer's ``MaskGenerator.predict_boxes``.
 
     Returns the function and whether the SAM weights are untrained.
@@ -139,7 +155,9 @@ class FeatureCache:
     ``key`` hashes the SAM and CLIP names and checkpoint hashes, so other weights never reuse it.
     """
 
-    def __init__(self, cache_dir: str | Path, sam_model: str, sam_sha: str, clip: ClipModel) -> None:
+    def __init__(
+        self, cache_dir: str | Path, sam_model: str, sam_sha: str, clip: ClipModel
+    ) -> None:
         ident = json.dumps([sam_model, sam_sha, clip.name, clip.checkpoint_sha256, clip.image_size])
         self.dir = Path(cache_dir) / hashlib.sha256(ident.encode()).hexdigest()[:16]
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -149,8 +167,14 @@ class FeatureCache:
         h = hashlib.sha1(rec["boxes"].tobytes()).hexdigest()[:10]
         return self.dir / f"{rec['id']}_{h}.pt"
 
-    def build(self, records: list[dict], images_dir: Path, box_tokens: BoxTokenFn, clip: ClipModel,
-              progress: bool = True) -> list[dict]:
+    def build(
+        self,
+        records: list[dict],
+        images_dir: Path,
+        box_tokens: BoxTokenFn,
+        clip: ClipModel,
+        progress: bool = True,
+    ) -> list[dict]:
         """Features ``{"tokens": (n,256), "visual": (T,W), "labels": (n,)}`` per record (computed once)."""
         out = []
         for rec in tqdm(records, desc="encoding images (cached)", disable=not progress, unit="img"):
@@ -159,8 +183,11 @@ class FeatureCache:
                 image = read_rgb(images_dir / rec["file_name"])
                 tokens = box_tokens(image, rec["boxes"])
                 visual, _ = clip.visual_tokens(clip.preprocess_full_image(image))
-                feats = {"tokens": torch.from_numpy(tokens).half(), "visual": visual[0].cpu().half(),
-                         "labels": torch.from_numpy(rec["labels"])}
+                feats = {
+                    "tokens": torch.from_numpy(tokens).half(),
+                    "visual": visual[0].cpu().half(),
+                    "labels": torch.from_numpy(rec["labels"]),
+                }
                 torch.save(feats, p.with_suffix(".tmp"))
                 p.with_suffix(".tmp").replace(p)
             out.append(torch.load(p, map_location="cpu", weights_only=True))
@@ -206,19 +233,25 @@ class TrainConfig:
 class TrainResult:
     checkpoint: Path
     best_checkpoint: Path
-    history: list[dict]  # per epoch: epoch, train_loss, val_loss, val_top1, val_mean_class_acc, steps
+    history: list[
+        dict
+    ]  # per epoch: epoch, train_loss, val_loss, val_top1, val_mean_class_acc, steps
 
     @property
     def best_val_top1(self) -> float:
         return max(h["val_top1"] for h in self.history)
 
 
-def _collate(items: list[dict], max_queries: int, rng: np.random.Generator) -> tuple[torch.Tensor, ...]:
+def _collate(
+    items: list[dict], max_queries: int, rng: np.random.Generator
+) -> tuple[torch.Tensor, ...]:
     """Pad a batch: tokens (B,Q,256), visual (B,T,W), labels (B,Q) with -1 padding, pad mask (B,Q)."""
     sel = []
     for it in items:
         n = len(it["labels"])
-        sel.append(np.sort(rng.choice(n, max_queries, replace=False)) if n > max_queries else np.arange(n))
+        sel.append(
+            np.sort(rng.choice(n, max_queries, replace=False)) if n > max_queries else np.arange(n)
+        )
     q = max(len(s) for s in sel)
     b = len(items)
     tokens = torch.zeros(b, q, items[0]["tokens"].shape[1])
@@ -230,11 +263,15 @@ def _collate(items: list[dict], max_queries: int, rng: np.random.Generator) -> t
     return tokens, visual, labels, labels < 0
 
 
-def _focal_loss(logits: torch.Tensor, labels: torch.Tensor, alpha: float, gamma: float) -> torch.Tensor:
+def _focal_loss(
+    logits: torch.Tensor, labels: torch.Tensor, alpha: float, gamma: float
+) -> torch.Tensor:
     valid = labels >= 0
     target = torch.zeros_like(logits)
     target[valid] = torch.nn.functional.one_hot(labels[valid], logits.shape[-1]).to(logits.dtype)
-    loss = sigmoid_focal_loss(logits[valid], target[valid], alpha=alpha, gamma=gamma, reduction="sum")
+    loss = sigmoid_focal_loss(
+        logits[valid], target[valid], alpha=alpha, gamma=gamma, reduction="sum"
+    )
     return loss / valid.sum().clamp(min=1)
 
 
@@ -252,8 +289,12 @@ def evaluate(head: RegionSpotHead, feats: list[dict], text: torch.Tensor, cfg: T
         gts.append(labels[~pad])
     p, g = torch.cat(preds), torch.cat(gts)
     per_class = [float((p[g == c] == c).float().mean()) for c in g.unique()]
-    return {"val_loss": float(np.mean(losses)), "val_top1": float((p == g).float().mean()),
-            "val_mean_class_acc": float(np.mean(per_class)), "val_boxes": int(len(g))}
+    return {
+        "val_loss": float(np.mean(losses)),
+        "val_top1": float((p == g).float().mean()),
+        "val_mean_class_acc": float(np.mean(per_class)),
+        "val_boxes": int(len(g)),
+    }
 
 
 def _schedule(total_steps: int, warmup_fraction: float) -> Callable[[int], float]:
@@ -268,8 +309,12 @@ def _schedule(total_steps: int, warmup_fraction: float) -> Callable[[int], float
     return f
 
 
-def train_regionspot(cfg: TrainConfig, box_tokens: BoxTokenFn | None = None, sam_untrained: bool | None = None,
-                     clip: ClipModel | None = None) -> TrainResult:
+def train_regionspot(
+    cfg: TrainConfig,
+    box_tokens: BoxTokenFn | None = None,
+    sam_untrained: bool | None = None,
+    clip: ClipModel | None = None,
+) -> TrainResult:
     """Train (or resume) a head; returns the checkpoints and per-epoch history.
 
     ``box_tokens`` defaults to :func:`sam_box_token_fn` of ``cfg.sam_model``/``sam_checkpoint``
@@ -301,10 +346,19 @@ def train_regionspot(cfg: TrainConfig, box_tokens: BoxTokenFn | None = None, sam
     text = torch.from_numpy(np.array(vocab.set(data.category_names).embeddings)).to(cfg.device)
 
     head_cfg = RegionSpotConfig(
-        sam_model=cfg.sam_model, clip_model=clip.name, clip_width=clip.width, embed_dim=clip.embed_dim,
-        num_layers=cfg.num_layers, num_heads=cfg.num_heads, ffn_dim=cfg.ffn_dim, dropout=cfg.dropout,
-        templates=list(cfg.templates), sam_checkpoint_sha256=sam_sha, clip_checkpoint_sha256=clip.checkpoint_sha256,
-        encoders_generated=bool(clip.generated or sam_untrained))
+        sam_model=cfg.sam_model,
+        clip_model=clip.name,
+        clip_width=clip.width,
+        embed_dim=clip.embed_dim,
+        num_layers=cfg.num_layers,
+        num_heads=cfg.num_heads,
+        ffn_dim=cfg.ffn_dim,
+        dropout=cfg.dropout,
+        templates=list(cfg.templates),
+        sam_checkpoint_sha256=sam_sha,
+        clip_checkpoint_sha256=clip.checkpoint_sha256,
+        encoders_generated=bool(clip.generated or sam_untrained),
+    )
     head = RegionSpotHead(head_cfg).to(cfg.device)
     opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(train_feats) / cfg.batch_size)
@@ -317,8 +371,13 @@ def train_regionspot(cfg: TrainConfig, box_tokens: BoxTokenFn | None = None, sam
     last, best = out / "last.pt", out / "best.pt"
     if cfg.resume:
         step, history = _resume(Path(cfg.resume), head, opt, sched, head_cfg, data.category_names)
-    logger.info("training %d steps (%d per epoch, %d epochs), starting at step %d",
-                total_steps, steps_per_epoch, epochs, step)
+    logger.info(
+        "training %d steps (%d per epoch, %d epochs), starting at step %d",
+        total_steps,
+        steps_per_epoch,
+        epochs,
+        step,
+    )
 
     for epoch in range(step // steps_per_epoch, epochs):
         head.train()
@@ -330,12 +389,20 @@ def train_regionspot(cfg: TrainConfig, box_tokens: BoxTokenFn | None = None, sam
         if not starts:
             break
         losses = []
-        bar = tqdm(starts, desc=f"epoch {epoch + 1}/{epochs}", disable=not cfg.progress, unit="batch")
+        bar = tqdm(
+            starts, desc=f"epoch {epoch + 1}/{epochs}", disable=not cfg.progress, unit="batch"
+        )
         for i in bar:
-            tokens, visual, labels, pad = _collate([train_feats[j] for j in order[i : i + cfg.batch_size]],
-                                                   cfg.max_queries, erng)
+            tokens, visual, labels, pad = _collate(
+                [train_feats[j] for j in order[i : i + cfg.batch_size]], cfg.max_queries, erng
+            )
             tokens, visual, labels, pad = (t.to(cfg.device) for t in (tokens, visual, labels, pad))
-            loss = _focal_loss(head.logits(head(tokens, visual, pad), text), labels, cfg.focal_alpha, cfg.focal_gamma)
+            loss = _focal_loss(
+                head.logits(head(tokens, visual, pad), text),
+                labels,
+                cfg.focal_alpha,
+                cfg.focal_gamma,
+            )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(head.parameters(), 1.0)
@@ -344,12 +411,21 @@ def train_regionspot(cfg: TrainConfig, box_tokens: BoxTokenFn | None = None, sam
             step += 1
             losses.append(float(loss.detach()))
             bar.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{sched.get_last_lr()[0]:.2e}")
-        metrics = {"epoch": epoch + 1, "steps": step, "train_loss": float(np.mean(losses)),
-                   **evaluate(head, val_feats, text, cfg)}
+        metrics = {
+            "epoch": epoch + 1,
+            "steps": step,
+            "train_loss": float(np.mean(losses)),
+            **evaluate(head, val_feats, text, cfg),
+        }
         history.append(metrics)
         logger.info("epoch %d: %s", epoch + 1, metrics)
-        training = {"config": asdict(cfg), "categories": data.category_names, "history": history,
-                    "epochs_done": step / steps_per_epoch, "steps": step}
+        training = {
+            "config": asdict(cfg),
+            "categories": data.category_names,
+            "history": history,
+            "epochs_done": step / steps_per_epoch,
+            "steps": step,
+        }
         extra = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict()}
         save_regionspot_checkpoint(last, head, training, extra)
         if metrics["val_top1"] >= max(h["val_top1"] for h in history):
@@ -357,18 +433,34 @@ def train_regionspot(cfg: TrainConfig, box_tokens: BoxTokenFn | None = None, sam
     return TrainResult(last, best, history)
 
 
-def _resume(path: Path, head: RegionSpotHead, opt: torch.optim.Optimizer, sched, head_cfg: RegionSpotConfig,
-            categories: list[str]) -> tuple[int, list[dict]]:
+def _resume(
+    path: Path,
+    head: RegionSpotHead,
+    opt: torch.optim.Optimizer,
+    sched,
+    head_cfg: RegionSpotConfig,
+    categories: list[str],
+) -> tuple[int, list[dict]]:
     obj = read_regionspot_checkpoint(path)
-    saved = dataclass_from_dict(RegionSpotConfig, obj["config"], f"checkpoint {path}", CheckpointMismatchError)
+    saved = dataclass_from_dict(
+        RegionSpotConfig, obj["config"], f"checkpoint {path}", CheckpointMismatchError
+    )
     if asdict(saved) != asdict(head_cfg):
-        diff = {k: (v, getattr(head_cfg, k)) for k, v in asdict(saved).items() if getattr(head_cfg, k) != v}
-        raise CheckpointMismatchError(f"cannot resume {path}: its head/encoder config differs: {diff}")
+        diff = {
+            k: (v, getattr(head_cfg, k))
+            for k, v in asdict(saved).items()
+            if getattr(head_cfg, k) != v
+        }
+        raise CheckpointMismatchError(
+            f"cannot resume {path}: its head/encoder config differs: {diff}"
+        )
     tr = obj.get("training", {})
     if tr.get("categories") != categories:
         raise CheckpointMismatchError(f"cannot resume {path}: it was trained on other categories")
     if "optimizer" not in obj:
-        raise CheckpointMismatchError(f"cannot resume {path}: it has no optimizer state (use last.pt)")
+        raise CheckpointMismatchError(
+            f"cannot resume {path}: it has no optimizer state (use last.pt)"
+        )
     head.load_state_dict(obj["state_dict"])
     opt.load_state_dict(obj["optimizer"])
     sched.load_state_dict(obj["scheduler"])

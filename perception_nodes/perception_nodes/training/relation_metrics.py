@@ -45,8 +45,12 @@ class RecallAccumulator:
         self.num_predicates = num_predicates
         self.recall: dict[int, list[float]] = {k: [] for k in self.ks}
         self.chance: dict[int, list[float]] = {k: [] for k in self.ks}
-        self.pred_recall: dict[int, dict[int, list[float]]] = {k: defaultdict(list) for k in self.ks}
-        self.pred_chance: dict[int, dict[int, list[float]]] = {k: defaultdict(list) for k in self.ks}
+        self.pred_recall: dict[int, dict[int, list[float]]] = {
+            k: defaultdict(list) for k in self.ks
+        }
+        self.pred_chance: dict[int, dict[int, list[float]]] = {
+            k: defaultdict(list) for k in self.ks
+        }
 
     def add(self, scores: np.ndarray, gt_to_pred: np.ndarray, gt_relations: np.ndarray) -> None:
         """One image: ``scores`` ``(N, N, P)``, matching ``(Ng,)``, GT triplets ``(M0, 3)``."""
@@ -72,8 +76,15 @@ class RecallAccumulator:
                     rank.setdefault((gs, go, int(p)), r)
         num_candidates = n * (n - 1) * num_p
         for k in self.ks:
-            hits = np.array([rank.get(tuple(int(v) for v in t), kmax) < k for t in gt_relations], dtype=float)
-            chance = np.array([_p_hit_random(num_candidates, self._num_good(t, gt_to_pred), k) for t in gt_relations])
+            hits = np.array(
+                [rank.get(tuple(int(v) for v in t), kmax) < k for t in gt_relations], dtype=float
+            )
+            chance = np.array(
+                [
+                    _p_hit_random(num_candidates, self._num_good(t, gt_to_pred), k)
+                    for t in gt_relations
+                ]
+            )
             self.recall[k].append(float(hits.mean()))
             self.chance[k].append(float(chance.mean()))
             for p in np.unique(gt_relations[:, 2]):

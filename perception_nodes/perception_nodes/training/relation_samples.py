@@ -21,6 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from perception_nodes.core.relations.base import region_geometry
+from perception_nodes.core.types import Segmentation
 from perception_nodes.training.matching import (
     MatchResult,
     mask_iou_matrix,
@@ -28,7 +29,6 @@ from perception_nodes.training.matching import (
     retarget_relations,
 )
 from perception_nodes.training.psg import PsgDataset, PsgImage
-from perception_nodes.core.types import Segmentation
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +69,9 @@ class FrameSample:
     def save(self, path: Path) -> None:
         arrays = {k: getattr(self, k) for k in ("tokens", "boxes", "areas", "inter", "categories",
                                                  "gt_to_pred", "triplets", "gt_relations")}  # fmt: skip
-        np.savez_compressed(path, image_id=np.array(self.image_id), image_size=np.array(self.image_size), **arrays)
+        np.savez_compressed(
+            path, image_id=np.array(self.image_id), image_size=np.array(self.image_size), **arrays
+        )
 
     @classmethod
     def load(cls, path: Path) -> "FrameSample":
@@ -109,7 +111,9 @@ def build_sample(
     seg = segment(rgb, gt_boxes_xyxy(image))
     if mode == "gt-boxes":
         if len(seg) != len(image.segments):
-            raise RuntimeError(f"gt-boxes mode: {len(seg)} masks for {len(image.segments)} GT boxes")
+            raise RuntimeError(
+                f"gt-boxes mode: {len(seg)} masks for {len(image.segments)} GT boxes"
+            )
         iou = mask_iou_matrix(seg.masks, gt_masks)
         gt_to_pred = np.arange(len(seg), dtype=np.int64)
         match = MatchResult(gt_to_pred, np.diag(iou).copy())

@@ -23,9 +23,9 @@ from torchvision.ops import sigmoid_focal_loss
 from tqdm import tqdm
 
 from perception_nodes.core.relations.base import PAIR_FEATURE_DIM, RegionGeometry, pair_features
-from perception_nodes.training.relation_samples import FrameSample
 from perception_nodes.core.relations.head import RelationHead
 from perception_nodes.training.relation_metrics import RecallAccumulator
+from perception_nodes.training.relation_samples import FrameSample
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +76,9 @@ def category_rows(sample: FrameSample, unknown: int) -> np.ndarray:
     return np.where((c >= 0) & (c < unknown), c, unknown)
 
 
-def collate(samples: list[FrameSample], unknown: int, num_predicates: int, device: torch.device) -> dict:
+def collate(
+    samples: list[FrameSample], unknown: int, num_predicates: int, device: torch.device
+) -> dict:
     """Pad a batch to the largest N: tokens, categories, pair features, padding, targets, valid."""
     b, n = len(samples), max(max(s.num_regions for s in samples), 1)
     t_dim = samples[0].tokens.shape[1]
@@ -96,11 +98,20 @@ def collate(samples: list[FrameSample], unknown: int, num_predicates: int, devic
         if s.triplets.size:
             tr = torch.from_numpy(s.triplets)
             targets[i, tr[:, 0], tr[:, 1], tr[:, 2]] = 1.0
-    out = dict(tokens=tokens, categories=cats, pair_feats=pairs, padding=padding, targets=targets, valid=valid)
+    out = dict(
+        tokens=tokens,
+        categories=cats,
+        pair_feats=pairs,
+        padding=padding,
+        targets=targets,
+        valid=valid,
+    )
     return {k: v.to(device) for k, v in out.items()}
 
 
-def relation_loss(logits: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor, s: TrainSettings) -> torch.Tensor:
+def relation_loss(
+    logits: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor, s: TrainSettings
+) -> torch.Tensor:
     """Multi-label loss over valid pairs, summed and divided by the number of positive labels."""
     v = valid[..., None].expand_as(logits)
     x, y = logits[v], targets[v]
@@ -127,15 +138,23 @@ def soft_targets(targets: torch.Tensor, ema_probs: torch.Tensor, alpha: float) -
 
 
 @torch.no_grad()
-def evaluate(head: RelationHead, samples: list[FrameSample], ks: tuple[int, ...] = (20, 50, 100),
-             device: str | torch.device = "cpu") -> dict[str, float]:
+def evaluate(
+    head: RelationHead,
+    samples: list[FrameSample],
+    ks: tuple[int, ...] = (20, 50, 100),
+    device: str | torch.device = "cpu",
+) -> dict[str, float]:
     """R@K, mR@K and chance levels of ``head`` on ``samples`` (see :mod:`metrics`)."""
     head.eval()
     dev = torch.device(device)
     acc = RecallAccumulator(ks, len(head.config.predicates))
     for s in samples:
         if s.num_regions < 2:
-            acc.add(np.zeros((max(s.num_regions, 1),) * 2 + (len(head.config.predicates),)), s.gt_to_pred, s.gt_relations)
+            acc.add(
+                np.zeros((max(s.num_regions, 1),) * 2 + (len(head.config.predicates),)),
+                s.gt_to_pred,
+                s.gt_relations,
+            )
             continue
         batch = collate([s], head.config.unknown_index, len(head.config.predicates), dev)
         logits = head(batch["tokens"], batch["categories"], batch["pair_feats"], batch["padding"])
@@ -172,14 +191,20 @@ def train_head(
         order = rng.permutation(len(train))
         losses, t0 = [], time.perf_counter()
         for i in range(0, len(order), settings.batch_size):
-            batch = collate([train[j] for j in order[i : i + settings.batch_size]], unknown, num_p, dev)
+            batch = collate(
+                [train[j] for j in order[i : i + settings.batch_size]], unknown, num_p, dev
+            )
             targets = batch["targets"]
             alpha = settings.distill_weight * min(1.0, step / max(settings.distill_warmup, 1))
             if alpha > 0:
                 with torch.no_grad():
-                    ema_logits = ema(batch["tokens"], batch["categories"], batch["pair_feats"], batch["padding"])
+                    ema_logits = ema(
+                        batch["tokens"], batch["categories"], batch["pair_feats"], batch["padding"]
+                    )
                 targets = soft_targets(targets, torch.sigmoid(ema_logits), alpha)
-            logits = head(batch["tokens"], batch["categories"], batch["pair_feats"], batch["padding"])
+            logits = head(
+                batch["tokens"], batch["categories"], batch["pair_feats"], batch["padding"]
+            )
             loss = relation_loss(logits, targets, batch["valid"], settings)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -192,7 +217,11 @@ def train_head(
             step += 1
             bar.update(1)
             bar.set_postfix(epoch=epoch, loss=f"{np.mean(losses):.4f}")
-        record = {"epoch": epoch, "loss": float(np.mean(losses)), "seconds": time.perf_counter() - t0}
+        record = {
+            "epoch": epoch,
+            "loss": float(np.mean(losses)),
+            "seconds": time.perf_counter() - t0,
+        }
         if val:
             record.update({f"val_{k}": v for k, v in evaluate(head, val, ks, dev).items()})
             head.train()

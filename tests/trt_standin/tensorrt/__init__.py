@@ -18,5 +18,7 @@ from export_fixtures import FakeTensorRT, fake_runtime_info  # noqa: E402
 _INFO = fake_runtime_info()
 torch.cuda.is_available = lambda: True
 torch.cuda.get_device_name = lambda index=0: _INFO.gpu_name
-torch.cuda.get_device_capability = lambda index=0: tuple(int(v) for v in _INFO.compute_capability.split("."))
+torch.cuda.get_device_capability = lambda index=0: tuple(
+    int(v) for v in _INFO.compute_capability.split(".")
+)
 sys.modules[__name__] = FakeTensorRT(_INFO.tensorrt_version)

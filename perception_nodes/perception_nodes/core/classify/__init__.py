@@ -5,6 +5,10 @@
   CLIP's visual tokens), trained with :mod:`perception_nodes.training.regionspot`.
 """
 
-from .base import ClassifierError, RegionClassifier, labels_from_scores
+from perception_nodes.core.classify.base import (
+    ClassifierError,
+    RegionClassifier,
+    labels_from_scores,
+)
 
 __all__ = ["ClassifierError", "RegionClassifier", "labels_from_scores"]

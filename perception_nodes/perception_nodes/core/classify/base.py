@@ -8,16 +8,22 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
-from ..types import UNKNOWN_INDEX, RegionLabels, Segmentation
-from ..vocabulary import VocabularySnapshot
+from perception_nodes.core.types import UNKNOWN_INDEX, RegionLabels, Segmentation
+from perception_nodes.core.vocabulary import VocabularySnapshot
 
 
 class ClassifierError(ValueError):
     """Bad input to a classifier (image, segmentation, vocabulary or query)."""
 
 
-def labels_from_scores(scores: np.ndarray, vocab: VocabularySnapshot, top_k: int, unknown_threshold: float,
-                       meaningful: bool, embeddings: np.ndarray | None = None) -> RegionLabels:
+def labels_from_scores(
+    scores: np.ndarray,
+    vocab: VocabularySnapshot,
+    top_k: int,
+    unknown_threshold: float,
+    meaningful: bool,
+    embeddings: np.ndarray | None = None,
+) -> RegionLabels:
     """Turn ``(N, V)`` scores in [0, 1] into :class:`RegionLabels`.
 
     The best entry becomes ``label_index`` unless its score is below ``unknown_threshold``
@@ -28,7 +34,11 @@ def labels_from_scores(scores: np.ndarray, vocab: VocabularySnapshot, top_k: int
     if k == 0:
         top_i = np.zeros((n, 0), dtype=np.int64)
     else:
-        part = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < v else np.tile(np.arange(v), (n, 1))
+        part = (
+            np.argpartition(-scores, k - 1, axis=1)[:, :k]
+            if k < v
+            else np.tile(np.arange(v), (n, 1))
+        )
         order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
         top_i = np.take_along_axis(part, order, axis=1).astype(np.int64)
     top_s = np.take_along_axis(scores, top_i, axis=1).astype(np.float32)
@@ -38,20 +48,38 @@ def labels_from_scores(scores: np.ndarray, vocab: VocabularySnapshot, top_k: int
         best_i = scores.argmax(axis=1).astype(np.int64)
         best_s = scores[np.arange(n), best_i].astype(np.float32)
         best_i = np.where(best_s >= unknown_threshold, best_i, UNKNOWN_INDEX)
-    return RegionLabels(label_index=best_i, label_score=best_s, topk_index=top_i, topk_score=top_s,
-                        labels=list(vocab.labels), vocabulary_version=vocab.version,
-                        embeddings=embeddings, meaningful=meaningful)
+    return RegionLabels(
+        label_index=best_i,
+        label_score=best_s,
+        topk_index=top_i,
+        topk_score=top_s,
+        labels=list(vocab.labels),
+        vocabulary_version=vocab.version,
+        embeddings=embeddings,
+        meaningful=meaningful,
+    )
 
 
 def check_inputs(image: np.ndarray, segmentation: Segmentation) -> None:
     """Raise :class:`ClassifierError` unless image is HxWx3 uint8 and matches the segmentation."""
-    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise ClassifierError(f"image must be an HxWx3 uint8 RGB array, got {getattr(image, 'dtype', type(image))} "
-                              f"{getattr(image, 'shape', '')}")
+    if (
+        not isinstance(image, np.ndarray)
+        or image.dtype != np.uint8
+        or image.ndim != 3
+        or image.shape[2] != 3
+    ):
+        raise ClassifierError(
+            f"image must be an HxWx3 uint8 RGB array, got {getattr(image, 'dtype', type(image))} "
+            f"{getattr(image, 'shape', '')}"
+        )
     if not isinstance(segmentation, Segmentation):
-        raise ClassifierError(f"segmentation must be a Segmentation, got {type(segmentation).__name__}")
+        raise ClassifierError(
+            f"segmentation must be a Segmentation, got {type(segmentation).__name__}"
+        )
     if tuple(segmentation.image_size) != image.shape[:2]:
-        raise ClassifierError(f"segmentation is for a {segmentation.image_size} image, the image is {image.shape[:2]}")
+        raise ClassifierError(
+            f"segmentation is for a {segmentation.image_size} image, the image is {image.shape[:2]}"
+        )
 
 
 class RegionClassifier(ABC):
@@ -91,16 +119,27 @@ class RegionClassifier(ABC):
     def embed_query(self, text: str) -> np.ndarray:
         """``(D,)`` normalised embedding of a free-text query (templates as the vocabulary)."""
 
-    def classify(self, image: np.ndarray, segmentation: Segmentation, vocab: VocabularySnapshot,
-                 top_k: int = 5) -> RegionLabels:
+    def classify(
+        self,
+        image: np.ndarray,
+        segmentation: Segmentation,
+        vocab: VocabularySnapshot,
+        top_k: int = 5,
+    ) -> RegionLabels:
         """Label every region of ``segmentation`` (of ``image``, HxWx3 uint8 RGB) with ``vocab``."""
         if not isinstance(vocab, VocabularySnapshot):
             raise ClassifierError(f"vocab must be a VocabularySnapshot, got {type(vocab).__name__}")
         emb = self._cached_embeddings(image, segmentation)
         if vocab.embeddings.shape[1] != emb.shape[1] and len(vocab):
-            raise ClassifierError(f"vocabulary embeddings are {vocab.embeddings.shape[1]}-d (model "
-                                  f"{vocab.model_id}); this classifier produces {emb.shape[1]}-d")
-        s = self.scores(emb, vocab.embeddings) if len(vocab) else np.zeros((len(emb), 0), np.float32)
+            raise ClassifierError(
+                f"vocabulary embeddings are {vocab.embeddings.shape[1]}-d (model "
+                f"{vocab.model_id}); this classifier produces {emb.shape[1]}-d"
+            )
+        s = (
+            self.scores(emb, vocab.embeddings)
+            if len(vocab)
+            else np.zeros((len(emb), 0), np.float32)
+        )
         return labels_from_scores(s, vocab, top_k, self.unknown_threshold, self.meaningful, emb)
 
     def query(self, image: np.ndarray, segmentation: Segmentation, text: str) -> np.ndarray:
@@ -116,7 +155,9 @@ class RegionClassifier(ABC):
         h = hashlib.blake2b(digest_size=16)
         for a in (image, segmentation.boxes_xyxy, segmentation.tokens):
             h.update(np.ascontiguousarray(a).data)
-        h.update(np.ascontiguousarray(segmentation.areas).data)  # masks: too costly to hash per frame
+        h.update(
+            np.ascontiguousarray(segmentation.areas).data
+        )  # masks: too costly to hash per frame
         key = h.digest()
         with self._cache_lock:
             if key == self._cache_key and self._cache_val is not None:

@@ -64,7 +64,9 @@ class RegionSpotConfig:
 
     def __post_init__(self) -> None:
         if self.clip_width % self.num_heads:
-            raise ClassifierError(f"clip_width {self.clip_width} must be divisible by num_heads {self.num_heads}")
+            raise ClassifierError(
+                f"clip_width {self.clip_width} must be divisible by num_heads {self.num_heads}"
+            )
         self.templates = list(self.templates)
 
 
@@ -77,15 +79,26 @@ class RegionSpotHead(nn.Module):
         w = cfg.clip_width
         self.query_proj = nn.Linear(cfg.token_dim, w)
         self.memory_norm = nn.LayerNorm(w)
-        layer = nn.TransformerDecoderLayer(w, cfg.num_heads, cfg.ffn_dim or 4 * w, cfg.dropout,
-                                           activation="gelu", batch_first=True, norm_first=True)
+        layer = nn.TransformerDecoderLayer(
+            w,
+            cfg.num_heads,
+            cfg.ffn_dim or 4 * w,
+            cfg.dropout,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
+        )
         self.decoder = nn.TransformerDecoder(layer, cfg.num_layers, norm=nn.LayerNorm(w))
         self.out_proj = nn.Linear(w, cfg.embed_dim)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
         self.logit_bias = nn.Parameter(torch.tensor(-math.log((1 - prior_prob) / prior_prob)))
 
-    def forward(self, mask_tokens: torch.Tensor, visual_tokens: torch.Tensor,
-                padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        mask_tokens: torch.Tensor,
+        visual_tokens: torch.Tensor,
+        padding_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Region embeddings.
 
         Args:
@@ -101,29 +114,51 @@ class RegionSpotHead(nn.Module):
 
     def logits(self, region_emb: torch.Tensor, text_emb: torch.Tensor) -> torch.Tensor:
         """``(..., V)`` logits of region embeddings ``(..., D)`` vs text embeddings ``(V, D)``."""
-        return self.logit_scale.clamp(max=math.log(100.0)).exp() * region_emb @ text_emb.T + self.logit_bias
+        return (
+            self.logit_scale.clamp(max=math.log(100.0)).exp() * region_emb @ text_emb.T
+            + self.logit_bias
+        )
 
 
-def save_regionspot_checkpoint(path: str | Path, head: RegionSpotHead, training: dict | None = None,
-                               extra: dict | None = None) -> Path:
+def save_regionspot_checkpoint(
+    path: str | Path, head: RegionSpotHead, training: dict | None = None, extra: dict | None = None
+) -> Path:
     """Write ``{format, config, state_dict, training, **extra}`` (``torch.load(weights_only=True)``-safe)."""
-    obj = {"format": CHECKPOINT_FORMAT, "config": asdict(head.cfg), "state_dict": head.state_dict(),
-           "training": dict(training or {}), **(extra or {})}
+    obj = {
+        "format": CHECKPOINT_FORMAT,
+        "config": asdict(head.cfg),
+        "state_dict": head.state_dict(),
+        "training": dict(training or {}),
+        **(extra or {}),
+    }
     return save_atomic(obj, path)
 
 
-def make_generated_regionspot_checkpoint(path: str | Path, sam_model: str, clip: ClipModel, seed: int = 0,
-                                         sam_checkpoint_sha256: str = "", sam_generated: bool = True,
-                                         **config) -> Path:
+def make_generated_regionspot_checkpoint(
+    path: str | Path,
+    sam_model: str,
+    clip: ClipModel,
+    seed: int = 0,
+    sam_checkpoint_sha256: str = "",
+    sam_generated: bool = True,
+    **config,
+) -> Path:
     """Save a seeded RANDOM head for ``sam_model`` + ``clip`` (tests, demos, benchmarks).
 
     The checkpoint records ``training["generated"] = True``; :meth:`RegionSpotClassifier.from_checkpoint`
     then always flags its labels as not meaningful. ``config`` overrides :class:`RegionSpotConfig`
     fields (e.g. ``num_layers``).
     """
-    cfg = RegionSpotConfig(sam_model=sam_model, clip_model=clip.name, clip_width=clip.width, embed_dim=clip.embed_dim,
-                           sam_checkpoint_sha256=sam_checkpoint_sha256, clip_checkpoint_sha256=clip.checkpoint_sha256,
-                           encoders_generated=bool(clip.generated or sam_generated), **config)
+    cfg = RegionSpotConfig(
+        sam_model=sam_model,
+        clip_model=clip.name,
+        clip_width=clip.width,
+        embed_dim=clip.embed_dim,
+        sam_checkpoint_sha256=sam_checkpoint_sha256,
+        clip_checkpoint_sha256=clip.checkpoint_sha256,
+        encoders_generated=bool(clip.generated or sam_generated),
+        **config,
+    )
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         head = RegionSpotHead(cfg)
@@ -134,15 +169,25 @@ def read_regionspot_checkpoint(path: str | Path) -> dict:
     """The raw checkpoint dict; :class:`CheckpointMismatchError` if it is not a RegionSpot one."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointMismatchError(f"RegionSpot checkpoint not found: {path} (train one with pn-train-regionspot)")
+        raise CheckpointMismatchError(
+            f"RegionSpot checkpoint not found: {path} (train one with pn-train-regionspot)"
+        )
     obj = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(obj, dict) or obj.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointMismatchError(f"{path} is not a RegionSpot head checkpoint (format {CHECKPOINT_FORMAT})")
+        raise CheckpointMismatchError(
+            f"{path} is not a RegionSpot head checkpoint (format {CHECKPOINT_FORMAT})"
+        )
     return obj
 
 
-def check_encoders(cfg: RegionSpotConfig, sam_model: str, clip: ClipModel, sam_checkpoint_sha256: str | None = None,
-                   allow_weight_mismatch: bool = False, source: str = "checkpoint") -> None:
+def check_encoders(
+    cfg: RegionSpotConfig,
+    sam_model: str,
+    clip: ClipModel,
+    sam_checkpoint_sha256: str | None = None,
+    allow_weight_mismatch: bool = False,
+    source: str = "checkpoint",
+) -> None:
     """Refuse (:class:`CheckpointMismatchError`) a head made for other encoders.
 
     Names and dimensions must match; weight hashes must match too when both are known, unless
@@ -154,28 +199,53 @@ def check_encoders(cfg: RegionSpotConfig, sam_model: str, clip: ClipModel, sam_c
     if cfg.clip_model != clip.name:
         problems.append(f"CLIP model: head {cfg.clip_model!r}, pipeline {clip.name!r}")
     if (cfg.clip_width, cfg.embed_dim) != (clip.width, clip.embed_dim):
-        problems.append(f"CLIP dims (width, embed): head {(cfg.clip_width, cfg.embed_dim)}, "
-                        f"pipeline {(clip.width, clip.embed_dim)}")
+        problems.append(
+            f"CLIP dims (width, embed): head {(cfg.clip_width, cfg.embed_dim)}, "
+            f"pipeline {(clip.width, clip.embed_dim)}"
+        )
     if not allow_weight_mismatch:
         if cfg.clip_checkpoint_sha256 and cfg.clip_checkpoint_sha256 != clip.checkpoint_sha256:
-            problems.append(f"CLIP weights: head trained with sha256 {cfg.clip_checkpoint_sha256[:12]}..., "
-                            f"pipeline loads {clip.checkpoint_sha256[:12]}... ({clip.checkpoint})")
-        if cfg.sam_checkpoint_sha256 and sam_checkpoint_sha256 and cfg.sam_checkpoint_sha256 != sam_checkpoint_sha256:
-            problems.append(f"SAM weights: head trained with sha256 {cfg.sam_checkpoint_sha256[:12]}..., "
-                            f"pipeline loads {sam_checkpoint_sha256[:12]}...")
+            problems.append(
+                f"CLIP weights: head trained with sha256 {cfg.clip_checkpoint_sha256[:12]}..., "
+                f"pipeline loads {clip.checkpoint_sha256[:12]}... ({clip.checkpoint})"
+            )
+        if (
+            cfg.sam_checkpoint_sha256
+            and sam_checkpoint_sha256
+            and cfg.sam_checkpoint_sha256 != sam_checkpoint_sha256
+        ):
+            problems.append(
+                f"SAM weights: head trained with sha256 {cfg.sam_checkpoint_sha256[:12]}..., "
+                f"pipeline loads {sam_checkpoint_sha256[:12]}..."
+            )
     if problems:
-        raise CheckpointMismatchError(f"RegionSpot {source} was made for other encoders; refusing it:\n  "
-                                      + "\n  ".join(problems))
+        raise CheckpointMismatchError(
+            f"RegionSpot {source} was made for other encoders; refusing it:\n  "
+            + "\n  ".join(problems)
+        )
 
 
-def load_regionspot_head(path: str | Path, sam_model: str, clip: ClipModel, sam_checkpoint_sha256: str | None = None,
-                         allow_weight_mismatch: bool = False, device: str | torch.device = "cpu"
-                         ) -> tuple[RegionSpotHead, dict]:
+def load_regionspot_head(
+    path: str | Path,
+    sam_model: str,
+    clip: ClipModel,
+    sam_checkpoint_sha256: str | None = None,
+    allow_weight_mismatch: bool = False,
+    device: str | torch.device = "cpu",
+) -> tuple[RegionSpotHead, dict]:
     """Load a head checkpoint after checking it fits ``sam_model`` and ``clip``; returns (head, training info)."""
     obj = read_regionspot_checkpoint(path)
-    cfg = dataclass_from_dict(RegionSpotConfig, obj["config"], f"RegionSpot checkpoint {path}",
-                              CheckpointMismatchError)
-    check_encoders(cfg, sam_model, clip, sam_checkpoint_sha256, allow_weight_mismatch, source=f"checkpoint {path}")
+    cfg = dataclass_from_dict(
+        RegionSpotConfig, obj["config"], f"RegionSpot checkpoint {path}", CheckpointMismatchError
+    )
+    check_encoders(
+        cfg,
+        sam_model,
+        clip,
+        sam_checkpoint_sha256,
+        allow_weight_mismatch,
+        source=f"checkpoint {path}",
+    )
     head = RegionSpotHead(cfg)
     head.load_state_dict(obj["state_dict"])
     return head.to(device).eval(), dict(obj.get("training", {}))
@@ -192,8 +262,14 @@ class RegionSpotClassifier(RegionClassifier):
         unknown_threshold: sigmoid score below which a region is "unknown".
     """
 
-    def __init__(self, head: RegionSpotHead, clip: ClipModel, meaningful: bool, unknown_threshold: float = 0.05,
-                 query_cache_size: int = 256) -> None:
+    def __init__(
+        self,
+        head: RegionSpotHead,
+        clip: ClipModel,
+        meaningful: bool,
+        unknown_threshold: float = 0.05,
+        query_cache_size: int = 256,
+    ) -> None:
         super().__init__(meaningful, unknown_threshold)
         self.head = head.eval()
         self.clip = clip
@@ -201,17 +277,30 @@ class RegionSpotClassifier(RegionClassifier):
         self._queries = TemplatedQueryEmbedder(clip, tuple(head.cfg.templates), query_cache_size)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, clip: ClipModel, sam_model: str, sam_checkpoint_sha256: str | None = None,
-                        meaningful: bool | None = None, allow_weight_mismatch: bool = False,
-                        **kwargs) -> "RegionSpotClassifier":
+    def from_checkpoint(
+        cls,
+        path: str | Path,
+        clip: ClipModel,
+        sam_model: str,
+        sam_checkpoint_sha256: str | None = None,
+        meaningful: bool | None = None,
+        allow_weight_mismatch: bool = False,
+        **kwargs,
+    ) -> "RegionSpotClassifier":
         """Load a checkpoint (refusing other encoders); ``meaningful`` defaults to "no generated weights"."""
-        head, training = load_regionspot_head(path, sam_model, clip, sam_checkpoint_sha256, allow_weight_mismatch,
-                                              device=clip.device)
+        head, training = load_regionspot_head(
+            path, sam_model, clip, sam_checkpoint_sha256, allow_weight_mismatch, device=clip.device
+        )
         if meaningful is None:
             meaningful = not (clip.generated or head.cfg.encoders_generated)
         if training.get("generated", False):
-            logger.warning("RegionSpot head %s is GENERATED (random, untrained): labels are not meaningful", path)
-            meaningful = False  # an untrained head never gives meaningful labels, whatever the caller says
+            logger.warning(
+                "RegionSpot head %s is GENERATED (random, untrained): labels are not meaningful",
+                path,
+            )
+            meaningful = (
+                False  # an untrained head never gives meaningful labels, whatever the caller says
+            )
         return cls(head, clip, meaningful, **kwargs)
 
     @property
@@ -222,8 +311,10 @@ class RegionSpotClassifier(RegionClassifier):
     def region_embeddings(self, image: np.ndarray, segmentation: Segmentation) -> np.ndarray:
         tokens = np.asarray(segmentation.tokens, dtype=np.float32)
         if tokens.ndim != 2 or tokens.shape[1] != self.head.cfg.token_dim:
-            raise ClassifierError(f"segmentation.tokens must be (N, {self.head.cfg.token_dim}) SAM mask tokens, "
-                                  f"got {tokens.shape}")
+            raise ClassifierError(
+                f"segmentation.tokens must be (N, {self.head.cfg.token_dim}) SAM mask tokens, "
+                f"got {tokens.shape}"
+            )
         vt, _ = self.clip.visual_tokens(self.clip.preprocess_full_image(image))
         q = torch.from_numpy(tokens).to(self.device)[None]
         return self.head(q, vt.to(self.device))[0].float().cpu().numpy()

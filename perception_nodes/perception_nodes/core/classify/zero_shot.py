@@ -7,10 +7,10 @@ from collections import OrderedDict
 
 import numpy as np
 
-from ..clip_model import ClipModel
-from ..types import Segmentation
-from ..vocabulary import DEFAULT_TEMPLATES, embed_phrases, fill_template
-from .base import ClassifierError, RegionClassifier
+from perception_nodes.core.classify.base import ClassifierError, RegionClassifier
+from perception_nodes.core.clip_model import ClipModel
+from perception_nodes.core.types import Segmentation
+from perception_nodes.core.vocabulary import DEFAULT_TEMPLATES, embed_phrases, fill_template
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +36,9 @@ class TemplatedQueryEmbedder:
             return self._cache[text]
         n = max(self.clip.count_tokens(fill_template(t, text)) for t in self.templates)
         if n > self.clip.context_length:
-            raise ClassifierError(f"query {text[:40]!r} needs {n} CLIP tokens; the limit is {self.clip.context_length}")
+            raise ClassifierError(
+                f"query {text[:40]!r} needs {n} CLIP tokens; the limit is {self.clip.context_length}"
+            )
         e = embed_phrases(self.clip.encode_text, [text], self.templates)[0]
         self._cache[text] = e
         if len(self._cache) > self._size:
@@ -60,10 +62,20 @@ class ZeroShotClassifier(RegionClassifier):
         batch_size: crops per CLIP forward pass.
     """
 
-    def __init__(self, clip: ClipModel, meaningful: bool | None = None, unknown_threshold: float = 0.1, padding: float = 0.1,
-                 suppress_background: bool = True, templates: tuple[str, ...] = DEFAULT_TEMPLATES,
-                 query_center: float = 0.25, batch_size: int = 64) -> None:
-        super().__init__(not clip.generated if meaningful is None else meaningful, unknown_threshold)
+    def __init__(
+        self,
+        clip: ClipModel,
+        meaningful: bool | None = None,
+        unknown_threshold: float = 0.1,
+        padding: float = 0.1,
+        suppress_background: bool = True,
+        templates: tuple[str, ...] = DEFAULT_TEMPLATES,
+        query_center: float = 0.25,
+        batch_size: int = 64,
+    ) -> None:
+        super().__init__(
+            not clip.generated if meaningful is None else meaningful, unknown_threshold
+        )
         self.clip = clip
         self.padding = float(padding)
         self.suppress_background = bool(suppress_background)
@@ -77,7 +89,9 @@ class ZeroShotClassifier(RegionClassifier):
 
     def region_embeddings(self, image: np.ndarray, segmentation: Segmentation) -> np.ndarray:
         masks = segmentation.masks if self.suppress_background else None
-        return self.clip.encode_image_crops(image, segmentation.boxes_xyxy, masks, self.padding, self.batch_size)
+        return self.clip.encode_image_crops(
+            image, segmentation.boxes_xyxy, masks, self.padding, self.batch_size
+        )
 
     def scores(self, region_emb: np.ndarray, text_emb: np.ndarray) -> np.ndarray:
         """Softmax over the vocabulary of ``logit_scale * cosine``, ``(N, V)``."""

@@ -150,7 +150,9 @@ def region_geometry(
     boxes = segmentation.boxes_xyxy.astype(np.float64).reshape(n, 4)
     stride = _grid(segmentation.image_size, max_side)
     grid = masks[:, ::stride, ::stride]
-    sub = torch.from_numpy(grid.reshape(n, grid.shape[1] * grid.shape[2]).astype(np.float32))  # explicit: n may be 0
+    sub = torch.from_numpy(
+        grid.reshape(n, grid.shape[1] * grid.shape[2]).astype(np.float32)
+    )  # explicit: n may be 0
     # torch's matmul: several times faster than numpy's on the BLAS builds we ship with.
     inter = (sub @ sub.T).numpy().astype(np.float64) * float(stride * stride)
     small = np.nonzero(np.diag(inter) < 16 * stride * stride)[0] if stride > 1 else np.zeros(0, int)
@@ -229,7 +231,9 @@ def pair_features(geom: RegionGeometry) -> np.ndarray:
     valid = np.isfinite(d[:, None]) & np.isfinite(d[None, :])
     diff = np.where(valid, d[None, :] - d[:, None], 0.0)
     f[:, :, 16] = np.clip(diff, -5, 5)
-    f[:, :, 17] = np.where(valid, diff / np.maximum(np.abs(d[None, :]) + np.abs(d[:, None]), 1e-6), 0.0)
+    f[:, :, 17] = np.where(
+        valid, diff / np.maximum(np.abs(d[None, :]) + np.abs(d[:, None]), 1e-6), 0.0
+    )
     f[:, :, 18] = valid.astype(np.float64)
     return f.astype(np.float32)
 
@@ -262,6 +266,10 @@ def relations_from_scores(
     if top_k > 0:
         s, o, p, sc = s[:top_k], o[:top_k], p[:top_k], sc[:top_k]
     return Relations(
-        subject=s.astype(np.int64), object=o.astype(np.int64), predicate_index=p.astype(np.int64),
-        score=sc, predicates=list(predicates), source=source,
+        subject=s.astype(np.int64),
+        object=o.astype(np.int64),
+        predicate_index=p.astype(np.int64),
+        score=sc,
+        predicates=list(predicates),
+        source=source,
     )

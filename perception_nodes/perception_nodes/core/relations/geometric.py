@@ -51,7 +51,9 @@ class _PairTerms:
         self.s_bottom, self.o_top = y1[:, None], y0[None, :]
         self.o_h = self.h[None, :]
         self.s_h = self.h[:, None]
-        self.box_in_obj = _clip01(np.clip(ov_x, 0, None) * np.clip(ov_y, 0, None) / (self.w * self.h)[:, None])
+        self.box_in_obj = _clip01(
+            np.clip(ov_x, 0, None) * np.clip(ov_y, 0, None) / (self.w * self.h)[:, None]
+        )
 
 
 class GeometricRelationPredictor(RelationPredictor):
@@ -66,7 +68,9 @@ class GeometricRelationPredictor(RelationPredictor):
 
     source = "geometric"
 
-    def __init__(self, min_score: float = 0.3, depth_scale: float = 0.15, max_per_subject: int = 0) -> None:
+    def __init__(
+        self, min_score: float = 0.3, depth_scale: float = 0.15, max_per_subject: int = 0
+    ) -> None:
         if not 0.0 <= min_score <= 1.0:
             raise ValueError(f"min_score must be in [0, 1], got {min_score}")
         if depth_scale <= 0:
@@ -83,7 +87,7 @@ class GeometricRelationPredictor(RelationPredictor):
         t = _PairTerms(geom)
         inter = geom.inter
         frac_s = inter / geom.areas[:, None]  # fraction of the subject inside the object's mask
-        frac_o = inter / geom.areas[None, :]
+        inter / geom.areas[None, :]
         smaller = geom.areas[:, None] < geom.areas[None, :]
         out = np.zeros((n, n, len(self.predicates)), dtype=np.float64)
         part_of = _clip01((frac_s - 0.7) / 0.25) * smaller
@@ -94,12 +98,19 @@ class GeometricRelationPredictor(RelationPredictor):
         out[:, :, 3] = _clip01(-t.dcy / t.half_h) * (1 - contained)  # below
         out[:, :, 4] = self._on(t, frac_s) * (1 - contained)
         out[:, :, 5] = part_of
-        out[:, :, 6] = t.box_in_obj * _clip01((0.5 - frac_s) / 0.4) * smaller * _clip01((t.box_in_obj - 0.8) / 0.15)
+        out[:, :, 6] = (
+            t.box_in_obj
+            * _clip01((0.5 - frac_s) / 0.4)
+            * smaller
+            * _clip01((t.box_in_obj - 0.8) / 0.15)
+        )
         iou_min = inter / np.minimum(geom.areas[:, None], geom.areas[None, :])
         out[:, :, 7] = _clip01(iou_min / 0.3) * (1 - contained) * (iou_min > 0.02)  # overlapping
         gap = np.hypot(t.gap_x, t.gap_y) / np.minimum(t.half_w, t.half_h)
         side_by_side = np.maximum(t.y_overlap, t.x_overlap)
-        out[:, :, 8] = np.exp(-gap / 0.5) * side_by_side * _clip01(1 - iou_min / 0.3) * (1 - contained)
+        out[:, :, 8] = (
+            np.exp(-gap / 0.5) * side_by_side * _clip01(1 - iou_min / 0.3) * (1 - contained)
+        )
         out[:, :, 9], out[:, :, 10] = self._depth_order(geom)
         idx = np.arange(n)
         out[idx, idx, :] = 0.0
@@ -111,7 +122,7 @@ class GeometricRelationPredictor(RelationPredictor):
         above the object's top to 60 % down it), horizontal overlap, and subject higher."""
         tol = 0.1 * t.s_h + 2.0
         rel = t.s_bottom - t.o_top  # > 0: subject's bottom below the object's top edge
-        contact = np.where(rel < 0, np.exp(-(-rel) / tol), _clip01(1 - (rel - 0.6 * t.o_h) / tol))
+        contact = np.where(rel < 0, np.exp(rel / tol), _clip01(1 - (rel - 0.6 * t.o_h) / tol))
         higher = _clip01(t.dcy / (0.25 * t.half_h))  # subject's centre above the object's
         not_inside = _clip01((0.9 - frac_s) / 0.2)
         return contact * t.x_overlap_s * higher * not_inside
@@ -138,5 +149,6 @@ class GeometricRelationPredictor(RelationPredictor):
         check_labels(labels, len(segmentation))
         if len(geom) < 2:
             return Relations.empty(self.predicates, self.source)
-        return relations_from_scores(self.scores(geom), self.predicates, self.source,
-                                     self.min_score, self.max_per_subject)
+        return relations_from_scores(
+            self.scores(geom), self.predicates, self.source, self.min_score, self.max_per_subject
+        )

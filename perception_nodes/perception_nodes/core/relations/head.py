@@ -75,8 +75,18 @@ class RelationHeadConfig:
         self.predicates = validate_predicates(self.predicates)
         self.categories = list(self.categories)
         if self.width % self.num_heads:
-            raise ValueError(f"width ({self.width}) must be divisible by num_heads ({self.num_heads})")
-        for name in ("token_dim", "width", "num_heads", "ff_dim", "pred_dim", "geo_hidden", "geo_dim"):
+            raise ValueError(
+                f"width ({self.width}) must be divisible by num_heads ({self.num_heads})"
+            )
+        for name in (
+            "token_dim",
+            "width",
+            "num_heads",
+            "ff_dim",
+            "pred_dim",
+            "geo_hidden",
+            "geo_dim",
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.num_layers < 0:
@@ -110,7 +120,11 @@ class RelationHead(nn.Module):
         layer = nn.TransformerEncoderLayer(
             c.width, c.num_heads, c.ff_dim, c.dropout, batch_first=True, norm_first=True
         )
-        self.encoder = nn.TransformerEncoder(layer, c.num_layers, enable_nested_tensor=False) if c.num_layers else None
+        self.encoder = (
+            nn.TransformerEncoder(layer, c.num_layers, enable_nested_tensor=False)
+            if c.num_layers
+            else None
+        )
         self.norm = nn.LayerNorm(c.width)
         num_p = len(c.predicates)
         self.subject_proj = nn.Linear(c.width, num_p * c.pred_dim)
@@ -137,9 +151,13 @@ class RelationHead(nn.Module):
         """
         c = self.config
         if tokens.shape[-1] != c.token_dim:
-            raise RelationInputError(f"tokens have dim {tokens.shape[-1]}, the head expects {c.token_dim}")
+            raise RelationInputError(
+                f"tokens have dim {tokens.shape[-1]}, the head expects {c.token_dim}"
+            )
         if pair_feats.shape[-1] != c.geo_dim:
-            raise RelationInputError(f"pair features have dim {pair_feats.shape[-1]}, expected {c.geo_dim}")
+            raise RelationInputError(
+                f"pair features have dim {pair_feats.shape[-1]}, expected {c.geo_dim}"
+            )
         x = self.token_proj(tokens) + self.category_embed(categories)
         if self.encoder is not None:
             x = self.encoder(x, src_key_padding_mask=padding)
@@ -176,9 +194,13 @@ def load_relation_head(
         raise RelationCheckpointError(f"relation checkpoint {path} does not exist")
     ckpt = torch.load(path, map_location=map_location, weights_only=True)
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise RelationCheckpointError(f"{path} is not a relation-head checkpoint (format {CHECKPOINT_FORMAT!r})")
+        raise RelationCheckpointError(
+            f"{path} is not a relation-head checkpoint (format {CHECKPOINT_FORMAT!r})"
+        )
     if ckpt.get("version") != CHECKPOINT_VERSION:
-        raise RelationCheckpointError(f"{path}: checkpoint version {ckpt.get('version')}, expected {CHECKPOINT_VERSION}")
+        raise RelationCheckpointError(
+            f"{path}: checkpoint version {ckpt.get('version')}, expected {CHECKPOINT_VERSION}"
+        )
     config = RelationHeadConfig.from_dict(ckpt["config"])
     if sam_model is not None and config.sam_model != sam_model:
         raise RelationCheckpointError(
@@ -226,12 +248,18 @@ class LearnedRelationPredictor(RelationPredictor):
         self.head = head.to(self.device).eval()
         self.config = head.config
         self.predicates = list(head.config.predicates)
-        self.top_k, self.min_score, self.max_per_subject = int(top_k), float(min_score), int(max_per_subject)
+        self.top_k, self.min_score, self.max_per_subject = (
+            int(top_k),
+            float(min_score),
+            int(max_per_subject),
+        )
         self._cat_index = {normalize_category(n): i for i, n in enumerate(head.config.categories)}
         self._warned_meaningless = False
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, sam_model: str | None = None, **kwargs) -> "LearnedRelationPredictor":
+    def from_checkpoint(
+        cls, path: str | Path, sam_model: str | None = None, **kwargs
+    ) -> "LearnedRelationPredictor":
         head, _ = load_relation_head(path, sam_model=sam_model)
         return cls(head, **kwargs)
 
@@ -242,16 +270,23 @@ class LearnedRelationPredictor(RelationPredictor):
             return rows
         if not labels.meaningful:
             if not self._warned_meaningless:
-                logger.warning("region labels come from untrained weights; using the 'unknown' category embedding")
+                logger.warning(
+                    "region labels come from untrained weights; using the 'unknown' category embedding"
+                )
                 self._warned_meaningless = True
             return rows
         for i in range(n):
-            rows[i] = self._cat_index.get(normalize_category(labels.label_text(i)), self.config.unknown_index)
+            rows[i] = self._cat_index.get(
+                normalize_category(labels.label_text(i)), self.config.unknown_index
+            )
         return rows
 
     @torch.no_grad()
     def score_matrix(
-        self, segmentation: Segmentation, labels: RegionLabels | None, depth: np.ndarray | None = None
+        self,
+        segmentation: Segmentation,
+        labels: RegionLabels | None,
+        depth: np.ndarray | None = None,
     ) -> np.ndarray:
         """``(N, N, P)`` float32 sigmoid scores; the diagonal is 0."""
         geom = region_geometry(segmentation, depth)
@@ -263,7 +298,9 @@ class LearnedRelationPredictor(RelationPredictor):
                 f"(trained on {self.config.sam_model!r}) expects {self.config.token_dim}"
             )
         dev = self.device
-        tokens = torch.from_numpy(np.ascontiguousarray(segmentation.tokens, dtype=np.float32)).to(dev)[None]
+        tokens = torch.from_numpy(np.ascontiguousarray(segmentation.tokens, dtype=np.float32)).to(
+            dev
+        )[None]
         cats = torch.from_numpy(self.category_rows(labels, n)).to(dev)[None]
         pairs = torch.from_numpy(pair_features(geom)).to(dev)[None]
         probs = torch.sigmoid(self.head(tokens, cats, pairs))[0].float().cpu().numpy()
@@ -272,7 +309,10 @@ class LearnedRelationPredictor(RelationPredictor):
         return probs
 
     def predict(
-        self, segmentation: Segmentation, labels: RegionLabels | None, depth: np.ndarray | None = None
+        self,
+        segmentation: Segmentation,
+        labels: RegionLabels | None,
+        depth: np.ndarray | None = None,
     ) -> Relations:
         """The ``top_k`` best (subject, object, predicate) with score >= ``min_score``."""
         if len(segmentation) < 2:

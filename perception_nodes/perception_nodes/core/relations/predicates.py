@@ -47,7 +47,9 @@ NEAR_SYNONYMS: dict[str, tuple[str, ...]] = {
 }  # fmt: skip
 
 
-def symmetric_mask(predicates: Sequence[str], symmetric: Iterable[str] = SYMMETRIC_PREDICATES) -> np.ndarray:
+def symmetric_mask(
+    predicates: Sequence[str], symmetric: Iterable[str] = SYMMETRIC_PREDICATES
+) -> np.ndarray:
     """``(P,)`` bool: which of ``predicates`` are symmetric."""
     sym = set(symmetric)
     return np.array([p in sym for p in predicates], dtype=bool)

@@ -41,12 +41,12 @@ from segment_anything.utils.amg import (
 from segment_anything.utils.transforms import ResizeLongestSide
 from torchvision.ops.boxes import batched_nms, box_area
 
-from ..cancel import raise_if_stopped
-from ..types import Segmentation
-from .backend import DecoderOutput, SamBackend
-from .decoder import pad_point_prompts
-from .preprocess import DEFAULT_MAX_PIXELS, preprocess_image, to_rgb_uint8
-from .registry import SAM_PIXEL_MEAN, SAM_PIXEL_STD, SamModelSpec
+from perception_nodes.core.cancel import raise_if_stopped
+from perception_nodes.core.sam.backend import DecoderOutput, SamBackend
+from perception_nodes.core.sam.decoder import pad_point_prompts
+from perception_nodes.core.sam.preprocess import DEFAULT_MAX_PIXELS, preprocess_image, to_rgb_uint8
+from perception_nodes.core.sam.registry import SAM_PIXEL_MEAN, SAM_PIXEL_STD, SamModelSpec
+from perception_nodes.core.types import Segmentation
 
 logger = logging.getLogger(__name__)
 
@@ -111,8 +111,12 @@ class StageTimings:
     decoder_batches: list[float] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, float]:
-        return {"preprocess": self.preprocess, "encoder": self.encoder, "decoder": self.decoder,
-                "postprocess": self.postprocess}
+        return {
+            "preprocess": self.preprocess,
+            "encoder": self.encoder,
+            "decoder": self.decoder,
+            "postprocess": self.postprocess,
+        }
 
 
 class MaskGenerator:
@@ -144,8 +148,12 @@ class MaskGenerator:
     ) -> None:
         if points_per_side < 1:
             raise ValueError(f"points_per_side must be >= 1, got {points_per_side}")
-        for name, v in (("pred_iou_thresh", pred_iou_thresh), ("stability_score_thresh", stability_score_thresh),
-                        ("box_nms_thresh", box_nms_thresh), ("crop_nms_thresh", crop_nms_thresh)):
+        for name, v in (
+            ("pred_iou_thresh", pred_iou_thresh),
+            ("stability_score_thresh", stability_score_thresh),
+            ("box_nms_thresh", box_nms_thresh),
+            ("crop_nms_thresh", crop_nms_thresh),
+        ):
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {v}")
         if max_regions is not None and max_regions < 0:
@@ -158,7 +166,9 @@ class MaskGenerator:
         else:
             mean, std = spec_or_pixel_stats
         self.pixel_mean, self.pixel_std = tuple(mean), tuple(std)
-        self.point_grids = build_all_layer_point_grids(points_per_side, crop_n_layers, crop_n_points_downscale_factor)
+        self.point_grids = build_all_layer_point_grids(
+            points_per_side, crop_n_layers, crop_n_points_downscale_factor
+        )
         if points_per_batch is None:
             points_per_batch = 256 if backend.device.type == "cuda" else 64
         self.points_per_batch = int(points_per_batch)
@@ -199,8 +209,14 @@ class MaskGenerator:
             return self._cache
         x0, y0, x1, y1 = crop_box
         t0 = time.perf_counter()
-        pre = preprocess_image(image[y0:y1, x0:x1], self.backend.input_size, self.pixel_mean,
-                               self.pixel_std, device=self.backend.device, max_pixels=self.max_pixels)
+        pre = preprocess_image(
+            image[y0:y1, x0:x1],
+            self.backend.input_size,
+            self.pixel_mean,
+            self.pixel_std,
+            device=self.backend.device,
+            max_pixels=self.max_pixels,
+        )
         self._sync()
         t1 = time.perf_counter()
         embedding = self.backend.encode(pre.tensor)
@@ -223,21 +239,43 @@ class MaskGenerator:
         """
         rgbs = [to_rgb_uint8(im, self.max_pixels) for im in images]
         t0 = time.perf_counter()
-        pres = [preprocess_image(rgb, self.backend.input_size, self.pixel_mean, self.pixel_std,
-                                 device=self.backend.device, max_pixels=self.max_pixels) for rgb in rgbs]
+        pres = [
+            preprocess_image(
+                rgb,
+                self.backend.input_size,
+                self.pixel_mean,
+                self.pixel_std,
+                device=self.backend.device,
+                max_pixels=self.max_pixels,
+            )
+            for rgb in rgbs
+        ]
         self._sync()
         t1 = time.perf_counter()
         try:
             embeddings = self.backend.encode(torch.cat([p.tensor for p in pres]))
         except (ValueError, RuntimeError) as exc:
-            logger.info("batched encoding refused by the %s backend (%s); encoding one by one", self.backend.name, exc)
+            logger.info(
+                "batched encoding refused by the %s backend (%s); encoding one by one",
+                self.backend.name,
+                exc,
+            )
             embeddings = torch.cat([self.backend.encode(p.tensor) for p in pres])
         self._sync()
         n = len(rgbs)
         pre_s, enc_s = (t1 - t0) / n, (time.perf_counter() - t1) / n
         self._batched = {
-            id(rgb): (rgb, _Embedded((id(rgb), (0, 0, rgb.shape[1], rgb.shape[0])), embeddings[i:i + 1],
-                                     p.original_size, p.input_size), pre_s, enc_s)
+            id(rgb): (
+                rgb,
+                _Embedded(
+                    (id(rgb), (0, 0, rgb.shape[1], rgb.shape[0])),
+                    embeddings[i : i + 1],
+                    p.original_size,
+                    p.input_size,
+                ),
+                pre_s,
+                enc_s,
+            )
             for i, (rgb, p) in enumerate(zip(rgbs, pres))
         }
         return rgbs
@@ -265,16 +303,27 @@ class MaskGenerator:
             if self._image is None:
                 raise ValueError("no image: pass one or call set_image(image) first")
             return self._image
-        if self._image is not None and isinstance(image, np.ndarray) and (image is self._image or (
-                image.shape == self._image.shape and image.dtype == self._image.dtype
-                and np.array_equal(image, self._image))):
+        if (
+            self._image is not None
+            and isinstance(image, np.ndarray)
+            and (
+                image is self._image
+                or (
+                    image.shape == self._image.shape
+                    and image.dtype == self._image.dtype
+                    and np.array_equal(image, self._image)
+                )
+            )
+        ):
             return self._image
         self._cache, self._image = None, None
         return to_rgb_uint8(image, self.max_pixels)
 
     # ----------------------------------------------------------------- automatic
     @torch.no_grad()
-    def generate(self, image: np.ndarray | None = None, should_stop: Callable[[], bool] | None = None) -> Segmentation:
+    def generate(
+        self, image: np.ndarray | None = None, should_stop: Callable[[], bool] | None = None
+    ) -> Segmentation:
         """Segment everything in ``image`` (HxWx3 uint8 RGB; see ``to_rgb_uint8`` for others).
 
         ``image=None`` reuses the image of :meth:`set_image`. Regions are sorted like the
@@ -284,7 +333,9 @@ class MaskGenerator:
         self._should_stop = should_stop
         rgb = self._image_for(image)
         orig_size = rgb.shape[:2]
-        crop_boxes, layer_idxs = generate_crop_boxes(orig_size, self.crop_n_layers, self.crop_overlap_ratio)
+        crop_boxes, layer_idxs = generate_crop_boxes(
+            orig_size, self.crop_n_layers, self.crop_overlap_ratio
+        )
         crops = [self._process_crop(rgb, box, layer) for box, layer in zip(crop_boxes, layer_idxs)]
         t0 = time.perf_counter()
         data = MaskData()
@@ -292,8 +343,12 @@ class MaskGenerator:
             data.cat(d)
         if len(crop_boxes) > 1 and len(data["iou_preds"]) > 0:
             scores = 1 / box_area(data["crop_boxes"].float())
-            keep = batched_nms(data["boxes"].float(), scores, torch.zeros_like(scores),
-                               iou_threshold=self.crop_nms_thresh)
+            keep = batched_nms(
+                data["boxes"].float(),
+                scores,
+                torch.zeros_like(scores),
+                iou_threshold=self.crop_nms_thresh,
+            )
             data.filter(keep)
         seg = self._to_segmentation(data, orig_size)
         if self.min_mask_region_area > 0:
@@ -316,8 +371,12 @@ class MaskGenerator:
             data.cat(self._process_batch(emb, pts, model_pts, crop_box, rgb.shape[:2]))
         t0 = time.perf_counter()
         if len(data["iou_preds"]) > 0:
-            keep = batched_nms(data["boxes"].float(), data["iou_preds"],
-                               torch.zeros_like(data["iou_preds"]), iou_threshold=self.box_nms_thresh)
+            keep = batched_nms(
+                data["boxes"].float(),
+                data["iou_preds"],
+                torch.zeros_like(data["iou_preds"]),
+                iou_threshold=self.box_nms_thresh,
+            )
             data.filter(keep)
         data["boxes"] = uncrop_boxes_xyxy(data["boxes"], crop_box)
         data["points"] = uncrop_points(data["points"], crop_box)
@@ -329,31 +388,47 @@ class MaskGenerator:
         self.timings.postprocess += time.perf_counter() - t0
         return data
 
-    def _decode(self, emb: _Embedded, coords: torch.Tensor, labels: torch.Tensor, multimask: bool,
-                iou_threshold: float | None = None):
+    def _decode(
+        self,
+        emb: _Embedded,
+        coords: torch.Tensor,
+        labels: torch.Tensor,
+        multimask: bool,
+        iou_threshold: float | None = None,
+    ):
         t0 = time.perf_counter()
-        out = self.backend.decode(emb.embedding, coords, labels, multimask_output=multimask,
-                                  iou_threshold=iou_threshold)
+        out = self.backend.decode(
+            emb.embedding, coords, labels, multimask_output=multimask, iou_threshold=iou_threshold
+        )
         self._sync()
         dt = time.perf_counter() - t0
         self.timings.decoder += dt
         self.timings.decoder_batches.append(dt)
         return out
 
-    def _process_batch(self, emb: _Embedded, points: np.ndarray, model_points: np.ndarray,
-                       crop_box: list[int], orig_size: tuple[int, int]) -> MaskData:
+    def _process_batch(
+        self,
+        emb: _Embedded,
+        points: np.ndarray,
+        model_points: np.ndarray,
+        crop_box: list[int],
+        orig_size: tuple[int, int],
+    ) -> MaskData:
         dev = self.backend.device
         coords = torch.as_tensor(model_points, dtype=torch.float32, device=dev)[:, None, :]
         coords, labels = pad_point_prompts(coords, torch.ones(coords.shape[:2], device=dev))
         filtering = self.pred_iou_thresh > 0.0
-        out = self._decode(emb, coords, labels, self.multimask_output,
-                           self.pred_iou_thresh if filtering else None)
+        out = self._decode(
+            emb, coords, labels, self.multimask_output, self.pred_iou_thresh if filtering else None
+        )
         t0 = time.perf_counter()
         m = out.iou_predictions.shape[1]
         data = MaskData(
             iou_preds=out.iou_predictions.flatten(0, 1),
             tokens=out.mask_tokens.flatten(0, 1),
-            points=torch.as_tensor(points, device=out.iou_predictions.device).repeat_interleave(m, 0),
+            points=torch.as_tensor(points, device=out.iou_predictions.device).repeat_interleave(
+                m, 0
+            ),
         )
         keep = out.iou_predictions > self.pred_iou_thresh if filtering else None
         if keep is not None:
@@ -379,14 +454,22 @@ class MaskGenerator:
         del data["logits"]
         masks, stability = [], []
         for i in range(0, logits.shape[0], _UPSCALE_CHUNK):
-            up = upscale_logits(logits[i : i + _UPSCALE_CHUNK], self.backend.input_size,
-                                emb.resized_size, emb.original_size)
-            stability.append(calculate_stability_score(up, MASK_THRESHOLD, self.stability_score_offset))
+            up = upscale_logits(
+                logits[i : i + _UPSCALE_CHUNK],
+                self.backend.input_size,
+                emb.resized_size,
+                emb.original_size,
+            )
+            stability.append(
+                calculate_stability_score(up, MASK_THRESHOLD, self.stability_score_offset)
+            )
             masks.append(up > MASK_THRESHOLD)
         if not masks:
             h, w = emb.original_size
-            return (torch.zeros((0, h, w), dtype=torch.bool, device=logits.device),
-                    torch.zeros((0,), device=logits.device))
+            return (
+                torch.zeros((0, h, w), dtype=torch.bool, device=logits.device),
+                torch.zeros((0,), device=logits.device),
+            )
         return torch.cat(masks), torch.cat(stability)
 
     # ----------------------------------------------------------------- output
@@ -423,19 +506,25 @@ class MaskGenerator:
             masks[i], changed[i] = m, c1 or c2
         tm = torch.as_tensor(masks)
         boxes = batched_mask_to_box(tm)
-        keep = batched_nms(boxes.float(), torch.as_tensor((~changed).astype(np.float32)),
-                           torch.zeros(len(seg)), iou_threshold=max(self.box_nms_thresh, self.crop_nms_thresh))
+        keep = batched_nms(
+            boxes.float(),
+            torch.as_tensor((~changed).astype(np.float32)),
+            torch.zeros(len(seg)),
+            iou_threshold=max(self.box_nms_thresh, self.crop_nms_thresh),
+        )
         keep = keep.numpy()
         seg.masks = masks
-        seg.boxes_xyxy = np.where(changed[:, None], boxes.numpy().astype(np.float32) + [0, 0, 1, 1],
-                                  seg.boxes_xyxy).astype(np.float32)
+        seg.boxes_xyxy = np.where(
+            changed[:, None], boxes.numpy().astype(np.float32) + [0, 0, 1, 1], seg.boxes_xyxy
+        ).astype(np.float32)
         seg.areas = masks.reshape(len(seg), -1).sum(1).astype(np.int64)
         return seg.select(keep)
 
     # ----------------------------------------------------------------- prompted
     @torch.no_grad()
-    def predict_boxes(self, image: np.ndarray | None, boxes_xyxy: np.ndarray,
-                      multimask_output: bool = False) -> Segmentation:
+    def predict_boxes(
+        self, image: np.ndarray | None, boxes_xyxy: np.ndarray, multimask_output: bool = False
+    ) -> Segmentation:
         """One mask per box prompt (``(N, 4)`` XYXY pixels), in input order.
 
         ``multimask_output=False`` uses SAM's single-mask output (recommended for boxes);
@@ -443,7 +532,9 @@ class MaskGenerator:
         """
         boxes = np.asarray(boxes_xyxy, dtype=np.float64)
         if boxes.ndim != 2 or boxes.shape[1] != 4 or not np.all(np.isfinite(boxes)):
-            raise ValueError(f"boxes_xyxy must be a finite (N, 4) XYXY array, got shape {boxes.shape}")
+            raise ValueError(
+                f"boxes_xyxy must be a finite (N, 4) XYXY array, got shape {boxes.shape}"
+            )
         if np.any(boxes[:, 2] < boxes[:, 0]) or np.any(boxes[:, 3] < boxes[:, 1]):
             raise ValueError("boxes_xyxy must have x1 >= x0 and y1 >= y0 (XYXY, pixels)")
         rgb = self._image_for(image)
@@ -456,8 +547,13 @@ class MaskGenerator:
         return self._predict(emb, model_boxes, labels, points, multimask_output, pad=False)
 
     @torch.no_grad()
-    def predict_points(self, image: np.ndarray | None, points_xy: np.ndarray,
-                       labels: np.ndarray | None = None, multimask_output: bool = True) -> Segmentation:
+    def predict_points(
+        self,
+        image: np.ndarray | None,
+        points_xy: np.ndarray,
+        labels: np.ndarray | None = None,
+        multimask_output: bool = True,
+    ) -> Segmentation:
         """One mask per point prompt, in input order.
 
         ``points_xy``: ``(N, 2)`` pixels -> N prompts of one point, or ``(N, K, 2)`` -> N prompts
@@ -469,8 +565,14 @@ class MaskGenerator:
         if pts.ndim == 2:
             pts = pts[:, None, :]
         if pts.ndim != 3 or pts.shape[-1] != 2 or not np.all(np.isfinite(pts)):
-            raise ValueError(f"points_xy must be a finite (N, 2) or (N, K, 2) array, got shape {np.shape(points_xy)}")
-        lab = np.ones(pts.shape[:2]) if labels is None else np.asarray(labels, dtype=np.float64).reshape(pts.shape[:2])
+            raise ValueError(
+                f"points_xy must be a finite (N, 2) or (N, K, 2) array, got shape {np.shape(points_xy)}"
+            )
+        lab = (
+            np.ones(pts.shape[:2])
+            if labels is None
+            else np.asarray(labels, dtype=np.float64).reshape(pts.shape[:2])
+        )
         if not np.isin(lab, (0, 1)).all():
             raise ValueError("point labels must be 0 (background) or 1 (foreground)")
         rgb = self._image_for(image)
@@ -480,8 +582,15 @@ class MaskGenerator:
         model_pts = self._resize.apply_coords(pts.copy(), emb.original_size)
         return self._predict(emb, model_pts, lab, pts[:, 0, :], multimask_output, pad=True)
 
-    def _predict(self, emb: _Embedded, model_coords: np.ndarray, labels: np.ndarray,
-                 points: np.ndarray, multimask: bool, pad: bool) -> Segmentation:
+    def _predict(
+        self,
+        emb: _Embedded,
+        model_coords: np.ndarray,
+        labels: np.ndarray,
+        points: np.ndarray,
+        multimask: bool,
+        pad: bool,
+    ) -> Segmentation:
         dev = self.backend.device
         datas = []
         for c, lb, p in batch_iterator(self.points_per_batch, model_coords, labels, points):
@@ -493,9 +602,12 @@ class MaskGenerator:
             t0 = time.perf_counter()
             best = out.iou_predictions.argmax(dim=1)
             rows = torch.arange(best.shape[0], device=best.device)
-            data = MaskData(logits=out.low_res_logits[rows, best], iou_preds=out.iou_predictions[rows, best],
-                            tokens=out.mask_tokens[rows, best],
-                            points=torch.as_tensor(p, dtype=torch.float32, device=best.device))
+            data = MaskData(
+                logits=out.low_res_logits[rows, best],
+                iou_preds=out.iou_predictions[rows, best],
+                tokens=out.mask_tokens[rows, best],
+                points=torch.as_tensor(p, dtype=torch.float32, device=best.device),
+            )
             data["masks"], data["stability_score"] = self._masks(data, emb)
             data["boxes"] = batched_mask_to_box(data["masks"])
             self.timings.postprocess += time.perf_counter() - t0

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..config import SAM_BACKENDS
-from .backend import SamBackend
+from perception_nodes.core.config import SAM_BACKENDS
+from perception_nodes.core.sam.backend import SamBackend
 
 BACKEND_KINDS = SAM_BACKENDS  # declared once in core/config.py
 
@@ -35,19 +35,25 @@ def create_backend(
     matters when that backend is chosen.
     """
     if kind == "torch":
-        from .registry import build_sam_model
-        from .torch_backend import TorchSamBackend
+        from perception_nodes.core.sam.registry import build_sam_model
+        from perception_nodes.core.sam.torch_backend import TorchSamBackend
 
         sam = build_sam_model(model, checkpoint, device=device)
         return TorchSamBackend(sam, device=device, precision=precision, compile=compile)
     if kind in ("onnxruntime", "tensorrt"):
         if kind == "onnxruntime":
-            from .onnx_backend import OnnxRuntimeSamBackend
+            from perception_nodes.core.sam.onnx_backend import OnnxRuntimeSamBackend
 
             return OnnxRuntimeSamBackend(encoder_path, decoder_path, device=device)
         from perception_nodes.core.sam.tensorrt.backend import TensorRTSamBackend
         from perception_nodes.core.sam.tensorrt.cache import engine_cache_dir
 
-        return TensorRTSamBackend(encoder_path, decoder_path, model=model, precision=precision,
-                                  cache_dir=engine_cache_dir(cache_dir) if cache_dir else None, device=device)
+        return TensorRTSamBackend(
+            encoder_path,
+            decoder_path,
+            model=model,
+            precision=precision,
+            cache_dir=engine_cache_dir(cache_dir) if cache_dir else None,
+            device=device,
+        )
     raise ValueError(f"unknown SAM backend {kind!r}; choose one of {', '.join(BACKEND_KINDS)}")

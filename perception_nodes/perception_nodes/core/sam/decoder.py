@@ -25,14 +25,16 @@ from __future__ import annotations
 import torch
 from segment_anything.modeling import Sam
 
-from .backend import DecoderOutput
-from .modules import ImageContext, PromptDecoder
-from .modules import embed_points as _embed_points
+from perception_nodes.core.sam.backend import DecoderOutput
+from perception_nodes.core.sam.modules import ImageContext, PromptDecoder
+from perception_nodes.core.sam.modules import embed_points as _embed_points
 
 PAD_LABEL = -1.0
 
 
-def embed_points(model: Sam, point_coords: torch.Tensor, point_labels: torch.Tensor) -> torch.Tensor:
+def embed_points(
+    model: Sam, point_coords: torch.Tensor, point_labels: torch.Tensor
+) -> torch.Tensor:
     """Sparse prompt embeddings ``(P, K, C)`` of points in the resized input frame.
 
     Labels: -1 padding (``not_a_point_embed``), 0 background, 1 foreground, 2/3 box top-left /
@@ -84,8 +86,13 @@ def decode_prompts(
     decoder = model if isinstance(model, PromptDecoder) else PromptDecoder.from_sam(model)
     if not isinstance(embedding, ImageContext):
         embedding = decoder.prepare_image(embedding)
-    out = decoder(embedding, point_coords, point_labels.to(embedding.keys.dtype),
-                  mask_slots(multimask_output), iou_threshold)
+    out = decoder(
+        embedding,
+        point_coords,
+        point_labels.to(embedding.keys.dtype),
+        mask_slots(multimask_output),
+        iou_threshold,
+    )
     return DecoderOutput(out.low_res_logits, out.iou_predictions, out.mask_tokens, out.logit_rows)
 
 
@@ -117,7 +124,9 @@ def reference_decode_prompts(
     image_pe = model.prompt_encoder.get_dense_pe().to(embedding.dtype)
 
     # --- MaskDecoder.predict_masks, step by step (see module docstring) ---
-    output_tokens = torch.cat([dec.iou_token.weight, dec.mask_tokens.weight], dim=0).to(embedding.dtype)
+    output_tokens = torch.cat([dec.iou_token.weight, dec.mask_tokens.weight], dim=0).to(
+        embedding.dtype
+    )
     output_tokens = output_tokens.unsqueeze(0).expand(n_prompts, -1, -1)
     tokens = torch.cat((output_tokens, sparse), dim=1)
     src = embedding.expand(n_prompts, -1, -1, -1) + dense
@@ -129,7 +138,8 @@ def reference_decode_prompts(
     src = src.transpose(1, 2).reshape(n_prompts, c, h, w)
     upscaled = dec.output_upscaling(src)
     hyper_in = torch.stack(
-        [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(dec.output_hypernetworks_mlps)], dim=1
+        [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(dec.output_hypernetworks_mlps)],
+        dim=1,
     )
     _, uc, uh, uw = upscaled.shape
     masks = (hyper_in @ upscaled.reshape(n_prompts, uc, uh * uw)).reshape(n_prompts, -1, uh, uw)

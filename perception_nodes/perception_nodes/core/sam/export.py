@@ -40,11 +40,10 @@ import torch
 from segment_anything.modeling import Sam
 
 import perception_nodes
-
-from ..weights import sha256_file
-from .decoder import mask_slots
-from .export_metadata import METADATA_FORMAT, MULTIMASK_MODES
-from .modules import PromptDecoder
+from perception_nodes.core.sam.decoder import mask_slots
+from perception_nodes.core.sam.export_metadata import METADATA_FORMAT, MULTIMASK_MODES
+from perception_nodes.core.sam.modules import PromptDecoder
+from perception_nodes.core.weights import sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +78,9 @@ class SamDecoderOnnx(torch.nn.Module):
         self.slots = slice(None) if multimask == "both" else mask_slots(multimask == "multimask")
 
     def forward(
-        self, image_embeddings: torch.Tensor, point_coords: torch.Tensor,
+        self,
+        image_embeddings: torch.Tensor,
+        point_coords: torch.Tensor,
         point_labels: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         out = self.decoder(image_embeddings, point_coords, point_labels, self.slots)
@@ -94,8 +95,13 @@ def model_geometry(model: Sam) -> tuple[int, tuple[int, int, int]]:
 
 
 def build_metadata(
-    model: Sam, model_name: str, component: str, checkpoint_sha256: str,
-    checkpoint_file: str = "", multimask: str = "", opset: int = DEFAULT_OPSET,
+    model: Sam,
+    model_name: str,
+    component: str,
+    checkpoint_sha256: str,
+    checkpoint_file: str = "",
+    multimask: str = "",
+    opset: int = DEFAULT_OPSET,
     untrained: bool = False,
 ) -> dict[str, str]:
     """The ``metadata_props`` of one export (keys documented in ``export_metadata``)."""
@@ -129,35 +135,67 @@ def write_metadata(path: str | Path, props: dict[str, str]) -> None:
     onnx.save(proto, str(path))
 
 
-def _trace_export(module: torch.nn.Module, args: tuple, path: Path, inputs: list[str],
-                  outputs: list[str], dynamic_axes: dict, opset: int) -> None:
+def _trace_export(
+    module: torch.nn.Module,
+    args: tuple,
+    path: Path,
+    inputs: list[str],
+    outputs: list[str],
+    dynamic_axes: dict,
+    opset: int,
+) -> None:
     with warnings.catch_warnings(), torch.no_grad():
         # Expected TracerWarnings: python ints from tensor sizes (fixed input side) are
         # recorded as constants; see the module docstring.
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
-        torch.onnx.export(module.eval(), args, str(path), input_names=inputs,
-                          output_names=outputs, dynamic_axes=dynamic_axes,
-                          opset_version=opset, do_constant_folding=True, dynamo=False)
+        torch.onnx.export(
+            module.eval(),
+            args,
+            str(path),
+            input_names=inputs,
+            output_names=outputs,
+            dynamic_axes=dynamic_axes,
+            opset_version=opset,
+            do_constant_folding=True,
+            dynamo=False,
+        )
 
 
-def export_encoder(model: Sam, path: str | Path, metadata: dict[str, str],
-                   opset: int = DEFAULT_OPSET, example_batch: int = 1) -> Path:
+def export_encoder(
+    model: Sam,
+    path: str | Path,
+    metadata: dict[str, str],
+    opset: int = DEFAULT_OPSET,
+    example_batch: int = 1,
+) -> Path:
     """Export the image encoder (dynamic batch) to ``path`` with ``metadata``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     input_size, _ = model_geometry(model)
     device = next(model.parameters()).device
     images = torch.randn(example_batch, 3, input_size, input_size, device=device)
-    _trace_export(SamEncoderOnnx(model), (images,), path, ENCODER_INPUTS, ENCODER_OUTPUTS,
-                  {"images": {0: "batch"}, "image_embeddings": {0: "batch"}}, opset)
+    _trace_export(
+        SamEncoderOnnx(model),
+        (images,),
+        path,
+        ENCODER_INPUTS,
+        ENCODER_OUTPUTS,
+        {"images": {0: "batch"}, "image_embeddings": {0: "batch"}},
+        opset,
+    )
     write_metadata(path, metadata)
     return path
 
 
-def export_decoder(model: Sam, path: str | Path, metadata: dict[str, str],
-                   multimask: str = "both", opset: int = DEFAULT_OPSET) -> Path:
+def export_decoder(
+    model: Sam,
+    path: str | Path,
+    metadata: dict[str, str],
+    multimask: str = "both",
+    opset: int = DEFAULT_OPSET,
+) -> Path:
     """Export prompt encoder + mask decoder (dynamic P, K) to ``path``, graph-optimised."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -167,14 +205,24 @@ def export_decoder(model: Sam, path: str | Path, metadata: dict[str, str],
     embedding = torch.randn(1, c, h, w, generator=gen).to(device)
     coords = (torch.rand(3, 2, 2, generator=gen) * model.image_encoder.img_size).to(device)
     labels = torch.tensor([[1.0, -1.0], [2.0, 3.0], [1.0, 0.0]], device=device)
-    dyn = {"point_coords": {0: "num_prompts", 1: "num_points"},
-           "point_labels": {0: "num_prompts", 1: "num_points"},
-           "low_res_logits": {0: "num_prompts"}, "iou_predictions": {0: "num_prompts"},
-           "mask_tokens": {0: "num_prompts"}}
+    dyn = {
+        "point_coords": {0: "num_prompts", 1: "num_points"},
+        "point_labels": {0: "num_prompts", 1: "num_points"},
+        "low_res_logits": {0: "num_prompts"},
+        "iou_predictions": {0: "num_prompts"},
+        "mask_tokens": {0: "num_prompts"},
+    }
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "decoder_raw.onnx"
-        _trace_export(SamDecoderOnnx(model, multimask), (embedding, coords, labels), raw,
-                      DECODER_INPUTS, DECODER_OUTPUTS, dyn, opset)
+        _trace_export(
+            SamDecoderOnnx(model, multimask),
+            (embedding, coords, labels),
+            raw,
+            DECODER_INPUTS,
+            DECODER_OUTPUTS,
+            dyn,
+            opset,
+        )
         _optimise_basic(raw, path)
     write_metadata(path, metadata)
     return path
@@ -205,8 +253,13 @@ class ExportResult:
 
 
 def export_sam(
-    model: Sam, model_name: str, checkpoint: str | Path, out_dir: str | Path,
-    multimask: str = "both", opset: int = DEFAULT_OPSET, verify: bool = True,
+    model: Sam,
+    model_name: str,
+    checkpoint: str | Path,
+    out_dir: str | Path,
+    multimask: str = "both",
+    opset: int = DEFAULT_OPSET,
+    verify: bool = True,
 ) -> ExportResult:
     """Export encoder and decoder of ``model`` (loaded from ``checkpoint``) into ``out_dir``.
 
@@ -216,9 +269,14 @@ def export_sam(
     """
     checkpoint = Path(checkpoint)
     out_dir = Path(out_dir)
-    common = dict(model=model, model_name=model_name, checkpoint_sha256=sha256_file(checkpoint),
-                  checkpoint_file=checkpoint.name, opset=opset,
-                  untrained=bool(getattr(model, "pn_untrained", False)))
+    common = dict(
+        model=model,
+        model_name=model_name,
+        checkpoint_sha256=sha256_file(checkpoint),
+        checkpoint_file=checkpoint.name,
+        opset=opset,
+        untrained=bool(getattr(model, "pn_untrained", False)),
+    )
     enc_meta = build_metadata(component="encoder", **common)
     dec_meta = build_metadata(component="decoder", multimask=multimask, **common)
     started = time.monotonic()
@@ -233,8 +291,14 @@ def export_sam(
 
 
 @torch.no_grad()
-def verify_export(model: Sam, encoder_path: Path, decoder_path: Path, multimask: str = "both",
-                  num_prompts: int = 2, seed: int = 0) -> dict[str, float]:
+def verify_export(
+    model: Sam,
+    encoder_path: Path,
+    decoder_path: Path,
+    multimask: str = "both",
+    num_prompts: int = 2,
+    seed: int = 0,
+) -> dict[str, float]:
     """Smoke run: onnxruntime (CPU) vs PyTorch on seeded random input; max abs differences."""
     import onnxruntime as ort
 
@@ -248,8 +312,14 @@ def verify_export(model: Sam, encoder_path: Path, decoder_path: Path, multimask:
     coords = torch.rand(num_prompts, 2, 2, generator=gen) * input_size
     labels = torch.tensor([[1.0, -1.0], [2.0, 3.0]]).repeat((num_prompts + 1) // 2, 1)[:num_prompts]
     dec = ort.InferenceSession(str(decoder_path), providers=["CPUExecutionProvider"])
-    outs = dec.run(None, {"image_embeddings": emb_torch.numpy(), "point_coords": coords.numpy(),
-                          "point_labels": labels.numpy()})
+    outs = dec.run(
+        None,
+        {
+            "image_embeddings": emb_torch.numpy(),
+            "point_coords": coords.numpy(),
+            "point_labels": labels.numpy(),
+        },
+    )
     refs = SamDecoderOnnx(cpu, multimask)(emb_torch, coords, labels)
     diffs = {"image_embeddings": float(np.abs(emb_onnx - emb_torch.numpy()).max())}
     for name, out, ref in zip(DECODER_OUTPUTS, outs, refs):

@@ -48,8 +48,9 @@ def read_onnx_metadata(path: str | os.PathLike) -> dict[str, str]:
     try:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # onnx raises DecodeError and friends from protobuf
-        raise OnnxModelError(f"{path} is not a readable ONNX model (corrupted or truncated?): "
-                             f"{exc}") from exc
+        raise OnnxModelError(
+            f"{path} is not a readable ONNX model (corrupted or truncated?): {exc}"
+        ) from exc
     return {p.key: p.value for p in proto.metadata_props}
 
 
@@ -59,11 +60,13 @@ def check_metadata(meta: dict[str, str], path: str | os.PathLike, component: str
     if missing:
         raise OnnxModelError(
             f"{path} lacks the perception_nodes metadata {missing}: it was not written by "
-            "pn-export-onnx (re-export it with pn-export-onnx)")
+            "pn-export-onnx (re-export it with pn-export-onnx)"
+        )
     if meta["component"] != component:
         raise OnnxModelError(
             f"{path} is a SAM {meta['component']} export, but a {component} was expected "
-            "(encoder and decoder paths swapped?)")
+            "(encoder and decoder paths swapped?)"
+        )
 
 
 def pair_problems(encoder_meta: dict[str, str], decoder_meta: dict[str, str]) -> list[str]:

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .backend import DecoderOutput, SamBackend
-from .export_metadata import (
+from perception_nodes.core.sam.backend import DecoderOutput, SamBackend
+from perception_nodes.core.sam.export_metadata import (
     ExportMismatchError,
     OnnxModelError,
     check_metadata,
@@ -51,7 +51,8 @@ def select_providers(device: str | torch.device, available: list[str]) -> list[s
             raise RuntimeError(
                 f"device {str(device)!r} asked for, but onnxruntime offers only {available}: "
                 "install onnxruntime-gpu (matching your CUDA), or use device='cpu', or the "
-                "'torch'/'tensorrt' backend")
+                "'torch'/'tensorrt' backend"
+            )
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {str(device)!r}")
 
@@ -72,8 +73,13 @@ class OnnxRuntimeSamBackend(SamBackend):
 
     name = "onnxruntime"
 
-    def __init__(self, encoder_path: str | os.PathLike, decoder_path: str | os.PathLike,
-                 device: str | torch.device = "cpu", intra_op_threads: int | None = None) -> None:
+    def __init__(
+        self,
+        encoder_path: str | os.PathLike,
+        decoder_path: str | os.PathLike,
+        device: str | torch.device = "cpu",
+        intra_op_threads: int | None = None,
+    ) -> None:
         ort = _import_ort()
         self.device = torch.device(device)
         if self.device.type == "cuda" and self.device.index is None:
@@ -83,10 +89,12 @@ class OnnxRuntimeSamBackend(SamBackend):
         if intra_op_threads is not None:
             options.intra_op_num_threads = int(intra_op_threads)
         provider_options = self._provider_options(providers)
-        self._encoder = _open_session(ort, encoder_path, options, providers, provider_options,
-                                      "encoder")
-        self._decoder = _open_session(ort, decoder_path, options, providers, provider_options,
-                                      "decoder")
+        self._encoder = _open_session(
+            ort, encoder_path, options, providers, provider_options, "encoder"
+        )
+        self._decoder = _open_session(
+            ort, decoder_path, options, providers, provider_options, "decoder"
+        )
         enc_meta = self._encoder.get_modelmeta().custom_metadata_map
         dec_meta = self._decoder.get_modelmeta().custom_metadata_map
         check_metadata(enc_meta, encoder_path, "encoder")
@@ -95,16 +103,21 @@ class OnnxRuntimeSamBackend(SamBackend):
         if problems:
             raise ExportMismatchError(
                 f"encoder {encoder_path} and decoder {decoder_path} come from different exports:"
-                "\n  - " + "\n  - ".join(problems)
-                + f"\nUse the encoder.onnx and decoder.onnx of one export; {_EXPORT_HINT}")
+                "\n  - "
+                + "\n  - ".join(problems)
+                + f"\nUse the encoder.onnx and decoder.onnx of one export; {_EXPORT_HINT}"
+            )
         self.metadata = dict(enc_meta)
         self.input_size = int(enc_meta["input_size"])
         self.embedding_shape = embedding_shape_of(enc_meta)
         self.decoder_mode = dec_meta.get("multimask", "both")
         self.untrained = enc_meta.get("untrained") == "true"
         if self.untrained:
-            logger.warning("ONNX export %s was made from GENERATED (untrained) weights: output is "
-                           "not meaningful", encoder_path)
+            logger.warning(
+                "ONNX export %s was made from GENERATED (untrained) weights: output is "
+                "not meaningful",
+                encoder_path,
+            )
 
     def _provider_options(self, providers: list[str]) -> list[dict]:
         if providers[0] == "CUDAExecutionProvider":
@@ -119,17 +132,23 @@ class OnnxRuntimeSamBackend(SamBackend):
         if not isinstance(images, torch.Tensor):
             raise TypeError(f"images must be a torch.Tensor (B, 3, {s}, {s}), got {type(images)}")
         if images.ndim != 4 or tuple(images.shape[1:]) != (3, s, s) or images.shape[0] == 0:
-            raise ValueError(f"images must have shape (B>=1, 3, {s}, {s}), got {tuple(images.shape)}")
+            raise ValueError(
+                f"images must have shape (B>=1, 3, {s}, {s}), got {tuple(images.shape)}"
+            )
         images = images.to(self.device, torch.float32).contiguous()
         out_shape = (images.shape[0], *self.embedding_shape)
-        (embedding,) = self._run(self._encoder, {"images": images},
-                                 {"image_embeddings": out_shape})
+        (embedding,) = self._run(self._encoder, {"images": images}, {"image_embeddings": out_shape})
         return embedding
 
     @torch.no_grad()
-    def decode(self, embedding: torch.Tensor, point_coords: torch.Tensor,
-               point_labels: torch.Tensor, multimask_output: bool = True,
-               iou_threshold: float | None = None) -> DecoderOutput:
+    def decode(
+        self,
+        embedding: torch.Tensor,
+        point_coords: torch.Tensor,
+        point_labels: torch.Tensor,
+        multimask_output: bool = True,
+        iou_threshold: float | None = None,
+    ) -> DecoderOutput:
         """See :meth:`SamBackend.decode`; the exported graph returns logits of every prompt
         (``iou_threshold`` is not used)."""
         _check_decode_inputs(embedding, point_coords, point_labels, self.embedding_shape)
@@ -142,8 +161,11 @@ class OnnxRuntimeSamBackend(SamBackend):
             "point_coords": point_coords.to(self.device, torch.float32).contiguous(),
             "point_labels": point_labels.to(self.device, torch.float32).contiguous(),
         }
-        shapes = {"low_res_logits": (p, m_all, 4 * h, 4 * w), "iou_predictions": (p, m_all),
-                  "mask_tokens": (p, m_all, c)}
+        shapes = {
+            "low_res_logits": (p, m_all, 4 * h, 4 * w),
+            "iou_predictions": (p, m_all),
+            "mask_tokens": (p, m_all, c),
+        }
         logits, iou, tokens = self._run(self._decoder, inputs, shapes)
         return DecoderOutput(logits[:, select], iou[:, select], tokens[:, select])
 
@@ -157,25 +179,29 @@ class OnnxRuntimeSamBackend(SamBackend):
             raise ValueError(
                 f"this decoder was exported with only the {self.decoder_mode} output, but "
                 f"multimask_output={multimask_output} was asked; re-export with "
-                "`pn-export-onnx --both` (the default)")
+                "`pn-export-onnx --both` (the default)"
+            )
         return slice(None)
 
-    def _run(self, session, inputs: dict[str, torch.Tensor],
-             output_shapes: dict[str, tuple[int, ...]]) -> list[torch.Tensor]:
+    def _run(
+        self, session, inputs: dict[str, torch.Tensor], output_shapes: dict[str, tuple[int, ...]]
+    ) -> list[torch.Tensor]:
         if self.device.type == "cpu":
             feeds = {k: v.numpy() for k, v in inputs.items()}
             outs = session.run(list(output_shapes), feeds)
             return [torch.from_numpy(np.ascontiguousarray(o)) for o in outs]
         return self._run_cuda(session, inputs, output_shapes)
 
-    def _run_cuda(self, session, inputs: dict[str, torch.Tensor],
-                  output_shapes: dict[str, tuple[int, ...]]) -> list[torch.Tensor]:
+    def _run_cuda(
+        self, session, inputs: dict[str, torch.Tensor], output_shapes: dict[str, tuple[int, ...]]
+    ) -> list[torch.Tensor]:
         """I/O binding to torch CUDA buffers: no copies through host memory."""
         binding = session.io_binding()
         index = int(self.device.index or 0)
         for name, tensor in inputs.items():
-            binding.bind_input(name, "cuda", index, np.float32, tuple(tensor.shape),
-                               tensor.data_ptr())
+            binding.bind_input(
+                name, "cuda", index, np.float32, tuple(tensor.shape), tensor.data_ptr()
+            )
         outputs = []
         for name, shape in output_shapes.items():
             out = torch.empty(shape, dtype=torch.float32, device=self.device)
@@ -191,27 +217,45 @@ def _open_session(ort, path, options, providers, provider_options, component: st
     if not path.is_file():
         raise OnnxModelError(f"ONNX {component} file {path} not found; {_EXPORT_HINT}")
     try:
-        return ort.InferenceSession(str(path), options, providers=providers,
-                                    provider_options=provider_options)
+        return ort.InferenceSession(
+            str(path), options, providers=providers, provider_options=provider_options
+        )
     except Exception as exc:  # onnxruntime raises its own InvalidProtobuf/Fail types
         raise OnnxModelError(
             f"onnxruntime cannot load the {component} {path} (corrupted, truncated or not an "
-            f"ONNX model?): {exc}\nRe-export it; {_EXPORT_HINT}") from exc
+            f"ONNX model?): {exc}\nRe-export it; {_EXPORT_HINT}"
+        ) from exc
 
 
-def _check_decode_inputs(embedding: torch.Tensor, point_coords: torch.Tensor,
-                         point_labels: torch.Tensor, embedding_shape: tuple[int, int, int]) -> None:
-    for name, t in (("embedding", embedding), ("point_coords", point_coords),
-                    ("point_labels", point_labels)):
+def _check_decode_inputs(
+    embedding: torch.Tensor,
+    point_coords: torch.Tensor,
+    point_labels: torch.Tensor,
+    embedding_shape: tuple[int, int, int],
+) -> None:
+    for name, t in (
+        ("embedding", embedding),
+        ("point_coords", point_coords),
+        ("point_labels", point_labels),
+    ):
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(t)}")
     if tuple(embedding.shape) != (1, *embedding_shape):
-        raise ValueError(f"embedding must have shape (1, {', '.join(map(str, embedding_shape))}),"
-                         f" got {tuple(embedding.shape)}")
-    if point_coords.ndim != 3 or point_coords.shape[-1] != 2 or point_coords.shape[0] == 0 \
-            or point_coords.shape[1] == 0:
-        raise ValueError(f"point_coords must have shape (P>=1, K>=1, 2), got "
-                         f"{tuple(point_coords.shape)}")
+        raise ValueError(
+            f"embedding must have shape (1, {', '.join(map(str, embedding_shape))}),"
+            f" got {tuple(embedding.shape)}"
+        )
+    if (
+        point_coords.ndim != 3
+        or point_coords.shape[-1] != 2
+        or point_coords.shape[0] == 0
+        or point_coords.shape[1] == 0
+    ):
+        raise ValueError(
+            f"point_coords must have shape (P>=1, K>=1, 2), got {tuple(point_coords.shape)}"
+        )
     if tuple(point_labels.shape) != tuple(point_coords.shape[:2]):
-        raise ValueError(f"point_labels must have shape (P, K) = {tuple(point_coords.shape[:2])},"
-                         f" got {tuple(point_labels.shape)}")
+        raise ValueError(
+            f"point_labels must have shape (P, K) = {tuple(point_coords.shape[:2])},"
+            f" got {tuple(point_labels.shape)}"
+        )

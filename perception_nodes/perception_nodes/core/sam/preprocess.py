@@ -36,7 +36,9 @@ def to_rgb_uint8(image: np.ndarray, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.
     NaN/inf rejected). Channel order is assumed RGB (convert BGR yourself).
     """
     if not isinstance(image, np.ndarray):
-        raise ImageTypeError(f"expected a numpy array HxWx3 uint8 RGB image, got {type(image).__name__}")
+        raise ImageTypeError(
+            f"expected a numpy array HxWx3 uint8 RGB image, got {type(image).__name__}"
+        )
     if image.ndim == 3 and image.shape[0] in (1, 3, 4) and image.shape[2] not in (1, 3, 4):
         raise ImageInputError(
             f"image shape {image.shape} looks channel-first (CxHxW); expected HxWxC, "
@@ -45,7 +47,9 @@ def to_rgb_uint8(image: np.ndarray, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.
     if image.ndim == 2:
         image = image[:, :, None]
     if image.ndim != 3:
-        raise ImageInputError(f"expected an HxW or HxWxC image, got {image.ndim} dims, shape {image.shape}")
+        raise ImageInputError(
+            f"expected an HxW or HxWxC image, got {image.ndim} dims, shape {image.shape}"
+        )
     h, w, c = image.shape
     if h == 0 or w == 0:
         raise ImageInputError(f"image is empty (shape {image.shape}); expected H >= 1 and W >= 1")
@@ -125,4 +129,6 @@ def preprocess_image(
     x = (x - mean) / std
     h, w = resized.shape[:2]
     x = F.pad(x, (0, input_size - w, 0, input_size - h))
-    return PreprocessedImage(x.contiguous(), (int(rgb.shape[0]), int(rgb.shape[1])), (int(h), int(w)))
+    return PreprocessedImage(
+        x.contiguous(), (int(rgb.shape[0]), int(rgb.shape[1])), (int(h), int(w))
+    )

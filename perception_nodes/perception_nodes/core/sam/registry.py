@@ -25,8 +25,8 @@ import torch
 from segment_anything.build_sam import _build_sam
 from segment_anything.modeling import MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 
-from ..config import SAM_MODEL_NAMES
-from ..weights import (
+from perception_nodes.core.config import SAM_MODEL_NAMES
+from perception_nodes.core.weights import (
     GENERATED_WEIGHTS,
     CheckpointArchitectureError,
     CheckpointCorruptedError,
@@ -90,7 +90,10 @@ def _build_vit(embed_dim: int, depth: int, heads: int, global_idx: list[int]) ->
 def _sam_prompt_and_decoder() -> tuple[PromptEncoder, MaskDecoder]:
     """SAM's standard 256-d prompt encoder and mask decoder (as in ``_build_sam``)."""
     prompt = PromptEncoder(
-        embed_dim=256, image_embedding_size=(64, 64), input_image_size=(1024, 1024), mask_in_chans=16
+        embed_dim=256,
+        image_embedding_size=(64, 64),
+        input_image_size=(1024, 1024),
+        mask_in_chans=16,
     )
     decoder = MaskDecoder(
         num_multimask_outputs=3,
@@ -115,13 +118,25 @@ def _build_vit_t() -> Sam:
         from mobile_sam.modeling.tiny_vit_sam import TinyViT
 
     encoder = TinyViT(
-        img_size=1024, in_chans=3, num_classes=1000, embed_dims=[64, 128, 160, 320],
-        depths=[2, 2, 6, 2], num_heads=[2, 4, 5, 10], window_sizes=[7, 7, 14, 7], mlp_ratio=4.0,
-        drop_rate=0.0, drop_path_rate=0.0, use_checkpoint=False, mbconv_expand_ratio=4.0,
-        local_conv_size=3, layer_lr_decay=0.8,
+        img_size=1024,
+        in_chans=3,
+        num_classes=1000,
+        embed_dims=[64, 128, 160, 320],
+        depths=[2, 2, 6, 2],
+        num_heads=[2, 4, 5, 10],
+        window_sizes=[7, 7, 14, 7],
+        mlp_ratio=4.0,
+        drop_rate=0.0,
+        drop_path_rate=0.0,
+        use_checkpoint=False,
+        mbconv_expand_ratio=4.0,
+        local_conv_size=3,
+        layer_lr_decay=0.8,
     )
     prompt, decoder = _sam_prompt_and_decoder()
-    sam = Sam(encoder, prompt, decoder, pixel_mean=list(SAM_PIXEL_MEAN), pixel_std=list(SAM_PIXEL_STD))
+    sam = Sam(
+        encoder, prompt, decoder, pixel_mean=list(SAM_PIXEL_MEAN), pixel_std=list(SAM_PIXEL_STD)
+    )
     return sam.eval()
 
 
@@ -130,45 +145,73 @@ _SAM_SOURCE = "facebookresearch/segment-anything"
 
 SAM_MODELS: dict[str, SamModelSpec] = {
     "vit_b": SamModelSpec(
-        name="vit_b", builder=partial(_build_vit, 768, 12, 12, [2, 5, 8, 11]),
-        url=_FB + "sam_vit_b_01ec64.pth", filename="sam_vit_b_01ec64.pth",
+        name="vit_b",
+        builder=partial(_build_vit, 768, 12, 12, [2, 5, 8, 11]),
+        url=_FB + "sam_vit_b_01ec64.pth",
+        filename="sam_vit_b_01ec64.pth",
         sha256="ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912",
-        size_bytes=375042383, license="Apache-2.0", source=_SAM_SOURCE, params_m=93.7,
+        size_bytes=375042383,
+        license="Apache-2.0",
+        source=_SAM_SOURCE,
+        params_m=93.7,
         description="SAM ViT-B (official)",
     ),
     "vit_l": SamModelSpec(
-        name="vit_l", builder=partial(_build_vit, 1024, 24, 16, [5, 11, 17, 23]),
-        url=_FB + "sam_vit_l_0b3195.pth", filename="sam_vit_l_0b3195.pth",
+        name="vit_l",
+        builder=partial(_build_vit, 1024, 24, 16, [5, 11, 17, 23]),
+        url=_FB + "sam_vit_l_0b3195.pth",
+        filename="sam_vit_l_0b3195.pth",
         sha256="3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622",
-        size_bytes=1249524607, license="Apache-2.0", source=_SAM_SOURCE, params_m=312.3,
+        size_bytes=1249524607,
+        license="Apache-2.0",
+        source=_SAM_SOURCE,
+        params_m=312.3,
         description="SAM ViT-L (official)",
     ),
     "vit_h": SamModelSpec(
-        name="vit_h", builder=partial(_build_vit, 1280, 32, 16, [7, 15, 23, 31]),
-        url=_FB + "sam_vit_h_4b8939.pth", filename="sam_vit_h_4b8939.pth",
+        name="vit_h",
+        builder=partial(_build_vit, 1280, 32, 16, [7, 15, 23, 31]),
+        url=_FB + "sam_vit_h_4b8939.pth",
+        filename="sam_vit_h_4b8939.pth",
         sha256="a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e",
-        size_bytes=2564550879, license="Apache-2.0", source=_SAM_SOURCE, params_m=641.1,
+        size_bytes=2564550879,
+        license="Apache-2.0",
+        source=_SAM_SOURCE,
+        params_m=641.1,
         description="SAM ViT-H (official)",
     ),
     "vit_t": SamModelSpec(
-        name="vit_t", builder=_build_vit_t,
+        name="vit_t",
+        builder=_build_vit_t,
         url="https://github.com/ChaoningZhang/MobileSAM/raw/master/weights/mobile_sam.pt",
         filename="mobile_sam.pt",
         sha256="6dbb90523a35330fedd7f1d3dfc66f995213d81b29a5ca8108dbcdd4e37d6c2f",
-        size_bytes=40728226, license="Apache-2.0", source="ChaoningZhang/MobileSAM", params_m=10.1,
+        size_bytes=40728226,
+        license="Apache-2.0",
+        source="ChaoningZhang/MobileSAM",
+        params_m=10.1,
         description="MobileSAM: TinyViT-5M encoder distilled from ViT-H, same SAM decoder",
     ),
     "sam_tiny_test": SamModelSpec(
-        name="sam_tiny_test", builder=partial(_build_vit, 64, 2, 2, [1]),
-        url=None, filename=None, sha256=None, size_bytes=None, license="n/a (untrained)",
-        source="perception_nodes tests", params_m=5.1, test_only=True,
+        name="sam_tiny_test",
+        builder=partial(_build_vit, 64, 2, 2, [1]),
+        url=None,
+        filename=None,
+        sha256=None,
+        size_bytes=None,
+        license="n/a (untrained)",
+        source="perception_nodes tests",
+        params_m=5.1,
+        test_only=True,
         description="TEST ONLY, untrained: real ViT encoder (64-d, 2 blocks) + real SAM decoder",
     ),
 }
 
 
 if tuple(SAM_MODELS) != SAM_MODEL_NAMES:  # the allowed names are declared once, in core/config.py
-    raise RuntimeError(f"SAM_MODELS {tuple(SAM_MODELS)} != core.config.SAM_MODEL_NAMES {SAM_MODEL_NAMES}")
+    raise RuntimeError(
+        f"SAM_MODELS {tuple(SAM_MODELS)} != core.config.SAM_MODEL_NAMES {SAM_MODEL_NAMES}"
+    )
 
 
 def get_spec(name: str) -> SamModelSpec:
@@ -176,7 +219,9 @@ def get_spec(name: str) -> SamModelSpec:
     try:
         spec = SAM_MODELS[name]
     except KeyError:
-        raise KeyError(f"unknown SAM model {name!r}; valid names: {', '.join(SAM_MODELS)}") from None
+        raise KeyError(
+            f"unknown SAM model {name!r}; valid names: {', '.join(SAM_MODELS)}"
+        ) from None
     return apply_index_override(spec)
 
 
@@ -207,6 +252,7 @@ def _check_architecture(model: Sam, state: dict[str, torch.Tensor], name: str, p
         if k in state and state[k].shape != expected[k].shape
     ]
     if missing or unexpected or wrong:
+
         def head(items: list[str]) -> str:
             return ", ".join(items[:8]) + (f" ... (+{len(items) - 8})" if len(items) > 8 else "")
 
@@ -217,7 +263,9 @@ def _check_architecture(model: Sam, state: dict[str, torch.Tensor], name: str, p
             parts.append(f"{len(unexpected)} unexpected keys: {head(unexpected)}")
         if wrong:
             parts.append(f"{len(wrong)} shape mismatches: {head(wrong)}")
-        parts.append("is it a checkpoint of another model? (valid names: " + ", ".join(SAM_MODELS) + ")")
+        parts.append(
+            "is it a checkpoint of another model? (valid names: " + ", ".join(SAM_MODELS) + ")"
+        )
         raise CheckpointArchitectureError("\n  ".join(parts))
 
 
@@ -261,7 +309,9 @@ def build_sam_model(
     model.load_state_dict(state)
     model.pn_untrained = seed is not None or spec.test_only  # type: ignore[attr-defined]
     if model.pn_untrained:
-        logger.warning("model %r uses %s from %s: output is not meaningful", name, GENERATED_WEIGHTS, path)
+        logger.warning(
+            "model %r uses %s from %s: output is not meaningful", name, GENERATED_WEIGHTS, path
+        )
     return model.to(device).eval()
 
 

@@ -8,10 +8,10 @@ import logging
 import torch
 from segment_anything.modeling import Sam
 
-from .. import config
-from .backend import DecoderOutput, SamBackend
-from .decoder import decode_prompts
-from .modules import ImageContext, PromptDecoder
+from perception_nodes.core import config
+from perception_nodes.core.sam.backend import DecoderOutput, SamBackend
+from perception_nodes.core.sam.decoder import decode_prompts
+from perception_nodes.core.sam.modules import ImageContext, PromptDecoder
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +42,9 @@ class TorchSamBackend(SamBackend):
         compile: bool = False,
     ) -> None:
         if precision not in PRECISIONS:
-            raise ValueError(f"unknown precision {precision!r}; expected one of {sorted(PRECISIONS)}")
+            raise ValueError(
+                f"unknown precision {precision!r}; expected one of {sorted(PRECISIONS)}"
+            )
         self.device = torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError("device 'cuda' requested but CUDA is not available; use device='cpu'")
@@ -68,7 +70,9 @@ class TorchSamBackend(SamBackend):
         """``(B, C, h, w)`` float32 embeddings of a pre-processed ``(B, 3, S, S)`` batch."""
         s = self.input_size
         if images.ndim != 4 or images.shape[1] != 3 or images.shape[-2:] != (s, s):
-            raise ValueError(f"expected a pre-processed batch (B, 3, {s}, {s}), got {tuple(images.shape)}")
+            raise ValueError(
+                f"expected a pre-processed batch (B, 3, {s}, {s}), got {tuple(images.shape)}"
+            )
         with self._autocast():
             out = self._encoder(images.to(self.device, torch.float32))
         return out.float()
@@ -94,7 +98,9 @@ class TorchSamBackend(SamBackend):
                 iou_threshold,
             )
         return DecoderOutput(
-            out.low_res_logits.float(), out.iou_predictions.float(), out.mask_tokens.float(),
+            out.low_res_logits.float(),
+            out.iou_predictions.float(),
+            out.mask_tokens.float(),
             out.logit_rows,
         )
 
@@ -104,5 +110,7 @@ class TorchSamBackend(SamBackend):
             if tensor is embedding and version == embedding._version:
                 return ctx
         ctx = self.prompt_decoder.prepare_image(embedding)
-        self._contexts = [(embedding, embedding._version, ctx)] + self._contexts[: _CONTEXT_CACHE_SIZE - 1]
+        self._contexts = [(embedding, embedding._version, ctx)] + self._contexts[
+            : _CONTEXT_CACHE_SIZE - 1
+        ]
         return ctx

@@ -1,6 +1,18 @@
 """Region tracking across frames (ROS-free): persistent track ids, voted labels, smoothed relations."""
 
-from .stage import TrackedFrame, TrackingStage
-from .tracker import RegionTracker, Track, TrackerSettings, TrackIdSource
+from perception_nodes.core.tracking.stage import TrackedFrame, TrackingStage
+from perception_nodes.core.tracking.tracker import (
+    RegionTracker,
+    Track,
+    TrackerSettings,
+    TrackIdSource,
+)
 
-__all__ = ["RegionTracker", "Track", "TrackIdSource", "TrackedFrame", "TrackerSettings", "TrackingStage"]
+__all__ = [
+    "RegionTracker",
+    "Track",
+    "TrackIdSource",
+    "TrackedFrame",
+    "TrackerSettings",
+    "TrackingStage",
+]

@@ -41,17 +41,19 @@ class MaskGrids:
         return int(self.bits.shape[0])
 
     def row(self, i: int) -> "MaskGrids":
-        return MaskGrids(self.bits[i:i + 1], self.cells[i:i + 1])
+        return MaskGrids(self.bits[i : i + 1], self.cells[i : i + 1])
 
     @staticmethod
     def stack(grids: list["MaskGrids"]) -> "MaskGrids":
-        return MaskGrids(np.concatenate([g.bits for g in grids]), np.concatenate([g.cells for g in grids]))
+        return MaskGrids(
+            np.concatenate([g.bits for g in grids]), np.concatenate([g.cells for g in grids])
+        )
 
 
 def mask_grids(masks: np.ndarray, stride: int) -> MaskGrids:
     """The ``(N, H, W)`` bool masks sampled every ``stride`` pixels, packed into bits."""
     n = masks.shape[0]
-    sampled = masks[:, stride // 2::stride, stride // 2::stride]
+    sampled = masks[:, stride // 2 :: stride, stride // 2 :: stride]
     sampled = sampled.reshape(n, sampled.shape[1] * sampled.shape[2])
     packed = np.packbits(sampled, axis=1)
     packed = np.pad(packed, ((0, 0), (0, (-packed.shape[1]) % 8)))
@@ -59,8 +61,9 @@ def mask_grids(masks: np.ndarray, stride: int) -> MaskGrids:
     return MaskGrids(bits, np.bitwise_count(bits).sum(axis=1, dtype=np.int64))
 
 
-def intersections(a: MaskGrids, b: MaskGrids, boxes_a: np.ndarray, boxes_b: np.ndarray,
-                  chunk_pairs: int = 4096) -> np.ndarray:
+def intersections(
+    a: MaskGrids, b: MaskGrids, boxes_a: np.ndarray, boxes_b: np.ndarray, chunk_pairs: int = 4096
+) -> np.ndarray:
     """``(N, M)`` int64 grid cells shared by each pair; computed only where the boxes overlap
     (0 elsewhere), in chunks of pairs to bound the temporary memory."""
     out = np.zeros((len(a), len(b)), dtype=np.int64)
@@ -68,15 +71,19 @@ def intersections(a: MaskGrids, b: MaskGrids, boxes_a: np.ndarray, boxes_b: np.n
         return out
     ia, ib = np.nonzero(boxes_overlap(boxes_a, boxes_b))
     for start in range(0, ia.size, chunk_pairs):
-        ra, rb = ia[start:start + chunk_pairs], ib[start:start + chunk_pairs]
+        ra, rb = ia[start : start + chunk_pairs], ib[start : start + chunk_pairs]
         out[ra, rb] = np.bitwise_count(a.bits[ra] & b.bits[rb]).sum(axis=1, dtype=np.int64)
     return out
 
 
 def boxes_overlap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``(N, M)`` True where XYXY boxes ``a[i]`` and ``b[j]`` share area (touching counts)."""
-    return ((a[:, None, 0] <= b[None, :, 2]) & (b[None, :, 0] <= a[:, None, 2])
-            & (a[:, None, 1] <= b[None, :, 3]) & (b[None, :, 1] <= a[:, None, 3]))
+    return (
+        (a[:, None, 0] <= b[None, :, 2])
+        & (b[None, :, 0] <= a[:, None, 2])
+        & (a[:, None, 1] <= b[None, :, 3])
+        & (b[None, :, 1] <= a[:, None, 3])
+    )
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -90,7 +97,9 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.divide(inter, union, out=np.zeros_like(inter, dtype=np.float64), where=union > 0)
 
 
-def grid_iou(inter: np.ndarray, a: MaskGrids, b: MaskGrids, boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
+def grid_iou(
+    inter: np.ndarray, a: MaskGrids, b: MaskGrids, boxes_a: np.ndarray, boxes_b: np.ndarray
+) -> np.ndarray:
     """``(N, M)`` mask IoU on the grid from :func:`intersections`; box IoU where a mask has no cell."""
     union = a.cells[:, None] + b.cells[None, :] - inter
     iou = np.divide(inter, union, out=np.zeros(inter.shape, np.float64), where=union > 0)

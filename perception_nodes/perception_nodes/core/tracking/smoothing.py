@@ -9,14 +9,17 @@ from dataclasses import replace
 
 import numpy as np
 
-from perception_nodes.core.types import Relations, RegionLabels
+from perception_nodes.core.tracking.tracker import Track
+from perception_nodes.core.types import RegionLabels, Relations
 
-from .tracker import Track
+MIN_KEPT_SCORE = (
+    0.01  # smoothed relations that decayed below this are forgotten (bounds the memory)
+)
 
-MIN_KEPT_SCORE = 0.01  # smoothed relations that decayed below this are forgotten (bounds the memory)
 
-
-def vote_label(history: list[tuple[int, int, float]], version: int, window: int) -> tuple[int, float]:
+def vote_label(
+    history: list[tuple[int, int, float]], version: int, window: int
+) -> tuple[int, float]:
     """``(label_index, score)`` winning the score-weighted vote over the last ``window`` frames.
 
     ``history`` holds ``(vocabulary_version, label_index, label_score)`` per observed frame,
@@ -66,13 +69,19 @@ class RelationSmoother:
     def __init__(self) -> None:
         self.scores: dict[tuple[int, str, int], float] = {}
 
-    def smooth(self, relations: Relations, tracks: list[Track], alpha: float, alive: set[int]) -> Relations:
+    def smooth(
+        self, relations: Relations, tracks: list[Track], alpha: float, alive: set[int]
+    ) -> Relations:
         """Smoothed relations between the frame's regions (indices into ``tracks``)."""
         region_of = {t.track_id: i for i, t in enumerate(tracks)}
         tids, predicates = [t.track_id for t in tracks], relations.predicates
         seen: dict[tuple[int, str, int], float] = {}
-        for s, o, p, sc in zip(relations.subject.tolist(), relations.object.tolist(),
-                               relations.predicate_index.tolist(), relations.score.tolist()):
+        for s, o, p, sc in zip(
+            relations.subject.tolist(),
+            relations.object.tolist(),
+            relations.predicate_index.tolist(),
+            relations.score.tolist(),
+        ):
             key = (tids[s], predicates[p], tids[o])
             if sc > seen.get(key, 0.0):
                 seen[key] = sc
@@ -94,11 +103,22 @@ class RelationSmoother:
 
     def _frame_relations(self, relations: Relations, region_of: dict[int, int]) -> Relations:
         pred_index = {p: i for i, p in enumerate(relations.predicates)}
-        rows = [(region_of[s], region_of[o], pred_index[p], sc) for (s, p, o), sc in self.scores.items()
-                if s in region_of and o in region_of and p in pred_index]
+        rows = [
+            (region_of[s], region_of[o], pred_index[p], sc)
+            for (s, p, o), sc in self.scores.items()
+            if s in region_of and o in region_of and p in pred_index
+        ]
         if not rows:
             return Relations.empty(relations.predicates, relations.source)
         arr = np.array(rows, dtype=np.float64)
-        arr = arr[np.lexsort((arr[:, 2], arr[:, 1], arr[:, 0], -arr[:, 3]))]  # best first, then by index
-        return Relations(arr[:, 0].astype(np.int64), arr[:, 1].astype(np.int64), arr[:, 2].astype(np.int64),
-                         arr[:, 3].astype(np.float32), list(relations.predicates), relations.source)
+        arr = arr[
+            np.lexsort((arr[:, 2], arr[:, 1], arr[:, 0], -arr[:, 3]))
+        ]  # best first, then by index
+        return Relations(
+            arr[:, 0].astype(np.int64),
+            arr[:, 1].astype(np.int64),
+            arr[:, 2].astype(np.int64),
+            arr[:, 3].astype(np.float32),
+            list(relations.predicates),
+            relations.source,
+        )

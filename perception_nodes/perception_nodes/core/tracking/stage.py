@@ -14,10 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from perception_nodes.core.config import PipelineConfig
+from perception_nodes.core.tracking.smoothing import RelationSmoother, voted_labels
+from perception_nodes.core.tracking.tracker import RegionTracker, TrackerSettings, TrackIdSource
 from perception_nodes.core.types import RegionLabels, Relations, Segmentation
-
-from .smoothing import RelationSmoother, voted_labels
-from .tracker import RegionTracker, TrackerSettings, TrackIdSource
 
 
 @dataclass
@@ -38,11 +37,13 @@ class TrackedFrame:
 
 
 def settings_of(config: PipelineConfig) -> TrackerSettings:
-    return TrackerSettings(iou_gate=float(config.tracking_iou_gate),
-                           similarity_weight=float(config.tracking_similarity_weight),
-                           similarity_gate=float(config.tracking_similarity_gate),
-                           birth_hits=int(config.tracking_birth_hits),
-                           death_misses=int(config.tracking_death_misses))
+    return TrackerSettings(
+        iou_gate=float(config.tracking_iou_gate),
+        similarity_weight=float(config.tracking_similarity_weight),
+        similarity_gate=float(config.tracking_similarity_gate),
+        birth_hits=int(config.tracking_birth_hits),
+        death_misses=int(config.tracking_death_misses),
+    )
 
 
 class TrackingStage:
@@ -58,13 +59,21 @@ class TrackingStage:
         with self._lock:
             self._trackers, self._smoothers = {}, {}
 
-    def apply(self, stream: str, seg: Segmentation, labels: RegionLabels | None, relations: Relations | None,
-              config: PipelineConfig) -> TrackedFrame:
+    def apply(
+        self,
+        stream: str,
+        seg: Segmentation,
+        labels: RegionLabels | None,
+        relations: Relations | None,
+        config: PipelineConfig,
+    ) -> TrackedFrame:
         """Track the regions of one frame of ``stream`` (e.g. the camera namespace)."""
         n = len(seg)
         if not config.tracking_enabled:
             self.reset()
-            return TrackedFrame(np.zeros(n, np.uint64), np.zeros(n, np.uint32), labels, relations, None)
+            return TrackedFrame(
+                np.zeros(n, np.uint64), np.zeros(n, np.uint32), labels, relations, None
+            )
         with self._lock:
             tracker = self._trackers.setdefault(stream, RegionTracker(self.ids))
             smoother = self._smoothers.setdefault(stream, RelationSmoother())

@@ -30,15 +30,27 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from perception_nodes.core.tracking.association import (
+    MaskGrids,
+    assign,
+    box_centres,
+    grid_iou,
+    grid_stride,
+    intersections,
+    mask_grids,
+    unit_rows,
+)
 from perception_nodes.core.types import Segmentation
 
-from .association import MaskGrids, assign, box_centres, grid_iou, grid_stride, intersections, mask_grids, unit_rows
-
-NESTED_AREA_RATIO = 0.35  # a mask inside another with less than this share of its area is a part of it
-NESTED_COVER = 0.8       # "inside": this share of the smaller mask lies in the larger one
-TOKEN_MOMENTUM = 0.5     # weight of the previous running token when a new one is merged
-APPEARANCE_MARGIN = 0.05  # a match by tokens alone must beat the next-best candidate's cosine by this
-NO_CANDIDATE = -2.0       # below any cosine
+NESTED_AREA_RATIO = (
+    0.35  # a mask inside another with less than this share of its area is a part of it
+)
+NESTED_COVER = 0.8  # "inside": this share of the smaller mask lies in the larger one
+TOKEN_MOMENTUM = 0.5  # weight of the previous running token when a new one is merged
+APPEARANCE_MARGIN = (
+    0.05  # a match by tokens alone must beat the next-best candidate's cosine by this
+)
+NO_CANDIDATE = -2.0  # below any cosine
 
 
 @dataclass(frozen=True)
@@ -125,13 +137,21 @@ class RegionTracker:
                 survivors.append(track)
         for r in range(len(seg)):
             if out[r] is None:
-                out[r] = Track(self.ids.next(), grids.row(r), boxes[r], float(seg.areas[r]), tokens[r],
-                               confirmed=settings.birth_hits <= 1)
+                out[r] = Track(
+                    self.ids.next(),
+                    grids.row(r),
+                    boxes[r],
+                    float(seg.areas[r]),
+                    tokens[r],
+                    confirmed=settings.birth_hits <= 1,
+                )
                 survivors.append(out[r])
         self.tracks = survivors
         return out  # type: ignore[return-value]
 
-    def _match(self, grids, boxes, areas, tokens, settings: TrackerSettings) -> list[tuple[int, int]]:
+    def _match(
+        self, grids, boxes, areas, tokens, settings: TrackerSettings
+    ) -> list[tuple[int, int]]:
         if not self.tracks or len(grids) == 0:
             return []
         t_grids = MaskGrids.stack([t.grid for t in self.tracks])
@@ -142,13 +162,19 @@ class RegionTracker:
         inter = intersections(grids, t_grids, boxes, t_boxes)
         iou = grid_iou(inter, grids, t_grids, boxes, t_boxes)
         # einsum, not `@`: a BLAS product this small took ~45 ms (vs 0.3 ms) with OpenBLAS's threads on a loaded CPU
-        cos = np.einsum("ik,jk->ij", tokens, t_tokens) if tokens.shape[1] == t_tokens.shape[1] else np.zeros_like(iou)
+        cos = (
+            np.einsum("ik,jk->ij", tokens, t_tokens)
+            if tokens.shape[1] == t_tokens.shape[1]
+            else np.zeros_like(iou)
+        )
         nested = _nested(inter, grids, t_grids, areas, t_areas)
         diag = np.hypot(t_boxes[:, 2] - t_boxes[:, 0], t_boxes[:, 3] - t_boxes[:, 1])
         dist = np.linalg.norm(box_centres(boxes)[:, None] - box_centres(t_boxes)[None], axis=2)
         reach = 2.0 * np.maximum(diag, 1.0) * (1.0 + t_misses)
         candidate = np.where(~nested & (dist <= reach[None]), cos, NO_CANDIDATE)
-        by_appearance = (candidate >= settings.similarity_gate) & _singled_out(candidate, APPEARANCE_MARGIN)
+        by_appearance = (candidate >= settings.similarity_gate) & _singled_out(
+            candidate, APPEARANCE_MARGIN
+        )
         allowed = (iou >= settings.iou_gate) | by_appearance
         w = settings.similarity_weight
         score = (1.0 - w) * iou + w * np.maximum(cos, 0.0)
@@ -175,17 +201,22 @@ class RegionTracker:
         track.confirmed = track.confirmed or track.hits >= settings.birth_hits
 
 
-def _nested(inter: np.ndarray, grids: MaskGrids, t_grids: MaskGrids, areas: np.ndarray, t_areas: np.ndarray) -> np.ndarray:
+def _nested(
+    inter: np.ndarray, grids: MaskGrids, t_grids: MaskGrids, areas: np.ndarray, t_areas: np.ndarray
+) -> np.ndarray:
     """``(R, T)`` True where one mask lies inside the other (part/whole), on the grid."""
     smaller_grid = np.minimum(grids.cells[:, None], t_grids.cells[None])
     inside = inter >= NESTED_COVER * np.maximum(smaller_grid, 1)
-    ratio = np.minimum(areas[:, None], t_areas[None]) / np.maximum(np.maximum(areas[:, None], t_areas[None]), 1)
+    ratio = np.minimum(areas[:, None], t_areas[None]) / np.maximum(
+        np.maximum(areas[:, None], t_areas[None]), 1
+    )
     return inside & (smaller_grid > 0) & (ratio < NESTED_AREA_RATIO)
 
 
 def _singled_out(score: np.ndarray, margin: float) -> np.ndarray:
     """``(R, T)`` True where ``score[r, t]`` is the best of its row and of its column, each by at
     least ``margin`` over the runner-up (a lone candidate always is)."""
+
     def clear_best(s: np.ndarray) -> np.ndarray:  # along axis 1
         if s.shape[1] == 0:
             return np.zeros(s.shape, bool)

@@ -1,6 +1,6 @@
 """Restructured (exact) SAM decoder modules; see :mod:`.prompt_decoder`."""
 
-from .prompt_decoder import (
+from perception_nodes.core.sam.modules.prompt_decoder import (
     DecodedPrompts,
     ImageContext,
     PromptDecoder,

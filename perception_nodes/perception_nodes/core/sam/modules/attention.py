@@ -39,7 +39,9 @@ def project_heads(attn: Attention, proj: torch.nn.Linear, x: torch.Tensor) -> to
     return y.view(*y.shape[:-1], attn.num_heads, -1)
 
 
-def token_to_image(attn: Attention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+def token_to_image(
+    attn: Attention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
+) -> torch.Tensor:
     """``attn(q=q, k=k, v=v)`` for ``q (P, T, C)`` tokens, ``k``/``v (B, N, C)`` image, B in {1, P}.
 
     Key projection folded into the queries, value projection after the weighted sum
@@ -64,8 +66,9 @@ def token_to_image(attn: Attention, q: torch.Tensor, k: torch.Tensor, v: torch.T
     return attn.out_proj(out)
 
 
-def token_to_image_projected(attn: Attention, q: torch.Tensor, k_proj: torch.Tensor,
-                             v_proj: torch.Tensor) -> torch.Tensor:
+def token_to_image_projected(
+    attn: Attention, q: torch.Tensor, k_proj: torch.Tensor, v_proj: torch.Tensor
+) -> torch.Tensor:
     """``attn(q, k, v)`` with the image side already projected once per image.
 
     ``q (P, T, C)``; ``k_proj = attn.k_proj(k)``, ``v_proj = attn.v_proj(v)``, both ``(1, N, H*d)``
@@ -115,8 +118,13 @@ def _fold_output_into_values(attn: Attention, vh: torch.Tensor) -> torch.Tensor:
     return values.reshape(p, heads * t, -1)
 
 
-def _mix_values(scores_t: torch.Tensor, values: torch.Tensor, heads: int,
-                residual: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+def _mix_values(
+    scores_t: torch.Tensor,
+    values: torch.Tensor,
+    heads: int,
+    residual: torch.Tensor,
+    inplace: bool = False,
+) -> torch.Tensor:
     """``residual + attention`` from transposed scores ``(P, H*T, N)`` (softmax per head over
     its T tokens) and folded ``values (P, H*T, C)`` -> ``(P, N, C)``.
 
@@ -130,8 +138,14 @@ def _mix_values(scores_t: torch.Tensor, values: torch.Tensor, heads: int,
     return torch.baddbmm(residual, weights.transpose(1, 2), values)
 
 
-def image_to_token(attn: Attention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                   residual: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+def image_to_token(
+    attn: Attention,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    residual: torch.Tensor,
+    inplace: bool = False,
+) -> torch.Tensor:
     """``residual + attn(q=q, k=k, v=v)`` for ``q (B, N, C)`` image tokens (B in {1, P}) and
     ``k``/``v (P, T, C)`` tokens, without projecting the image tokens. ``residual``
     ``(B, N, C)``; ``inplace=True`` (only for a ``(P, N, C)`` residual the caller owns and no
@@ -145,8 +159,9 @@ def image_to_token(attn: Attention, q: torch.Tensor, k: torch.Tensor, v: torch.T
     return _mix_values(scores_t, values, attn.num_heads, residual.expand(p, -1, -1), inplace)
 
 
-def image_to_token_projected(attn: Attention, q_proj: torch.Tensor, k: torch.Tensor,
-                             v: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+def image_to_token_projected(
+    attn: Attention, q_proj: torch.Tensor, k: torch.Tensor, v: torch.Tensor, residual: torch.Tensor
+) -> torch.Tensor:
     """``residual + attn(q, k, v)`` with the shared image queries projected once per image:
     ``q_proj = attn.q_proj(q)`` ``(1, N, H*d)``; ``W_o`` still folded into the values.
     Returns ``(P, N, C)``."""

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from segment_anything.modeling import MaskDecoder, PromptEncoder, Sam
 
-from . import attention as fa
+from perception_nodes.core.sam.modules import attention as fa
 
 _UPSCALE_CHUNK = 32  # prompts upscaled at once (bounds memory: ~12 MiB of activations each)
 
@@ -68,7 +68,9 @@ class DecodedPrompts:
     logit_rows: torch.Tensor | None = None
 
 
-def embed_points(prompt_encoder: PromptEncoder, coords: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def embed_points(
+    prompt_encoder: PromptEncoder, coords: torch.Tensor, labels: torch.Tensor
+) -> torch.Tensor:
     """Sparse prompt embeddings ``(P, K, C)``; branch-free ``PromptEncoder._embed_points``.
 
     As ``segment_anything.utils.onnx.SamOnnxModel._embed_points`` (traceable). Labels: -1
@@ -80,9 +82,13 @@ def embed_points(prompt_encoder: PromptEncoder, coords: torch.Tensor, labels: to
     embedding = prompt_encoder.pe_layer._pe_encoding(coords * scale)
     labels = labels.to(embedding.dtype).unsqueeze(-1)
     embedding = embedding * (labels != -1).to(embedding.dtype)
-    embedding = embedding + prompt_encoder.not_a_point_embed.weight * (labels == -1).to(embedding.dtype)
+    embedding = embedding + prompt_encoder.not_a_point_embed.weight * (labels == -1).to(
+        embedding.dtype
+    )
     for i in range(prompt_encoder.num_point_embeddings):
-        embedding = embedding + prompt_encoder.point_embeddings[i].weight * (labels == i).to(embedding.dtype)
+        embedding = embedding + prompt_encoder.point_embeddings[i].weight * (labels == i).to(
+            embedding.dtype
+        )
     return embedding
 
 
@@ -92,7 +98,11 @@ def decoder_state_dict(sam_state_dict: dict[str, torch.Tensor]) -> dict[str, tor
     The mapping is the identity on ``prompt_encoder.*`` and ``mask_decoder.*`` (the module
     holds those modules), so official checkpoints load as they are, no converted files.
     """
-    return {k: v for k, v in sam_state_dict.items() if k.startswith(("prompt_encoder.", "mask_decoder."))}
+    return {
+        k: v
+        for k, v in sam_state_dict.items()
+        if k.startswith(("prompt_encoder.", "mask_decoder."))
+    }
 
 
 class PromptDecoder(torch.nn.Module):
@@ -103,8 +113,12 @@ class PromptDecoder(torch.nn.Module):
     ``load_state_dict(decoder_state_dict(sam_sd))``.
     """
 
-    def __init__(self, prompt_encoder: PromptEncoder, mask_decoder: MaskDecoder,
-                 upscale_chunk: int | None = _UPSCALE_CHUNK) -> None:
+    def __init__(
+        self,
+        prompt_encoder: PromptEncoder,
+        mask_decoder: MaskDecoder,
+        upscale_chunk: int | None = _UPSCALE_CHUNK,
+    ) -> None:
         """``upscale_chunk``: prompts upscaled at once (bounds memory); None: all at once
         (needed for tracing, where a python loop over the prompt count would be frozen)."""
         super().__init__()
@@ -129,16 +143,23 @@ class PromptDecoder(torch.nn.Module):
         first = self.mask_decoder.transformer.layers[0]
         keys_pe = keys + pe
         return ImageContext(
-            keys=keys, pe=pe,
+            keys=keys,
+            pe=pe,
             t2i_k=first.cross_attn_token_to_image.k_proj(keys_pe),
             t2i_v=first.cross_attn_token_to_image.v_proj(keys),
-            i2t_q=first.cross_attn_image_to_token.q_proj(keys_pe), hw=(h, w))
+            i2t_q=first.cross_attn_image_to_token.q_proj(keys_pe),
+            hw=(h, w),
+        )
 
     # ------------------------------------------------------------------ per prompt
     def forward(
-        self, image: torch.Tensor | ImageContext, point_coords: torch.Tensor,
-        point_labels: torch.Tensor, mask_slots: slice = slice(None),
-        iou_threshold: float | None = None, dense_embeddings: torch.Tensor | None = None,
+        self,
+        image: torch.Tensor | ImageContext,
+        point_coords: torch.Tensor,
+        point_labels: torch.Tensor,
+        mask_slots: slice = slice(None),
+        iou_threshold: float | None = None,
+        dense_embeddings: torch.Tensor | None = None,
     ) -> DecodedPrompts:
         """Decode ``P`` prompts of ONE image.
 
@@ -154,11 +175,15 @@ class PromptDecoder(torch.nn.Module):
         ctx = image if isinstance(image, ImageContext) else self.prepare_image(image)
         sparse = embed_points(self.prompt_encoder, point_coords, point_labels).to(ctx.keys.dtype)
         dec = self.mask_decoder
-        output_tokens = torch.cat([dec.iou_token.weight, dec.mask_tokens.weight], dim=0).to(sparse.dtype)
-        tokens = torch.cat([output_tokens.unsqueeze(0).expand(sparse.shape[0], -1, -1), sparse], dim=1)
+        output_tokens = torch.cat([dec.iou_token.weight, dec.mask_tokens.weight], dim=0).to(
+            sparse.dtype
+        )
+        tokens = torch.cat(
+            [output_tokens.unsqueeze(0).expand(sparse.shape[0], -1, -1), sparse], dim=1
+        )
         queries, keys = self._transformer(ctx, tokens, dense_embeddings)
         iou_all = dec.iou_prediction_head(queries[:, 0])[:, mask_slots]
-        mask_tokens = queries[:, 1:1 + dec.num_mask_tokens][:, mask_slots]
+        mask_tokens = queries[:, 1 : 1 + dec.num_mask_tokens][:, mask_slots]
         rows = None
         if iou_threshold is not None:
             rows = torch.nonzero((iou_all > iou_threshold).any(dim=1)).flatten()
@@ -169,8 +194,9 @@ class PromptDecoder(torch.nn.Module):
         logits = self._upscaled_masks(keys, hyper_in, ctx.hw)
         return DecodedPrompts(logits, iou_all, mask_tokens, rows)
 
-    def _transformer(self, ctx: ImageContext, tokens: torch.Tensor,
-                     dense: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _transformer(
+        self, ctx: ImageContext, tokens: torch.Tensor, dense: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``TwoWayTransformer.forward``: ``tokens (P, T, C)`` -> queries ``(P, T, C)``,
         keys ``(P, N, C)``."""
         tr = self.mask_decoder.transformer
@@ -189,7 +215,9 @@ class PromptDecoder(torch.nn.Module):
             queries = layer.norm1(queries)
             q = queries + query_pe
             if i == 0 and shared:
-                attn = fa.token_to_image_projected(layer.cross_attn_token_to_image, q, ctx.t2i_k, ctx.t2i_v)
+                attn = fa.token_to_image_projected(
+                    layer.cross_attn_token_to_image, q, ctx.t2i_k, ctx.t2i_v
+                )
                 keys_pe = ctx.keys + pe  # (1, N, C)
             else:
                 keys_pe = keys + pe  # shared by both cross attentions of this layer
@@ -198,10 +226,13 @@ class PromptDecoder(torch.nn.Module):
             queries = layer.norm3(queries + layer.mlp(queries))
             q = queries + query_pe
             if i == 0 and shared:
-                keys = fa.image_to_token_projected(layer.cross_attn_image_to_token, ctx.i2t_q, q, queries, keys)
+                keys = fa.image_to_token_projected(
+                    layer.cross_attn_image_to_token, ctx.i2t_q, q, queries, keys
+                )
             else:
-                keys = fa.image_to_token(layer.cross_attn_image_to_token, keys_pe, q, queries, keys,
-                                         inplace=True)
+                keys = fa.image_to_token(
+                    layer.cross_attn_image_to_token, keys_pe, q, queries, keys, inplace=True
+                )
             keys = layer.norm4(keys)
         attn = fa.token_to_image(tr.final_attn_token_to_image, queries + query_pe, keys + pe, keys)
         queries = tr.norm_final_attn(queries + attn)
@@ -219,7 +250,9 @@ class PromptDecoder(torch.nn.Module):
             return mask_tokens.new_zeros((0, len(mlps), self.mask_decoder.transformer_dim // 8))
         return torch.stack([mlp(mask_tokens[:, i]) for i, mlp in enumerate(mlps)], dim=1)
 
-    def _upscaled_masks(self, keys: torch.Tensor, hyper_in: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    def _upscaled_masks(
+        self, keys: torch.Tensor, hyper_in: torch.Tensor, hw: tuple[int, int]
+    ) -> torch.Tensor:
         """``hyper_in @ output_upscaling(keys)`` -> ``(R, M, 4h, 4w)``, in chunks of prompts."""
         h, w = hw
         r, m = hyper_in.shape[:2]
@@ -228,10 +261,15 @@ class PromptDecoder(torch.nn.Module):
         if r == 0:
             return keys.new_zeros((0, m, 4 * h, 4 * w))
         step = self.upscale_chunk
-        chunks = [self._upscale_chunk(keys[i:i + step], hyper_in[i:i + step], hw) for i in range(0, r, step)]
+        chunks = [
+            self._upscale_chunk(keys[i : i + step], hyper_in[i : i + step], hw)
+            for i in range(0, r, step)
+        ]
         return chunks[0] if len(chunks) == 1 else torch.cat(chunks)
 
-    def _upscale_chunk(self, keys: torch.Tensor, hyper_in: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    def _upscale_chunk(
+        self, keys: torch.Tensor, hyper_in: torch.Tensor, hw: tuple[int, int]
+    ) -> torch.Tensor:
         """``output_upscaling`` (ConvT 2x2/2, LayerNorm2d, GELU, ConvT 2x2/2, GELU) in
         channel-last layout ``(R, h, w, a1, b1, a2, b2, ch)`` where output pixel
         ``(4y + 2 a1 + a2, 4x + 2 b1 + b2)`` comes from embedding pixel ``(y, x)``; the
@@ -243,7 +281,9 @@ class PromptDecoder(torch.nn.Module):
         # input pixel maps to a 2x2 output block by one matrix product.
         w1 = conv1.weight.permute(0, 2, 3, 1).reshape(conv1.weight.shape[0], -1)  # (C, 2*2*C1)
         x = (keys @ w1).view(r, h, w, 2, 2, -1) + conv1.bias
-        x = F.layer_norm(x, (self.mask_decoder.transformer_dim // 4,), norm.weight, norm.bias, norm.eps)
+        x = F.layer_norm(
+            x, (self.mask_decoder.transformer_dim // 4,), norm.weight, norm.bias, norm.eps
+        )
         x = act1(x)
         w2 = conv2.weight.permute(0, 2, 3, 1).reshape(conv2.weight.shape[0], -1)  # (C1, 2*2*C2)
         x = act2((x @ w2).view(r, h, w, 2, 2, 2, 2, -1) + conv2.bias)

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import perception_nodes
-from perception_nodes.core.records import dataclass_from_dict
 from perception_nodes.core.config import PRECISIONS
+from perception_nodes.core.records import dataclass_from_dict
 from perception_nodes.core.sam.tensorrt.runtime import RuntimeInfo
 
 ENGINE_METADATA_FORMAT = 1
