@@ -9,17 +9,20 @@
 import os
 
 from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
-
-from launch import LaunchDescription
 
 # Allowed values are declared once, in the package's config module.
 from perception_nodes.core.config import PRECISIONS, RELEASE_SAM_MODELS, SAM_BACKENDS
 
 # The parameter overrides of these arguments: one function, shared with pn-run.
-from perception_nodes.launch_overrides import overrides_from_launch_arguments, parse_cameras
+from perception_nodes.launch_overrides import (
+    NODE_ENV,
+    overrides_from_launch_arguments,
+    parse_cameras,
+)
 
 PACKAGE = "perception_nodes"
 CONFIG_FILE = "scene_graph.yaml"
@@ -29,12 +32,7 @@ ARGUMENTS = [
     # name, default, description, choices
     ("cameras", "/camera", "comma-separated camera namespaces served by one model", None),
     ("image_topic", "image_raw", "image topic relative to each camera namespace", None),
-    (
-        "backend",
-        "torch",
-        "SAM backend (tensorrt: engines from the cache, built on first run)",
-        SAM_BACKENDS,
-    ),
+    ("backend", "torch", "SAM backend (tensorrt: engines built on first run)", SAM_BACKENDS),
     ("model", "vit_t", "SAM model from the registry", RELEASE_SAM_MODELS),
     ("device", "cpu", "cpu, cuda or cuda:N", None),
     ("precision", "fp32", "encoder precision (and TensorRT engine precision)", PRECISIONS),
@@ -56,10 +54,12 @@ def _nodes(context):
     config = arg["config_file"] or os.path.join(share, "config", CONFIG_FILE)
     cameras = parse_cameras(arg["cameras"])
     overrides = overrides_from_launch_arguments(arg)  # the same function pn-run uses
+    env = {k: os.environ.get(k, v) for k, v in NODE_ENV.items()}  # as pn-run's children get it
     actions = [
         Node(
             package=PACKAGE,
             executable="perception_node",
+            additional_env=env,
             name="perception_node",
             output="screen",
             parameters=[config, overrides["perception_node"]],
@@ -67,6 +67,7 @@ def _nodes(context):
         Node(
             package=PACKAGE,
             executable="visualization_node",
+            additional_env=env,
             name="visualization_node",
             output="screen",
             parameters=[config, overrides["visualization_node"]],
@@ -77,6 +78,7 @@ def _nodes(context):
             Node(
                 package=PACKAGE,
                 executable="image_folder_publisher",
+                additional_env=env,
                 name="image_folder_publisher",
                 namespace=cameras[0],
                 output="screen",

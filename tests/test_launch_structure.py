@@ -416,7 +416,7 @@ def test_unknown_executable_and_override_are_caught(tmp_path):
 
 @pytest.mark.parametrize("old,new,needle", [
     ('"scene_graph.rviz"', '"scene_graph_missing.rviz"', "does not exist"),
-    ('"SAM backend (tensorrt: engines from the cache, built on first run)", SAM_BACKENDS',
+    ('"SAM backend (tensorrt: engines built on first run)", SAM_BACKENDS',
      '"SAM backend", ["torch", "onnxruntime", "openvino"]', "choices"),
     ('"SAM model from the registry"', '""', "no description"),
 ])  # fmt: skip

@@ -5,6 +5,13 @@ both paths start the nodes with exactly the same parameters. No ROS or launch im
 
 from __future__ import annotations
 
+#: Environment of every node process (``additional_env`` in the launch file, pn-run's children).
+#: torch's OpenMP threads spin after each parallel region by default; in the perception node the
+#: worker and the service threads call torch concurrently, and on a small CPU the spinning threads
+#: steal the cores (2-core machine: a test frame took 10.8 s instead of 2.2 s, service p99 13 s).
+#: Values already in the environment win.
+NODE_ENV: dict[str, str] = {"OMP_WAIT_POLICY": "PASSIVE"}
+
 
 def parse_cameras(text: str) -> list[str]:
     """``"/front, /rear"`` -> ``["/front", "/rear"]`` (the ``cameras`` launch argument)."""

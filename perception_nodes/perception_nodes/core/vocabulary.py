@@ -209,6 +209,7 @@ class Vocabulary:
         self._cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
         self._cache_size = cache_size
         self._write_lock = threading.Lock()  # serialises writers; readers never take it
+        self._cache_lock = threading.Lock()  # the embedding cache (encoding runs outside it)
         self._entries: list[_Entry] = []
         self.text_encoder_calls = 0  # encode_text batches issued (cache misses only)
         self.phrases_encoded = 0
@@ -241,8 +242,15 @@ class Vocabulary:
         :class:`VocabularyError` (and changes nothing) on empty/over-long/duplicate phrases,
         bad templates or too many entries.
         """
+        requested = None if templates is None else self._check_templates(templates)
+        if isinstance(labels, (list, tuple)) and labels:  # encode before queueing behind writers
+            try:
+                tpl = self._templates if requested is None else requested
+                self._embed_phrases(self._checked_phrases(labels, tpl), tpl)
+            except VocabularyError:
+                pass  # refused below, under the lock, with the same message
         with self._write_lock:
-            tpl = self._templates if templates is None else self._check_templates(templates)
+            tpl = self._templates if requested is None else requested
             base = list(self._entries) if append else []
             if append and isinstance(labels, (list, tuple)) and not labels:
                 new = []  # append nothing: the templates change only
@@ -341,21 +349,27 @@ class Vocabulary:
         return snap
 
     def _embed_phrases(self, phrases: list[str], templates: tuple[str, ...]) -> np.ndarray:
-        """``(len(phrases), D)``: per phrase the renormalised mean over templates."""
+        """``(len(phrases), D)``: per phrase the renormalised mean over templates.
+
+        Cache misses are encoded outside every lock (concurrent writers encode in parallel; the
+        cache itself is guarded by ``_cache_lock``)."""
         key = (self.embedder.model_id, templates)
-        missing = [p for p in dict.fromkeys(phrases) if (key, p) not in self._cache]
+        with self._cache_lock:
+            found = {p: self._cache.get((key, p)) for p in dict.fromkeys(phrases)}
+        missing = [p for p, e in found.items() if e is None]
         if missing:
-            self.text_encoder_calls += 1
-            self.phrases_encoded += len(missing)
             per = embed_phrases(self.embedder.encode_text, missing, templates)
-            for p, e in zip(missing, per):
+            found.update(zip(missing, per))
+        with self._cache_lock:
+            if missing:
+                self.text_encoder_calls += 1
+                self.phrases_encoded += len(missing)
+            for p, e in found.items():
                 self._cache[(key, p)] = e
-        out = np.stack([self._cache[(key, p)] for p in phrases])
-        for p in phrases:
-            self._cache.move_to_end((key, p))
-        while len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
-        return out
+                self._cache.move_to_end((key, p))
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return np.stack([found[p] for p in phrases])
 
     def _check_templates(self, templates: list[str] | tuple[str, ...]) -> tuple[str, ...]:
         return check_templates(templates, self.limits)

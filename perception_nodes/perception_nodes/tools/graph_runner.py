@@ -19,6 +19,8 @@ from pathlib import Path
 
 import yaml
 
+from perception_nodes.launch_overrides import NODE_ENV
+
 PACKAGE_DIR = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = PACKAGE_DIR / "config" / "scene_graph.yaml"
 NODE_MODULES = {
@@ -122,7 +124,9 @@ class NodeGraph:
         log_path = self.log_dir / f"{executable}.log"
         log = open(log_path, "w")
         # log files: unbuffered, so that a log line is there as soon as the node writes it
-        env = dict(os.environ, PYTHONUNBUFFERED="1", RCUTILS_LOGGING_BUFFERED_STREAM="0")
+        env = dict(NODE_ENV) | dict(
+            os.environ, PYTHONUNBUFFERED="1", RCUTILS_LOGGING_BUFFERED_STREAM="0"
+        )
         proc = subprocess.Popen(
             cmd,
             stdout=log if quiet else None,
