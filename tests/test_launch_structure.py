@@ -189,6 +189,7 @@ class LaunchFile:
             for k in ("package", "executable", "name")
             if k in kw
         }
+        node["additional_env"] = "additional_env" in kw
         params, files = set(), []
         for item in getattr(kw.get("parameters"), "elts", []):
             shared = self.shared_overrides(item)
@@ -352,6 +353,8 @@ def test_graph_runner_matches_launch_file():
         if _call_name(c) == "start" and c.args and isinstance(c.args[0], ast.Constant)
     }
     assert started == ours
+    # our nodes get pn-run's process environment (launch_overrides.NODE_ENV) under ros2 launch too
+    assert all(n["additional_env"] for n in launch.nodes if n["package"] == PACKAGE)
     # the launch file takes its overrides from the package's one function (pn-run calls it too)
     assert "overrides_from_launch_arguments" in launch.override_calls.values()
     overrides = launch_overrides(["/camera"])
