@@ -18,7 +18,7 @@ from export_fixtures import TINY
 from perception_nodes.core.sam.decoder import decode_prompts, pad_point_prompts
 from perception_nodes.core.sam.export import SamDecoderOnnx
 from perception_nodes.core.sam.export_metadata import OnnxModelError, read_onnx_metadata
-from perception_nodes.core.weights import sha256_file
+from perception_nodes.core.weights import GENERATED_WEIGHTS, sha256_file
 from perception_nodes.tools import export_onnx
 
 
@@ -149,7 +149,7 @@ def test_cli_export_generated_single_mask(tmp_path, capsys):
     )
     out = capsys.readouterr().out
     assert rc == 0
-    assert "GENERATED random weights" in out
+    assert GENERATED_WEIGHTS in out
     assert read_onnx_metadata(tmp_path / "decoder.onnx")["multimask"] == "single"
     assert read_onnx_metadata(tmp_path / "encoder.onnx")["untrained"] == "true"
     session = ort.InferenceSession(

@@ -41,6 +41,7 @@ from perception_nodes.core.pipeline import Pipeline, PipelineError, check_image_
 from perception_nodes.core.projection import DepthError, intrinsics_problem, label_image
 from perception_nodes.core.stamps import ns_to_seconds, set_stamp, stamp_to_ns, stamp_to_seconds
 from perception_nodes.core.vocabulary import check_vocabulary
+from perception_nodes.core.weights import GENERATED_WEIGHTS
 from perception_nodes.ros.graph_conversion import (
     region_array_to_msg,
     regions_to_msgs,
@@ -140,7 +141,7 @@ class PerceptionNode(LifecycleNode):
         self._create_output_publishers()
         if not self.pipeline.meaningful:
             self.get_logger().warning(
-                "GENERATED (untrained) weights in use: masks, labels and relations are NOT "
+                f"{GENERATED_WEIGHTS} in use: masks, labels and relations are NOT "
                 f"meaningful ({', '.join(self.pipeline.untrained_parts)}). Fetch real weights: pn-fetch-weights"
             )
         if self.pipeline.generated_sam_policy is not None:

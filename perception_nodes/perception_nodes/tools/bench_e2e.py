@@ -26,6 +26,7 @@ import numpy as np
 import yaml
 
 from perception_nodes.core.config import PRECISIONS, SAM_BACKENDS, SAM_MODEL_NAMES
+from perception_nodes.core.weights import GENERATED_WEIGHTS
 from perception_nodes.launch_overrides import launch_overrides
 from perception_nodes.tools.bench_common import hardware_info
 from perception_nodes.tools.demo import CAMERA, QUICK_OVERRIDES, DemoSession
@@ -284,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table(core, ros))
     if not core["meaningful"]:
         print(
-            f"note: generated (untrained) weights for {', '.join(core['untrained'])}: timings are real, output is not"
+            f"note: {GENERATED_WEIGHTS} for {', '.join(core['untrained'])}: timings are real, output is not"
         )
     out.write_text(json.dumps(result, indent=1))
     print(f"pn-bench-e2e: wrote {out}")

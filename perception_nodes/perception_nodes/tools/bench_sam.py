@@ -38,7 +38,7 @@ from perception_nodes.core.sam.registry import (
     make_generated_checkpoint,
 )
 from perception_nodes.core.sam.torch_backend import PRECISIONS, TorchSamBackend
-from perception_nodes.core.weights import cached_path
+from perception_nodes.core.weights import GENERATED_WEIGHTS, cached_path
 from perception_nodes.tools.bench_common import hardware_info
 
 # the first four are also the tests' photos; the others are held out from every test
@@ -150,8 +150,8 @@ def _load_model(args: argparse.Namespace, tmp: Path):
         print(
             "="
             * 78
-            + f"\nNOTICE: no real weights for {args.model!r}{hint}; using GENERATED random\n"
-            "weights of the real architecture. Timings are representative; masks are NOT\n"
+            + f"\nNOTICE: no real weights for {args.model!r}{hint}; using {GENERATED_WEIGHTS}\n"
+            "of the real architecture. Timings are representative; masks are NOT\n"
             "meaningful and permissive mask thresholds are used.\n" + "=" * 78,
             file=sys.stderr,
         )
@@ -455,7 +455,7 @@ def main(argv: list[str] | None = None) -> int:
     print(_table(_rows(report)))
     hw = report["hardware"]
     print(
-        f"\n{args.model} ({'GENERATED weights: masks not meaningful' if report['generated_weights'] else 'real weights'}), "
+        f"\n{args.model} ({GENERATED_WEIGHTS + ': masks not meaningful' if report['generated_weights'] else 'real weights'}), "
         f"backend {args.backend} {args.dtype} on {hw['device']} ({hw['cpu']}, {hw['torch_threads']} threads), "
         f"torch {hw['torch']}; speedup = official time / ours; matched = official masks reproduced at IoU >= 0.9"
     )

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from perception_nodes.core.config import SAM_MODEL_NAMES
-from perception_nodes.core.weights import CheckpointError, default_cache_dir
+from perception_nodes.core.weights import GENERATED_WEIGHTS, CheckpointError, default_cache_dir
 
 EPILOG = """examples:
   pn-export-onnx --model vit_b                       # cached official weights -> ~/.cache/perception_nodes/onnx/vit_b
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.model, Path(tmp) / f"{args.model}.pth", args.seed
             )
             print(
-                f"NOTE: exporting GENERATED random weights (seed {args.seed}) of {args.model}: "
+                f"NOTE: exporting {GENERATED_WEIGHTS} (seed {args.seed}) of {args.model}: "
                 "the masks will be meaningless; use --checkpoint for real weights"
             )
         try:

@@ -21,6 +21,7 @@ from perception_nodes.core.relations.head import (
     RelationHeadConfig,
     save_relation_head,
 )
+from perception_nodes.core.weights import GENERATED_WEIGHTS
 from perception_nodes.training.psg import load_psg
 from perception_nodes.training.relation_samples import MODES, SegmentFn, cache_key, extract_samples
 from perception_nodes.training.relations import TrainSettings, evaluate, settings_dict, train_head
@@ -207,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         print("WARNING: no ground-truth relation survived matching: the head had nothing to learn "
               "(segmentation masks do not overlap the GT masks by --min-iou; untrained SAM weights?)")  # fmt: skip
     if summary["sam_untrained"]:
-        print("NOTE: SAM weights are GENERATED (untrained): tokens carry little meaning; metrics are not "
+        print(f"NOTE: SAM runs on {GENERATED_WEIGHTS}: tokens carry little meaning; metrics are not "
               "representative of a real model")  # fmt: skip
     _print_metrics("train split", summary["train_eval"], args.ks)
     if "val" in summary:

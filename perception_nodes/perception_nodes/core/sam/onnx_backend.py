@@ -24,6 +24,7 @@ from perception_nodes.core.sam.export_metadata import (
     embedding_shape_of,
     pair_problems,
 )
+from perception_nodes.core.weights import GENERATED_WEIGHTS
 
 logger = logging.getLogger(__name__)
 
@@ -114,9 +115,9 @@ class OnnxRuntimeSamBackend(SamBackend):
         self.untrained = enc_meta.get("untrained") == "true"
         if self.untrained:
             logger.warning(
-                "ONNX export %s was made from GENERATED (untrained) weights: output is "
-                "not meaningful",
+                "ONNX export %s was made from %s: output is not meaningful",
                 encoder_path,
+                GENERATED_WEIGHTS,
             )
 
     def _provider_options(self, providers: list[str]) -> list[dict]:
