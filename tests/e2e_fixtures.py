@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from pathlib import Path
@@ -91,36 +92,47 @@ def process_rss_mb(pid: int) -> float:
 FRAME_TIMEOUT = 240.0  # s: first frames on 2 busy cores include model warm-up
 
 
-@pytest.fixture
-def io(graph, ros_context):
-    """(publisher node, receiver node) in this process, spun in the background."""
+@contextlib.contextmanager
+def camera_io(context, graph, subscribers: int = 2):
+    """Camera publishers (image, depth, CameraInfo) and a GraphReceiver in this process, spun in
+    the background, once ``subscribers`` nodes subscribed and the perception node is configured.
+    Yields ``(pubs, receiver)``."""
     from rclpy.node import Node
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import CameraInfo, Image
 
     from perception_nodes.tools.receiver import GraphReceiver
 
-    pub_node = Node("test_camera", namespace=CAMERA, context=ros_context)
+    pub_node = Node("test_camera", namespace=CAMERA, context=context)
     pubs = {
         "image": pub_node.create_publisher(Image, "image_raw", qos_profile_sensor_data),
         "depth": pub_node.create_publisher(Image, "depth/image_raw", qos_profile_sensor_data),
         "info": pub_node.create_publisher(CameraInfo, "camera_info", qos_profile_sensor_data),
     }
-    receiver = GraphReceiver(camera=CAMERA, context=ros_context)
-    spinner = Spinner(ros_context, pub_node, receiver)
-    assert wait_for(lambda: pubs["image"].get_subscription_count() >= 2, 120, graph), (
-        "nodes never subscribed"
-    )
-    assert wait_for(
-        lambda: (
-            receiver.count("diagnostics") > 0
-            and receiver.diagnostics_values().get("state") == "configured"
-        ),
-        240,
-        graph,
-    ), "node never configured"
-    yield pubs, receiver, graph
-    spinner.stop()
+    receiver = GraphReceiver(camera=CAMERA, context=context)
+    spinner = Spinner(context, pub_node, receiver)
+    try:
+        assert wait_for(
+            lambda: pubs["image"].get_subscription_count() >= subscribers, 120, graph
+        ), "nodes never subscribed"
+        assert wait_for(
+            lambda: (
+                receiver.count("diagnostics") > 0
+                and receiver.diagnostics_values().get("state") == "configured"
+            ),
+            240,
+            graph,
+        ), "node never configured"
+        yield pubs, receiver
+    finally:
+        spinner.stop()
+
+
+@pytest.fixture
+def io(graph, ros_context):
+    """(publishers, receiver, graph) of :func:`camera_io` in the test's own rclpy context."""
+    with camera_io(ros_context, graph) as (pubs, receiver):
+        yield pubs, receiver, graph
 
 
 def photo(name: str = "astronaut", side: int = 128) -> np.ndarray:

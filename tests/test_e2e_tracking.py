@@ -7,8 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from e2e_fixtures import (
-    CAMERA,
-    Spinner,
+    camera_io,
     photo,
     publish_frame,
     start_graph,
@@ -51,27 +50,7 @@ def _marker_colours(receiver, stamp) -> dict[int, tuple]:
 
 
 def test_shifted_photo_sequence_keeps_track_ids_and_colours(graph, ros_context):
-    from rclpy.node import Node
-    from rclpy.qos import qos_profile_sensor_data
-    from sensor_msgs.msg import CameraInfo, Image
-
-    from perception_nodes.tools.receiver import GraphReceiver
-
-    pub_node = Node("test_camera", namespace=CAMERA, context=ros_context)
-    pubs = {
-        "image": pub_node.create_publisher(Image, "image_raw", qos_profile_sensor_data),
-        "depth": pub_node.create_publisher(Image, "depth/image_raw", qos_profile_sensor_data),
-        "info": pub_node.create_publisher(CameraInfo, "camera_info", qos_profile_sensor_data),
-    }
-    receiver = GraphReceiver(camera=CAMERA, context=ros_context)
-    spinner = Spinner(ros_context, pub_node, receiver)
-    try:
-        assert wait_for(lambda: pubs["image"].get_subscription_count() >= 2, 120, graph), (
-            "nodes never subscribed"
-        )
-        assert wait_for(
-            lambda: receiver.diagnostics_values().get("state") == "configured", 240, graph
-        )
+    with camera_io(ros_context, graph) as (pubs, receiver):
         coffee = photo("coffee")
         depth = np.full(coffee.shape[:2], 1.5, np.float32)  # markers at the centroids
         graphs = []
@@ -95,5 +74,3 @@ def test_shifted_photo_sequence_keeps_track_ids_and_colours(graph, ros_context):
             assert wait_for(lambda: r.id in _marker_colours(receiver, sg.header.stamp), 60, graph)
             colours.append(_marker_colours(receiver, sg.header.stamp)[r.id])
         assert len(set(colours)) == 1, colours
-    finally:
-        spinner.stop()

@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 import pytest
-from e2e_fixtures import CAMERA, Spinner, call, photo, small_overrides, wait_for
+from e2e_fixtures import CAMERA, Spinner, call, camera_io, photo, small_overrides, wait_for
 
 from perception_nodes.tools.graph_runner import NodeGraph, write_params_file
 
@@ -43,28 +43,11 @@ def graph(tmp_path_factory):
 def io(graph):
     """(publishers, receiver) in this process (own rclpy context for the module)."""
     import rclpy
-    from rclpy.node import Node
-    from rclpy.qos import qos_profile_sensor_data
-    from sensor_msgs.msg import CameraInfo, Image
-
-    from perception_nodes.tools.receiver import GraphReceiver
 
     context = rclpy.Context()
     rclpy.init(context=context)
-    node = Node("test_camera", namespace=CAMERA, context=context)
-    pubs = {
-        "image": node.create_publisher(Image, "image_raw", qos_profile_sensor_data),
-        "depth": node.create_publisher(Image, "depth/image_raw", qos_profile_sensor_data),
-        "info": node.create_publisher(CameraInfo, "camera_info", qos_profile_sensor_data),
-    }
-    receiver = GraphReceiver(camera=CAMERA, context=context)
-    spinner = Spinner(context, node, receiver)
-    assert wait_for(lambda: pubs["image"].get_subscription_count() >= 2, 120, graph), (
-        "nodes never subscribed"
-    )
-    assert wait_for(lambda: receiver.diagnostics_values().get("state") == "configured", 240, graph)
-    yield pubs, receiver
-    spinner.stop()
+    with camera_io(context, graph) as (pubs, receiver):
+        yield pubs, receiver
     context.try_shutdown()
 
 
