@@ -138,6 +138,25 @@ def test_bad_vocabulary_requests_are_refused_and_vocabulary_unchanged(io):
     assert not q.success and q.message
 
 
+def test_a_callers_changes_apply_in_the_order_it_sent_them(io):
+    """Sent back to back without waiting: a slow change (many new phrases to encode) and then a
+    fast one (cached phrases). The fast one must not be published first (the older change
+    would then win); found by CI as versions [4, 5, 7, 6]."""
+    from perception_msgs.srv import GetVocabulary, SetVocabulary
+
+    _, receiver, graph = io
+    call(receiver.set_vocabulary, SetVocabulary.Request(labels=["mug"]))  # cached from here on
+    slow = receiver.set_vocabulary.call_async(
+        SetVocabulary.Request(labels=[f"fresh phrase {i}" for i in range(300)])
+    )
+    fast = receiver.set_vocabulary.call_async(SetVocabulary.Request(labels=["mug"]))
+    assert wait_for(lambda: slow.done() and fast.done(), 60, graph), "set_vocabulary unanswered"
+    assert slow.result().success and fast.result().success
+    assert slow.result().version < fast.result().version
+    final = call(receiver.get_vocabulary, GetVocabulary.Request())
+    assert list(final.labels) == ["mug"] and final.version == fast.result().version
+
+
 def test_concurrent_service_calls_while_streaming(io):
     from perception_msgs.srv import GetVocabulary, QueryRegions, SetVocabulary
 

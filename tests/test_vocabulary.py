@@ -256,3 +256,41 @@ def test_exemplar_entries(counting):
     with pytest.raises(VocabularyError, match="duplicate entry 'BIRD'"):
         vocab.add_exemplar("BIRD", image, box=[0, 0, 50, 50])
     assert vocab.snapshot().labels == ("bird",)
+
+
+def test_writers_publish_in_arrival_order_whatever_their_encoding_took(counting):
+    """A caller's second change must not be overtaken by its first (found by CI: versions
+    [4, 5, 7, 6] for changes sent in order): the slow first writer still publishes first."""
+    vocab = Vocabulary(counting)
+    vocab.set(["mug"])  # cached: the second change below encodes nothing
+    slow_started = threading.Event()
+    encode = counting.encode_text
+
+    def slow_encode(phrases):
+        slow_started.set()
+        threading.Event().wait(0.5)
+        return encode(phrases)
+
+    counting.encode_text = slow_encode
+    results = {}
+    first = threading.Thread(target=lambda: results.update(first=vocab.set(["plate", "bowl"])))
+    first.start()
+    assert slow_started.wait(5)
+    counting.encode_text = encode
+    results["second"] = vocab.set(["mug"])
+    first.join(5)
+    assert results["first"].version < results["second"].version
+    assert vocab.snapshot().labels == ("mug",)
+
+
+def test_a_refused_writer_does_not_stall_the_ones_behind_it(counting):
+    vocab = Vocabulary(counting)
+    with pytest.raises(VocabularyError):
+        vocab.set(["cup", "CUP"])
+    counting.encode_text = lambda phrases: (_ for _ in ()).throw(RuntimeError("encoder down"))
+    with pytest.raises(RuntimeError, match="encoder down"):
+        vocab.set(["fresh phrase"])
+    del counting.encode_text
+    done = threading.Event()
+    threading.Thread(target=lambda: (vocab.set(["cup"]), done.set()), daemon=True).start()
+    assert done.wait(10) and vocab.snapshot().labels == ("cup",)

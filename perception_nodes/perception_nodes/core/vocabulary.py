@@ -19,6 +19,7 @@ from typing import Protocol
 
 import numpy as np
 
+from perception_nodes.core.arrival_order import ArrivalOrder
 from perception_nodes.core.config import DEFAULT_TEMPLATES  # noqa: F401 (re-exported: the one default list, labels and queries)
 
 logger = logging.getLogger(__name__)
@@ -209,6 +210,7 @@ class Vocabulary:
         self._cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
         self._cache_size = cache_size
         self._write_lock = threading.Lock()  # serialises writers; readers never take it
+        self._order = ArrivalOrder()  # writers publish in arrival order (encoding in parallel)
         self._cache_lock = threading.Lock()  # the embedding cache (encoding runs outside it)
         self._entries: list[_Entry] = []
         self.text_encoder_calls = 0  # encode_text batches issued (cache misses only)
@@ -243,13 +245,16 @@ class Vocabulary:
         bad templates or too many entries.
         """
         requested = None if templates is None else self._check_templates(templates)
-        if isinstance(labels, (list, tuple)) and labels:  # encode before queueing behind writers
-            try:
-                tpl = self._templates if requested is None else requested
-                self._embed_phrases(self._checked_phrases(labels, tpl), tpl)
-            except VocabularyError:
-                pass  # refused below, under the lock, with the same message
-        with self._write_lock:
+
+        def encode_ahead() -> None:  # in parallel with other writers, before this one's turn
+            if isinstance(labels, (list, tuple)) and labels:
+                try:
+                    tpl = self._templates if requested is None else requested
+                    self._embed_phrases(self._checked_phrases(labels, tpl), tpl)
+                except VocabularyError:
+                    pass  # refused below, in turn, with the same message
+
+        with self._order.in_turn(encode_ahead), self._write_lock:
             tpl = self._templates if requested is None else requested
             base = list(self._entries) if append else []
             if append and isinstance(labels, (list, tuple)) and not labels:
@@ -316,7 +321,7 @@ class Vocabulary:
             raise VocabularyError(
                 f"exemplar box must be XYXY with x1 > x0 and y1 > y0, got {box.tolist()}"
             )
-        with self._write_lock:
+        with self._order.in_turn(), self._write_lock:
             entry = _Entry(self._check_phrase(name, 0, self._templates), "exemplar")
             entries = self._entries + [entry]
             self._check_entries(entries)
