@@ -1,0 +1,108 @@
+"""The perception node's services: ``~/set_vocabulary``, ``~/get_vocabulary``, ``~/query_regions``.
+
+They run in their own reentrant callback group, so they answer while the worker infers. A
+vocabulary change applies from the next frame; a query scores the latest frame's regions and
+answers with that frame's header stamp. Refusals (unconfigured node, empty or oversized label
+list, invalid labels/templates, bad query) answer ``success=False`` with the reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from perception_msgs.srv import GetVocabulary, QueryRegions, SetVocabulary
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.node import Node
+
+from perception_nodes.core.pipeline import Pipeline, PipelineError
+from perception_nodes.core.stamps import set_stamp
+from perception_nodes.ros.qos import SERVICE_QOS
+
+NOT_CONFIGURED = "node is not configured (models not loaded)"
+
+
+class PerceptionServices:
+    """Creates the three services on ``node``; ``pipeline()`` returns the node's pipeline now
+    (None while unconfigured)."""
+
+    def __init__(self, node: Node, pipeline: Callable[[], Pipeline | None]) -> None:
+        self._node = node
+        self._pipeline = pipeline
+        self.callback_group = ReentrantCallbackGroup()
+        for srv_type, name, handler in (
+            (SetVocabulary, "~/set_vocabulary", self.set_vocabulary),
+            (GetVocabulary, "~/get_vocabulary", self.get_vocabulary),
+            (QueryRegions, "~/query_regions", self.query_regions),
+        ):
+            node.create_service(
+                srv_type, name, handler, qos_profile=SERVICE_QOS, callback_group=self.callback_group
+            )
+
+    def set_vocabulary(self, request: SetVocabulary.Request, response: SetVocabulary.Response):
+        """Replace (or with ``append``, extend) the vocabulary; the response carries the
+        vocabulary in force afterwards (unchanged on refusal)."""
+        pipeline = self._pipeline()
+        snapshot = pipeline.vocabulary_snapshot() if pipeline else None
+        response.version = int(snapshot.version) if snapshot else 0
+        response.labels = list(snapshot.labels) if snapshot else []
+        if pipeline is None:
+            response.success, response.message = False, NOT_CONFIGURED
+            return response
+        if not request.labels:
+            response.success = False
+            response.message = (
+                "empty label list: the vocabulary needs at least one entry (it is unchanged)"
+            )
+            return response
+        vocabulary = pipeline.vocabulary
+        limit = vocabulary.limits.max_entries if vocabulary is not None else 0
+        if (
+            vocabulary is not None and len(request.labels) > limit
+        ):  # refused before the request is copied (one limit: the vocabulary's)
+            response.success = False
+            response.message = f"{len(request.labels)} labels in one request; at most {limit}"
+            return response
+        try:
+            snap = pipeline.set_vocabulary(
+                list(request.labels), list(request.prompt_templates) or None, request.append
+            )
+        except (ValueError, PipelineError) as exc:
+            response.success, response.message = False, f"vocabulary unchanged: {exc}"
+            self._node.get_logger().warning(f"set_vocabulary refused: {exc}")
+            return response
+        response.success = True
+        response.version, response.labels = int(snap.version), list(snap.labels)
+        response.message = (
+            f"vocabulary v{snap.version}: {len(snap.labels)} entries (applies from the next frame)"
+        )
+        self._node.get_logger().info(response.message)
+        return response
+
+    def get_vocabulary(self, request, response: GetVocabulary.Response):
+        """Labels, templates and version in force (empty, version 0, while unconfigured)."""
+        pipeline = self._pipeline()
+        snapshot = pipeline.vocabulary_snapshot() if pipeline else None
+        if snapshot is not None:
+            response.labels, response.version = list(snapshot.labels), int(snapshot.version)
+            response.prompt_templates = list(snapshot.templates)
+        return response
+
+    def query_regions(self, request: QueryRegions.Request, response: QueryRegions.Response):
+        """Ids and scores of the latest frame's ``top_k`` (0: all) regions that best match
+        ``text``, best first, with that frame's header stamp."""
+        pipeline = self._pipeline()
+        if pipeline is None:
+            response.success, response.message = False, NOT_CONFIGURED
+            return response
+        try:
+            ids, scores, stamp = pipeline.query(request.text, int(request.top_k))
+        except (ValueError, PipelineError) as exc:
+            response.success, response.message = False, str(exc)
+            return response
+        response.success, response.message = (
+            True,
+            f"{len(ids)} regions scored against {request.text!r}",
+        )
+        response.region_ids, response.scores = [int(i) for i in ids], [float(s) for s in scores]
+        set_stamp(response.stamp, stamp)  # the frame's header stamp, exactly
+        return response
