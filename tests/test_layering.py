@@ -77,3 +77,20 @@ def test_tensorrt_package_keeps_its_seams():
     assert importers == {"runtime"}
     too_long = {f.stem: n for f in modules if (n := len(f.read_text().splitlines())) > 400}
     assert too_long == {}
+
+
+def test_perception_node_keeps_its_seams():
+    """The perception node is split along its seams (issue 13): the node module keeps the
+    lifecycle and worker; inputs, outputs, services, live parameters and diagnostics live in
+    their own modules, and no module of ``nodes/`` or ``ros/`` grows past 400 lines."""
+    parts = {
+        "perception_nodes.nodes.perception_inputs",
+        "perception_nodes.nodes.perception_outputs",
+        "perception_nodes.nodes.perception_services",
+        "perception_nodes.ros.live_params",
+        "perception_nodes.ros.node_diagnostics",
+    }
+    assert parts <= _imported_modules(PACKAGE / "nodes" / "perception_node.py")
+    modules = sorted((PACKAGE / "nodes").glob("*.py")) + sorted((PACKAGE / "ros").glob("*.py"))
+    too_long = {f.name: n for f in modules if (n := len(f.read_text().splitlines())) > 400}
+    assert too_long == {}
