@@ -130,7 +130,7 @@ def test_weights_index_errors_are_loud(tmp_path, monkeypatch):
 
 
 def test_banner_names_generated_parts_and_the_command_that_replaces_them():
-    from perception_nodes.tools.demo import untrained_banner
+    from perception_nodes.tools.demo_weights import untrained_banner
 
     text = untrained_banner(["SAM vit_t", "CLIP ViT-B-16"])
     assert "GENERATED (seeded random) weights for: SAM vit_t, CLIP ViT-B-16" in text

@@ -232,7 +232,7 @@ def test_every_live_parameter_applies_from_the_next_frame(io):
     assert covered == live, f"live parameters not exercised: {sorted(live - covered)}"
     # every read-only pipeline parameter is one that needs a reload, and the other way round
     from perception_nodes.core.config import PipelineConfig
-    from perception_nodes.core.pipeline import RELOAD_SETTINGS
+    from perception_nodes.core.live_settings import RELOAD_SETTINGS
 
     ro = {s.name for s in all_params() if s.read_only and "." in s.name}
 

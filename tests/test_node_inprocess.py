@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from perception_nodes.core.config import PipelineConfig
-from perception_nodes.core.pipeline import RELOAD_SETTINGS, PipelineError
+from perception_nodes.core.live_settings import RELOAD_SETTINGS
+from perception_nodes.core.pipeline import PipelineError
 from perception_nodes.core.scene_graph import build_scene_graph
 from perception_nodes.core.types import FrameResult, Segmentation
 from perception_nodes.core.vocabulary import check_vocabulary

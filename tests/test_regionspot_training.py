@@ -26,7 +26,7 @@ from perception_nodes.core.sam.registry import make_generated_checkpoint
 from perception_nodes.core.vocabulary import Vocabulary
 from perception_nodes.core.weights import sha256_file
 from perception_nodes.tools.train_regionspot import main
-from perception_nodes.training.regionspot import load_coco, read_rgb, split_images
+from perception_nodes.training.coco_dataset import load_coco, read_rgb, split_images
 
 STEPS = 150
 EXTRA_STEPS = 40

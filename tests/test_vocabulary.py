@@ -14,7 +14,8 @@ import skimage.data
 from classify_fixtures import box_segmentation, tiny_clip
 
 from perception_nodes.core.classify.zero_shot import ZeroShotClassifier
-from perception_nodes.core.vocabulary import Vocabulary, VocabularyError, VocabularyLimits, fold
+from perception_nodes.core.vocabulary import Vocabulary, VocabularyError, VocabularyLimits
+from perception_nodes.core.vocabulary_checks import fold
 
 
 class CountingEmbedder:

@@ -3,15 +3,15 @@
 ROS-free: numpy in, dataclasses out. The perception node is a thin adapter around it.
 Models load once (``Pipeline.load``); the text embeddings of the vocabulary are computed once
 per vocabulary change (never per frame); each frame computes the SAM image embedding once.
+Which settings apply live, and the stage objects they rebuild, are in :mod:`.live_settings`.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 import threading
 import time
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -19,11 +19,16 @@ import numpy as np
 from perception_nodes.core.cancel import FrameAbandoned, raise_if_stopped  # noqa: F401  (FrameAbandoned: re-exported)
 from perception_nodes.core.config import PipelineConfig
 from perception_nodes.core.generated_policy import apply_generated_sam_policy, describe_changes
+from perception_nodes.core.live_settings import (
+    Stages,
+    changed_settings,
+    stages_for,
+    vocabulary_changed,
+)
 from perception_nodes.core.pipeline_factory import (
     PipelineError,
     fetch_command,
     load_models,
-    make_generator,
     sam_untrained,
 )
 from perception_nodes.core.projection import region_centroids
@@ -39,48 +44,9 @@ UNTRAINED_NOTICE = (
     "Fetch real weights with `pn-fetch-weights` (see README)."
 )
 
-
-# Settings that pick or load models: changing them needs a new ``Pipeline.load`` (the ROS
-# parameters of these are read-only). Every other setting applies live (``apply_settings``).
-RELOAD_SETTINGS = frozenset(
-    {
-        "sam_backend",
-        "sam_model",
-        "sam_checkpoint",
-        "sam_encoder_path",
-        "sam_decoder_path",
-        "sam_device",
-        "sam_precision",
-        "classifier_type",
-        "classifier_regionspot_checkpoint",
-        "clip_model",
-        "clip_checkpoint",
-        "relations_type",
-        "relations_checkpoint",
-        "weights_allow_generated",
-        "weights_cache_dir",
-    }
-)
-
 # Smallest image side (pixels) a frame may have: below it SAM's masks degenerate (a 1x1 or 2x2
 # frame gives regions of area 0) and no region is worth a label. README "Topics and services".
 MIN_IMAGE_SIDE = 16
-
-
-@dataclass(frozen=True)
-class Stages:
-    """The settings and stage objects one frame runs with; replaced as a whole (one reference
-    assignment) by :meth:`Pipeline.apply_settings`, so a frame never mixes two settings versions.
-
-    Stages read their settings from ``config`` when they run; settings that live inside a stage
-    object (mask generator, classifier threshold, relation predictor) are rebuilt into new
-    objects that share the loaded models (see ``_stages_for``).
-    """
-
-    config: PipelineConfig
-    generator: object
-    classifier: object | None
-    relation_predictor: object | None
 
 
 def check_image_size(hw: tuple[int, int]) -> None:
@@ -157,12 +123,12 @@ class Pipeline:
     # ------------------------------------------------------------------ live settings
     def check_settings(self, config: PipelineConfig) -> list[str]:
         """Names of the settings ``config`` changes; PipelineError (nothing changes) if one of
-        them needs a reload (:data:`RELOAD_SETTINGS`) or a value is invalid."""
+        them needs a reload (:data:`~.live_settings.RELOAD_SETTINGS`) or a value is invalid."""
         config = self._effective(config)
-        self._stages_for(config)
-        if self.vocabulary is not None and _vocabulary_changed(self.config, config):
+        stages_for(self._stages, config)
+        if self.vocabulary is not None and vocabulary_changed(self.config, config):
             self.vocabulary.check(list(config.vocabulary_labels), list(config.vocabulary_templates))
-        return _changed(self.config, config)
+        return changed_settings(self.config, config)
 
     def apply_settings(self, config: PipelineConfig) -> list[str]:
         """Run every frame from the next one with ``config`` (changed names returned).
@@ -174,9 +140,9 @@ class Pipeline:
         """
         config = self._effective(config)
         with self._settings_lock:
-            stages = self._stages_for(config)
-            changed = _changed(self.config, config)
-            if self.vocabulary is not None and _vocabulary_changed(self.config, config):
+            stages = stages_for(self._stages, config)
+            changed = changed_settings(self.config, config)
+            if self.vocabulary is not None and vocabulary_changed(self.config, config):
                 self.vocabulary.set(
                     list(config.vocabulary_labels), list(config.vocabulary_templates)
                 )
@@ -191,29 +157,6 @@ class Pipeline:
         if self.generated_sam_policy is None:
             return config
         return apply_generated_sam_policy(config)[0]
-
-    def _stages_for(self, config: PipelineConfig) -> Stages:
-        """New stage objects for ``config`` sharing the loaded models (PipelineError if invalid)."""
-        old = self._stages
-        changed = set(_changed(old.config, config))
-        reload = sorted(changed & RELOAD_SETTINGS)
-        if reload:
-            raise PipelineError(
-                f"{reload} pick or load models: they change only with a reconfigure"
-            )
-        try:
-            generator = old.generator
-            if any(n.startswith("amg_") for n in changed):
-                generator = make_generator(
-                    config,
-                    old.generator.backend,
-                    (old.generator.pixel_mean, old.generator.pixel_std),
-                )
-            classifier = _with_classifier_settings(old.classifier, config)
-            relations = _with_relation_settings(old.relation_predictor, config)
-        except (ValueError, TypeError) as exc:
-            raise PipelineError(f"settings refused: {exc}") from exc
-        return Stages(replace(config), generator, classifier, relations)
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -389,45 +332,3 @@ class Pipeline:
         if top_k > 0:
             order = order[:top_k]
         return latest.region_ids[order], scores[order].astype(np.float32), latest.stamp_ns
-
-
-# ---------------------------------------------------------------------- live settings
-def _changed(old: PipelineConfig, new: PipelineConfig) -> list[str]:
-    return [f.name for f in fields(PipelineConfig) if getattr(old, f.name) != getattr(new, f.name)]
-
-
-def _vocabulary_changed(old: PipelineConfig, new: PipelineConfig) -> bool:
-    return list(old.vocabulary_labels) != list(new.vocabulary_labels) or list(
-        old.vocabulary_templates
-    ) != list(new.vocabulary_templates)
-
-
-def _with_classifier_settings(classifier, config: PipelineConfig):
-    """A shallow copy (same CLIP model/head) with ``classifier_unknown_threshold`` applied."""
-    if classifier is None:
-        return None
-    if not 0.0 <= config.classifier_unknown_threshold <= 1.0:
-        raise ValueError(
-            f"classifier_unknown_threshold must be in [0, 1], got {config.classifier_unknown_threshold}"
-        )
-    if config.classifier_top_k < 1:
-        raise ValueError(f"classifier_top_k must be >= 1, got {config.classifier_top_k}")
-    out = copy.copy(classifier)
-    out.unknown_threshold = float(config.classifier_unknown_threshold)
-    return out
-
-
-def _with_relation_settings(predictor, config: PipelineConfig):
-    """A shallow copy (same weights) with the ``relations_*`` thresholds and limits applied."""
-    if predictor is None:
-        return None
-    if not 0.0 <= config.relations_score_threshold <= 1.0:
-        raise ValueError(
-            f"relations_score_threshold must be in [0, 1], got {config.relations_score_threshold}"
-        )
-    out = copy.copy(predictor)
-    out.min_score = float(config.relations_score_threshold)
-    out.max_per_subject = int(config.relations_per_subject)
-    if hasattr(out, "top_k"):
-        out.top_k = int(config.relations_top_k)
-    return out

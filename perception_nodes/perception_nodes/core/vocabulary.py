@@ -5,14 +5,14 @@ CLIP embedding), averaged over prompt templates, so labelling against V entries 
 ``(N, D) x (D, V)`` product per frame. A change builds a new immutable
 :class:`VocabularySnapshot` and swaps it in with one reference assignment: readers never see
 half of a vocabulary and never wait for a writer. Text embeddings are cached by
-``(model id, templates, phrase)``, so re-setting a vocabulary costs nothing.
+``(model id, templates, phrase)``, so re-setting a vocabulary costs nothing. What an entry or a
+template may be is checked by :mod:`.vocabulary_checks` (errors, limits, duplicates).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import unicodedata
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -21,12 +21,18 @@ import numpy as np
 
 from perception_nodes.core.arrival_order import ArrivalOrder
 from perception_nodes.core.config import DEFAULT_TEMPLATES  # noqa: F401 (re-exported: the one default list, labels and queries)
+from perception_nodes.core.vocabulary_checks import (  # noqa: F401 (check_vocabulary: re-exported, the node validates parameters with it)
+    VocabularyError,
+    VocabularyLimits,
+    check_labels,
+    check_templates,
+    check_unique,
+    check_vocabulary,
+    fill_template,
+    normalised_phrase,
+)
 
 logger = logging.getLogger(__name__)
-
-
-class VocabularyError(ValueError):
-    """A vocabulary change was refused (the vocabulary is left unchanged)."""
 
 
 class Embedder(Protocol):
@@ -69,28 +75,6 @@ class VocabularySnapshot:
         return len(self.labels)
 
 
-@dataclass
-class VocabularyLimits:
-    """Limits enforced on every change (violations raise :class:`VocabularyError`)."""
-
-    max_entries: int = 10_000
-    max_phrase_chars: int = 256
-    max_templates: int = 64
-
-
-def fold(phrase: str) -> str:
-    """Case- and space-folded form used to detect duplicates (``"Red  Cup"`` == ``"red cup"``)."""
-    return " ".join(unicodedata.normalize("NFKC", phrase).casefold().split())
-
-
-_PLACEHOLDER_PROBE = "\x00phrase\x00"  # cannot occur in a template: marks where the phrase lands
-
-
-def fill_template(template: str, phrase: str) -> str:
-    """The prompt of ``phrase`` under ``template`` (the ONE formatting the vocabulary uses)."""
-    return template.format(phrase)
-
-
 def embed_phrases(encode_text, phrases: list[str], templates: tuple[str, ...]) -> np.ndarray:
     """``(len(phrases), D)`` float32: per phrase the renormalised mean of the text embeddings of
     its prompts under ``templates`` (:func:`fill_template`). ``encode_text(list[str]) -> (M, D)``.
@@ -99,85 +83,6 @@ def embed_phrases(encode_text, phrases: list[str], templates: tuple[str, ...]) -
     per = np.asarray(encode_text(prompts), dtype=np.float32)
     per = per.reshape(len(phrases), len(templates), -1).mean(axis=1)
     return per / np.maximum(np.linalg.norm(per, axis=1, keepdims=True), 1e-12)
-
-
-def check_templates(templates: object, limits: VocabularyLimits | None = None) -> tuple[str, ...]:
-    """``templates`` as a tuple, or VocabularyError: a non-empty list of strings that each put
-    the phrase exactly once when filled by :func:`fill_template` (``'{{}}'`` puts it nowhere)."""
-    limits = limits or VocabularyLimits()
-    if isinstance(templates, str) or not isinstance(templates, (list, tuple)) or not templates:
-        raise VocabularyError(
-            "templates must be a non-empty list of strings, each containing '{}' once"
-        )
-    if len(templates) > limits.max_templates:
-        raise VocabularyError(
-            f"{len(templates)} templates exceed the limit of {limits.max_templates}"
-        )
-    for t in templates:
-        if not isinstance(t, str):
-            raise VocabularyError(f"template {t!r} must be a string")
-        try:
-            filled = fill_template(t, _PLACEHOLDER_PROBE)
-        except (IndexError, KeyError, ValueError) as exc:
-            raise VocabularyError(
-                f"template {t!r} must contain '{{}}' exactly once (where the phrase goes); "
-                f"it is not a valid format string: {exc}"
-            ) from exc
-        if filled.count(_PLACEHOLDER_PROBE) != 1:
-            raise VocabularyError(
-                f"template {t!r} must contain '{{}}' exactly once (where the phrase goes); "
-                f"it formats to {fill_template(t, 'x')!r}"
-            )
-    return tuple(templates)
-
-
-def check_labels(labels: object, limits: VocabularyLimits | None = None) -> list[str]:
-    """Whitespace-normalised ``labels``, or VocabularyError: a non-empty list of non-empty strings
-    within the limits, no two equal ignoring case and spaces (see :func:`fold`)."""
-    limits = limits or VocabularyLimits()
-    if isinstance(labels, str) or not isinstance(labels, (list, tuple)):
-        raise VocabularyError(f"labels must be a list of strings, got {type(labels).__name__}")
-    if not labels:
-        raise VocabularyError("empty label list: the vocabulary needs at least one entry")
-    if len(labels) > limits.max_entries:
-        raise VocabularyError(f"{len(labels)} entries exceed the limit of {limits.max_entries}")
-    out = [_normalised_phrase(p, i, limits) for i, p in enumerate(labels)]
-    _check_unique(out)
-    return out
-
-
-def check_vocabulary(
-    labels: object, templates: object, limits: VocabularyLimits | None = None
-) -> None:
-    """VocabularyError for a vocabulary that :meth:`Vocabulary.set` would refuse, as far as it
-    can be told without the CLIP model (token counts need it: :meth:`Vocabulary.check`)."""
-    check_templates(templates, limits)
-    check_labels(labels, limits)
-
-
-def _normalised_phrase(phrase: object, index: int, limits: VocabularyLimits) -> str:
-    if not isinstance(phrase, str):
-        raise VocabularyError(f"entry {index} must be a string, got {type(phrase).__name__}")
-    text = " ".join(phrase.split())
-    if not text:
-        raise VocabularyError(f"entry {index} is empty or whitespace only")
-    if len(text) > limits.max_phrase_chars:
-        raise VocabularyError(
-            f"entry {index} ({text[:40]!r}...) has {len(text)} characters; "
-            f"the limit is {limits.max_phrase_chars}"
-        )
-    return text
-
-
-def _check_unique(names: list[str]) -> None:
-    seen: dict[str, str] = {}
-    for name in names:
-        k = fold(name)
-        if k in seen:
-            raise VocabularyError(
-                f"duplicate entry {name!r} (same as {seen[k]!r} ignoring case and spaces)"
-            )
-        seen[k] = name
 
 
 @dataclass
@@ -380,7 +285,7 @@ class Vocabulary:
         return check_templates(templates, self.limits)
 
     def _check_phrase(self, phrase: object, index: int, templates: tuple[str, ...]) -> str:
-        text = _normalised_phrase(phrase, index, self.limits)
+        text = normalised_phrase(phrase, index, self.limits)
         if ((self.embedder.model_id, templates), text) in self._cache:
             return text  # embedded before with these templates: its length was checked then
         # Phrase tokens + the longest template's own tokens (BPE splits at spaces and
@@ -408,7 +313,7 @@ class Vocabulary:
             raise VocabularyError(
                 f"{len(entries)} entries exceed the limit of {self.limits.max_entries}"
             )
-        _check_unique([e.name for e in entries])
+        check_unique([e.name for e in entries])
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:

@@ -29,7 +29,8 @@ from perception_nodes.core.config import PRECISIONS, SAM_BACKENDS, SAM_MODEL_NAM
 from perception_nodes.core.weights import GENERATED_WEIGHTS
 from perception_nodes.launch_overrides import launch_overrides
 from perception_nodes.tools.bench_common import hardware_info
-from perception_nodes.tools.demo import CAMERA, QUICK_OVERRIDES, DemoSession
+from perception_nodes.tools.demo import QUICK_OVERRIDES
+from perception_nodes.tools.demo_session import CAMERA, DemoSession
 from perception_nodes.tools.graph_runner import DEFAULT_CONFIG, NodeGraph, write_params_file
 
 

@@ -12,6 +12,9 @@ Examples::
 Without cached real weights a seeded random checkpoint of the real architecture is generated
 (announced loudly): timings are still representative of the architecture, masks are not
 meaningful, and the mask thresholds default to permissive values so that masks survive.
+
+This module parses the arguments, loads the model and photos and runs the comparison; what is
+measured per run is in :mod:`.bench_sam_measure`, the console table in :mod:`.bench_sam_report`.
 """
 
 from __future__ import annotations
@@ -19,11 +22,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import resource
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +40,13 @@ from perception_nodes.core.sam.registry import (
 from perception_nodes.core.sam.torch_backend import PRECISIONS, TorchSamBackend
 from perception_nodes.core.weights import GENERATED_WEIGHTS, cached_path
 from perception_nodes.tools.bench_common import hardware_info
+from perception_nodes.tools.bench_sam_measure import (
+    OfficialTimed,
+    OursTimed,
+    interleaved,
+    matched_fraction,
+)
+from perception_nodes.tools.bench_sam_report import format_table, report_rows, summary_line
 
 # the first four are also the tests' photos; the others are held out from every test
 SKIMAGE_PHOTOS = (
@@ -187,164 +194,12 @@ def _photo(name: str, longest: int | None) -> np.ndarray:
     return image
 
 
-class _Memory:
-    """Peak memory of a block: CUDA max_memory_allocated, or the process RSS high-water mark."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.cuda = device.type == "cuda"
-
-    def __enter__(self) -> "_Memory":
-        if self.cuda:
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.cuda:
-            torch.cuda.synchronize()
-            self.peak_mib = torch.cuda.max_memory_allocated() / 2**20
-        else:  # ru_maxrss is KiB on Linux; a process-wide high-water mark (never decreases)
-            self.peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-class _Ours:
-    """One timed run of our generator; keeps the per-stage timings of each run."""
-
-    def __init__(self, gen: MaskGenerator) -> None:
-        self.gen, self.runs, self.stages, self.seg = gen, [], [], None
-
-    def __call__(self, image: np.ndarray) -> float:
-        self.gen.clear_image()  # a fresh embedding each run, like the official generator
-        t0 = time.perf_counter()
-        self.seg = self.gen.generate(image)
-        dt = time.perf_counter() - t0
-        st = self.gen.timings
-        self.stages.append(
-            dict(
-                st.as_dict(),
-                decoder_per_batch=statistics.mean(st.decoder_batches),
-                decoder_batches=len(st.decoder_batches),
-            )
-        )
-        return dt
-
-    def summary(self, runs: list[float], peak_mib: float) -> dict:
-        med = {
-            k: statistics.median(s[k] for s in self.stages[-len(runs) :]) for k in self.stages[0]
-        }
-        return dict(
-            total_s=statistics.median(runs),
-            runs_s=runs,
-            stages_s=med,
-            masks=len(self.seg),
-            peak_mib=peak_mib,
-        )
-
-
-class _Official:
-    """One timed run of ``SamAutomaticMaskGenerator``; times its ``set_image`` (pre + encoder)."""
-
-    def __init__(self, sam, settings: dict, device: torch.device) -> None:
-        from segment_anything import SamAutomaticMaskGenerator
-
-        self.gen = SamAutomaticMaskGenerator(sam, **settings)
-        self.device, self.encoder, self.out = device, [], []
-        set_image = self.gen.predictor.set_image
-
-        def timed_set_image(*a, **k):
-            t0 = time.perf_counter()
-            set_image(*a, **k)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            self.encoder.append(time.perf_counter() - t0)
-
-        self.gen.predictor.set_image = timed_set_image
-
-    def __call__(self, image: np.ndarray) -> float:
-        t0 = time.perf_counter()
-        self.out = self.gen.generate(image)
-        return time.perf_counter() - t0
-
-    def masks(self, hw: tuple[int, int]) -> np.ndarray:
-        return (
-            np.stack([r["segmentation"] for r in self.out])
-            if self.out
-            else np.zeros((0, *hw), bool)
-        )
-
-    def summary(self, runs: list[float], peak_mib: float) -> dict:
-        return dict(
-            total_s=statistics.median(runs),
-            runs_s=runs,
-            preprocess_encoder_s=statistics.median(self.encoder[-len(runs) :]),
-            masks=len(self.out),
-            peak_mib=peak_mib,
-        )
-
-
-def _interleaved(impls: dict, image: np.ndarray, args, device: torch.device) -> dict:
-    """Warm up every implementation, then alternate them run by run (load drift on a shared
-    machine then hits both alike). Returns ``{name: (run seconds, peak MiB)}``."""
-    for _ in range(args.warmup):
-        for fn in impls.values():
-            fn(image)
-    times = {k: [] for k in impls}
-    peaks = {k: 0.0 for k in impls}
-    for _ in range(args.repeats):
-        for name, fn in impls.items():
-            with _Memory(device) as mem:
-                times[name].append(fn(image))
-            peaks[name] = max(peaks[name], mem.peak_mib)
-    return {k: (times[k], peaks[k]) for k in impls}
-
-
-def matched_fraction(reference: np.ndarray, ours: np.ndarray, thresh: float = 0.9) -> float | None:
-    """Fraction of ``reference (N, H, W)`` masks with an IoU >= ``thresh`` match in ``ours``."""
-    if len(reference) == 0:
-        return None
-    if len(ours) == 0:
-        return 0.0
-    b = torch.from_numpy(ours.reshape(len(ours), -1)).float()
-    best = []
-    for i in range(0, len(reference), 64):
-        a = torch.from_numpy(reference[i : i + 64].reshape(-1, b.shape[1])).float()
-        inter = a @ b.T
-        union = a.sum(1)[:, None] + b.sum(1)[None] - inter
-        best.append((inter / union.clamp(min=1)).max(1).values)
-    return float((torch.cat(best) >= thresh).float().mean())
-
-
 def _hardware(device: torch.device) -> dict:
     import segment_anything
 
     return hardware_info(device) | {
         "segment_anything": getattr(segment_anything, "__version__", "1.0")
     }
-
-
-def _table(rows: list[dict]) -> str:
-    cols = [
-        "image",
-        "impl",
-        "total ms",
-        "pre ms",
-        "enc ms",
-        "dec ms",
-        "dec/batch ms",
-        "post ms",
-        "masks",
-        "masks/s",
-        "peak MiB",
-        "speedup",
-        "matched",
-    ]
-    lines = [" | ".join(cols)]
-    for r in rows:
-        lines.append(" | ".join(str(r.get(c, "")) for c in cols))
-    widths = [max(len(line.split(" | ")[i]) for line in lines) for i in range(len(cols))]
-    out = [" | ".join(v.rjust(w) for v, w in zip(line.split(" | "), widths)) for line in lines]
-    out.insert(1, "-+-".join("-" * w for w in widths))
-    return "\n".join(out)
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -367,10 +222,12 @@ def run(args: argparse.Namespace) -> dict:
         results = []
         for name in args.images:
             image = _photo(name, args.longest)
-            impls = {"ours": _Ours(gen)}
+            impls = {"ours": OursTimed(gen)}
             if not args.no_official:
-                impls["official"] = _Official(model, dict(settings, points_per_batch=64), device)
-            timed = _interleaved(impls, image, args, device)
+                impls["official"] = OfficialTimed(
+                    model, dict(settings, points_per_batch=64), device
+                )
+            timed = interleaved(impls, image, args, device)
             ours = impls["ours"].summary(*timed["ours"])
             entry = dict(image=name, image_hw=list(image.shape[:2]), ours=ours)
             if not args.no_official:
@@ -402,44 +259,6 @@ def run(args: argparse.Namespace) -> dict:
     )
 
 
-def _rows(report: dict) -> list[dict]:
-    rows = []
-    for e in report["results"]:
-        o, st = e["ours"], e["ours"]["stages_s"]
-        rows.append(
-            {
-                "image": e["image"],
-                "impl": "ours",
-                "total ms": f"{o['total_s'] * 1e3:.0f}",
-                "pre ms": f"{st['preprocess'] * 1e3:.0f}",
-                "enc ms": f"{st['encoder'] * 1e3:.0f}",
-                "dec ms": f"{st['decoder'] * 1e3:.0f}",
-                "dec/batch ms": f"{st['decoder_per_batch'] * 1e3:.0f}",
-                "post ms": f"{st['postprocess'] * 1e3:.0f}",
-                "masks": str(o["masks"]),
-                "masks/s": f"{o['masks'] / o['total_s']:.1f}",
-                "peak MiB": f"{o['peak_mib']:.0f}",
-            }
-        )
-        if "official" in e:
-            f = e["official"]
-            matched = e["official_masks_matched_iou0.9"]
-            rows.append(
-                {
-                    "image": e["image"],
-                    "impl": "official",
-                    "total ms": f"{f['total_s'] * 1e3:.0f}",
-                    "enc ms": f"{f['preprocess_encoder_s'] * 1e3:.0f} (+pre)",
-                    "masks": str(f["masks"]),
-                    "masks/s": f"{f['masks'] / f['total_s']:.1f}",
-                    "peak MiB": f"{f['peak_mib']:.0f}",
-                    "speedup": f"{e['speedup_total']:.2f}x ({e['speedup_excluding_encoder']:.2f}x w/o enc)",
-                    "matched": "-" if matched is None else f"{matched:.1%}",
-                }
-            )
-    return rows
-
-
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.repeats < 1 or args.warmup < 0 or args.points_per_side < 1:
@@ -452,13 +271,8 @@ def main(argv: list[str] | None = None) -> int:
         return _main_decoder_only(args)
     args.out = args.out or Path("outputs/bench/sam.json")
     report = run(args)
-    print(_table(_rows(report)))
-    hw = report["hardware"]
-    print(
-        f"\n{args.model} ({GENERATED_WEIGHTS + ': masks not meaningful' if report['generated_weights'] else 'real weights'}), "
-        f"backend {args.backend} {args.dtype} on {hw['device']} ({hw['cpu']}, {hw['torch_threads']} threads), "
-        f"torch {hw['torch']}; speedup = official time / ours; matched = official masks reproduced at IoU >= 0.9"
-    )
+    print(format_table(report_rows(report)))
+    print(summary_line(report))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     print(f"wrote {args.out}")

@@ -12,23 +12,29 @@
    ``<out>/<photo>_overlay.png`` and ``<out>/summary.json``, and prints a per-stage timing table.
 """
 
+# The run is here (arguments, node parameters, the photo loop, summary.json); the weights check
+# and notice are in demo_weights.py, the camera + receiver in demo_session.py and the per-photo
+# files and timing table in demo_output.py. (A comment, not the docstring: that is --help.)
+
 from __future__ import annotations
 
 import argparse
 import json
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
 
 from perception_nodes.core.config import PRECISIONS, SAM_BACKENDS, SAM_MODEL_NAMES
 from perception_nodes.launch_overrides import launch_overrides
+from perception_nodes.tools.demo_output import FrameOutcome, stage_table, top_triplets, write_frame
+from perception_nodes.tools.demo_session import CAMERA, DemoSession
+from perception_nodes.tools.demo_weights import (
+    clip_weights_available,
+    sam_weights_available,
+    untrained_banner,
+)
 from perception_nodes.tools.graph_runner import DEFAULT_CONFIG, NodeGraph, write_params_file
 
-CAMERA = "/camera"
-BANNER = "!" * 100
 CPU_POINTS_PER_SIDE = 8
 QUICK_OVERRIDES = {  # --quick: same code, tiny test configurations (CI smoke run)
     "sam.model": "sam_tiny_test",
@@ -102,262 +108,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-# ---------------------------------------------------------------------------------- weights
-def weights_available(spec, cache_dir: str, fetch: bool, what: str) -> bool:
-    """True when the registry file of ``spec`` is cached (downloading it if allowed)."""
-    from perception_nodes.core.weights import CheckpointError, cached_path
-    from perception_nodes.core.weights import fetch as fetch_weights
-
-    if not spec.url:
-        return False
-    if cached_path(spec, cache_dir or None).is_file():
-        return True
-    if not fetch:
-        return False
-    print(f"pn-demo: {what} weights are not cached; trying to download them ({spec.url})")
-    try:
-        fetch_weights(spec, cache_dir or None, progress=True, timeout=20.0)
-        return True
-    except (CheckpointError, OSError) as exc:
-        print(f"pn-demo: download failed: {str(exc).splitlines()[0]}")
-        return False
-
-
-def sam_weights_available(model: str, cache_dir: str, fetch: bool) -> bool:
-    """True when official weights for SAM ``model`` are cached (downloading them if allowed)."""
-    from perception_nodes.core.sam.registry import get_spec
-
-    return weights_available(get_spec(model), cache_dir, fetch, f"SAM {model}")
-
-
-def clip_weights_available(model: str, cache_dir: str, fetch: bool) -> bool:
-    """True when registry weights for CLIP ``model`` are cached (downloading them if allowed)."""
-    from perception_nodes.core.clip_weights import get_clip_weights
-
-    try:
-        spec = get_clip_weights(model)
-    except KeyError:
-        return False
-    return weights_available(spec, cache_dir, fetch, f"CLIP {model}")
-
-
-def untrained_banner(parts: list[str]) -> str:
-    """The notice for GENERATED weights; ``parts`` as the node reports them (``"SAM vit_t"``)."""
-    from perception_nodes.core.pipeline_factory import fetch_command
-    from perception_nodes.core.weights import GENERATED_WEIGHTS
-
-    command = fetch_command(parts)
-    how = (
-        f"`{command}` (needs a network), then run the demo again"
-        if command
-        else "none to download (test-only models; run without --quick)"
-    )
-    return "\n".join(
-        [
-            BANNER,
-            f"!! {GENERATED_WEIGHTS} for: " + ", ".join(parts),
-            "!! Their output below is NOT meaningful; only the plumbing is real.",
-            f"!! Real weights: {how}.",
-            BANNER,
-        ]
-    )
-
-
-# ---------------------------------------------------------------------------------- ROS side
-@dataclass
-class FrameOutcome:
-    name: str
-    latency_s: float
-    regions: int
-    relations: int
-    files: list[str] = field(default_factory=list)
-    top: list[str] = field(default_factory=list)
-
-
-class DemoSession:
-    """Camera publisher + :class:`GraphReceiver` in this process, spun in a background thread."""
-
-    def __init__(self) -> None:
-        import threading
-
-        import rclpy
-        from rclpy.executors import MultiThreadedExecutor
-        from rclpy.node import Node
-        from rclpy.qos import qos_profile_sensor_data
-        from sensor_msgs.msg import CameraInfo, Image
-
-        from perception_nodes.tools.receiver import GraphReceiver
-
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        self.camera = Node("demo_camera", namespace=CAMERA, context=self.context)
-        self.image_pub = self.camera.create_publisher(Image, "image_raw", qos_profile_sensor_data)
-        self.info_pub = self.camera.create_publisher(
-            CameraInfo, "camera_info", qos_profile_sensor_data
-        )
-        self.receiver = GraphReceiver(camera=CAMERA, context=self.context)
-        self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
-        self.executor.add_node(self.camera)
-        self.executor.add_node(self.receiver)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
-        self._rejected_before = 0
-
-    def wait_until_ready(self, graph: NodeGraph, timeout: float, subscribers: int = 2) -> None:
-        """Until the perception node reports ``configured`` and ``subscribers`` nodes take the images."""
-        deadline = time.monotonic() + timeout
-        last_note = 0.0
-        while time.monotonic() < deadline:
-            graph.check_alive()
-            values = self.receiver.diagnostics_values()
-            if (
-                values.get("state") == "configured"
-                and self.image_pub.get_subscription_count() >= subscribers
-            ):
-                return
-            if time.monotonic() - last_note > 15:
-                print(
-                    f"pn-demo: waiting for the perception node to load its models "
-                    f"(logs: {graph.log_dir}) ...",
-                    flush=True,
-                )
-                last_note = time.monotonic()
-            time.sleep(0.2)
-        raise TimeoutError(
-            f"the perception node did not become ready within {timeout:.0f} s "
-            f"(see {graph.log_dir}/perception_node.log)"
-        )
-
-    def publish(self, rgb: np.ndarray):
-        """Publish ``rgb`` (+ CameraInfo) once, stamped now; returns the header."""
-        from std_msgs.msg import Header
-
-        header = Header(
-            frame_id="camera_optical_frame", stamp=self.camera.get_clock().now().to_msg()
-        )
-        self.republish(rgb, header)
-        return header
-
-    def counter(self, what: str) -> int:
-        """The node's per-camera frame counter ``what`` (received/dropped/rejected/processed)."""
-        return int(self.receiver.diagnostics_values().get(f"{CAMERA}.{what}", "0"))
-
-    def received_count(self) -> int:
-        return self.counter("received")
-
-    def publish_until_received(
-        self, rgb: np.ndarray, graph: NodeGraph, tries: int = 10, wait_s: float = 3.0
-    ):
-        """Publish ``rgb`` and make sure the node got it, resending (same stamp) if not.
-
-        The camera topic is best effort (sensor-data QoS, as real cameras publish): a large
-        frame can be lost in transport, so a demo or benchmark that waits for one frame's
-        result checks the node's ``received`` counter instead of waiting forever.
-        """
-        before = self.received_count()
-        self._rejected_before = self.counter("rejected")
-        header = self.publish(rgb)
-        for _ in range(tries):
-            deadline = time.monotonic() + wait_s
-            while time.monotonic() < deadline:
-                if self.received_count() > before:
-                    return header
-                graph.check_alive()
-                time.sleep(0.05)
-            self.republish(rgb, header)
-        raise TimeoutError(f"the perception node did not receive the frame after {tries} sends")
-
-    def republish(self, rgb: np.ndarray, header) -> None:
-        from perception_nodes.nodes.image_folder_publisher import pinhole_info
-        from perception_nodes.ros.image_conversion import numpy_to_image_msg
-
-        msg = numpy_to_image_msg(rgb, "rgb8", header)
-        info = pinhole_info(*rgb.shape[:2])
-        info.header = header
-        self.info_pub.publish(info)
-        self.image_pub.publish(msg)
-
-    def wait_for(self, kind: str, stamp, graph: NodeGraph, timeout: float):
-        """The message of ``kind`` (``graphs``/``overlays``) with header ``stamp``, and its arrival time."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self.receiver.lock:
-                hit = next(
-                    (
-                        (t, m)
-                        for t, m in getattr(self.receiver.data, kind)
-                        if m.header.stamp == stamp
-                    ),
-                    None,
-                )
-            if hit is not None:
-                return hit
-            if kind == "graphs" and self.counter("rejected") > self._rejected_before:
-                raise RuntimeError(
-                    f"the perception node refused the frame; its log says why: "
-                    f"{graph.log_dir}/perception_node.log"
-                )
-            graph.check_alive()
-            time.sleep(0.05)
-        raise TimeoutError(f"no {kind[:-1]} for the frame within {timeout:.0f} s")
-
-    def close(self) -> None:
-        self.executor.shutdown()
-        self.thread.join(timeout=10)
-        self.camera.destroy_node()
-        self.receiver.destroy_node()
-        self.context.try_shutdown()
-
-
-# ---------------------------------------------------------------------------------- outputs
-def write_frame(out_dir: Path, name: str, graph_msg, overlay_msg) -> list[str]:
-    """``<name>.json`` (scene graph) and ``<name>_overlay.png``; returns the paths written."""
-    import cv2
-
-    from perception_nodes.core.scene_graph import to_json
-    from perception_nodes.ros.graph_conversion import msg_to_scene_graph
-    from perception_nodes.ros.image_conversion import image_msg_to_numpy
-
-    json_path = out_dir / f"{name}.json"
-    json_path.write_text(to_json(msg_to_scene_graph(graph_msg), indent=1))
-    written = [str(json_path)]
-    if overlay_msg is not None:
-        overlay = image_msg_to_numpy(overlay_msg)
-        if overlay_msg.encoding == "rgb8":
-            overlay = overlay[:, :, ::-1]
-        png = out_dir / f"{name}_overlay.png"
-        if not cv2.imwrite(str(png), overlay):
-            raise OSError(f"could not write {png}")
-        written.append(str(png))
-    return written
-
-
-def top_triplets(graph_msg, n: int = 3) -> list[str]:
-    labels = {r.id: r.label for r in graph_msg.regions}
-    rels = sorted(graph_msg.relations, key=lambda r: -r.score)[:n]
-    return [
-        f"{labels.get(r.subject_id, '?')}#{r.subject_id} {r.predicate} {labels.get(r.object_id, '?')}#{r.object_id}"
-        f" ({r.score:.2f})"
-        for r in rels
-    ]
-
-
-def stage_table(frames: list[FrameOutcome], diag: dict[str, str]) -> str:
-    """Per-stage mean latencies (the node's diagnostics) and the measured end-to-end latency."""
-    rows = [(k.removesuffix("_ms"), float(v)) for k, v in diag.items() if k.endswith("_ms")]
-    e2e = 1000 * float(np.mean([f.latency_s for f in frames])) if frames else float("nan")
-    rows.append(("end-to-end (publish -> SceneGraph received)", e2e))
-    width = max(len(r[0]) for r in rows)
-    lines = [f"{'stage':<{width}}  mean ms", f"{'-' * width}  -------"]
-    lines += [f"{name:<{width}}  {ms:7.1f}" for name, ms in rows]
-    lines.append(
-        f"backend: {diag.get('backend', '?')}, model: {diag.get('model', '?')}, "
-        f"weights meaningful: {diag.get('weights_meaningful', '?')}"
-    )
-    return "\n".join(lines)
-
-
-# ---------------------------------------------------------------------------------- main
 def node_overrides(args: argparse.Namespace) -> dict[str, dict[str, object]]:
     ov = launch_overrides(
         [CAMERA],

@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     except ClipModelError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    from perception_nodes.training.regionspot import sam_box_token_fn
+    from perception_nodes.training.regionspot_features import sam_box_token_fn
 
     box_tokens, sam_untrained = sam_box_token_fn(a.sam_model, sam_ckpt, a.device)
     for what, generated in (
@@ -246,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 0
-    from perception_nodes.training.regionspot import load_coco
+    from perception_nodes.training.coco_dataset import load_coco
 
     n_cats = len(load_coco(cfg.annotations).category_names)
     summary = {

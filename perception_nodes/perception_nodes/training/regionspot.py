@@ -10,15 +10,15 @@ and CLIP's last-block visual tokens of the whole image. The head then trains on 
 sigmoid focal loss against the CLIP text embeddings of the category names, AdamW and a linear
 warmup + cosine schedule; each epoch ends with top-1 accuracy on a held-out split and a
 resumable checkpoint that records the configuration.
+
+This module holds the training loop, its batching, loss, schedule, evaluation and resume; the
+annotations are read by :mod:`.coco_dataset` and the encoder cache is :mod:`.regionspot_features`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
-import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -38,160 +38,10 @@ from perception_nodes.core.classify.regionspot import (
 from perception_nodes.core.clip_model import ClipModel, load_clip_model
 from perception_nodes.core.records import dataclass_from_dict
 from perception_nodes.core.vocabulary import DEFAULT_TEMPLATES, Vocabulary
+from perception_nodes.training.coco_dataset import DatasetError, load_coco, split_images
+from perception_nodes.training.regionspot_features import BoxTokenFn, FeatureCache, sam_box_token_fn
 
 logger = logging.getLogger(__name__)
-
-#: (image HxWx3 uint8 RGB, boxes (n, 4) XYXY pixels) -> (n, 256) SAM mask tokens
-BoxTokenFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
-
-
-class DatasetError(ValueError):
-    """The COCO-format dataset is malformed (the message names the file and field)."""
-
-
-@dataclass
-class CocoData:
-    """Parsed annotations: per image its file and boxes (XYXY) with contiguous class indices."""
-
-    images: list[dict]  # {"id", "file_name", "boxes": (n,4) float32 XYXY, "labels": (n,) int64}
-    category_names: list[str]
-
-
-def load_coco(path: str | Path, min_box_size: float = 2.0) -> CocoData:
-    """Read a COCO-format instances file; crowd and degenerate boxes are skipped (logged)."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DatasetError(f"cannot read COCO annotations {path}: {exc}") from exc
-    for key in ("images", "annotations", "categories"):
-        if not isinstance(data.get(key), list):
-            raise DatasetError(f"{path}: expected a list under '{key}' (COCO instances format)")
-    cats = sorted(data["categories"], key=lambda c: c["id"])
-    cat_index = {c["id"]: i for i, c in enumerate(cats)}
-    names = [str(c["name"]).replace("_", " ") for c in cats]
-    per_image: dict[int, list] = {im["id"]: [] for im in data["images"]}
-    skipped = 0
-    for a in data["annotations"]:
-        x, y, w, h = (float(v) for v in a["bbox"])
-        if a.get("iscrowd", 0) or w < min_box_size or h < min_box_size:
-            skipped += 1
-            continue
-        if a["category_id"] not in cat_index or a["image_id"] not in per_image:
-            raise DatasetError(
-                f"{path}: annotation {a.get('id')} refers to an unknown image or category"
-            )
-        per_image[a["image_id"]].append((x, y, x + w, y + h, cat_index[a["category_id"]]))
-    images = []
-    for im in data["images"]:
-        rows = per_image[im["id"]]
-        if not rows:
-            continue
-        arr = np.asarray(rows, dtype=np.float64)
-        images.append(
-            {
-                "id": im["id"],
-                "file_name": im["file_name"],
-                "boxes": arr[:, :4].astype(np.float32),
-                "labels": arr[:, 4].astype(np.int64),
-            }
-        )
-    if skipped:
-        logger.info("%s: skipped %d crowd/degenerate boxes", path, skipped)
-    if not images:
-        raise DatasetError(f"{path}: no image has a usable box")
-    return CocoData(images, names)
-
-
-def split_images(
-    images: list[dict], val_fraction: float, seed: int
-) -> tuple[list[dict], list[dict]]:
-    """Deterministic held-out split by image."""
-    order = list(range(len(images)))
-    random.Random(seed).shuffle(order)
-    n_val = max(1, int(round(len(images) * val_fraction))) if val_fraction > 0 else 0
-    if n_val >= len(images):
-        raise DatasetError(
-            f"val_fraction {val_fraction} leaves no training image ({len(images)} images)"
-        )
-    val = {i for i in order[:n_val]}
-    return [im for i, im in enumerate(images) if i not in val], [images[i] for i in sorted(val)]
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            return np.array(
-                im.convert("RGB")
-            )  # writable: torch.from_numpy warns on read-only arrays
-    except OSError as exc:
-        raise DatasetError(f"cannot read image {path}: {exc}") from exc
-
-
-def sam_box_token_fn(
-    sam_model: str, sam_checkpoint: str | Path, device: str = "cpu"
-) -> tuple[BoxTokenFn, bool]:
-    """Mask tokens of box prompts from the SAM engineer's ``MaskGenerator.predict_boxes``.
-
-    Returns the function and whether the SAM weights are untrained.
-    """
-    from perception_nodes.core.sam.amg import MaskGenerator
-    from perception_nodes.core.sam.backends import create_backend
-
-    backend = create_backend("torch", model=sam_model, checkpoint=sam_checkpoint, device=device)
-    gen = MaskGenerator(backend)
-
-    def fn(image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-        return np.asarray(gen.predict_boxes(image, boxes).tokens, dtype=np.float32)
-
-    return fn, bool(getattr(backend, "untrained", False))
-
-
-class FeatureCache:
-    """Frozen-encoder outputs per image on disk: ``{cache_dir}/{key}/{image_id}_{boxes_hash}.pt``.
-
-    ``key`` hashes the SAM and CLIP names and checkpoint hashes, so other weights never reuse it.
-    """
-
-    def __init__(
-        self, cache_dir: str | Path, sam_model: str, sam_sha: str, clip: ClipModel
-    ) -> None:
-        ident = json.dumps([sam_model, sam_sha, clip.name, clip.checkpoint_sha256, clip.image_size])
-        self.dir = Path(cache_dir) / hashlib.sha256(ident.encode()).hexdigest()[:16]
-        self.dir.mkdir(parents=True, exist_ok=True)
-        (self.dir / "encoders.json").write_text(ident)
-
-    def path(self, rec: dict) -> Path:
-        h = hashlib.sha1(rec["boxes"].tobytes()).hexdigest()[:10]
-        return self.dir / f"{rec['id']}_{h}.pt"
-
-    def build(
-        self,
-        records: list[dict],
-        images_dir: Path,
-        box_tokens: BoxTokenFn,
-        clip: ClipModel,
-        progress: bool = True,
-    ) -> list[dict]:
-        """Features ``{"tokens": (n,256), "visual": (T,W), "labels": (n,)}`` per record (computed once)."""
-        out = []
-        for rec in tqdm(records, desc="encoding images (cached)", disable=not progress, unit="img"):
-            p = self.path(rec)
-            if not p.is_file():
-                image = read_rgb(images_dir / rec["file_name"])
-                tokens = box_tokens(image, rec["boxes"])
-                visual, _ = clip.visual_tokens(clip.preprocess_full_image(image))
-                feats = {
-                    "tokens": torch.from_numpy(tokens).half(),
-                    "visual": visual[0].cpu().half(),
-                    "labels": torch.from_numpy(rec["labels"]),
-                }
-                torch.save(feats, p.with_suffix(".tmp"))
-                p.with_suffix(".tmp").replace(p)
-            out.append(torch.load(p, map_location="cpu", weights_only=True))
-        return out
 
 
 @dataclass
