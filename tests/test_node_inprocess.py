@@ -14,7 +14,7 @@ from perception_nodes.core.live_settings import RELOAD_SETTINGS
 from perception_nodes.core.pipeline import PipelineError
 from perception_nodes.core.scene_graph import build_scene_graph
 from perception_nodes.core.types import FrameResult, Segmentation
-from perception_nodes.core.vocabulary import check_vocabulary
+from perception_nodes.core.vocabulary_checks import check_vocabulary
 
 pytestmark = pytest.mark.ros
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from perception_nodes.core.arrival_order import ArrivalOrder
 from perception_nodes.core.config import DEFAULT_TEMPLATES  # noqa: F401 (re-exported: the one default list, labels and queries)
-from perception_nodes.core.vocabulary_checks import (  # noqa: F401 (check_vocabulary: re-exported, the node validates parameters with it)
+from perception_nodes.core.vocabulary_checks import (  # noqa: F401 (the public API of core.vocabulary)
     VocabularyError,
     VocabularyLimits,
     check_labels,
