@@ -1,5 +1,6 @@
-"""Automatic and prompted mask generation (``core/sam/amg.py``) on generated ``sam_tiny_test``
-weights, and image input checks (``core/sam/preprocess.py``).
+"""Automatic and prompted mask generation (``core/sam/amg.py``, ``prompted.py``,
+``image_session.py``, ``postprocess.py``) on generated ``sam_tiny_test`` weights, and image
+input checks (``core/sam/preprocess.py``).
 
 Fidelity: our ``MaskGenerator`` and the official ``segment_anything.SamAutomaticMaskGenerator``
 run on the SAME torch ``Sam`` (weights loaded through our loader) with the SAME settings on real
@@ -139,18 +140,54 @@ def test_region_outputs_present_and_consistent(parity_runs):
 def test_region_token_is_the_decoder_token_of_its_point(parity_runs, backend):
     image, _, ours = parity_runs("coffee")
     gen = MaskGenerator(backend, **PARITY)
-    rgb = gen.set_image(image)
-    emb = gen._embed(rgb, (0, 0, rgb.shape[1], rgb.shape[0]))  # cached by set_image: no re-encode
+    gen.set_image(image)
+    embedding = gen.image_embedding()  # cached by set_image: no re-encode
     for i in (0, len(ours) - 1):
-        pt = gen._resize.apply_coords(
-            ours.point_coords[i : i + 1].astype(np.float64), image.shape[:2]
-        )
+        pt = gen.to_model_coords(ours.point_coords[i : i + 1], image.shape[:2])
         coords, labels = pad_point_prompts(
             torch.tensor(pt, dtype=torch.float32)[:, None], torch.ones(1, 1)
         )
-        out = backend.decode(emb.embedding, coords, labels, multimask_output=True)
+        out = backend.decode(embedding, coords, labels, multimask_output=True)
         k = int(np.argmin(np.abs(out.iou_predictions[0].numpy() - ours.predicted_iou[i])))
         np.testing.assert_allclose(out.mask_tokens[0, k].numpy(), ours.tokens[i], atol=1e-5)
+
+
+def test_image_embedding_and_model_coords_public(tiny_sam, backend):
+    """The embedding and coordinate transform a caller needs to drive ``backend.decode``."""
+    gen = MaskGenerator(backend)
+    with pytest.raises(ValueError, match="set_image"):
+        gen.image_embedding()
+    image = skimage_photo("chelsea", longest=LONGEST)  # 256 x 170: longest side is the width
+    calls = []
+    original = backend.encode
+    backend.encode = lambda x: calls.append(x.shape) or original(x)
+    try:
+        gen.set_image(image)
+        embedding = gen.image_embedding()
+        assert gen.image_embedding(image) is embedding and len(calls) == 1, "cached, no re-encode"
+        other = skimage_photo("coffee", longest=LONGEST)
+        assert gen.image_embedding(other) is not embedding and len(calls) == 2
+        gen.predict_boxes(None, np.array([[0.0, 0.0, 50.0, 50.0]]))  # works on `other` now
+        assert len(calls) == 2
+    finally:
+        del backend.encode
+    predictor = SamPredictor(tiny_sam)
+    predictor.set_image(image)
+    torch.testing.assert_close(embedding, predictor.get_image_embedding(), rtol=0, atol=1e-5)
+
+    h, w = image.shape[:2]
+    side = backend.input_size
+    corners = np.array([[0, 0], [w, h]], dtype=np.float32)
+    np.testing.assert_allclose(
+        gen.to_model_coords(corners, (h, w)), [[0, 0], [side, int(h * side / w + 0.5)]]
+    )
+    boxes = np.array([[[10, 20], [120, 150]]])  # (N, 2, 2) box corners, integer input
+    model = gen.to_model_coords(boxes, (h, w))
+    assert model.shape == (1, 2, 2) and model.dtype == np.float64
+    np.testing.assert_allclose(
+        model, predictor.transform.apply_boxes(boxes[0].reshape(1, 4), (h, w)).reshape(1, 2, 2)
+    )
+    np.testing.assert_array_equal(boxes, [[[10, 20], [120, 150]]])  # input not modified
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,160 @@
+"""From SAM decoder outputs to a :class:`~perception_nodes.core.types.Segmentation`.
+
+Small pure functions shared by segment-everything (:mod:`perception_nodes.core.sam.amg`) and
+the prompted API (:mod:`perception_nodes.core.sam.prompted`), in the spirit of
+``segment_anything/utils/amg.py`` (whose helpers they reuse):
+- :func:`upscale_logits`: ``(N, h, w)`` low-res logits -> ``(N, H, W)`` logits over the
+  original image (``Sam.postprocess_masks``, upscaling only the un-padded part);
+- :func:`masks_from_logits`: the same in chunks -> boolean masks and stability scores;
+- :func:`kept_logits`: the low-res logits of the masks that passed the predicted-IoU filter;
+- :func:`to_segmentation`: a ``MaskData`` of surviving masks -> ``Segmentation`` (host numpy);
+- :func:`postprocess_small_regions`: hole/island clean-up + NMS, like
+  ``SamAutomaticMaskGenerator.postprocess_small_regions``.
+
+Masks are ``(N, H, W)`` bool over the original image (H, W); boxes are XYXY pixels with an
+exclusive max corner in the returned ``Segmentation`` (``batched_mask_to_box`` gives inclusive).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from segment_anything.utils.amg import (
+    MaskData,
+    batched_mask_to_box,
+    calculate_stability_score,
+    remove_small_regions,
+)
+from torchvision.ops.boxes import batched_nms
+
+from perception_nodes.core.sam.backend import DecoderOutput
+from perception_nodes.core.types import Segmentation
+
+MASK_THRESHOLD = 0.0  # Sam.mask_threshold
+UPSCALE_CHUNK = 64  # masks upscaled at once: bounds the (chunk, H, W) float peak memory
+
+
+def upscale_logits(
+    logits: torch.Tensor, input_size: int, resized_hw: tuple[int, int], out_hw: tuple[int, int]
+) -> torch.Tensor:
+    """``Sam.postprocess_masks`` for ``(N, h, w)`` low-res logits -> ``(N, H, W)`` float.
+
+    Only the rows/columns of the low-res logits that reach the un-padded region are upscaled.
+    Bilinear (align_corners=False) x``f`` upscaling of pixel ``i`` reads low-res pixels
+    ``floor((i + .5) / f - .5)`` and the next, so for ``i < h`` everything read lies below
+    ``ceil(h / f) + 1``; cropping there first gives the same values as the full
+    ``input_size`` upscale followed by the crop.
+    """
+    lr = logits.shape[-1]
+    f = input_size // lr
+    h, w = resized_hw
+    hc, wc = min(lr, math.ceil(h / f) + 1), min(lr, math.ceil(w / f) + 1)
+    x = logits[:, None, :hc, :wc]
+    x = F.interpolate(x, size=(hc * f, wc * f), mode="bilinear", align_corners=False)[..., :h, :w]
+    if (h, w) != tuple(out_hw):
+        x = F.interpolate(x, size=tuple(out_hw), mode="bilinear", align_corners=False)
+    return x[:, 0]
+
+
+def masks_from_logits(
+    logits: torch.Tensor,
+    input_size: int,
+    resized_hw: tuple[int, int],
+    out_hw: tuple[int, int],
+    stability_score_offset: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(N, h, w)`` low-res logits -> bool masks ``(N, H, W)`` and stability scores ``(N,)``.
+
+    Upscales :data:`UPSCALE_CHUNK` masks at a time with :func:`upscale_logits` (``resized_hw``:
+    the image's size in the model's input frame, ``out_hw``: the original (H, W)), on the
+    logits' device; the stability score is ``segment_anything``'s at :data:`MASK_THRESHOLD`.
+    """
+    masks, stability = [], []
+    for i in range(0, logits.shape[0], UPSCALE_CHUNK):
+        up = upscale_logits(logits[i : i + UPSCALE_CHUNK], input_size, resized_hw, out_hw)
+        stability.append(calculate_stability_score(up, MASK_THRESHOLD, stability_score_offset))
+        masks.append(up > MASK_THRESHOLD)
+    if not masks:
+        h, w = out_hw
+        return (
+            torch.zeros((0, h, w), dtype=torch.bool, device=logits.device),
+            torch.zeros((0,), device=logits.device),
+        )
+    return torch.cat(masks), torch.cat(stability)
+
+
+def kept_logits(out: DecoderOutput, keep: torch.Tensor | None) -> torch.Tensor:
+    """``(N, h, w)`` low-res logits of the kept masks (``keep (P, M)``, None = all), in the
+    prompt-major order of ``MaskData.filter``; ``out.logit_rows`` (prompts whose logits the
+    backend computed) must include every prompt with a kept mask."""
+    logits = out.low_res_logits
+    if out.logit_rows is not None:
+        covered = torch.zeros(out.iou_predictions.shape[0], dtype=torch.bool, device=logits.device)
+        covered[out.logit_rows] = True
+        if keep is None or bool((keep.any(1) & ~covered).any()):
+            raise RuntimeError("the SAM backend skipped the logits of prompts with kept masks")
+        keep = keep[out.logit_rows]
+    return logits.flatten(0, 1) if keep is None else logits[keep]
+
+
+def to_segmentation(data: MaskData, orig_size: tuple[int, int], token_dim: int) -> Segmentation:
+    """Copy the surviving masks to the host as a ``Segmentation`` over ``orig_size`` (H, W).
+
+    ``data`` holds ``masks (N, H, W)`` bool, ``boxes (N, 4)`` inclusive XYXY (from
+    ``batched_mask_to_box``), ``iou_preds``, ``stability_score``, ``tokens (N, token_dim)`` and
+    ``points (N, 2)``; the boxes become exclusive XYXY (an empty mask gets box 0).
+    """
+    h, w = orig_size
+    n = len(data["iou_preds"]) if "iou_preds" in data._stats else 0
+    if n == 0:
+        return Segmentation.empty((h, w), token_dim=token_dim)
+    full = data["masks"]
+    boxes = data["boxes"].float()
+    empty = ~full.flatten(1).any(1)
+    boxes_excl = boxes + torch.tensor([0.0, 0.0, 1.0, 1.0], device=boxes.device)
+    boxes_excl[empty] = 0.0
+    return Segmentation(
+        masks=full.cpu().numpy(),
+        boxes_xyxy=boxes_excl.cpu().numpy().astype(np.float32),
+        areas=full.flatten(1).sum(1).cpu().numpy().astype(np.int64),
+        predicted_iou=data["iou_preds"].float().cpu().numpy(),
+        stability_score=data["stability_score"].float().cpu().numpy(),
+        tokens=data["tokens"].float().cpu().numpy(),
+        point_coords=data["points"].float().cpu().numpy(),
+        image_size=(h, w),
+    )
+
+
+def postprocess_small_regions(seg: Segmentation, min_area: int, nms_thresh: float) -> Segmentation:
+    """``SamAutomaticMaskGenerator.postprocess_small_regions`` on our masks (cv2, per mask).
+
+    Fills holes and removes islands smaller than ``min_area`` pixels in every mask, then NMS
+    at ``nms_thresh`` preferring unchanged masks; changed masks get new boxes and areas.
+    Updates ``seg``'s arrays in place and returns the surviving regions.
+    """
+    if len(seg) == 0:
+        return seg
+    changed = np.zeros(len(seg), dtype=bool)
+    masks = seg.masks.copy()
+    for i in range(len(seg)):
+        m, c1 = remove_small_regions(masks[i], min_area, mode="holes")
+        m, c2 = remove_small_regions(m, min_area, mode="islands")
+        masks[i], changed[i] = m, c1 or c2
+    tm = torch.as_tensor(masks)
+    boxes = batched_mask_to_box(tm)
+    keep = batched_nms(
+        boxes.float(),
+        torch.as_tensor((~changed).astype(np.float32)),
+        torch.zeros(len(seg)),
+        iou_threshold=nms_thresh,
+    )
+    keep = keep.numpy()
+    seg.masks = masks
+    seg.boxes_xyxy = np.where(
+        changed[:, None], boxes.numpy().astype(np.float32) + [0, 0, 1, 1], seg.boxes_xyxy
+    ).astype(np.float32)
+    seg.areas = masks.reshape(len(seg), -1).sum(1).astype(np.int64)
+    return seg.select(keep)
