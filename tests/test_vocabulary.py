@@ -7,6 +7,7 @@ real loader); its context length is 32 tokens, which the token-limit test relies
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -73,6 +74,7 @@ def test_concurrent_set_and_classify_see_one_snapshot(clip):
     clf = ZeroShotClassifier(clip, meaningful=False)
     region_emb = clf.region_embeddings(image, seg)
     published: dict[int, tuple] = {}
+    superseded: list[int] = []
     errors: list[str] = []
     seen: set[int] = set()
     stop = threading.Event()
@@ -80,8 +82,11 @@ def test_concurrent_set_and_classify_see_one_snapshot(clip):
 
     def writer(offset: int) -> None:
         for i in range(n_sets):
-            snap = vocab.set(POOL[(i + offset) % len(POOL)])
-            published[snap.version] = snap.labels
+            change = vocab.change(POOL[(i + offset) % len(POOL)])
+            if change.superseded:  # a later-arrived writer published first
+                superseded.append(change.snapshot.version)
+            else:
+                published[change.snapshot.version] = change.snapshot.labels
 
     def reader() -> None:
         last_version = 0
@@ -120,9 +125,11 @@ def test_concurrent_set_and_classify_see_one_snapshot(clip):
     assert len(seen) >= 3, (
         f"readers saw only versions {seen}: the test did not overlap reads and writes"
     )
-    # every set() published exactly one new version, numbered 1..N without gaps
-    assert sorted(published) == list(range(1, 3 * n_sets + 1))
-    assert vocab.version == 3 * n_sets
+    # every set() published exactly one new version, numbered 1..N without gaps, or was
+    # superseded by a later-arrived one (and then names a published version)
+    assert len(published) + len(superseded) == 3 * n_sets
+    assert sorted(published) == list(range(1, len(published) + 1))
+    assert set(superseded) <= set(published) and vocab.version == len(published)
     assert vocab.snapshot().labels == published[vocab.version]
 
 
@@ -259,11 +266,9 @@ def test_exemplar_entries(counting):
     assert vocab.snapshot().labels == ("bird",)
 
 
-def test_writers_publish_in_arrival_order_whatever_their_encoding_took(counting):
-    """A caller's second change must not be overtaken by its first (found by CI: versions
-    [4, 5, 7, 6] for changes sent in order): the slow first writer still publishes first."""
-    vocab = Vocabulary(counting)
-    vocab.set(["mug"])  # cached: the second change below encodes nothing
+def _slow_first(counting, first, second):
+    """Run ``first()`` in a thread whose text encoding takes 0.5 s, then ``second()`` once that
+    encoding has started; returns both results."""
     slow_started = threading.Event()
     encode = counting.encode_text
 
@@ -274,14 +279,55 @@ def test_writers_publish_in_arrival_order_whatever_their_encoding_took(counting)
 
     counting.encode_text = slow_encode
     results = {}
-    first = threading.Thread(target=lambda: results.update(first=vocab.set(["plate", "bowl"])))
-    first.start()
+    thread = threading.Thread(target=lambda: results.update(first=first()))
+    thread.start()
     assert slow_started.wait(5)
     counting.encode_text = encode
-    results["second"] = vocab.set(["mug"])
-    first.join(5)
-    assert results["first"].version < results["second"].version
+    results["second"] = second()
+    thread.join(5)
+    return results["first"], results["second"]
+
+
+def test_an_earlier_slow_replacement_never_overrides_a_later_one(counting):
+    """A caller's second change must not be overtaken by its first (found by CI: versions
+    [4, 5, 7, 6] for changes sent in order): the later one is in force, the earlier one says it
+    was superseded, and the fast one did not wait for the slow one."""
+    vocab = Vocabulary(counting)
+    vocab.set(["mug"])  # cached: the second change below encodes nothing
+    t0 = time.monotonic()
+    first, second = _slow_first(
+        counting, lambda: vocab.change(["plate", "bowl"]), lambda: vocab.change(["mug"])
+    )
+    assert second.snapshot.labels == ("mug",) and not second.superseded
+    assert first.superseded and first.snapshot.version == second.snapshot.version
+    assert vocab.snapshot().labels == ("mug",) and vocab.version == second.snapshot.version
+    assert time.monotonic() - t0 < 5
+
+
+def test_an_append_waits_for_the_change_before_it(counting):
+    vocab = Vocabulary(counting)
+    vocab.set(["mug"])
+    first, second = _slow_first(
+        counting,
+        lambda: vocab.change(["plate", "bowl"]),
+        lambda: vocab.change(["mug"], append=True),
+    )
+    assert not first.superseded and not second.superseded
+    assert second.snapshot.version == first.snapshot.version + 1
+    assert vocab.snapshot().labels == ("plate", "bowl", "mug")
+
+
+def test_a_replacement_keeping_the_templates_waits_for_an_earlier_template_change(counting):
+    vocab = Vocabulary(counting)
+    vocab.set(["mug"])
+    first, second = _slow_first(
+        counting,
+        lambda: vocab.change(["plate"], templates=["a photo of a {}."]),
+        lambda: vocab.change(["mug"]),
+    )
+    assert not first.superseded and second.snapshot.version == first.snapshot.version + 1
     assert vocab.snapshot().labels == ("mug",)
+    assert vocab.snapshot().templates == ("a photo of a {}.",)
 
 
 def test_a_refused_writer_does_not_stall_the_ones_behind_it(counting):

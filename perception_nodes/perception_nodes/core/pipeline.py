@@ -185,6 +185,11 @@ class Pipeline:
         return not self.untrained_parts
 
     @property
+    def sam_backend_name(self) -> str:
+        """The SAM backend that runs (``sam.backend: auto`` resolved): torch/onnxruntime/tensorrt."""
+        return str(self.generator.backend.name)
+
+    @property
     def sam_untrained(self) -> bool:
         """The SAM backend runs GENERATED weights (torch checkpoint, ONNX export or TensorRT engine)."""
         return bool(self.generator.backend.untrained)
@@ -308,10 +313,11 @@ class Pipeline:
     def set_vocabulary(
         self, labels: list[str], templates: list[str] | None = None, append: bool = False
     ):
-        """Atomically change the vocabulary (VocabularyError on bad input; unchanged then)."""
+        """Atomically change the vocabulary (VocabularyError on bad input; unchanged then);
+        returns the :class:`~perception_nodes.core.vocabulary.VocabularyChange`."""
         if self.vocabulary is None:
             raise PipelineError("no classifier is configured (classifier.type = none)")
-        return self.vocabulary.set(
+        return self.vocabulary.change(
             list(labels), templates=list(templates) if templates else None, append=append
         )
 

@@ -75,6 +75,16 @@ class VocabularySnapshot:
         return len(self.labels)
 
 
+@dataclass(frozen=True)
+class VocabularyChange:
+    """Outcome of :meth:`Vocabulary.change`: the snapshot in force afterwards; ``superseded``
+    when this change was not published because a change that arrived after it already was
+    (that later vocabulary is ``snapshot``)."""
+
+    snapshot: VocabularySnapshot
+    superseded: bool = False
+
+
 def embed_phrases(encode_text, phrases: list[str], templates: tuple[str, ...]) -> np.ndarray:
     """``(len(phrases), D)`` float32: per phrase the renormalised mean of the text embeddings of
     its prompts under ``templates`` (:func:`fill_template`). ``encode_text(list[str]) -> (M, D)``.
@@ -115,7 +125,7 @@ class Vocabulary:
         self._cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
         self._cache_size = cache_size
         self._write_lock = threading.Lock()  # serialises writers; readers never take it
-        self._order = ArrivalOrder()  # writers publish in arrival order (encoding in parallel)
+        self._order = ArrivalOrder()  # writers ordered by arrival (encoding in parallel)
         self._cache_lock = threading.Lock()  # the embedding cache (encoding runs outside it)
         self._entries: list[_Entry] = []
         self.text_encoder_calls = 0  # encode_text batches issued (cache misses only)
@@ -142,33 +152,50 @@ class Vocabulary:
     def set(
         self, labels: list[str], templates: list[str] | None = None, append: bool = False
     ) -> VocabularySnapshot:
-        """Replace (or with ``append`` extend) the text entries; returns the new snapshot.
+        """Replace (or with ``append`` extend) the text entries; returns the snapshot in force
+        afterwards (see :meth:`change`)."""
+        return self.change(labels, templates, append).snapshot
+
+    def change(
+        self, labels: list[str], templates: list[str] | None = None, append: bool = False
+    ) -> VocabularyChange:
+        """Replace (or with ``append`` extend) the text entries.
 
         ``templates`` (when given) become the vocabulary's templates for every text entry.
         With ``append=False`` exemplar entries are dropped too. Raises
         :class:`VocabularyError` (and changes nothing) on empty/over-long/duplicate phrases,
-        bad templates or too many entries.
+        bad templates or too many entries. Concurrent writers are ordered by arrival
+        (:mod:`.arrival_order`): a replacement that arrived before another one already published
+        is not published (``superseded``: the later vocabulary stays in force).
         """
         requested = None if templates is None else self._check_templates(templates)
 
-        def encode_ahead() -> None:  # in parallel with other writers, before this one's turn
+        def encode_ahead() -> None:  # in parallel with other writers
             if isinstance(labels, (list, tuple)) and labels:
                 try:
                     tpl = self._templates if requested is None else requested
                     self._embed_phrases(self._checked_phrases(labels, tpl), tpl)
                 except VocabularyError:
-                    pass  # refused below, in turn, with the same message
+                    pass  # refused below, under the lock, with the same message
 
-        with self._order.in_turn(encode_ahead), self._write_lock:
-            tpl = self._templates if requested is None else requested
-            base = list(self._entries) if append else []
-            if append and isinstance(labels, (list, tuple)) and not labels:
-                new = []  # append nothing: the templates change only
-            else:
-                new = [_Entry(p, "text") for p in self._checked_phrases(labels, tpl)]
-            entries = base + new
-            self._check_entries(entries)
-            return self._publish(entries, tpl)
+        with self._order.arrive(encode_ahead, barrier=requested is not None) as ticket:
+            if append:
+                self._order.wait_for_earlier(ticket)  # builds on the current entries
+            elif requested is None:
+                self._order.wait_for_earlier_barriers(ticket)  # keeps the current templates
+            with self._write_lock:
+                tpl = self._templates if requested is None else requested
+                base = list(self._entries) if append else []
+                if append and isinstance(labels, (list, tuple)) and not labels:
+                    new = []  # append nothing: the templates change only
+                else:
+                    new = [_Entry(p, "text") for p in self._checked_phrases(labels, tpl)]
+                entries = base + new
+                self._check_entries(entries)
+                if self._order.superseded(ticket):
+                    return VocabularyChange(self._snapshot, superseded=True)
+                self._order.published(ticket)
+                return VocabularyChange(self._publish(entries, tpl))
 
     def check(self, labels: list[str], templates: list[str] | None = None) -> None:
         """VocabularyError for what ``set(labels, templates)`` would refuse; changes nothing."""
@@ -226,13 +253,19 @@ class Vocabulary:
             raise VocabularyError(
                 f"exemplar box must be XYXY with x1 > x0 and y1 > y0, got {box.tolist()}"
             )
-        with self._order.in_turn(), self._write_lock:
+        with self._order.arrive() as ticket:
+            self._order.wait_for_earlier(ticket)  # builds on the current entries
+            return self._add_exemplar_entry(ticket, name, image, mask, box)
+
+    def _add_exemplar_entry(self, ticket: int, name: str, image, mask, box) -> VocabularySnapshot:
+        with self._write_lock:
             entry = _Entry(self._check_phrase(name, 0, self._templates), "exemplar")
             entries = self._entries + [entry]
             self._check_entries(entries)
             masks = None if mask is None else mask[None]
             emb = self.embedder.encode_image_crops(image, box[None], masks)[0].astype(np.float32)
             entry.embedding = emb / max(float(np.linalg.norm(emb)), 1e-12)
+            self._order.published(ticket)
             return self._publish(entries, self._templates)
 
     # ------------------------------------------------------------------ internals

@@ -63,17 +63,21 @@ class PerceptionServices:
             response.message = f"{len(request.labels)} labels in one request; at most {limit}"
             return response
         try:
-            snap = pipeline.set_vocabulary(
+            change = pipeline.set_vocabulary(
                 list(request.labels), list(request.prompt_templates) or None, request.append
             )
         except (ValueError, PipelineError) as exc:
             response.success, response.message = False, f"vocabulary unchanged: {exc}"
             self._node.get_logger().warning(f"set_vocabulary refused: {exc}")
             return response
+        snap = change.snapshot
         response.success = True
         response.version, response.labels = int(snap.version), list(snap.labels)
         response.message = (
-            f"vocabulary v{snap.version}: {len(snap.labels)} entries (applies from the next frame)"
+            f"superseded: a request that arrived after this one was applied first; "
+            f"vocabulary v{snap.version} ({len(snap.labels)} entries) stays in force"
+            if change.superseded
+            else f"vocabulary v{snap.version}: {len(snap.labels)} entries (applies from the next frame)"
         )
         self._node.get_logger().info(response.message)
         return response
