@@ -48,6 +48,9 @@ from perception_nodes.core.weights import sha256_file
 logger = logging.getLogger(__name__)
 
 DEFAULT_OPSET = 17
+# Bumped whenever the exported graphs change (cached exports of an older revision are redone).
+# 2: no Expand copies of image-sized tensors, output upscaling as 2-D GEMMs with their biases.
+EXPORT_REVISION = 2
 ENCODER_INPUTS = ["images"]
 ENCODER_OUTPUTS = ["image_embeddings"]
 DECODER_INPUTS = ["image_embeddings", "point_coords", "point_labels"]
@@ -119,6 +122,7 @@ def build_metadata(
         "untrained": "true" if untrained else "false",
         "multimask": multimask,
         "opset": str(opset),
+        "export_revision": str(EXPORT_REVISION),
         "perception_nodes_version": perception_nodes.__version__,
         "torch_version": torch.__version__,
         "export_time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

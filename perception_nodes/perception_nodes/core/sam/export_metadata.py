@@ -16,6 +16,8 @@ Keys:
     multimask: decoder outputs: ``"both"`` (M = 4: index 0 the single-mask output, 1..3 the
         multimask outputs, SAM's own order), ``"multimask"`` (M = 3) or ``"single"`` (M = 1).
     opset: ONNX opset of the export.
+    export_revision: revision of the exported graphs (``export.EXPORT_REVISION``); cached
+        exports of another revision are redone (``onnx_cache``).
     perception_nodes_version, torch_version, export_time (ISO-8601 UTC).
 """
 

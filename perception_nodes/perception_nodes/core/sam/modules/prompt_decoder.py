@@ -278,15 +278,20 @@ class PromptDecoder(torch.nn.Module):
         r, m = hyper_in.shape[:2]
         h, w = hw
         # ConvTranspose2d weight (in, out, kh, kw); kernel == stride == 2: no overlap, so each
-        # input pixel maps to a 2x2 output block by one matrix product.
+        # input pixel maps to a 2x2 output block by one matrix product (columns (kh, kw, out),
+        # so the bias repeats 4x); 2-D addmm: one GEMM with its bias (ONNX Gemm), no extra pass.
         w1 = conv1.weight.permute(0, 2, 3, 1).reshape(conv1.weight.shape[0], -1)  # (C, 2*2*C1)
-        x = (keys @ w1).view(r, h, w, 2, 2, -1) + conv1.bias
+        x = torch.addmm(conv1.bias.repeat(4), keys.reshape(-1, keys.shape[-1]), w1)
         x = F.layer_norm(
-            x, (self.mask_decoder.transformer_dim // 4,), norm.weight, norm.bias, norm.eps
+            x.view(-1, conv1.weight.shape[1]),
+            (self.mask_decoder.transformer_dim // 4,),
+            norm.weight,
+            norm.bias,
+            norm.eps,
         )
         x = act1(x)
         w2 = conv2.weight.permute(0, 2, 3, 1).reshape(conv2.weight.shape[0], -1)  # (C1, 2*2*C2)
-        x = act2((x @ w2).view(r, h, w, 2, 2, 2, 2, -1) + conv2.bias)
-        masks = x.reshape(r, -1, x.shape[-1]) @ hyper_in.transpose(1, 2)  # (R, pixels, M)
+        x = act2(torch.addmm(conv2.bias.repeat(4), x, w2))  # rows (R, h, w, a1, b1)
+        masks = x.view(r, -1, conv2.weight.shape[1]) @ hyper_in.transpose(1, 2)  # (R, pixels, M)
         masks = masks.view(r, h, w, 2, 2, 2, 2, m).permute(0, 7, 1, 3, 5, 2, 4, 6)
         return masks.reshape(r, m, 4 * h, 4 * w)
