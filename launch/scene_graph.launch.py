@@ -1,6 +1,6 @@
 """Scene graphs from camera images: perception_node + visualization_node (+ RViz, + demo images).
 
-    ros2 launch perception_nodes scene_graph.launch.py cameras:=/camera backend:=torch model:=vit_t
+    ros2 launch perception_nodes scene_graph.launch.py cameras:=/camera backend:=auto model:=vit_t
     ros2 launch perception_nodes scene_graph.launch.py rviz:=true demo_images:=true
 
 `pn-run` starts the same nodes with the same configuration where `ros2 launch` is unavailable.
@@ -32,7 +32,7 @@ ARGUMENTS = [
     # name, default, description, choices
     ("cameras", "/camera", "comma-separated camera namespaces served by one model", None),
     ("image_topic", "image_raw", "image topic relative to each camera namespace", None),
-    ("backend", "torch", "SAM backend (tensorrt: engines built on first run)", SAM_BACKENDS),
+    ("backend", "auto", "SAM backend (tensorrt: engines built on first run)", SAM_BACKENDS),
     ("model", "vit_t", "SAM model from the registry", RELEASE_SAM_MODELS),
     ("device", "cpu", "cpu, cuda or cuda:N", None),
     ("precision", "fp32", "encoder precision (and TensorRT engine precision)", PRECISIONS),

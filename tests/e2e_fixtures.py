@@ -18,8 +18,10 @@ CAMERA = "/camera"
 
 
 def small_overrides(cache_dir: Path, **extra) -> dict:
-    """Launch-file overrides plus small test models (same code, few layers)."""
-    ov = launch_overrides([CAMERA], model="sam_tiny_test", use_depth=True)
+    """Launch-file overrides plus small test models (same code, few layers), on the torch
+    backend (``backend: auto``, the default, would export ONNX into each test's cache first;
+    tests/test_onnx_default.py covers that path)."""
+    ov = launch_overrides([CAMERA], backend="torch", model="sam_tiny_test", use_depth=True)
     ov["perception_node"].update(
         {
             "clip.model": "pn-clip-tiny-test",

@@ -224,7 +224,7 @@ def expected_choices() -> dict[str, list[str]]:
     """Allowed values of the launch arguments that have choices, from the code that uses them."""
     specs = {s.name: s for s in all_params()}
     return {
-        "backend": list(BACKEND_KINDS),
+        "backend": ["auto", *BACKEND_KINDS],  # auto: resolved by the pipeline factory
         "model": [m for m, spec in SAM_MODELS.items() if not spec.test_only],
         "precision": list(specs["sam.precision"].choices),
         "use_depth": ["true", "false"],

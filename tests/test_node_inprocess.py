@@ -27,6 +27,7 @@ class StandInPipeline:
     untrained_parts = ("stand-in",)
     meaningful = False
     sam_untrained = True
+    sam_backend_name = "stand-in"
     generated_sam_policy = None
     generator = None
     vocabulary = None

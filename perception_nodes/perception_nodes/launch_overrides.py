@@ -5,6 +5,8 @@ both paths start the nodes with exactly the same parameters. No ROS or launch im
 
 from __future__ import annotations
 
+from perception_nodes.core.config import DEFAULT_SAM_BACKEND
+
 #: Environment of every node process (``additional_env`` in the launch file, pn-run's children).
 #: torch's OpenMP threads spin after each parallel region by default; in the perception node the
 #: worker and the service threads call torch concurrently, and on a small CPU the spinning threads
@@ -21,7 +23,7 @@ def parse_cameras(text: str) -> list[str]:
 def launch_overrides(
     cameras: list[str],
     image_topic: str = "image_raw",
-    backend: str = "torch",
+    backend: str = DEFAULT_SAM_BACKEND,
     model: str = "vit_t",
     device: str = "cpu",
     precision: str = "fp32",

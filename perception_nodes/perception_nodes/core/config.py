@@ -11,13 +11,16 @@ from perception_nodes.core.records import dataclass_from_dict
 
 # Allowed values, declared once (typed). ROS parameter descriptors, launch arguments, the demo
 # and the tools derive their choices from these tuples; the registries check against them.
-SamBackendName = Literal["torch", "onnxruntime", "tensorrt"]
+SamBackendName = Literal["auto", "torch", "onnxruntime", "tensorrt"]
 SamModelName = Literal["vit_b", "vit_l", "vit_h", "vit_t", "sam_tiny_test"]
 PrecisionName = Literal["fp32", "fp16", "bf16"]
 ClassifierType = Literal["zero_shot", "regionspot", "none"]
 RelationsType = Literal["auto", "learned", "geometric", "none"]
 
 SAM_BACKENDS: tuple[str, ...] = get_args(SamBackendName)
+# "auto": onnxruntime on a CPU (faster there by measurement: `pn-bench-sam`, README), torch on
+# CUDA (onnxruntime's CUDA provider needs onnxruntime-gpu; TensorRT needs engines built first).
+DEFAULT_SAM_BACKEND: SamBackendName = "auto"
 SAM_MODEL_NAMES: tuple[str, ...] = get_args(SamModelName)
 TEST_ONLY_SAM_MODELS: tuple[str, ...] = ("sam_tiny_test",)
 RELEASE_SAM_MODELS: tuple[str, ...] = tuple(
@@ -69,10 +72,10 @@ class PipelineConfig:
     ``weights_allow_generated`` is true".
     """
 
-    sam_backend: SamBackendName = "torch"  # SAM_BACKENDS
+    sam_backend: SamBackendName = DEFAULT_SAM_BACKEND  # SAM_BACKENDS
     sam_model: SamModelName = "vit_t"  # SAM_MODEL_NAMES (the registry's keys)
     sam_checkpoint: str = ""  # state_dict file (torch backend)
-    sam_encoder_path: str = ""  # ONNX file / TensorRT engine (other backends)
+    sam_encoder_path: str = ""  # ONNX file / TensorRT engine; "" = the cache's (made on first run)
     sam_decoder_path: str = ""
     sam_device: str = "cpu"  # cpu | cuda | cuda:N
     sam_precision: PrecisionName = "fp32"  # PRECISIONS

@@ -146,7 +146,11 @@ def make_generator(config: PipelineConfig, backend, spec_or_pixel_stats):
 
 def _create_backend(config: PipelineConfig, untrained: list[str]):
     """The SAM backend of ``config``; every setting (model, precision, device, cache) reaches it."""
-    from perception_nodes.core.sam.backends import create_backend
+    from perception_nodes.core.sam.backends import create_backend, resolve_backend_kind
+
+    kind = resolve_backend_kind(config.sam_backend, config.sam_device)
+    if kind != config.sam_backend:
+        logger.info("sam.backend %s on %s: %s", config.sam_backend, config.sam_device, kind)
 
     common = dict(
         model=config.sam_model,
@@ -154,17 +158,41 @@ def _create_backend(config: PipelineConfig, untrained: list[str]):
         precision=config.sam_precision,
         cache_dir=config.weights_cache_dir or None,
     )
-    if config.sam_backend == "torch":
+    if kind == "torch":
         return create_backend("torch", checkpoint=_sam_checkpoint(config, untrained), **common)
     encoder, decoder = config.sam_encoder_path or None, config.sam_decoder_path or None
-    if config.sam_backend == "tensorrt":
+    if kind == "tensorrt":
         if config.sam_device == "cpu":
             logger.warning(
                 "backend tensorrt with sam.device cpu: TensorRT engines run on CUDA; set sam.device: cuda"
             )
         if encoder is None and decoder is None:
             encoder, decoder = _tensorrt_engines(config, untrained)
-    return create_backend(config.sam_backend, encoder_path=encoder, decoder_path=decoder, **common)
+    elif kind == "onnxruntime" and encoder is None and decoder is None:
+        encoder, decoder = _onnx_exports(config, untrained)
+    return create_backend(kind, encoder_path=encoder, decoder_path=decoder, **common)
+
+
+def _onnx_exports(config: PipelineConfig, untrained: list[str]) -> tuple[str, str]:
+    """The cached ONNX export of the SAM checkpoint, made now on first use (``core.sam.onnx_cache``)."""
+    from perception_nodes.core.sam.onnx_cache import (
+        OnnxExportError,
+        ensure_onnx_export,
+        onnx_cache_dir,
+    )
+
+    checkpoint = _sam_checkpoint(config, untrained)
+    try:
+        encoder, decoder = ensure_onnx_export(
+            config.sam_model, checkpoint, onnx_cache_dir(_cache_dir(config), config.sam_model)
+        )
+    except OnnxExportError as exc:
+        raise PipelineError(
+            f"backend onnxruntime: {exc}; or export by hand with `pn-export-onnx --model "
+            f"{config.sam_model} --checkpoint {checkpoint} --out-dir <dir>` and set "
+            "sam.encoder_path / sam.decoder_path"
+        ) from exc
+    return str(encoder), str(decoder)
 
 
 def _tensorrt_engines(config: PipelineConfig, untrained: list[str]):

@@ -114,7 +114,7 @@ class PerceptionNode(LifecycleNode):
             )
         if self.pipeline.generated_sam_policy is not None:
             self.get_logger().warning(describe_changes(self.pipeline.generated_sam_policy))
-        self.get_logger().info("configured")
+        self.get_logger().info(f"configured: SAM on {self.pipeline.sam_backend_name}")
         return TransitionCallbackReturn.SUCCESS
 
     def _cameras(self) -> list[str]:

@@ -90,7 +90,9 @@ def pipeline_status(
     values = {
         "rate_hz": f"{stats.rate_hz():.2f}",
         "state": "configured" if pipeline else "unconfigured",
-        "backend": f"{cfg.sam_backend}/{cfg.sam_device}/{cfg.sam_precision}" if cfg else "",
+        "backend": f"{pipeline.sam_backend_name}/{cfg.sam_device}/{cfg.sam_precision}"
+        if cfg
+        else "",
         "model": cfg.sam_model if cfg else "",
         "weights_meaningful": str(bool(pipeline and pipeline.meaningful)),
         "untrained": ", ".join(pipeline.untrained_parts) if pipeline else "",

@@ -31,14 +31,18 @@ class ParamSpec:
 
 
 _PIPELINE_DOCS: dict[str, tuple[str, dict]] = {
-    "sam_backend": ("SAM backend", {"choices": SAM_BACKENDS, "read_only": True}),
+    "sam_backend": (
+        "SAM backend (auto: onnxruntime on CPU, torch on CUDA)",
+        {"choices": SAM_BACKENDS, "read_only": True},
+    ),
     "sam_model": ("SAM registry model", {"choices": SAM_MODEL_NAMES, "read_only": True}),
     "sam_checkpoint": (
         "SAM state_dict file; empty = cached official weights (or generated ones)",
         {"read_only": True},
     ),
     "sam_encoder_path": (
-        "ONNX file or TensorRT engine of the image encoder (onnxruntime/tensorrt backends)",
+        "ONNX file or TensorRT engine of the image encoder (onnxruntime/tensorrt backends; "
+        "empty: the cache's, made on first run)",
         {"read_only": True},
     ),
     "sam_decoder_path": (

@@ -25,7 +25,12 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from perception_nodes.core.config import PRECISIONS, SAM_BACKENDS, SAM_MODEL_NAMES
+from perception_nodes.core.config import (
+    DEFAULT_SAM_BACKEND,
+    PRECISIONS,
+    SAM_BACKENDS,
+    SAM_MODEL_NAMES,
+)
 from perception_nodes.core.weights import GENERATED_WEIGHTS
 from perception_nodes.launch_overrides import launch_overrides
 from perception_nodes.tools.bench_common import hardware_info
@@ -43,7 +48,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--images", nargs="+", default=["astronaut", "coffee", "chelsea", "rocket"])
     p.add_argument("--max-side", type=int, default=640)
     p.add_argument("--model", default="vit_t", choices=SAM_MODEL_NAMES)
-    p.add_argument("--backend", default="torch", choices=SAM_BACKENDS)
+    p.add_argument("--backend", default=DEFAULT_SAM_BACKEND, choices=SAM_BACKENDS)
     p.add_argument("--device", default="cpu")
     p.add_argument("--precision", default="fp32", choices=PRECISIONS)
     p.add_argument("--points-per-side", type=int, default=None)

@@ -24,7 +24,12 @@ import sys
 import time
 from pathlib import Path
 
-from perception_nodes.core.config import PRECISIONS, SAM_BACKENDS, SAM_MODEL_NAMES
+from perception_nodes.core.config import (
+    DEFAULT_SAM_BACKEND,
+    PRECISIONS,
+    SAM_BACKENDS,
+    SAM_MODEL_NAMES,
+)
 from perception_nodes.launch_overrides import launch_overrides
 from perception_nodes.tools.demo_output import FrameOutcome, stage_table, top_triplets, write_frame
 from perception_nodes.tools.demo_session import CAMERA, DemoSession
@@ -66,7 +71,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         choices=SAM_MODEL_NAMES,
         help="SAM registry model (default vit_t = MobileSAM)",
     )
-    p.add_argument("--backend", default="torch", choices=SAM_BACKENDS)
+    p.add_argument("--backend", default=DEFAULT_SAM_BACKEND, choices=SAM_BACKENDS)
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--precision", default="fp32", choices=PRECISIONS)
     p.add_argument(

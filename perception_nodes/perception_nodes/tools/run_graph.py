@@ -12,7 +12,12 @@ import signal
 import sys
 import time
 
-from perception_nodes.core.config import PRECISIONS, SAM_BACKENDS, SAM_MODEL_NAMES
+from perception_nodes.core.config import (
+    DEFAULT_SAM_BACKEND,
+    PRECISIONS,
+    SAM_BACKENDS,
+    SAM_MODEL_NAMES,
+)
 from perception_nodes.launch_overrides import launch_overrides, parse_cameras
 from perception_nodes.tools.graph_runner import DEFAULT_CONFIG, NodeGraph, write_params_file
 
@@ -29,7 +34,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--image-topic", default="image_raw", help="image topic relative to each camera namespace"
     )
-    p.add_argument("--backend", default="torch", choices=SAM_BACKENDS)
+    p.add_argument("--backend", default=DEFAULT_SAM_BACKEND, choices=SAM_BACKENDS)
     p.add_argument("--model", default="vit_t", choices=SAM_MODEL_NAMES, help="SAM registry model")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--precision", default="fp32", choices=PRECISIONS)

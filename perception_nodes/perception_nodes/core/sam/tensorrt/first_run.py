@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
+from perception_nodes.core.sam.onnx_cache import onnx_cache_dir
 from perception_nodes.core.sam.tensorrt.build import BuildRequest, build_engine
 from perception_nodes.core.sam.tensorrt.cache import engine_cache_dir, find_engines
 from perception_nodes.core.sam.tensorrt.metadata import COMPONENTS, EngineRequirements
@@ -64,7 +65,7 @@ class EngineSetup:
 
     @property
     def onnx_dir(self) -> Path:
-        return self.cache_root / "onnx" / self.model
+        return onnx_cache_dir(self.cache_root, self.model)
 
     @property
     def timing_cache(self) -> Path:
@@ -148,38 +149,22 @@ def ensure_engines(
         info.gpu_name,
         "; ".join(selection.problems),
     )
-    onnx_paths = _ensure_onnx(setup, checkpoint_sha)
+    onnx_paths = _ensure_onnx(setup)
     targets = {"encoder": selection.encoder_path, "decoder": selection.decoder_path}
     for component, onnx_path in zip(COMPONENTS, onnx_paths):
         _build(setup, component, onnx_path, targets[component], trt, info)
     return targets["encoder"], targets["decoder"]
 
 
-def _ensure_onnx(setup: EngineSetup, checkpoint_sha: str) -> tuple[Path, Path]:
-    """ONNX exports of ``setup.checkpoint`` (reused when their metadata names that checkpoint)."""
-    from perception_nodes.core.sam.export_metadata import OnnxModelError, read_onnx_metadata
+def _ensure_onnx(setup: EngineSetup) -> tuple[Path, Path]:
+    """ONNX exports of ``setup.checkpoint`` (``core.sam.onnx_cache``: reused or exported now)."""
+    from perception_nodes.core.sam.onnx_cache import OnnxExportError, ensure_onnx_export
 
-    paths = (setup.onnx_dir / "encoder.onnx", setup.onnx_dir / "decoder.onnx")
+    logger.warning("[1/3] ONNX export of SAM %s in %s", setup.model, setup.onnx_dir)
     try:
-        if all(read_onnx_metadata(p).get("checkpoint_sha256") == checkpoint_sha for p in paths):
-            logger.info("reusing the ONNX export in %s", setup.onnx_dir)
-            return paths
-    except OnnxModelError:  # absent or unreadable export: export again
-        pass
-    from perception_nodes.core.sam.export import export_sam
-    from perception_nodes.core.sam.registry import build_sam_model
-
-    started = time.monotonic()
-    logger.warning("[1/3] exporting SAM %s to ONNX in %s ...", setup.model, setup.onnx_dir)
-    try:
-        model = build_sam_model(setup.model, setup.checkpoint, device="cpu")
-        result = export_sam(
-            model, setup.model, setup.checkpoint, setup.onnx_dir, multimask="both", verify=False
-        )
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise _refusal(f"exporting SAM {setup.model} to ONNX failed: {exc}", setup) from exc
-    logger.warning("[1/3] ONNX export done in %.1f s", time.monotonic() - started)
-    return Path(result.encoder_path), Path(result.decoder_path)
+        return ensure_onnx_export(setup.model, setup.checkpoint, setup.onnx_dir)
+    except OnnxExportError as exc:
+        raise _refusal(str(exc), setup) from exc
 
 
 def _build(
