@@ -115,17 +115,28 @@ class OfficialTimed:
 
 def interleaved(impls: dict, image: np.ndarray, args, device: torch.device) -> dict:
     """Warm up every implementation, then alternate them run by run (load drift on a shared
-    machine then hits both alike). Returns ``{name: (run seconds, peak MiB)}``."""
+    machine then hits both alike); a progress bar on stderr (runs take up to a minute each on a
+    CPU). Returns ``{name: (run seconds, peak MiB)}``."""
+    from tqdm import tqdm
+
+    runs = tqdm(
+        total=(args.warmup + args.repeats) * len(impls), desc="runs", unit="run", leave=False
+    )
     for _ in range(args.warmup):
-        for fn in impls.values():
+        for name, fn in impls.items():
+            runs.set_postfix_str(f"warm-up {name}")
             fn(image)
+            runs.update()
     times = {k: [] for k in impls}
     peaks = {k: 0.0 for k in impls}
     for _ in range(args.repeats):
         for name, fn in impls.items():
+            runs.set_postfix_str(name)
             with PeakMemory(device) as mem:
                 times[name].append(fn(image))
             peaks[name] = max(peaks[name], mem.peak_mib)
+            runs.update()
+    runs.close()
     return {k: (times[k], peaks[k]) for k in impls}
 
 
