@@ -15,7 +15,12 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 # Allowed values are declared once, in the package's config module.
-from perception_nodes.core.config import PRECISIONS, RELEASE_SAM_MODELS, SAM_BACKENDS
+from perception_nodes.core.config import (
+    DEFAULT_SAM_BACKEND,
+    PRECISIONS,
+    RELEASE_SAM_MODELS,
+    SAM_BACKENDS,
+)
 
 # The parameter overrides of these arguments: one function, shared with pn-run.
 from perception_nodes.launch_overrides import (
@@ -32,7 +37,12 @@ ARGUMENTS = [
     # name, default, description, choices
     ("cameras", "/camera", "comma-separated camera namespaces served by one model", None),
     ("image_topic", "image_raw", "image topic relative to each camera namespace", None),
-    ("backend", "auto", "SAM backend (tensorrt: engines built on first run)", SAM_BACKENDS),
+    (
+        "backend",
+        DEFAULT_SAM_BACKEND,
+        "SAM backend (auto: onnxruntime on CPU, torch on CUDA; tensorrt: engines built on first run)",
+        SAM_BACKENDS,
+    ),
     ("model", "vit_t", "SAM model from the registry", RELEASE_SAM_MODELS),
     ("device", "cpu", "cpu, cuda or cuda:N", None),
     ("precision", "fp32", "encoder precision (and TensorRT engine precision)", PRECISIONS),

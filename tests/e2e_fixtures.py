@@ -128,6 +128,8 @@ def camera_io(context, graph, subscribers: int = 2):
         yield pubs, receiver
     finally:
         spinner.stop()
+        receiver.destroy_node()
+        pub_node.destroy_node()
 
 
 @pytest.fixture

@@ -419,8 +419,8 @@ def test_unknown_executable_and_override_are_caught(tmp_path):
 
 @pytest.mark.parametrize("old,new,needle", [
     ('"scene_graph.rviz"', '"scene_graph_missing.rviz"', "does not exist"),
-    ('"SAM backend (tensorrt: engines built on first run)", SAM_BACKENDS',
-     '"SAM backend", ["torch", "onnxruntime", "openvino"]', "choices"),
+    ("        SAM_BACKENDS,\n    ),",
+     '        ["torch", "onnxruntime", "openvino"],\n    ),', "choices"),
     ('"SAM model from the registry"', '""', "no description"),
 ])  # fmt: skip
 def test_broken_launch_arguments_and_files_are_caught(tmp_path, old, new, needle):

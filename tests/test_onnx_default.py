@@ -100,45 +100,25 @@ def test_pipeline_load_with_the_default_backend_runs_onnxruntime_from_the_cache(
 def test_node_with_the_default_backend_exports_once_and_reuses(tmp_path, ros_context):
     """The perception node in its own process (real DDS), ``sam.backend`` at its default, started
     twice on one cache: the first start exports, the second reuses; both publish graphs."""
-    from e2e_fixtures import CAMERA, Spinner, start_graph, wait_for
-    from rclpy.node import Node
-    from rclpy.qos import qos_profile_sensor_data
-    from sensor_msgs.msg import Image
-
-    from perception_nodes.ros.image_conversion import numpy_to_image_msg
-    from perception_nodes.tools.receiver import GraphReceiver
+    from e2e_fixtures import camera_io, publish_frame, start_graph, wait_graph_for
 
     rgb = (np.random.default_rng(1).random((96, 128, 3)) * 255).astype(np.uint8)
     overrides = {"sam.backend": DEFAULT_SAM_BACKEND, "weights.cache_dir": str(tmp_path / "cache")}
     exported = []
     for run in range(2):
-        cam = Node(f"test_onnx_camera{run}", namespace=CAMERA, context=ros_context)
-        pub = cam.create_publisher(Image, "image_raw", qos_profile_sensor_data)
-        receiver = GraphReceiver(camera=CAMERA, context=ros_context)  # no values of the last run
-        spinner = Spinner(ros_context, cam, receiver)
         (tmp_path / f"run{run}").mkdir()
         graph = start_graph(tmp_path / f"run{run}", **overrides)
         try:
-            assert wait_for(
-                lambda: receiver.diagnostics_values().get("state") == "configured", 300, graph
-            )
-            assert receiver.diagnostics_values()["backend"] == "onnxruntime/cpu/fp32"
-            node = next(p for p in graph.processes if p.name == "perception_node")
-            log = node.log_tail(200_000)
-            assert "configured: SAM on onnxruntime" in log
-            exported.append("exporting SAM" in log)
-            assert wait_for(lambda: pub.get_subscription_count() >= 1, 60, graph)
-            for _ in range(10):  # best effort topic: resend until a graph arrives
-                pub.publish(numpy_to_image_msg(rgb, "rgb8"))
-                if wait_for(lambda: receiver.count("graphs") >= 1, 30, graph):
-                    break
-            sg = receiver.latest("graphs")
-            assert sg is not None and (sg.image_height, sg.image_width) == (96, 128)
+            with camera_io(ros_context, graph) as (pubs, receiver):
+                assert receiver.diagnostics_values()["backend"] == "onnxruntime/cpu/fp32"
+                node = next(p for p in graph.processes if p.name == "perception_node")
+                log = node.log_tail(200_000)
+                assert "configured: SAM on onnxruntime" in log
+                exported.append("exporting SAM" in log)
+                sg = wait_graph_for(receiver, publish_frame(pubs, rgb), graph)
+                assert (sg.image_height, sg.image_width) == (96, 128)
         finally:
-            spinner.stop()
             graph.stop()
-            receiver.destroy_node()
-            cam.destroy_node()
         if run == 0:
             first = _mtimes(onnx_cache_dir(tmp_path / "cache", MODEL))
     assert exported == [True, False], "the second start must reuse the first one's export"

@@ -117,17 +117,7 @@ class SamImageSession:
         """
         rgbs = [to_rgb_uint8(im, self.max_pixels) for im in images]
         t0 = time.perf_counter()
-        pres = [
-            preprocess_image(
-                rgb,
-                self.backend.input_size,
-                self.pixel_mean,
-                self.pixel_std,
-                device=self.backend.device,
-                max_pixels=self.max_pixels,
-            )
-            for rgb in rgbs
-        ]
+        pres = [self._preprocess(rgb) for rgb in rgbs]
         self._sync()
         t1 = time.perf_counter()
         try:
@@ -199,6 +189,17 @@ class SamImageSession:
         if self.backend.device.type == "cuda":
             torch.cuda.synchronize(self.backend.device)
 
+    def _preprocess(self, rgb: np.ndarray):
+        """``preprocess_image`` with this session's model input size, pixel stats and device."""
+        return preprocess_image(
+            rgb,
+            self.backend.input_size,
+            self.pixel_mean,
+            self.pixel_std,
+            device=self.backend.device,
+            max_pixels=self.max_pixels,
+        )
+
     def _embed_whole(self, rgb: np.ndarray) -> EmbeddedImage:
         return self._embed(rgb, (0, 0, rgb.shape[1], rgb.shape[0]))
 
@@ -217,14 +218,7 @@ class SamImageSession:
             return self._cache
         x0, y0, x1, y1 = crop_box
         t0 = time.perf_counter()
-        pre = preprocess_image(
-            image[y0:y1, x0:x1],
-            self.backend.input_size,
-            self.pixel_mean,
-            self.pixel_std,
-            device=self.backend.device,
-            max_pixels=self.max_pixels,
-        )
+        pre = self._preprocess(image[y0:y1, x0:x1])
         self._sync()
         t1 = time.perf_counter()
         embedding = self.backend.encode(pre.tensor)

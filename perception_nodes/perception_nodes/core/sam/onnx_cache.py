@@ -55,16 +55,20 @@ def reusable_export(onnx_dir: Path, checkpoint_sha256: str) -> tuple[Path, Path]
 
 
 def ensure_onnx_export(
-    model: str, checkpoint: str | os.PathLike, onnx_dir: Path
+    model: str,
+    checkpoint: str | os.PathLike,
+    onnx_dir: Path,
+    checkpoint_sha256: str | None = None,
 ) -> tuple[Path, Path]:
     """``(encoder.onnx, decoder.onnx)`` of ``checkpoint`` (SAM registry ``model``) in
-    ``onnx_dir``: reused (:func:`reusable_export`) or exported now. Raises
+    ``onnx_dir``: reused (:func:`reusable_export`) or exported now. ``checkpoint_sha256``: the
+    checkpoint's sha256 when the caller has it already (hashing vit_h takes seconds). Raises
     :class:`OnnxExportError` when the export fails (unreadable checkpoint, disk full, ...)."""
     from perception_nodes.core.weights import sha256_file
 
     checkpoint = Path(checkpoint)
     try:
-        found = reusable_export(onnx_dir, sha256_file(checkpoint))
+        found = reusable_export(onnx_dir, checkpoint_sha256 or sha256_file(checkpoint))
     except OSError as exc:
         raise OnnxExportError(f"cannot read the SAM checkpoint {checkpoint}: {exc}") from exc
     if found is not None:

@@ -149,20 +149,20 @@ def ensure_engines(
         info.gpu_name,
         "; ".join(selection.problems),
     )
-    onnx_paths = _ensure_onnx(setup)
+    onnx_paths = _ensure_onnx(setup, checkpoint_sha)
     targets = {"encoder": selection.encoder_path, "decoder": selection.decoder_path}
     for component, onnx_path in zip(COMPONENTS, onnx_paths):
         _build(setup, component, onnx_path, targets[component], trt, info)
     return targets["encoder"], targets["decoder"]
 
 
-def _ensure_onnx(setup: EngineSetup) -> tuple[Path, Path]:
+def _ensure_onnx(setup: EngineSetup, checkpoint_sha: str) -> tuple[Path, Path]:
     """ONNX exports of ``setup.checkpoint`` (``core.sam.onnx_cache``: reused or exported now)."""
     from perception_nodes.core.sam.onnx_cache import OnnxExportError, ensure_onnx_export
 
     logger.warning("[1/3] ONNX export of SAM %s in %s", setup.model, setup.onnx_dir)
     try:
-        return ensure_onnx_export(setup.model, setup.checkpoint, setup.onnx_dir)
+        return ensure_onnx_export(setup.model, setup.checkpoint, setup.onnx_dir, checkpoint_sha)
     except OnnxExportError as exc:
         raise _refusal(str(exc), setup) from exc
 
