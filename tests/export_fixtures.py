@@ -46,6 +46,21 @@ def tiny_export(tiny_sam, tiny_checkpoint, tmp_path_factory):
     return _EXPORTS[key]
 
 
+@pytest.fixture(scope="session")
+def tiny_gated_export(tiny_sam, tiny_checkpoint, tmp_path_factory):
+    """``ExportResult`` of ``sam_tiny_test`` with the gated decoder (``upscale_gate``: what the
+    onnxruntime backend exports into its cache), verified; once per session."""
+    from perception_nodes.core.weights import sha256_file
+
+    key = ("gated", sha256_file(tiny_checkpoint))
+    if key not in _EXPORTS:
+        out = tmp_path_factory.mktemp("onnx_gated")
+        _EXPORTS[key] = export_sam(
+            tiny_sam, TINY, tiny_checkpoint, out, multimask="both", upscale_gate=True
+        )
+    return _EXPORTS[key]
+
+
 # ----------------------------------------------------------------------------- fake TensorRT
 
 

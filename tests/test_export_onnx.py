@@ -166,6 +166,25 @@ def test_cli_export_generated_single_mask(tmp_path, capsys):
     assert out_logits.shape == (2, 1, 256, 256)  # single-mask output only
 
 
+def test_cli_export_upscale_gate_multimask(tmp_path, capsys):
+    """``--upscale-gate``: the onnxruntime graph, one threshold per output slot (3 here)."""
+    args = ["--model", TINY, "--generated", "--multimask", "--upscale-gate", "--out-dir"]
+    assert export_onnx.main([*args, str(tmp_path)]) == 0  # verified: NaN thresholds, all rows
+    assert "upscaling gated by iou_threshold" in capsys.readouterr().out
+    assert read_onnx_metadata(tmp_path / "decoder.onnx")["upscale_gate"] == "true"
+    session = ort.InferenceSession(
+        str(tmp_path / "decoder.onnx"), providers=["CPUExecutionProvider"]
+    )
+    feeds = {
+        "image_embeddings": np.zeros((1, 256, 64, 64), np.float32),
+        "point_coords": np.full((2, 1, 2), 500, np.float32),
+        "point_labels": np.ones((2, 1), np.float32),
+        "iou_threshold": np.full(3, np.inf, np.float32),  # no slot keeps a prompt
+    }
+    logits, iou, _, rows = session.run(None, feeds)
+    assert logits.shape == (0, 3, 256, 256) and rows.shape == (0,) and iou.shape == (2, 3)
+
+
 def test_cli_export_errors(tmp_path, capsys):
     assert export_onnx.main(["--model", "vit_q", "--generated", "--out-dir", str(tmp_path)]) == 2
     assert "unknown SAM model" in capsys.readouterr().err

@@ -95,6 +95,52 @@ def test_segment_everything_matches_torch_backend_on_photo(ort_backend, torch_ba
     assert abs(len(seg_ort) - len(seg_ref)) <= max(1, len(seg_ref) // 20)
 
 
+def test_gated_decoder_upscales_only_prompts_above_the_threshold(tiny_gated_export, torch_backend):
+    """The gated export (the backend's cache): ``logit_rows`` as the torch backend's (a
+    superset), the same logits for those rows, every prompt without a threshold."""
+    backend = OnnxRuntimeSamBackend(tiny_gated_export.encoder_path, tiny_gated_export.decoder_path)
+    assert backend.upscale_gate
+    gen = torch.Generator().manual_seed(8)
+    emb = torch.randn(1, 256, 64, 64, generator=gen)
+    coords = torch.rand(20, 1, 2, generator=gen) * 1024
+    labels = torch.ones(20, 1)
+    everything = backend.decode(emb, coords, labels)
+    assert everything.logit_rows is None and everything.low_res_logits.shape[0] == 20
+    best = everything.iou_predictions.max(1).values.sort().values
+    threshold = float(best[9:11].mean())  # between two predictions: rounding cannot flip a row
+    for multimask in (True, False):
+        out = backend.decode(emb, coords, labels, multimask, iou_threshold=threshold)
+        ref = torch_backend.decode(emb, coords, labels, multimask, iou_threshold=threshold)
+        assert set(ref.logit_rows.tolist()) <= set(out.logit_rows.tolist())
+        assert 0 < len(out.logit_rows) <= 20
+        full = torch_backend.decode(emb, coords, labels, multimask)
+        assert (out.low_res_logits - full.low_res_logits[out.logit_rows]).abs().max() <= 1e-3
+        assert (out.iou_predictions - ref.iou_predictions).abs().max() <= 1e-4
+
+
+def test_gated_backend_segments_like_the_ungated_one(tiny_gated_export, ort_backend):
+    """Segment everything with prompts below ``pred_iou_thresh`` not upscaled: same regions."""
+    gated = OnnxRuntimeSamBackend(tiny_gated_export.encoder_path, tiny_gated_export.decoder_path)
+    calls = []
+    decode = gated.decode
+    gated.decode = lambda *a, **k: calls.append(decode(*a, **k)) or calls[-1]
+    image = skimage_photo("coffee", longest=160)
+    settings = dict(
+        points_per_side=6,
+        pred_iou_thresh=0.005,
+        stability_score_thresh=0.2,
+        stability_score_offset=0.05,
+        box_nms_thresh=1.0,
+    )
+    fast = MaskGenerator(gated, **settings).generate(image)
+    full = MaskGenerator(ort_backend, **settings).generate(image)
+    skipped = sum(int(c.iou_predictions.shape[0] - c.low_res_logits.shape[0]) for c in calls)
+    assert skipped > 0, "the threshold filtered no prompt: nothing was compared"
+    assert len(fast) == len(full) > 0
+    np.testing.assert_array_equal(fast.masks, full.masks)
+    np.testing.assert_allclose(fast.predicted_iou, full.predicted_iou, atol=1e-6)
+
+
 def test_missing_and_corrupted_files(tiny_export, tmp_path):
     with pytest.raises(OnnxModelError, match="not found.*pn-export-onnx"):
         OnnxRuntimeSamBackend(tmp_path / "enc.onnx", tiny_export.decoder_path)

@@ -14,6 +14,7 @@ import pytest
 from perception_nodes.core.config import DEFAULT_SAM_BACKEND, PipelineConfig
 from perception_nodes.core.sam import export as sam_export
 from perception_nodes.core.sam.backends import resolve_backend_kind
+from perception_nodes.core.sam.export_metadata import read_onnx_metadata
 from perception_nodes.core.sam.onnx_cache import (
     OnnxExportError,
     ensure_onnx_export,
@@ -67,6 +68,24 @@ def test_export_is_made_once_reused_and_redone_when_stale(tmp_path, caplog, monk
     assert "exporting SAM" in caplog.text and paths[1].stat().st_size > 100_000
 
 
+def test_gated_and_ungated_exports_live_apart_and_are_not_mistaken(tmp_path, caplog):
+    """onnxruntime's gated decoder and TensorRT's ungated one: own folders, and a folder
+    holding the other kind is exported again rather than used."""
+    caplog.set_level(logging.INFO, logger="perception_nodes.core.sam.onnx_cache")
+    ckpt = make_generated_checkpoint(MODEL, tmp_path / "a.pth", seed=0)
+    gated_dir = onnx_cache_dir(tmp_path / "cache", MODEL, upscale_gate=True)
+    plain_dir = onnx_cache_dir(tmp_path / "cache", MODEL)
+    assert gated_dir != plain_dir and gated_dir.name == f"{MODEL}-onnxruntime"
+    gated = ensure_onnx_export(MODEL, ckpt, gated_dir, upscale_gate=True)
+    plain = ensure_onnx_export(MODEL, ckpt, plain_dir)
+    assert read_onnx_metadata(gated[1])["upscale_gate"] == "true"
+    assert read_onnx_metadata(plain[1])["upscale_gate"] == "false"
+    caplog.clear()
+    ensure_onnx_export(MODEL, ckpt, gated_dir)  # ungated asked where a gated one lies
+    assert "exporting SAM" in caplog.text
+    assert read_onnx_metadata(gated[1])["upscale_gate"] == "false"
+
+
 def test_failed_export_is_a_clear_error_and_leaves_the_cache_as_it_was(tmp_path):
     ckpt = make_generated_checkpoint(MODEL, tmp_path / "a.pth", seed=0)
     folder = onnx_cache_dir(tmp_path / "cache", MODEL)
@@ -91,7 +110,9 @@ def test_pipeline_load_with_the_default_backend_runs_onnxruntime_from_the_cache(
     )
     pipeline = Pipeline.load(config)
     assert pipeline.sam_backend_name == "onnxruntime"
-    assert (onnx_cache_dir(tmp_path, MODEL) / "decoder.onnx").is_file()
+    decoder = onnx_cache_dir(tmp_path, MODEL, upscale_gate=True) / "decoder.onnx"
+    assert read_onnx_metadata(decoder)["upscale_gate"] == "true"
+    assert not onnx_cache_dir(tmp_path, MODEL).exists()  # the ungated one is TensorRT's
     rgb = (np.random.default_rng(0).random((64, 96, 3)) * 255).astype(np.uint8)
     result, graph = pipeline.process(rgb)
     assert result.segmentation.masks.shape[1:] == (64, 96) and graph.image_size == (64, 96)
@@ -120,6 +141,7 @@ def test_node_with_the_default_backend_exports_once_and_reuses(tmp_path, ros_con
         finally:
             graph.stop()
         if run == 0:
-            first = _mtimes(onnx_cache_dir(tmp_path / "cache", MODEL))
+            first = _mtimes(onnx_cache_dir(tmp_path / "cache", MODEL, upscale_gate=True))
     assert exported == [True, False], "the second start must reuse the first one's export"
-    assert _mtimes(onnx_cache_dir(tmp_path / "cache", MODEL)) == first and len(first) == 2
+    assert _mtimes(onnx_cache_dir(tmp_path / "cache", MODEL, upscale_gate=True)) == first
+    assert len(first) == 2

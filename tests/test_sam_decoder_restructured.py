@@ -10,6 +10,7 @@ IoU predictions <= 1e-5, mask tokens <= 1e-4.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from segment_anything.modeling import MaskDecoder, PromptEncoder, TwoWayTransformer
@@ -227,6 +228,67 @@ def test_onnx_export_matches_mask_decoder(tiny_export, tiny_sam, p):
         torch.testing.assert_close(torch.from_numpy(iou), ref_iou, atol=1e-5, rtol=0)
 
 
+def test_upscaled_rows_keeps_nan_and_nan_threshold_keeps_all():
+    from perception_nodes.core.sam.modules.prompt_decoder import upscaled_rows
+
+    iou = torch.tensor([[0.1, 0.9], [0.2, 0.3], [float("nan"), 0.0], [0.5, 0.5]])
+    assert upscaled_rows(iou, 0.4).tolist() == [0, 2, 3]  # NaN kept: a superset is allowed
+    assert upscaled_rows(iou, torch.tensor([float("nan")])).tolist() == [0, 1, 2, 3]
+    assert upscaled_rows(iou, 1.0).tolist() == [2]
+
+
+@torch.no_grad()
+def test_gated_onnx_export_upscales_only_prompts_above_iou_threshold(tiny_gated_export, tiny_sam):
+    """The gated graph (onnxruntime's cached export): same rows and logits as the torch
+    decoder's ``iou_threshold``, every prompt for NaN, none above every prediction (R = 0)."""
+    import onnxruntime as ort
+
+    from perception_nodes.core.sam.export import GATED_DECODER_INPUTS, GATED_DECODER_OUTPUTS
+
+    session = ort.InferenceSession(
+        str(tiny_gated_export.decoder_path), providers=["CPUExecutionProvider"]
+    )
+    assert [i.name for i in session.get_inputs()] == GATED_DECODER_INPUTS
+    assert [o.name for o in session.get_outputs()] == GATED_DECODER_OUTPUTS
+    gen = torch.Generator().manual_seed(77)
+    emb = torch.randn((1, 256, 64, 64), generator=gen)
+    _, _, coords, labels = _prompts("points", 24, 1024, gen)
+    decoder = PromptDecoder.from_sam(tiny_sam)
+    full = decoder(emb, coords, labels)
+    best = full.iou_predictions.max(1).values.sort().values
+    median = float(best[11:13].mean())  # between two predictions: rounding cannot flip a row
+    inf = float("inf")
+    cases = [(float("nan"), slice(None)), (median, slice(None)), (1e9, slice(None))]
+    cases += [(median, slice(1, None)), (median, slice(0, 1))]  # one mode asked: others +inf
+    for threshold, asked in cases:
+        per_slot = np.full(4, inf, dtype=np.float32)
+        per_slot[asked] = threshold
+        logits, iou, tokens, rows = session.run(
+            None,
+            {
+                "image_embeddings": emb.numpy(),
+                "point_coords": coords.numpy(),
+                "point_labels": labels.numpy(),
+                "iou_threshold": per_slot,
+            },
+        )
+        expected = _upscaled_rows_of(full.iou_predictions[:, asked], threshold)
+        assert rows.tolist() == expected.tolist() and logits.shape[0] == len(expected)
+        torch.testing.assert_close(
+            torch.from_numpy(logits), full.low_res_logits[expected], atol=1e-4, rtol=0
+        )
+        torch.testing.assert_close(torch.from_numpy(iou), full.iou_predictions, atol=1e-5, rtol=0)
+        assert tokens.shape == (24, 4, 256)
+    assert 0 < len(_upscaled_rows_of(full.iou_predictions, median)) < 24
+
+
+def _upscaled_rows_of(iou: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Prompts with a mask above ``threshold`` (all for NaN), written out independently."""
+    if threshold != threshold:
+        return torch.arange(iou.shape[0])
+    return torch.nonzero((iou > threshold).any(1)).flatten()
+
+
 class _AllLogits(TorchSamBackend):
     """The torch backend asked for every prompt's logits (ignores ``iou_threshold``)."""
 
@@ -238,7 +300,6 @@ class _AllLogits(TorchSamBackend):
 
 @torch.no_grad()
 def test_generator_skipping_filtered_prompts_gives_the_same_regions(tiny_sam):
-    import numpy as np
     from sam_fixtures import skimage_photo
 
     from perception_nodes.core.sam.amg import MaskGenerator

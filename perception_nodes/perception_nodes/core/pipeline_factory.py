@@ -183,13 +183,14 @@ def _onnx_exports(config: PipelineConfig, untrained: list[str]) -> tuple[str, st
 
     checkpoint = _sam_checkpoint(config, untrained)
     try:
+        onnx_dir = onnx_cache_dir(_cache_dir(config), config.sam_model, upscale_gate=True)
         encoder, decoder = ensure_onnx_export(
-            config.sam_model, checkpoint, onnx_cache_dir(_cache_dir(config), config.sam_model)
+            config.sam_model, checkpoint, onnx_dir, upscale_gate=True
         )
     except OnnxExportError as exc:
         raise PipelineError(
             f"backend onnxruntime: {exc}; or export by hand with `pn-export-onnx --model "
-            f"{config.sam_model} --checkpoint {checkpoint} --out-dir <dir>` and set "
+            f"{config.sam_model} --checkpoint {checkpoint} --upscale-gate --out-dir <dir>` and set "
             "sam.encoder_path / sam.decoder_path"
         ) from exc
     return str(encoder), str(decoder)

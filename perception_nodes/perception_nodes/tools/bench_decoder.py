@@ -36,6 +36,7 @@ from perception_nodes.core.sam.export import (
     _trace_export,
 )
 from perception_nodes.core.sam.modules import PromptDecoder
+from perception_nodes.core.sam.onnx_backend import session_options
 
 
 class _ReferenceDecoderOnnx(torch.nn.Module):
@@ -121,7 +122,8 @@ def _onnx_impls(model, embedding, coords, labels, tmp: Path):
     }
 
     def runner(path: Path):
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        options = session_options(ort)  # the backend's options, for both graphs
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         return lambda: tuple(session.run(["low_res_logits", "iou_predictions"], feeds))
 
     return {name: runner(path) for name, path in paths.items()}

@@ -173,7 +173,8 @@ def _our_backend(args: argparse.Namespace, model, ckpt: Path, tmp: Path) -> SamB
     from perception_nodes.core.sam.onnx_backend import OnnxRuntimeSamBackend
 
     cpu_model = model.to("cpu")
-    result = export_sam(cpu_model, args.model, ckpt, tmp / "onnx", verify=False)
+    # the gated decoder, as the backend's cached export (sam.backend auto/onnxruntime)
+    result = export_sam(cpu_model, args.model, ckpt, tmp / "onnx", verify=False, upscale_gate=True)
     model.to(args.device)
     return OnnxRuntimeSamBackend(result.encoder_path, result.decoder_path, device=args.device)
 

@@ -73,6 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="decoder returns only the single-mask output",
     )
     parser.set_defaults(multimask="both")
+    parser.add_argument(
+        "--upscale-gate",
+        action="store_true",
+        help="decoder for onnxruntime: only prompts above an iou_threshold input are upscaled "
+        "(data-dependent output shapes; what sam.backend onnxruntime exports into its cache). "
+        "Leave it off for TensorRT and other runtimes",
+    )
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     parser.add_argument("--device", default="cpu", help="torch device used for tracing")
     parser.add_argument(
@@ -134,9 +141,11 @@ def main(argv: list[str] | None = None) -> int:
             args.multimask,
             args.opset,
             verify=not args.no_verify,
+            upscale_gate=args.upscale_gate,
         )
     print(f"encoder: {result.encoder_path}")
-    print(f"decoder: {result.decoder_path}  (outputs: {args.multimask})")
+    gate = ", upscaling gated by iou_threshold" if args.upscale_gate else ""
+    print(f"decoder: {result.decoder_path}  (outputs: {args.multimask}{gate})")
     for name, diff in result.max_abs_diff.items():
         print(f"  onnxruntime vs torch, max |diff| {name}: {diff:.3g}")
     return 0

@@ -13,6 +13,10 @@ Differences from the official script, and why:
 - Inputs ``image_embeddings (1, C, h, w)``, ``point_coords (P, K, 2)``, ``point_labels (P, K)``
   with dynamic ``P`` and ``K``; outputs ``low_res_logits (P, M, 4h, 4w)``,
   ``iou_predictions (P, M)``, ``mask_tokens (P, M, C)``.
+- ``upscale_gate=True`` (the onnxruntime backend's cached export) adds an ``iou_threshold``
+  input and a ``logit_rows`` output: the output upscaling (about half of the decoder's work)
+  runs only for the prompts with a mask above the threshold, like the torch backend. Its shapes
+  depend on the data, so the default graph (``pn-export-onnx``, TensorRT) stays ungated.
 - ``multimask="both"`` (default) returns all 4 mask slots of one decoder pass (SAM's order:
   index 0 single, 1..3 multimask), so one ONNX serves both modes. The saved graph is
   onnxruntime's *basic* optimisation (constant folding, common-subexpression elimination; plain
@@ -50,11 +54,20 @@ logger = logging.getLogger(__name__)
 DEFAULT_OPSET = 17
 # Bumped whenever the exported graphs change (cached exports of an older revision are redone).
 # 2: no Expand copies of image-sized tensors, output upscaling as 2-D GEMMs with their biases.
-EXPORT_REVISION = 2
+# 3: mask planes first before the pixel shuffle, the image-to-token softmax spelled out, and
+#    the optional upscaling gate (``iou_threshold`` input, ``logit_rows`` output).
+EXPORT_REVISION = 3
 ENCODER_INPUTS = ["images"]
 ENCODER_OUTPUTS = ["image_embeddings"]
 DECODER_INPUTS = ["image_embeddings", "point_coords", "point_labels"]
 DECODER_OUTPUTS = ["low_res_logits", "iou_predictions", "mask_tokens"]
+# The gated decoder (``upscale_gate=True``): only prompts with a mask whose IoU prediction is
+# above its slot's ``iou_threshold`` ((M,) float, one per output slot; NaN: keeps every prompt,
+# +inf: the slot keeps none) are upscaled; ``low_res_logits`` is then ``(R, M, 4h, 4w)`` and
+# ``logit_rows`` ``(R,)`` int64 says which prompts they are.
+# Data-dependent shapes: for onnxruntime on a CPU; TensorRT builds from the ungated graph.
+GATED_DECODER_INPUTS = [*DECODER_INPUTS, "iou_threshold"]
+GATED_DECODER_OUTPUTS = [*DECODER_OUTPUTS, "logit_rows"]
 
 
 class SamEncoderOnnx(torch.nn.Module):
@@ -71,13 +84,14 @@ class SamEncoderOnnx(torch.nn.Module):
 class SamDecoderOnnx(torch.nn.Module):
     """Tracing wrapper around :class:`PromptDecoder` (see the module docstring for shapes)."""
 
-    def __init__(self, model: Sam, multimask: str = "both") -> None:
+    def __init__(self, model: Sam, multimask: str = "both", upscale_gate: bool = False) -> None:
         super().__init__()
         if multimask not in MULTIMASK_MODES:
             raise ValueError(f"multimask must be one of {MULTIMASK_MODES}, got {multimask!r}")
         # one chunk: the tracer would freeze a python loop over the (dynamic) prompt count
         self.decoder = PromptDecoder.from_sam(model, upscale_chunk=None)
         self.multimask = multimask
+        self.upscale_gate = upscale_gate
         self.slots = slice(None) if multimask == "both" else mask_slots(multimask == "multimask")
 
     def forward(
@@ -85,9 +99,16 @@ class SamDecoderOnnx(torch.nn.Module):
         image_embeddings: torch.Tensor,
         point_coords: torch.Tensor,
         point_labels: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        out = self.decoder(image_embeddings, point_coords, point_labels, self.slots)
-        return out.low_res_logits, out.iou_predictions, out.mask_tokens
+        iou_threshold: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, ...]:
+        """Outputs named :data:`DECODER_OUTPUTS` (:data:`GATED_DECODER_OUTPUTS` when gated)."""
+        if not self.upscale_gate:
+            out = self.decoder(image_embeddings, point_coords, point_labels, self.slots)
+            return out.low_res_logits, out.iou_predictions, out.mask_tokens
+        if iou_threshold is None:
+            raise ValueError("the gated decoder needs iou_threshold ((M,) float, NaN: all)")
+        out = self.decoder(image_embeddings, point_coords, point_labels, self.slots, iou_threshold)
+        return out.low_res_logits, out.iou_predictions, out.mask_tokens, out.logit_rows
 
 
 def model_geometry(model: Sam) -> tuple[int, tuple[int, int, int]]:
@@ -106,6 +127,7 @@ def build_metadata(
     multimask: str = "",
     opset: int = DEFAULT_OPSET,
     untrained: bool = False,
+    upscale_gate: bool = False,
 ) -> dict[str, str]:
     """The ``metadata_props`` of one export (keys documented in ``export_metadata``)."""
     input_size, embedding_shape = model_geometry(model)
@@ -121,6 +143,7 @@ def build_metadata(
         "checkpoint_file": checkpoint_file,
         "untrained": "true" if untrained else "false",
         "multimask": multimask,
+        "upscale_gate": "true" if upscale_gate else "false",
         "opset": str(opset),
         "export_revision": str(EXPORT_REVISION),
         "perception_nodes_version": perception_nodes.__version__,
@@ -199,8 +222,10 @@ def export_decoder(
     metadata: dict[str, str],
     multimask: str = "both",
     opset: int = DEFAULT_OPSET,
+    upscale_gate: bool = False,
 ) -> Path:
-    """Export prompt encoder + mask decoder (dynamic P, K) to ``path``, graph-optimised."""
+    """Export prompt encoder + mask decoder (dynamic P, K) to ``path``, graph-optimised;
+    ``upscale_gate``: the gated graph (:data:`GATED_DECODER_INPUTS`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _, (c, h, w) = model_geometry(model)
@@ -212,21 +237,20 @@ def export_decoder(
     dyn = {
         "point_coords": {0: "num_prompts", 1: "num_points"},
         "point_labels": {0: "num_prompts", 1: "num_points"},
-        "low_res_logits": {0: "num_prompts"},
+        "low_res_logits": {0: "num_upscaled" if upscale_gate else "num_prompts"},
         "iou_predictions": {0: "num_prompts"},
         "mask_tokens": {0: "num_prompts"},
     }
+    args = (embedding, coords, labels)
+    names = (DECODER_INPUTS, DECODER_OUTPUTS)
+    if upscale_gate:
+        slots = len(range(4)[SamDecoderOnnx(model, multimask).slots])
+        args += (torch.full((slots,), float("nan"), device=device),)
+        names = (GATED_DECODER_INPUTS, GATED_DECODER_OUTPUTS)
+        dyn["logit_rows"] = {0: "num_upscaled"}
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "decoder_raw.onnx"
-        _trace_export(
-            SamDecoderOnnx(model, multimask),
-            (embedding, coords, labels),
-            raw,
-            DECODER_INPUTS,
-            DECODER_OUTPUTS,
-            dyn,
-            opset,
-        )
+        _trace_export(SamDecoderOnnx(model, multimask, upscale_gate), args, raw, *names, dyn, opset)
         _optimise_basic(raw, path)
     write_metadata(path, metadata)
     return path
@@ -264,12 +288,14 @@ def export_sam(
     multimask: str = "both",
     opset: int = DEFAULT_OPSET,
     verify: bool = True,
+    upscale_gate: bool = False,
 ) -> ExportResult:
     """Export encoder and decoder of ``model`` (loaded from ``checkpoint``) into ``out_dir``.
 
     Writes ``out_dir/encoder.onnx`` and ``out_dir/decoder.onnx``. With ``verify`` runs both on
     onnxruntime (CPU) against PyTorch on seeded random input and records the max abs
-    differences in the result.
+    differences in the result. ``upscale_gate``: the decoder is the gated graph (for
+    onnxruntime; see :data:`GATED_DECODER_INPUTS`).
     """
     checkpoint = Path(checkpoint)
     out_dir = Path(out_dir)
@@ -282,15 +308,19 @@ def export_sam(
         untrained=bool(getattr(model, "pn_untrained", False)),
     )
     enc_meta = build_metadata(component="encoder", **common)
-    dec_meta = build_metadata(component="decoder", multimask=multimask, **common)
+    dec_meta = build_metadata(
+        component="decoder", multimask=multimask, upscale_gate=upscale_gate, **common
+    )
     started = time.monotonic()
     enc_path = export_encoder(model, out_dir / "encoder.onnx", enc_meta, opset)
     logger.info("exported encoder to %s in %.1f s", enc_path, time.monotonic() - started)
-    dec_path = export_decoder(model, out_dir / "decoder.onnx", dec_meta, multimask, opset)
+    dec_path = export_decoder(
+        model, out_dir / "decoder.onnx", dec_meta, multimask, opset, upscale_gate
+    )
     logger.info("exported decoder to %s", dec_path)
     result = ExportResult(enc_path, dec_path, enc_meta)
     if verify:
-        result.max_abs_diff = verify_export(model, enc_path, dec_path, multimask)
+        result.max_abs_diff = verify_export(model, enc_path, dec_path, multimask, upscale_gate)
     return result
 
 
@@ -300,10 +330,12 @@ def verify_export(
     encoder_path: Path,
     decoder_path: Path,
     multimask: str = "both",
+    upscale_gate: bool = False,
     num_prompts: int = 2,
     seed: int = 0,
 ) -> dict[str, float]:
-    """Smoke run: onnxruntime (CPU) vs PyTorch on seeded random input; max abs differences."""
+    """Smoke run: onnxruntime (CPU) vs PyTorch on seeded random input; max abs differences
+    (a gated decoder with ``iou_threshold`` NaN: every prompt upscaled)."""
     import onnxruntime as ort
 
     cpu = model.to("cpu") if next(model.parameters()).device.type != "cpu" else model
@@ -316,14 +348,15 @@ def verify_export(
     coords = torch.rand(num_prompts, 2, 2, generator=gen) * input_size
     labels = torch.tensor([[1.0, -1.0], [2.0, 3.0]]).repeat((num_prompts + 1) // 2, 1)[:num_prompts]
     dec = ort.InferenceSession(str(decoder_path), providers=["CPUExecutionProvider"])
-    outs = dec.run(
-        None,
-        {
-            "image_embeddings": emb_torch.numpy(),
-            "point_coords": coords.numpy(),
-            "point_labels": labels.numpy(),
-        },
-    )
+    feeds = {
+        "image_embeddings": emb_torch.numpy(),
+        "point_coords": coords.numpy(),
+        "point_labels": labels.numpy(),
+    }
+    if upscale_gate:
+        slots = dec.get_inputs()[3].shape[0]
+        feeds["iou_threshold"] = np.full((slots,), np.nan, dtype=np.float32)
+    outs = dec.run(DECODER_OUTPUTS, feeds)
     refs = SamDecoderOnnx(cpu, multimask)(emb_torch, coords, labels)
     diffs = {"image_embeddings": float(np.abs(emb_onnx - emb_torch.numpy()).max())}
     for name, out, ref in zip(DECODER_OUTPUTS, outs, refs):
