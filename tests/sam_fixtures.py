@@ -12,6 +12,15 @@ import torch
 from perception_nodes.core.sam.registry import build_sam_model, make_generated_checkpoint
 
 TINY = "sam_tiny_test"
+# Mask-generator settings under which the tiny model's generated weights give masks AND some
+# prompts fall below pred_iou_thresh (so skipping their upscaling is exercised).
+SKIPPING_AMG_SETTINGS = dict(
+    points_per_side=6,
+    pred_iou_thresh=0.005,
+    stability_score_thresh=0.2,
+    stability_score_offset=0.05,
+    box_nms_thresh=1.0,
+)
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from export_fixtures import TINY
-from sam_fixtures import skimage_photo
+from sam_fixtures import SKIPPING_AMG_SETTINGS, skimage_photo
 
 from perception_nodes.core.sam.amg import MaskGenerator
 from perception_nodes.core.sam.export import build_metadata, export_decoder
@@ -125,13 +125,7 @@ def test_gated_backend_segments_like_the_ungated_one(tiny_gated_export, ort_back
     decode = gated.decode
     gated.decode = lambda *a, **k: calls.append(decode(*a, **k)) or calls[-1]
     image = skimage_photo("coffee", longest=160)
-    settings = dict(
-        points_per_side=6,
-        pred_iou_thresh=0.005,
-        stability_score_thresh=0.2,
-        stability_score_offset=0.05,
-        box_nms_thresh=1.0,
-    )
+    settings = SKIPPING_AMG_SETTINGS
     fast = MaskGenerator(gated, **settings).generate(image)
     full = MaskGenerator(ort_backend, **settings).generate(image)
     skipped = sum(int(c.iou_predictions.shape[0] - c.low_res_logits.shape[0]) for c in calls)

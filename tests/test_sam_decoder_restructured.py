@@ -300,18 +300,12 @@ class _AllLogits(TorchSamBackend):
 
 @torch.no_grad()
 def test_generator_skipping_filtered_prompts_gives_the_same_regions(tiny_sam):
-    from sam_fixtures import skimage_photo
+    from sam_fixtures import SKIPPING_AMG_SETTINGS, skimage_photo
 
     from perception_nodes.core.sam.amg import MaskGenerator
 
     image = skimage_photo("coffee", longest=160)
-    settings = dict(
-        points_per_side=6,
-        pred_iou_thresh=0.005,
-        stability_score_thresh=0.2,
-        stability_score_offset=0.05,
-        box_nms_thresh=1.0,
-    )
+    settings = SKIPPING_AMG_SETTINGS
     backend = TorchSamBackend(tiny_sam)
     calls = []
     decode = backend.decode
