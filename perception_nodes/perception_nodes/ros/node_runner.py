@@ -114,6 +114,7 @@ def run_node(
             gate = getattr(node, "gate", None)
             if gate is not None:
                 gate.wait_idle()
+            release_lifecycle_state_machine(node)
             node.destroy_node()
         rclpy.try_shutdown()
         for sig, handler in previous.items():
@@ -121,6 +122,20 @@ def run_node(
     if shutdown.is_set():
         _exit_now(0)
     return 0
+
+
+def release_lifecycle_state_machine(node: Node) -> None:
+    """Destroy a lifecycle node's rcl state machine (call before ``node.destroy_node()``).
+
+    Written here because rclpy's ``LifecycleNode`` has no ``destroy_node`` of its own: its state
+    machine keeps the node handle, so the context and Fast DDS's participant stay alive after
+    ``rclpy.try_shutdown()``, and with :func:`_exit_now` the participant's 64 MiB shared-memory
+    segment was never removed from ``/dev/shm`` (one per perception-node start; a test-suite run
+    left ~4 GB behind, until processes were OOM-killed). Plain nodes are left as they are.
+    """
+    machine = getattr(node, "_state_machine", None)
+    if machine is not None:
+        machine.destroy_when_not_in_use()
 
 
 def _exit_now(code: int) -> None:
