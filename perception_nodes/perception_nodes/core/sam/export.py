@@ -45,7 +45,11 @@ from segment_anything.modeling import Sam
 
 import perception_nodes
 from perception_nodes.core.sam.decoder import mask_slots
-from perception_nodes.core.sam.export_metadata import METADATA_FORMAT, MULTIMASK_MODES
+from perception_nodes.core.sam.export_metadata import (
+    DECODER_SLOTS,
+    METADATA_FORMAT,
+    MULTIMASK_MODES,
+)
 from perception_nodes.core.sam.modules import PromptDecoder
 from perception_nodes.core.weights import sha256_file
 
@@ -247,8 +251,7 @@ def export_decoder(
     args = (embedding, coords, labels)
     names = (DECODER_INPUTS, DECODER_OUTPUTS)
     if upscale_gate:
-        slots = len(range(4)[SamDecoderOnnx(model, multimask).slots])
-        args += (torch.full((slots,), float("nan"), device=device),)
+        args += (torch.full((DECODER_SLOTS[multimask],), float("nan"), device=device),)
         names = (GATED_DECODER_INPUTS, GATED_DECODER_OUTPUTS)
         dyn["logit_rows"] = {0: "num_upscaled"}
     with tempfile.TemporaryDirectory() as tmp:
@@ -357,8 +360,7 @@ def verify_export(
         "point_labels": labels.numpy(),
     }
     if upscale_gate:
-        slots = dec.get_inputs()[3].shape[0]
-        feeds["iou_threshold"] = np.full((slots,), np.nan, dtype=np.float32)
+        feeds["iou_threshold"] = np.full((DECODER_SLOTS[multimask],), np.nan, dtype=np.float32)
     outs = dec.run(DECODER_OUTPUTS, feeds)
     refs = SamDecoderOnnx(cpu, multimask)(emb_torch, coords, labels)
     diffs = {"image_embeddings": float(np.abs(emb_onnx - emb_torch.numpy()).max())}

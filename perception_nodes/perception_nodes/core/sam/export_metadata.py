@@ -29,6 +29,7 @@ from pathlib import Path
 
 METADATA_FORMAT = "1"
 MULTIMASK_MODES = ("both", "multimask", "single")
+DECODER_SLOTS = {"both": 4, "multimask": 3, "single": 1}  # M, the decoder's outputs per prompt
 REQUIRED_KEYS = ("model", "component", "input_size", "embedding_shape", "checkpoint_sha256")
 
 

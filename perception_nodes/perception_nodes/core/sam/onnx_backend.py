@@ -19,6 +19,7 @@ import torch
 
 from perception_nodes.core.sam.backend import DecoderOutput, SamBackend
 from perception_nodes.core.sam.export_metadata import (
+    DECODER_SLOTS,
     ExportMismatchError,
     OnnxModelError,
     check_metadata,
@@ -175,7 +176,7 @@ class OnnxRuntimeSamBackend(SamBackend):
         select = self._mask_selection(multimask_output)
         p = point_coords.shape[0]
         c, h, w = self.embedding_shape
-        m_all = {"both": 4, "multimask": 3, "single": 1}[self.decoder_mode]
+        m_all = DECODER_SLOTS[self.decoder_mode]
         inputs = {
             "image_embeddings": embedding.to(self.device, torch.float32).contiguous(),
             "point_coords": point_coords.to(self.device, torch.float32).contiguous(),
@@ -190,14 +191,9 @@ class OnnxRuntimeSamBackend(SamBackend):
             logits, iou, tokens = self._run(self._decoder, inputs, shapes)
             return DecoderOutput(logits[:, select], iou[:, select], tokens[:, select])
         gated = iou_threshold is not None and self.device.type == "cpu"
-        # Per graph slot: NaN keeps every prompt (the graph keeps a prompt unless each IoU is
-        # <= its slot's threshold), +inf makes a slot that was not asked for keep none.
-        thresholds = torch.full((m_all,), float("nan"))
-        if gated:
-            thresholds.fill_(math.inf)
-            thresholds[select] = float(iou_threshold)
-        inputs["iou_threshold"] = thresholds.to(self.device)
-        shapes |= {"logit_rows": (p,)}
+        threshold = iou_threshold if gated else None
+        inputs["iou_threshold"] = _slot_thresholds(m_all, select, threshold).to(self.device)
+        shapes["logit_rows"] = (p,)
         if gated:  # data-dependent R: only the CPU path, which lets onnxruntime allocate
             shapes["low_res_logits"] = shapes["logit_rows"] = None
         logits, iou, tokens, rows = self._run(self._decoder, inputs, shapes)
@@ -251,6 +247,17 @@ class OnnxRuntimeSamBackend(SamBackend):
         torch.cuda.current_stream(self.device).synchronize()  # inputs ready before ORT's stream
         session.run_with_iobinding(binding)
         return outputs
+
+
+def _slot_thresholds(slots: int, asked: slice, threshold: float | None) -> torch.Tensor:
+    """The gated graph's ``iou_threshold`` ``(slots,)``: all NaN without a threshold (the graph
+    keeps a prompt unless each IoU is <= its slot's threshold, never true for NaN: every prompt);
+    else ``threshold`` in the ``asked`` slots and +inf in the others (they keep no prompt)."""
+    if threshold is None:
+        return torch.full((slots,), math.nan)
+    thresholds = torch.full((slots,), math.inf)
+    thresholds[asked] = float(threshold)
+    return thresholds
 
 
 def _open_session(ort, path, options, providers, provider_options, component: str):
