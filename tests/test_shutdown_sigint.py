@@ -138,7 +138,22 @@ def test_sigint_mid_frame_every_node_exits_0_within_3_s(tmp_path, watcher, case)
     _assert_silent_after(watcher, t_signal)
 
 
-def test_pn_run_sigint_mid_frame_exits_0_within_3_s_with_its_nodes(tmp_path, watcher):
+def _started_with_sigint(disposition):
+    """``preexec_fn``: the child starts with SIGINT at ``disposition``, whatever this process has
+    (a CI job or a script's ``&`` job runs with SIGINT ignored, and children inherit that)."""
+    return lambda: signal.signal(signal.SIGINT, disposition)
+
+
+@pytest.mark.parametrize(
+    "sigint_at_start",
+    [signal.SIG_DFL, signal.SIG_IGN],
+    ids=["from a terminal", "SIGINT ignored at start (a script's background job)"],
+)
+def test_pn_run_sigint_mid_frame_exits_0_within_3_s_with_its_nodes(
+    tmp_path, watcher, sigint_at_start
+):
+    """As ``ros2 launch`` does, pn-run stops on SIGINT also when started with SIGINT ignored:
+    it ignored it then (Python installs no handler), and CI's kill after 15 s left it hanging."""
     params = _slow_params(tmp_path)
     cmd = [
         sys.executable,
@@ -159,6 +174,7 @@ def test_pn_run_sigint_mid_frame_exits_0_within_3_s_with_its_nodes(tmp_path, wat
         text=True,
         env=dict(os.environ, PYTHONUNBUFFERED="1"),
         start_new_session=True,
+        preexec_fn=_started_with_sigint(sigint_at_start),
     )
     try:
         _wait_mid_frame(watcher, proc)

@@ -11,6 +11,7 @@ import shutil
 import signal
 import sys
 import time
+from pathlib import Path
 
 from perception_nodes.core.config import (
     DEFAULT_SAM_BACKEND,
@@ -58,27 +59,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    cameras = parse_cameras(args.cameras)
-    overrides = launch_overrides(
-        cameras,
-        args.image_topic,
-        args.backend,
-        args.model,
-        args.device,
-        args.precision,
-        args.use_depth,
-    )
-    params = write_params_file(overrides, base=args.config_file)
-    graph = NodeGraph()
+def stop_on_signals() -> None:
+    """Ctrl-C (SIGINT) and SIGTERM stop the nodes: both raise KeyboardInterrupt here.
+
+    Set explicitly, SIGINT included: a process started with SIGINT ignored keeps it ignored
+    (Python then installs no handler), and a non-interactive shell starts every background job
+    so (``pn-run ... &`` in a script, a CI job): Ctrl-C and ``kill -INT`` then did nothing.
+    """
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.default_int_handler)
+
+
+def start_nodes(graph: NodeGraph, params: Path, camera: str, args: argparse.Namespace) -> None:
+    """The launch file's processes: perception and visualization nodes, the demo camera with
+    ``--demo-images``, RViz with ``--rviz`` where it is installed."""
     graph.start("perception_node", params, quiet=not args.verbose)
     graph.start("visualization_node", params, quiet=not args.verbose)
     if args.demo_images:
         graph.start(
             "image_folder_publisher",
             None,
-            namespace=cameras[0],
+            namespace=camera,
             extra_params={"loops": 0, "rate": 1.0},
             quiet=not args.verbose,
         )
@@ -92,10 +93,27 @@ def main(argv: list[str] | None = None) -> int:
             import subprocess
 
             subprocess.Popen(["rviz2", "-d", str(DEFAULT_CONFIG.with_name("scene_graph.rviz"))])
-    print(f"pn-run: nodes started (logs in {graph.log_dir}); Ctrl-C to stop", flush=True)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops the nodes like Ctrl-C
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    cameras = parse_cameras(args.cameras)
+    overrides = launch_overrides(
+        cameras,
+        args.image_topic,
+        args.backend,
+        args.model,
+        args.device,
+        args.precision,
+        args.use_depth,
+    )
+    params = write_params_file(overrides, base=args.config_file)
+    stop_on_signals()
+    graph = NodeGraph()
     code = 0
     try:
+        start_nodes(graph, params, cameras[0], args)
+        print(f"pn-run: nodes started (logs in {graph.log_dir}); Ctrl-C to stop", flush=True)
         while True:
             graph.check_alive()
             time.sleep(0.2)
