@@ -30,7 +30,10 @@ from perception_nodes.core.weights import (
 )
 from perception_nodes.tools import fetch_weights
 
-HF_FILE = "laion/CLIP-ViT-B-16-laion2B-s34B-b88K/resolve/main/open_clip_model.safetensors"
+HF_FILE = (
+    "laion/CLIP-ViT-B-16-laion2B-s34B-b88K/resolve/7288da5a0d6f0b51c4a2b27c624837a9236d0112/"
+    "open_clip_model.safetensors"
+)
 
 
 def _free_port() -> int:

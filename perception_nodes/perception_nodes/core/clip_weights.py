@@ -27,6 +27,8 @@ OPEN_CLIP_HF_FILE = "open_clip_model.safetensors"  # = open_clip.constants.HF_SA
 #: The RegionSpot paper's CLIP (ViT-B/16 trained on LAION-2B).
 DEFAULT_CLIP_MODEL = "ViT-B-16"
 DEFAULT_CLIP_TAG = "laion2b_s34b_b88k"
+#: Commit of huggingface.co/laion/CLIP-ViT-B-16-laion2B-s34B-b88K the download is pinned to.
+DEFAULT_CLIP_REVISION = "7288da5a0d6f0b51c4a2b27c624837a9236d0112"
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,8 @@ class ClipWeightsSpec:
         name: what ``pn-fetch-weights`` accepts (``clip:<model>``; ``clip`` = the default).
         model / tag: open_clip model name and pretrained tag.
         hf_repo: Hugging Face repository (from open_clip's pretrained table).
-        url: download URL of the safetensors file.
+        url: download URL of the safetensors file at a pinned repository commit (immutable: a
+            later change upstream does not change what is downloaded).
         filename: name of the file in the project cache (``weights/``).
         sha256 / size_bytes: pinned checksum and size; None where not knowable offline.
         license / source / description: shown by ``pn-fetch-weights --list``.
@@ -62,7 +65,13 @@ def hf_endpoint() -> str:
 
 
 def _spec(
-    model: str, tag: str, sha256: str | None, size_bytes: int | None, license: str, description: str
+    model: str,
+    tag: str,
+    revision: str,
+    sha256: str | None,
+    size_bytes: int | None,
+    license: str,
+    description: str,
 ) -> ClipWeightsSpec:
     import open_clip
 
@@ -76,7 +85,7 @@ def _spec(
         model=model,
         tag=tag,
         hf_repo=repo,
-        url=f"{hf_endpoint()}/{repo}/resolve/main/{remote_file}",
+        url=f"{hf_endpoint()}/{repo}/resolve/{revision}/{remote_file}",
         filename=f"open_clip_{model}_{tag}{Path(remote_file).suffix}",
         sha256=sha256,
         size_bytes=size_bytes,
@@ -88,6 +97,8 @@ def _spec(
 
 def clip_registry() -> dict[str, ClipWeightsSpec]:
     """``{open_clip model name: spec}`` (built on call: reads ``$HF_ENDPOINT`` and the index)."""
+    # The URL is pinned to the repository commit (the snapshot id Hugging Face's own cache
+    # stores this model under on users' machines), so the file cannot change under us.
     # sha256 / size: NOT pinned. The Hugging Face LFS checksum of this file could not be
     # obtained offline when this entry was written (no network here, and neither open_clip's
     # table nor its hf-hub metadata carry it); pn-fetch-weights logs the computed sha256 of a
@@ -96,6 +107,7 @@ def clip_registry() -> dict[str, ClipWeightsSpec]:
     default = _spec(
         DEFAULT_CLIP_MODEL,
         DEFAULT_CLIP_TAG,
+        revision=DEFAULT_CLIP_REVISION,
         sha256=None,
         size_bytes=None,
         license="MIT",
