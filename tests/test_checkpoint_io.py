@@ -3,8 +3,11 @@ leaves the previous checkpoint loadable, for the relation head and the RegionSpo
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
+from ros_helpers.process import dead_pid
 
 from perception_nodes.core.checkpoint_io import save_atomic
 from perception_nodes.core.relations.head import (
@@ -40,6 +43,20 @@ def test_save_atomic_creates_the_folder_and_replaces(tmp_path):
     save_atomic({"a": 1}, path)
     save_atomic({"a": 2}, path)
     assert torch.load(path, weights_only=True) == {"a": 2}
+
+
+def test_save_atomic_removes_the_temporary_of_a_stopped_writer_and_keeps_a_running_ones(tmp_path):
+    path = tmp_path / "sam_vit_t_seed0.pth"
+    stopped = tmp_path / f".{path.name}.{dead_pid()}.tmp"  # SIGINT during a first-start write
+    stopped.write_bytes(b"half a checkpoint")
+    running = tmp_path / f".{path.name}.{os.getppid()}.tmp"  # another process writing now
+    running.write_bytes(b"being written")
+    other = tmp_path / f".other.pth.{dead_pid()}.tmp"  # another file's: not ours to judge
+    other.write_bytes(b"x")
+    save_atomic({"a": 1}, path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [path.name, running.name, other.name]
+    )
 
 
 def test_unknown_config_fields_are_refused_by_name_everywhere(tmp_path):

@@ -6,10 +6,12 @@ DDS (diagnostics name the backend that runs, a SceneGraph arrives, the second st
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+from ros_helpers.process import dead_pid
 
 from perception_nodes.core.config import DEFAULT_SAM_BACKEND, PipelineConfig
 from perception_nodes.core.sam import export as sam_export
@@ -19,8 +21,10 @@ from perception_nodes.core.sam.onnx_cache import (
     OnnxExportError,
     ensure_onnx_export,
     onnx_cache_dir,
+    reusable_export,
 )
 from perception_nodes.core.sam.registry import make_generated_checkpoint
+from perception_nodes.core.weights import sha256_file
 
 MODEL = "sam_tiny_test"
 
@@ -84,6 +88,21 @@ def test_gated_and_ungated_exports_live_apart_and_are_not_mistaken(tmp_path, cap
     ensure_onnx_export(MODEL, ckpt, gated_dir)  # ungated asked where a gated one lies
     assert "exporting SAM" in caplog.text
     assert read_onnx_metadata(gated[1])["upscale_gate"] == "false"
+
+
+def test_an_export_removes_the_unfinished_exports_of_stopped_processes(tmp_path):
+    """A node stopped mid-export (SIGINT does not wait for the load) leaves its staging folder;
+    the next export removes it, and leaves a running exporter's alone."""
+    ckpt = make_generated_checkpoint(MODEL, tmp_path / "a.pth", seed=0)
+    folder = onnx_cache_dir(tmp_path / "cache", MODEL, upscale_gate=True)
+    stopped = folder / f".export-{dead_pid()}-k2j4"
+    running = folder / f".export-{os.getppid()}-x9q1"
+    for staging in (stopped, running):
+        staging.mkdir(parents=True)
+        (staging / "encoder.onnx").write_bytes(b"half an encoder")
+    ensure_onnx_export(MODEL, ckpt, folder, upscale_gate=True)
+    assert not stopped.exists() and running.is_dir()
+    assert reusable_export(folder, sha256_file(ckpt), upscale_gate=True) is not None
 
 
 def test_failed_export_is_a_clear_error_and_leaves_the_cache_as_it_was(tmp_path):

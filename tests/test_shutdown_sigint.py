@@ -226,3 +226,48 @@ def test_sigint_leaves_no_shared_memory_segment_behind(tmp_path):
     assert all(rc == 0 for rc, _ in exits.values()), exits
     left = _large_shm_segments() - before
     assert not left, f"segments left in /dev/shm after the nodes exited: {sorted(left)}"
+
+
+def test_sigint_while_loading_models_exits_0_within_3_s_leaving_no_segment(tmp_path):
+    """SIGINT during the first start's model load (vit_t: generated weights written, then the
+    ONNX export of ``sam.backend: auto``, several seconds on a CPU): the node exits 0 within
+    3 s instead of after the load (it took the whole load and then activated), its participant
+    destroyed (no 64 MiB segment left), and a restart on the same cache loads and activates,
+    removing what the stopped start left unfinished."""
+    before = _large_shm_segments()
+    overrides = small_overrides(tmp_path / "cache", **{"sam.backend": "auto", "sam.model": "vit_t"})
+    params = write_params_file(overrides, folder=tmp_path)
+    graph = NodeGraph(log_dir=tmp_path / "logs")
+    try:
+        node = graph.start("perception_node", params)
+        assert wait_for(lambda: "exporting SAM" in node.log_tail(100_000), 120, graph)
+        time.sleep(0.5)  # into the export (vit_t: several seconds)
+        assert "configured:" not in node.log_tail(100_000), "the load was over before SIGINT"
+        t_signal = time.monotonic()
+        os.killpg(node.process.pid, signal.SIGINT)
+        try:
+            node.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            pass
+        rc, seconds = node.process.poll(), time.monotonic() - t_signal
+    finally:
+        graph.stop(timeout=5)
+    log = node.log_tail(100_000)
+    assert rc == 0 and seconds < EXIT_LIMIT_S, (rc, seconds, log[-3000:])
+    assert "loading abandoned (stopping)" in log and "active: cameras" not in log, log[-3000:]
+    for bad in FORBIDDEN_IN_LOGS:
+        assert bad not in log, (bad, log[-3000:])
+    left = _large_shm_segments() - before
+    assert not left, f"segments left in /dev/shm after the node exited: {sorted(left)}"
+
+    assert list((tmp_path / "cache").glob("onnx/*/.export-*")), "no unfinished export to clean"
+    again = NodeGraph(log_dir=tmp_path / "logs_again")
+    try:
+        restarted = again.start("perception_node", params)
+        assert wait_for(lambda: "active: cameras" in restarted.log_tail(100_000), 240, again)
+    finally:
+        exits = again.stop(timeout=5)
+    assert exits["perception_node"][0] == 0, (exits, restarted.log_tail()[-3000:])
+    cache = tmp_path / "cache"
+    unfinished = list(cache.glob("onnx/*/.export-*")) + list(cache.glob("**/.*.tmp"))
+    assert not unfinished, f"the stopped start's unfinished files are still there: {unfinished}"

@@ -1,4 +1,5 @@
-"""Start and stop helper ROS processes for tests, and wait on ROS conditions."""
+"""Start and stop helper ROS processes for tests, wait on ROS conditions, and the pid of a
+process that is gone."""
 
 from __future__ import annotations
 
@@ -59,3 +60,13 @@ def spin_until(executor, condition: Callable[[], bool], timeout: float, step: fl
             return True
         executor.spin_once(timeout_sec=step)
     return condition()
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited (what a write stopped mid-way leaves in a name)."""
+    from perception_nodes.core.checkpoint_io import process_alive
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    assert not process_alive(proc.pid)
+    return proc.pid

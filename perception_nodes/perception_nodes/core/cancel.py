@@ -1,4 +1,4 @@
-"""Abandoning a frame in flight (shutdown, deactivation): the one exception for it.
+"""Abandoning a frame in flight (shutdown, deactivation), and a long load on shutdown.
 
 ROS-free: the core takes a plain ``should_stop() -> bool`` callable (e.g. a
 ``threading.Event().is_set``) and polls it between stages and between SAM decoder batches.
@@ -6,7 +6,10 @@ ROS-free: the core takes a plain ``should_stop() -> bool`` callable (e.g. a
 
 from __future__ import annotations
 
-from typing import Callable
+import threading
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
 
 
 class FrameAbandoned(Exception):
@@ -17,3 +20,37 @@ def raise_if_stopped(should_stop: Callable[[], bool] | None) -> None:
     """:class:`FrameAbandoned` when ``should_stop`` is given and returns True."""
     if should_stop is not None and should_stop():
         raise FrameAbandoned("frame abandoned: stop requested")
+
+
+class WorkAbandoned(Exception):
+    """A long call was left behind on request (shutdown): its result will never be used."""
+
+
+def run_abandonable(
+    work: Callable[[], T], should_stop: Callable[[], bool], poll_s: float = 0.05
+) -> T:
+    """``work()`` on a daemon thread, waited for while ``should_stop()`` is False.
+
+    Returns its result or raises its exception; :class:`WorkAbandoned` as soon as
+    ``should_stop()`` returns True (checked every ``poll_s`` s). The abandoned thread runs on
+    until ``work`` returns or the process exits: use this only for work without side effects
+    that matter after a stop (loading models, exporting ONNX into a staging folder), so a
+    shutdown does not wait for a load of many seconds (first-run export, TensorRT build).
+    """
+    outcome: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = work()
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, name="abandonable_work", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        if should_stop():
+            raise WorkAbandoned("work abandoned: stop requested")
+        thread.join(timeout=poll_s)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]

@@ -23,6 +23,7 @@ import open_clip
 import torch
 import torch.nn.functional as F
 
+from perception_nodes.core.checkpoint_io import save_atomic
 from perception_nodes.core.clip_weights import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_TAG  # noqa: F401 (re-exported)
 from perception_nodes.core.weights import GENERATED_WEIGHTS, sha256_file
 
@@ -123,11 +124,9 @@ def make_generated_clip_checkpoint(name: str, path: str | Path, seed: int = 0) -
         raise ClipModelError(f"unknown CLIP model {name!r}; known: {', '.join(list_clip_models())}")
     torch.manual_seed(seed)
     model = open_clip.create_model(name, pretrained=None, device="cpu")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"generated": True, "seed": int(seed), "model_name": name}
-    torch.save({"state_dict": model.state_dict(), "pn_meta": meta}, path)
-    return path
+    # atomic: a start stopped mid-write leaves no truncated file
+    return save_atomic({"state_dict": model.state_dict(), "pn_meta": meta}, path)
 
 
 def _read_meta(path: Path) -> dict:

@@ -33,7 +33,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
-from perception_nodes.core.cancel import FrameAbandoned
+from perception_nodes.core.cancel import FrameAbandoned, WorkAbandoned, run_abandonable
 from perception_nodes.core.config import PipelineConfig
 from perception_nodes.core.frame_slots import LatestFrameSlots
 from perception_nodes.core.generated_policy import describe_changes
@@ -71,6 +71,9 @@ class PerceptionNode(LifecycleNode):
         self.gate = PublishGate()  # closed when shutdown begins: nothing is published after
         self._worker: threading.Thread | None = None
         self._stop = threading.Event()
+        self._shutting_down = (
+            threading.Event()
+        )  # SIGINT/SIGTERM: for good (_stop is per activation)
         self._pubs = {}  # cam -> output name -> lifecycle publisher (while configured)
         self.frame_stats = FrameStats()
         self.perception_services = PerceptionServices(self, lambda: self.pipeline)
@@ -100,7 +103,13 @@ class PerceptionNode(LifecycleNode):
                 f"loading models: SAM {config.sam_model} ({config.sam_backend}, {config.sam_device}), "
                 f"classifier {config.classifier_type} (CLIP {config.clip_model}), relations {config.relations_type}"
             )
-            self.pipeline = self._pipeline_loader(config)
+            # on a helper thread: SIGINT during a load of many seconds (first-run ONNX export,
+            # TensorRT build, vit_h on a CPU) ends the node within the 3 s, the load left behind
+            loader = self._pipeline_loader
+            self.pipeline = run_abandonable(lambda: loader(config), self._shutting_down.is_set)
+        except WorkAbandoned:
+            self.get_logger().info("loading abandoned (stopping)")
+            return TransitionCallbackReturn.FAILURE
         except (PipelineError, ValueError) as exc:
             self.get_logger().error(f"configure failed: {exc}")
             return TransitionCallbackReturn.FAILURE
@@ -159,8 +168,10 @@ class PerceptionNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def begin_shutdown(self) -> None:
-        """SIGINT/SIGTERM (signal handler: only sets events): stop publishing, abandon the frame."""
+        """SIGINT/SIGTERM (signal handler: only sets events): stop publishing, abandon the frame
+        or the model load in progress."""
         self.gate.close()
+        self._shutting_down.set()
         self._stop.set()
 
     def _stop_worker(self, timeout: float = 30.0) -> None:

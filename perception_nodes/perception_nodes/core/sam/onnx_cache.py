@@ -10,7 +10,8 @@ THIS checkpoint (sha256), the ``"both"`` multimask mode, the folder's gate and t
 re-exports once); otherwise the checkpoint is exported there (seconds for vit_t, about a
 minute for vit_h, logged). The files are written into a private temporary folder and moved in
 place, so a crash or a second process exporting at the same time never leaves a half-written
-model where the next run would read it.
+model where the next run would read it; a staging folder whose process is gone (stopped
+mid-export: the node exits on SIGINT without waiting) is removed by the next export.
 
 ROS-free.
 """
@@ -19,14 +20,18 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
+from perception_nodes.core.checkpoint_io import remove_leftovers_of_dead_processes
+
 logger = logging.getLogger(__name__)
 
 ONNX_FILES = ("encoder.onnx", "decoder.onnx")
+STAGING_PATTERN = re.compile(r"^\.export-(?P<pid>\d+)-")  # the exporting process's pid
 
 
 class OnnxExportError(RuntimeError):
@@ -106,7 +111,10 @@ def _export_into(model: str, checkpoint: Path, onnx_dir: Path, upscale_gate: boo
     from perception_nodes.core.sam.registry import build_sam_model
 
     onnx_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=onnx_dir))
+    removed = remove_leftovers_of_dead_processes(onnx_dir, STAGING_PATTERN)
+    if removed:
+        logger.info("removed %d unfinished export(s) of stopped processes", len(removed))
+    staging = Path(tempfile.mkdtemp(prefix=f".export-{os.getpid()}-", dir=onnx_dir))
     try:
         sam = build_sam_model(model, str(checkpoint), device="cpu")
         export_sam(

@@ -25,6 +25,7 @@ import torch
 from segment_anything.build_sam import _build_sam
 from segment_anything.modeling import MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 
+from perception_nodes.core.checkpoint_io import save_atomic
 from perception_nodes.core.config import SAM_MODEL_NAMES
 from perception_nodes.core.weights import (
     GENERATED_WEIGHTS,
@@ -327,7 +328,4 @@ def make_generated_checkpoint(name: str, path: str | Path, seed: int = 0) -> Pat
         model = spec.builder()
     state = dict(model.state_dict())
     state[GENERATED_MARKER_KEY] = torch.tensor(seed, dtype=torch.int64)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(state, path)
-    return path
+    return save_atomic(state, path)  # a start stopped mid-write leaves no truncated file

@@ -15,6 +15,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from perception_nodes.core.checkpoint_io import write_atomic
 from perception_nodes.core.config import PRECISIONS
 from perception_nodes.core.sam.tensorrt.metadata import COMPONENTS, EngineMetadata, metadata_path
 from perception_nodes.core.sam.tensorrt.runtime import (
@@ -171,7 +172,10 @@ def build_engine(
             "(see the TensorRT log above; a larger --workspace-gib may help)"
         )
     request.engine_path.parent.mkdir(parents=True, exist_ok=True)
-    request.engine_path.write_bytes(bytes(serialized))
+    # the sidecar goes first and the engine lands by rename: an exit mid-write (SIGINT does not
+    # wait for a load) never leaves a truncated engine beside an older engine's valid sidecar
+    metadata_path(request.engine_path).unlink(missing_ok=True)
+    write_atomic(request.engine_path, lambda tmp: tmp.write_bytes(bytes(serialized)))
     if request.timing_cache is not None and cache is not None:
         request.timing_cache.parent.mkdir(parents=True, exist_ok=True)
         request.timing_cache.write_bytes(bytes(config.get_timing_cache().serialize()))
