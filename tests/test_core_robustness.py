@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from perception_nodes.core.cancel import FrameAbandoned
+from perception_nodes.core.cancel import FrameAbandoned, WorkAbandoned, run_abandonable
 from perception_nodes.core.config import PipelineConfig
 from perception_nodes.core.draw import draw_overlay, region_colours
 from perception_nodes.core.generated_policy import (
@@ -169,3 +170,16 @@ def test_minimum_image_size_is_the_one_the_readme_states():
         f"minimum image size of {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} pixels"
         in (REPO_ROOT / "README.md").read_text()
     )
+
+
+def test_abandonable_work_returns_raises_and_is_left_behind_at_once_on_stop():
+    assert run_abandonable(lambda: 42, lambda: False) == 42
+    with pytest.raises(KeyError, match="bad checkpoint"):
+        run_abandonable(lambda: {}["bad checkpoint"], lambda: False)
+    release, stop = threading.Event(), threading.Event()
+    threading.Timer(0.2, stop.set).start()
+    started = time.monotonic()
+    with pytest.raises(WorkAbandoned):
+        run_abandonable(lambda: release.wait(30), stop.is_set)  # a load of 30 s
+    assert time.monotonic() - started < 2.0
+    release.set()
