@@ -271,3 +271,38 @@ def test_sigint_while_loading_models_exits_0_within_3_s_leaving_no_segment(tmp_p
     cache = tmp_path / "cache"
     unfinished = list(cache.glob("onnx/*/.export-*")) + list(cache.glob("**/.*.tmp"))
     assert not unfinished, f"the stopped start's unfinished files are still there: {unfinished}"
+
+
+def test_sigint_during_a_long_vocabulary_change_exits_0_within_3_s(tmp_path, watcher):
+    """SIGINT while ``set_vocabulary`` encodes 10,000 entries (many seconds): the node exits 0
+    within 3 s (it waited for the encoding: 25 s here), the change is never applied or
+    answered after the signal, and the participant's segment is gone."""
+    from perception_msgs.srv import SetVocabulary
+
+    before = _large_shm_segments()
+    params = write_params_file(small_overrides(tmp_path / "cache"), folder=tmp_path)
+    graph = NodeGraph(log_dir=tmp_path / "logs")
+    try:
+        node = graph.start("perception_node", params)
+        assert wait_for(lambda: "active: cameras" in node.log_tail(100_000), 240, graph)
+        assert watcher.set_vocabulary.wait_for_service(timeout_sec=30)
+        labels = [f"thing number {i}" for i in range(10_000)]
+        future = watcher.set_vocabulary.call_async(SetVocabulary.Request(labels=labels))
+        time.sleep(1.0)
+        assert not future.done(), "the change was encoded within 1 s: not a long change"
+        t_signal = time.monotonic()
+        os.killpg(node.process.pid, signal.SIGINT)
+        try:
+            node.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+        rc, seconds = node.process.poll(), time.monotonic() - t_signal
+    finally:
+        graph.stop(timeout=5)
+    log = node.log_tail(100_000)
+    assert rc == 0 and seconds < EXIT_LIMIT_S, (rc, seconds, log[-3000:])
+    assert "10000 entries" not in log, "the change was applied after the signal"
+    for bad in FORBIDDEN_IN_LOGS:
+        assert bad not in log, (bad, log[-3000:])
+    left = _large_shm_segments() - before
+    assert not left, f"segments left in /dev/shm after the node exited: {sorted(left)}"

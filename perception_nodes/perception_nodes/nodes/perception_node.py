@@ -293,7 +293,10 @@ def _spin(node: PerceptionNode, shutdown: threading.Event) -> None:
     finally:
         node.begin_shutdown()
         node._stop_worker(timeout=WORKER_JOIN_ON_SHUTDOWN_S)
-        executor.shutdown(timeout_sec=0.3)
+        # not waiting for the executor's threads: a callback still running (a set_vocabulary
+        # of 10,000 entries encodes for many seconds) is left to the process exit, unanswered,
+        # its change never applied (nothing of it outlives the process)
+        executor.shutdown(timeout_sec=0.3, wait_for_threads=False)
 
 
 def main(args: list[str] | None = None) -> int:
