@@ -19,10 +19,11 @@ def _rel(paths: list[str]) -> list[str]:
 
 
 CONSOLE_SCRIPTS = [
-    # ROS 2 nodes (ros2 run perception_nodes <name>)
-    "perception_node = perception_nodes.nodes.perception_node:main",
-    "visualization_node = perception_nodes.nodes.visualization_node:main",
-    "image_folder_publisher = perception_nodes.nodes.image_folder_publisher:main",
+    # ROS 2 nodes (ros2 run perception_nodes <name>): a light entry module (signals during the
+    # seconds of imports exit 0; see nodes/executables.py)
+    "perception_node = perception_nodes.nodes.executables:perception_node",
+    "visualization_node = perception_nodes.nodes.executables:visualization_node",
+    "image_folder_publisher = perception_nodes.nodes.executables:image_folder_publisher",
     # commands
     "pn-run = perception_nodes.tools.run_graph:main",
     "pn-demo = perception_nodes.tools.demo:main",

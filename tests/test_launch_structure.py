@@ -342,7 +342,9 @@ def test_graph_runner_matches_launch_file():
     ours = {n["executable"] for n in launch.nodes if n["package"] == PACKAGE}
     assert set(graph_runner.NODE_MODULES) == ours
     for exe, module in graph_runner.NODE_MODULES.items():
-        assert scripts[exe].split(":")[0] == module, exe
+        # the console script and pn-run's `python -m` go through the same light entry function
+        assert scripts[exe] == f"{graph_runner.NODE_ENTRY_MODULE}:{exe}", exe
+        assert callable(importlib.import_module(module).main), module
     assert graph_runner.DEFAULT_CONFIG == PKG_DIR / "config" / launch.consts["CONFIG_FILE"]
     calls = [
         c for c in ast.walk(ast.parse(inspect.getsource(run_graph))) if isinstance(c, ast.Call)

@@ -341,3 +341,32 @@ def test_a_refused_writer_does_not_stall_the_ones_behind_it(counting):
     done = threading.Event()
     threading.Thread(target=lambda: (vocab.set(["cup"]), done.set()), daemon=True).start()
     assert done.wait(10) and vocab.snapshot().labels == ("cup",)
+
+
+def test_a_long_change_is_abandoned_between_encoder_chunks_and_changes_nothing(counting):
+    """Shutdown during a change of 1,000 entries: abandoned at the next chunk, the vocabulary
+    in force stays, and the next change is not blocked by the abandoned one's turn."""
+    from perception_nodes.core.cancel import WorkAbandoned
+    from perception_nodes.core.vocabulary import ENCODE_CHUNK_PHRASES
+
+    vocab = Vocabulary(counting, templates=["a photo of a {}."])
+    before = vocab.set(["cup", "plate"])
+    labels = [f"thing number {i}" for i in range(1000)]
+    calls = counting.calls
+    with pytest.raises(WorkAbandoned):
+        vocab.change(labels, should_stop=lambda: counting.calls > calls)  # stop after 1 chunk
+    assert counting.calls == calls + 1 and len(counting.prompts) <= ENCODE_CHUNK_PHRASES + 2
+    assert vocab.snapshot() is before
+    assert vocab.set(["bowl"]).labels == ("bowl",)  # its ticket was released
+
+
+def test_chunked_encoding_gives_the_embeddings_of_one_call(clip):
+    """Encoding in chunks between stop checks changes no number (chunks align with the text
+    encoder's batches)."""
+    from perception_nodes.core.vocabulary import ENCODE_CHUNK_PHRASES, embed_phrases
+
+    labels = [f"thing number {i}" for i in range(ENCODE_CHUNK_PHRASES + 37)]
+    templates = ("a photo of a {}.", "a {}.", "一张{}的照片")
+    whole = embed_phrases(clip.encode_text, labels, templates)
+    chunked = Vocabulary(clip, templates=list(templates)).set(labels).embeddings
+    np.testing.assert_array_equal(np.asarray(chunked), whole)

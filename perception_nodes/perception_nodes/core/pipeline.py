@@ -311,14 +311,22 @@ class Pipeline:
 
     # ------------------------------------------------------------------ services
     def set_vocabulary(
-        self, labels: list[str], templates: list[str] | None = None, append: bool = False
+        self,
+        labels: list[str],
+        templates: list[str] | None = None,
+        append: bool = False,
+        should_stop: Callable[[], bool] | None = None,
     ):
         """Atomically change the vocabulary (VocabularyError on bad input; unchanged then);
-        returns the :class:`~perception_nodes.core.vocabulary.VocabularyChange`."""
+        returns the :class:`~perception_nodes.core.vocabulary.VocabularyChange`.
+        ``should_stop``: polled between text-encoder chunks (WorkAbandoned, unchanged)."""
         if self.vocabulary is None:
             raise PipelineError("no classifier is configured (classifier.type = none)")
         return self.vocabulary.change(
-            list(labels), templates=list(templates) if templates else None, append=append
+            list(labels),
+            templates=list(templates) if templates else None,
+            append=append,
+            should_stop=should_stop,
         )
 
     def vocabulary_snapshot(self):

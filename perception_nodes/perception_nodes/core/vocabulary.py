@@ -15,11 +15,12 @@ import logging
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Callable, Protocol
 
 import numpy as np
 
 from perception_nodes.core.arrival_order import ArrivalOrder
+from perception_nodes.core.cancel import WorkAbandoned
 from perception_nodes.core.config import DEFAULT_TEMPLATES  # noqa: F401 (re-exported: the one default list, labels and queries)
 from perception_nodes.core.vocabulary_checks import (  # noqa: F401 (the public API of core.vocabulary)
     VocabularyError,
@@ -33,6 +34,11 @@ from perception_nodes.core.vocabulary_checks import (  # noqa: F401 (the public 
 )
 
 logger = logging.getLogger(__name__)
+
+# phrases per text-encoder chunk, between two stop checks; a multiple of ClipModel.encode_text's
+# batch of 256 prompts for any template count, so chunking leaves the batches (and the numbers)
+# as they were
+ENCODE_CHUNK_PHRASES = 256
 
 
 class Embedder(Protocol):
@@ -157,7 +163,11 @@ class Vocabulary:
         return self.change(labels, templates, append).snapshot
 
     def change(
-        self, labels: list[str], templates: list[str] | None = None, append: bool = False
+        self,
+        labels: list[str],
+        templates: list[str] | None = None,
+        append: bool = False,
+        should_stop: Callable[[], bool] | None = None,
     ) -> VocabularyChange:
         """Replace (or with ``append`` extend) the text entries.
 
@@ -167,6 +177,8 @@ class Vocabulary:
         bad templates or too many entries. Concurrent writers are ordered by arrival
         (:mod:`.arrival_order`): a replacement that arrived before another one already published
         is not published (``superseded``: the later vocabulary stays in force).
+        ``should_stop`` (e.g. the node's shutdown event) is polled between text-encoder chunks:
+        :class:`~perception_nodes.core.cancel.WorkAbandoned` then, nothing changed.
         """
         requested = None if templates is None else self._check_templates(templates)
 
@@ -174,7 +186,7 @@ class Vocabulary:
             if isinstance(labels, (list, tuple)) and labels:
                 try:
                     tpl = self._templates if requested is None else requested
-                    self._embed_phrases(self._checked_phrases(labels, tpl), tpl)
+                    self._embed_phrases(self._checked_phrases(labels, tpl), tpl, should_stop)
                 except VocabularyError:
                     pass  # refused below, under the lock, with the same message
 
@@ -195,7 +207,7 @@ class Vocabulary:
                 if self._order.superseded(ticket):
                     return VocabularyChange(self._snapshot, superseded=True)
                 self._order.published(ticket)
-                return VocabularyChange(self._publish(entries, tpl))
+                return VocabularyChange(self._publish(entries, tpl, should_stop))
 
     def check(self, labels: list[str], templates: list[str] | None = None) -> None:
         """VocabularyError for what ``set(labels, templates)`` would refuse; changes nothing."""
@@ -269,12 +281,19 @@ class Vocabulary:
             return self._publish(entries, self._templates)
 
     # ------------------------------------------------------------------ internals
-    def _publish(self, entries: list[_Entry], templates: tuple[str, ...]) -> VocabularySnapshot:
+    def _publish(
+        self,
+        entries: list[_Entry],
+        templates: tuple[str, ...],
+        should_stop: Callable[[], bool] | None = None,
+    ) -> VocabularySnapshot:
         """Embed ``entries`` (cache first) and atomically swap in the new snapshot."""
         emb = np.zeros((len(entries), self.embedder.embed_dim), dtype=np.float32)
         texts = [i for i, e in enumerate(entries) if e.kind == "text"]
         if texts:
-            emb[texts] = self._embed_phrases([entries[i].name for i in texts], templates)
+            emb[texts] = self._embed_phrases(
+                [entries[i].name for i in texts], templates, should_stop
+            )
         for i, e in enumerate(entries):
             if e.kind == "exemplar":
                 emb[i] = e.embedding
@@ -291,18 +310,26 @@ class Vocabulary:
         logger.info("vocabulary v%d: %d entries", snap.version, len(entries))
         return snap
 
-    def _embed_phrases(self, phrases: list[str], templates: tuple[str, ...]) -> np.ndarray:
+    def _embed_phrases(
+        self,
+        phrases: list[str],
+        templates: tuple[str, ...],
+        should_stop: Callable[[], bool] | None = None,
+    ) -> np.ndarray:
         """``(len(phrases), D)``: per phrase the renormalised mean over templates.
 
         Cache misses are encoded outside every lock (concurrent writers encode in parallel; the
-        cache itself is guarded by ``_cache_lock``)."""
+        cache itself is guarded by ``_cache_lock``), :data:`ENCODE_CHUNK_PHRASES` phrases at a
+        time with ``should_stop`` polled before each chunk (WorkAbandoned)."""
         key = (self.embedder.model_id, templates)
         with self._cache_lock:
             found = {p: self._cache.get((key, p)) for p in dict.fromkeys(phrases)}
         missing = [p for p, e in found.items() if e is None]
-        if missing:
-            per = embed_phrases(self.embedder.encode_text, missing, templates)
-            found.update(zip(missing, per))
+        for start in range(0, len(missing), ENCODE_CHUNK_PHRASES):
+            if should_stop is not None and should_stop():
+                raise WorkAbandoned("vocabulary change abandoned: stop requested")
+            chunk = missing[start : start + ENCODE_CHUNK_PHRASES]
+            found.update(zip(chunk, embed_phrases(self.embedder.encode_text, chunk, templates)))
         with self._cache_lock:
             if missing:
                 self.text_encoder_calls += 1

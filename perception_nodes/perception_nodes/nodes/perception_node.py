@@ -71,12 +71,13 @@ class PerceptionNode(LifecycleNode):
         self.gate = PublishGate()  # closed when shutdown begins: nothing is published after
         self._worker: threading.Thread | None = None
         self._stop = threading.Event()
-        self._shutting_down = (
-            threading.Event()
-        )  # SIGINT/SIGTERM: for good (_stop is per activation)
+        # SIGINT/SIGTERM: set for good (_stop is per activation)
+        self._shutting_down = threading.Event()
         self._pubs = {}  # cam -> output name -> lifecycle publisher (while configured)
         self.frame_stats = FrameStats()
-        self.perception_services = PerceptionServices(self, lambda: self.pipeline)
+        self.perception_services = PerceptionServices(
+            self, lambda: self.pipeline, self._shutting_down.is_set
+        )
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diag_timer = self._create_diagnostics_timer()
         if self.get_parameter("autostart").value:
@@ -293,10 +294,10 @@ def _spin(node: PerceptionNode, shutdown: threading.Event) -> None:
     finally:
         node.begin_shutdown()
         node._stop_worker(timeout=WORKER_JOIN_ON_SHUTDOWN_S)
-        # not waiting for the executor's threads: a callback still running (a set_vocabulary
-        # of 10,000 entries encodes for many seconds) is left to the process exit, unanswered,
-        # its change never applied (nothing of it outlives the process)
-        executor.shutdown(timeout_sec=0.3, wait_for_threads=False)
+        # waits for the executor's threads (destroying the node under a running callback
+        # crashed rclpy): long callbacks end at their next stop check (a vocabulary change is
+        # abandoned between text batches, a model load left to its helper thread)
+        executor.shutdown(timeout_sec=0.3)
 
 
 def main(args: list[str] | None = None) -> int:

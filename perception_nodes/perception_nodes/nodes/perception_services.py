@@ -14,6 +14,7 @@ from perception_msgs.srv import GetVocabulary, QueryRegions, SetVocabulary
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 
+from perception_nodes.core.cancel import WorkAbandoned
 from perception_nodes.core.pipeline import Pipeline, PipelineError
 from perception_nodes.core.stamps import set_stamp
 from perception_nodes.ros.qos import SERVICE_QOS
@@ -23,11 +24,18 @@ NOT_CONFIGURED = "node is not configured (models not loaded)"
 
 class PerceptionServices:
     """Creates the three services on ``node``; ``pipeline()`` returns the node's pipeline now
-    (None while unconfigured)."""
+    (None while unconfigured); ``stopping()`` is True once shutdown began (a long vocabulary
+    change is then abandoned between text-encoder chunks, unapplied)."""
 
-    def __init__(self, node: Node, pipeline: Callable[[], Pipeline | None]) -> None:
+    def __init__(
+        self,
+        node: Node,
+        pipeline: Callable[[], Pipeline | None],
+        stopping: Callable[[], bool] = lambda: False,
+    ) -> None:
         self._node = node
         self._pipeline = pipeline
+        self._stopping = stopping
         self.callback_group = ReentrantCallbackGroup()
         for srv_type, name, handler in (
             (SetVocabulary, "~/set_vocabulary", self.set_vocabulary),
@@ -64,8 +72,14 @@ class PerceptionServices:
             return response
         try:
             change = pipeline.set_vocabulary(
-                list(request.labels), list(request.prompt_templates) or None, request.append
+                list(request.labels),
+                list(request.prompt_templates) or None,
+                request.append,
+                should_stop=self._stopping,
             )
+        except WorkAbandoned:
+            response.success, response.message = False, "vocabulary unchanged: node shutting down"
+            return response
         except (ValueError, PipelineError) as exc:
             response.success, response.message = False, f"vocabulary unchanged: {exc}"
             self._node.get_logger().warning(f"set_vocabulary refused: {exc}")

@@ -20,14 +20,12 @@ from pathlib import Path
 import yaml
 
 from perception_nodes.launch_overrides import NODE_ENV
+from perception_nodes.nodes.executables import NODE_MODULES
+
+NODE_ENTRY_MODULE = "perception_nodes.nodes.executables"  # the console scripts' module too
 
 PACKAGE_DIR = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = PACKAGE_DIR / "config" / "scene_graph.yaml"
-NODE_MODULES = {
-    "perception_node": "perception_nodes.nodes.perception_node",
-    "visualization_node": "perception_nodes.nodes.visualization_node",
-    "image_folder_publisher": "perception_nodes.nodes.image_folder_publisher",
-}
 
 
 class _NoAliasDumper(yaml.SafeDumper):
@@ -103,10 +101,15 @@ class NodeGraph:
         extra_params: dict[str, object] | None = None,
         quiet: bool = True,
     ) -> NodeProcess:
+        if executable not in NODE_MODULES:
+            raise ValueError(
+                f"unknown node executable {executable!r}; known: {sorted(NODE_MODULES)}"
+            )
         cmd = [
             sys.executable,
             "-m",
-            NODE_MODULES[executable],
+            NODE_ENTRY_MODULE,
+            executable,
             "--ros-args",
             "-r",
             f"__node:={executable}",
