@@ -9,7 +9,7 @@ import pytest
 import torch
 from ros_helpers.process import dead_pid
 
-from perception_nodes.core.checkpoint_io import save_atomic
+from perception_nodes.core.checkpoint_io import save_atomic, writer_tag
 from perception_nodes.core.relations.head import (
     RelationHead,
     RelationHeadConfig,
@@ -47,15 +47,17 @@ def test_save_atomic_creates_the_folder_and_replaces(tmp_path):
 
 def test_save_atomic_removes_the_temporary_of_a_stopped_writer_and_keeps_a_running_ones(tmp_path):
     path = tmp_path / "sam_vit_t_seed0.pth"
-    stopped = tmp_path / f".{path.name}.{dead_pid()}.tmp"  # SIGINT during a first-start write
+    stopped = tmp_path / f".{path.name}.{writer_tag(dead_pid())}.tmp"  # SIGINT mid-write
     stopped.write_bytes(b"half a checkpoint")
-    running = tmp_path / f".{path.name}.{os.getppid()}.tmp"  # another process writing now
+    running = tmp_path / f".{path.name}.{writer_tag(os.getppid())}.tmp"  # writing now
     running.write_bytes(b"being written")
-    other = tmp_path / f".other.pth.{dead_pid()}.tmp"  # another file's: not ours to judge
+    elsewhere = tmp_path / f".{path.name}.otherhost-{dead_pid()}.tmp"  # a shared cache volume
+    elsewhere.write_bytes(b"another container's")
+    other = tmp_path / f".other.pth.{writer_tag(dead_pid())}.tmp"  # another file's
     other.write_bytes(b"x")
     save_atomic({"a": 1}, path)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        [path.name, running.name, other.name]
+        [path.name, running.name, elsewhere.name, other.name]
     )
 
 

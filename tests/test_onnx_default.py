@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from ros_helpers.process import dead_pid
 
+from perception_nodes.core.checkpoint_io import writer_tag
 from perception_nodes.core.config import DEFAULT_SAM_BACKEND, PipelineConfig
 from perception_nodes.core.sam import export as sam_export
 from perception_nodes.core.sam.backends import resolve_backend_kind
@@ -95,8 +96,8 @@ def test_an_export_removes_the_unfinished_exports_of_stopped_processes(tmp_path)
     the next export removes it, and leaves a running exporter's alone."""
     ckpt = make_generated_checkpoint(MODEL, tmp_path / "a.pth", seed=0)
     folder = onnx_cache_dir(tmp_path / "cache", MODEL, upscale_gate=True)
-    stopped = folder / f".export-{dead_pid()}-k2j4"
-    running = folder / f".export-{os.getppid()}-x9q1"
+    stopped = folder / f".export-{writer_tag(dead_pid())}-k2j4"
+    running = folder / f".export-{writer_tag(os.getppid())}-x9q1"
     for staging in (stopped, running):
         staging.mkdir(parents=True)
         (staging / "encoder.onnx").write_bytes(b"half an encoder")

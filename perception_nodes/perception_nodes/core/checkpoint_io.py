@@ -2,9 +2,11 @@
 half-written checkpoint where a good one was (the loaders would refuse it, and the old one is
 gone). Used by every head the package trains (RegionSpot, relations) and for generated weights.
 
-Temporary files and folders carry the writing process's pid, so what a write stopped mid-way
-left behind (the node exits on SIGINT without waiting for a load) is removed by the next write
-once that process is gone (:func:`remove_leftovers_of_dead_processes`).
+Temporary files and folders carry the writing process's host name and pid
+(:func:`writer_tag`), so what a write stopped mid-way left behind (the node exits on SIGINT
+without waiting for a load) is removed by the next write on the same host once that process is
+gone (:func:`remove_leftovers_of_dead_processes`); another host's or container's (a shared cache
+volume: its pids mean nothing here) are left alone.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 from pathlib import Path
 from typing import Callable
 
@@ -31,15 +34,28 @@ def write_atomic(path: str | os.PathLike, write: Callable[[Path], object]) -> Pa
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_leftovers_of_dead_processes(
-        path.parent, re.compile(rf"^\.{re.escape(path.name)}\.(?P<pid>\d+)\.tmp$")
+        path.parent, re.compile(rf"^\.{re.escape(path.name)}\.{WRITER_TAG_PATTERN}\.tmp$")
     )
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{writer_tag()}.tmp")
     try:
         write(tmp)
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+WRITER_TAG_PATTERN = r"(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)"  # matches writer_tag()
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname()) or "host"
+
+
+def writer_tag(pid: int | None = None) -> str:
+    """``<host>-<pid>`` of this process (or of process ``pid`` on this host), for the names of
+    temporary files and folders."""
+    return f"{_host()}-{os.getpid() if pid is None else pid}"
 
 
 def process_alive(pid: int) -> bool:
@@ -56,9 +72,10 @@ def process_alive(pid: int) -> bool:
 
 
 def remove_leftovers_of_dead_processes(folder: Path, pattern: re.Pattern[str]) -> list[Path]:
-    """Remove the files and folders in ``folder`` whose name matches ``pattern`` when the
-    process named by its ``pid`` group no longer runs; returns what was removed. Entries of
-    running processes (a concurrent writer) are left alone."""
+    """Remove the files and folders in ``folder`` whose name matches ``pattern`` (with the
+    groups of :data:`WRITER_TAG_PATTERN`) when they were made on this host by a process that no
+    longer runs; returns what was removed. Entries of running processes (a concurrent writer)
+    and of other hosts are left alone."""
     removed = []
     try:
         entries = list(Path(folder).iterdir())
@@ -66,7 +83,7 @@ def remove_leftovers_of_dead_processes(folder: Path, pattern: re.Pattern[str]) -
         return removed
     for entry in entries:
         match = pattern.match(entry.name)
-        if match is None or process_alive(int(match["pid"])):
+        if match is None or match["host"] != _host() or process_alive(int(match["pid"])):
             continue
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)

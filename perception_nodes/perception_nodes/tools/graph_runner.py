@@ -20,9 +20,10 @@ from pathlib import Path
 import yaml
 
 from perception_nodes.launch_overrides import NODE_ENV
+from perception_nodes.nodes import executables
 from perception_nodes.nodes.executables import NODE_MODULES
 
-NODE_ENTRY_MODULE = "perception_nodes.nodes.executables"  # the console scripts' module too
+NODE_ENTRY_MODULE = executables.__name__  # the console scripts' entry module too
 
 PACKAGE_DIR = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = PACKAGE_DIR / "config" / "scene_graph.yaml"

@@ -26,12 +26,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from perception_nodes.core.checkpoint_io import remove_leftovers_of_dead_processes
+from perception_nodes.core.checkpoint_io import (
+    WRITER_TAG_PATTERN,
+    remove_leftovers_of_dead_processes,
+    writer_tag,
+)
 
 logger = logging.getLogger(__name__)
 
 ONNX_FILES = ("encoder.onnx", "decoder.onnx")
-STAGING_PATTERN = re.compile(r"^\.export-(?P<pid>\d+)-")  # the exporting process's pid
+STAGING_PATTERN = re.compile(rf"^\.export-{WRITER_TAG_PATTERN}-")  # the exporting process
 
 
 class OnnxExportError(RuntimeError):
@@ -114,7 +118,7 @@ def _export_into(model: str, checkpoint: Path, onnx_dir: Path, upscale_gate: boo
     removed = remove_leftovers_of_dead_processes(onnx_dir, STAGING_PATTERN)
     if removed:
         logger.info("removed %d unfinished export(s) of stopped processes", len(removed))
-    staging = Path(tempfile.mkdtemp(prefix=f".export-{os.getpid()}-", dir=onnx_dir))
+    staging = Path(tempfile.mkdtemp(prefix=f".export-{writer_tag()}-", dir=onnx_dir))
     try:
         sam = build_sam_model(model, str(checkpoint), device="cpu")
         export_sam(
