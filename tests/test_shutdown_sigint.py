@@ -68,6 +68,18 @@ def _wait_mid_frame(receiver, graph_or_proc) -> None:
     )
 
 
+def _sigint_and_wait(process: subprocess.Popen, timeout: float) -> tuple[int | None, float]:
+    """SIGINT to the process's group; its exit code (None: still running) and the seconds
+    from the signal to its exit (or to ``timeout``)."""
+    t_signal = time.monotonic()
+    os.killpg(process.pid, signal.SIGINT)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pass
+    return process.poll(), time.monotonic() - t_signal
+
+
 def _arrived_after(receiver, kind: str, t: float) -> int:
     with receiver.lock:
         return sum(1 for arrival, _ in getattr(receiver.data, kind) if arrival > t)
@@ -243,13 +255,7 @@ def test_sigint_while_loading_models_exits_0_within_3_s_leaving_no_segment(tmp_p
         assert wait_for(lambda: "exporting SAM" in node.log_tail(100_000), 120, graph)
         time.sleep(0.5)  # into the export (vit_t: several seconds)
         assert "configured:" not in node.log_tail(100_000), "the load was over before SIGINT"
-        t_signal = time.monotonic()
-        os.killpg(node.process.pid, signal.SIGINT)
-        try:
-            node.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            pass
-        rc, seconds = node.process.poll(), time.monotonic() - t_signal
+        rc, seconds = _sigint_and_wait(node.process, timeout=15)
     finally:
         graph.stop(timeout=5)
     log = node.log_tail(100_000)
@@ -290,13 +296,7 @@ def test_sigint_during_a_long_vocabulary_change_exits_0_within_3_s(tmp_path, wat
         future = watcher.set_vocabulary.call_async(SetVocabulary.Request(labels=labels))
         time.sleep(1.0)
         assert not future.done(), "the change was encoded within 1 s: not a long change"
-        t_signal = time.monotonic()
-        os.killpg(node.process.pid, signal.SIGINT)
-        try:
-            node.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            pass
-        rc, seconds = node.process.poll(), time.monotonic() - t_signal
+        rc, seconds = _sigint_and_wait(node.process, timeout=30)
     finally:
         graph.stop(timeout=5)
     log = node.log_tail(100_000)
@@ -321,13 +321,7 @@ def test_sigint_while_the_executable_still_imports_exits_0_at_once(tmp_path, exe
         node = graph.start(executable, None)
         time.sleep(after_s)
         assert node.process.poll() is None, node.log_tail()
-        t_signal = time.monotonic()
-        os.killpg(node.process.pid, signal.SIGINT)
-        try:
-            node.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            pass
-        rc, seconds = node.process.poll(), time.monotonic() - t_signal
+        rc, seconds = _sigint_and_wait(node.process, timeout=15)
     finally:
         graph.stop(timeout=5)
     log = node.log_tail(100_000)
