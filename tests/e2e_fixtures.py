@@ -100,8 +100,8 @@ def camera_io(context, graph, subscribers: int = 2, depth: bool = True):
     the background, once ``subscribers`` nodes subscribed and the perception node is configured.
     With ``depth`` (the perception node's ``use_depth``) its depth and CameraInfo subscriptions
     are waited for too: the camera topics are best effort, and a first CameraInfo sent before
-    they matched was lost (a frame without 3D: NaN centroids, seen once in a clean-clone run). Yields
-    ``(pubs, receiver)``."""
+    they matched was lost (a frame without 3D: NaN centroids, seen once in a clean-clone run).
+    Yields ``(pubs, receiver)``."""
     from rclpy.node import Node
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import CameraInfo, Image
