@@ -57,6 +57,7 @@ def test_demo_quick_writes_graph_json_overlay_png_and_timing_table(tmp_path):
     assert [f["name"] for f in summary["frames"]] == ["astronaut", "rocket"]
     for name in ("astronaut", "rocket"):
         graph = from_json((out / f"{name}.json").read_text())
+        assert graph.labels_meaningful is False  # generated weights: the JSON says so too
         overlay = cv2.imread(str(out / f"{name}_overlay.png"))
         assert overlay is not None and overlay.shape[:2] == tuple(graph.image_size)
         assert graph.num_regions >= 1

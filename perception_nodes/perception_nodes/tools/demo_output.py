@@ -22,8 +22,12 @@ class FrameOutcome:
     top: list[str] = field(default_factory=list)
 
 
-def write_frame(out_dir: Path, name: str, graph_msg, overlay_msg) -> list[str]:
-    """``<name>.json`` (scene graph) and ``<name>_overlay.png``; returns the paths written."""
+def write_frame(
+    out_dir: Path, name: str, graph_msg, overlay_msg, labels_meaningful: bool
+) -> list[str]:
+    """``<name>.json`` (scene graph) and ``<name>_overlay.png``; returns the paths written.
+    ``labels_meaningful`` (False with generated weights) goes into the JSON: the SceneGraph
+    message does not carry it (the node's diagnostics say ``weights_meaningful``)."""
     import cv2
 
     from perception_nodes.core.scene_graph import to_json
@@ -31,7 +35,9 @@ def write_frame(out_dir: Path, name: str, graph_msg, overlay_msg) -> list[str]:
     from perception_nodes.ros.image_conversion import image_msg_to_numpy
 
     json_path = out_dir / f"{name}.json"
-    json_path.write_text(to_json(msg_to_scene_graph(graph_msg), indent=1))
+    graph = msg_to_scene_graph(graph_msg)
+    graph.labels_meaningful = bool(labels_meaningful)
+    json_path.write_text(to_json(graph, indent=1))
     written = [str(json_path)]
     if overlay_msg is not None:
         overlay = image_msg_to_numpy(overlay_msg)
