@@ -19,6 +19,7 @@ NODE_MODULES = {
     "visualization_node": "perception_nodes.nodes.visualization_node",
     "image_folder_publisher": "perception_nodes.nodes.image_folder_publisher",
 }
+# = node_runner.SHUTDOWN_SIGNALS, not imported from there: it imports rclpy (seconds)
 SHUTDOWN_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 

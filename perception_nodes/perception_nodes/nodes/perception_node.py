@@ -71,12 +71,10 @@ class PerceptionNode(LifecycleNode):
         self.gate = PublishGate()  # closed when shutdown begins: nothing is published after
         self._worker: threading.Thread | None = None
         self._stop = threading.Event()
-        # SIGINT/SIGTERM: set for good (_stop is per activation)
-        self._shutting_down = threading.Event()
         self._pubs = {}  # cam -> output name -> lifecycle publisher (while configured)
         self.frame_stats = FrameStats()
         self.perception_services = PerceptionServices(
-            self, lambda: self.pipeline, self._shutting_down.is_set
+            self, lambda: self.pipeline, self.shutting_down
         )
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diag_timer = self._create_diagnostics_timer()
@@ -107,7 +105,7 @@ class PerceptionNode(LifecycleNode):
             # on a helper thread: SIGINT during a load of many seconds (first-run ONNX export,
             # TensorRT build, vit_h on a CPU) ends the node within the 3 s, the load left behind
             loader = self._pipeline_loader
-            self.pipeline = run_abandonable(lambda: loader(config), self._shutting_down.is_set)
+            self.pipeline = run_abandonable(lambda: loader(config), self.shutting_down)
         except WorkAbandoned:
             self.get_logger().info("loading abandoned (stopping)")
             return TransitionCallbackReturn.FAILURE
@@ -172,8 +170,11 @@ class PerceptionNode(LifecycleNode):
         """SIGINT/SIGTERM (signal handler: only sets events): stop publishing, abandon the frame
         or the model load in progress."""
         self.gate.close()
-        self._shutting_down.set()
         self._stop.set()
+
+    def shutting_down(self) -> bool:
+        """SIGINT/SIGTERM arrived (for good; ``_stop`` is per activation): the gate is closed."""
+        return self.gate.closed
 
     def _stop_worker(self, timeout: float = 30.0) -> None:
         """Stop the worker: the frame in flight is abandoned at its next stop check (between
