@@ -1,9 +1,11 @@
 """Inputs that used to pass silently or crash a node, over real DDS with the nodes in their own
 processes: empty scene graphs in the visualization node, generated-weights region filters on the
-launch path, CameraInfo that cannot give 3D, images below the minimum size, exact stamps."""
+launch path, CameraInfo that cannot give 3D, images below the minimum size, exact stamps,
+depth paired with its frame by stamp."""
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 
@@ -28,7 +30,9 @@ def graph(tmp_path_factory):
     """perception_node + visualization_node as the launch file starts them: generated weights
     and the DEFAULT region filters (only the grid is small, for time)."""
     tmp = tmp_path_factory.mktemp("inputs")
-    ov = small_overrides(tmp / "cache", **{"amg.points_per_side": 2})  # 4 prompts: fast frames
+    # 4 prompts: fast frames; a frame waits up to 1 s for its depth image (default 0.1 s: the
+    # tests that send the depth after the image leave it 0.3 s behind, on a loaded CI runner)
+    ov = small_overrides(tmp / "cache", **{"amg.points_per_side": 2, "depth_wait": 1.0})
     for name in ("amg.pred_iou_thresh", "amg.stability_score_thresh", "amg.max_regions"):
         del ov["perception_node"][name]
     g = NodeGraph(log_dir=tmp)
@@ -73,15 +77,23 @@ def _frame_msgs(rgb, sec: int, nanosec: int, k=None, info_hw=None, depth=None):
     return out
 
 
-def _send_until_graph(pubs, receiver, graph, msgs, timeout=FRAME_TIMEOUT):
-    """Publish (CameraInfo, depth, then the image) until the frame's SceneGraph arrives: the
-    camera topics are best effort, so a lost sample is sent again (same stamp)."""
-    stamp = msgs["image"].header.stamp
+def _has_3d(sg) -> bool:
+    return bool(sg.regions) and all(math.isfinite(r.centroid.z) for r in sg.regions)
+
+
+def _graph_for(receiver, graph, stamp, timeout: float):
+    """The SceneGraph stamped ``stamp`` once received (None after ``timeout`` s)."""
 
     def match():
         with receiver.lock:
             return next((m for _, m in receiver.data.graphs if m.header.stamp == stamp), None)
 
+    return match() if wait_for(lambda: match() is not None, timeout, graph) else None
+
+
+def _send_until_graph(pubs, receiver, graph, msgs, timeout=FRAME_TIMEOUT):
+    """Publish (CameraInfo, depth, then the image) until the frame's SceneGraph arrives: the
+    camera topics are best effort, so a lost sample is sent again (same stamp)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for kind in ("info", "depth"):
@@ -89,8 +101,9 @@ def _send_until_graph(pubs, receiver, graph, msgs, timeout=FRAME_TIMEOUT):
                 pubs[kind].publish(msgs[kind])
         time.sleep(0.05)
         pubs["image"].publish(msgs["image"])
-        if wait_for(lambda: match() is not None, 15.0, graph):
-            return match()
+        sg = _graph_for(receiver, graph, msgs["image"].header.stamp, 15.0)
+        if sg is not None:
+            return sg
     raise AssertionError("no scene graph for the frame")
 
 
@@ -210,10 +223,7 @@ def test_camera_info_that_cannot_give_3d_is_refused_counted_and_logged(io, graph
     depth = np.full((h, w), 2.0, np.float32)
     good_k = [80.0, 0, w / 2, 0, 80, h / 2, 0, 0, 1]
 
-    def has_3d(sg):
-        return bool(sg.regions) and all(math.isfinite(r.centroid.z) for r in sg.regions)
-
-    sg = _send_until_info_used(pubs, receiver, graph, rgb, 2000, good_k, None, depth, has_3d)
+    sg = _send_until_info_used(pubs, receiver, graph, rgb, 2000, good_k, None, depth, _has_3d)
     assert all(r.centroid.z == pytest.approx(2.0) for r in sg.regions)
     previous_reason = None
     for i, (case, (k, size, reason)) in enumerate(BAD_INTRINSICS.items()):
@@ -236,8 +246,55 @@ def test_camera_info_that_cannot_give_3d_is_refused_counted_and_logged(io, graph
         previous_reason = reason
     assert "no 3D for this frame: CameraInfo refused" in _log(graph)
     # a good CameraInfo again: 3D again
-    sg = _send_until_info_used(pubs, receiver, graph, rgb, 2100, good_k, None, depth, has_3d)
+    sg = _send_until_info_used(pubs, receiver, graph, rgb, 2100, good_k, None, depth, _has_3d)
     assert all(r.centroid.z == pytest.approx(2.0) for r in sg.regions)
+
+
+def test_a_frame_gets_the_depth_image_of_its_own_stamp_even_when_it_arrives_later(io, graph):
+    """Image first, its depth 0.3 s later (separate topics; image_folder_publisher and camera
+    drivers send them so): the frame waits for its own depth. Failed before: the frame took the
+    depth received last, the previous frame's (z = 2.0)."""
+    pubs, receiver = io
+    rgb = photo("astronaut", 64)
+    h, w = rgb.shape[:2]
+    k = [80.0, 0, w / 2, 0, 80, h / 2, 0, 0, 1]
+    sg = _send_until_info_used(
+        pubs, receiver, graph, rgb, 4000, k, None, np.full((h, w), 2.0, np.float32), _has_3d
+    )
+    assert all(r.centroid.z == pytest.approx(2.0) for r in sg.regions)
+    for attempt in range(5):  # a lost sample (best effort) is sent again, next nanosecond
+        msgs = _frame_msgs(rgb, 4001, attempt, k, None, np.full((h, w), 3.0, np.float32))
+        pubs["info"].publish(msgs["info"])
+        pubs["image"].publish(msgs["image"])
+        time.sleep(0.3)
+        pubs["depth"].publish(msgs["depth"])
+        sg = _graph_for(receiver, graph, msgs["image"].header.stamp, 15.0)
+        if sg is None:
+            continue
+        zs = [r.centroid.z for r in sg.regions]
+        assert not any(z == pytest.approx(2.0) for z in zs), zs  # another frame's depth
+        if _has_3d(sg):
+            break  # (NaN: its depth sample was lost; sent again)
+    assert sg is not None and all(r.centroid.z == pytest.approx(3.0) for r in sg.regions), sg
+
+
+def test_a_depth_image_stamped_1_s_away_is_not_used_counted_and_logged(io, graph):
+    """A stalled depth camera: its last depth is 1 s older than the frame (or 1 s newer). No 3D
+    for that frame (NaN), counted, logged with how far it was. Failed before: it was used."""
+    pubs, receiver = io
+    rgb = photo("astronaut", 64)
+    h, w = rgb.shape[:2]
+    k = [80.0, 0, w / 2, 0, 80, h / 2, 0, 0, 1]
+    for sec, offset, words in ((5000, -1, "1.000 s before it"), (5100, +1, "1.000 s after it")):
+        before = _counter(receiver, "refused_3d")
+        msgs = _frame_msgs(rgb, sec, 0, k, None, np.full((h, w), 4.0, np.float32))
+        msgs["depth"].header = copy.deepcopy(msgs["depth"].header)  # (shared with the image's)
+        msgs["depth"].header.stamp.sec = sec + offset
+        sg = _send_until_graph(pubs, receiver, graph, msgs)
+        assert sg.regions and all(math.isnan(r.centroid.z) for r in sg.regions), words
+        assert wait_for(lambda: _counter(receiver, "refused_3d") > before, 10, graph), words
+        assert wait_for(lambda: words in _log(graph), 10, graph), words
+    assert "no depth image within 0.05 s of the frame's stamp" in _log(graph)
 
 
 def test_images_below_the_minimum_size_are_refused_and_counted(io, graph):

@@ -6,14 +6,17 @@ group): ``<cam>/<image_topic>`` (sensor_msgs/Image) or ``<cam>/<image_topic>/com
 
 Callbacks only convert and keep: an image becomes RGB8 (HxWx3 uint8) and goes into
 :attr:`CameraInputs.slots` as ``(header, rgb, received)`` (``received``: ``time.monotonic()``
-s); depth (HxW float32 metres) and CameraInfo (K 3x3, (height, width)) are kept as last
-received and matched against each frame by :meth:`CameraInputs.geometry_for`. Bad input is
+s); the last few depth images (HxW float32 metres) are kept by stamp and each frame gets the one
+nearest its own stamp within ``depth_slop`` s, waiting up to ``depth_wait`` s for it
+(:mod:`perception_nodes.core.depth_sync`); CameraInfo (K 3x3, (height, width)) is kept as last
+received. Both are checked against each frame by :meth:`CameraInputs.geometry_for`. Bad input is
 logged and counted (``rejected`` / ``refused_3d`` in the slot stats), never raised.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import numpy as np
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
@@ -21,6 +24,7 @@ from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
+from perception_nodes.core.depth_sync import StampMatcher
 from perception_nodes.core.frame_slots import LatestFrameSlots
 from perception_nodes.core.pipeline import PipelineError, check_image_size
 from perception_nodes.core.projection import intrinsics_problem
@@ -33,6 +37,10 @@ from perception_nodes.ros.image_conversion import (
     to_rgb8,
 )
 from perception_nodes.ros.node_runner import join_topic
+
+#: Depth images kept per camera for stamp matching (the frame a worker takes is the newest, so
+#: its depth is among the last few; 8 covers 0.27 s of a 30 Hz depth camera).
+DEPTH_IMAGES_KEPT = 8
 
 
 class CameraInputs:
@@ -47,7 +55,7 @@ class CameraInputs:
         self.slots = LatestFrameSlots()
         self.callback_group = MutuallyExclusiveCallbackGroup()
         self._subs = []
-        self._depth: dict[str, tuple] = {}  # cam -> (stamp, HxW float32 metres)
+        self._depth = StampMatcher(capacity=DEPTH_IMAGES_KEPT)  # cam -> stamped HxW metres
         self._info: dict[str, tuple[np.ndarray, tuple[int, int]]] = {}  # cam -> (K, (h, w))
         self._last_stamp: dict[str, int] = {}  # ns
         self._last_3d_refusal: dict[str, str] = {}  # cam -> reason last logged
@@ -133,7 +141,7 @@ class CameraInputs:
                 f"[{cam or '/'}] depth refused: {exc}", throttle_duration_sec=2.0
             )
             return
-        self._depth[cam] = (msg.header.stamp, depth)
+        self._depth.put(cam, stamp_to_ns(msg.header.stamp), depth)
 
     def on_info(self, cam: str, msg: CameraInfo) -> None:
         """Kept as received; checked against each frame (:meth:`_intrinsics_for`)."""
@@ -144,19 +152,36 @@ class CameraInputs:
 
     # ------------------------------------------------------------------ per frame (worker)
     def geometry_for(
-        self, cam: str, shape: tuple[int, int]
+        self,
+        cam: str,
+        shape: tuple[int, int],
+        stamp_ns: int,
+        should_stop: Callable[[], bool] | None = None,
     ) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """(depth HxW metres, K 3x3) for a frame of ``shape`` (height, width) from ``cam``;
-        each None when missing or not fitting (no 3D then: centroids NaN). K only with depth."""
-        depth = self._depth_for(cam, shape)
+        """(depth HxW metres, K 3x3) for a frame of ``shape`` (height, width) stamped
+        ``stamp_ns`` from ``cam``; each None when missing or not fitting (no 3D then: centroids
+        NaN, counted and logged). K only with depth. Without ``use_depth``: (None, None) at once.
+        May wait up to ``depth_wait`` s for the frame's depth (``should_stop`` ends the wait)."""
+        if not self._param("use_depth"):
+            return None, None
+        depth = self._depth_for(cam, shape, stamp_ns, should_stop)
         k = self._intrinsics_for(cam, shape) if depth is not None else None
         return depth, k
 
-    def _depth_for(self, cam: str, shape: tuple[int, int]) -> np.ndarray | None:
-        entry = self._depth.get(cam)
-        if entry is None:
+    def _depth_for(
+        self, cam: str, shape: tuple[int, int], stamp_ns: int, should_stop
+    ) -> np.ndarray | None:
+        found = self._depth.match(
+            cam,
+            stamp_ns,
+            float(self._param("depth_slop")),
+            float(self._param("depth_wait")),
+            should_stop,
+        )
+        if found.item is None:
+            self._refuse_3d(cam, found.reason, key=found.kind)
             return None
-        depth = entry[1]
+        depth = found.item
         if depth.shape != shape:
             self._refuse_3d(
                 cam,
@@ -166,12 +191,14 @@ class CameraInputs:
             return None
         return depth
 
-    def _refuse_3d(self, cam: str, reason: str) -> None:
-        """Count a frame processed without 3D; log a new reason at once, a repeated one throttled."""
+    def _refuse_3d(self, cam: str, reason: str, key: str | None = None) -> None:
+        """Count a frame processed without 3D; log a new reason (``key``: what makes reasons
+        the same, default the text) at once, a repeated one throttled."""
         self.slots.count(cam, "refused_3d")
         text = f"[{cam or '/'}] no 3D for this frame: {reason}"
-        if self._last_3d_refusal.get(cam) != reason:
-            self._last_3d_refusal[cam] = reason
+        key = reason if key is None else key
+        if self._last_3d_refusal.get(cam) != key:
+            self._last_3d_refusal[cam] = key
             self._node.get_logger().warning(text)
         else:
             self._node.get_logger().warning(text, throttle_duration_sec=5.0)

@@ -195,11 +195,26 @@ class PerceptionNode(LifecycleNode):
             frames = self.slots.take_all(timeout=0.2)
             if self._stop.is_set() or self.pipeline is None:
                 return
+            geometry = self._geometry_of(frames)
             frames = self._encode_together(frames)
             for cam, frame in frames.items():
                 if self._stop.is_set() or self.pipeline is None:
                     return
-                self._process(cam, *frame)
+                self._process(cam, *frame, geometry[cam])
+
+    def _geometry_of(self, frames: dict) -> dict:
+        """cam -> (depth, K) of each frame, looked up when the frames are taken: a frame's own
+        depth image is among the last few kept only until the depth camera sends more."""
+        out = {}
+        for cam, (header, rgb, _) in frames.items():
+            try:
+                out[cam] = self.camera_inputs.geometry_for(
+                    cam, rgb.shape[:2], stamp_to_ns(header.stamp), self._stop.is_set
+                )
+            except (ValueError, RuntimeError) as exc:  # the frame is still processed, in 2D
+                self.get_logger().error(f"[{cam or '/'}] no 3D for this frame: {exc}")
+                out[cam] = (None, None)
+        return out
 
     def _encode_together(self, frames: dict) -> dict:
         """Frames of several cameras that arrived together share one SAM encoder batch."""
@@ -222,9 +237,11 @@ class PerceptionNode(LifecycleNode):
             for (cam, (header, _, received)), rgb in zip(frames.items(), rgbs)
         }
 
-    def _process(self, cam: str, header, rgb: np.ndarray, received: float) -> None:
+    def _process(self, cam: str, header, rgb: np.ndarray, received: float, geometry) -> None:
+        """Run the pipeline on one frame (``geometry``: its (depth, K), see :meth:`_geometry_of`)
+        and publish the outputs; failures are logged and counted, never raised."""
+        depth, k = geometry
         try:
-            depth, k = self.camera_inputs.geometry_for(cam, rgb.shape[:2])
             result, graph = self.pipeline.process(
                 rgb,
                 depth,

@@ -186,6 +186,23 @@ NODE_PARAMS: tuple[ParamSpec, ...] = (
         read_only=True,
     ),
     ParamSpec(
+        "depth_slop",
+        0.05,
+        "a frame gets the depth image stamped nearest to it within this many seconds; none: no 3D "
+        "for that frame (counted, logged)",
+        read_only=True,
+        low=0.0,
+        high=10.0,
+    ),
+    ParamSpec(
+        "depth_wait",
+        0.1,
+        "seconds a frame waits for its depth image when that has not arrived yet",
+        read_only=True,
+        low=0.0,
+        high=5.0,
+    ),
+    ParamSpec(
         "output_namespace",
         "perception",
         "outputs go to <camera>/<output_namespace>/...",
