@@ -41,6 +41,7 @@ def test_image_in_scene_graph_overlay_and_label_image_out(io):
     assert (sg.image_height, sg.image_width) == rgb.shape[:2]
     assert len(sg.regions) >= 1 and sg.relation_source in ("geometric", "learned")
     assert sg.vocabulary == ["person", "cup", "rocket", "cat"]
+    assert sg.labels_meaningful is False  # generated weights: the message says so
     ids = [r.id for r in sg.regions]
     assert len(set(ids)) == len(ids) and min(ids) >= 1
     masks = {r.id: decode_mask(r.mask_height, r.mask_width, r.mask_counts) for r in sg.regions}
@@ -53,31 +54,29 @@ def test_image_in_scene_graph_overlay_and_label_image_out(io):
         for rel in sg.relations
     )
 
-    def label_image():
+    def output(kind: str):  # the output of this frame on receiver.data.<kind>, or None
         with receiver.lock:
-            return next(
-                (m for _, m in receiver.data.label_images if m.header.stamp == header.stamp), None
-            )
+            items = getattr(receiver.data, kind)
+            return next((m for _, m in items if m.header.stamp == header.stamp), None)
 
-    assert wait_for(lambda: label_image() is not None, 30, graph)
+    assert wait_for(lambda: output("label_images") is not None, 30, graph)
     from perception_nodes.ros.image_conversion import image_msg_to_numpy
 
-    li = image_msg_to_numpy(label_image())
+    li = image_msg_to_numpy(output("label_images"))
     assert li.dtype == np.uint16 and li.shape == rgb.shape[:2]
     assert set(np.unique(li)) - {0} <= set(ids)
     for rid, m in masks.items():
         assert np.all(m[li == rid])  # a labelled pixel lies in that region's mask
     union = np.any(np.stack(list(masks.values())), axis=0)
     assert np.array_equal(li > 0, union)  # background exactly where no mask is
-
-    def overlay():
-        with receiver.lock:
-            return next(
-                (m for _, m in receiver.data.overlays if m.header.stamp == header.stamp), None
-            )
-
-    assert wait_for(lambda: overlay() is not None, 60, graph), "no overlay from visualization_node"
-    ov = image_msg_to_numpy(overlay())
+    assert wait_for(lambda: output("regions") is not None, 30, graph)
+    assert output("regions").labels_meaningful is False and len(output("regions").regions) == len(
+        ids
+    )
+    assert wait_for(lambda: output("overlays") is not None, 60, graph), (
+        "no overlay from visualization_node"
+    )
+    ov = image_msg_to_numpy(output("overlays"))
     assert ov.shape == rgb.shape and not np.array_equal(ov, rgb)
     assert wait_for(lambda: receiver.count("markers") > 0, 30, graph)
 

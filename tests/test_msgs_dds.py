@@ -96,6 +96,7 @@ def _scene_graph(n_regions: int = 40):
     graph.vocabulary_version = 2**40 + 7
     graph.vocabulary = UNICODE_LABELS
     graph.relations_smoothed, graph.relation_smoothing = True, 0.5
+    graph.labels_meaningful = True
     return graph, masks
 
 
@@ -152,6 +153,7 @@ def test_scene_graph_round_trip_keeps_masks_labels_and_nan(ros_context):
         and back.relations_smoothed
         and back.relation_smoothing == 0.5
     )
+    assert back.labels_meaningful is True
     assert _same(back, graph)
 
 

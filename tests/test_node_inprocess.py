@@ -131,7 +131,9 @@ def _frame(node, stamp_sec: int) -> None:
 
     header = Header(frame_id="cam")
     header.stamp.sec = stamp_sec
-    node._process("/cam", header, np.zeros((16, 16, 3), np.uint8), time.monotonic(), (None, None))
+    node._process(
+        "/cam", header, np.zeros((16, 16, 3), np.uint8), time.monotonic(), (None, None, 0.0)
+    )
 
 
 def test_outputs_are_lifecycle_publishers_that_publish_only_while_active(node, sink):

@@ -109,7 +109,9 @@ def _send_until_graph(pubs, receiver, graph, msgs, timeout=FRAME_TIMEOUT):
 
 def test_visualization_node_draws_and_marks_an_empty_scene_graph(tmp_path, ros_context):
     """A SceneGraph with 0 regions (nothing passed the filters) gives an overlay (the image
-    itself) and a marker array (only DELETEALL); the node keeps running."""
+    itself) and a marker array (only DELETEALL); the node keeps running. One that says
+    labels_meaningful: false (generated weights) gets a banner over the bottom of its overlay
+    (failed before: the overlay was the image itself, nothing said the labels mean nothing)."""
     from perception_msgs.msg import SceneGraph
     from rclpy.node import Node
     from rclpy.qos import qos_profile_sensor_data
@@ -140,7 +142,10 @@ def test_visualization_node_draws_and_marks_an_empty_scene_graph(tmp_path, ros_c
                 image = numpy_to_image_msg(rgb, "rgb8")
                 image.header.stamp.sec, image.header.stamp.nanosec = 100 + i, 250
                 empty = SceneGraph(
-                    header=image.header, image_height=rgb.shape[0], image_width=rgb.shape[1]
+                    header=image.header,
+                    image_height=rgb.shape[0],
+                    image_width=rgb.shape[1],
+                    labels_meaningful=i < 2,  # the last one from generated weights
                 )
                 for _ in range(20):
                     image_pub.publish(image)
@@ -155,9 +160,13 @@ def test_visualization_node_draws_and_marks_an_empty_scene_graph(tmp_path, ros_c
                 assert receiver.count("overlays") > i and receiver.count("markers") > i, (
                     viz.processes[0].log_tail()
                 )
-            overlay = receiver.latest("overlays")
-            assert overlay.header.stamp.sec == 102 and np.array_equal(
-                image_msg_to_numpy(overlay), rgb
+            with receiver.lock:
+                overlays = {m.header.stamp.sec: m for _, m in receiver.data.overlays}
+            assert np.array_equal(image_msg_to_numpy(overlays[101]), rgb)
+            banner = image_msg_to_numpy(overlays[102]) != rgb
+            assert banner.any() and not banner[: rgb.shape[0] // 2].any()  # bottom only
+            assert wait_for(
+                lambda: "labels_meaningful: false" in viz.processes[0].log_tail(), 10, viz
             )
             markers = receiver.latest("markers").markers
             assert len(markers) == 1 and markers[0].action == markers[0].DELETEALL
@@ -276,6 +285,9 @@ def test_a_frame_gets_the_depth_image_of_its_own_stamp_even_when_it_arrives_late
         if _has_3d(sg):
             break  # (NaN: its depth sample was lost; sent again)
     assert sg is not None and all(r.centroid.z == pytest.approx(3.0) for r in sg.regions), sg
+    assert wait_for(  # the wait is reported (mean over the last frames)
+        lambda: float(receiver.diagnostics_values().get("depth_wait_ms", "0")) > 1.0, 10, graph
+    ), receiver.diagnostics_values()
 
 
 def test_a_depth_image_stamped_1_s_away_is_not_used_counted_and_logged(io, graph):

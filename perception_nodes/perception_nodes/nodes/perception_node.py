@@ -203,17 +203,20 @@ class PerceptionNode(LifecycleNode):
                 self._process(cam, *frame, geometry[cam])
 
     def _geometry_of(self, frames: dict) -> dict:
-        """cam -> (depth, K) of each frame, looked up when the frames are taken: a frame's own
-        depth image is among the last few kept only until the depth camera sends more."""
+        """cam -> (depth, K, seconds waited for the depth) of each frame, looked up when the
+        frames are taken: a frame's own depth image is among the last few kept only until the
+        depth camera sends more."""
         out = {}
         for cam, (header, rgb, _) in frames.items():
+            t0 = time.perf_counter()
             try:
-                out[cam] = self.camera_inputs.geometry_for(
+                depth, k = self.camera_inputs.geometry_for(
                     cam, rgb.shape[:2], stamp_to_ns(header.stamp), self._stop.is_set
                 )
             except (ValueError, RuntimeError) as exc:  # the frame is still processed, in 2D
                 self.get_logger().error(f"[{cam or '/'}] no 3D for this frame: {exc}")
-                out[cam] = (None, None)
+                depth, k = None, None
+            out[cam] = (depth, k, time.perf_counter() - t0)
         return out
 
     def _encode_together(self, frames: dict) -> dict:
@@ -238,9 +241,10 @@ class PerceptionNode(LifecycleNode):
         }
 
     def _process(self, cam: str, header, rgb: np.ndarray, received: float, geometry) -> None:
-        """Run the pipeline on one frame (``geometry``: its (depth, K), see :meth:`_geometry_of`)
-        and publish the outputs; failures are logged and counted, never raised."""
-        depth, k = geometry
+        """Run the pipeline on one frame (``geometry``: its (depth, K, seconds waited), see
+        :meth:`_geometry_of`) and publish the outputs; failures are logged and counted, never
+        raised."""
+        depth, k, depth_wait = geometry
         try:
             result, graph = self.pipeline.process(
                 rgb,
@@ -254,6 +258,7 @@ class PerceptionNode(LifecycleNode):
             t0 = time.perf_counter()
             self._publish(cam, header, result, graph)
             result.timings["publish"] = time.perf_counter() - t0
+            result.timings["depth_wait"] = depth_wait
         except FrameAbandoned:
             self.get_logger().info(f"[{cam or '/'}] frame in flight abandoned (stopping)")
             return

@@ -7,6 +7,8 @@ anything here at any rate). For each camera namespace ``<cam>`` (``out = <cam>/<
        <out>/markers (visualization_msgs/MarkerArray: labels and relation arrows, in 3D at the
        regions' centroids when depth was available; otherwise on a plane 1 m in front of the
        camera when CameraInfo is known)
+A scene graph with ``labels_meaningful: false`` (generated weights) gets the banner
+:data:`NOT_MEANINGFUL_BANNER` drawn on its overlay, and one log line.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from perception_nodes.ros.image_conversion import (
 from perception_nodes.ros.node_runner import PublishGate, join_topic, output_base, run_node
 
 NOMINAL_DEPTH_M = 1.0
+NOT_MEANINGFUL_BANNER = "GENERATED WEIGHTS: masks/labels not meaningful"
 
 
 class VisualizationNode(Node):
@@ -51,6 +54,7 @@ class VisualizationNode(Node):
             str, tuple[np.ndarray, tuple[int, int]]
         ] = {}  # cam -> (K, (height, width))
         self._pubs = {}
+        self._said_not_meaningful = False
         self.gate = PublishGate()  # closed when shutdown begins: nothing is published after
         out_ns = self.get_parameter("output_namespace").value
         for cam in [c.rstrip("/") for c in self.get_parameter("cameras").value] or [""]:
@@ -104,6 +108,12 @@ class VisualizationNode(Node):
 
     def _on_graph(self, cam: str, msg: SceneGraph) -> None:
         graph = msg_to_scene_graph(msg)
+        if not graph.labels_meaningful and not self._said_not_meaningful:
+            self._said_not_meaningful = True
+            self.get_logger().warning(
+                f"[{cam or '/'}] scene graphs say labels_meaningful: false (generated weights, "
+                f"see the perception node's log): overlays carry the banner {NOT_MEANINGFUL_BANNER!r}"
+            )
         overlay_pub, marker_pub = self._pubs[cam]
         image_msg = self._images[cam].get(stamp_to_ns(msg.header.stamp))
         if image_msg is not None:
@@ -117,6 +127,7 @@ class VisualizationNode(Node):
                         rgb,
                         graph,
                         max_relations=int(self.get_parameter("max_relations_drawn").value),
+                        banner=None if graph.labels_meaningful else NOT_MEANINGFUL_BANNER,
                     )
                     self.gate.publish(overlay_pub, numpy_to_image_msg(overlay, "rgb8", msg.header))
         else:

@@ -3,7 +3,8 @@
 Region ids, boxes and masks follow ``perception_msgs/Region``: boxes become
 ``RegionOfInterest`` (integer pixels covering the XYXY box), masks COCO uncompressed RLE.
 ``Region.track_id``/``track_age`` carry the tracking identity (0 = untracked) and
-``SceneGraph.relations_smoothed``/``relation_smoothing`` whether relation scores are averaged.
+``SceneGraph.relations_smoothed``/``relation_smoothing`` whether relation scores are averaged;
+``labels_meaningful`` (SceneGraph and RegionArray) is False with generated weights.
 """
 
 from __future__ import annotations
@@ -90,7 +91,10 @@ def scene_graph_to_msg(
 ) -> SceneGraphMsg:
     """``perception_msgs/SceneGraph`` of a frame; ``header`` is the input image's header."""
     msg = SceneGraphMsg(
-        header=header, image_height=graph.image_size[0], image_width=graph.image_size[1]
+        header=header,
+        image_height=graph.image_size[0],
+        image_width=graph.image_size[1],
+        labels_meaningful=bool(graph.labels_meaningful),
     )
     msg.regions = (
         regions if regions is not None else regions_to_msgs(result, graph, include_embeddings)
@@ -123,6 +127,7 @@ def region_array_to_msg(
         header=header,
         image_height=graph.image_size[0],
         image_width=graph.image_size[1],
+        labels_meaningful=bool(graph.labels_meaningful),
         regions=regions,
         vocabulary_version=int(graph.vocabulary_version),
         vocabulary=vocabulary,
@@ -169,6 +174,7 @@ def msg_to_scene_graph(msg: SceneGraphMsg) -> SceneGraph:
         predicates=list(msg.predicates),
         relation_source=msg.relation_source,
         vocabulary_version=int(msg.vocabulary_version),
+        labels_meaningful=bool(msg.labels_meaningful),
         stamp=stamp_to_seconds(msg.header.stamp),
         track_ids=np.array([r.track_id for r in msg.regions], dtype=np.uint64),
         track_ages=np.array([r.track_age for r in msg.regions], dtype=np.uint32),

@@ -176,7 +176,7 @@ def run(args: argparse.Namespace) -> dict:
             header = session.publish_until_received(rgb, graph)
             t_graph, graph_msg = session.wait_for("graphs", header.stamp, graph, args.frame_timeout)
             _, overlay = session.wait_for("overlays", header.stamp, graph, 60.0)
-            files = write_frame(out_dir, name, graph_msg, overlay, labels_meaningful=meaningful)
+            files = write_frame(out_dir, name, graph_msg, overlay)
             frame = FrameOutcome(
                 name,
                 t_graph - t0,

@@ -22,12 +22,9 @@ class FrameOutcome:
     top: list[str] = field(default_factory=list)
 
 
-def write_frame(
-    out_dir: Path, name: str, graph_msg, overlay_msg, labels_meaningful: bool
-) -> list[str]:
-    """``<name>.json`` (scene graph) and ``<name>_overlay.png``; returns the paths written.
-    ``labels_meaningful`` (False with generated weights) goes into the JSON: the SceneGraph
-    message does not carry it (the node's diagnostics say ``weights_meaningful``)."""
+def write_frame(out_dir: Path, name: str, graph_msg, overlay_msg) -> list[str]:
+    """``<name>.json`` (scene graph, with the message's ``labels_meaningful``: False with
+    generated weights) and ``<name>_overlay.png``; returns the paths written."""
     import cv2
 
     from perception_nodes.core.scene_graph import to_json
@@ -36,7 +33,6 @@ def write_frame(
 
     json_path = out_dir / f"{name}.json"
     graph = msg_to_scene_graph(graph_msg)
-    graph.labels_meaningful = bool(labels_meaningful)
     json_path.write_text(to_json(graph, indent=1))
     written = [str(json_path)]
     if overlay_msg is not None:
