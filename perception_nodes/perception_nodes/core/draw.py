@@ -89,6 +89,12 @@ def draw_overlay(
             out, (x0, y - th - 2), (x0 + tw, y + 2), tuple(int(c) for c in colours[i]), -1
         )
         cv2.putText(out, text, (x0, y), font, scale, (0, 0, 0), 1, cv2.LINE_AA)
-    if banner:
-        cv2.putText(out, banner, (5, out.shape[0] - 8), font, scale, (255, 64, 64), 2, cv2.LINE_AA)
+    if banner:  # on a black strip across the bottom, so it reads on any image
+        (_, th), base = cv2.getTextSize(banner, font, scale, 2)
+        cv2.rectangle(
+            out, (0, out.shape[0] - th - base - 10), (out.shape[1], out.shape[0]), (0, 0, 0), -1
+        )
+        cv2.putText(
+            out, banner, (5, out.shape[0] - base - 4), font, scale, (255, 64, 64), 2, cv2.LINE_AA
+        )
     return out

@@ -203,9 +203,9 @@ class PerceptionNode(LifecycleNode):
                 self._process(cam, *frame, geometry[cam])
 
     def _geometry_of(self, frames: dict) -> dict:
-        """cam -> (depth, K, seconds waited for the depth) of each frame, looked up when the
-        frames are taken: a frame's own depth image is among the last few kept only until the
-        depth camera sends more."""
+        """cam -> (depth, K, seconds waited for the depth or None without ``use_depth``) of each
+        frame, looked up when the frames are taken: a frame's own depth image is among the last
+        few kept only until the depth camera sends more."""
         out = {}
         for cam, (header, rgb, _) in frames.items():
             t0 = time.perf_counter()
@@ -216,7 +216,8 @@ class PerceptionNode(LifecycleNode):
             except (ValueError, RuntimeError) as exc:  # the frame is still processed, in 2D
                 self.get_logger().error(f"[{cam or '/'}] no 3D for this frame: {exc}")
                 depth, k = None, None
-            out[cam] = (depth, k, time.perf_counter() - t0)
+            waited = time.perf_counter() - t0 if self.get_parameter("use_depth").value else None
+            out[cam] = (depth, k, waited)
         return out
 
     def _encode_together(self, frames: dict) -> dict:
@@ -258,7 +259,8 @@ class PerceptionNode(LifecycleNode):
             t0 = time.perf_counter()
             self._publish(cam, header, result, graph)
             result.timings["publish"] = time.perf_counter() - t0
-            result.timings["depth_wait"] = depth_wait
+            if depth_wait is not None:  # (with use_depth only)
+                result.timings["depth_wait"] = depth_wait
         except FrameAbandoned:
             self.get_logger().info(f"[{cam or '/'}] frame in flight abandoned (stopping)")
             return
