@@ -12,7 +12,16 @@ import time
 
 import numpy as np
 import pytest
-from e2e_fixtures import CAMERA, Spinner, call, photo, publish_frame, small_overrides, wait_for
+from e2e_fixtures import (
+    CAMERA,
+    Spinner,
+    call,
+    first_answer,
+    photo,
+    publish_frame,
+    small_overrides,
+    wait_for,
+)
 
 from perception_nodes.core.rle import decode_mask
 from perception_nodes.tools.graph_runner import NodeGraph, write_params_file
@@ -285,6 +294,8 @@ def test_set_vocabulary_holds_20_concurrent_callers_while_frames_flow(io):
         for _ in range(n_callers)
     ]
     assert all(c.wait_for_service(timeout_sec=30) for c in clients)
+    for c in clients:  # matched before the measured calls (an empty list is refused: no change)
+        assert not first_answer(c, SetVocabulary.Request(labels=[])).success
     start = call(receiver.get_vocabulary, GetVocabulary.Request())
     graphs_before = receiver.count("graphs")
     lock = threading.Lock()
