@@ -325,7 +325,18 @@ def _spin(node: PerceptionNode, shutdown: threading.Event) -> None:
         executor.shutdown(timeout_sec=0.3)
 
 
+#: The interpreter's GIL switch interval in the perception node process (Python's default: 5 ms).
+#: The worker's pure-Python stages (mask post-processing, RLE, assembly) hold the GIL for whole
+#: switch intervals, and a service thread whose text encoding releases and re-takes the GIL at
+#: every torch op then waits up to one interval per op (the "convoy" effect): set_vocabulary
+#: calls took 0.5-1 s, all four service threads at once, while a frame was in those stages; 20
+#: concurrent callers' p99 went 0.9-1.1 s -> 0.3-0.5 s at 1 ms on the 2-core CI machine (2.1 s
+#: once on CI at 5 ms), with the demo's frame time unchanged (README "Services").
+GIL_SWITCH_INTERVAL_S = 0.001
+
+
 def main(args: list[str] | None = None) -> int:
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     return run_node(PerceptionNode, _spin, args)
 
 
