@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import skimage.data
+from ros_helpers.process import answer_with_resend
 
 from perception_nodes.launch_overrides import launch_overrides
 from perception_nodes.tools.graph_runner import NodeGraph, write_params_file
@@ -83,19 +84,11 @@ def call(client, request, timeout: float = 60.0):
     return future.result()
 
 
-def first_answer(client, request, attempts: int = 6, each: float = 5.0):
-    """Call a freshly created client until its first answer arrives, resending an unanswered
-    request every ``each`` s (only for requests that are safe to repeat). Fast DDS drops a
-    response when the server has not yet matched the client's response reader (rmw_fastrtps#467,
-    README "Services"); once one answer came back, the client is matched for good."""
+def first_answer(client, request, timeout: float = 30.0):
+    """A freshly created client's first answer (the Spinner spins it), the request resent while
+    unanswered (:func:`ros_helpers.process.answer_with_resend`; only safe-to-repeat requests)."""
     assert client.wait_for_service(timeout_sec=60), f"service {client.srv_name} not available"
-    for _ in range(attempts):
-        future = client.call_async(request)
-        if wait_for(future.done, each):
-            return future.result()
-        client.remove_pending_request(future)
-        print(f"{client.srv_name}: unanswered after {each} s, sending the request again")
-    raise AssertionError(f"{client.srv_name}: {attempts} requests, no answer")
+    return answer_with_resend(client, request, wait_for, timeout)
 
 
 def process_rss_mb(pid: int) -> float:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import pytest
 import skimage.data
-from ros_helpers.process import ros_process, spin_until
+from ros_helpers.process import answer_with_resend, ros_process, spin_until
 
 pytestmark = pytest.mark.ros
 
@@ -183,28 +182,6 @@ def test_relation_and_label_score_round_trip(ros_context):
     assert _echo(ros_context, "perception_msgs/msg/LabelScore", ls) == ls
 
 
-RESEND_AFTER = 5.0  # s without an answer before the same request is sent again
-
-
-def _answer(executor, client, request, name: str, timeout: float):
-    """The echo server's answer to ``request``, sent again every RESEND_AFTER s unanswered.
-
-    Fast DDS drops a response when the server has not yet matched the client's response reader
-    100 ms after the request arrived (rmw_fastrtps#467; rclpy warns "failed to send response
-    (timeout)"). ``service_is_ready`` only sees the client's side of the discovery, so on a
-    loaded 2-core CI machine a first request sent right after it can go unanswered for good
-    (CI stop 15). The echo server answers deterministically, so a resend tests the same bytes.
-    """
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        future = client.call_async(request)
-        if spin_until(executor, future.done, min(RESEND_AFTER, deadline - time.monotonic())):
-            return future.result()
-        client.remove_pending_request(future)
-        print(f"{name}: unanswered after {RESEND_AFTER} s, sending the request again")
-    raise AssertionError(f"{name} never answered within {timeout} s")
-
-
 def _call(ros_context, srv_type: str, name: str, request, timeout: float = 30.0):
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.node import Node
@@ -218,7 +195,11 @@ def _call(ros_context, srv_type: str, name: str, request, timeout: float = 30.0)
     try:
         with ros_process("echo.py", "service", srv_type, name) as server:
             assert spin_until(executor, client.service_is_ready, timeout), f"{name} never appeared"
-            return _answer(executor, client, request, name, timeout)
+            # resent while unanswered (CI stop 15: a first answer lost for good); the echo
+            # server answers deterministically, so a resend tests the same bytes
+            return answer_with_resend(
+                client, request, lambda cond, t: spin_until(executor, cond, t), timeout
+            )
     except AssertionError as failure:
         log = server.stderr.read()[-4000:] if server is not None else ""
         raise AssertionError(f"{failure}\n--- echo server stderr ---\n{log}") from None

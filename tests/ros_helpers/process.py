@@ -70,3 +70,21 @@ def dead_pid() -> int:
     proc.wait()
     assert not process_alive(proc.pid)
     return proc.pid
+
+
+def answer_with_resend(client, request, wait, timeout: float, resend_after: float = 5.0):
+    """The answer to ``request``, sent again every ``resend_after`` s while unanswered (only for
+    requests that are safe to repeat); ``wait(condition, seconds) -> bool`` waits (spinning the
+    client's executor if nothing else does). Fast DDS drops a response when the server has not
+    yet matched the client's response reader 100 ms after the request arrived (rmw_fastrtps#467;
+    rclpy warns "failed to send response (timeout)"), and ``service_is_ready`` only sees the
+    client's side of the discovery: a new client's first answer can be lost for good on a
+    loaded machine. Once one answer came back, the client is matched."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        future = client.call_async(request)
+        if wait(future.done, min(resend_after, deadline - time.monotonic())):
+            return future.result()
+        client.remove_pending_request(future)
+        print(f"{client.srv_name}: unanswered after {resend_after} s, sending the request again")
+    raise AssertionError(f"{client.srv_name} never answered within {timeout} s")

@@ -59,10 +59,6 @@ class StampMatcher:
             )
             self._cond.notify_all()
 
-    def clear(self) -> None:
-        with self._cond:
-            self._items.clear()
-
     def match(
         self,
         stream: str,

@@ -59,6 +59,7 @@ class CameraInputs:
         self._info: dict[str, tuple[np.ndarray, tuple[int, int]]] = {}  # cam -> (K, (h, w))
         self._last_stamp: dict[str, int] = {}  # ns
         self._last_3d_refusal: dict[str, str] = {}  # cam -> reason last logged
+        self._depth_sync: tuple[float, float] | None = None  # (slop s, wait s) with use_depth
 
     def _param(self, name: str):
         return self._node.get_parameter(name).value
@@ -76,7 +77,8 @@ class CameraInputs:
             )
         else:
             self._subscribe(Image, topic, lambda m, c=cam: self.on_image(c, m, False))
-        if self._param("use_depth"):
+        if self._param("use_depth"):  # read-only parameters: read once
+            self._depth_sync = (float(self._param("depth_slop")), float(self._param("depth_wait")))
             self._subscribe(
                 Image,
                 join_topic(cam, self._param("depth_topic")),
@@ -103,6 +105,7 @@ class CameraInputs:
         for sub in self._subs:
             self._node.destroy_subscription(sub)
         self._subs = []
+        self._depth_sync = None
 
     # ------------------------------------------------------------------ callbacks
     def on_image(self, cam: str, msg, compressed: bool) -> None:
@@ -157,27 +160,25 @@ class CameraInputs:
         shape: tuple[int, int],
         stamp_ns: int,
         should_stop: Callable[[], bool] | None = None,
-    ) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """(depth HxW metres, K 3x3) for a frame of ``shape`` (height, width) stamped
-        ``stamp_ns`` from ``cam``; each None when missing or not fitting (no 3D then: centroids
-        NaN, counted and logged). K only with depth. Without ``use_depth``: (None, None) at once.
-        May wait up to ``depth_wait`` s for the frame's depth (``should_stop`` ends the wait)."""
-        if not self._param("use_depth"):
-            return None, None
+    ) -> tuple[np.ndarray | None, np.ndarray | None, float | None]:
+        """(depth HxW metres, K 3x3, seconds waited for the depth) for a frame of ``shape``
+        (height, width) stamped ``stamp_ns`` from ``cam``; depth and K None when missing or not
+        fitting (no 3D then: centroids NaN, counted and logged), K only with depth. May wait up
+        to ``depth_wait`` s for the frame's depth (``should_stop`` ends the wait). Without
+        ``use_depth``: (None, None, None) at once."""
+        if self._depth_sync is None:
+            return None, None, None
+        t0 = time.perf_counter()
         depth = self._depth_for(cam, shape, stamp_ns, should_stop)
+        waited = time.perf_counter() - t0
         k = self._intrinsics_for(cam, shape) if depth is not None else None
-        return depth, k
+        return depth, k, waited
 
     def _depth_for(
         self, cam: str, shape: tuple[int, int], stamp_ns: int, should_stop
     ) -> np.ndarray | None:
-        found = self._depth.match(
-            cam,
-            stamp_ns,
-            float(self._param("depth_slop")),
-            float(self._param("depth_wait")),
-            should_stop,
-        )
+        slop_s, wait_s = self._depth_sync
+        found = self._depth.match(cam, stamp_ns, slop_s, wait_s, should_stop)
         if found.item is None:
             self._refuse_3d(cam, found.reason, key=found.kind)
             return None

@@ -208,16 +208,13 @@ class PerceptionNode(LifecycleNode):
         few kept only until the depth camera sends more."""
         out = {}
         for cam, (header, rgb, _) in frames.items():
-            t0 = time.perf_counter()
             try:
-                depth, k = self.camera_inputs.geometry_for(
+                out[cam] = self.camera_inputs.geometry_for(
                     cam, rgb.shape[:2], stamp_to_ns(header.stamp), self._stop.is_set
                 )
             except (ValueError, RuntimeError) as exc:  # the frame is still processed, in 2D
                 self.get_logger().error(f"[{cam or '/'}] no 3D for this frame: {exc}")
-                depth, k = None, None
-            waited = time.perf_counter() - t0 if self.get_parameter("use_depth").value else None
-            out[cam] = (depth, k, waited)
+                out[cam] = (None, None, None)
         return out
 
     def _encode_together(self, frames: dict) -> dict:
