@@ -138,7 +138,7 @@ def camera_io(context, graph, subscribers: int = 2, depth: bool = True):
         assert wait_for(
             lambda: (
                 receiver.count("diagnostics") > 0
-                and receiver.diagnostics_values().get("state") == "configured"
+                and receiver.diagnostics_values().get("state") == "active"
             ),
             240,
             graph,

@@ -41,7 +41,7 @@ def test_two_cameras_share_one_model_and_one_encoder_batch(graph: NodeGraph, ros
             lambda: all(p.get_subscription_count() >= 1 for p in pubs.values()), 120, graph
         )
         first = receivers[CAMERAS[0]]
-        assert wait_for(lambda: first.diagnostics_values().get("state") == "configured", 240, graph)
+        assert wait_for(lambda: first.diagnostics_values().get("state") == "active", 240, graph)
         frames = {CAMERAS[0]: photo("astronaut", 96), CAMERAS[1]: photo("rocket", 96)}
         for round_ in range(
             3

@@ -67,7 +67,7 @@ def io(node_graph):
         "node never subscribed"
     )
     assert wait_for(
-        lambda: receiver.diagnostics_values().get("state") == "configured", 240, node_graph
+        lambda: receiver.diagnostics_values().get("state") == "active", 240, node_graph
     )
     assert params.wait_for_services(timeout_sec=30)
     yield pubs, receiver, node_graph, params

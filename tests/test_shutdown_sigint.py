@@ -59,7 +59,7 @@ def _wait_mid_frame(receiver, graph_or_proc) -> None:
     def mid_frame():
         check()
         v = receiver.diagnostics_values()
-        return v.get("state") == "configured" and int(v.get(f"{CAMERA}.received", "0")) >= 1
+        return v.get("state") == "active" and int(v.get(f"{CAMERA}.received", "0")) >= 1
 
     assert wait_for(mid_frame, 240), f"no frame reached the node: {receiver.diagnostics_values()}"
     time.sleep(1.0)

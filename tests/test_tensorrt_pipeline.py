@@ -151,7 +151,7 @@ def test_node_with_tensorrt_backend_builds_engines_and_reports_generated_weights
     spinner = Spinner(ros_context, cam, receiver)
     try:
         assert wait_for(
-            lambda: receiver.diagnostics_values().get("state") == "configured", 300, graph
+            lambda: receiver.diagnostics_values().get("state") == "active", 300, graph
         )
         diag = receiver.diagnostics_values()
         assert diag["backend"] == "tensorrt/cpu/fp16" and diag["sam_untrained"] == "True"

@@ -6,6 +6,7 @@ counts as dropped, so no backlog ever builds up (memory and latency stay flat).
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,13 +17,18 @@ class SlotStats:
     received: int = 0
     dropped: int = 0  # replaced before processing
     rejected: int = 0  # bad input (logged)
+    failed: int = 0  # failed inside the worker (logged with the reason)
     processed: int = 0
     refused_3d: int = 0  # processed without 3D: depth or CameraInfo did not fit (logged)
 
 
 @dataclass
 class LatestFrameSlots:
-    """Thread-safe per-key newest item, with a condition to wait for any new item."""
+    """Thread-safe per-key newest item, with a condition to wait for any new item.
+
+    ``stats`` (key -> :class:`SlotStats`) is written under the condition's lock; other threads
+    read it through :meth:`stats_snapshot` (iterating it while a new key is added raised
+    "dictionary changed size during iteration")."""
 
     _items: dict[str, Any] = field(default_factory=dict)
     stats: dict[str, SlotStats] = field(default_factory=dict)
@@ -50,6 +56,11 @@ class LatestFrameSlots:
         with self._cond:
             st = self.stats.setdefault(key, SlotStats())
             setattr(st, what, getattr(st, what) + 1)
+
+    def stats_snapshot(self) -> dict[str, SlotStats]:
+        """A copy of every key's counters, taken under the lock (consistent with each other)."""
+        with self._cond:
+            return {key: dataclasses.replace(st) for key, st in self.stats.items()}
 
     def close(self) -> None:
         with self._cond:

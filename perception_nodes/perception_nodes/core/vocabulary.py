@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 # batch of 256 prompts for any template count, so chunking leaves the batches (and the numbers)
 # as they were
 ENCODE_CHUNK_PHRASES = 256
+TEMPLATE_OVERHEADS_KEPT = 64  # template sets whose token overhead is memoised (then cleared)
 
 
 class Embedder(Protocol):
@@ -133,6 +134,8 @@ class Vocabulary:
         self._write_lock = threading.Lock()  # serialises writers; readers never take it
         self._order = ArrivalOrder()  # writers ordered by arrival (encoding in parallel)
         self._cache_lock = threading.Lock()  # the embedding cache (encoding runs outside it)
+        self._overhead_lock = threading.Lock()  # the template-overhead memo
+        self._overhead: dict[tuple[str, ...], int] = {}  # templates -> their token overhead
         self._entries: list[_Entry] = []
         self.text_encoder_calls = 0  # encode_text batches issued (cache misses only)
         self.phrases_encoded = 0
@@ -360,13 +363,20 @@ class Vocabulary:
         return text
 
     def _template_overhead(self, templates: tuple[str, ...]) -> int:
-        """CLIP tokens of the longest template without its phrase (start/end included)."""
-        if getattr(self, "_overhead_key", None) != templates:
-            self._overhead_val = max(
-                self.embedder.count_tokens(fill_template(t, "")) for t in templates
-            )
-            self._overhead_key = templates
-        return self._overhead_val
+        """CLIP tokens of the longest template without its phrase (start/end included).
+
+        Memoised per template set in one dict under ``_overhead_lock``: checks run on several
+        service threads at once with different template sets, and a memo in two attributes
+        (key, value) could pair one set's key with another's value (a phrase then passed the
+        token-limit check with the wrong overhead)."""
+        with self._overhead_lock:
+            overhead = self._overhead.get(templates)
+            if overhead is None:
+                if len(self._overhead) >= TEMPLATE_OVERHEADS_KEPT:
+                    self._overhead.clear()
+                overhead = max(self.embedder.count_tokens(fill_template(t, "")) for t in templates)
+                self._overhead[templates] = overhead
+            return overhead
 
     def _check_entries(self, entries: list[_Entry]) -> None:
         if len(entries) > self.limits.max_entries:

@@ -38,7 +38,6 @@ from perception_nodes.core.config import PipelineConfig
 from perception_nodes.core.frame_slots import LatestFrameSlots
 from perception_nodes.core.generated_policy import describe_changes
 from perception_nodes.core.pipeline import Pipeline, PipelineError
-from perception_nodes.core.projection import DepthError
 from perception_nodes.core.stamps import stamp_to_ns, stamp_to_seconds
 from perception_nodes.core.weights import GENERATED_WEIGHTS
 from perception_nodes.nodes.perception_inputs import CameraInputs
@@ -91,6 +90,12 @@ class PerceptionNode(LifecycleNode):
         self._autostart_timer.cancel()
         if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
             self.trigger_activate()
+
+    def lifecycle_state(self) -> str:
+        """The lifecycle state's label: ``unconfigured``, ``inactive``, ``active``,
+        ``finalized`` (or a transition's, e.g. ``configuring``). rclpy keeps it in its state
+        machine (rclpy's own ``trigger_shutdown`` reads it there)."""
+        return str(self._state_machine.current_state[1])
 
     def pipeline_config(self) -> PipelineConfig:
         return self.live_params.pipeline_config()
@@ -191,16 +196,35 @@ class PerceptionNode(LifecycleNode):
 
     # ------------------------------------------------------------------ worker
     def _work(self) -> None:
+        """The worker thread's loop: no exception ends it (a frame that fails is logged with its
+        camera and the reason, counted, and the next frames are processed)."""
         while not self._stop.is_set():
             frames = self.slots.take_all(timeout=0.2)
             if self._stop.is_set() or self.pipeline is None:
                 return
-            geometry = self._geometry_of(frames)
-            frames = self._encode_together(frames)
-            for cam, frame in frames.items():
-                if self._stop.is_set() or self.pipeline is None:
-                    return
-                self._process(cam, *frame, geometry[cam])
+            try:
+                self._work_on(frames)
+            except Exception as exc:  # noqa: BLE001 (the last guard: the worker must live on)
+                for cam in frames:
+                    self._frame_failed(cam, exc)
+
+    def _work_on(self, frames: dict) -> None:
+        """Process the frames taken together (camera -> (header, rgb, received))."""
+        geometry = self._geometry_of(frames)
+        frames = self._encode_together(frames)
+        for cam, frame in frames.items():
+            if self._stop.is_set() or self.pipeline is None:
+                return
+            self._process(cam, *frame, geometry[cam])
+
+    def _frame_failed(self, cam: str, exc: BaseException) -> None:
+        """A frame of ``cam`` failed in the worker: counted (``failed``, and in /diagnostics an
+        ERROR until the camera's next frame succeeds) and logged with the reason."""
+        reason = f"{type(exc).__name__}: {exc}"
+        self.slots.count(cam, "failed")
+        self.frame_stats.record_failure(cam, reason)
+        self.get_logger().error(f"[{cam or '/'}] frame failed: {reason}")
+        self.get_logger().debug(traceback.format_exc())
 
     def _geometry_of(self, frames: dict) -> dict:
         """cam -> (depth, K, seconds waited for the depth or None without ``use_depth``) of each
@@ -212,8 +236,9 @@ class PerceptionNode(LifecycleNode):
                 out[cam] = self.camera_inputs.geometry_for(
                     cam, rgb.shape[:2], stamp_to_ns(header.stamp), self._stop.is_set
                 )
-            except (ValueError, RuntimeError) as exc:  # the frame is still processed, in 2D
+            except Exception as exc:  # noqa: BLE001 (the frame is still processed, in 2D)
                 self.get_logger().error(f"[{cam or '/'}] no 3D for this frame: {exc}")
+                self.slots.count(cam, "refused_3d")
                 out[cam] = (None, None, None)
         return out
 
@@ -224,12 +249,10 @@ class PerceptionNode(LifecycleNode):
             return frames
         try:
             rgbs = self.pipeline.encode_together([rgb for _, rgb, _ in frames.values()])
-        except (
-            ValueError,
-            RuntimeError,
-        ) as exc:  # a bad frame: each one is then tried (and logged) alone
+        except Exception as exc:  # noqa: BLE001 (each frame is then tried, and logged, alone)
             self.get_logger().warning(
-                f"batched encoding of {len(frames)} frames failed ({exc}); one by one"
+                f"batched encoding of {len(frames)} frames failed ({type(exc).__name__}: {exc}); "
+                "one by one"
             )
             return frames
         self.frame_stats.record_encoder_batch(len(rgbs))
@@ -261,13 +284,11 @@ class PerceptionNode(LifecycleNode):
         except FrameAbandoned:
             self.get_logger().info(f"[{cam or '/'}] frame in flight abandoned (stopping)")
             return
-        except (PipelineError, DepthError, ValueError, RuntimeError) as exc:
-            self.slots.count(cam, "rejected")
-            self.get_logger().error(f"[{cam or '/'}] frame failed: {exc}")
-            self.get_logger().debug(traceback.format_exc())
+        except Exception as exc:  # noqa: BLE001 (any failure: logged, counted, next frame)
+            self._frame_failed(cam, exc)
             return
         self.slots.count(cam, "processed")
-        self.frame_stats.record_frame(received, result.timings)
+        self.frame_stats.record_frame(received, result.timings, cam)
 
     def _publish(self, cam: str, header, result, graph) -> None:
         pubs = self._pubs.get(cam)
@@ -297,8 +318,9 @@ class PerceptionNode(LifecycleNode):
             f"{self.get_name()}: pipeline",
             self.get_fully_qualified_name(),
             self.pipeline,
-            self.frame_stats,
-            self.slots.stats,
+            self.frame_stats.snapshot(),
+            self.slots.stats_snapshot(),
+            self.lifecycle_state(),
         )
         msg = DiagnosticArray(status=[status])
         msg.header.stamp = self.get_clock().now().to_msg()

@@ -53,7 +53,7 @@ class DemoSession:
             graph.check_alive()
             values = self.receiver.diagnostics_values()
             if (
-                values.get("state") == "configured"
+                values.get("state") == "active"
                 and self.image_pub.get_subscription_count() >= subscribers
             ):
                 return

@@ -24,18 +24,25 @@ Differences from the official script, and why:
 - The encoder uses the legacy TorchScript exporter (``dynamo=False``): SAM's ViT pads for
   window attention and sizes its relative-position tables with python ints, which the tracer
   turns into constants; that is correct because the input side is fixed (only the batch axis
-  is dynamic). The tracer's warnings about it are expected and silenced.
+  is dynamic). The tracer's warnings about it are expected and silenced. MobileSAM's TinyViT
+  (``vit_t``) reads the batch size with ``len(x)`` in ``PatchMerging``, which the tracer records
+  as a constant (the graph then failed at batch 2 in onnxruntime: "Input channels C is not equal
+  to kernel channels * group"); the export traces it through :func:`traceable_batch`, which reads
+  it from ``x.shape`` (a traced size), and :func:`verify_export` runs the encoder at batch 2.
 
 Metadata (see :mod:`perception_nodes.core.sam.export_metadata`) goes into ``metadata_props``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import tempfile
 import time
+import types
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,7 +67,8 @@ DEFAULT_OPSET = 17
 # 2: no Expand copies of image-sized tensors, output upscaling as 2-D GEMMs with their biases.
 # 3: mask planes first before the pixel shuffle, the image-to-token softmax spelled out, and
 #    the optional upscaling gate (``iou_threshold`` input, ``logit_rows`` output).
-EXPORT_REVISION = 3
+# 4: the encoder's batch axis really dynamic for TinyViT (vit_t: was fixed at 1 by ``len(x)``).
+EXPORT_REVISION = 4
 ENCODER_INPUTS = ["images"]
 ENCODER_OUTPUTS = ["image_embeddings"]
 DECODER_INPUTS = ["image_embeddings", "point_coords", "point_labels"]
@@ -83,6 +91,37 @@ class SamEncoderOnnx(torch.nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.image_encoder(images)
+
+
+def _patch_merging_forward(self, x: torch.Tensor) -> torch.Tensor:
+    """TinyViT's ``PatchMerging.forward`` (mobile_sam/modeling/tiny_vit_sam.py) with the batch
+    size read from ``x.shape`` instead of ``len(x)``: same arithmetic, but the tracer records a
+    size op instead of the example batch as a constant. ``x``: ``(B, H*W, C)`` or
+    ``(B, C, H, W)``; returns ``(B, H'*W', C_out)``."""
+    if x.ndim == 3:
+        h, w = self.input_resolution
+        x = x.view(x.shape[0], h, w, -1).permute(0, 3, 1, 2)  # (B, C, H, W)
+    x = self.act(self.conv1(x))
+    x = self.act(self.conv2(x))
+    x = self.conv3(x)
+    return x.flatten(2).transpose(1, 2)
+
+
+@contextlib.contextmanager
+def traceable_batch(module: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """While tracing ``module``, its TinyViT ``PatchMerging`` layers (if any) use
+    :func:`_patch_merging_forward`; restored afterwards. Other encoders are left as they are
+    (SAM's ViT reads every size from ``x.shape``)."""
+    patched = []
+    for layer in module.modules():
+        if type(layer).__name__ == "PatchMerging" and hasattr(layer, "input_resolution"):
+            layer.forward = types.MethodType(_patch_merging_forward, layer)
+            patched.append(layer)
+    try:
+        yield module
+    finally:
+        for layer in patched:
+            del layer.forward  # the class's forward again
 
 
 class SamDecoderOnnx(torch.nn.Module):
@@ -210,15 +249,16 @@ def export_encoder(
     input_size, _ = model_geometry(model)
     device = next(model.parameters()).device
     images = torch.randn(example_batch, 3, input_size, input_size, device=device)
-    _trace_export(
-        SamEncoderOnnx(model),
-        (images,),
-        path,
-        ENCODER_INPUTS,
-        ENCODER_OUTPUTS,
-        {"images": {0: "batch"}, "image_embeddings": {0: "batch"}},
-        opset,
-    )
+    with traceable_batch(SamEncoderOnnx(model)) as encoder:
+        _trace_export(
+            encoder,
+            (images,),
+            path,
+            ENCODER_INPUTS,
+            ENCODER_OUTPUTS,
+            {"images": {0: "batch"}, "image_embeddings": {0: "batch"}},
+            opset,
+        )
     write_metadata(path, metadata)
     return path
 
@@ -341,16 +381,19 @@ def verify_export(
     seed: int = 0,
 ) -> dict[str, float]:
     """Smoke run: onnxruntime (CPU) vs PyTorch on seeded random input; max abs differences
-    (a gated decoder with ``iou_threshold`` NaN: every prompt upscaled)."""
+    (a gated decoder with ``iou_threshold`` NaN: every prompt upscaled). The encoder runs a
+    batch of 2 (its batch axis is dynamic: the node encodes cameras together)."""
     import onnxruntime as ort
 
     cpu = model.to("cpu") if next(model.parameters()).device.type != "cpu" else model
     input_size, (c, h, w) = model_geometry(cpu)
     gen = torch.Generator().manual_seed(seed)
-    images = torch.randn(1, 3, input_size, input_size, generator=gen)
+    images = torch.randn(2, 3, input_size, input_size, generator=gen)
     enc = ort.InferenceSession(str(encoder_path), providers=["CPUExecutionProvider"])
     emb_onnx = enc.run(None, {"images": images.numpy()})[0]
     emb_torch = cpu.image_encoder(images)
+    encoder_diff = float(np.abs(emb_onnx - emb_torch.numpy()).max())
+    emb_torch = emb_torch[:1]  # the decoder takes one image's embedding
     coords = torch.rand(num_prompts, 2, 2, generator=gen) * input_size
     labels = torch.tensor([[1.0, -1.0], [2.0, 3.0]]).repeat((num_prompts + 1) // 2, 1)[:num_prompts]
     dec = ort.InferenceSession(str(decoder_path), providers=["CPUExecutionProvider"])
@@ -363,7 +406,7 @@ def verify_export(
         feeds["iou_threshold"] = np.full((DECODER_SLOTS[multimask],), np.nan, dtype=np.float32)
     outs = dec.run(DECODER_OUTPUTS, feeds)
     refs = SamDecoderOnnx(cpu, multimask)(emb_torch, coords, labels)
-    diffs = {"image_embeddings": float(np.abs(emb_onnx - emb_torch.numpy()).max())}
+    diffs = {"image_embeddings": encoder_diff}
     for name, out, ref in zip(DECODER_OUTPUTS, outs, refs):
         diffs[name] = float(np.abs(out - ref.numpy()).max())
     return diffs

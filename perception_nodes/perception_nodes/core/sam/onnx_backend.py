@@ -88,6 +88,8 @@ class OnnxRuntimeSamBackend(SamBackend):
         metadata: the encoder's metadata (model, checkpoint sha256, pixel mean/std, ...).
         decoder_mode: ``"both"``, ``"multimask"`` or ``"single"`` (see ``export_metadata``).
         untrained: the export came from generated (random) weights.
+        encodes_batches: False once a batch of images failed in the encoder (logged once):
+            :meth:`encode` then runs the images one by one.
     """
 
     name = "onnxruntime"
@@ -131,6 +133,9 @@ class OnnxRuntimeSamBackend(SamBackend):
         # exports before revision 3, and pn-export-onnx without --upscale-gate: ungated
         self.upscale_gate = dec_meta.get("upscale_gate") == "true"
         self.untrained = enc_meta.get("untrained") == "true"
+        # False after a batch failed (an export whose batch axis is not really dynamic, e.g.
+        # vit_t before export revision 4): batches are then encoded one image at a time
+        self.encodes_batches = True
         if self.untrained:
             logger.warning(
                 "ONNX export %s was made from %s: output is not meaningful",
@@ -155,6 +160,22 @@ class OnnxRuntimeSamBackend(SamBackend):
                 f"images must have shape (B>=1, 3, {s}, {s}), got {tuple(images.shape)}"
             )
         images = images.to(self.device, torch.float32).contiguous()
+        if images.shape[0] > 1 and self.encodes_batches:
+            try:
+                return self._encode_batch(images)
+            except Exception as exc:  # noqa: BLE001 (onnxruntime's own types, not RuntimeError)
+                self.encodes_batches = False
+                logger.warning(
+                    "the ONNX encoder %s cannot run a batch of %d (%s: %s); encoding images one "
+                    "by one from now on (re-export it with this version: pn-export-onnx)",
+                    self.metadata.get("model", "?"),
+                    images.shape[0],
+                    type(exc).__name__,
+                    str(exc).splitlines()[0][:300],
+                )
+        return torch.cat([self._encode_batch(image[None]) for image in images])
+
+    def _encode_batch(self, images: torch.Tensor) -> torch.Tensor:
         out_shape = (images.shape[0], *self.embedding_shape)
         (embedding,) = self._run(self._encoder, {"images": images}, {"image_embeddings": out_shape})
         return embedding
