@@ -2,68 +2,58 @@
 
     ros2 launch perception_nodes scene_graph.launch.py cameras:=/camera backend:=auto model:=vit_t
     ros2 launch perception_nodes scene_graph.launch.py rviz:=true demo_images:=true
+    ros2 launch perception_nodes scene_graph.launch.py config_file:=/path/my.yaml
 
-`pn-run` starts the same nodes with the same configuration where `ros2 launch` is unavailable.
+Precedence: an argument given on the command line > the parameter file (config_file) > the
+node's default. An argument NOT given overrides nothing. `rviz:=true` without rviz2 installed
+is refused before anything starts. `pn-run` starts the same nodes with the same configuration
+where `ros2 launch` is unavailable.
 """
 
 import os
 
-from ament_index_python.packages import get_package_share_directory
+from ament_index_python.packages import (
+    PackageNotFoundError,
+    get_package_prefix,
+    get_package_share_directory,
+)
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-# Allowed values are declared once, in the package's config module.
-from perception_nodes.core.config import (
-    DEFAULT_SAM_BACKEND,
-    PRECISIONS,
-    RELEASE_SAM_MODELS,
-    SAM_BACKENDS,
-)
-
-# The parameter overrides of these arguments: one function, shared with pn-run.
+# The arguments (descriptions, allowed values) and the parameter overrides they make: one
+# module, shared with pn-run; descriptions and choices come from the settings in core/config.py.
 from perception_nodes.launch_overrides import (
+    ARGUMENTS,
     NODE_ENV,
+    configured_cameras,
+    node_parameters,
     overrides_from_launch_arguments,
-    parse_cameras,
+    refuse_missing_packages,
 )
 
 PACKAGE = "perception_nodes"
 CONFIG_FILE = "scene_graph.yaml"
 RVIZ_FILE = "scene_graph.rviz"
 
-ARGUMENTS = [
-    # name, default, description, choices
-    ("cameras", "/camera", "comma-separated camera namespaces served by one model", None),
-    ("image_topic", "image_raw", "image topic relative to each camera namespace", None),
-    (
-        "backend",
-        DEFAULT_SAM_BACKEND,
-        "SAM backend (auto: onnxruntime on CPU, torch on CUDA; tensorrt: engines built on first run)",
-        SAM_BACKENDS,
-    ),
-    ("model", "vit_t", "SAM model from the registry", RELEASE_SAM_MODELS),
-    ("device", "cpu", "cpu, cuda or cuda:N", None),
-    ("precision", "fp32", "encoder precision (and TensorRT engine precision)", PRECISIONS),
-    ("use_depth", "false", "use registered depth + CameraInfo for 3D centroids", ["true", "false"]),
-    ("config_file", "", "parameter file (default: the package's config/scene_graph.yaml)", None),
-    ("rviz", "false", "start RViz with the shipped configuration", ["true", "false"]),
-    (
-        "demo_images",
-        "false",
-        "publish scikit-image's bundled photos as the camera stream",
-        ["true", "false"],
-    ),
-]
+
+def _installed(package):
+    """Whether the ROS package ``package`` is in the ament index (the environment's install)."""
+    try:
+        get_package_prefix(package)
+    except PackageNotFoundError:
+        return False
+    return True
 
 
 def _nodes(context):
     share = get_package_share_directory(PACKAGE)
-    arg = {name: context.perform_substitution(LaunchConfiguration(name)) for name, *_ in ARGUMENTS}
+    arg = {a.name: context.perform_substitution(LaunchConfiguration(a.name)) for a in ARGUMENTS}
+    refuse_missing_packages(arg, _installed)  # raises before any process starts
     config = arg["config_file"] or os.path.join(share, "config", CONFIG_FILE)
-    cameras = parse_cameras(arg["cameras"])
     overrides = overrides_from_launch_arguments(arg)  # the same function pn-run uses
+    cameras = configured_cameras(config, overrides)
     env = {k: os.environ.get(k, v) for k, v in NODE_ENV.items()}  # as pn-run's children get it
     actions = [
         Node(
@@ -72,7 +62,7 @@ def _nodes(context):
             additional_env=env,
             name="perception_node",
             output="screen",
-            parameters=[config, overrides["perception_node"]],
+            parameters=node_parameters(config, overrides, "perception_node"),
         ),
         Node(
             package=PACKAGE,
@@ -80,7 +70,7 @@ def _nodes(context):
             additional_env=env,
             name="visualization_node",
             output="screen",
-            parameters=[config, overrides["visualization_node"]],
+            parameters=node_parameters(config, overrides, "visualization_node"),
         ),
     ]
     if arg["demo_images"] == "true":
@@ -111,11 +101,13 @@ def _nodes(context):
 def generate_launch_description():
     declared = [
         DeclareLaunchArgument(
-            name,
-            default_value=default,
-            description=description,
-            **({"choices": list(choices)} if choices else {}),
+            a.name,
+            default_value=a.default,
+            description=a.description,
+            # arguments that set a parameter default to "" (not given): their values are
+            # checked by overrides_from_launch_arguments, with the same allowed values
+            **({"choices": list(a.choices)} if a.choices and a.default else {}),
         )
-        for name, default, description, choices in ARGUMENTS
+        for a in ARGUMENTS
     ]
     return LaunchDescription(declared + [OpaqueFunction(function=_nodes)])

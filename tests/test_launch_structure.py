@@ -10,6 +10,7 @@ broken temporary copies.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import fnmatch
 import importlib
 import inspect
@@ -19,10 +20,15 @@ from pathlib import Path
 import pytest
 import yaml
 
+from perception_nodes import launch_overrides as launch_args
 from perception_nodes.core.config import PipelineConfig
 from perception_nodes.core.sam.backends import BACKEND_KINDS
 from perception_nodes.core.sam.registry import SAM_MODELS
-from perception_nodes.launch_overrides import launch_overrides, overrides_from_launch_arguments
+from perception_nodes.launch_overrides import (
+    NOT_GIVEN,
+    launch_overrides,
+    overrides_from_launch_arguments,
+)
 from perception_nodes.ros.params import all_params
 from perception_nodes.tools import graph_runner, run_graph
 
@@ -49,7 +55,7 @@ def _module_constants(tree: ast.Module) -> dict[str, object]:
         if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(PACKAGE + "."):
             module = importlib.import_module(node.module)
             imported |= {a.asname or a.name: getattr(module, a.name) for a in node.names}
-    out = {}
+    out = {k: v for k, v in imported.items() if k.isupper()}  # imported constants (ARGUMENTS)
     for node in tree.body:
         if (
             isinstance(node, ast.Assign)
@@ -145,9 +151,10 @@ class LaunchFile:
     def __init__(self, path: Path) -> None:
         self.tree = ast.parse(path.read_text())
         self.consts = _module_constants(self.tree)
+        # (name, default, description, choices): the launch_overrides.LaunchArgument table
         self.arguments = [
-            tuple(a) for a in self.consts["ARGUMENTS"]
-        ]  # (name, default, description, choices)
+            (a.name, a.default, a.description, a.choices) for a in self.consts["ARGUMENTS"]
+        ]
         self.nodes: list[dict] = []
         self.override_calls: dict[str, str] = {}  # local name -> the function whose result it holds
         for func in ast.walk(self.tree):
@@ -172,15 +179,18 @@ class LaunchFile:
                 if isinstance(call, ast.Call) and _call_name(call) == "Node":
                     self.nodes.append(self._node(call, local))
 
-    def shared_overrides(self, item: ast.AST) -> set[str] | None:
-        """Parameter names of ``overrides["node"]`` where ``overrides`` holds the package's
-        :func:`overrides_from_launch_arguments` (called here with the launch defaults)."""
-        if not (isinstance(item, ast.Subscript) and isinstance(item.value, ast.Name)):
+    def shared_overrides(self, call: ast.AST) -> tuple[str, set[str]] | None:
+        """For ``node_parameters(config, overrides, "node")`` where ``overrides`` holds the
+        package's :func:`overrides_from_launch_arguments`: (the parameter file's variable, the
+        parameters that call can pass: every parameter argument given)."""
+        if not (isinstance(call, ast.Call) and _call_name(call) == "node_parameters"):
             return None
-        if self.override_calls.get(item.value.id) != "overrides_from_launch_arguments":
+        config, overrides, node = call.args
+        if self.override_calls.get(overrides.id) != "overrides_from_launch_arguments":
             return None
-        defaults = {a[0]: a[1] for a in self.arguments}
-        return set(overrides_from_launch_arguments(defaults)[ast.literal_eval(item.slice)])
+        given = {a[0]: (a[3][0] if a[3] else "/x") for a in self.arguments}
+        given |= {"config_file": "", "rviz": "false", "demo_images": "false"}
+        return config.id, set(overrides_from_launch_arguments(given)[ast.literal_eval(node)])
 
     def _node(self, call: ast.Call, local: dict[str, ast.Dict]) -> dict:
         kw = {k.arg: k.value for k in call.keywords}
@@ -191,11 +201,11 @@ class LaunchFile:
         }
         node["additional_env"] = "additional_env" in kw
         params, files = set(), []
+        shared = self.shared_overrides(kw.get("parameters"))
+        if shared is not None:
+            files.append(shared[0])
+            params |= shared[1]
         for item in getattr(kw.get("parameters"), "elts", []):
-            shared = self.shared_overrides(item)
-            if shared is not None:
-                params |= shared
-                continue
             v = _value(item, self.consts, local)
             if isinstance(v, ast.Dict):
                 params |= {ast.literal_eval(k) for k in v.keys}
@@ -236,6 +246,27 @@ def expected_choices() -> dict[str, list[str]]:
 # --------------------------------------------------------------------------- the checks
 
 
+def argument_problems(arguments: list[tuple]) -> list[str]:
+    """Launch arguments ``(name, default, description, choices)`` without a description, with a
+    default outside their choices (NOT_GIVEN excepted: it sets nothing) or with choices other
+    than the values the code accepts."""
+    problems = []
+    choices = expected_choices()
+    for name, default, description, arg_choices in arguments:
+        if not str(description).strip():
+            problems.append(f"launch argument {name!r} has no description")
+        if arg_choices:
+            if default != NOT_GIVEN and default not in arg_choices:
+                problems.append(
+                    f"launch argument {name!r}: default {default!r} not in its choices {arg_choices}"
+                )
+            if name in choices and sorted(arg_choices) != sorted(choices[name]):
+                problems.append(
+                    f"launch argument {name!r} choices {arg_choices} != valid values {choices[name]}"
+                )
+    return problems
+
+
 def structure_problems(
     launch_path: Path = LAUNCH, yaml_path: Path = YAML, setup_path: Path = SETUP
 ) -> list[str]:
@@ -271,19 +302,7 @@ def structure_problems(
     launch_pats = [p for dest, pats in data_files if dest.endswith("/launch") for p in pats]
     if not any(fnmatch.fnmatch(f"launch/{launch_path.name}", pat) for pat in launch_pats):
         problems.append(f"launch/{launch_path.name} is not installed by setup.py data_files")
-    choices = expected_choices()
-    for name, default, description, arg_choices in launch.arguments:
-        if not str(description).strip():
-            problems.append(f"launch argument {name!r} has no description")
-        if arg_choices:
-            if default not in arg_choices:
-                problems.append(
-                    f"launch argument {name!r}: default {default!r} not in its choices {arg_choices}"
-                )
-            if name in choices and sorted(arg_choices) != sorted(choices[name]):
-                problems.append(
-                    f"launch argument {name!r} choices {arg_choices} != valid values {choices[name]}"
-                )
+    problems += argument_problems(launch.arguments)
     config = yaml.safe_load(yaml_path.read_text()) or {}
     for node_name, section in config.items():
         if node_name not in declared:
@@ -359,20 +378,19 @@ def test_graph_runner_matches_launch_file():
     assert all(n["additional_env"] for n in launch.nodes if n["package"] == PACKAGE)
     # the launch file takes its overrides from the package's one function (pn-run calls it too)
     assert "overrides_from_launch_arguments" in launch.override_calls.values()
-    overrides = launch_overrides(["/camera"])
+    every = launch_overrides(["/c"], "i", "torch", "vit_b", "cpu", "fp32", True, "d")
     by_exe = {n["executable"]: n["parameters"] for n in launch.nodes}
     for node in ("perception_node", "visualization_node"):
-        assert set(overrides[node]) == by_exe[node], node
-    # same defaults as the launch arguments
-    launch_defaults = {a[0]: a[1] for a in launch.arguments}
+        assert set(every[node]) == by_exe[node], node
+    # every launch argument that sets a parameter is a pn-run option, and neither sets anything
+    # when not given (the config file's values stand: test_yaml_value_survives_...)
     args = run_graph.parse_args([])
-    for name in ("cameras", "image_topic", "backend", "model", "device", "precision"):
-        assert getattr(args, name) == launch_defaults[name], name
-    assert args.use_depth is (launch_defaults["use_depth"] == "true")
+    for name, _default, _, _ in launch.arguments:
+        assert hasattr(args, name), f"pn-run has no --{name.replace('_', '-')}"
     assert Path(args.config_file) == graph_runner.DEFAULT_CONFIG
-    sig = inspect.signature(launch_overrides).parameters
-    for name in ("image_topic", "backend", "model", "device", "precision"):
-        assert sig[name].default == launch_defaults[name], name
+    defaults = {a[0]: a[1] for a in launch.arguments}
+    assert overrides_from_launch_arguments(defaults) == launch_overrides()
+    assert launch_overrides() == {"perception_node": {}, "visualization_node": {}}
 
 
 def _copies(tmp_path: Path) -> tuple[Path, Path, Path]:
@@ -407,26 +425,169 @@ def test_unknown_yaml_parameter_is_caught(tmp_path):
 def test_unknown_executable_and_override_are_caught(tmp_path):
     launch, yml, setup = _copies(tmp_path)
     text = launch.read_text()
-    shared = 'parameters=[config, overrides["perception_node"]]'
+    shared = 'parameters=node_parameters(config, overrides, "perception_node")'
     assert 'executable="visualization_node"' in text and shared in text
     text = text.replace('executable="visualization_node"', 'executable="visualisation_node"')
-    text = text.replace(
-        shared, 'parameters=[config, overrides["perception_node"], {"sam.modle": arg["model"]}]'
-    )
+    text = text.replace(shared, 'parameters=[config, {"sam.modle": arg["model"]}]')
     launch.write_text(text)
     problems = structure_problems(launch, yml, setup)
     assert any("'visualisation_node'" in p and "console script" in p for p in problems), problems
     assert any("'sam.modle'" in p for p in problems), problems
 
 
-@pytest.mark.parametrize("old,new,needle", [
-    ('"scene_graph.rviz"', '"scene_graph_missing.rviz"', "does not exist"),
-    ("        SAM_BACKENDS,\n    ),",
-     '        ["torch", "onnxruntime", "openvino"],\n    ),', "choices"),
-    ('"SAM model from the registry"', '""', "no description"),
-])  # fmt: skip
-def test_broken_launch_arguments_and_files_are_caught(tmp_path, old, new, needle):
+def test_missing_config_file_is_caught(tmp_path):
     launch, yml, setup = _copies(tmp_path)
+    old = '"scene_graph.rviz"'
     assert old in launch.read_text()
-    launch.write_text(launch.read_text().replace(old, new, 1))
-    assert any(needle in p for p in structure_problems(launch, yml, setup))
+    launch.write_text(launch.read_text().replace(old, '"scene_graph_missing.rviz"', 1))
+    assert any("does not exist" in p for p in structure_problems(launch, yml, setup))
+
+
+@pytest.mark.parametrize("name,change,needle", [
+    ("backend", {"choices": ("torch", "onnxruntime", "openvino")}, "choices"),
+    ("model", {"description": ""}, "no description"),
+    ("rviz", {"default": "yes"}, "not in its choices"),
+])  # fmt: skip
+def test_broken_launch_arguments_are_caught(name, change, needle):
+    arguments = [
+        dataclasses.replace(a, **change) if a.name == name else a for a in launch_args.ARGUMENTS
+    ]
+    rows = [(a.name, a.default, a.description, a.choices) for a in arguments]
+    assert any(needle in p and name in p for p in argument_problems(rows))
+
+
+# --------------------------------------------------------------------------- precedence
+
+
+def _effective(parameters: list, node: str) -> dict:
+    """The parameter values a node starts with from a launch ``Node``'s ``parameters`` list
+    (files and dicts; a later entry wins, as rcl applies them), dotted names."""
+    values: dict = {}
+    for entry in parameters:
+        if isinstance(entry, dict):
+            values |= entry
+        else:
+            tree = yaml.safe_load(Path(entry).read_text())[node]["ros__parameters"]
+            values |= _flatten(tree)
+    return values
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in tree.items():
+        out |= _flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v}
+    return out
+
+
+USER_VALUES = {
+    "cameras": ["/front", "/rear"],
+    "use_depth": True,
+    "depth_topic": "aligned_depth_to_color/image_raw",
+    "image_topic": "color/image_raw",
+    "sam.backend": "torch",
+    "sam.model": "vit_b",
+    "sam.device": "cuda",
+    "sam.precision": "fp16",
+}
+
+
+def _user_yaml(tmp_path: Path) -> Path:
+    """The shipped YAML with a user's values for every parameter a launch argument can set."""
+    data = yaml.safe_load(YAML.read_text())
+    for name, value in USER_VALUES.items():
+        graph_runner._set_dotted(data["perception_node"]["ros__parameters"], name, value)
+    for name in launch_args.VISUALIZATION_PARAMETERS:
+        data["visualization_node"]["ros__parameters"][name] = USER_VALUES[name]
+    path = tmp_path / "my_robot.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_yaml_values_survive_a_launch_without_those_arguments(tmp_path):
+    """`ros2 launch ... config_file:=my.yaml` (no other argument): every value of the user's file
+    reaches the nodes; a launch argument given overrides only its own parameter."""
+    user = _user_yaml(tmp_path)
+    launch = LaunchFile(LAUNCH)
+    not_given = {a[0]: a[1] for a in launch.arguments} | {"config_file": str(user)}
+    overrides = overrides_from_launch_arguments(not_given)
+    for node in ("perception_node", "visualization_node"):
+        got = _effective(launch_args.node_parameters(str(user), overrides, node), node)
+        for name in USER_VALUES if node == "perception_node" else ("cameras", "image_topic"):
+            assert got[name] == USER_VALUES[name], (node, name)
+    assert launch_args.configured_cameras(user, overrides) == ["/front", "/rear"]
+    # given: model:=vit_h use_depth:=false; the rest of the file stands
+    given = overrides_from_launch_arguments(not_given | {"model": "vit_h", "use_depth": "false"})
+    got = _effective(
+        launch_args.node_parameters(str(user), given, "perception_node"), "perception_node"
+    )
+    assert got["sam.model"] == "vit_h" and got["use_depth"] is False
+    assert {k: got[k] for k in USER_VALUES if k not in ("sam.model", "use_depth")} == {
+        k: v for k, v in USER_VALUES.items() if k not in ("sam.model", "use_depth")
+    }
+    # pn-run: the same precedence through its parameter file
+    params, cameras = run_graph.params_for(
+        run_graph.parse_args(["--config-file", str(user), "--model", "vit_h"]), folder=str(tmp_path)
+    )
+    got = _effective([params], "perception_node")
+    assert cameras == ["/front", "/rear"] and got["sam.model"] == "vit_h"
+    assert got["depth_topic"] == USER_VALUES["depth_topic"] and got["sam.backend"] == "torch"
+
+
+def test_a_launch_argument_value_outside_its_choices_is_refused_with_them():
+    defaults = {a.name: a.default for a in launch_args.ARGUMENTS}
+    with pytest.raises(launch_args.LaunchArgumentError, match="model:='vit_x'.*vit_t"):
+        overrides_from_launch_arguments(defaults | {"model": "vit_x"})
+    with pytest.raises(launch_args.LaunchArgumentError, match="use_depth:='yes'.*true"):
+        overrides_from_launch_arguments(defaults | {"use_depth": "yes"})
+
+
+# --------------------------------------------------------------------------- rviz:=true
+
+
+def _launch_function(name: str, namespace: dict):
+    """A function of the launch file, compiled from its source with ``namespace`` as globals
+    (the launch file itself imports ``launch``, which is not installed here)."""
+    tree = ast.parse(LAUNCH.read_text())
+    func = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == name)
+    exec(compile(ast.Module([func], []), str(LAUNCH), "exec"), namespace)
+    return namespace[name]
+
+
+def test_rviz_without_rviz2_is_refused_before_any_node_starts():
+    """`rviz:=true` where rviz2 is not installed: a clear refusal raised in the launch file's
+    OpaqueFunction before it returns any action, so no process starts (was: the nodes started,
+    rviz2 failed, launch exited and left them running)."""
+    from ament_index_python import packages
+
+    installed = _launch_function("_installed", vars(packages).copy())
+    assert installed("rclpy")  # the real ament index of this environment
+    if installed("rviz2"):
+        pytest.skip("rviz2 is installed here")
+    defaults = {a.name: a.default for a in launch_args.ARGUMENTS}
+    launch_args.refuse_missing_packages(defaults, installed)  # rviz:=false: nothing to refuse
+    with pytest.raises(launch_args.LaunchArgumentError, match="rviz2.*not installed.*nothing"):
+        launch_args.refuse_missing_packages(defaults | {"rviz": "true"}, installed)
+    # in _nodes, the check runs first: before the overrides and before any Node(...)
+    nodes_func = next(
+        n for n in ast.parse(LAUNCH.read_text()).body
+        if isinstance(n, ast.FunctionDef) and n.name == "_nodes"
+    )  # fmt: skip
+    lines = {_call_name(c): c.lineno for c in ast.walk(nodes_func) if isinstance(c, ast.Call)}
+    first_node = min(c.lineno for c in ast.walk(nodes_func)
+                     if isinstance(c, ast.Call) and _call_name(c) == "Node")  # fmt: skip
+    assert "refuse_missing_packages" in lines, "the launch file does not check for rviz2"
+    assert lines["refuse_missing_packages"] < min(
+        first_node, lines["overrides_from_launch_arguments"]
+    )
+
+
+def test_pn_run_refuses_rviz_without_rviz2_and_starts_nothing(capsys, monkeypatch):
+    if shutil.which("rviz2"):
+        pytest.skip("rviz2 is installed here")
+
+    def no_start(*_a, **_k):
+        raise AssertionError("a node was started")
+
+    monkeypatch.setattr(graph_runner.NodeGraph, "start", no_start)
+    assert run_graph.main(["--rviz"]) == 2
+    assert "rviz2" in capsys.readouterr().err

@@ -4,8 +4,8 @@ parameters (same names, dots as namespaces) and the YAML files in ``config/``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
-from typing import Literal, get_args
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any, Literal, get_args
 
 from perception_nodes.core.records import dataclass_from_dict
 
@@ -63,60 +63,238 @@ DEFAULT_TEMPLATES: tuple[str, ...] = (
 )
 
 
+@dataclass(frozen=True)
+class SettingInfo:
+    """What a :class:`PipelineConfig` field means and may hold: the one source of the ROS
+    parameter descriptors (``ros/params.py``), the runtime checks (:func:`setting_problems`,
+    used by ``core/live_settings.py``), the launch arguments' help and the error messages.
+
+    ``low``/``high`` bound numbers (inclusive); ``choices`` lists a string's allowed values;
+    ``live`` False: the setting picks or loads models and changes only with a reload (its ROS
+    parameter is read-only).
+    """
+
+    description: str
+    choices: tuple[str, ...] = ()
+    low: float | None = None
+    high: float | None = None
+    live: bool = True
+
+    def problem(self, name: str, value: object) -> str | None:
+        """Why ``value`` is not allowed for the setting ``name``, or None."""
+        if self.choices and value not in self.choices:
+            return f"{name} must be one of {list(self.choices)}, got {value!r}"
+        if self.low is not None and not self.low <= value <= self.high:
+            return f"{name} must be in {self.range_text()}, got {value}"
+        return None
+
+    def range_text(self) -> str:
+        """``"[0, 1]"``, ``"[0, 1000000]"`` (bounds as written, integers without a point)."""
+        low, high = (int(b) if float(b).is_integer() else b for b in (self.low, self.high))
+        return f"[{low}, {high}]"
+
+
+def _setting(default=MISSING, *, factory=MISSING, **info) -> Any:
+    """A dataclass field carrying its :class:`SettingInfo` (``metadata["setting"]``)."""
+    return field(
+        default=default, default_factory=factory, metadata={"setting": SettingInfo(**info)}
+    )
+
+
 @dataclass
 class PipelineConfig:
-    """Every setting of :class:`perception_nodes.core.pipeline.Pipeline`.
+    """Every setting of :class:`perception_nodes.core.pipeline.Pipeline`, each with its
+    :class:`SettingInfo` (description, range or choices, live or reload): see :func:`settings`.
 
     Names map 1:1 to ROS parameters: ``sam_model`` <-> ``sam.model`` (first ``_`` -> ``.``).
     Empty strings for paths mean "the cached official file, or generated weights when
     ``weights_allow_generated`` is true".
     """
 
-    sam_backend: SamBackendName = DEFAULT_SAM_BACKEND  # SAM_BACKENDS
-    sam_model: SamModelName = "vit_t"  # SAM_MODEL_NAMES (the registry's keys)
-    sam_checkpoint: str = ""  # state_dict file (torch backend)
-    sam_encoder_path: str = ""  # ONNX file / TensorRT engine; "" = the cache's (made on first run)
-    sam_decoder_path: str = ""
-    sam_device: str = "cpu"  # cpu | cuda | cuda:N
-    sam_precision: PrecisionName = "fp32"  # PRECISIONS
-    amg_points_per_side: int = 16  # point grid side for segment-everything
-    amg_points_per_batch: int = 0  # 0 = automatic (64 on CPU, 256 on CUDA)
-    amg_pred_iou_thresh: float = 0.86  # [0, 1]
-    amg_stability_score_thresh: float = 0.92  # [0, 1]
-    amg_box_nms_thresh: float = 0.7  # [0, 1]
-    amg_min_mask_region_area: int = 0  # pixels; holes/islands below are removed
-    amg_max_regions: int = 64  # cap on regions per frame (best predicted IoU first)
-    classifier_type: ClassifierType = "zero_shot"  # CLASSIFIER_TYPES
-    classifier_regionspot_checkpoint: str = ""
-    classifier_unknown_threshold: float = 0.1  # [0, 1]; best score below -> "unknown"
-    classifier_top_k: int = 5  # alternatives per region
-    clip_model: str = "ViT-B-16"  # open_clip model name
-    clip_checkpoint: str = ""  # open_clip weights file; "" = cached default (pn-fetch-weights clip)
-    vocabulary_labels: list[str] = field(default_factory=lambda: list(DEFAULT_LABELS))
-    vocabulary_templates: list[str] = field(default_factory=lambda: list(DEFAULT_TEMPLATES))
-    relations_type: RelationsType = (
-        "auto"  # RELATIONS_TYPES; auto = learned if checkpoint else geometric
+    sam_backend: SamBackendName = _setting(
+        DEFAULT_SAM_BACKEND,
+        description="SAM backend (auto: onnxruntime on CPU, torch on CUDA)",
+        choices=SAM_BACKENDS,
+        live=False,
     )
-    relations_checkpoint: str = ""
-    relations_top_k: int = 50  # relations per frame
-    relations_per_subject: int = 5  # relations per subject region
-    relations_score_threshold: float = 0.3  # [0, 1]
-    tracking_enabled: bool = True  # persistent track ids, voted labels, smoothed relations
-    tracking_iou_gate: float = 0.5  # [0, 1] mask IoU for a region to continue a track
-    tracking_similarity_weight: float = (
-        0.3  # [0, 1] weight of SAM-token cosine vs mask IoU in the match score
+    sam_model: SamModelName = _setting(
+        "vit_t",
+        description="SAM registry model (vit_t = MobileSAM, real time on a CPU)",
+        choices=SAM_MODEL_NAMES,
+        live=False,
     )
-    tracking_similarity_gate: float = (
-        0.8  # [-1, 1] token cosine that matches without overlap (fast motion, re-entry)
+    sam_checkpoint: str = _setting(
+        "",
+        description="SAM state_dict file; empty = cached official weights (or generated ones)",
+        live=False,
     )
-    tracking_birth_hits: int = 2  # frames a new track must be seen before it gets an id
-    tracking_death_misses: int = 30  # processed frames a track may be missed before it ends
-    tracking_label_window: int = 10  # frames in a track's score-weighted label vote
-    tracking_relation_smoothing: float = (
-        0.5  # (0, 1] EMA weight of the newest frame's relation score; 1 = raw
+    sam_encoder_path: str = _setting(
+        "",
+        description="ONNX file or TensorRT engine of the image encoder (onnxruntime/tensorrt "
+        "backends; empty: the cache's, made on first run)",
+        live=False,
     )
-    weights_allow_generated: bool = True  # no weights -> seeded random ones (labels NOT meaningful)
-    weights_cache_dir: str = ""  # "" = $PERCEPTION_NODES_CACHE or ~/.cache/perception_nodes
+    sam_decoder_path: str = _setting(
+        "",
+        description="ONNX file or TensorRT engine of the mask decoder (onnxruntime/tensorrt "
+        "backends)",
+        live=False,
+    )
+    sam_device: str = _setting(
+        "cpu", description="torch/onnxruntime device: cpu, cuda or cuda:N", live=False
+    )
+    sam_precision: PrecisionName = _setting(
+        "fp32",
+        description="encoder precision (and TensorRT engine precision)",
+        choices=PRECISIONS,
+        live=False,
+    )
+    amg_points_per_side: int = _setting(
+        16, description="segment-everything point grid side (points = side^2)", low=1, high=128
+    )
+    amg_points_per_batch: int = _setting(
+        0,
+        description="prompts per decoder batch; 0 = automatic (64 on CPU, 256 on CUDA)",
+        low=0,
+        high=4096,
+    )
+    amg_pred_iou_thresh: float = _setting(
+        0.86, description="keep masks whose predicted IoU is at least this", low=0.0, high=1.0
+    )
+    amg_stability_score_thresh: float = _setting(
+        0.92, description="keep masks whose stability score is at least this", low=0.0, high=1.0
+    )
+    amg_box_nms_thresh: float = _setting(
+        0.7,
+        description="box IoU above which the weaker mask is suppressed",
+        low=0.0,
+        high=1.0,
+    )
+    amg_min_mask_region_area: int = _setting(
+        0, description="remove islands/holes smaller than this, pixels", low=0, high=1_000_000
+    )
+    amg_max_regions: int = _setting(
+        64,
+        description="at most this many regions per frame (best predicted IoU first)",
+        low=1,
+        high=65535,
+    )
+    classifier_type: ClassifierType = _setting(
+        "zero_shot", description="region classifier", choices=CLASSIFIER_TYPES, live=False
+    )
+    classifier_regionspot_checkpoint: str = _setting(
+        "", description="RegionSpot head checkpoint (pn-train-regionspot)", live=False
+    )
+    classifier_unknown_threshold: float = _setting(
+        0.1, description="best label score below this -> 'unknown'", low=0.0, high=1.0
+    )
+    classifier_top_k: int = _setting(
+        5, description="alternative labels per region", low=1, high=100
+    )
+    clip_model: str = _setting(
+        "ViT-B-16", description="open_clip model name (ViT-B-16, ViT-L-14-336, ...)", live=False
+    )
+    clip_checkpoint: str = _setting(
+        "",
+        description="open_clip weights file; empty = the cached default weights "
+        "(pn-fetch-weights clip), else generated ones",
+        live=False,
+    )
+    vocabulary_labels: list[str] = _setting(
+        factory=lambda: list(DEFAULT_LABELS),
+        description="vocabulary; setting it at runtime replaces the vocabulary like "
+        "~/set_vocabulary",
+    )
+    vocabulary_templates: list[str] = _setting(
+        factory=lambda: list(DEFAULT_TEMPLATES),
+        description="prompt templates, each with one {}; setting it re-embeds the labels",
+    )
+    relations_type: RelationsType = _setting(
+        "auto",
+        description="relation predictor; auto = learned if a checkpoint is set, else geometric",
+        choices=RELATIONS_TYPES,
+        live=False,
+    )
+    relations_checkpoint: str = _setting(
+        "", description="relation head checkpoint (pn-train-relations)", live=False
+    )
+    relations_top_k: int = _setting(
+        50,
+        description="at most this many relations per frame, best first; 0 = no limit "
+        "(relations.type none switches relations off)",
+        low=0,
+        high=100000,
+    )
+    relations_per_subject: int = _setting(
+        5,
+        description="at most this many relations per subject region, best first; 0 = no limit",
+        low=0,
+        high=1000,
+    )
+    relations_score_threshold: float = _setting(
+        0.3, description="minimum relation score", low=0.0, high=1.0
+    )
+    tracking_enabled: bool = _setting(
+        True,
+        description="track regions across frames: Region.track_id/track_age, voted labels, "
+        "smoothed relations",
+    )
+    tracking_iou_gate: float = _setting(
+        0.5,
+        description="mask IoU at which a region may continue a track; also keeps nested parts "
+        "off their whole",
+        low=0.0,
+        high=1.0,
+    )
+    tracking_similarity_weight: float = _setting(
+        0.3,
+        description="weight of SAM-token cosine similarity (vs mask IoU) in the match score",
+        low=0.0,
+        high=1.0,
+    )
+    tracking_similarity_gate: float = _setting(
+        0.8,
+        description="token cosine at which a region may continue a track it does not overlap "
+        "(fast motion, dropped frames, re-entry)",
+        low=-1.0,
+        high=1.0,
+    )
+    tracking_birth_hits: int = _setting(
+        2,
+        description="consecutive frames a new track is seen before it gets a track_id",
+        low=1,
+        high=100,
+    )
+    tracking_death_misses: int = _setting(
+        30,
+        description="processed frames a track may go unseen before it ends (dropped frames do "
+        "not count)",
+        low=1,
+        high=10000,
+    )
+    tracking_label_window: int = _setting(
+        10,
+        description="frames of a track's score-weighted label vote (1 = this frame's label)",
+        low=1,
+        high=1000,
+    )
+    tracking_relation_smoothing: float = _setting(
+        0.5,
+        description="EMA weight of the newest frame in relation scores per (subject track, "
+        "predicate, object track); 1 = raw scores",
+        low=0.01,
+        high=1.0,
+    )
+    weights_allow_generated: bool = _setting(
+        True,
+        description="without weights, use seeded random ones (output NOT meaningful)",
+        live=False,
+    )
+    weights_cache_dir: str = _setting(
+        "",
+        description="weights cache; empty = $PERCEPTION_NODES_CACHE or ~/.cache/perception_nodes",
+        live=False,
+    )
 
     @classmethod
     def field_names(cls) -> list[str]:
@@ -135,3 +313,20 @@ class PipelineConfig:
         return dataclass_from_dict(
             cls, {names.get(k, k): v for k, v in values.items()}, "pipeline settings"
         )
+
+
+def settings() -> dict[str, SettingInfo]:
+    """``{field name: SettingInfo}`` of every :class:`PipelineConfig` field, in field order."""
+    return {f.name: f.metadata["setting"] for f in fields(PipelineConfig)}
+
+
+def default_setting(name: str) -> object:
+    """The default value of the :class:`PipelineConfig` field ``name`` (tools take theirs here)."""
+    return getattr(PipelineConfig(), name)
+
+
+def setting_problems(config: PipelineConfig) -> list[str]:
+    """Every value of ``config`` outside its :class:`SettingInfo` range or choices ([] = none)."""
+    info = settings()
+    problems = (info[n].problem(n, getattr(config, n)) for n in info)
+    return [p for p in problems if p]

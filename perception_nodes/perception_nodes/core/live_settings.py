@@ -8,31 +8,13 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, fields, replace
 
-from perception_nodes.core.config import PipelineConfig
+from perception_nodes.core.config import PipelineConfig, setting_problems, settings
 from perception_nodes.core.pipeline_factory import PipelineError, make_generator
 
-# Settings that pick or load models: changing them needs a new ``Pipeline.load`` (the ROS
-# parameters of these are read-only). Every other setting applies live
-# (``Pipeline.apply_settings``).
-RELOAD_SETTINGS = frozenset(
-    {
-        "sam_backend",
-        "sam_model",
-        "sam_checkpoint",
-        "sam_encoder_path",
-        "sam_decoder_path",
-        "sam_device",
-        "sam_precision",
-        "classifier_type",
-        "classifier_regionspot_checkpoint",
-        "clip_model",
-        "clip_checkpoint",
-        "relations_type",
-        "relations_checkpoint",
-        "weights_allow_generated",
-        "weights_cache_dir",
-    }
-)
+# Settings that pick or load models (``SettingInfo.live`` False in core/config.py): changing
+# them needs a new ``Pipeline.load`` (their ROS parameters are read-only). Every other setting
+# applies live (``Pipeline.apply_settings``).
+RELOAD_SETTINGS = frozenset(name for name, info in settings().items() if not info.live)
 
 
 @dataclass(frozen=True)
@@ -53,11 +35,15 @@ class Stages:
 
 def stages_for(old: Stages, config: PipelineConfig) -> Stages:
     """New stage objects for ``config`` sharing the models of ``old`` (PipelineError if a
-    setting needs a reload (:data:`RELOAD_SETTINGS`) or a value is invalid)."""
+    setting needs a reload (:data:`RELOAD_SETTINGS`) or a value is outside its range or choices
+    (the fields' ``SettingInfo``))."""
     changed = set(changed_settings(old.config, config))
     reload = sorted(changed & RELOAD_SETTINGS)
     if reload:
         raise PipelineError(f"{reload} pick or load models: they change only with a reconfigure")
+    problems = setting_problems(config)
+    if problems:
+        raise PipelineError(f"settings refused: {'; '.join(problems)}")
     try:
         generator = old.generator
         if any(n.startswith("amg_") for n in changed):
@@ -86,28 +72,20 @@ def vocabulary_changed(old: PipelineConfig, new: PipelineConfig) -> bool:
 
 
 def with_classifier_settings(classifier, config: PipelineConfig):
-    """A shallow copy (same CLIP model/head) with ``classifier_unknown_threshold`` applied."""
+    """A shallow copy (same CLIP model/head) with ``classifier_unknown_threshold`` applied
+    (``config`` already checked against its ranges: :func:`setting_problems`)."""
     if classifier is None:
         return None
-    if not 0.0 <= config.classifier_unknown_threshold <= 1.0:
-        raise ValueError(
-            f"classifier_unknown_threshold must be in [0, 1], got {config.classifier_unknown_threshold}"
-        )
-    if config.classifier_top_k < 1:
-        raise ValueError(f"classifier_top_k must be >= 1, got {config.classifier_top_k}")
     out = copy.copy(classifier)
     out.unknown_threshold = float(config.classifier_unknown_threshold)
     return out
 
 
 def with_relation_settings(predictor, config: PipelineConfig):
-    """A shallow copy (same weights) with the ``relations_*`` thresholds and limits applied."""
+    """A shallow copy (same weights) with the ``relations_*`` thresholds and limits applied
+    (``config`` already checked against its ranges: :func:`setting_problems`)."""
     if predictor is None:
         return None
-    if not 0.0 <= config.relations_score_threshold <= 1.0:
-        raise ValueError(
-            f"relations_score_threshold must be in [0, 1], got {config.relations_score_threshold}"
-        )
     out = copy.copy(predictor)
     out.min_score = float(config.relations_score_threshold)
     out.max_per_subject = int(config.relations_per_subject)

@@ -1,22 +1,18 @@
 """ROS parameters of the perception node: names, types, defaults, descriptions, ranges, choices.
 
-One table drives the declarations (with ``ParameterDescriptor``s, so rclpy itself refuses
-out-of-range values and writes to read-only ones), the validation of string choices, and the
-structural check of the launch file and YAML config.
+The pipeline's parameters are derived from :class:`~perception_nodes.core.config.PipelineConfig`
+(each field's :class:`~perception_nodes.core.config.SettingInfo`: description, range or choices,
+live or read-only); the node's own parameters are the :data:`NODE_PARAMS` table. Together they
+drive the declarations (with ``ParameterDescriptor``s, so rclpy itself refuses out-of-range
+values and writes to read-only ones), the validation of string choices, the launch arguments'
+help and the structural check of the launch file and YAML config.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
-from perception_nodes.core.config import (
-    CLASSIFIER_TYPES,
-    PRECISIONS,
-    RELATIONS_TYPES,
-    SAM_BACKENDS,
-    SAM_MODEL_NAMES,
-    PipelineConfig,
-)
+from perception_nodes.core.config import PipelineConfig, settings
 
 
 @dataclass(frozen=True)
@@ -29,127 +25,6 @@ class ParamSpec:
     low: float | None = None
     high: float | None = None
 
-
-_PIPELINE_DOCS: dict[str, tuple[str, dict]] = {
-    "sam_backend": (
-        "SAM backend (auto: onnxruntime on CPU, torch on CUDA)",
-        {"choices": SAM_BACKENDS, "read_only": True},
-    ),
-    "sam_model": ("SAM registry model", {"choices": SAM_MODEL_NAMES, "read_only": True}),
-    "sam_checkpoint": (
-        "SAM state_dict file; empty = cached official weights (or generated ones)",
-        {"read_only": True},
-    ),
-    "sam_encoder_path": (
-        "ONNX file or TensorRT engine of the image encoder (onnxruntime/tensorrt backends; "
-        "empty: the cache's, made on first run)",
-        {"read_only": True},
-    ),
-    "sam_decoder_path": (
-        "ONNX file or TensorRT engine of the mask decoder (onnxruntime/tensorrt backends)",
-        {"read_only": True},
-    ),
-    "sam_device": ("torch/onnxruntime device: cpu, cuda or cuda:N", {"read_only": True}),
-    "sam_precision": ("encoder precision", {"choices": PRECISIONS, "read_only": True}),
-    "amg_points_per_side": (
-        "segment-everything point grid side (points = side^2)",
-        {"low": 1, "high": 128},
-    ),
-    "amg_points_per_batch": ("prompts per decoder batch; 0 = automatic", {"low": 0, "high": 4096}),
-    "amg_pred_iou_thresh": (
-        "keep masks whose predicted IoU is at least this, [0, 1]",
-        {"low": 0.0, "high": 1.0},
-    ),
-    "amg_stability_score_thresh": (
-        "keep masks whose stability score is at least this, [0, 1]",
-        {"low": 0.0, "high": 1.0},
-    ),
-    "amg_box_nms_thresh": (
-        "box IoU above which the weaker mask is suppressed, [0, 1]",
-        {"low": 0.0, "high": 1.0},
-    ),
-    "amg_min_mask_region_area": (
-        "remove islands/holes smaller than this, pixels",
-        {"low": 0, "high": 1_000_000},
-    ),
-    "amg_max_regions": (
-        "at most this many regions per frame (best first), <= 65535",
-        {"low": 1, "high": 65535},
-    ),
-    "classifier_type": ("region classifier", {"choices": CLASSIFIER_TYPES, "read_only": True}),
-    "classifier_regionspot_checkpoint": (
-        "RegionSpot head checkpoint (pn-train-regionspot)",
-        {"read_only": True},
-    ),
-    "classifier_unknown_threshold": (
-        "best label score below this -> 'unknown', [0, 1]",
-        {"low": 0.0, "high": 1.0},
-    ),
-    "classifier_top_k": ("alternative labels per region", {"low": 1, "high": 100}),
-    "clip_model": ("open_clip model name (ViT-B-16, ViT-L-14-336, ...)", {"read_only": True}),
-    "clip_checkpoint": (
-        "open_clip weights file; empty = the cached default weights (pn-fetch-weights clip), else generated ones",
-        {"read_only": True},
-    ),
-    "vocabulary_labels": (
-        "vocabulary; setting it at runtime replaces the vocabulary like ~/set_vocabulary",
-        {},
-    ),
-    "vocabulary_templates": (
-        "prompt templates, each with one {}; setting it re-embeds the labels",
-        {},
-    ),
-    "relations_type": (
-        "relation predictor; auto = learned if a checkpoint is set, else geometric",
-        {"choices": RELATIONS_TYPES, "read_only": True},
-    ),
-    "relations_checkpoint": ("relation head checkpoint (pn-train-relations)", {"read_only": True}),
-    "relations_top_k": ("relations per frame", {"low": 0, "high": 100000}),
-    "relations_per_subject": ("relations per subject region", {"low": 0, "high": 1000}),
-    "relations_score_threshold": ("minimum relation score, [0, 1]", {"low": 0.0, "high": 1.0}),
-    "tracking_enabled": (
-        "track regions across frames: Region.track_id/track_age, voted labels, smoothed relations",
-        {},
-    ),
-    "tracking_iou_gate": (
-        "mask IoU at which a region may continue a track; also keeps nested parts off their whole, [0, 1]",
-        {"low": 0.0, "high": 1.0},
-    ),
-    "tracking_similarity_weight": (
-        "weight of SAM-token cosine similarity (vs mask IoU) in the match score, [0, 1]",
-        {"low": 0.0, "high": 1.0},
-    ),
-    "tracking_similarity_gate": (
-        "token cosine at which a region may continue a track it does not overlap "
-        "(fast motion, dropped frames, re-entry), [-1, 1]",
-        {"low": -1.0, "high": 1.0},
-    ),
-    "tracking_birth_hits": (
-        "consecutive frames a new track is seen before it gets a track_id",
-        {"low": 1, "high": 100},
-    ),
-    "tracking_death_misses": (
-        "processed frames a track may go unseen before it ends (dropped frames do not count)",
-        {"low": 1, "high": 10000},
-    ),
-    "tracking_label_window": (
-        "frames of a track's score-weighted label vote (1 = this frame's label)",
-        {"low": 1, "high": 1000},
-    ),
-    "tracking_relation_smoothing": (
-        "EMA weight of the newest frame in relation scores per (subject track, predicate, "
-        "object track); 1 = raw scores, (0, 1]",
-        {"low": 0.01, "high": 1.0},
-    ),
-    "weights_allow_generated": (
-        "without weights, use seeded random ones (output NOT meaningful)",
-        {"read_only": True},
-    ),
-    "weights_cache_dir": (
-        "weights cache; empty = $PERCEPTION_NODES_CACHE or ~/.cache/perception_nodes",
-        {"read_only": True},
-    ),
-}
 
 NODE_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec(
@@ -236,14 +111,20 @@ NODE_PARAMS: tuple[ParamSpec, ...] = (
 
 
 def pipeline_params() -> tuple[ParamSpec, ...]:
+    """One :class:`ParamSpec` per :class:`PipelineConfig` field, from its ``SettingInfo``."""
     defaults = PipelineConfig()
-    out = []
-    for f in fields(PipelineConfig):
-        doc, extra = _PIPELINE_DOCS[f.name]
-        out.append(
-            ParamSpec(PipelineConfig.ros_name(f.name), getattr(defaults, f.name), doc, **extra)
+    return tuple(
+        ParamSpec(
+            PipelineConfig.ros_name(name),
+            getattr(defaults, name),
+            info.description + (f", {info.range_text()}" if info.low is not None else ""),
+            read_only=not info.live,
+            choices=info.choices,
+            low=info.low,
+            high=info.high,
         )
-    return tuple(out)
+        for name, info in settings().items()
+    )
 
 
 def all_params() -> tuple[ParamSpec, ...]:

@@ -26,10 +26,10 @@ import numpy as np
 import yaml
 
 from perception_nodes.core.config import (
-    DEFAULT_SAM_BACKEND,
     PRECISIONS,
     SAM_BACKENDS,
     SAM_MODEL_NAMES,
+    default_setting,
 )
 from perception_nodes.core.weights import GENERATED_WEIGHTS
 from perception_nodes.launch_overrides import launch_overrides
@@ -47,10 +47,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--images", nargs="+", default=["astronaut", "coffee", "chelsea", "rocket"])
     p.add_argument("--max-side", type=int, default=640)
-    p.add_argument("--model", default="vit_t", choices=SAM_MODEL_NAMES)
-    p.add_argument("--backend", default=DEFAULT_SAM_BACKEND, choices=SAM_BACKENDS)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--precision", default="fp32", choices=PRECISIONS)
+    p.add_argument("--model", default=default_setting("sam_model"), choices=SAM_MODEL_NAMES)
+    p.add_argument("--backend", default=default_setting("sam_backend"), choices=SAM_BACKENDS)
+    p.add_argument("--device", default=default_setting("sam_device"))
+    p.add_argument("--precision", default=default_setting("sam_precision"), choices=PRECISIONS)
     p.add_argument("--points-per-side", type=int, default=None)
     p.add_argument(
         "--repeats", type=int, default=2, help="passes over the photos for latency (default 2)"

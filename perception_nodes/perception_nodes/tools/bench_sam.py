@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from perception_nodes.core.config import default_setting
 from perception_nodes.core.sam.amg import MaskGenerator
 from perception_nodes.core.sam.backend import SamBackend
 from perception_nodes.core.sam.registry import (
@@ -81,7 +82,10 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
-        "--model", default="vit_t", choices=list(SAM_MODELS), help="registry model (default vit_t)"
+        "--model",
+        default=default_setting("sam_model"),
+        choices=list(SAM_MODELS),
+        help="registry model (default: sam.model's, %(default)s)",
     )
     p.add_argument(
         "--checkpoint",

@@ -25,10 +25,10 @@ import time
 from pathlib import Path
 
 from perception_nodes.core.config import (
-    DEFAULT_SAM_BACKEND,
     PRECISIONS,
     SAM_BACKENDS,
     SAM_MODEL_NAMES,
+    default_setting,
 )
 from perception_nodes.launch_overrides import launch_overrides
 from perception_nodes.tools.demo_output import FrameOutcome, stage_table, top_triplets, write_frame
@@ -67,13 +67,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--model",
-        default="vit_t",
+        default=default_setting("sam_model"),
         choices=SAM_MODEL_NAMES,
-        help="SAM registry model (default vit_t = MobileSAM)",
+        help="SAM registry model (default: sam.model's, %(default)s)",
     )
-    p.add_argument("--backend", default=DEFAULT_SAM_BACKEND, choices=SAM_BACKENDS)
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    p.add_argument("--precision", default="fp32", choices=PRECISIONS)
+    p.add_argument("--backend", default=default_setting("sam_backend"), choices=SAM_BACKENDS)
+    p.add_argument("--device", default=default_setting("sam_device"), help="cpu, cuda or cuda:N")
+    p.add_argument("--precision", default=default_setting("sam_precision"), choices=PRECISIONS)
     p.add_argument(
         "--points-per-side",
         type=int,

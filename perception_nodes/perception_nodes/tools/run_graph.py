@@ -13,13 +13,14 @@ import sys
 import time
 from pathlib import Path
 
-from perception_nodes.core.config import (
-    DEFAULT_SAM_BACKEND,
-    PRECISIONS,
-    SAM_BACKENDS,
-    SAM_MODEL_NAMES,
+from perception_nodes.core.config import PRECISIONS, SAM_BACKENDS, SAM_MODEL_NAMES
+from perception_nodes.launch_overrides import (
+    LaunchArgumentError,
+    configured_cameras,
+    launch_overrides,
+    parse_cameras,
+    refuse_missing_packages,
 )
-from perception_nodes.launch_overrides import launch_overrides, parse_cameras
 from perception_nodes.tools.graph_runner import DEFAULT_CONFIG, NodeGraph, write_params_file
 
 STOP_TIMEOUT_S = 3.0  # the nodes exit within this after SIGINT (then: SIGKILL, exit code 1)
@@ -29,25 +30,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="pn-run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    # Parameter arguments default to None: not given -> the config file's value (as ros2 launch).
+    p.add_argument("--cameras", help="comma-separated camera namespaces (sets cameras)")
+    p.add_argument("--image-topic", help="image topic relative to each camera namespace")
+    p.add_argument("--depth-topic", help="depth topic relative to each camera namespace")
+    p.add_argument("--backend", choices=SAM_BACKENDS, help="SAM backend (sets sam.backend)")
+    p.add_argument("--model", choices=SAM_MODEL_NAMES, help="SAM registry model (sets sam.model)")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (sets sam.device)")
+    p.add_argument("--precision", choices=PRECISIONS, help="encoder precision (sets sam.precision)")
     p.add_argument(
-        "--cameras", default="/camera", help="comma-separated camera namespaces (default /camera)"
-    )
-    p.add_argument(
-        "--image-topic", default="image_raw", help="image topic relative to each camera namespace"
-    )
-    p.add_argument("--backend", default=DEFAULT_SAM_BACKEND, choices=SAM_BACKENDS)
-    p.add_argument("--model", default="vit_t", choices=SAM_MODEL_NAMES, help="SAM registry model")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    p.add_argument("--precision", default="fp32", choices=PRECISIONS)
-    p.add_argument(
-        "--use-depth", action="store_true", help="use depth + CameraInfo for 3D centroids"
+        "--use-depth",
+        action=argparse.BooleanOptionalAction,
+        help="use depth + CameraInfo for 3D centroids (sets use_depth)",
     )
     p.add_argument(
         "--config-file",
         default=str(DEFAULT_CONFIG),
         help="parameter file (default: config/scene_graph.yaml)",
     )
-    p.add_argument("--rviz", action="store_true", help="also start rviz2 (needs a ROS 2 install)")
+    p.add_argument(
+        "--rviz", action="store_true", help="also start rviz2 (refused where it is not installed)"
+    )
     p.add_argument(
         "--demo-images",
         action="store_true",
@@ -72,7 +75,7 @@ def stop_on_signals() -> None:
 
 def start_nodes(graph: NodeGraph, params: Path, camera: str, args: argparse.Namespace) -> None:
     """The launch file's processes: perception and visualization nodes, the demo camera with
-    ``--demo-images``, RViz with ``--rviz`` where it is installed."""
+    ``--demo-images``, RViz with ``--rviz`` (checked to be installed before: :func:`main`)."""
     graph.start("perception_node", params, quiet=not args.verbose)
     graph.start("visualization_node", params, quiet=not args.verbose)
     if args.demo_images:
@@ -84,30 +87,38 @@ def start_nodes(graph: NodeGraph, params: Path, camera: str, args: argparse.Name
             quiet=not args.verbose,
         )
     if args.rviz:
-        if shutil.which("rviz2") is None:
-            print(
-                "pn-run: rviz2 is not installed here (it needs a ROS 2 install); skipping it",
-                file=sys.stderr,
-            )
-        else:
-            import subprocess
+        import subprocess
 
-            subprocess.Popen(["rviz2", "-d", str(DEFAULT_CONFIG.with_name("scene_graph.rviz"))])
+        subprocess.Popen(["rviz2", "-d", str(DEFAULT_CONFIG.with_name("scene_graph.rviz"))])
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    cameras = parse_cameras(args.cameras)
+def params_for(args: argparse.Namespace, folder: str | None = None) -> tuple[Path, list[str]]:
+    """The nodes' parameter file (``--config-file`` with the options GIVEN applied: an option not
+    given leaves the file's value, as a launch argument not given does) and the cameras."""
     overrides = launch_overrides(
-        cameras,
+        parse_cameras(args.cameras) if args.cameras is not None else None,
         args.image_topic,
         args.backend,
         args.model,
         args.device,
         args.precision,
         args.use_depth,
+        args.depth_topic,
     )
-    params = write_params_file(overrides, base=args.config_file)
+    params = write_params_file(overrides, base=args.config_file, folder=folder)
+    return params, configured_cameras(args.config_file, overrides)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:  # like the launch file: refused before anything starts
+        refuse_missing_packages(
+            {"rviz": "true" if args.rviz else "false"}, lambda exe: shutil.which(exe) is not None
+        )
+    except LaunchArgumentError as exc:
+        print(f"pn-run: {exc}", file=sys.stderr)
+        return 2
+    params, cameras = params_for(args)
     stop_on_signals()
     graph = NodeGraph()
     code = 0
