@@ -206,9 +206,17 @@ class CameraInputs:
 
     def _intrinsics_for(self, cam: str, shape: tuple[int, int]) -> np.ndarray | None:
         """K of the camera's CameraInfo when it fits a frame of ``shape``; else None (no 3D for
-        that frame: centroids NaN), counted as ``refused_3d`` and logged (throttled) with why."""
+        that frame: centroids NaN), counted as ``refused_3d`` and logged (throttled) with why:
+        none received yet, or one that does not fit."""
         entry = self._info.get(cam)
         if entry is None:
+            topic = join_topic(cam, self._param("camera_info_topic"))
+            self._refuse_3d(
+                cam,
+                f"no CameraInfo received on {topic} yet: depth ignored until it arrives "
+                "(3D needs the camera's intrinsics)",
+                key="no CameraInfo",
+            )
             return None
         k, info_hw = entry
         problem = intrinsics_problem(k, shape, info_hw)

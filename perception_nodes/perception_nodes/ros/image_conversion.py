@@ -1,9 +1,10 @@
 """``sensor_msgs/Image`` and ``CompressedImage`` <-> numpy, without cv_bridge.
 
-ROS 2's cv_bridge is not on PyPI, and the PyPI ``cv-bridge`` is a ROS 1 port that breaks under
-numpy 2 (``ndarray.tostring``), so this module does the conversion itself (cv_bridge is used by
-nodes when a ROS install provides it; the behaviour here matches it). It handles row padding
-(``step`` larger than ``width * channels * itemsize``) and big-endian data (``is_bigendian``).
+Every node converts images here; none uses cv_bridge (and the package does not depend on it):
+ROS 2's cv_bridge is not on PyPI, the PyPI ``cv-bridge`` is a ROS 1 port that breaks under
+numpy 2 (``ndarray.tostring``), and one conversion everywhere keeps a ROS install and a pip
+install behaving alike. It follows cv_bridge's conventions (the encodings below, row padding:
+``step`` larger than ``width * channels * itemsize``, big-endian data: ``is_bigendian``).
 
 Arrays are ``HxW`` (one channel) or ``HxWxC``, row-major, origin top-left.
 """
