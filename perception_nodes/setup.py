@@ -37,6 +37,7 @@ CONSOLE_SCRIPTS = [
     "pn-bench-relations = perception_nodes.tools.bench_relations:main",
     "pn-bench-e2e = perception_nodes.tools.bench_e2e:main",
     "pn-bench-tracking = perception_nodes.tools.bench_tracking:main",
+    "pn-process-bag = perception_nodes.tools.process_bag:main",
     "pn-bench-host = perception_nodes.tools.bench_host:main",
 ]
 
@@ -54,6 +55,8 @@ setup(
         ),
     ],
     install_requires=["setuptools"],
+    # pn-process-bag --ray (Ray actors over many recordings); the pin of the test environment
+    extras_require={"cluster": ["ray>=2.60"]},
     zip_safe=True,
     maintainer="perception_nodes maintainers",
     maintainer_email="maintainers@perception-nodes.org",
