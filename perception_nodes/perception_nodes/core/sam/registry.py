@@ -22,8 +22,14 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from segment_anything.build_sam import _build_sam
-from segment_anything.modeling import MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
+from segment_anything import sam_model_registry
+from segment_anything.modeling import (
+    ImageEncoderViT,
+    MaskDecoder,
+    PromptEncoder,
+    Sam,
+    TwoWayTransformer,
+)
 
 from perception_nodes.core.checkpoint_io import save_atomic
 from perception_nodes.core.config import SAM_MODEL_NAMES
@@ -77,19 +83,40 @@ class SamModelSpec:
     test_only: bool = False
 
 
-def _build_vit(embed_dim: int, depth: int, heads: int, global_idx: list[int]) -> Sam:
-    # segment_anything's own builder (same code as build_sam_vit_b/l/h), without a checkpoint.
-    return _build_sam(
-        encoder_embed_dim=embed_dim,
-        encoder_depth=depth,
-        encoder_num_heads=heads,
-        encoder_global_attn_indexes=global_idx,
-        checkpoint=None,
+def _build_official(name: str) -> Sam:
+    """segment_anything's public builder for ``name`` (``vit_b``/``vit_l``/``vit_h``), without
+    a checkpoint (the weights are loaded and checked by :func:`build_sam_model`)."""
+    return sam_model_registry[name](checkpoint=None)
+
+
+def _build_tiny_vit(embed_dim: int, depth: int, heads: int, global_idx: list[int]) -> Sam:
+    """A small ViT-SAM for tests, from segment_anything's public modules with the arguments of
+    its own builders (1024 input, patch 16, window 14, relative positions) except the encoder's
+    width, depth, heads and global-attention blocks."""
+    encoder = ImageEncoderViT(
+        depth=depth,
+        embed_dim=embed_dim,
+        img_size=1024,
+        mlp_ratio=4,
+        norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+        num_heads=heads,
+        patch_size=16,
+        qkv_bias=True,
+        use_rel_pos=True,
+        global_attn_indexes=global_idx,
+        window_size=14,
+        out_chans=256,
     )
+    prompt, decoder = _sam_prompt_and_decoder()
+    sam = Sam(
+        encoder, prompt, decoder, pixel_mean=list(SAM_PIXEL_MEAN), pixel_std=list(SAM_PIXEL_STD)
+    )
+    return sam.eval()
 
 
 def _sam_prompt_and_decoder() -> tuple[PromptEncoder, MaskDecoder]:
-    """SAM's standard 256-d prompt encoder and mask decoder (as in ``_build_sam``)."""
+    """SAM's standard 256-d prompt encoder and mask decoder (as segment_anything's builders
+    make them)."""
     prompt = PromptEncoder(
         embed_dim=256,
         image_embedding_size=(64, 64),
@@ -147,7 +174,7 @@ _SAM_SOURCE = "facebookresearch/segment-anything"
 SAM_MODELS: dict[str, SamModelSpec] = {
     "vit_b": SamModelSpec(
         name="vit_b",
-        builder=partial(_build_vit, 768, 12, 12, [2, 5, 8, 11]),
+        builder=partial(_build_official, "vit_b"),
         url=_FB + "sam_vit_b_01ec64.pth",
         filename="sam_vit_b_01ec64.pth",
         sha256="ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912",
@@ -159,7 +186,7 @@ SAM_MODELS: dict[str, SamModelSpec] = {
     ),
     "vit_l": SamModelSpec(
         name="vit_l",
-        builder=partial(_build_vit, 1024, 24, 16, [5, 11, 17, 23]),
+        builder=partial(_build_official, "vit_l"),
         url=_FB + "sam_vit_l_0b3195.pth",
         filename="sam_vit_l_0b3195.pth",
         sha256="3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622",
@@ -171,7 +198,7 @@ SAM_MODELS: dict[str, SamModelSpec] = {
     ),
     "vit_h": SamModelSpec(
         name="vit_h",
-        builder=partial(_build_vit, 1280, 32, 16, [7, 15, 23, 31]),
+        builder=partial(_build_official, "vit_h"),
         url=_FB + "sam_vit_h_4b8939.pth",
         filename="sam_vit_h_4b8939.pth",
         sha256="a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e",
@@ -195,7 +222,7 @@ SAM_MODELS: dict[str, SamModelSpec] = {
     ),
     "sam_tiny_test": SamModelSpec(
         name="sam_tiny_test",
-        builder=partial(_build_vit, 64, 2, 2, [1]),
+        builder=partial(_build_tiny_vit, 64, 2, 2, [1]),
         url=None,
         filename=None,
         sha256=None,
