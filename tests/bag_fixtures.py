@@ -31,6 +31,7 @@ class Recording:
     frames: dict[str, list[int]] = field(default_factory=dict)  # camera -> header stamps (ns)
     corrupt: list[str] = field(default_factory=list)  # frame keys of corrupt frames
     images: dict[str, np.ndarray] = field(default_factory=dict)  # frame key -> RGB as sent
+    depths: dict[str, np.ndarray] = field(default_factory=dict)  # frame key -> depth (m)
 
 
 def _types():
@@ -120,6 +121,7 @@ def write_recording(
                 out.append((log + dt, topic, ts.serialize_cdr(msg, conn[topic].msgtype)))
             rec.frames["/front"].append(stamp)
             rec.images[f"/front#{i}"] = rgb
+            rec.depths[f"/front#{i}"] = depth
         for i in range(n_rear):
             rgb = photo(PHOTOS[(i + 1 + seed) % len(PHOTOS)], SIDE)
             stamp = start_ns + i * LOG_STEP_NS + 50_000_000

@@ -95,8 +95,8 @@ def open_recording(path: str | Path):
     path = Path(path)
     if not path.exists():
         raise BagError(f"{path}: no such file or directory")
-    reader = AnyReader([path])
     try:
+        reader = AnyReader([path])
         reader.open()
     except (AnyReaderError, FileNotFoundError, OSError, ValueError, KeyError) as exc:
         raise BagError(
