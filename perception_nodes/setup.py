@@ -37,6 +37,7 @@ CONSOLE_SCRIPTS = [
     "pn-bench-relations = perception_nodes.tools.bench_relations:main",
     "pn-bench-e2e = perception_nodes.tools.bench_e2e:main",
     "pn-bench-tracking = perception_nodes.tools.bench_tracking:main",
+    "pn-bench-services = perception_nodes.tools.bench_services:main",
     "pn-process-bag = perception_nodes.tools.process_bag:main",
     "pn-bench-host = perception_nodes.tools.bench_host:main",
 ]

@@ -2,10 +2,11 @@
 
 Sources: image files (png/jpg, any size) or names of scikit-image's bundled photos
 (``astronaut``, ``coffee``, ``chelsea``, ``rocket``, ...), real photos that load offline.
-Publishes ``<camera>/image_raw`` and ``<camera>/camera_info`` (a pinhole guess: 60 degree
-horizontal field of view) at ``rate`` Hz, ``loops`` times through the list (0 = forever), then
-exits. With ``depth: true`` it also publishes a synthetic planar depth (32FC1, meters) so the
-3D path can be exercised without a depth camera.
+At ``rate`` Hz, ``loops`` times through the list (0 = forever), then exits, it publishes each
+photo's own ``<camera>/camera_info`` (its size, a pinhole guess with a 60 degree horizontal
+field of view, the image's header), with ``depth: true`` a synthetic planar depth (32FC1,
+meters, so the 3D path can be exercised without a depth camera), and then the photo on
+``<camera>/image_raw``.
 """
 
 from __future__ import annotations
@@ -101,7 +102,10 @@ class ImageFolderPublisher(Node):
         msg.header.frame_id = str(self.get_parameter("frame_id").value)
         info = pinhole_info(*rgb.shape[:2])
         info.header = msg.header
-        if not (self.gate.publish(self.image_pub, msg) and self.gate.publish(self.info_pub, info)):
+        # this photo's CameraInfo and depth first, its image last: a node that takes the image
+        # at once (the perception worker) or draws it later (the visualization node) finds the
+        # photo's own CameraInfo as the last received, not the previous photo's (other size)
+        if not self.gate.publish(self.info_pub, info):
             return
         if self.get_parameter("depth").value:
             rows = np.linspace(1.0, 4.0, rgb.shape[0], dtype=np.float32)[:, None]
@@ -109,6 +113,8 @@ class ImageFolderPublisher(Node):
                 self.depth_pub,
                 numpy_to_image_msg(np.repeat(rows, rgb.shape[1], axis=1), "32FC1", msg.header),
             )
+        if not self.gate.publish(self.image_pub, msg):
+            return
         self.sent += 1
         self.get_logger().info(
             f"published frame {self.sent}/{self.total or 'inf'} ({rgb.shape[1]}x{rgb.shape[0]})"

@@ -53,6 +53,7 @@ from perception_nodes.ros.node_diagnostics import FrameStats, pipeline_status
 from perception_nodes.ros.node_runner import PublishGate, run_node, spin_until_shutdown
 
 WORKER_JOIN_ON_SHUTDOWN_S = 1.5  # SIGINT: then exit anyway (the gate is closed); exit within 3 s
+VOCABULARY_JOIN_ON_SHUTDOWN_S = 0.5  # set_vocabulary threads: abandoned at their next chunk
 
 
 class PerceptionNode(LifecycleNode):
@@ -338,6 +339,7 @@ def _spin(node: PerceptionNode, shutdown: threading.Event) -> None:
     finally:
         node.begin_shutdown()
         node._stop_worker(timeout=WORKER_JOIN_ON_SHUTDOWN_S)
+        node.perception_services.wait_for_writers(timeout=VOCABULARY_JOIN_ON_SHUTDOWN_S)
         # waits for the executor's threads (destroying the node under a running callback
         # crashed rclpy): long callbacks end at their next stop check (a vocabulary change is
         # abandoned between text batches, a model load left to its helper thread)

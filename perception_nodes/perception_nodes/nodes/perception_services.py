@@ -1,6 +1,10 @@
 """The perception node's services: ``~/set_vocabulary``, ``~/get_vocabulary``, ``~/query_regions``.
 
 They run in their own reentrant callback group, so they answer while the worker infers. A
+``set_vocabulary`` call is encoded on a thread of its own (at most :data:`VOCABULARY_WRITERS`
+at once) while its service callback awaits it without holding an executor thread: six calls of
+2,000 new labels each took all four executor threads for seconds, and ``get_vocabulary``,
+``query_regions``, parameter services and the ``/diagnostics`` timer waited behind them. A
 vocabulary change applies from the next frame; a query scores the latest frame's regions and
 answers with that frame's header stamp. Refusals (unconfigured node, empty or oversized label
 list, invalid labels/templates, bad query) answer ``success=False`` with the reason.
@@ -8,11 +12,14 @@ list, invalid labels/templates, bad query) answer ``success=False`` with the rea
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 
 from perception_msgs.srv import GetVocabulary, QueryRegions, SetVocabulary
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
+from rclpy.task import Future
 
 from perception_nodes.core.cancel import WorkAbandoned
 from perception_nodes.core.pipeline import Pipeline, PipelineError
@@ -20,6 +27,9 @@ from perception_nodes.core.stamps import set_stamp
 from perception_nodes.ros.qos import SERVICE_QOS
 
 NOT_CONFIGURED = "node is not configured (models not loaded)"
+#: set_vocabulary changes encoded at once (the vocabulary orders them by arrival); more wait for
+#: a turn on their own threads, not on the executor's
+VOCABULARY_WRITERS = 4
 
 
 class PerceptionServices:
@@ -37,14 +47,59 @@ class PerceptionServices:
         self._pipeline = pipeline
         self._stopping = stopping
         self.callback_group = ReentrantCallbackGroup()
+        self._writers = threading.BoundedSemaphore(VOCABULARY_WRITERS)
+        self._threads: set[threading.Thread] = set()  # set_vocabulary calls being encoded
+        self._threads_lock = threading.Lock()
         for srv_type, name, handler in (
-            (SetVocabulary, "~/set_vocabulary", self.set_vocabulary),
+            (SetVocabulary, "~/set_vocabulary", self.set_vocabulary_off_executor),
             (GetVocabulary, "~/get_vocabulary", self.get_vocabulary),
             (QueryRegions, "~/query_regions", self.query_regions),
         ):
             node.create_service(
                 srv_type, name, handler, qos_profile=SERVICE_QOS, callback_group=self.callback_group
             )
+
+    async def set_vocabulary_off_executor(
+        self, request: SetVocabulary.Request, response: SetVocabulary.Response
+    ):
+        """The ``~/set_vocabulary`` service callback: :meth:`set_vocabulary` on a thread of its
+        own, awaited (the executor's thread goes back to other callbacks meanwhile)."""
+        done = Future(executor=self._node.executor)
+        # a done callback makes the executor schedule a task when the result is set, which
+        # wakes it from its wait: it then resumes this coroutine (pending tasks are re-run)
+        done.add_done_callback(lambda _future: None)
+
+        def encode() -> None:
+            try:
+                with self._writers:
+                    outcome, failed = self.set_vocabulary(request, response), False
+            except BaseException as exc:  # noqa: BLE001 (raised in the awaiting callback)
+                outcome, failed = exc, True
+            try:
+                if failed:
+                    done.set_exception(outcome)
+                else:
+                    done.set_result(outcome)
+            except Exception:  # noqa: BLE001 (the executor is gone: shutting down, no answer)
+                pass
+            finally:
+                with self._threads_lock:
+                    self._threads.discard(threading.current_thread())
+
+        thread = threading.Thread(target=encode, name="set_vocabulary", daemon=True)
+        with self._threads_lock:
+            self._threads.add(thread)
+        thread.start()
+        return await done
+
+    def wait_for_writers(self, timeout: float) -> None:
+        """On shutdown: wait up to ``timeout`` s in all for the set_vocabulary threads (a long
+        change is abandoned at its next text-encoder chunk once ``stopping()`` holds)."""
+        deadline = time.monotonic() + timeout
+        with self._threads_lock:
+            threads = list(self._threads)
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def set_vocabulary(self, request: SetVocabulary.Request, response: SetVocabulary.Response):
         """Replace (or with ``append``, extend) the vocabulary; the response carries the
