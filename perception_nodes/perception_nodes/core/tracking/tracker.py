@@ -1,67 +1,116 @@
-"""Region tracker of one camera: each frame's SAM regions -> persistent track identities.
+"""Region tracker of one camera stream: each frame's SAM regions -> persistent track identities.
 
-Association (per frame, regions R x live tracks T):
-- overlap: mask IoU between the region and the track's last mask (coarse grid, see
-  :mod:`.association`), and the cosine similarity of the region's SAM token with the track's
-  running token;
-- a pair may match when IoU >= ``iou_gate``; or, to bridge fast motion, dropped frames,
-  occlusions and short exits, when the tokens agree (cosine >= ``similarity_gate``) and the
-  region lies within reach of the track (twice its box diagonal, times one plus the frames it
-  has missed), and the tokens single the pair out: each is the other's most similar candidate
-  by at least :data:`APPEARANCE_MARGIN` (tokens that look alike everywhere, as with untrained
-  weights, then never match without overlap); never when one mask lies inside the other with
-  less than :data:`NESTED_AREA_RATIO` of its area. A part of an object (a shirt inside a person) overlaps the whole with
-  IoU = area ratio, so with ``iou_gate`` >= 0.5 neither can take the other's track;
-- the score ``(1 - w) * IoU + w * max(cosine, 0)`` (``w = similarity_weight``) is maximised by
-  an optimal one-to-one assignment (``scipy.optimize.linear_sum_assignment``).
+Built on what the strong multi-object trackers do, for masks instead of boxes:
 
-Life cycle: a new region opens a *tentative* track, confirmed after ``birth_hits`` consecutive
-matches (tentative tracks die at their first miss); a confirmed track dies after
-``death_misses`` consecutive processed frames without a match. Frames the node drops are never
-seen here, so they count as nothing (neither hit nor miss). Track ids come from an id source
-shared by every camera of the pipeline, so an id is never reused within a run.
+- **Motion** (SORT/ByteTrack): a constant-velocity Kalman state per track box
+  (:mod:`.motion`); the track's last full mask is moved to the predicted place before it is
+  compared with the regions (exact mask IoU, :mod:`.masks`). Frames the node dropped count in
+  the prediction (``FrameCues.frames_elapsed``), never as misses.
+- **Camera motion** (BoT-SORT): the frame-to-frame camera transform
+  (``FrameCues.camera_motion``, from :mod:`.camera_motion`) moves every state first.
+- **Two-stage association** (ByteTrack), each an optimal one-to-one assignment
+  (``scipy.optimize.linear_sum_assignment``):
+  A. confident regions (score = predicted IoU x stability >= ``high_score``) with confirmed
+     tracks (seen or lost): mask IoU >= ``iou_gate``, or re-identification: appearance (SAM
+     token, and CLIP region embedding when the classifier computed one) >= ``similarity_gate``
+     for a region within the track's reach that the appearance singles out (each the other's
+     best candidate by :data:`APPEARANCE_MARGIN`; with untrained tokens that look alike this
+     leaves only lone candidates);
+  B. every region left with the confirmed tracks left: IoU >= ``iou_gate``, or an occluded
+     object's visible piece: a region mostly inside the track's predicted mask while the rest
+     of that mask is hidden (covered by other regions that are not its parts, or outside the
+     image). A part of an object whose whole was just missed (nothing hides the rest) never
+     takes the whole's track;
+  C. confident regions left with tentative tracks: IoU >= ``iou_gate`` or re-identified as in
+     A (among tentative tracks).
+  Score of a pair: ``(1 - w) * IoU + w * appearance + LABEL_WEIGHT * label agreement`` (labels
+  are a soft cost, never a gate).
+- **Occlusion**: an observation that shows only part of the predicted mask because the rest is
+  hidden keeps the track's full mask and box (the prediction goes on) instead of shrinking it.
+- **Births**: a confident region no track takes opens a tentative track; it gets its id once
+  confirmed: ``birth_hits`` consecutive hits, :data:`EXTRA_HITS` more for a track whose mean
+  score is below ``sure_score`` (flickering blobs and SAM's split pieces score lower).
+  Regions below ``high_score`` never open tracks (ByteTrack's rule). A tentative track dies
+  after :data:`TENTATIVE_MISSES` + 1 misses. When a track is confirmed where a lost confirmed
+  track should be (same object: predicted-mask IoU >= :data:`MERGE_IOU` or re-identified), the
+  older track takes it over: one object never holds two tracks, and the older id stays.
+- **Deaths**: a confirmed track dies after ``death_misses`` processed frames unseen; live tracks
+  are capped at :data:`MAX_TRACKS_PER_REGION` x the frame's regions (the longest-lost go first).
+
+Track ids come from an id source shared by every camera of the pipeline: never reused.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import threading
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from perception_nodes.core.tracking.association import (
-    MaskGrids,
-    assign,
-    box_centres,
-    grid_iou,
-    grid_stride,
-    intersections,
-    mask_grids,
-    unit_rows,
+from perception_nodes.core.tracking import motion
+from perception_nodes.core.tracking.association import assign, unit_rows
+from perception_nodes.core.tracking.masks import MaskCrop, crop_of, hidden_share, placed
+from perception_nodes.core.tracking.pairs import (
+    PairCues,
+    RegionCues,
+    TrackCues,
+    pair_cues,
+    singled_out,
 )
 from perception_nodes.core.types import Segmentation
 
-NESTED_AREA_RATIO = (
-    0.35  # a mask inside another with less than this share of its area is a part of it
-)
-NESTED_COVER = 0.8  # "inside": this share of the smaller mask lies in the larger one
-TOKEN_MOMENTUM = 0.5  # weight of the previous running token when a new one is merged
-APPEARANCE_MARGIN = (
-    0.05  # a match by tokens alone must beat the next-best candidate's cosine by this
-)
+TOKEN_MOMENTUM = 0.5  # weight of the previous running token/embedding when a new one is merged
+APPEARANCE_MARGIN = 0.05  # a match by appearance alone must beat the runner-up by this
 NO_CANDIDATE = -2.0  # below any cosine
+LABEL_WEIGHT = 0.1
+PIECE_COVER = 0.7  # a visible piece: this share of the region inside the predicted mask
+PIECE_AREA = 0.7  # ... and smaller than this share of it
+PIECE_HIDDEN = 0.5  # ... and this share of the rest hidden by other regions or the image edge
+OCCLUDER_INSIDE = (
+    0.6  # a region with this share inside the predicted mask is a part, not an occluder
+)
+PIECE_SCORE = 0.5  # IoU credited to a visible-piece match
+EXTRA_HITS = 2
+TENTATIVE_MISSES = 0
+MERGE_IOU = 0.3
+MAX_TRACKS_PER_REGION = 1.5
+MIN_TRACK_CAP = 4
+LABEL_HISTORY = 10
 
 
 @dataclass(frozen=True)
 class TrackerSettings:
-    """Association and life-cycle settings (``tracking_*`` fields of PipelineConfig)."""
+    """Association and life-cycle settings (``tracking_*`` fields of PipelineConfig, then the
+    tracker's own defaults)."""
 
     iou_gate: float = 0.5
     similarity_weight: float = 0.3
     similarity_gate: float = 0.8
     birth_hits: int = 2
     death_misses: int = 30
+    high_score: float = 0.7  # predicted IoU x stability of a confident region (may open tracks)
+    sure_score: float = 0.85  # a new track scoring this on average is confirmed after birth_hits
+
+
+@dataclass
+class FrameCues:
+    """What the tracker uses besides the regions, for one frame.
+
+    ``camera_motion``: 2x3 previous image -> this image (pixels); ``frames_elapsed``: frames
+    since the previous processed one (> 1 after drops); ``labels``: ``(N,)`` label index per
+    region (-1 unknown) or None (no classifier, or untrained weights); ``label_version``: the
+    vocabulary version of ``labels``; ``embeddings``: ``(N, E)`` CLIP region embeddings or None;
+    ``scores_meaningful``: False with untrained SAM weights (every region counts as confident).
+    """
+
+    camera_motion: np.ndarray = field(default_factory=lambda: np.eye(2, 3))
+    frames_elapsed: float = 1.0
+    labels: np.ndarray | None = None
+    label_version: int = 0
+    embeddings: np.ndarray | None = None
+    scores_meaningful: bool = True
 
 
 class TrackIdSource:
@@ -76,30 +125,47 @@ class TrackIdSource:
             return next(self._next)
 
 
-@dataclass
+@dataclass(eq=False)  # tracks compare by identity
 class Track:
     """One tracked object.
 
-    ``grid``: last mask on the comparison grid (one row); ``box``: ``(4,)`` XYXY pixels;
-    ``area``: last mask area, pixels; ``token``: ``(D,)`` unit running SAM token;
-    ``hits``: frames observed; ``misses``: consecutive processed frames without a match.
+    ``state``: its box's Kalman state (one row, :class:`.motion.BoxStates`); ``crop``: its last
+    full view of the mask, tight box, where it was seen; ``zoom``: camera scale change since;
+    ``token``: ``(D,)`` unit running SAM token; ``embedding``: unit running CLIP region embedding
+    or None; ``hits``: frames observed; ``misses``: consecutive processed frames unmatched;
+    ``score_sum``: summed detection scores.
     ``history``: per observed frame ``(vocabulary_version, label_index, label_score)``, newest last.
     """
 
     track_id: int
-    grid: MaskGrids
-    box: np.ndarray
-    area: float
+    state: motion.BoxStates
+    crop: MaskCrop
     token: np.ndarray
+    embedding: np.ndarray | None = None
+    zoom: float = 1.0
     hits: int = 1
     misses: int = 0
     confirmed: bool = False
+    score_sum: float = 0.0
     history: list[tuple[int, int, float]] = field(default_factory=list)
 
     @property
     def age(self) -> int:
         """Frames in which the track was observed (this one included)."""
         return self.hits
+
+    @property
+    def box(self) -> np.ndarray:
+        """``(4,)`` XYXY pixels of the filtered box (predicted when unseen this frame)."""
+        return motion.cxcywh_to_xyxy(self.state.x)[0]
+
+    def label(self, version: int) -> int:
+        """The label its recent frames of vocabulary ``version`` voted for (score-weighted), -1 if none."""
+        totals: dict[int, float] = {}
+        for v, idx, score in self.history[-LABEL_HISTORY:]:
+            if v == version and idx >= 0:
+                totals[idx] = totals.get(idx, 0.0) + max(score, 0.0)
+        return max(totals, key=totals.__getitem__) if totals else -1
 
 
 class RegionTracker:
@@ -110,118 +176,342 @@ class RegionTracker:
         self.tracks: list[Track] = []
         self.image_size: tuple[int, int] | None = None
 
-    def update(self, seg: Segmentation, settings: TrackerSettings) -> list[Track]:
-        """Associate the frame's regions with tracks; returns the track of each region (same order)."""
+    def update(self, seg: Segmentation, settings: TrackerSettings,
+               cues: FrameCues | None = None) -> list[Track]:  # fmt: skip
+        """Associate the frame's regions with tracks; returns the track of each region (same
+        order; a region that opens no track gets a throwaway unconfirmed one)."""
+        cues = cues or FrameCues()
         if self.image_size != tuple(seg.image_size):
             self.tracks, self.image_size = [], tuple(seg.image_size)
-        stride = grid_stride(seg.image_size)
-        grids = mask_grids(seg.masks, stride)
-        boxes = seg.boxes_xyxy.astype(np.float64)
-        tokens = unit_rows(seg.tokens)
-        pairs = self._match(grids, boxes, seg.areas.astype(np.float64), tokens, settings)
+        self._predict(cues)
+        regions = _region_cues(seg, cues, settings)
+        tracked = self._track_cues(cues.label_version)
+        pairs = pair_cues(regions, tracked)
+        high = regions.scores >= settings.high_score
+        matches = self._associate(regions, pairs, high, settings)
         out: list[Track | None] = [None] * len(seg)
-        matched_tracks = set()
-        merged = self._merged_tokens(pairs, tokens)
-        for k, (r, t) in enumerate(pairs):
-            track = self.tracks[t]
-            self._observe(track, grids.row(r), boxes[r], float(seg.areas[r]), merged[k], settings)
-            out[r] = track
-            matched_tracks.add(t)
-        survivors = []
-        for t, track in enumerate(self.tracks):
-            if t in matched_tracks:
-                survivors.append(track)
-                continue
-            track.misses += 1
-            if track.confirmed and track.misses < settings.death_misses:
-                survivors.append(track)
-        for r in range(len(seg)):
-            if out[r] is None:
-                out[r] = Track(
-                    self.ids.next(),
-                    grids.row(r),
-                    boxes[r],
-                    float(seg.areas[r]),
-                    tokens[r],
-                    confirmed=settings.birth_hits <= 1,
-                )
-                survivors.append(out[r])
-        self.tracks = survivors
+        fresh = self._observe(matches, regions, pairs, tracked.crops, settings)
+        for r, t in matches.items():
+            out[r] = self.tracks[t]
+        born = self._births(out, regions, pairs, matches, high, settings)
+        fresh += [r for r, t in enumerate(out) if t in born and t.confirmed]
+        self._age_unmatched(set(matches.values()), settings)
+        self.tracks += [t for t in born if high[out.index(t)]]
+        self._merge_duplicates(out, fresh, settings)
+        self._cap(out, len(seg))
         return out  # type: ignore[return-value]
 
-    def _match(
-        self, grids, boxes, areas, tokens, settings: TrackerSettings
-    ) -> list[tuple[int, int]]:
-        if not self.tracks or len(grids) == 0:
-            return []
-        t_grids = MaskGrids.stack([t.grid for t in self.tracks])
-        t_boxes = np.stack([t.box for t in self.tracks])
-        t_areas = np.array([t.area for t in self.tracks])
-        t_tokens = np.stack([t.token for t in self.tracks])
-        t_misses = np.array([t.misses for t in self.tracks], dtype=np.float64)
-        inter = intersections(grids, t_grids, boxes, t_boxes)
-        iou = grid_iou(inter, grids, t_grids, boxes, t_boxes)
-        # einsum, not `@`: a BLAS product this small took ~45 ms (vs 0.3 ms) with OpenBLAS's threads on a loaded CPU
-        cos = (
-            np.einsum("ik,jk->ij", tokens, t_tokens)
-            if tokens.shape[1] == t_tokens.shape[1]
-            else np.zeros_like(iou)
-        )
-        nested = _nested(inter, grids, t_grids, areas, t_areas)
-        diag = np.hypot(t_boxes[:, 2] - t_boxes[:, 0], t_boxes[:, 3] - t_boxes[:, 1])
-        dist = np.linalg.norm(box_centres(boxes)[:, None] - box_centres(t_boxes)[None], axis=2)
-        reach = 2.0 * np.maximum(diag, 1.0) * (1.0 + t_misses)
-        candidate = np.where(~nested & (dist <= reach[None]), cos, NO_CANDIDATE)
-        by_appearance = (candidate >= settings.similarity_gate) & _singled_out(
-            candidate, APPEARANCE_MARGIN
-        )
-        allowed = (iou >= settings.iou_gate) | by_appearance
-        w = settings.similarity_weight
-        score = (1.0 - w) * iou + w * np.maximum(cos, 0.0)
-        return assign(1.0 - score, allowed)
+    # --- prediction -------------------------------------------------------------------------
 
-    def _merged_tokens(self, pairs: list[tuple[int, int]], tokens: np.ndarray) -> np.ndarray:
-        """``(P, D)`` unit running tokens of the matched tracks after merging the regions' tokens."""
-        if not pairs:
-            return tokens[:0]
-        rows = [r for r, _ in pairs]
-        old = np.stack([self.tracks[t].token for _, t in pairs])
-        if old.shape[1] != tokens.shape[1]:
-            return tokens[rows]
-        merged = unit_rows(TOKEN_MOMENTUM * old + (1.0 - TOKEN_MOMENTUM) * tokens[rows])
-        zero = ~np.isfinite(merged).all(axis=1) | ~merged.any(axis=1)
-        merged[zero] = tokens[rows][zero]
-        return merged
+    def _predict(self, cues: FrameCues) -> None:
+        if not self.tracks:
+            return
+        states = motion.BoxStates.stack([t.state for t in self.tracks])
+        states = motion.warp(states, cues.camera_motion)
+        states = motion.predict(states, cues.frames_elapsed)
+        lin = np.asarray(cues.camera_motion, np.float64)[:, :2]
+        zoom = math.sqrt(abs(float(np.linalg.det(lin))))
+        for i, t in enumerate(self.tracks):
+            t.state = states.select(slice(i, i + 1))
+            t.zoom *= zoom
+
+    def _track_cues(self, version: int) -> TrackCues:
+        t = self.tracks
+        dim = t[0].token.shape[0] if t else 0
+        return TrackCues(
+            crops=[placed(tr.crop, tr.state.x[0, :2], tr.zoom) for tr in t],
+            tokens=np.stack([tr.token for tr in t]) if t else np.zeros((0, dim), np.float32),
+            embeddings=[tr.embedding for tr in t],
+            labels=np.array([tr.label(version) for tr in t], np.int64),
+            misses=np.array([tr.misses for tr in t], np.float64),
+            position_std=motion.position_std(motion.BoxStates.stack([tr.state for tr in t])),
+        )
+
+    # --- association ------------------------------------------------------------------------
+
+    def _associate(self, regions, pairs: PairCues, high, settings) -> dict[int, int]:
+        """``{region: track}`` from stages A, B and C (see the module docstring)."""
+        confirmed = np.array([t.confirmed for t in self.tracks], bool)
+        score = _pair_score(pairs, settings.similarity_weight)
+        iou_ok = pairs.iou >= settings.iou_gate
+        reid = _reidentified(pairs, confirmed, settings) | _reidentified(
+            pairs, ~confirmed, settings
+        )
+        stage_a = (iou_ok | reid) & high[:, None] & confirmed[None]
+        matches = _assigned(1.0 - score, stage_a, {})
+        stage_b = _left(matches, confirmed, len(high))
+        pieces = self._visible_pieces(regions, pairs, stage_b & ~iou_ok)
+        piece_score = score + (PIECE_SCORE - pairs.iou) * (1 - settings.similarity_weight)
+        cost_b = 1.0 - np.where(iou_ok, score, piece_score)
+        matches = _assigned(cost_b, stage_b & (iou_ok | pieces), matches)
+        stage_c = _left(matches, ~confirmed, len(high)) & (iou_ok | reid) & high[:, None]
+        return _assigned(1.0 - score, stage_c, matches)
+
+    def _visible_pieces(self, regions: RegionCues, pairs: PairCues, allowed) -> np.ndarray:
+        """``(R, T)`` True where the region is the visible piece of the occluded track."""
+        crops = self._placed_crops()
+        area_t = np.array([c.area for c in crops], np.float64)
+        candidates = allowed & (pairs.cover >= PIECE_COVER)
+        candidates &= regions.areas[:, None] < PIECE_AREA * area_t[None]
+        out = np.zeros(allowed.shape, bool)
+        for r, t in zip(*np.nonzero(candidates)):
+            out[r, t] = self._hidden(r, t, regions, pairs, crops[t]) >= PIECE_HIDDEN
+        return out
+
+    def _hidden(self, r: int, t: int, regions: RegionCues, pairs: PairCues, crop) -> float:
+        """Share of track ``t``'s placed mask outside region ``r`` hidden by occluders/the edge."""
+        occluders = [
+            regions.masks[q]
+            for q in np.nonzero(pairs.cover[:, t] > 0)[0]
+            if q != r and pairs.cover[q, t] < OCCLUDER_INSIDE
+        ]
+        return hidden_share(crop, regions.masks[r], occluders)
+
+    def _placed_crops(self) -> list[MaskCrop]:
+        return [placed(t.crop, t.state.x[0, :2], t.zoom) for t in self.tracks]
+
+    # --- life cycle ---------------------------------------------------------------------------
+
+    def _observe(self, matches: dict[int, int], regions: RegionCues, pairs: PairCues,
+                 crops: list[MaskCrop], settings) -> list[int]:  # fmt: skip
+        """Matched tracks take their regions (``crops``: the tracks' masks as predicted for this
+        frame); returns the regions whose track this confirmed. A full view corrects the filter
+        and replaces the mask and appearance; a view of an occluded object only keeps the track
+        alive (its full mask and prediction stay)."""
+        full = []
+        for r, t in matches.items():
+            inside = pairs.cover[r, t] >= PIECE_COVER
+            small = regions.areas[r] < PIECE_AREA * crops[t].area
+            if not (inside and small and self._hidden_of(r, crops[t], regions) >= PIECE_HIDDEN):
+                full.append((r, t))
+        if full:
+            rows, cols = [r for r, _ in full], [t for _, t in full]
+            states = motion.BoxStates.stack([self.tracks[t].state for t in cols])
+            states = motion.correct(states, regions.boxes[rows])
+            tokens = _merged_rows([self.tracks[t].token for t in cols], regions.tokens[rows])
+            embeddings = None
+            if regions.embeddings is not None:
+                olds = [self.tracks[t].embedding for t in cols]
+                embeddings = _merged_rows(olds, regions.embeddings[rows])
+            for k, (r, t) in enumerate(full):
+                track = self.tracks[t]
+                track.state = states.select(slice(k, k + 1))
+                track.crop = crop_of(regions.masks[r], regions.boxes[r], int(regions.areas[r]))
+                track.zoom = 1.0
+                track.token = tokens[k]
+                if embeddings is not None:
+                    track.embedding = embeddings[k]
+        fresh = []
+        for r, t in matches.items():
+            track = self.tracks[t]
+            track.hits += 1
+            track.misses = 0
+            track.score_sum += float(regions.scores[r])
+            was = track.confirmed
+            track.confirmed = was or track.hits >= self._hits_needed(track, settings)
+            if track.confirmed and not was:
+                fresh.append(r)
+        return fresh
+
+    def _hidden_of(self, r: int, crop: MaskCrop, regions: RegionCues) -> float:
+        box = crop.box
+        occluders = []
+        for q in range(len(regions.areas)):
+            if q == r or not _boxes_touch(regions.boxes[q], box):
+                continue
+            occluders.append(regions.masks[q])
+        if not occluders:
+            return hidden_share(crop, regions.masks[r], [])
+        # a part inside the predicted mask (a split piece) hides nothing
+        inside = [m for m in occluders if _share_inside(m, crop) < OCCLUDER_INSIDE]
+        return hidden_share(crop, regions.masks[r], inside)
 
     @staticmethod
-    def _observe(track: Track, grid, box, area: float, token, settings: TrackerSettings) -> None:
-        track.grid, track.box, track.area, track.token = grid, box, area, token
-        track.hits += 1
-        track.misses = 0
-        track.confirmed = track.confirmed or track.hits >= settings.birth_hits
+    def _hits_needed(track: Track, settings: TrackerSettings) -> int:
+        weak = track.score_sum / max(track.hits, 1) < settings.sure_score
+        return settings.birth_hits + (EXTRA_HITS if weak else 0)
+
+    def _births(
+        self, out, regions: RegionCues, pairs: PairCues, matches, high, settings
+    ) -> list[Track]:
+        """A new track for each region no track took (kept only for confident regions)."""
+        born = []
+        for r in range(len(out)):
+            if out[r] is not None:
+                continue
+            track = Track(
+                self.ids.next(),
+                motion.init_states(regions.boxes[r : r + 1]),
+                crop_of(regions.masks[r], regions.boxes[r], int(regions.areas[r])),
+                regions.tokens[r],
+                None if regions.embeddings is None else regions.embeddings[r],
+                score_sum=float(regions.scores[r]),
+            )
+            track.confirmed = self._hits_needed(track, settings) <= 1
+            out[r] = track
+            born.append(track)
+        return born
+
+    def _age_unmatched(self, matched: set[int], settings) -> None:
+        kept = []
+        for t, track in enumerate(self.tracks):
+            if t not in matched:
+                track.misses += 1
+                track.state.v[:, 2:] = 0.0  # a lost box keeps its size (ByteTrack)
+                limit = settings.death_misses if track.confirmed else TENTATIVE_MISSES + 1
+                if track.misses >= limit:
+                    continue
+            kept.append(track)
+        self.tracks = kept
+
+    def _cap(self, out, n_regions: int) -> None:
+        """At most :data:`MAX_TRACKS_PER_REGION` x the regions live: unseen tentative tracks go
+        first, then the longest-lost confirmed ones."""
+        cap = max(MIN_TRACK_CAP, math.ceil(MAX_TRACKS_PER_REGION * n_regions))
+        if len(self.tracks) <= cap:
+            return
+        seen_now = {id(t) for t in out}
+        spare = sorted((t for t in self.tracks if id(t) not in seen_now),
+                       key=lambda t: (t.confirmed, -t.misses))  # fmt: skip
+        drop = {id(t) for t in spare[: len(self.tracks) - cap]}
+        self.tracks = [t for t in self.tracks if id(t) not in drop]
+
+    def _merge_duplicates(self, out, fresh: list[int], settings) -> None:
+        """A track confirmed this frame where a lost confirmed track should be hands its
+        observation to the older track (which keeps its id); see the module docstring."""
+        lost = [t for t in self.tracks if t.confirmed and t.misses > 0]
+        for r in fresh:
+            young = out[r]
+            old = self._lost_match(young, lost, settings) if lost else None
+            if old is None:
+                continue
+            old.state, old.crop, old.zoom = young.state, young.crop, 1.0
+            old.token = _merged(old.token, young.token)
+            old.hits += young.hits
+            old.misses = 0
+            old.history.extend(young.history)
+            out[r] = old
+            lost.remove(old)
+            self.tracks = [t for t in self.tracks if t is not young]
+
+    def _lost_match(self, young: Track, lost: list[Track], settings) -> Track | None:
+        """The lost track ``young`` duplicates: its predicted mask overlaps ``young``'s by
+        :data:`MERGE_IOU`, or, near where it should be, appearance singles it out."""
+        others = [t for t in self.tracks if t is not young and t.token.shape == young.token.shape]
+        cos = {id(t): float(np.dot(young.token, t.token)) for t in others}
+        best, best_key = None, (MERGE_IOU, -1.0)
+        for old in lost:
+            crop = placed(old.crop, old.state.x[0, :2], old.zoom)
+            inter = _crop_intersection(young.crop, crop)
+            iou = inter / max(young.crop.area + crop.area - inter, 1)
+            c = cos.get(id(old), NO_CANDIDATE)
+            runner_up = max((v for k, v in cos.items() if k != id(old)), default=NO_CANDIDATE)
+            by_look = c >= settings.similarity_gate and c - runner_up >= APPEARANCE_MARGIN
+            if (iou, c) >= best_key or (by_look and _centre_near(young, old)):
+                best, best_key = old, max((iou, c), best_key)
+        return best
 
 
-def _nested(
-    inter: np.ndarray, grids: MaskGrids, t_grids: MaskGrids, areas: np.ndarray, t_areas: np.ndarray
-) -> np.ndarray:
-    """``(R, T)`` True where one mask lies inside the other (part/whole), on the grid."""
-    smaller_grid = np.minimum(grids.cells[:, None], t_grids.cells[None])
-    inside = inter >= NESTED_COVER * np.maximum(smaller_grid, 1)
-    ratio = np.minimum(areas[:, None], t_areas[None]) / np.maximum(
-        np.maximum(areas[:, None], t_areas[None]), 1
+def _region_cues(seg: Segmentation, cues: FrameCues, settings: TrackerSettings) -> RegionCues:
+    n = len(seg)
+    scores = np.asarray(seg.predicted_iou, np.float64) * np.asarray(seg.stability_score, np.float64)
+    if not cues.scores_meaningful:
+        scores = np.full(n, max(settings.high_score, 1.0))
+    scores = np.nan_to_num(scores, nan=0.0)
+    emb = cues.embeddings
+    labels = cues.labels
+    return RegionCues(
+        masks=seg.masks,
+        boxes=seg.boxes_xyxy.astype(np.float64),
+        areas=seg.areas.astype(np.float64),
+        scores=scores,
+        tokens=unit_rows(seg.tokens),
+        embeddings=None if emb is None or len(emb) != n else unit_rows(emb),
+        labels=None if labels is None or len(labels) != n else np.asarray(labels, np.int64),
     )
-    return inside & (smaller_grid > 0) & (ratio < NESTED_AREA_RATIO)
 
 
-def _singled_out(score: np.ndarray, margin: float) -> np.ndarray:
-    """``(R, T)`` True where ``score[r, t]`` is the best of its row and of its column, each by at
-    least ``margin`` over the runner-up (a lone candidate always is)."""
+def _reidentified(pairs: PairCues, among: np.ndarray, settings) -> np.ndarray:
+    """``(R, T)`` pairs with tracks of ``among`` that appearance re-identifies: within reach,
+    cosine >= ``similarity_gate``, and each the other's best candidate by the margin."""
+    near_app = np.where(pairs.near & among[None], pairs.appearance, NO_CANDIDATE)
+    return (near_app >= settings.similarity_gate) & singled_out(
+        near_app, APPEARANCE_MARGIN, NO_CANDIDATE
+    )
 
-    def clear_best(s: np.ndarray) -> np.ndarray:  # along axis 1
-        if s.shape[1] == 0:
-            return np.zeros(s.shape, bool)
-        top2 = -np.sort(-s, axis=1)[:, :2]
-        runner_up = top2[:, 1] if s.shape[1] > 1 else np.full(s.shape[0], NO_CANDIDATE)
-        return (s == top2[:, :1]) & ((top2[:, 0] - runner_up) >= margin)[:, None]
 
-    return clear_best(score) & clear_best(score.T).T
+def _pair_score(pairs: PairCues, w: float) -> np.ndarray:
+    return (
+        (1.0 - w) * pairs.iou
+        + w * np.maximum(pairs.appearance, 0.0)
+        + LABEL_WEIGHT * pairs.label_agreement
+    )
+
+
+def _left(matches: dict[int, int], track_mask: np.ndarray, n_regions: int) -> np.ndarray:
+    """``(R, T)`` True for pairs of regions and tracks (among ``track_mask``) not matched yet."""
+    free_r = np.ones(n_regions, bool)
+    free_t = track_mask.copy()
+    for r, t in matches.items():
+        free_r[r], free_t[t] = False, False
+    return free_r[:, None] & free_t[None]
+
+
+def _assigned(cost: np.ndarray, allowed: np.ndarray, matches: dict[int, int]) -> dict[int, int]:
+    out = dict(matches)
+    out.update(assign(cost, allowed))
+    return out
+
+
+def _merged(old: np.ndarray | None, new: np.ndarray) -> np.ndarray:
+    """Running unit feature: ``TOKEN_MOMENTUM`` of the old one plus the new (the new one alone
+    when the old is missing, of another size, or the mix is degenerate)."""
+    return _merged_rows([old], new[None])[0]
+
+
+def _merged_rows(olds: list[np.ndarray | None], new: np.ndarray) -> np.ndarray:
+    """:func:`_merged` of each old feature with the row of ``new`` (``(K, D)`` unit rows)."""
+    out = np.array(new, np.float32, copy=True)
+    usable = [k for k, o in enumerate(olds) if o is not None and o.shape == new.shape[1:]]
+    if usable:
+        old = np.stack([olds[k] for k in usable])
+        mixed = unit_rows(TOKEN_MOMENTUM * old + (1.0 - TOKEN_MOMENTUM) * new[usable])
+        ok = mixed.any(axis=1)
+        out[np.array(usable)[ok]] = mixed[ok]
+    return out
+
+
+def _boxes_touch(a: np.ndarray, b: np.ndarray) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _share_inside(mask: np.ndarray, crop: MaskCrop) -> float:
+    """Share of the full-image ``mask`` lying inside the placed ``crop``."""
+    total = np.count_nonzero(mask)
+    if not total:
+        return 0.0
+    h, w = crop.pixels.shape
+    x0, y0 = max(crop.x0, 0), max(crop.y0, 0)
+    x1, y1 = min(crop.x0 + w, mask.shape[1]), min(crop.y0 + h, mask.shape[0])
+    if x1 <= x0 or y1 <= y0:
+        return 0.0
+    inner = crop.pixels[y0 - crop.y0 : y1 - crop.y0, x0 - crop.x0 : x1 - crop.x0]
+    return np.count_nonzero(mask[y0:y1, x0:x1] & inner) / total
+
+
+def _crop_intersection(a: MaskCrop, b: MaskCrop) -> int:
+    ha, wa = a.pixels.shape
+    hb, wb = b.pixels.shape
+    x0, y0 = max(a.x0, b.x0), max(a.y0, b.y0)
+    x1, y1 = min(a.x0 + wa, b.x0 + wb), min(a.y0 + ha, b.y0 + hb)
+    if x1 <= x0 or y1 <= y0:
+        return 0
+    pa = a.pixels[y0 - a.y0 : y1 - a.y0, x0 - a.x0 : x1 - a.x0]
+    pb = b.pixels[y0 - b.y0 : y1 - b.y0, x0 - b.x0 : x1 - b.x0]
+    return int(np.count_nonzero(pa & pb))
+
+
+def _centre_near(young: Track, old: Track) -> bool:
+    d = np.linalg.norm(young.state.x[0, :2] - old.state.x[0, :2])
+    diag = float(np.hypot(*old.state.x[0, 2:]))
+    return d <= max(diag, 16.0) * (1 + 0.5 * min(old.misses, 8))

@@ -1,0 +1,112 @@
+"""A track's last full view of its mask, moved to where the motion model puts it, and exact
+mask overlaps with the frame's regions.
+
+A track keeps its mask cut to its tight box (:class:`MaskCrop`). Each frame the crop is placed
+at the predicted box centre (and resized by the camera's zoom since it was seen), and compared
+with the full-image ``HxW`` region masks pixel by pixel inside the two boxes' overlap: exact for
+small objects, where a coarse grid misses most (the previous tracker's every-7th-pixel grid lost
+8-9 % of true IoU >= 0.5 pairs under 300 px). An overlap larger than :data:`EXACT_PIXELS` is
+counted on an evenly strided subset of at most that many pixels (for objects that large the
+estimate is within a fraction of a percent, and the cost stays bounded). Pairs whose boxes
+cannot reach a useful IoU are never compared (:func:`overlap_bounds`).
+
+Why not pycocotools' RLE IoU: it needs every region encoded first (~15 ms for 64 masks of
+640x480), three times the tracking budget; slices of the masks the pipeline already holds
+cost a few microseconds per pair.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+EXACT_PIXELS = 4096  # overlaps up to this size are counted on every pixel
+RESIZE_TOLERANCE = 0.03  # camera zoom below this relative change leaves the crop as it is
+
+
+@dataclass
+class MaskCrop:
+    """A bool mask cut to its tight box: ``pixels`` ``(h, w)``; ``x0``, ``y0``: image pixels of its
+    top-left corner (may lie outside the image once placed); ``area``: set pixels."""
+
+    pixels: np.ndarray
+    x0: int
+    y0: int
+    area: int
+
+    @property
+    def box(self) -> np.ndarray:
+        """``(4,)`` XYXY pixels."""
+        h, w = self.pixels.shape
+        return np.array([self.x0, self.y0, self.x0 + w, self.y0 + h], np.float64)
+
+
+def crop_of(mask: np.ndarray, box_xyxy: np.ndarray, area: int) -> MaskCrop:
+    """The full-image ``HxW`` ``mask`` cut to its tight XYXY box (a copy)."""
+    x0, y0, x1, y1 = (int(v) for v in np.round(box_xyxy))
+    return MaskCrop(mask[y0:y1, x0:x1].copy(), x0, y0, int(area))
+
+
+def placed(crop: MaskCrop, centre_xy: np.ndarray, zoom: float) -> MaskCrop:
+    """``crop`` centred on ``centre_xy`` (pixels), scaled by ``zoom`` when it changed the size."""
+    pixels, area = crop.pixels, crop.area
+    if abs(zoom - 1.0) > RESIZE_TOLERANCE and pixels.size:
+        h, w = pixels.shape
+        size = (max(1, round(w * zoom)), max(1, round(h * zoom)))
+        pixels = cv2.resize(pixels.view(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
+        area = int(np.count_nonzero(pixels))
+    h, w = pixels.shape
+    return MaskCrop(pixels, round(centre_xy[0] - w / 2), round(centre_xy[1] - h / 2), area)
+
+
+def overlap_bounds(boxes_a: np.ndarray, areas_a: np.ndarray, boxes_b: np.ndarray,
+                   areas_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """``(N, M)`` upper bounds of the mask IoU and of the share of ``a`` covered by ``b``, from the
+    boxes' overlap area and the mask areas alone (no pixel read)."""
+    lt = np.maximum(boxes_a[:, None, :2], boxes_b[None, :, :2])
+    rb = np.minimum(boxes_a[:, None, 2:], boxes_b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    inter = np.minimum(inter, np.minimum(areas_a[:, None], areas_b[None, :]))
+    union = areas_a[:, None] + areas_b[None, :] - inter
+    iou = inter / np.maximum(union, 1.0)
+    return iou, inter / np.maximum(areas_a[:, None], 1.0)
+
+
+def intersection(mask: np.ndarray, box: np.ndarray, crop: MaskCrop) -> float:
+    """Pixels shared by the full-image ``mask`` (tight XYXY ``box``) and the placed ``crop``."""
+    h, w = crop.pixels.shape
+    x0, y0 = max(int(box[0]), crop.x0, 0), max(int(box[1]), crop.y0, 0)
+    x1 = min(int(box[2]), crop.x0 + w, mask.shape[1])
+    y1 = min(int(box[3]), crop.y0 + h, mask.shape[0])
+    if x1 <= x0 or y1 <= y0:
+        return 0.0
+    step = max(1, math.ceil(math.sqrt((x1 - x0) * (y1 - y0) / EXACT_PIXELS)))
+    a = mask[y0:y1:step, x0:x1:step]
+    b = crop.pixels[y0 - crop.y0 : y1 - crop.y0 : step, x0 - crop.x0 : x1 - crop.x0 : step]
+    return float(np.count_nonzero(a & b)) * step * step
+
+
+def hidden_share(crop: MaskCrop, seen: np.ndarray, occluders: list[np.ndarray]) -> float:
+    """Share of the placed ``crop`` not in the full-image mask ``seen`` that is hidden: covered by
+    one of the full-image ``occluders`` masks or outside the image. 1.0 when nothing is unseen."""
+    h, w = crop.pixels.shape
+    img_h, img_w = seen.shape
+    x0, y0 = max(crop.x0, 0), max(crop.y0, 0)
+    x1, y1 = min(crop.x0 + w, img_w), min(crop.y0 + h, img_h)
+    outside = crop.area
+    unseen_in, hidden_in = 0, 0
+    if x1 > x0 and y1 > y0:
+        inner = crop.pixels[y0 - crop.y0 : y1 - crop.y0, x0 - crop.x0 : x1 - crop.x0]
+        outside = crop.area - int(np.count_nonzero(inner))
+        unseen = inner & ~seen[y0:y1, x0:x1]
+        unseen_in = int(np.count_nonzero(unseen))
+        if occluders and unseen_in:
+            cover = np.zeros_like(unseen)
+            for m in occluders:
+                cover |= m[y0:y1, x0:x1]
+            hidden_in = int(np.count_nonzero(unseen & cover))
+    unseen_all = unseen_in + outside
+    return 1.0 if unseen_all == 0 else (hidden_in + outside) / unseen_all

@@ -1,0 +1,127 @@
+"""Identity quality of the tracking stage on :mod:`.tracking_sequences`, scored with py-motmetrics.
+
+Each tracker under test sees every frame exactly as the pipeline hands it over
+(``TrackingStage.apply``: regions, labels with region embeddings, the image and the stamp);
+its hypotheses are the regions with a track id > 0. A hypothesis may match a ground-truth
+object when their mask IoU >= 0.5 (distance 1 - IoU), as in the MOT challenge's mask variant.
+
+The "before" tracker is the stage of an older git revision, loaded from ``git show`` into
+modules of its own (:func:`baseline_stage`), so both run on the very same frames.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import subprocess
+import sys
+import time
+import types
+from dataclasses import dataclass
+from pathlib import Path
+
+import motmetrics as mm
+import numpy as np
+
+from perception_nodes.core.config import PipelineConfig
+from perception_nodes.core.tracking import TrackingStage
+from perception_nodes.core.tracking.association import box_iou
+from perception_nodes.tools.tracking_sequences import SequenceFrame, SequenceRenderer
+
+MATCH_IOU = 0.5
+TRACKING_FILES = ("association", "tracker", "smoothing", "stage")
+
+
+def baseline_stage(rev: str, repo: Path) -> type:
+    """``TrackingStage`` class of git revision ``rev`` (``core/tracking/*.py`` of that commit,
+    imported under the package name ``pn_baseline_tracking``)."""
+    pkg = "pn_baseline_tracking"
+    root = "perception_nodes/perception_nodes/core/tracking"
+    sys.modules[pkg] = types.ModuleType(pkg)
+    sys.modules[pkg].__path__ = []  # a package, so its modules can be registered under it
+    for name in TRACKING_FILES:
+        src = subprocess.run(["git", "-C", str(repo), "show", f"{rev}:{root}/{name}.py"],
+                             check=True, capture_output=True, text=True).stdout  # fmt: skip
+        src = src.replace("perception_nodes.core.tracking.", f"{pkg}.")
+        spec = importlib.util.spec_from_loader(f"{pkg}.{name}", loader=None)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[f"{pkg}.{name}"] = module
+        exec(compile(src, f"{rev}:{root}/{name}.py", "exec"), module.__dict__)
+    return sys.modules[f"{pkg}.stage"].TrackingStage
+
+
+@dataclass
+class Candidate:
+    """A tracker under test: ``name`` and a ``TrackingStage`` class (new or baseline)."""
+
+    name: str
+    stage_class: type
+
+
+def _apply(stage, frame: SequenceFrame, config: PipelineConfig) -> np.ndarray:
+    """Track ids of the frame's regions; passes the image and stamp where the stage takes them."""
+    params = inspect.signature(stage.apply).parameters
+    extra = {}
+    if "image" in params:
+        extra["image"] = frame.image
+    if "stamp" in params:
+        extra["stamp"] = frame.stamp
+    return stage.apply("bench", frame.segmentation, frame.labels, None, config, **extra).track_ids
+
+
+def region_gt_iou(frame: SequenceFrame) -> tuple[list[int], np.ndarray]:
+    """Ground-truth ids and the ``(G, N)`` mask IoU of each object with each region."""
+    gt_ids = sorted(frame.gt_masks)
+    seg = frame.segmentation
+    iou = np.zeros((len(gt_ids), len(seg)))
+    if not gt_ids or not len(seg):
+        return gt_ids, iou
+    gt_boxes = np.array([_box(frame.gt_masks[g]) for g in gt_ids], np.float64)
+    near = box_iou(gt_boxes, seg.boxes_xyxy.astype(np.float64)) > 0
+    for a, b in zip(*np.nonzero(near)):
+        gm, hm = frame.gt_masks[gt_ids[a]], seg.masks[b]
+        inter = np.count_nonzero(gm & hm)
+        iou[a, b] = inter / max(1, np.count_nonzero(gm) + int(seg.areas[b]) - inter)
+    return gt_ids, iou
+
+
+def _box(mask: np.ndarray) -> tuple[int, int, int, int]:
+    ys, xs = np.nonzero(mask)
+    return xs.min(), ys.min(), xs.max() + 1, ys.max() + 1
+
+
+def run_sequence(family: str, seed: int, alike: bool, candidates: list[Candidate],
+                 config: PipelineConfig, frames: int) -> dict[str, dict]:  # fmt: skip
+    """Scores of each candidate on one sequence: py-motmetrics summary plus ``max_live_ratio``
+    (live tracks / regions, worst frame) and ``cpu_ms`` (median per frame)."""
+    renderer = SequenceRenderer(family, seed, alike, frames=frames)
+    stages = {c.name: c.stage_class() for c in candidates}
+    accs = {c.name: mm.MOTAccumulator(auto_id=True) for c in candidates}
+    live_ratio = {c.name: 0.0 for c in candidates}
+    cpu = {c.name: [] for c in candidates}
+    for frame in renderer.frames_iter():
+        gt_ids, iou = region_gt_iou(frame)
+        for c in candidates:
+            c0 = time.process_time()
+            tids = _apply(stages[c.name], frame, config)
+            cpu[c.name].append((time.process_time() - c0) * 1e3)
+            hyp = np.nonzero(tids > 0)[0]
+            dist = np.where(iou[:, hyp] >= MATCH_IOU, 1.0 - iou[:, hyp], np.nan)
+            accs[c.name].update(gt_ids, [int(tids[i]) for i in hyp], dist)
+            live = len(stages[c.name]._trackers["bench"].tracks)
+            live_ratio[c.name] = max(live_ratio[c.name], live / max(1, len(frame.segmentation)))
+    out = {}
+    metrics = ["idf1", "mota", "num_switches", "num_fragmentations", "num_objects"]
+    mh = mm.metrics.create()
+    for c in candidates:
+        s = mh.compute(accs[c.name], metrics=metrics, name="seq")
+        row = {k: float(s[k].iloc[0]) for k in metrics}
+        row["switches_per_100"] = 100 * row["num_switches"] / max(1.0, row["num_objects"])
+        row["max_live_ratio"] = live_ratio[c.name]
+        row["cpu_ms"] = float(np.median(cpu[c.name])) if cpu[c.name] else 0.0
+        out[c.name] = row
+    return out
+
+
+def new_candidate() -> Candidate:
+    return Candidate("new", TrackingStage)
