@@ -270,6 +270,11 @@ class ClipModel:
         image are filled with the model's mean colour (zero after normalisation), so the
         background is suppressed. Done with tensors because open_clip's transform works on one
         PIL image at a time.
+
+        Host work is kept small: the masks' box parts go to the device in ONE copy, and each
+        crop is resized (bicubic, antialiased: differently sized crops cannot share one call
+        with the same result), clamped and normalised while it is in cache, straight into the
+        preallocated batch (the values are those of resizing, concatenating, then normalising).
         """
         _check_image(image)
         boxes = np.asarray(boxes_xyxy, dtype=np.float32).reshape(-1, 4)
@@ -280,37 +285,30 @@ class ClipModel:
             raise ClipModelError(
                 f"masks must be (N={len(boxes)}, {h}, {w}) bool, got {masks.shape}"
             )
+        size = self.image_size
+        out = torch.empty((len(boxes), 3, size, size), device=self.device)
+        if len(boxes) == 0:
+            return out
+        windows = [_crop_window(box, padding, h, w) for box in boxes]
+        mask_parts = _mask_parts(masks, windows, self.device) if masks is not None else None
         img = (
             torch.from_numpy(np.ascontiguousarray(image)).to(self.device).permute(2, 0, 1).float()
             / 255.0
         )
         mean = self.mean.to(self.device)[:, None, None]
-        crops = []
-        for i, (x0, y0, x1, y1) in enumerate(boxes):
-            side = max(x1 - x0, y1 - y0, 1.0) * (1.0 + 2.0 * padding)
-            cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0
-            sx0, sy0 = int(round(cx - side / 2)), int(round(cy - side / 2))
-            s = max(int(round(side)), 1)
+        std = self.std.to(self.device)[:, None, None]
+        for i, (sx0, sy0, s, ix0, iy0, ix1, iy1) in enumerate(windows):
             canvas = mean.expand(3, s, s).clone()
-            ix0, iy0, ix1, iy1 = max(sx0, 0), max(sy0, 0), min(sx0 + s, w), min(sy0 + s, h)
             if ix1 > ix0 and iy1 > iy0:
                 patch = img[:, iy0:iy1, ix0:ix1]
-                if masks is not None:
-                    keep = torch.from_numpy(masks[i, iy0:iy1, ix0:ix1]).to(self.device)
-                    patch = torch.where(keep[None], patch, mean)
+                if mask_parts is not None:
+                    patch = torch.where(mask_parts[i][None], patch, mean)
                 canvas[:, iy0 - sy0 : iy1 - sy0, ix0 - sx0 : ix1 - sx0] = patch
-            crops.append(
-                F.interpolate(
-                    canvas[None],
-                    size=(self.image_size, self.image_size),
-                    mode="bicubic",
-                    antialias=True,
-                    align_corners=False,
-                )
-            )
-        if not crops:
-            return torch.zeros((0, 3, self.image_size, self.image_size), device=self.device)
-        return self._normalize(torch.cat(crops).clamp_(0, 1))
+            crop = F.interpolate(
+                canvas[None], size=(size, size), mode="bicubic", antialias=True, align_corners=False
+            )[0]
+            out[i] = crop.clamp_(0, 1).sub_(mean).div_(std)
+        return out
 
     @torch.no_grad()
     def encode_image_crops(
@@ -328,6 +326,31 @@ class ClipModel:
             for i in range(0, len(batch), batch_size)
         ]
         return torch.cat(out).numpy() if out else np.zeros((0, self.embed_dim), dtype=np.float32)
+
+
+def _crop_window(
+    box: np.ndarray, padding: float, h: int, w: int
+) -> tuple[int, int, int, int, int, int, int]:
+    """Square window of a region crop (see :meth:`ClipModel.crop_batch`): its top-left corner
+    ``sx0, sy0`` and side ``s`` (pixels, may reach outside the image) and the part inside the
+    ``h x w`` image, ``ix0, iy0, ix1, iy1`` (exclusive max)."""
+    x0, y0, x1, y1 = box
+    side = max(x1 - x0, y1 - y0, 1.0) * (1.0 + 2.0 * padding)
+    cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0
+    sx0, sy0 = int(round(cx - side / 2)), int(round(cy - side / 2))
+    s = max(int(round(side)), 1)
+    return sx0, sy0, s, max(sx0, 0), max(sy0, 0), min(sx0 + s, w), min(sy0 + s, h)
+
+
+def _mask_parts(masks: np.ndarray, windows: list, device: torch.device) -> list[torch.Tensor]:
+    """The part of each mask inside its crop window, on ``device``, moved in ONE copy."""
+    parts = [masks[i, iy0:iy1, ix0:ix1] for i, (_, _, _, ix0, iy0, ix1, iy1) in enumerate(windows)]
+    flat = torch.from_numpy(np.concatenate([p.reshape(-1) for p in parts])).to(device)
+    out, start = [], 0
+    for p in parts:
+        out.append(flat[start : start + p.size].view(p.shape))
+        start += p.size
+    return out
 
 
 def _check_image(image: np.ndarray) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from perception_nodes.core.rle import decode_crop, tight_box
 from perception_nodes.core.scene_graph import SceneGraph
 
 
@@ -36,6 +37,18 @@ def region_text(graph: SceneGraph, i: int) -> str:
     return f"{who}{graph.labels[i]} {graph.label_scores[i]:.2f}"
 
 
+def _region_crop(
+    graph: SceneGraph, masks: np.ndarray | None, i: int
+) -> tuple[tuple[int, int, int, int], np.ndarray]:
+    """Region ``i``'s tight box (exclusive max) and its bool mask inside it: decoded from the
+    graph's RLE for the columns it touches, or cut from ``masks[i]``. Blending only there gives
+    the same pixels as blending with the full mask at a fraction of the cost."""
+    if masks is None:
+        return decode_crop(graph.image_size[0], graph.image_size[1], graph.mask_counts[i])
+    x0, y0, x1, y1 = tight_box(masks[i])
+    return (x0, y0, x1, y1), masks[i, y0:y1, x0:x1].astype(bool, copy=False)
+
+
 def _centre(box: np.ndarray) -> tuple[int, int]:
     return int((box[0] + box[2]) / 2), int((box[1] + box[3]) / 2)
 
@@ -52,13 +65,15 @@ def draw_overlay(
 
     Regions are coloured by track id when tracked (see :func:`colour_keys`).
 
-    ``masks`` (N, H, W) bool may be passed to avoid decoding the graph's RLE again.
+    ``masks`` (N, H, W) bool may be passed to avoid decoding the graph's RLE again. Each region
+    is blended inside its box only (array operations on the crop, same result).
     """
-    out = image.astype(np.float32).copy()
+    out = image.astype(np.float32)
     colours = region_colours(colour_keys(graph))
     for i in range(graph.num_regions):
-        m = masks[i] if masks is not None else graph.mask(i)
-        out[m] = (1 - alpha) * out[m] + alpha * colours[i]
+        (x0, y0, x1, y1), crop = _region_crop(graph, masks, i)
+        part = out[y0:y1, x0:x1]  # a view: the blend below writes into ``out``
+        part[crop] = (1 - alpha) * part[crop] + alpha * colours[i]
     out = out.astype(np.uint8)
     font, scale = cv2.FONT_HERSHEY_SIMPLEX, max(0.4, min(image.shape[:2]) / 900)
     for s, o, p, sc in zip(

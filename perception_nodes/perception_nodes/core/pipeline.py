@@ -246,7 +246,7 @@ class Pipeline:
             timings["tracking"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             region_ids = np.arange(1, 1 + len(seg), dtype=np.uint32)
-            centroids = region_centroids(seg.masks, rel_depth, k)
+            centroids = region_centroids(seg.masks, rel_depth, k, seg.boxes_xyxy)
             graph = build_scene_graph(
                 seg,
                 labels,

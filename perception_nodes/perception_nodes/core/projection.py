@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from perception_nodes.core.rle import pixel_box, tight_boxes
+
 # Largest |(u - cx) / fx| (and v/fy) a pixel of the image may have: a ray a million times wider
 # than deep is ~89.99994 degrees off axis, no real camera. Smaller focal lengths (fx = 1e-300)
 # would overflow the float32 centroids to inf.
@@ -51,7 +53,10 @@ def intrinsics_problem(
 
 
 def region_centroids(
-    masks: np.ndarray, depth_m: np.ndarray | None, k: np.ndarray | None
+    masks: np.ndarray,
+    depth_m: np.ndarray | None,
+    k: np.ndarray | None,
+    boxes: np.ndarray | None = None,
 ) -> np.ndarray:
     """``(N, 3)`` float32 centroids (meters, camera frame) of ``(N, H, W)`` masks.
 
@@ -59,6 +64,10 @@ def region_centroids(
     back-project the mean pixel of those valid pixels. NaN where depth or ``k`` is missing or no
     pixel of the region has valid depth, never inf. :class:`DepthError` for depth of another
     size or intrinsics refused by :func:`intrinsics_problem`.
+
+    ``boxes``: optional ``(N, 4)`` XYXY boxes (exclusive max) covering each mask, e.g.
+    ``Segmentation.boxes_xyxy``: only the pixels inside are read (without them the tight boxes
+    are found first, one pass over each mask).
     """
     n = masks.shape[0]
     out = np.full((n, 3), np.nan, dtype=np.float32)
@@ -74,23 +83,36 @@ def region_centroids(
     k = np.asarray(k, dtype=np.float64).reshape(3, 3)
     fx, fy, cx, cy = k[0, 0], k[1, 1], k[0, 2], k[1, 2]
     valid = np.isfinite(depth_m) & (depth_m > 0)
-    for i in range(n):
-        sel = masks[i] & valid
-        if not sel.any():
-            continue
+    for i, (x0, y0, x1, y1) in enumerate(_boxes(masks, boxes)):
+        sel = masks[i, y0:y1, x0:x1] & valid[y0:y1, x0:x1]
         vs, us = np.nonzero(sel)
-        z = float(np.median(depth_m[sel].astype(np.float64)))
-        xyz = np.array([(us.mean() - cx) * z / fx, (vs.mean() - cy) * z / fy, z])
+        if vs.size == 0:
+            continue
+        # the same pixels in the same (row-major) order as over the full image: same floats
+        z = float(np.median(depth_m[y0:y1, x0:x1][sel].astype(np.float64)))
+        u, v = (us + x0).mean(), (vs + y0).mean()
+        xyz = np.array([(u - cx) * z / fx, (v - cy) * z / fy, z])
         if np.all(np.abs(xyz) <= np.finfo(np.float32).max):  # else NaN (float32 would be inf)
             out[i] = xyz
     return out
 
 
-def label_image(masks: np.ndarray, region_ids: np.ndarray) -> np.ndarray:
+def _boxes(masks: np.ndarray, boxes: np.ndarray | None) -> list[tuple[int, int, int, int]]:
+    """Integer boxes (exclusive max) covering each of ``(N, H, W)`` ``masks``."""
+    h, w = masks.shape[1:]
+    if boxes is None:
+        return [tuple(b) for b in tight_boxes(masks).tolist()]
+    return [pixel_box(b, h, w) for b in np.asarray(boxes, dtype=np.float64).reshape(-1, 4)]
+
+
+def label_image(
+    masks: np.ndarray, region_ids: np.ndarray, boxes: np.ndarray | None = None
+) -> np.ndarray:
     """``HxW`` uint16 instance image: 0 = background, else the region id.
 
     Where masks overlap, the smaller region wins (it is drawn last), so small objects on top of
-    large surfaces stay visible. Ids must fit 16 bits.
+    large surfaces stay visible. Ids must fit 16 bits. ``boxes``: as in
+    :func:`region_centroids` (each mask is counted and drawn inside its box only).
     """
     n, h, w = masks.shape
     img = np.zeros((h, w), dtype=np.uint16)
@@ -98,7 +120,10 @@ def label_image(masks: np.ndarray, region_ids: np.ndarray) -> np.ndarray:
         return img
     if int(np.max(region_ids)) > np.iinfo(np.uint16).max:
         raise ValueError("region ids above 65535 do not fit a 16UC1 label image")
-    areas = masks.reshape(n, -1).sum(axis=1)
+    crops = [(x0, y0, x1, y1, masks[i, y0:y1, x0:x1]) for i, (x0, y0, x1, y1) in
+             enumerate(_boxes(masks, boxes))]  # fmt: skip
+    areas = np.array([np.count_nonzero(c[4]) for c in crops], dtype=np.int64)
     for i in np.argsort(-areas, kind="stable"):
-        img[masks[i]] = region_ids[i]
+        x0, y0, x1, y1, crop = crops[i]
+        img[y0:y1, x0:x1][crop] = region_ids[i]
     return img

@@ -101,11 +101,15 @@ def _mask_data(scene: HostScene, device: str):
     """The surviving masks as automatic mask generation hands them to ``to_segmentation``."""
     from segment_anything.utils.amg import MaskData
 
+    from perception_nodes.core.sam.postprocess import crop_to_boxes
+
     seg = scene.segmentation
-    masks = torch.from_numpy(seg.masks).to(device)
+    boxes = torch.as_tensor(seg.boxes_xyxy, device=device).long() - torch.tensor(
+        [0, 0, 1, 1], device=device
+    )
     return MaskData(
-        masks=masks,
-        boxes=torch.as_tensor(seg.boxes_xyxy - np.array([0, 0, 1, 1], np.float32), device=device),
+        crops=crop_to_boxes(torch.from_numpy(seg.masks).to(device), boxes),
+        boxes=boxes,
         iou_preds=torch.as_tensor(seg.predicted_iou, device=device),
         stability_score=torch.as_tensor(seg.stability_score, device=device),
         tokens=torch.as_tensor(seg.tokens, device=device),

@@ -10,8 +10,9 @@ Same settings and results as ``segment_anything.SamAutomaticMaskGenerator`` (its
 - upscaling only the valid (un-padded) part of the low-res logits (bit-identical, see
   :func:`~perception_nodes.core.sam.postprocess.upscale_logits`), in chunks, on the backend's
   device;
-- keeping masks as boolean tensors on the device and running box NMS before anything is
-  copied to the host (no RLE encode/decode round trip for discarded masks).
+- keeping surviving masks as tight box crops on the device (the official generator keeps RLE,
+  for the same reason: memory grows with the masks' boxes, not with full frames) and running
+  box NMS before anything is copied to the host (no RLE encode/decode round trip).
 It also returns the decoder's output mask token of every region.
 
 :class:`MaskGenerator` also has the prompted API (``predict_boxes`` / ``predict_points``, from
@@ -35,7 +36,6 @@ from segment_anything.utils.amg import (
     generate_crop_boxes,
     is_box_near_crop_edge,
     uncrop_boxes_xyxy,
-    uncrop_masks,
     uncrop_points,
 )
 from torchvision.ops.boxes import batched_nms, box_area
@@ -45,6 +45,7 @@ from perception_nodes.core.sam.backend import SamBackend
 from perception_nodes.core.sam.decoder import pad_point_prompts
 from perception_nodes.core.sam.image_session import EmbeddedImage, StageTimings
 from perception_nodes.core.sam.postprocess import (
+    crop_to_boxes,
     kept_logits,
     postprocess_small_regions,
     to_segmentation,
@@ -54,7 +55,27 @@ from perception_nodes.core.sam.prompted import PromptedMaskGenerator
 from perception_nodes.core.sam.registry import SamModelSpec
 from perception_nodes.core.types import Segmentation
 
-__all__ = ["MaskGenerator", "StageTimings"]
+__all__ = ["MaskGenerator", "StageTimings", "cat_mask_data", "filter_mask_data"]
+
+
+def cat_mask_data(data: MaskData, new: MaskData) -> None:
+    """``data.cat(new)`` that moves ``new``'s box crops instead of deep-copying them
+    (``MaskData.cat`` deep-copies lists)."""
+    crops = new._stats.pop("crops", None)
+    data.cat(new)
+    if crops is not None:
+        data._stats["crops"] = (data._stats.get("crops") or []) + crops
+
+
+def filter_mask_data(data: MaskData, keep: torch.Tensor) -> None:
+    """``data.filter(keep)`` that reads ``keep`` (bool or indices) to the host ONCE for the box
+    crops (``MaskData.filter`` indexes a list with each element of a device tensor: one
+    synchronisation per region on CUDA)."""
+    crops = data._stats.pop("crops", None)
+    data.filter(keep)
+    if crops is not None:
+        idx = torch.nonzero(keep).flatten() if keep.dtype == torch.bool else keep
+        data["crops"] = [crops[i] for i in idx.tolist()]
 
 
 class MaskGenerator(PromptedMaskGenerator):
@@ -134,7 +155,7 @@ class MaskGenerator(PromptedMaskGenerator):
         t0 = time.perf_counter()
         data = MaskData()
         for d in crops:
-            data.cat(d)
+            cat_mask_data(data, d)
         if len(crop_boxes) > 1 and len(data["iou_preds"]) > 0:
             scores = 1 / box_area(data["crop_boxes"].float())
             keep = batched_nms(
@@ -143,7 +164,7 @@ class MaskGenerator(PromptedMaskGenerator):
                 torch.zeros_like(scores),
                 iou_threshold=self.crop_nms_thresh,
             )
-            data.filter(keep)
+            filter_mask_data(data, keep)
         seg = to_segmentation(data, orig_size, self.backend.embedding_shape[0])
         if self.min_mask_region_area > 0:
             seg = postprocess_small_regions(
@@ -164,7 +185,7 @@ class MaskGenerator(PromptedMaskGenerator):
         data = MaskData()
         for pts, model_pts in batch_iterator(self.points_per_batch, points, model_points):
             raise_if_stopped(self._should_stop)
-            data.cat(self._process_batch(emb, pts, model_pts, crop_box, rgb.shape[:2]))
+            cat_mask_data(data, self._process_batch(emb, pts, model_pts, crop_box, rgb.shape[:2]))
         t0 = time.perf_counter()
         if len(data["iou_preds"]) > 0:
             keep = batched_nms(
@@ -173,12 +194,10 @@ class MaskGenerator(PromptedMaskGenerator):
                 torch.zeros_like(data["iou_preds"]),
                 iou_threshold=self.box_nms_thresh,
             )
-            data.filter(keep)
+            filter_mask_data(data, keep)
+        # full-image frame (the box crops stay as they are: their boxes place them)
         data["boxes"] = uncrop_boxes_xyxy(data["boxes"], crop_box)
         data["points"] = uncrop_points(data["points"], crop_box)
-        # full-image frame, so masks of different crops can be concatenated (after NMS: only
-        # the survivors are padded)
-        data["masks"] = uncrop_masks(data["masks"], crop_box, *rgb.shape[:2])
         n = len(data["iou_preds"])
         data["crop_boxes"] = torch.tensor([crop_box], device=data["boxes"].device).expand(n, 4)
         self.timings.postprocess += time.perf_counter() - t0
@@ -221,6 +240,8 @@ class MaskGenerator(PromptedMaskGenerator):
         keep = ~is_box_near_crop_edge(data["boxes"], crop_box, [0, 0, w, h])
         if not torch.all(keep):
             data.filter(keep)
+        data["crops"] = crop_to_boxes(data["masks"], data["boxes"])
+        del data["masks"]  # the batch's full masks are freed here
         self._sync()
         self.timings.postprocess += time.perf_counter() - t0
         return data

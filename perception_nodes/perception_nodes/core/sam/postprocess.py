@@ -7,6 +7,7 @@ the prompted API (:mod:`perception_nodes.core.sam.prompted`), in the spirit of
   original image (``Sam.postprocess_masks``, upscaling only the un-padded part);
 - :func:`masks_from_logits`: the same in chunks -> boolean masks and stability scores;
 - :func:`kept_logits`: the low-res logits of the masks that passed the predicted-IoU filter;
+- :func:`crop_to_boxes`: masks -> tight box crops (how surviving masks are kept, compact);
 - :func:`to_segmentation`: a ``MaskData`` of surviving masks -> ``Segmentation`` (host numpy);
 - :func:`postprocess_small_regions`: hole/island clean-up + NMS, like
   ``SamAutomaticMaskGenerator.postprocess_small_regions``.
@@ -100,26 +101,66 @@ def kept_logits(out: DecoderOutput, keep: torch.Tensor | None) -> torch.Tensor:
     return logits.flatten(0, 1) if keep is None else logits[keep]
 
 
+def crop_to_boxes(masks: torch.Tensor, boxes: torch.Tensor) -> list[torch.Tensor]:
+    """``(N, H, W)`` bool masks and their ``(N, 4)`` inclusive XYXY boxes (``batched_mask_to_box``)
+    -> N tight crops ``masks[i, y0:y1 + 1, x0:x1 + 1]``, copied so the full masks can be freed.
+
+    Surviving masks are kept this way until :func:`to_segmentation` (as the official generator
+    keeps them as RLE): a frame's memory grows with the masks' boxes, not N full images. The
+    boxes are read to the host once (one synchronisation per batch, none per region); an empty
+    mask (box 0) gives a 1x1 crop of False.
+    """
+    coords = boxes.to(torch.int64).tolist()
+    return [masks[i, y0 : y1 + 1, x0 : x1 + 1].clone() for i, (x0, y0, x1, y1) in enumerate(coords)]
+
+
+def _paste_crops(
+    crops: list[torch.Tensor], boxes_incl: np.ndarray, h: int, w: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Full ``(N, H, W)`` bool masks and ``(N,)`` int64 areas of box crops placed at the top-left
+    corners of ``boxes_incl`` (N, 4). All crops come to the host in ONE copy."""
+    n = len(crops)
+    masks = np.zeros((n, h, w), dtype=bool)  # untouched pages stay unallocated zero pages
+    areas = np.zeros(n, dtype=np.int64)
+    if n == 0:
+        return masks, areas
+    flat = torch.cat([c.reshape(-1) for c in crops]).cpu().numpy()
+    start = 0
+    for i, crop in enumerate(crops):
+        ch, cw = crop.shape
+        x0, y0 = int(boxes_incl[i, 0]), int(boxes_incl[i, 1])
+        piece = flat[start : start + ch * cw].reshape(ch, cw)
+        masks[i, y0 : y0 + ch, x0 : x0 + cw] = piece
+        areas[i] = np.count_nonzero(piece)
+        start += ch * cw
+    return masks, areas
+
+
 def to_segmentation(data: MaskData, orig_size: tuple[int, int], token_dim: int) -> Segmentation:
     """Copy the surviving masks to the host as a ``Segmentation`` over ``orig_size`` (H, W).
 
-    ``data`` holds ``masks (N, H, W)`` bool, ``boxes (N, 4)`` inclusive XYXY (from
-    ``batched_mask_to_box``), ``iou_preds``, ``stability_score``, ``tokens (N, token_dim)`` and
-    ``points (N, 2)``; the boxes become exclusive XYXY (an empty mask gets box 0).
+    ``data`` holds ``boxes (N, 4)`` inclusive XYXY (from ``batched_mask_to_box``) and the masks
+    either as ``crops`` (N tight box crops, :func:`crop_to_boxes`) or ``masks (N, H, W)`` bool,
+    plus ``iou_preds``, ``stability_score``, ``tokens (N, token_dim)`` and ``points (N, 2)``;
+    the boxes become exclusive XYXY (an empty mask gets box 0).
     """
     h, w = orig_size
     n = len(data["iou_preds"]) if "iou_preds" in data._stats else 0
     if n == 0:
         return Segmentation.empty((h, w), token_dim=token_dim)
-    full = data["masks"]
-    boxes = data["boxes"].float()
-    empty = ~full.flatten(1).any(1)
-    boxes_excl = boxes + torch.tensor([0.0, 0.0, 1.0, 1.0], device=boxes.device)
-    boxes_excl[empty] = 0.0
+    boxes = data["boxes"].to(torch.int64).cpu().numpy()
+    if "crops" in data._stats:
+        masks, areas = _paste_crops(data["crops"], boxes, h, w)
+    else:
+        full = data["masks"]
+        masks = full.cpu().numpy()
+        areas = np.count_nonzero(masks.reshape(n, -1), axis=1).astype(np.int64)
+    boxes_excl = (boxes + np.array([0, 0, 1, 1])).astype(np.float32)
+    boxes_excl[areas == 0] = 0.0
     return Segmentation(
-        masks=full.cpu().numpy(),
-        boxes_xyxy=boxes_excl.cpu().numpy().astype(np.float32),
-        areas=full.flatten(1).sum(1).cpu().numpy().astype(np.int64),
+        masks=masks,
+        boxes_xyxy=boxes_excl,
+        areas=areas,
         predicted_iou=data["iou_preds"].float().cpu().numpy(),
         stability_score=data["stability_score"].float().cpu().numpy(),
         tokens=data["tokens"].float().cpu().numpy(),
