@@ -241,9 +241,11 @@ class Pipeline:
             timings["relations"] = time.perf_counter() - t0
             raise_if_stopped(stop)
             t0 = time.perf_counter()
-            tracked = self.tracking.apply(stream, seg, labels, relations, cfg)
+            tracked = self.tracking.apply(stream, seg, labels, relations, cfg, image=image,
+                                          stamp=stamp, scores_meaningful=not self.sam_untrained)  # fmt: skip
             labels, relations = tracked.labels, tracked.relations
             timings["tracking"] = time.perf_counter() - t0
+            timings["tracking.camera_motion"] = tracked.camera_motion_ms / 1e3
             t0 = time.perf_counter()
             region_ids = np.arange(1, 1 + len(seg), dtype=np.uint32)
             centroids = region_centroids(seg.masks, rel_depth, k, seg.boxes_xyxy)

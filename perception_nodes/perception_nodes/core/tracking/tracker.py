@@ -28,10 +28,11 @@ Built on what the strong multi-object trackers do, for masks instead of boxes:
 - **Occlusion**: an observation that shows only part of the predicted mask because the rest is
   hidden keeps the track's full mask and box (the prediction goes on) instead of shrinking it.
 - **Births**: a confident region no track takes opens a tentative track; it gets its id once
-  confirmed: ``birth_hits`` consecutive hits, :data:`EXTRA_HITS` more for a track whose mean
-  score is below ``sure_score`` (flickering blobs and SAM's split pieces score lower).
-  Regions below ``high_score`` never open tracks (ByteTrack's rule). A tentative track dies
-  after :data:`TENTATIVE_MISSES` + 1 misses. When a track is confirmed where a lost confirmed
+  confirmed: ``birth_hits`` hits, :data:`EXTRA_HITS` more for a track whose mean score is below
+  ``sure_score`` (flickering blobs and SAM's split pieces score lower), one more per frame it
+  missed while tentative (it dies at its second consecutive miss).
+  Regions below ``high_score`` never open tracks (ByteTrack's rule). When a track is confirmed
+  where a lost confirmed
   track should be (same object: predicted-mask IoU >= :data:`MERGE_IOU` or re-identified), the
   older track takes it over: one object never holds two tracks, and the older id stays.
 - **Deaths**: a confirmed track dies after ``death_misses`` processed frames unseen; live tracks
@@ -73,7 +74,7 @@ OCCLUDER_INSIDE = (
 )
 PIECE_SCORE = 0.5  # IoU credited to a visible-piece match
 EXTRA_HITS = 2
-TENTATIVE_MISSES = 0
+TENTATIVE_MISSES = 1  # a tentative track survives one miss, and then needs one hit more
 MERGE_IOU = 0.3
 MAX_TRACKS_PER_REGION = 1.5
 MIN_TRACK_CAP = 4
@@ -133,7 +134,7 @@ class Track:
     full view of the mask, tight box, where it was seen; ``zoom``: camera scale change since;
     ``token``: ``(D,)`` unit running SAM token; ``embedding``: unit running CLIP region embedding
     or None; ``hits``: frames observed; ``misses``: consecutive processed frames unmatched;
-    ``score_sum``: summed detection scores.
+    ``score_sum``: summed detection scores; ``gaps``: frames missed while tentative.
     ``history``: per observed frame ``(vocabulary_version, label_index, label_score)``, newest last.
     """
 
@@ -147,6 +148,7 @@ class Track:
     misses: int = 0
     confirmed: bool = False
     score_sum: float = 0.0
+    gaps: int = 0
     history: list[tuple[int, int, float]] = field(default_factory=list)
 
     @property
@@ -329,7 +331,7 @@ class RegionTracker:
     @staticmethod
     def _hits_needed(track: Track, settings: TrackerSettings) -> int:
         weak = track.score_sum / max(track.hits, 1) < settings.sure_score
-        return settings.birth_hits + (EXTRA_HITS if weak else 0)
+        return settings.birth_hits + (EXTRA_HITS if weak else 0) + track.gaps
 
     def _births(
         self, out, regions: RegionCues, pairs: PairCues, matches, high, settings
@@ -357,6 +359,7 @@ class RegionTracker:
         for t, track in enumerate(self.tracks):
             if t not in matched:
                 track.misses += 1
+                track.gaps += 0 if track.confirmed else 1
                 track.state.v[:, 2:] = 0.0  # a lost box keeps its size (ByteTrack)
                 limit = settings.death_misses if track.confirmed else TENTATIVE_MISSES + 1
                 if track.misses >= limit:
@@ -367,7 +370,7 @@ class RegionTracker:
     def _cap(self, out, n_regions: int) -> None:
         """At most :data:`MAX_TRACKS_PER_REGION` x the regions live: unseen tentative tracks go
         first, then the longest-lost confirmed ones."""
-        cap = max(MIN_TRACK_CAP, math.ceil(MAX_TRACKS_PER_REGION * n_regions))
+        cap = max(MIN_TRACK_CAP, math.floor(MAX_TRACKS_PER_REGION * n_regions))
         if len(self.tracks) <= cap:
             return
         seen_now = {id(t) for t in out}
