@@ -1,8 +1,9 @@
 """The perception node with an injected fault, run as its own process by tests/test_edges_dds.py.
 
-Frames stamped at an odd second raise :class:`FaultInjected` inside ``Pipeline.process``: an
-``Exception`` that is neither a ``RuntimeError`` nor a ``ValueError`` (as onnxruntime's own
-exception types are), where the real models run. Everything else is the real node
+Frames stamped at an odd second raise :class:`FaultInjected` inside ``Pipeline.process``, and
+a ``set_vocabulary`` whose labels include :data:`FAULT_LABEL` raises it in
+``Pipeline.set_vocabulary``: an ``Exception`` that is neither a ``RuntimeError`` nor a
+``ValueError`` (as onnxruntime's own exception types are), where the real models run. Everything else is the real node
 (``perception_node.main``'s lifecycle, executor and worker) on real DDS.
 
 Usage: python tests/edges_fault_node.py --ros-args -r __node:=perception_node --params-file F
@@ -15,6 +16,8 @@ import sys
 from perception_nodes.core.pipeline import Pipeline
 from perception_nodes.nodes import perception_node
 from perception_nodes.ros.node_runner import run_node
+
+FAULT_LABEL = "raise an injected fault"
 
 
 class FaultInjected(Exception):
@@ -34,6 +37,11 @@ class FaultyPipeline:
         if stamp is not None and int(stamp) % 2 == 1:
             raise FaultInjected(f"injected fault for the frame stamped {int(stamp)} s")
         return self._pipeline.process(rgb, *args, stamp=stamp, **kwargs)
+
+    def set_vocabulary(self, labels, *args, **kwargs):
+        if FAULT_LABEL in labels:
+            raise FaultInjected("injected fault in set_vocabulary")
+        return self._pipeline.set_vocabulary(labels, *args, **kwargs)
 
 
 def main() -> int:

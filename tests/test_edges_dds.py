@@ -18,7 +18,9 @@ import pytest
 from e2e_fixtures import (
     CAMERA,
     Spinner,
+    call,
     camera_io,
+    first_answer,
     photo,
     publish_frame,
     small_overrides,
@@ -90,6 +92,25 @@ def test_a_frame_failing_in_the_worker_does_not_stop_the_next_frames(io):
         assert wait_for(lambda: latest_status(receiver).level != ERROR, 30, graph)
     assert f"[{CAMERA}] frame failed: FaultInjected: injected fault" in _log(graph)
     assert _value(receiver, "failed") >= 2
+
+
+def test_a_set_vocabulary_that_fails_unexpectedly_is_still_answered(io):
+    """Every call gets its answer (issue 21, item 2: a service callback that raised left its
+    caller waiting): a change failing with an unexpected exception type answers
+    success=False with the reason, and the node keeps serving."""
+    from edges_fault_node import FAULT_LABEL
+    from perception_msgs.srv import GetVocabulary, SetVocabulary
+
+    _, receiver, graph = io
+    client = receiver.set_vocabulary
+    assert not first_answer(client, SetVocabulary.Request(labels=[])).success  # matched
+    before = call(receiver.get_vocabulary, GetVocabulary.Request())
+    answer = call(client, SetVocabulary.Request(labels=["cup", FAULT_LABEL]), timeout=60)
+    assert not answer.success and "FaultInjected: injected fault" in answer.message
+    assert list(answer.labels) == list(before.labels)  # unchanged
+    assert call(client, SetVocabulary.Request(labels=["cup", "plate"])).success
+    logged = "set_vocabulary failed: vocabulary unchanged: FaultInjected"
+    assert wait_for(lambda: logged in _log(graph), 30, graph)
 
 
 def test_depth_without_camera_info_is_counted_and_logged(graph, ros_context):

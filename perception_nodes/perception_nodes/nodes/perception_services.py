@@ -139,6 +139,11 @@ class PerceptionServices:
             response.success, response.message = False, f"vocabulary unchanged: {exc}"
             self._node.get_logger().warning(f"set_vocabulary refused: {exc}")
             return response
+        except Exception as exc:  # noqa: BLE001 (every call is answered; the node lives on)
+            response.success = False
+            response.message = f"vocabulary unchanged: {type(exc).__name__}: {exc}"
+            self._node.get_logger().error(f"set_vocabulary failed: {response.message}")
+            return response
         snap = change.snapshot
         response.success = True
         response.version, response.labels = int(snap.version), list(snap.labels)
@@ -171,6 +176,10 @@ class PerceptionServices:
             ids, scores, stamp = pipeline.query(request.text, int(request.top_k))
         except (ValueError, PipelineError) as exc:
             response.success, response.message = False, str(exc)
+            return response
+        except Exception as exc:  # noqa: BLE001 (every call is answered; the node lives on)
+            response.success, response.message = False, f"{type(exc).__name__}: {exc}"
+            self._node.get_logger().error(f"query_regions failed: {response.message}")
             return response
         response.success, response.message = (
             True,

@@ -43,6 +43,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=30.0, help="s of calls after warm-up")
     p.add_argument("--answer-timeout", type=float, default=30.0, help="s: later = lost")
     p.add_argument("--frame-period", type=float, default=0.5, help="s between frames")
+    p.add_argument(
+        "--distinct-labels",
+        type=int,
+        default=0,
+        help="each caller cycles through this many label lists (their embeddings are then "
+        "cached: cheap calls, a high call rate); 0: a new label in every call",
+    )
     p.add_argument("--model", default="sam_tiny_test", help="SAM model (registry name)")
     p.add_argument("--clip", default="pn-clip-tiny-test", help="CLIP model")
     p.add_argument("--cache-dir", default="", help="weights cache (default: a temporary one)")
@@ -89,8 +96,9 @@ def warm_up(client, request_type, timeout: float = 120.0) -> None:
     raise TimeoutError(f"{client.srv_name}: no answer to the warm-up call in {timeout} s")
 
 
-def run_callers(clients, request_type, duration: float, answer_timeout: float):
-    """Every client calls back to back for ``duration`` s; per caller its record."""
+def run_callers(clients, request_type, duration: float, answer_timeout: float, distinct: int = 0):
+    """Every client calls back to back for ``duration`` s; per caller its record. ``distinct``:
+    see ``--distinct-labels``."""
     records = [CallerRecord() for _ in clients]
     stop_at = time.monotonic() + duration
 
@@ -100,7 +108,9 @@ def run_callers(clients, request_type, duration: float, answer_timeout: float):
             done = threading.Event()
             t0 = time.monotonic()
             future = clients[i].call_async(
-                request_type.Request(labels=[f"caller {i} call {n}", "mug"])
+                request_type.Request(
+                    labels=[f"caller {i} call {n % distinct if distinct else n}", "mug"]
+                )
             )
             future.add_done_callback(lambda _f, d=done: d.set())
             if done.wait(answer_timeout):
@@ -148,6 +158,7 @@ def table(args, result: dict) -> str:
     rows = [
         ("callers", args.callers),
         ("duration (s)", args.duration),
+        ("distinct label lists per caller (0: all new)", args.distinct_labels),
         ("calls", result["calls"]),
         ("answered", result["answered"]),
         ("lost (no answer in %.0f s)" % args.answer_timeout, result["lost"]),
@@ -195,7 +206,9 @@ def main(argv: list[str] | None = None) -> int:
             target=frame_loop, args=(image_pub, args.frame_period, stop_frames), daemon=True
         )
         frames.start()
-        records = run_callers(clients, SetVocabulary, args.duration, args.answer_timeout)
+        records = run_callers(
+            clients, SetVocabulary, args.duration, args.answer_timeout, args.distinct_labels
+        )
     finally:
         stop_frames.set()
         executor.shutdown()
