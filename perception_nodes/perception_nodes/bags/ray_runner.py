@@ -15,7 +15,13 @@ import threading
 from dataclasses import replace
 from pathlib import Path
 
-from perception_nodes.bags.runner import JobOptions, RecordingRun, Summary, recording_name
+from perception_nodes.bags.runner import (
+    JobOptions,
+    RecordingRun,
+    Summary,
+    recording_name,
+    set_threads,
+)
 from perception_nodes.bags.settings import BagSettings
 
 logger = logging.getLogger(__name__)
@@ -34,6 +40,7 @@ class BagWorker:
 
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
         self.settings, self.opts = settings, opts
+        set_threads(opts.threads)
         self.pipeline = Pipeline.load(settings.pipeline)
         self.typestore = output_typestore()
 
@@ -77,7 +84,8 @@ def run_on_ray(
         gpus = int(resources.get("GPU", 0))
         slots = gpus or int(resources.get("CPU", 1) // cpus_per_worker) or 1
         n = max(1, min(len(inputs), workers or slots))
-        worker_opts = replace(opts, progress=False)
+        threads = opts.threads or max(1, int(cpus_per_worker))
+        worker_opts = replace(opts, progress=False, threads=threads)
         actor = ray.remote(num_gpus=1 if gpus else 0, num_cpus=cpus_per_worker)(BagWorker)
         actors = [actor.remote(settings, worker_opts) for _ in range(n)]
         logger.info("Ray: %d workers (%d GPUs in the cluster), %d recordings", n, gpus, len(inputs))

@@ -52,6 +52,15 @@ class JobOptions:
     resume: bool = False
     overwrite: bool = False
     progress: bool = True
+    threads: int | None = None  # torch CPU threads of the process (None: torch's default)
+
+
+def set_threads(threads: int | None) -> None:
+    """torch's CPU threads (the same count gives the same numbers in any process)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
 
 
 @dataclass

@@ -42,7 +42,7 @@ def _xywh(mask: np.ndarray) -> list[float]:
     return [float(x0), float(y0), float(xs.max() + 1 - x0), float(ys.max() + 1 - y0)]
 
 
-def _panoptic(masks: np.ndarray, region_ids: np.ndarray) -> tuple[np.ndarray, list[int]]:
+def _panoptic(masks: np.ndarray) -> tuple[np.ndarray, list[int]]:
     """Non-overlapping masks (larger regions painted first, smaller on top) and the indices of
     the regions that keep at least one pixel."""
     order = np.argsort(-masks.reshape(len(masks), -1).sum(1), kind="stable")
@@ -79,7 +79,7 @@ def frame_record(
                 "area": int(masks[i].sum()),
             }
         )
-    pan_masks, visible = _panoptic(masks, graph.region_ids)
+    pan_masks, visible = _panoptic(masks)
     write_panoptic_png(out / pan_file, pan_masks, [int(r) for r in graph.region_ids])
     relations = [
         [int(s), int(o), int(p), float(sc)]

@@ -34,6 +34,7 @@ from perception_nodes.bags.runner import (
     Summary,
     recording_name,
     select_cameras,
+    set_threads,
 )
 from perception_nodes.bags.settings import BagSettings, SettingsError, load_settings
 from perception_nodes.bags.topics import TopicError
@@ -73,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--resume", action="store_true", help="continue an interrupted output")
     o.add_argument("--overwrite", action="store_true", help="replace an existing output")
     o.add_argument("--no-progress", action="store_true", help="no progress bar")
+    o.add_argument("--threads", type=int,
+                   help="torch CPU threads per process (default: torch's; Ray: --cpus-per-worker)")  # fmt: skip
     r = p.add_argument_group("cluster")
     r.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                    help="process the recordings on Ray (no ADDRESS: start a local Ray)")  # fmt: skip
@@ -129,7 +132,7 @@ def options_of(args: argparse.Namespace) -> JobOptions:
         info_topic=args.info_topic, window=Window(args.start, args.end, args.every),
         batch=args.batch, part_frames=args.part_frames, copy_inputs=args.copy_inputs,
         overlay=not args.no_overlay, markers=not args.no_markers, resume=args.resume,
-        overwrite=args.overwrite, progress=not args.no_progress,
+        overwrite=args.overwrite, progress=not args.no_progress, threads=args.threads,
     )  # fmt: skip
 
 
@@ -152,9 +155,13 @@ def precheck(inputs: list[Path], out_dir: Path, settings: BagSettings, opts: Job
             )
 
 
-def _install_stop(stop: threading.Event) -> None:
+def _install_stop(stop: threading.Event, at_once: bool) -> None:
+    """SIGINT/SIGTERM: stop after the frame in flight (``at_once``, with Ray: stop now; Ray's
+    workers are ended, their committed parts stay, ``--resume`` continues). A second: at once."""
+
     def on_signal(signum, frame) -> None:
-        if stop.is_set():
+        if stop.is_set() or at_once:
+            stop.set()
             raise KeyboardInterrupt
         stop.set()
         print(
@@ -171,6 +178,7 @@ def run_local(inputs, out_dir, settings, opts, stop) -> list[Summary]:
     from perception_nodes.bags.output import output_typestore
     from perception_nodes.core.pipeline import Pipeline
 
+    set_threads(opts.threads)
     pipeline = Pipeline.load(settings.pipeline)
     typestore = output_typestore()
     summaries = []
@@ -217,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pn-process-bag: {exc}", file=sys.stderr)
         return EXIT_REFUSED
     stop = threading.Event()
-    _install_stop(stop)
+    _install_stop(stop, at_once=args.ray is not None)
     try:
         if args.ray is not None:
             from perception_nodes.bags.ray_runner import RayMissing, run_on_ray
@@ -233,6 +241,9 @@ def main(argv: list[str] | None = None) -> int:
     except (SettingsError, BagError, TopicError, OutputError, PipelineError) as exc:
         print(f"pn-process-bag: {exc}", file=sys.stderr)
         return EXIT_REFUSED
+    except KeyboardInterrupt:
+        print("stopped: the committed parts are valid; --resume continues", file=sys.stderr)
+        return EXIT_INTERRUPTED
     write_summaries(args.output, summaries)
     print_table(summaries)
     if stop.is_set():

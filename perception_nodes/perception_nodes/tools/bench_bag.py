@@ -1,0 +1,214 @@
+"""pn-bench-bag: pn-process-bag's frames/s against the live node, and Ray against one process.
+
+Side by side in one command, on the same frames and the same parameter file:
+1. ``offline``: :class:`~perception_nodes.bags.runner.RecordingRun` over a recording of
+   ``--frames`` photos (written here with rosbags: ``/camera/image_raw`` rgb8 at 10 Hz), models
+   loaded and warmed up first; with ``--batch`` frames per SAM encoder batch and with 1.
+2. ``live``: the perception node in its own process (as launched) fed the same frames over DDS
+   by this process, each frame sent once the previous one's SceneGraph came back (the node's
+   best rate without drops; a faster feed only makes it drop frames).
+   Target: offline >= 1.5x live frames/s.
+3. ``ray``: ``--ray-recordings`` recordings processed by one process (``pn-process-bag``'s
+   local path, torch on every core) and by a local Ray with two workers (one core each), wall
+   time from the command's start to its end for both (model loading and Ray's start included).
+   Ray overhead = Ray wall / one-process wall - 1; target <= 15 %.
+Prints a table and writes JSON (default ``outputs/bench/bag.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from perception_nodes.core.config import SAM_BACKENDS, SAM_MODEL_NAMES, default_setting
+from perception_nodes.launch_overrides import launch_overrides
+from perception_nodes.tools.bench_common import hardware_info
+from perception_nodes.tools.demo import QUICK_OVERRIDES
+from perception_nodes.tools.demo_session import CAMERA
+from perception_nodes.tools.graph_runner import DEFAULT_CONFIG, write_params_file
+
+PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="pn-bench-bag", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    p.add_argument("--frames", type=int, default=8, help="frames of the offline/live recording")
+    p.add_argument("--max-side", type=int, default=320)
+    p.add_argument("--model", default=default_setting("sam_model"), choices=SAM_MODEL_NAMES)
+    p.add_argument("--backend", default=default_setting("sam_backend"), choices=SAM_BACKENDS)
+    p.add_argument("--device", default=default_setting("sam_device"))
+    p.add_argument("--points-per-side", type=int, default=None)
+    p.add_argument("--batch", type=int, default=4, help="offline frames per SAM encoder batch")
+    p.add_argument("--ray-recordings", type=int, default=4)
+    p.add_argument("--ray-frames", type=int, default=3, help="frames per Ray recording")
+    p.add_argument("--skip-live", action="store_true")
+    p.add_argument("--skip-ray", action="store_true")
+    p.add_argument("--config-file", default=str(DEFAULT_CONFIG))
+    p.add_argument("--quick", action="store_true", help="tiny test models (plumbing dominates)")
+    p.add_argument("--out", default="outputs/bench/bag.json")
+    return p.parse_args(argv)
+
+
+def write_recording(path: Path, photos: list[np.ndarray], n: int, start_ns: int = 10**18) -> None:
+    """``n`` frames cycling over ``photos`` on ``/camera/image_raw`` (rgb8, 10 Hz)."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    ts = get_typestore(Stores.ROS2_KILTED)
+    T = ts.types
+    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as w:
+        conn = w.add_connection(f"{CAMERA}/image_raw", "sensor_msgs/msg/Image", typestore=ts)
+        for i in range(n):
+            rgb = np.ascontiguousarray(photos[i % len(photos)])
+            stamp = start_ns + i * 100_000_000
+            header = T["std_msgs/msg/Header"](
+                stamp=T["builtin_interfaces/msg/Time"](sec=stamp // 10**9, nanosec=stamp % 10**9),
+                frame_id="camera",
+            )
+            msg = T["sensor_msgs/msg/Image"](
+                header=header, height=rgb.shape[0], width=rgb.shape[1], encoding="rgb8",
+                is_bigendian=0, step=rgb.shape[1] * 3, data=rgb.reshape(-1),
+            )  # fmt: skip
+            w.write(conn, stamp, ts.serialize_cdr(msg, conn.msgtype))
+
+
+def offline(settings, recording: Path, work: Path, batch: int, photo: np.ndarray) -> dict:
+    """frames/s of a RecordingRun (models loaded and warmed up before the clock starts)."""
+    from perception_nodes.bags.output import output_typestore
+    from perception_nodes.bags.runner import JobOptions, RecordingRun
+    from perception_nodes.core.pipeline import Pipeline
+
+    pipeline = Pipeline.load(settings.pipeline)
+    pipeline.process(photo)  # warm-up (allocations, lazy init), as the live side gets
+    opts = JobOptions(batch=batch, progress=False)
+    out = work / f"offline_batch{batch}"
+    run = RecordingRun(pipeline, settings, opts, recording, out, threading.Event(),
+                       output_typestore())  # fmt: skip
+    s = run.run()
+    return {"frames": s.processed, "failed": s.failed, "seconds": s.seconds,
+            "frames_per_s": s.frames_per_s, "batch": batch}  # fmt: skip
+
+
+def live(params: Path, photos: list[np.ndarray], n: int, log_dir: Path) -> dict:
+    """frames/s of the node fed frame after frame over DDS (closed loop: no drops)."""
+    from perception_nodes.tools.bench_e2e import _ros_latency
+    from perception_nodes.tools.demo_session import DemoSession
+    from perception_nodes.tools.graph_runner import NodeGraph
+
+    graph = NodeGraph(log_dir=log_dir)
+    session = None
+    try:
+        graph.start("perception_node", params)
+        session = DemoSession()
+        session.wait_until_ready(graph, 900.0, subscribers=1)
+        _ros_latency(session, photos[0], graph)  # warm-up
+        latencies = [_ros_latency(session, photos[i % len(photos)], graph) for i in range(n)]
+        total = float(sum(latencies))
+        return {"frames": n, "seconds": total, "frames_per_s": n / total,
+                "mean_latency_ms": 1000 * total / n}  # fmt: skip
+    finally:
+        if session is not None:
+            session.close()
+        graph.stop()
+
+
+def ray_vs_one(settings, recordings: list[Path], work: Path) -> dict:
+    """Wall time of one process and of a local two-worker Ray over the same recordings."""
+    from perception_nodes.bags.ray_runner import run_on_ray
+    from perception_nodes.bags.runner import JobOptions
+    from perception_nodes.tools.process_bag import run_local
+
+    out = {}
+    opts = JobOptions(progress=False)
+    t0 = time.perf_counter()
+    one = run_local(recordings, work / "one", settings, opts, threading.Event())
+    out["one_process"] = {"seconds": time.perf_counter() - t0,
+                          "frames": sum(s.processed for s in one)}  # fmt: skip
+    t0 = time.perf_counter()
+    two = run_on_ray(recordings, work / "ray", settings, opts, None, workers=2)
+    out["ray_two_workers"] = {"seconds": time.perf_counter() - t0,
+                              "frames": sum(s.processed for s in two)}  # fmt: skip
+    out["overhead"] = out["ray_two_workers"]["seconds"] / out["one_process"]["seconds"] - 1.0
+    return out
+
+
+def table(result: dict) -> str:
+    rows = [f"{'':<44}{'frames':>8}{'seconds':>10}{'frames/s':>10}"]
+    for key in ("offline_batched", "offline_batch1", "live"):
+        r = result.get(key)
+        if r:
+            rows.append(f"{key:<44}{r['frames']:>8}{r['seconds']:>10.1f}{r['frames_per_s']:>10.3f}")
+    if "offline_vs_live" in result:
+        rows.append(f"offline / live: {result['offline_vs_live']:.2f}x (target >= 1.5x)")
+    ray = result.get("ray")
+    if ray:
+        for key in ("one_process", "ray_two_workers"):
+            r = ray[key]
+            rows.append(f"{key:<44}{r['frames']:>8}{r['seconds']:>10.1f}"
+                        f"{r['frames'] / r['seconds']:>10.3f}")  # fmt: skip
+        rows.append(f"Ray overhead: {100 * ray['overhead']:+.1f} % (target <= 15 %)")
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from perception_nodes.bags.settings import load_settings
+    from perception_nodes.nodes.image_folder_publisher import load_image
+
+    args = parse_args(argv)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ov = launch_overrides([CAMERA], backend=args.backend, model=args.model, device=args.device)
+    if args.quick:
+        ov["perception_node"].update(QUICK_OVERRIDES)
+    if args.points_per_side:
+        ov["perception_node"]["amg.points_per_side"] = args.points_per_side
+    ov["perception_node"]["diagnostics_period"] = 0.5
+    params = write_params_file(ov, base=Path(args.config_file), folder=out.parent)
+    settings = load_settings(params)
+    photos = [load_image(s, args.max_side) for s in PHOTOS]
+    work = Path(tempfile.mkdtemp(prefix="pn_bench_bag_"))
+    result: dict = {"hardware": hardware_info(args.device), "settings": vars(args)}
+    try:
+        recording = work / "frames"
+        write_recording(recording, photos, args.frames)
+        print("pn-bench-bag: offline ...", flush=True)
+        result["offline_batched"] = offline(settings, recording, work, args.batch, photos[0])
+        if not args.skip_live:
+            print("pn-bench-bag: the live node over DDS ...", flush=True)
+            result["live"] = live(params, photos, args.frames, out.parent / "bag_logs")
+        result["offline_batch1"] = offline(settings, recording, work, 1, photos[0])
+        if "live" in result:
+            best = max(result["offline_batched"]["frames_per_s"],
+                       result["offline_batch1"]["frames_per_s"])  # fmt: skip
+            result["offline_vs_live"] = best / result["live"]["frames_per_s"]
+        if not args.skip_ray:
+            print("pn-bench-bag: one process vs two Ray workers ...", flush=True)
+            recs = []
+            for i in range(args.ray_recordings):
+                recs.append(work / f"rec{i}")
+                write_recording(recs[-1], photos[i % len(photos) :] + photos, args.ray_frames)
+            result["ray"] = ray_vs_one(settings, recs, work)
+    except (TimeoutError, RuntimeError, OSError, ValueError) as exc:
+        print(f"pn-bench-bag: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(table(result))
+    out.write_text(json.dumps(result, indent=2, default=str))
+    print(f"written: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
