@@ -39,6 +39,7 @@ CONSOLE_SCRIPTS = [
     "pn-bench-tracking = perception_nodes.tools.bench_tracking:main",
     "pn-bench-services = perception_nodes.tools.bench_services:main",
     "pn-process-bag = perception_nodes.tools.process_bag:main",
+    "pn-bench-bag = perception_nodes.tools.bench_bag:main",
     "pn-bench-host = perception_nodes.tools.bench_host:main",
 ]
 
