@@ -1,13 +1,15 @@
 # perception_nodes: every target works from a new shell on a fresh machine.
 #   make demo   - set up (if needed) and run the main job
 #   make test   - set up (if needed) and run the test suite (what CI runs)
+#   make test-fast - the fast tier only (core, in-process node logic, message conversion;
+#                 no node processes, builds or exports): minutes, for the inner loop
 #   make bench  - benchmarks (tables on stdout, JSON under outputs/bench/)
 #   make lint   - ruff (ruff.toml: lint + format) and hadolint; the test suite runs the same checks
 SHELL := /bin/bash
 ENV := source scripts/env.sh &&
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test bench lint clean
+.PHONY: setup demo test test-fast bench lint clean
 
 setup:
 	@bash scripts/setup.sh
@@ -17,6 +19,9 @@ demo: setup
 
 test: setup
 	@$(ENV) python -m pytest $(PYTEST_ARGS)
+
+test-fast: setup
+	@$(ENV) python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 bench: setup
 	@$(ENV) bash scripts/bench_all.sh

@@ -20,8 +20,10 @@ if str(TESTS_DIR) not in sys.path:
 # Shared fixtures, registered once for every test module (no per-module fixture imports).
 pytest_plugins = ["sam_fixtures", "export_fixtures", "e2e_fixtures"]
 
-# Tests never use a GPU, and keep to the 2 cores CI has.
-os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+# Tests never use a GPU, and keep to the 2 cores CI has; except with PN_TEST_GPU set
+# (scripts/device_check.sh), where `pytest -m gpu` runs the tests marked `gpu` on CUDA.
+if not os.environ.get("PN_TEST_GPU"):
+    os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 # A ROS domain of our own so concurrent test runs on one machine do not see each other.
 os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
@@ -29,9 +31,49 @@ os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
 os.environ.setdefault("AMENT_PREFIX_PATH", sys.prefix)
 
 
+# Two tiers: `make test` runs everything (what CI runs); `make test-fast` (pytest -m "not slow")
+# leaves out the slow tier, for the inner loop: the core, in-process node logic and message
+# conversion. Slow: a module that starts node or helper processes, builds packages or runs a
+# whole tool. A module is slow when listed here, when its source starts processes (PROCESS_MARKS,
+# so a new DDS test lands in the slow tier by itself) or when it marks itself `slow`.
+SLOW_MODULES = frozenset(
+    {
+        "test_onnx_default",  # exports the full-size vit_t to ONNX (minutes on 2 cores)
+        "test_export_onnx",  # ONNX exports and onnxruntime parity
+        "test_regionspot_training",  # real training loops
+        "test_relations_learning",  # real training loops
+        "test_lint",  # ruff over the whole tree
+        "test_dockerfile_lint",  # hadolint
+        "test_tensorrt_pipeline",  # node processes with the TensorRT stand-in
+    }
+)
+PROCESS_MARKS = ("NodeGraph(", "start_graph(", "ros_process(", "colcon", "cmake", "pn-demo")
+#: Modules that name a process mark without starting processes (checks of launch/run code).
+FAST_MODULES = frozenset({"test_launch_structure", "test_settings_source", "test_tiers"})
+
+
+def _starts_processes(path: Path) -> bool:
+    return path.stem not in FAST_MODULES and any(m in path.read_text() for m in PROCESS_MARKS)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    slow: dict[Path, bool] = {}
+    for item in items:
+        path = Path(item.fspath)
+        if path not in slow:
+            slow[path] = path.stem in SLOW_MODULES or _starts_processes(path)
+        if slow[path]:
+            item.add_marker(pytest.mark.slow)
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "slow: takes more than a minute on 2 cores")
+    config.addinivalue_line(
+        "markers",
+        "slow: the slow tier (node processes, builds, whole tools, exports, training); "
+        "`make test-fast` leaves it out",
+    )
     config.addinivalue_line("markers", "ros: needs rclpy and the built perception_msgs")
+    config.addinivalue_line("markers", "gpu: needs CUDA (skipped without it; set PN_TEST_GPU=1)")
 
 
 @pytest.fixture

@@ -66,9 +66,7 @@ def io(node_graph):
     assert wait_for(lambda: pubs["image"].get_subscription_count() >= 1, 120, node_graph), (
         "node never subscribed"
     )
-    assert wait_for(
-        lambda: receiver.diagnostics_values().get("state") == "active", 240, node_graph
-    )
+    assert wait_for(lambda: receiver.diagnostics_values().get("state") == "active", 240, node_graph)
     assert params.wait_for_services(timeout_sec=30)
     yield pubs, receiver, node_graph, params
     spinner.stop()
@@ -92,9 +90,23 @@ def _set_ok(params, graph, **values) -> None:
         assert r.successful, (name, r.reason)
 
 
+OUTPUTS = {"graphs": "publish_scene_graph", "regions": "publish_regions",
+           "label_images": "publish_label_image"}  # fmt: skip
+
+
+def _published(io) -> set[str]:
+    """The output kinds the node publishes now (its ``publish_*`` parameters)."""
+    _, _, graph, params = io
+    future = params.get_parameters(list(OUTPUTS.values()))
+    assert wait_for(future.done, 30, graph), "get_parameters not answered"
+    return {kind for kind, v in zip(OUTPUTS, future.result().values) if v.bool_value}
+
+
 def _frame(io, name="astronaut"):
-    """Publish a frame and return (SceneGraph or None, RegionArray or None) for exactly that frame."""
+    """Publish a frame; (SceneGraph, RegionArray, label Image) of exactly that frame, each None
+    when its publish_* parameter is off. Waits until every output the node publishes now came."""
     pubs, receiver, graph, _ = io
+    expected = _published(io)
     header = publish_frame(pubs, photo(name))
 
     def find(kind):
@@ -103,10 +115,9 @@ def _frame(io, name="astronaut"):
                 (m for _, m in getattr(receiver.data, kind) if m.header.stamp == header.stamp), None
             )
 
-    assert wait_for(
-        lambda: find("graphs") is not None or find("regions") is not None, FRAME_TIMEOUT, graph
-    ), "no output for the frame"
-    time.sleep(1.0)  # the frame's other topics (published just before/after) arrive too
+    assert wait_for(lambda: all(find(k) is not None for k in expected), FRAME_TIMEOUT, graph), (
+        f"not every output of the frame came: {[k for k in expected if find(k) is None]}"
+    )
     return find("graphs"), find("regions"), find("label_images")
 
 
@@ -208,8 +219,12 @@ def test_every_live_parameter_applies_from_the_next_frame(io):
 
     n0 = receiver.count("diagnostics")
     set_live(diagnostics_period=0.1)  # was 0.5 s
-    time.sleep(3.0)
-    assert receiver.count("diagnostics") - n0 >= 15, receiver.count("diagnostics") - n0
+    assert wait_for(lambda: receiver.count("diagnostics") - n0 >= 16, 60, graph)
+    with receiver.lock:  # the node's own stamps: 0.1 s apart now (0.5 s before the change)
+        stamps = [m.header.stamp.sec + 1e-9 * m.header.stamp.nanosec
+                  for _, m in receiver.data.diagnostics[n0 + 1:]
+                  if any("pipeline" in s.name for s in m.status)]  # fmt: skip
+    assert float(np.median(np.diff(stamps))) < 0.25, np.diff(stamps)
     _set_ok(
         params,
         graph,
@@ -281,7 +296,7 @@ def test_bad_vocabulary_parameters_are_refused_like_the_service_refuses_them(
 
 
 def test_set_vocabulary_holds_20_concurrent_callers_while_frames_flow(io):
-    """Every call answered, p99 < 2 s, no change without its answer, no graph mixing versions."""
+    """Every call answered, no change without its answer, no graph mixing versions."""
     from perception_msgs.srv import GetVocabulary, SetVocabulary
 
     pubs, receiver, graph, _ = io
@@ -323,10 +338,11 @@ def test_set_vocabulary_holds_20_concurrent_callers_while_frames_flow(io):
     for t in threads:
         t.start()
     frames = 0
-    while time.monotonic() < stop_at:  # frames flow meanwhile
+    while time.monotonic() < stop_at:  # frames flow meanwhile: the next once one came out
+        done = receiver.count("graphs")
         publish_frame(pubs, photo("coffee", side=96))
         frames += 1
-        time.sleep(0.3)
+        wait_for(lambda n=done: receiver.count("graphs") > n, stop_at - time.monotonic())
     for t in threads:
         t.join(timeout=40)
     end = call(receiver.get_vocabulary, GetVocabulary.Request())
@@ -343,7 +359,8 @@ def test_set_vocabulary_holds_20_concurrent_callers_while_frames_flow(io):
     assert len(answers) >= 4 * n_callers and len(ok) == len(answers), [
         a[1].message for a in answers if not a[1].success
     ][:3]
-    assert p99 < 2.0, p99
+    # latency is a performance target, measured by `pn-bench-e2e --vocabulary-callers 20`
+    # (p99 under load); here only every call must be answered (a lost answer waits 30 s)
     applied = [r for r in ok if not r.message.startswith("superseded:")]
     versions = sorted(r.version for r in applied)
     # every applied change was answered (and each exactly once): versions are start+1 .. end;

@@ -43,9 +43,9 @@ def test_every_command_the_readme_names_is_installed():
 
 def test_make_targets_the_readme_uses_exist_and_ci_runs_the_test_command():
     makefile = (ROOT / "Makefile").read_text()
-    targets = set(re.findall(r"^([a-z]+):", makefile, flags=re.M))
-    used = set(re.findall(r"`make ([a-z]+)", README)) | set(
-        re.findall(r"^make ([a-z]+)", README, flags=re.M)
+    targets = set(re.findall(r"^([a-z-]+):", makefile, flags=re.M))
+    used = set(re.findall(r"`make ([a-z-]+)", README)) | set(
+        re.findall(r"^make ([a-z-]+)", README, flags=re.M)
     )
     assert {"demo", "test"} <= used <= targets, (used, targets)
     assert "make test" in (ROOT / ".ci" / "run").read_text()
