@@ -210,7 +210,7 @@ def _family_noise(family: str) -> Noise:
     return Noise()
 
 
-def _world_texture(rng, shape: tuple[int, int]) -> np.ndarray:
+def world_texture(rng, shape: tuple[int, int]) -> np.ndarray:
     """Grey-level multi-scale noise texture (uint8 ``shape``), like a cluttered scene."""
     acc = np.zeros(shape, np.float32)
     for k, scale in enumerate((2, 6, 18)):
@@ -234,11 +234,12 @@ class SequenceRenderer:
         self.things = _things(self.rng, family, frames, size, self.cam, alike)
         self.noise = _family_noise(family)
         self.alike = alike
+        self._clutter: list[list] = []  # [frames left, mask, score, token, embedding, label]
         h, w = size
         span = np.ptp(self.cam.centre, axis=0)
         self.world_origin = self.cam.centre.min(axis=0) - np.array([w, h]) * 1.0
         world_wh = (span + np.array([w, h]) * 2.0).astype(int)
-        self.world = _world_texture(self.rng, (int(world_wh[1]), int(world_wh[0])))
+        self.world = world_texture(self.rng, (int(world_wh[1]), int(world_wh[0])))
 
     def frames_iter(self) -> Iterator[SequenceFrame]:
         dropped_until = -1
@@ -333,14 +334,19 @@ class SequenceRenderer:
             embeds.append(self._noisy(t.embedding, 0.3 + 0.6 * hidden, EMBED_DIM))
             labels.append(t.label)
             region_gt.append(gid)
-        for _ in range(rng.poisson(noise.clutter_per_frame)):
-            masks.append(self._blob())
-            scores.append(rng.normal(0.84, 0.06))
-            tokens.append(_unit(rng.normal(size=TOKEN_DIM)) if not self.alike else self._noisy(
-                self.things[0].token, 0.3, TOKEN_DIM))  # fmt: skip
-            embeds.append(_unit(rng.normal(size=EMBED_DIM)))
-            labels.append(int(rng.integers(0, len(LABELS))))
+        for _ in range(rng.poisson(noise.clutter_per_frame)):  # new blobs live 1-3 frames
+            self._clutter.append([int(rng.integers(1, 4)), self._blob(), rng.normal(0.84, 0.06),
+                                  self._clutter_token(), _unit(rng.normal(size=EMBED_DIM)),
+                                  int(rng.integers(0, len(LABELS)))])  # fmt: skip
+        for blob in self._clutter:
+            blob[0] -= 1
+            masks.append(self._jitter(blob[1]))
+            scores.append(blob[2] + rng.normal(0, 0.02))
+            tokens.append(self._noisy(blob[3], 0.35, TOKEN_DIM))
+            embeds.append(blob[4])
+            labels.append(blob[5])
             region_gt.append(-1)
+        self._clutter = [b for b in self._clutter if b[0] > 0]
         keep = [i for i, mk in enumerate(masks) if mk.sum() >= MIN_VISIBLE // 2]
         seg, region_labels = self._pack(keep, masks, scores, tokens, embeds, labels)
         return seg, region_labels, [region_gt[i] for i in keep]
@@ -380,6 +386,11 @@ class SequenceRenderer:
             fn = cv2.erode if op == 1 else cv2.dilate
             out = fn(out.astype(np.uint8), kernel).astype(bool)
         return out
+
+    def _clutter_token(self) -> np.ndarray:
+        if self.alike:
+            return self._noisy(self.things[0].token, 0.3, TOKEN_DIM)
+        return _unit(self.rng.normal(size=TOKEN_DIM))
 
     def _noisy(self, v: np.ndarray, scale: float, dim: int) -> np.ndarray:
         if self.alike:

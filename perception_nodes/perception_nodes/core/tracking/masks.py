@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-EXACT_PIXELS = 4096  # overlaps up to this size are counted on every pixel
+EXACT_PIXELS = 1024  # overlaps up to this size are counted on every pixel
 RESIZE_TOLERANCE = 0.03  # camera zoom below this relative change leaves the crop as it is
 
 
@@ -77,16 +77,29 @@ def overlap_bounds(boxes_a: np.ndarray, areas_a: np.ndarray, boxes_b: np.ndarray
 
 def intersection(mask: np.ndarray, box: np.ndarray, crop: MaskCrop) -> float:
     """Pixels shared by the full-image ``mask`` (tight XYXY ``box``) and the placed ``crop``."""
-    h, w = crop.pixels.shape
-    x0, y0 = max(int(box[0]), crop.x0, 0), max(int(box[1]), crop.y0, 0)
-    x1 = min(int(box[2]), crop.x0 + w, mask.shape[1])
-    y1 = min(int(box[3]), crop.y0 + h, mask.shape[0])
+    bx0, by0, bx1, by1 = (int(v) for v in box)
+    return intersection_at(mask, bx0, by0, bx1, by1, crop)
+
+
+def intersection_at(mask: np.ndarray, bx0: int, by0: int, bx1: int, by1: int,
+                    crop: MaskCrop) -> float:  # fmt: skip
+    """:func:`intersection` with the box as Python ints (the hot loop of the tracker)."""
+    pixels = crop.pixels
+    h, w = pixels.shape
+    cx0, cy0 = crop.x0, crop.y0
+    x0 = bx0 if bx0 > cx0 else cx0
+    y0 = by0 if by0 > cy0 else cy0
+    x1 = bx1 if bx1 < cx0 + w else cx0 + w
+    y1 = by1 if by1 < cy0 + h else cy0 + h
+    x0, y0 = max(x0, 0), max(y0, 0)
+    x1, y1 = min(x1, mask.shape[1]), min(y1, mask.shape[0])
     if x1 <= x0 or y1 <= y0:
         return 0.0
-    step = max(1, math.ceil(math.sqrt((x1 - x0) * (y1 - y0) / EXACT_PIXELS)))
+    size = (x1 - x0) * (y1 - y0)
+    step = 1 if size <= EXACT_PIXELS else math.ceil(math.sqrt(size / EXACT_PIXELS))
     a = mask[y0:y1:step, x0:x1:step]
-    b = crop.pixels[y0 - crop.y0 : y1 - crop.y0 : step, x0 - crop.x0 : x1 - crop.x0 : step]
-    return float(np.count_nonzero(a & b)) * step * step
+    b = pixels[y0 - cy0 : y1 - cy0 : step, x0 - cx0 : x1 - cx0 : step]
+    return float(np.count_nonzero(a & b) * step * step)
 
 
 def hidden_share(crop: MaskCrop, seen: np.ndarray, occluders: list[np.ndarray]) -> float:

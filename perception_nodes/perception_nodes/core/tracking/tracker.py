@@ -188,10 +188,13 @@ class RegionTracker:
         self._predict(cues)
         regions = _region_cues(seg, cues, settings)
         tracked = self._track_cues(cues.label_version)
-        pairs = pair_cues(regions, tracked)
+        pairs = pair_cues(regions, tracked, settings.iou_gate)
         high = regions.scores >= settings.high_score
         matches = self._associate(regions, pairs, high, settings)
         out: list[Track | None] = [None] * len(seg)
+        matched = np.zeros(pairs.compared.shape, bool)
+        matched[list(matches), list(matches.values())] = True
+        pairs.compare(matched)
         fresh = self._observe(matches, regions, pairs, tracked.crops, settings)
         for r, t in matches.items():
             out[r] = self.tracks[t]
@@ -251,26 +254,14 @@ class RegionTracker:
 
     def _visible_pieces(self, regions: RegionCues, pairs: PairCues, allowed) -> np.ndarray:
         """``(R, T)`` True where the region is the visible piece of the occluded track."""
-        crops = self._placed_crops()
-        area_t = np.array([c.area for c in crops], np.float64)
-        candidates = allowed & (pairs.cover >= PIECE_COVER)
-        candidates &= regions.areas[:, None] < PIECE_AREA * area_t[None]
+        small = regions.areas[:, None] < PIECE_AREA * pairs.t_areas[None]
+        candidates = allowed & small & (pairs.cover_bound >= PIECE_COVER)
+        pairs.compare(candidates)
+        candidates &= pairs.cover >= PIECE_COVER
         out = np.zeros(allowed.shape, bool)
         for r, t in zip(*np.nonzero(candidates)):
-            out[r, t] = self._hidden(r, t, regions, pairs, crops[t]) >= PIECE_HIDDEN
+            out[r, t] = self._hidden_of(r, pairs.crops[t], regions) >= PIECE_HIDDEN
         return out
-
-    def _hidden(self, r: int, t: int, regions: RegionCues, pairs: PairCues, crop) -> float:
-        """Share of track ``t``'s placed mask outside region ``r`` hidden by occluders/the edge."""
-        occluders = [
-            regions.masks[q]
-            for q in np.nonzero(pairs.cover[:, t] > 0)[0]
-            if q != r and pairs.cover[q, t] < OCCLUDER_INSIDE
-        ]
-        return hidden_share(crop, regions.masks[r], occluders)
-
-    def _placed_crops(self) -> list[MaskCrop]:
-        return [placed(t.crop, t.state.x[0, :2], t.zoom) for t in self.tracks]
 
     # --- life cycle ---------------------------------------------------------------------------
 
@@ -315,18 +306,20 @@ class RegionTracker:
                 fresh.append(r)
         return fresh
 
-    def _hidden_of(self, r: int, crop: MaskCrop, regions: RegionCues) -> float:
+    @staticmethod
+    def _hidden_of(r: int, crop: MaskCrop, regions: RegionCues) -> float:
+        """Share of the placed ``crop`` outside region ``r`` that other regions (not parts of
+        it: less than :data:`OCCLUDER_INSIDE` of them inside it) or the image edge hide."""
         box = crop.box
-        occluders = []
-        for q in range(len(regions.areas)):
-            if q == r or not _boxes_touch(regions.boxes[q], box):
-                continue
-            occluders.append(regions.masks[q])
-        if not occluders:
-            return hidden_share(crop, regions.masks[r], [])
-        # a part inside the predicted mask (a split piece) hides nothing
-        inside = [m for m in occluders if _share_inside(m, crop) < OCCLUDER_INSIDE]
-        return hidden_share(crop, regions.masks[r], inside)
+        b = regions.boxes
+        touch = (b[:, 0] < box[2]) & (box[0] < b[:, 2]) & (b[:, 1] < box[3]) & (box[1] < b[:, 3])
+        touch[r] = False
+        occluders = [
+            regions.masks[q]
+            for q in np.nonzero(touch)[0]
+            if _share_inside(regions.masks[q], regions.areas[q], crop) < OCCLUDER_INSIDE
+        ]
+        return hidden_share(crop, regions.masks[r], occluders)
 
     @staticmethod
     def _hits_needed(track: Track, settings: TrackerSettings) -> int:
@@ -484,14 +477,9 @@ def _merged_rows(olds: list[np.ndarray | None], new: np.ndarray) -> np.ndarray:
     return out
 
 
-def _boxes_touch(a: np.ndarray, b: np.ndarray) -> bool:
-    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
-
-
-def _share_inside(mask: np.ndarray, crop: MaskCrop) -> float:
-    """Share of the full-image ``mask`` lying inside the placed ``crop``."""
-    total = np.count_nonzero(mask)
-    if not total:
+def _share_inside(mask: np.ndarray, area: float, crop: MaskCrop) -> float:
+    """Share of the full-image ``mask`` (``area`` pixels) lying inside the placed ``crop``."""
+    if area <= 0:
         return 0.0
     h, w = crop.pixels.shape
     x0, y0 = max(crop.x0, 0), max(crop.y0, 0)
@@ -499,7 +487,7 @@ def _share_inside(mask: np.ndarray, crop: MaskCrop) -> float:
     if x1 <= x0 or y1 <= y0:
         return 0.0
     inner = crop.pixels[y0 - crop.y0 : y1 - crop.y0, x0 - crop.x0 : x1 - crop.x0]
-    return np.count_nonzero(mask[y0:y1, x0:x1] & inner) / total
+    return np.count_nonzero(mask[y0:y1, x0:x1] & inner) / area
 
 
 def _crop_intersection(a: MaskCrop, b: MaskCrop) -> int:
