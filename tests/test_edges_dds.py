@@ -12,6 +12,7 @@ second.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -111,6 +112,34 @@ def test_a_set_vocabulary_that_fails_unexpectedly_is_still_answered(io):
     assert call(client, SetVocabulary.Request(labels=["cup", "plate"])).success
     logged = "set_vocabulary failed: vocabulary unchanged: FaultInjected"
     assert wait_for(lambda: logged in _log(graph), 30, graph)
+
+
+FRESH_CLIENTS = 40
+
+
+def test_fresh_clients_in_a_burst_all_get_their_first_answer(io):
+    """Fresh clients in new processes (new DDS participants) call once each, right when they
+    see the service, all at once (issue 21, item 2): rmw_fastrtps refuses an answer to a client
+    whose response reader the service has not matched yet, and such a caller waited forever
+    (rclpy warned once per process, then silently); the node now resends a refused answer."""
+    import subprocess
+    import sys
+
+    _, receiver, graph = io
+    script = str(Path(__file__).resolve().parent / "edges_fresh_callers.py")
+    lost, rounds = 0, 2
+    for _ in range(rounds):
+        out = subprocess.run(
+            [sys.executable, script, str(FRESH_CLIENTS), "30"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        ).stdout
+        assert "ANSWERED" in out, out
+        lost += int(out.split("LOST")[1])
+    resent = _log(graph).count("get_vocabulary: answer sent on attempt")
+    print(f"\n{rounds} x {FRESH_CLIENTS} fresh clients: {lost} unanswered, {resent} resent")
+    assert lost == 0, f"{lost} of {rounds * FRESH_CLIENTS} first calls never answered"
 
 
 def test_depth_without_camera_info_is_counted_and_logged(graph, ros_context):

@@ -12,8 +12,10 @@ list, invalid labels/templates, bad query) answer ``success=False`` with the rea
 
 from __future__ import annotations
 
+import re
 import threading
 import time
+import warnings
 from collections.abc import Callable
 
 from perception_msgs.srv import GetVocabulary, QueryRegions, SetVocabulary
@@ -27,9 +29,66 @@ from perception_nodes.core.stamps import set_stamp
 from perception_nodes.ros.qos import SERVICE_QOS
 
 NOT_CONFIGURED = "node is not configured (models not loaded)"
+#: What rclpy warns (a RuntimeWarning, shown once per code location by Python's default filter,
+#: so later ones were silent) when the rmw refused to send an answer: rmw_fastrtps drops a
+#: response whose client's response reader the service's response writer has not matched
+#: within its max_blocking_time (100 ms), before writing anything
+REFUSED_ANSWER = "failed to send response (timeout)"
+#: s waited before each resend of a refused answer (the rmw waits 100 ms more each time); then
+#: the answer is given up, logged as an error
+ANSWER_RESEND_WAITS_S = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2)
+_sending = threading.local()  # .active: in send_response_resending; .refused: rclpy warned
+
 #: set_vocabulary changes encoded at once (the vocabulary orders them by arrival); more wait for
 #: a turn on their own threads, not on the executor's
 VOCABULARY_WRITERS = 4
+
+
+def _catch_refused_answers() -> None:
+    """Route rclpy's "failed to send response (timeout)" warnings raised while this module sends
+    an answer to :func:`send_response_resending` (every one, not once per location); other
+    warnings are shown as before. Idempotent."""
+    if getattr(warnings.showwarning, "_pn_refused_answers", False):
+        return
+    warnings.filterwarnings("always", message=re.escape(REFUSED_ANSWER), category=RuntimeWarning)
+    show = warnings.showwarning
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        if getattr(_sending, "active", False) and REFUSED_ANSWER in str(message):
+            _sending.refused = True
+            return
+        show(message, category, filename, lineno, file, line)
+
+    showwarning._pn_refused_answers = True
+    warnings.showwarning = showwarning
+
+
+def send_response_resending(service, logger) -> None:
+    """Make ``service`` resend an answer the rmw refused (see :data:`REFUSED_ANSWER`: nothing
+    was sent, so a resend cannot answer twice) after :data:`ANSWER_RESEND_WAITS_S`, logging
+    each resend; an answer still refused then is logged as an error (the caller gets none)."""
+    _catch_refused_answers()
+    send = service.send_response
+
+    def send_response(response, header) -> None:
+        for attempt, wait in enumerate((0.0, *ANSWER_RESEND_WAITS_S)):
+            if wait:
+                time.sleep(wait)  # a back-off: the client's reader gets matched meanwhile
+            _sending.active, _sending.refused = True, False
+            try:
+                send(response, header)
+            finally:
+                _sending.active = False
+            if not _sending.refused:
+                if attempt:
+                    logger.warning(f"{service.srv_name}: answer sent on attempt {attempt + 1}")
+                return
+        logger.error(
+            f"{service.srv_name}: answer refused by the rmw {attempt + 1} times (its client's "
+            "response reader never matched): that call gets no answer"
+        )
+
+    service.send_response = send_response
 
 
 class PerceptionServices:
@@ -55,9 +114,10 @@ class PerceptionServices:
             (GetVocabulary, "~/get_vocabulary", self.get_vocabulary),
             (QueryRegions, "~/query_regions", self.query_regions),
         ):
-            node.create_service(
+            service = node.create_service(
                 srv_type, name, handler, qos_profile=SERVICE_QOS, callback_group=self.callback_group
             )
+            send_response_resending(service, node.get_logger())
 
     async def set_vocabulary_off_executor(
         self, request: SetVocabulary.Request, response: SetVocabulary.Response
