@@ -5,8 +5,9 @@ here is the services', not the models'), warms up ``--callers`` ``set_vocabulary
 gets one answer to an empty list first, resent until answered: the first-call matching race is
 not what is counted), then every caller calls ``set_vocabulary`` back to back for
 ``--duration`` s while frames flow. A call not answered within ``--answer-timeout`` s counts as
-lost; the node's log is searched for rclpy's "failed to send response" (the rmw refused to send
-an answer). Prints a table and writes JSON (``--out``).
+lost; the node's log is searched for the answers the rmw refused and the node resent ("answer
+sent on attempt", "answer refused by the rmw") and for rclpy's own "failed to send response"
+(shown once per process). Prints a table and writes JSON (``--out``).
 
     pn-bench-services --callers 20 --duration 30
 """
@@ -151,6 +152,8 @@ def summarize(records: list[CallerRecord], node_log: str) -> dict:
         "p99_s": float(np.nanpercentile(latencies, 99)),
         "max_s": float(np.nanmax(latencies)),
         "node_failed_to_send_response": node_log.count("failed to send response"),
+        "node_answers_resent": node_log.count("answer sent on attempt"),
+        "node_answers_refused_for_good": node_log.count("answer refused by the rmw"),
     }
 
 
@@ -163,6 +166,10 @@ def table(args, result: dict) -> str:
         ("answered", result["answered"]),
         ("lost (no answer in %.0f s)" % args.answer_timeout, result["lost"]),
         ("node log: failed to send response", result["node_failed_to_send_response"]),
+        (
+            "node log: answers resent / refused for good",
+            "%d / %d" % (result["node_answers_resent"], result["node_answers_refused_for_good"]),
+        ),
         (
             "latency p50 / p99 / max (s)",
             "%.3f / %.3f / %.3f" % (result["p50_s"], result["p99_s"], result["max_s"]),
