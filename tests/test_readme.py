@@ -49,3 +49,19 @@ def test_make_targets_the_readme_uses_exist_and_ci_runs_the_test_command():
     )
     assert {"demo", "test"} <= used <= targets, (used, targets)
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_what_zero_means_is_said_in_the_readme_as_in_the_descriptor():
+    """A parameter whose descriptor gives 0 a meaning ("0 = no limit" for relations.top_k, which
+    a user read as "relations per frame" and set to 0 to switch relations off) says the same in
+    the README's parameter table: one meaning everywhere."""
+    rows = {m.group(1): line for line in README.splitlines()
+            if (m := re.match(r"\| `([a-z_.]+)` \|", line))}  # fmt: skip
+    for p in all_params():
+        meaning = re.search(r"\b0 = [^,;()]+", p.description)
+        if meaning:
+            assert meaning.group(0).strip() in rows[p.name], (
+                p.name,
+                meaning.group(0),
+                rows[p.name],
+            )

@@ -88,3 +88,35 @@ def answer_with_resend(client, request, wait, timeout: float, resend_after: floa
         client.remove_pending_request(future)
         print(f"{client.srv_name}: unanswered after {resend_after} s, sending the request again")
     raise AssertionError(f"{client.srv_name} never answered within {timeout} s")
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, seconds) the process ``pid`` has used so far (Linux /proc): a
+    condition for "the process has worked N s on it" that holds on a loaded machine, where a
+    fixed wall-clock sleep may pass before the process ran at all."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def descendant_pids(pid: int) -> list[int]:
+    """Every process below ``pid`` (children, their children, ...), from /proc."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        for task in Path(f"/proc/{p}/task").glob("*/children"):
+            kids = [int(k) for k in task.read_text().split()]
+            out += kids
+            todo += kids
+    return out
+
+
+def pid_running(name: str, among: list[int]) -> int | None:
+    """The first pid of ``among`` whose command line contains ``name`` (None: none)."""
+    for p in among:
+        try:
+            if name in Path(f"/proc/{p}/cmdline").read_text().replace("\0", " "):
+                return p
+        except OSError:
+            continue
+    return None

@@ -33,6 +33,7 @@ from perception_nodes.core.config import (
 )
 from perception_nodes.core.weights import GENERATED_WEIGHTS
 from perception_nodes.launch_overrides import launch_overrides
+from perception_nodes.tools import bench_vocabulary_load
 from perception_nodes.tools.bench_common import hardware_info
 from perception_nodes.tools.demo import QUICK_OVERRIDES
 from perception_nodes.tools.demo_session import CAMERA, DemoSession
@@ -58,6 +59,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--burst-seconds", type=float, default=20.0, help="throughput phase length (0 = skip)"
     )
+    p.add_argument(
+        "--vocabulary-callers",
+        type=int,
+        default=0,
+        help="then N concurrent set_vocabulary clients while frames flow: p99 (target < 2 s "
+        "with 20); 0 = skip",
+    )
+    p.add_argument("--vocabulary-seconds", type=float, default=12.0)
     p.add_argument("--config-file", default=str(DEFAULT_CONFIG))
     p.add_argument(
         "--quick", action="store_true", help="tiny test models (plumbing cost dominates)"
@@ -99,7 +108,12 @@ def percentiles(values: list[float]) -> dict[str, float]:
 
 
 def bench_side_by_side(
-    params_file: Path, photos: list[np.ndarray], repeats: int, burst_s: float, log_dir: Path
+    params_file: Path,
+    photos: list[np.ndarray],
+    repeats: int,
+    burst_s: float,
+    log_dir: Path,
+    vocabulary_load: tuple[int, float] = (0, 0.0),
 ) -> tuple[dict, dict]:
     """Core and ROS latency frame by frame, alternating (same load on a shared machine)."""
     from perception_nodes.core.pipeline import Pipeline
@@ -137,6 +151,10 @@ def bench_side_by_side(
         }
         if burst_s > 0:
             ros["throughput"] = _burst(session, photos, burst_s, graph)
+        if vocabulary_load[0] > 0:
+            ros["vocabulary_load"] = bench_vocabulary_load.vocabulary_load(
+                session, photos, graph, *vocabulary_load
+            )
         ros["diagnostics"] = session.receiver.diagnostics_values()
         return core, ros
     finally:
@@ -240,6 +258,8 @@ def table(core: dict, ros: dict) -> str:
             f"({t['graphs_received']} of {t['published']} frames in {t['seconds']:.0f} s; "
             f"node dropped {t['dropped_by_node']}, no backlog)"
         )
+    if "vocabulary_load" in ros:
+        lines.append(bench_vocabulary_load.line(ros["vocabulary_load"]))
     return "\n".join(lines)
 
 
@@ -273,7 +293,12 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         core, ros = bench_side_by_side(
-            params, photos, args.repeats, args.burst_seconds, out.parent / "e2e_logs"
+            params,
+            photos,
+            args.repeats,
+            args.burst_seconds,
+            out.parent / "e2e_logs",
+            (args.vocabulary_callers, args.vocabulary_seconds),
         )
     except (TimeoutError, RuntimeError, OSError, ValueError) as exc:
         print(f"pn-bench-e2e: {exc}", file=sys.stderr)
