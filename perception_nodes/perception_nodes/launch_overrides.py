@@ -175,6 +175,8 @@ def configured_cameras(config_file: str | Path, overrides: dict[str, dict[str, o
     if "cameras" in overrides["perception_node"]:
         return list(overrides["perception_node"]["cameras"])
     data = yaml.safe_load(Path(config_file).read_text()) or {}
-    params = (data.get("perception_node") or {}).get("ros__parameters") or {}
-    default = next(s.default for s in NODE_PARAMS if s.name == "cameras")
-    return list(params.get("cameras", default))
+    for key in ("perception_node", "/perception_node", "/**"):  # node name, or the wildcard
+        params = (data.get(key) or {}).get("ros__parameters") or {}
+        if "cameras" in params:
+            return list(params["cameras"])
+    return list(next(s.default for s in NODE_PARAMS if s.name == "cameras"))
