@@ -145,3 +145,26 @@ def params_file(folder: Path, **extra) -> Path:
     """The node's parameter file (the e2e tests' small models, depth on) for ``pn-process-bag``."""
     ov = small_overrides(folder / "cache", **extra)
     return write_params_file(ov, folder=folder)
+
+
+def write_ros1_bag(path: Path, seed: int = 0) -> Recording:
+    """A ROS 1 ``.bag`` (rosbags' rosbag1 writer) with one rgb8 frame on ``/cam/image_raw``."""
+    from rosbags.rosbag1 import Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    ts = get_typestore(Stores.ROS1_NOETIC)
+    T = ts.types
+    rgb = photo(PHOTOS[seed % len(PHOTOS)], SIDE)
+    stamp = 5 * 10**9
+    rec = Recording(Path(path), {"/cam": [stamp]}, images={"/cam#0": rgb})
+    with Writer(path) as w:
+        conn = w.add_connection("/cam/image_raw", "sensor_msgs/msg/Image", typestore=ts)
+        header = T["std_msgs/msg/Header"](
+            seq=0, stamp=T["builtin_interfaces/msg/Time"](sec=5, nanosec=0), frame_id="cam"
+        )
+        msg = T["sensor_msgs/msg/Image"](
+            header=header, height=rgb.shape[0], width=rgb.shape[1], encoding="rgb8",
+            is_bigendian=0, step=rgb.shape[1] * 3, data=np.ascontiguousarray(rgb).reshape(-1),
+        )  # fmt: skip
+        w.write(conn, stamp, ts.serialize_ros1(msg, conn.msgtype))
+    return rec

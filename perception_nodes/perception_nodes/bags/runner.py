@@ -165,20 +165,19 @@ class _ReadAhead:
             pass
 
     def take(self, n: int) -> list[Frame] | None:
-        """Up to ``n`` frames (at least one; waits for it); None at the end."""
-        first = self._queue.get()
-        items = [first]
-        while len(items) < n and not self._queue.empty():
-            items.append(self._queue.get())
+        """The next ``n`` frames (fewer only at the end; None after it). Waits for all ``n``:
+        batches are then the same in every run (a batch of the SAM encoder rounds its last bits
+        differently from one by one, so the frames in a batch must not depend on timing)."""
         frames = []
-        for item in items:
+        while len(frames) < n:
+            item = self._queue.get()
             if isinstance(item, BaseException):
                 raise item
             if item is self._END:
                 self._queue.put(self._END)  # still the end for the next take
-                return frames or None
+                break
             frames.append(item)
-        return frames
+        return frames or None
 
     def close(self) -> None:
         self._stop.set()

@@ -142,6 +142,11 @@ def precheck(inputs: list[Path], out_dir: Path, settings: BagSettings, opts: Job
     for path in inputs:
         reader = open_recording(path)
         try:
+            if opts.copy_inputs and not reader.is2:
+                raise BagError(
+                    f"{path}: --copy-inputs needs a rosbag2 recording (ROS 1 messages differ from "
+                    "ROS 2's; convert it first: rosbags-convert --src FILE.bag --dst FOLDER)"
+                )
             types = {t: info.msgtype for t, info in reader.topics.items()}
             select_cameras(types, settings, opts)
         except TopicError as exc:
