@@ -236,6 +236,9 @@ class RecordingRun:
             except (PipelineError, ValueError, RuntimeError, OSError) as exc:
                 record["error"] = f"{type(exc).__name__}: {exc}"
                 logger.debug(traceback.format_exc())
+            except Exception as exc:  # noqa: BLE001  (as the node's worker: no frame ends the run)
+                record["error"] = f"{type(exc).__name__}: {exc}"
+                logger.error("unexpected failure:\n%s", traceback.format_exc())
         if record["status"] == "failed":
             self.summary.failed += 1
             logger.error("[%s] frame %s failed: %s", self.path.name, frame.key, record["error"])

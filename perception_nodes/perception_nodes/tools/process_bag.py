@@ -197,20 +197,22 @@ def run_local(inputs, out_dir, settings, opts, stop) -> list[Summary]:
 
 
 def print_table(summaries: list[Summary]) -> None:
+    """One row per recording (fits 80 columns: ``resumed`` = frames done by earlier runs)."""
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title="pn-process-bag")
-    for col in ("recording", "frames", "processed", "failed", "done before", "regions",
-                "no 3D", "seconds", "frames/s", "state"):  # fmt: skip
+    columns = ("recording", "frames", "done", "failed", "resumed", "regions", "no 3D", "s",
+               "frames/s", "state")  # fmt: skip
+    for col in columns:
         table.add_column(col, justify="left" if col == "recording" else "right")
     for s in summaries:
         table.add_row(
             Path(s.input).name, str(s.frames_total), str(s.processed), str(s.failed),
             str(s.done_before), str(s.regions), str(s.no_3d), f"{s.seconds:.1f}",
-            f"{s.frames_per_s:.2f}", "interrupted" if s.interrupted else "complete",
+            f"{s.frames_per_s:.2f}", "stopped" if s.interrupted else "complete",
         )  # fmt: skip
-    Console(stderr=True).print(table)
+    Console(stderr=True, width=max(100, Console(stderr=True).width)).print(table)
 
 
 def write_summaries(out_dir: Path, summaries: list[Summary]) -> None:
