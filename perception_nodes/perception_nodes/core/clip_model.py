@@ -291,12 +291,8 @@ class ClipModel:
             return out
         windows = [_crop_window(box, padding, h, w) for box in boxes]
         mask_parts = _mask_parts(masks, windows, self.device) if masks is not None else None
-        img = (
-            torch.from_numpy(np.ascontiguousarray(image)).to(self.device).permute(2, 0, 1).float()
-            / 255.0
-        )
-        mean = self.mean.to(self.device)[:, None, None]
-        std = self.std.to(self.device)[:, None, None]
+        img = _to_device(np.ascontiguousarray(image), self.device).permute(2, 0, 1).float() / 255.0
+        mean, std = self._pixel_stats_on_device()
         for i, (sx0, sy0, s, ix0, iy0, ix1, iy1) in enumerate(windows):
             canvas = mean.expand(3, s, s).clone()
             if ix1 > ix0 and iy1 > iy0:
@@ -309,6 +305,15 @@ class ClipModel:
             )[0]
             out[i] = crop.clamp_(0, 1).sub_(mean).div_(std)
         return out
+
+    def _pixel_stats_on_device(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(3, 1, 1)`` mean and std on :attr:`device`, copied there once (a copy per call
+        would synchronise with a GPU every frame)."""
+        cached = getattr(self, "_stats_on_device", None)
+        if cached is None or cached[0].device != self.device:
+            cached = tuple(t.to(self.device)[:, None, None] for t in (self.mean, self.std))
+            self._stats_on_device = cached
+        return cached
 
     @torch.no_grad()
     def encode_image_crops(
@@ -342,10 +347,19 @@ def _crop_window(
     return sx0, sy0, s, max(sx0, 0), max(sy0, 0), min(sx0 + s, w), min(sy0 + s, h)
 
 
+def _to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    """``array`` as a tensor on ``device``; to a GPU through pinned memory without waiting
+    (a plain copy from pageable memory synchronises the host with the device)."""
+    t = torch.from_numpy(array)
+    if torch.device(device).type != "cuda":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
+
+
 def _mask_parts(masks: np.ndarray, windows: list, device: torch.device) -> list[torch.Tensor]:
     """The part of each mask inside its crop window, on ``device``, moved in ONE copy."""
     parts = [masks[i, iy0:iy1, ix0:ix1] for i, (_, _, _, ix0, iy0, ix1, iy1) in enumerate(windows)]
-    flat = torch.from_numpy(np.concatenate([p.reshape(-1) for p in parts])).to(device)
+    flat = _to_device(np.concatenate([p.reshape(-1) for p in parts]), device)
     out, start = [], 0
     for p in parts:
         out.append(flat[start : start + p.size].view(p.shape))

@@ -300,21 +300,38 @@ def host_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def pipeline_run(config_file: str | None, device: str, precision: str, repeats: int) -> dict:
-    """Run in the child: ``Pipeline.load`` + the demo photos, ``repeats`` passes."""
+def pipeline_config_for(args: argparse.Namespace):
+    """The :class:`PipelineConfig` of ``--pipeline``: the parameter file's (or the defaults),
+    with ``--device``, ``--precision``, ``--backend`` and ``--quick`` applied."""
     from perception_nodes.core.config import PipelineConfig
+    from perception_nodes.tools.demo import QUICK_OVERRIDES
+
+    if args.config_file:  # the node's YAML (bench_e2e reads it; it needs ROS launch helpers)
+        from perception_nodes.tools.bench_e2e import pipeline_config
+
+        config = pipeline_config(Path(args.config_file))
+    else:
+        config = PipelineConfig()
+    if args.quick:
+        config = PipelineConfig.from_flat({**config.__dict__, **QUICK_OVERRIDES})
+    config.sam_device, config.sam_precision = args.device, args.precision
+    if args.backend:
+        config.sam_backend = args.backend
+    return config
+
+
+def pipeline_run(args: argparse.Namespace) -> dict:
+    """Run in the child: ``Pipeline.load`` + the demo photos, ``--repeats`` passes."""
     from perception_nodes.core.pipeline import Pipeline
-    from perception_nodes.tools.bench_e2e import pipeline_config
     from perception_nodes.tools.bench_sam import _photo
 
-    config = pipeline_config(Path(config_file)) if config_file else PipelineConfig()
-    config.sam_device, config.sam_precision = device, precision
+    config = pipeline_config_for(args)
     pipeline = Pipeline.load(config)
     after_load = peak_rss_mb()
-    photos = [_photo(name, DEMO_MAX_SIDE) for name in DEMO_PHOTOS]
+    photos = [_photo(name, args.max_side) for name in args.photos]
     pipeline.process(photos[0])  # warm-up
     frame_s, regions, stages = [], [], {}
-    for _ in range(max(1, repeats)):
+    for _ in range(max(1, args.repeats)):
         for rgb in photos:
             t0 = time.perf_counter()
             result, _graph = pipeline.process(rgb)
@@ -322,13 +339,17 @@ def pipeline_run(config_file: str | None, device: str, precision: str, repeats: 
             regions.append(len(result.segmentation))
             for k, v in result.timings.items():
                 stages.setdefault(k, []).append(1000 * v)
-    gpu_peak = torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else None
+    cuda = args.device.startswith("cuda")
     return {
-        "device": device, "precision": precision, "photos": list(DEMO_PHOTOS),
-        "frame_ms_mean": 1000 * float(np.mean(frame_s)), "frame_ms_p50": 1000 * float(np.median(frame_s)),
+        "device": args.device, "precision": args.precision, "backend": pipeline.sam_backend_name,
+        "sam_model": config.sam_model, "clip_model": config.clip_model,
+        "points_per_side": config.amg_points_per_side, "photos": list(args.photos),
+        "max_side": args.max_side, "frame_ms_mean": 1000 * float(np.mean(frame_s)),
+        "frame_ms_p50": 1000 * float(np.median(frame_s)),
         "graphs_per_s": float(len(frame_s) / np.sum(frame_s)), "regions_mean": float(np.mean(regions)),
         "stage_ms_mean": {k: float(np.mean(v)) for k, v in stages.items()},
-        "rss_after_load_mb": after_load, "peak_rss_mb": peak_rss_mb(), "peak_gpu_mb": gpu_peak,
+        "rss_after_load_mb": after_load, "peak_rss_mb": peak_rss_mb(),
+        "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
         "meaningful": pipeline.meaningful,
     }  # fmt: skip
 
@@ -342,7 +363,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=5, help="best of this many calls per step")
     p.add_argument("--pipeline", action="store_true", help="whole Pipeline on the demo photos")
     p.add_argument("--precision", default="fp32", help="--pipeline: sam.precision")
+    p.add_argument("--backend", default=None, help="--pipeline: sam.backend (default: config's)")
     p.add_argument("--config-file", default=None, help="--pipeline: the node's parameter YAML")
+    p.add_argument("--quick", action="store_true", help="--pipeline: pn-demo --quick's tiny models")
+    p.add_argument("--photos", nargs="+", default=list(DEMO_PHOTOS), help="--pipeline: photos")
+    p.add_argument("--max-side", type=int, default=DEMO_MAX_SIDE, help="--pipeline: photo size")
     p.add_argument("--out", default="outputs/bench/host.json")
     p.add_argument("--one", nargs=3, type=int, metavar=("H", "W", "N"), help=argparse.SUPPRESS)
     p.add_argument("--pipeline-child", action="store_true", help=argparse.SUPPRESS)
@@ -355,13 +380,21 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(one_config(*args.one, args.device, args.repeats)))
         return 0
     if args.pipeline_child:
-        print(json.dumps(pipeline_run(args.config_file, args.device, args.precision, args.repeats)))
+        print(json.dumps(pipeline_run(args)))
         return 0
     common = ["--device", args.device, "--repeats", str(args.repeats)]
     report = {"hardware": hardware_info(args.device), "threads": 1}
     if args.pipeline:
-        extra = ["--precision", args.precision] + (
-            ["--config-file", args.config_file] if args.config_file else []
+        extra = [
+            "--precision",
+            args.precision,
+            "--max-side",
+            str(args.max_side),
+            "--photos",
+            *args.photos,
+        ] + (["--config-file", args.config_file] if args.config_file else [])
+        extra += (["--backend", args.backend] if args.backend else []) + (
+            ["--quick"] if args.quick else []
         )
         report["pipeline"] = _child(["--pipeline-child", *common, *extra])
         print(json.dumps(report["pipeline"], indent=1))

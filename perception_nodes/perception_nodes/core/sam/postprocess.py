@@ -36,6 +36,10 @@ from perception_nodes.core.types import Segmentation
 
 MASK_THRESHOLD = 0.0  # Sam.mask_threshold
 UPSCALE_CHUNK = 64  # masks upscaled at once: bounds the (chunk, H, W) float peak memory
+# On the CPU also at most this many upscaled logits (float32) at once: 64 masks upscaled to
+# 1024x768 were 200 MB of floats plus as much again of temporaries in the stability score
+# (measured: a frame's peak RSS grew by 0.4 GB for 36 prompts); 8 Mi values = 32 MB.
+CPU_UPSCALE_VALUES = 8 * 2**20
 
 
 def upscale_logits(
@@ -69,13 +73,14 @@ def masks_from_logits(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(N, h, w)`` low-res logits -> bool masks ``(N, H, W)`` and stability scores ``(N,)``.
 
-    Upscales :data:`UPSCALE_CHUNK` masks at a time with :func:`upscale_logits` (``resized_hw``:
+    Upscales a chunk of masks at a time (:func:`_upscale_chunk`) with :func:`upscale_logits` (``resized_hw``:
     the image's size in the model's input frame, ``out_hw``: the original (H, W)), on the
     logits' device; the stability score is ``segment_anything``'s at :data:`MASK_THRESHOLD`.
     """
     masks, stability = [], []
-    for i in range(0, logits.shape[0], UPSCALE_CHUNK):
-        up = upscale_logits(logits[i : i + UPSCALE_CHUNK], input_size, resized_hw, out_hw)
+    chunk = _upscale_chunk(logits, input_size, resized_hw)
+    for i in range(0, logits.shape[0], chunk):
+        up = upscale_logits(logits[i : i + chunk], input_size, resized_hw, out_hw)
         stability.append(calculate_stability_score(up, MASK_THRESHOLD, stability_score_offset))
         masks.append(up > MASK_THRESHOLD)
     if not masks:
@@ -85,6 +90,16 @@ def masks_from_logits(
             torch.zeros((0,), device=logits.device),
         )
     return torch.cat(masks), torch.cat(stability)
+
+
+def _upscale_chunk(logits: torch.Tensor, input_size: int, resized_hw: tuple[int, int]) -> int:
+    """Masks per upscaling call: :data:`UPSCALE_CHUNK`, fewer on the CPU for large images
+    (:data:`CPU_UPSCALE_VALUES`); the values are the same whatever the chunk."""
+    if logits.device.type != "cpu":
+        return UPSCALE_CHUNK
+    f = input_size // max(1, logits.shape[-1])
+    values = (resized_hw[0] + 2 * f) * (resized_hw[1] + 2 * f)  # the cropped upscale's size
+    return max(1, min(UPSCALE_CHUNK, CPU_UPSCALE_VALUES // values))
 
 
 def kept_logits(out: DecoderOutput, keep: torch.Tensor | None) -> torch.Tensor:
@@ -101,16 +116,17 @@ def kept_logits(out: DecoderOutput, keep: torch.Tensor | None) -> torch.Tensor:
     return logits.flatten(0, 1) if keep is None else logits[keep]
 
 
-def crop_to_boxes(masks: torch.Tensor, boxes: torch.Tensor) -> list[torch.Tensor]:
+def crop_to_boxes(masks: torch.Tensor, boxes: torch.Tensor | list) -> list[torch.Tensor]:
     """``(N, H, W)`` bool masks and their ``(N, 4)`` inclusive XYXY boxes (``batched_mask_to_box``)
     -> N tight crops ``masks[i, y0:y1 + 1, x0:x1 + 1]``, copied so the full masks can be freed.
 
     Surviving masks are kept this way until :func:`to_segmentation` (as the official generator
     keeps them as RLE): a frame's memory grows with the masks' boxes, not N full images. The
     boxes are read to the host once (one synchronisation per batch, none per region); an empty
-    mask (box 0) gives a 1x1 crop of False.
+    mask (box 0) gives a 1x1 crop of False. ``boxes`` may also be those integer boxes already
+    on the host (a list of 4-lists): then nothing here synchronises with the device.
     """
-    coords = boxes.to(torch.int64).tolist()
+    coords = boxes.to(torch.int64).tolist() if isinstance(boxes, torch.Tensor) else boxes
     return [masks[i, y0 : y1 + 1, x0 : x1 + 1].clone() for i, (x0, y0, x1, y1) in enumerate(coords)]
 
 
