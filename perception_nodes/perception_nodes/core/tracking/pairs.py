@@ -21,6 +21,7 @@ import numpy as np
 
 from perception_nodes.core.tracking.association import box_centres, unit_rows
 from perception_nodes.core.tracking.masks import MaskCrop, intersection_at, overlap_bounds
+from perception_nodes.core.types import Segmentation
 
 MIN_REACH_PX = 16.0
 REACH_GROWTH = 0.5  # reach added per missed frame, in predicted diagonals
@@ -177,3 +178,24 @@ def singled_out(score: np.ndarray, margin: float, floor: float) -> np.ndarray:
         return (s == top2[:, :1]) & ((top2[:, 0] - runner_up) >= margin)[:, None]
 
     return clear_best(score) & clear_best(score.T).T
+
+
+def region_cues(seg: Segmentation, cues, high_score: float) -> RegionCues:
+    """The frame's regions as the tracker compares them (``cues``: the tracker's FrameCues;
+    every region scores ``high_score`` when SAM's scores mean nothing)."""
+    n = len(seg)
+    scores = np.asarray(seg.predicted_iou, np.float64) * np.asarray(seg.stability_score, np.float64)
+    if not cues.scores_meaningful:
+        scores = np.full(n, max(high_score, 1.0))
+    scores = np.nan_to_num(scores, nan=0.0)
+    emb = cues.embeddings
+    labels = cues.labels
+    return RegionCues(
+        masks=seg.masks,
+        boxes=seg.boxes_xyxy.astype(np.float64),
+        areas=seg.areas.astype(np.float64),
+        scores=scores,
+        tokens=unit_rows(seg.tokens),
+        embeddings=None if emb is None or len(emb) != n else unit_rows(emb),
+        labels=None if labels is None or len(labels) != n else np.asarray(labels, np.int64),
+    )

@@ -43,29 +43,36 @@ Track ids come from an id source shared by every camera of the pipeline: never r
 
 from __future__ import annotations
 
-import itertools
 import math
-import threading
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from perception_nodes.core.tracking import motion
-from perception_nodes.core.tracking.association import assign, unit_rows
-from perception_nodes.core.tracking.masks import MaskCrop, crop_of, hidden_share, placed
+from perception_nodes.core.tracking.ids import TrackIdSource
+from perception_nodes.core.tracking.masks import MaskCrop, crop_of, placed
 from perception_nodes.core.tracking.pairs import (
     PairCues,
     RegionCues,
     TrackCues,
     pair_cues,
-    singled_out,
+    region_cues,
+)
+from perception_nodes.core.tracking.rules import (
+    APPEARANCE_MARGIN,
+    NO_CANDIDATE,
+    assigned,
+    centre_near,
+    crop_intersection,
+    hidden_of,
+    left,
+    merged,
+    merged_rows,
+    pair_score,
+    reidentified,
 )
 from perception_nodes.core.types import Segmentation
 
-TOKEN_MOMENTUM = 0.5  # weight of the previous running token/embedding when a new one is merged
-APPEARANCE_MARGIN = 0.05  # a match by appearance alone must beat the runner-up by this
-NO_CANDIDATE = -2.0  # below any cosine
-LABEL_WEIGHT = 0.1
 PIECE_COVER = 0.7  # a visible piece: this share of the region inside the predicted mask
 PIECE_AREA = 0.7  # ... and smaller than this share of it
 PIECE_HIDDEN = 0.5  # ... and this share of the rest hidden by other regions or the image edge
@@ -112,18 +119,6 @@ class FrameCues:
     label_version: int = 0
     embeddings: np.ndarray | None = None
     scores_meaningful: bool = True
-
-
-class TrackIdSource:
-    """Thread-safe increasing ids starting at 1 (0 means "untracked" on the wire)."""
-
-    def __init__(self) -> None:
-        self._next = itertools.count(1)
-        self._lock = threading.Lock()
-
-    def next(self) -> int:
-        with self._lock:
-            return next(self._next)
 
 
 @dataclass(eq=False)  # tracks compare by identity
@@ -186,7 +181,7 @@ class RegionTracker:
         if self.image_size != tuple(seg.image_size):
             self.tracks, self.image_size = [], tuple(seg.image_size)
         self._predict(cues)
-        regions = _region_cues(seg, cues, settings)
+        regions = region_cues(seg, cues, settings.high_score)
         tracked = self._track_cues(cues.label_version)
         pairs = pair_cues(regions, tracked, settings.iou_gate)
         high = regions.scores >= settings.high_score
@@ -237,20 +232,19 @@ class RegionTracker:
     def _associate(self, regions, pairs: PairCues, high, settings) -> dict[int, int]:
         """``{region: track}`` from stages A, B and C (see the module docstring)."""
         confirmed = np.array([t.confirmed for t in self.tracks], bool)
-        score = _pair_score(pairs, settings.similarity_weight)
+        score = pair_score(pairs, settings.similarity_weight)
         iou_ok = pairs.iou >= settings.iou_gate
-        reid = _reidentified(pairs, confirmed, settings) | _reidentified(
-            pairs, ~confirmed, settings
-        )
+        gate = settings.similarity_gate
+        reid = reidentified(pairs, confirmed, gate) | reidentified(pairs, ~confirmed, gate)
         stage_a = (iou_ok | reid) & high[:, None] & confirmed[None]
-        matches = _assigned(1.0 - score, stage_a, {})
-        stage_b = _left(matches, confirmed, len(high))
+        matches = assigned(1.0 - score, stage_a, {})
+        stage_b = left(matches, confirmed, len(high))
         pieces = self._visible_pieces(regions, pairs, stage_b & ~iou_ok)
         piece_score = score + (PIECE_SCORE - pairs.iou) * (1 - settings.similarity_weight)
         cost_b = 1.0 - np.where(iou_ok, score, piece_score)
-        matches = _assigned(cost_b, stage_b & (iou_ok | pieces), matches)
-        stage_c = _left(matches, ~confirmed, len(high)) & (iou_ok | reid) & high[:, None]
-        return _assigned(1.0 - score, stage_c, matches)
+        matches = assigned(cost_b, stage_b & (iou_ok | pieces), matches)
+        stage_c = left(matches, ~confirmed, len(high)) & (iou_ok | reid) & high[:, None]
+        return assigned(1.0 - score, stage_c, matches)
 
     def _visible_pieces(self, regions: RegionCues, pairs: PairCues, allowed) -> np.ndarray:
         """``(R, T)`` True where the region is the visible piece of the occluded track."""
@@ -260,7 +254,7 @@ class RegionTracker:
         candidates &= pairs.cover >= PIECE_COVER
         out = np.zeros(allowed.shape, bool)
         for r, t in zip(*np.nonzero(candidates)):
-            out[r, t] = self._hidden_of(r, pairs.crops[t], regions) >= PIECE_HIDDEN
+            out[r, t] = hidden_of(r, pairs.crops[t], regions, OCCLUDER_INSIDE) >= PIECE_HIDDEN
         return out
 
     # --- life cycle ---------------------------------------------------------------------------
@@ -275,17 +269,21 @@ class RegionTracker:
         for r, t in matches.items():
             inside = pairs.cover[r, t] >= PIECE_COVER
             small = regions.areas[r] < PIECE_AREA * crops[t].area
-            if not (inside and small and self._hidden_of(r, crops[t], regions) >= PIECE_HIDDEN):
+            if not (
+                inside
+                and small
+                and hidden_of(r, crops[t], regions, OCCLUDER_INSIDE) >= PIECE_HIDDEN
+            ):
                 full.append((r, t))
         if full:
             rows, cols = [r for r, _ in full], [t for _, t in full]
             states = motion.BoxStates.stack([self.tracks[t].state for t in cols])
             states = motion.correct(states, regions.boxes[rows])
-            tokens = _merged_rows([self.tracks[t].token for t in cols], regions.tokens[rows])
+            tokens = merged_rows([self.tracks[t].token for t in cols], regions.tokens[rows])
             embeddings = None
             if regions.embeddings is not None:
                 olds = [self.tracks[t].embedding for t in cols]
-                embeddings = _merged_rows(olds, regions.embeddings[rows])
+                embeddings = merged_rows(olds, regions.embeddings[rows])
             for k, (r, t) in enumerate(full):
                 track = self.tracks[t]
                 track.state = states.select(slice(k, k + 1))
@@ -305,21 +303,6 @@ class RegionTracker:
             if track.confirmed and not was:
                 fresh.append(r)
         return fresh
-
-    @staticmethod
-    def _hidden_of(r: int, crop: MaskCrop, regions: RegionCues) -> float:
-        """Share of the placed ``crop`` outside region ``r`` that other regions (not parts of
-        it: less than :data:`OCCLUDER_INSIDE` of them inside it) or the image edge hide."""
-        box = crop.box
-        b = regions.boxes
-        touch = (b[:, 0] < box[2]) & (box[0] < b[:, 2]) & (b[:, 1] < box[3]) & (box[1] < b[:, 3])
-        touch[r] = False
-        occluders = [
-            regions.masks[q]
-            for q in np.nonzero(touch)[0]
-            if _share_inside(regions.masks[q], regions.areas[q], crop) < OCCLUDER_INSIDE
-        ]
-        return hidden_share(crop, regions.masks[r], occluders)
 
     @staticmethod
     def _hits_needed(track: Track, settings: TrackerSettings) -> int:
@@ -382,7 +365,7 @@ class RegionTracker:
             if old is None:
                 continue
             old.state, old.crop, old.zoom = young.state, young.crop, 1.0
-            old.token = _merged(old.token, young.token)
+            old.token = merged(old.token, young.token)
             old.hits += young.hits
             old.misses = 0
             old.history.extend(young.history)
@@ -398,111 +381,11 @@ class RegionTracker:
         best, best_key = None, (MERGE_IOU, -1.0)
         for old in lost:
             crop = placed(old.crop, old.state.x[0, :2], old.zoom)
-            inter = _crop_intersection(young.crop, crop)
+            inter = crop_intersection(young.crop, crop)
             iou = inter / max(young.crop.area + crop.area - inter, 1)
             c = cos.get(id(old), NO_CANDIDATE)
             runner_up = max((v for k, v in cos.items() if k != id(old)), default=NO_CANDIDATE)
             by_look = c >= settings.similarity_gate and c - runner_up >= APPEARANCE_MARGIN
-            if (iou, c) >= best_key or (by_look and _centre_near(young, old)):
+            if (iou, c) >= best_key or (by_look and centre_near(young, old)):
                 best, best_key = old, max((iou, c), best_key)
         return best
-
-
-def _region_cues(seg: Segmentation, cues: FrameCues, settings: TrackerSettings) -> RegionCues:
-    n = len(seg)
-    scores = np.asarray(seg.predicted_iou, np.float64) * np.asarray(seg.stability_score, np.float64)
-    if not cues.scores_meaningful:
-        scores = np.full(n, max(settings.high_score, 1.0))
-    scores = np.nan_to_num(scores, nan=0.0)
-    emb = cues.embeddings
-    labels = cues.labels
-    return RegionCues(
-        masks=seg.masks,
-        boxes=seg.boxes_xyxy.astype(np.float64),
-        areas=seg.areas.astype(np.float64),
-        scores=scores,
-        tokens=unit_rows(seg.tokens),
-        embeddings=None if emb is None or len(emb) != n else unit_rows(emb),
-        labels=None if labels is None or len(labels) != n else np.asarray(labels, np.int64),
-    )
-
-
-def _reidentified(pairs: PairCues, among: np.ndarray, settings) -> np.ndarray:
-    """``(R, T)`` pairs with tracks of ``among`` that appearance re-identifies: within reach,
-    cosine >= ``similarity_gate``, and each the other's best candidate by the margin."""
-    near_app = np.where(pairs.near & among[None], pairs.appearance, NO_CANDIDATE)
-    return (near_app >= settings.similarity_gate) & singled_out(
-        near_app, APPEARANCE_MARGIN, NO_CANDIDATE
-    )
-
-
-def _pair_score(pairs: PairCues, w: float) -> np.ndarray:
-    return (
-        (1.0 - w) * pairs.iou
-        + w * np.maximum(pairs.appearance, 0.0)
-        + LABEL_WEIGHT * pairs.label_agreement
-    )
-
-
-def _left(matches: dict[int, int], track_mask: np.ndarray, n_regions: int) -> np.ndarray:
-    """``(R, T)`` True for pairs of regions and tracks (among ``track_mask``) not matched yet."""
-    free_r = np.ones(n_regions, bool)
-    free_t = track_mask.copy()
-    for r, t in matches.items():
-        free_r[r], free_t[t] = False, False
-    return free_r[:, None] & free_t[None]
-
-
-def _assigned(cost: np.ndarray, allowed: np.ndarray, matches: dict[int, int]) -> dict[int, int]:
-    out = dict(matches)
-    out.update(assign(cost, allowed))
-    return out
-
-
-def _merged(old: np.ndarray | None, new: np.ndarray) -> np.ndarray:
-    """Running unit feature: ``TOKEN_MOMENTUM`` of the old one plus the new (the new one alone
-    when the old is missing, of another size, or the mix is degenerate)."""
-    return _merged_rows([old], new[None])[0]
-
-
-def _merged_rows(olds: list[np.ndarray | None], new: np.ndarray) -> np.ndarray:
-    """:func:`_merged` of each old feature with the row of ``new`` (``(K, D)`` unit rows)."""
-    out = np.array(new, np.float32, copy=True)
-    usable = [k for k, o in enumerate(olds) if o is not None and o.shape == new.shape[1:]]
-    if usable:
-        old = np.stack([olds[k] for k in usable])
-        mixed = unit_rows(TOKEN_MOMENTUM * old + (1.0 - TOKEN_MOMENTUM) * new[usable])
-        ok = mixed.any(axis=1)
-        out[np.array(usable)[ok]] = mixed[ok]
-    return out
-
-
-def _share_inside(mask: np.ndarray, area: float, crop: MaskCrop) -> float:
-    """Share of the full-image ``mask`` (``area`` pixels) lying inside the placed ``crop``."""
-    if area <= 0:
-        return 0.0
-    h, w = crop.pixels.shape
-    x0, y0 = max(crop.x0, 0), max(crop.y0, 0)
-    x1, y1 = min(crop.x0 + w, mask.shape[1]), min(crop.y0 + h, mask.shape[0])
-    if x1 <= x0 or y1 <= y0:
-        return 0.0
-    inner = crop.pixels[y0 - crop.y0 : y1 - crop.y0, x0 - crop.x0 : x1 - crop.x0]
-    return np.count_nonzero(mask[y0:y1, x0:x1] & inner) / area
-
-
-def _crop_intersection(a: MaskCrop, b: MaskCrop) -> int:
-    ha, wa = a.pixels.shape
-    hb, wb = b.pixels.shape
-    x0, y0 = max(a.x0, b.x0), max(a.y0, b.y0)
-    x1, y1 = min(a.x0 + wa, b.x0 + wb), min(a.y0 + ha, b.y0 + hb)
-    if x1 <= x0 or y1 <= y0:
-        return 0
-    pa = a.pixels[y0 - a.y0 : y1 - a.y0, x0 - a.x0 : x1 - a.x0]
-    pb = b.pixels[y0 - b.y0 : y1 - b.y0, x0 - b.x0 : x1 - b.x0]
-    return int(np.count_nonzero(pa & pb))
-
-
-def _centre_near(young: Track, old: Track) -> bool:
-    d = np.linalg.norm(young.state.x[0, :2] - old.state.x[0, :2])
-    diag = float(np.hypot(*old.state.x[0, 2:]))
-    return d <= max(diag, 16.0) * (1 + 0.5 * min(old.misses, 8))

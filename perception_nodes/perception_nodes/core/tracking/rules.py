@@ -1,0 +1,110 @@
+"""Small rules of the tracker (:mod:`.tracker`): pair scores, stage bookkeeping, running
+features and mask-crop geometry. Pure functions of numpy arrays and mask crops."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from perception_nodes.core.tracking.association import assign, unit_rows
+from perception_nodes.core.tracking.masks import MaskCrop, hidden_share
+from perception_nodes.core.tracking.pairs import PairCues, singled_out
+
+TOKEN_MOMENTUM = 0.5  # weight of the previous running token/embedding when a new one is merged
+APPEARANCE_MARGIN = 0.05  # a match by appearance alone must beat the runner-up by this
+NO_CANDIDATE = -2.0  # below any cosine
+LABEL_WEIGHT = 0.1
+
+
+def reidentified(pairs: PairCues, among: np.ndarray, gate: float) -> np.ndarray:
+    """``(R, T)`` pairs with tracks of ``among`` that appearance re-identifies: within reach,
+    cosine >= ``gate``, and each the other's best candidate by the margin."""
+    near_app = np.where(pairs.near & among[None], pairs.appearance, NO_CANDIDATE)
+    return (near_app >= gate) & singled_out(near_app, APPEARANCE_MARGIN, NO_CANDIDATE)
+
+
+def pair_score(pairs: PairCues, w: float) -> np.ndarray:
+    return (
+        (1.0 - w) * pairs.iou
+        + w * np.maximum(pairs.appearance, 0.0)
+        + LABEL_WEIGHT * pairs.label_agreement
+    )
+
+
+def left(matches: dict[int, int], track_mask: np.ndarray, n_regions: int) -> np.ndarray:
+    """``(R, T)`` True for pairs of regions and tracks (among ``track_mask``) not matched yet."""
+    free_r = np.ones(n_regions, bool)
+    free_t = track_mask.copy()
+    for r, t in matches.items():
+        free_r[r], free_t[t] = False, False
+    return free_r[:, None] & free_t[None]
+
+
+def assigned(cost: np.ndarray, allowed: np.ndarray, matches: dict[int, int]) -> dict[int, int]:
+    out = dict(matches)
+    out.update(assign(cost, allowed))
+    return out
+
+
+def merged(old: np.ndarray | None, new: np.ndarray) -> np.ndarray:
+    """Running unit feature: ``TOKEN_MOMENTUM`` of the old one plus the new (the new one alone
+    when the old is missing, of another size, or the mix is degenerate)."""
+    return merged_rows([old], new[None])[0]
+
+
+def merged_rows(olds: list[np.ndarray | None], new: np.ndarray) -> np.ndarray:
+    """:func:`_merged` of each old feature with the row of ``new`` (``(K, D)`` unit rows)."""
+    out = np.array(new, np.float32, copy=True)
+    usable = [k for k, o in enumerate(olds) if o is not None and o.shape == new.shape[1:]]
+    if usable:
+        old = np.stack([olds[k] for k in usable])
+        mixed = unit_rows(TOKEN_MOMENTUM * old + (1.0 - TOKEN_MOMENTUM) * new[usable])
+        ok = mixed.any(axis=1)
+        out[np.array(usable)[ok]] = mixed[ok]
+    return out
+
+
+def share_inside(mask: np.ndarray, area: float, crop: MaskCrop) -> float:
+    """Share of the full-image ``mask`` (``area`` pixels) lying inside the placed ``crop``."""
+    if area <= 0:
+        return 0.0
+    h, w = crop.pixels.shape
+    x0, y0 = max(crop.x0, 0), max(crop.y0, 0)
+    x1, y1 = min(crop.x0 + w, mask.shape[1]), min(crop.y0 + h, mask.shape[0])
+    if x1 <= x0 or y1 <= y0:
+        return 0.0
+    inner = crop.pixels[y0 - crop.y0 : y1 - crop.y0, x0 - crop.x0 : x1 - crop.x0]
+    return np.count_nonzero(mask[y0:y1, x0:x1] & inner) / area
+
+
+def crop_intersection(a: MaskCrop, b: MaskCrop) -> int:
+    ha, wa = a.pixels.shape
+    hb, wb = b.pixels.shape
+    x0, y0 = max(a.x0, b.x0), max(a.y0, b.y0)
+    x1, y1 = min(a.x0 + wa, b.x0 + wb), min(a.y0 + ha, b.y0 + hb)
+    if x1 <= x0 or y1 <= y0:
+        return 0
+    pa = a.pixels[y0 - a.y0 : y1 - a.y0, x0 - a.x0 : x1 - a.x0]
+    pb = b.pixels[y0 - b.y0 : y1 - b.y0, x0 - b.x0 : x1 - b.x0]
+    return int(np.count_nonzero(pa & pb))
+
+
+def centre_near(young, old) -> bool:
+    """The centre of track ``young`` is within the reach of lost track ``old``."""
+    d = np.linalg.norm(young.state.x[0, :2] - old.state.x[0, :2])
+    diag = float(np.hypot(*old.state.x[0, 2:]))
+    return d <= max(diag, 16.0) * (1 + 0.5 * min(old.misses, 8))
+
+
+def hidden_of(r: int, crop: MaskCrop, regions, inside_limit: float) -> float:
+    """Share of the placed ``crop`` outside region ``r`` that other regions (not parts of
+    it: less than ``inside_limit`` of them inside it) or the image edge hide."""
+    box = crop.box
+    b = regions.boxes
+    touch = (b[:, 0] < box[2]) & (box[0] < b[:, 2]) & (b[:, 1] < box[3]) & (box[1] < b[:, 3])
+    touch[r] = False
+    occluders = [
+        regions.masks[q]
+        for q in np.nonzero(touch)[0]
+        if share_inside(regions.masks[q], regions.areas[q], crop) < inside_limit
+    ]
+    return hidden_share(crop, regions.masks[r], occluders)
