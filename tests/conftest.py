@@ -45,7 +45,17 @@ SLOW_MODULES = frozenset(
         "test_lint",  # ruff over the whole tree
         "test_dockerfile_lint",  # hadolint
         "test_tensorrt_pipeline",  # node processes with the TensorRT stand-in
+        "test_onnx_backend",  # ONNX exports and parity with the torch backend
+        "test_edges_batch_encoding",  # full-size vit_t exported and run on onnxruntime
+        "test_batched_encoding",  # full-size encoder batches vs one by one
+        "test_bench_sam",  # runs the benchmark tool
     }
+)
+#: Single slow tests of otherwise fast modules (module::test name prefix): the official
+#: segment-anything generator reproduced on full photos (about 3 CPU-minutes together).
+SLOW_TESTS = (
+    "test_sam_amg.py::test_reproduces_official_automatic_mask_generator",
+    "test_sam_amg.py::test_crops_run_and_match_official",
 )
 PROCESS_MARKS = ("NodeGraph(", "start_graph(", "ros_process(", "colcon", "cmake", "pn-demo")
 #: Modules that name a process mark without starting processes (checks of launch/run code).
@@ -62,7 +72,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         path = Path(item.fspath)
         if path not in slow:
             slow[path] = path.stem in SLOW_MODULES or _starts_processes(path)
-        if slow[path]:
+        if slow[path] or f"{path.name}::{item.name}".startswith(SLOW_TESTS):
             item.add_marker(pytest.mark.slow)
 
 
