@@ -258,7 +258,7 @@ def test_demo_publisher_sends_each_photos_camera_info_before_its_image(tmp_path,
         graph.start(
             "image_folder_publisher",
             namespace="/democam",
-            extra_params={"images": photos, "rate": 4.0, "loops": 3, "max_side": 320},
+            extra_params={"images": photos, "rate": 4.0, "loops": 0, "max_side": 320},
         )
         assert wait_for(lambda: len(got["image"]) >= 8, 120), got
     finally:
