@@ -26,6 +26,7 @@ PACKAGES=(
   "$(pin mobilesam-mirror)"   # TinyViT of vit_t
   "$(pin pycocotools)"        # RLE
   ftfy wcwidth regex          # open_clip's tokenizer
+  pyyaml                      # parameter files (timm brings it too; small)
 )
 
 python3 -m pip download --only-binary=:all: --no-deps \

@@ -85,16 +85,31 @@ def region_centroids(
     valid = np.isfinite(depth_m) & (depth_m > 0)
     for i, (x0, y0, x1, y1) in enumerate(_boxes(masks, boxes)):
         sel = masks[i, y0:y1, x0:x1] & valid[y0:y1, x0:x1]
-        vs, us = np.nonzero(sel)
-        if vs.size == 0:
+        per_col = np.count_nonzero(sel, axis=0)
+        n_valid = int(per_col.sum())
+        if n_valid == 0:
             continue
-        # the same pixels in the same (row-major) order as over the full image: same floats
-        z = float(np.median(depth_m[y0:y1, x0:x1][sel].astype(np.float64)))
-        u, v = (us + x0).mean(), (vs + y0).mean()
+        z = _median(depth_m[y0:y1, x0:x1][sel])
+        # mean pixel: exact integer sums / count, the value np.mean of the pixel coordinates
+        # gives (its float64 partial sums of integers are exact below 2**53)
+        u = int(per_col @ np.arange(x0, x1)) / n_valid
+        v = int(np.count_nonzero(sel, axis=1) @ np.arange(y0, y1)) / n_valid
         xyz = np.array([(u - cx) * z / fx, (v - cy) * z / fy, z])
         if np.all(np.abs(xyz) <= np.finfo(np.float32).max):  # else NaN (float32 would be inf)
             out[i] = xyz
     return out
+
+
+def _median(values: np.ndarray) -> float:
+    """``np.median(values.astype(float64))`` of finite ``values``, bit for bit, without the
+    float64 copy and NaN check: the middle order statistic(s) from one partition, averaged in
+    float64 as numpy's median does."""
+    n = values.size
+    k = n // 2
+    if n % 2:
+        return float(np.partition(values, k)[k])
+    part = np.partition(values, (k - 1, k))
+    return float((np.float64(part[k - 1]) + np.float64(part[k])) / 2.0)
 
 
 def _boxes(masks: np.ndarray, boxes: np.ndarray | None) -> list[tuple[int, int, int, int]]:
