@@ -2,6 +2,7 @@
 
 from perception_nodes.core.tracking.stage import TrackedFrame, TrackingStage
 from perception_nodes.core.tracking.tracker import (
+    FrameCues,
     RegionTracker,
     Track,
     TrackerSettings,
@@ -9,6 +10,7 @@ from perception_nodes.core.tracking.tracker import (
 )
 
 __all__ = [
+    "FrameCues",
     "RegionTracker",
     "Track",
     "TrackIdSource",

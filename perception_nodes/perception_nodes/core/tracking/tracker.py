@@ -23,7 +23,7 @@ Built on what the strong multi-object trackers do, for masks instead of boxes:
      takes the whole's track;
   C. confident regions left with tentative tracks: IoU >= ``iou_gate`` or re-identified as in
      A (among tentative tracks).
-  Score of a pair: ``(1 - w) * IoU + w * appearance + LABEL_WEIGHT * label agreement`` (labels
+  Score of a pair: ``(1 - w) * IoU + w * appearance + rules.LABEL_WEIGHT * label agreement`` (labels
   are a soft cost, never a gate).
 - **Occlusion**: an observation that shows only part of the predicted mask because the rest is
   hidden keeps the track's full mask and box (the prediction goes on) instead of shrinking it.
@@ -32,11 +32,12 @@ Built on what the strong multi-object trackers do, for masks instead of boxes:
   ``sure_score`` (flickering blobs and SAM's split pieces score lower), one more per frame it
   missed while tentative (it dies at its second consecutive miss).
   Regions below ``high_score`` never open tracks (ByteTrack's rule). When a track is confirmed
-  where a lost confirmed
-  track should be (same object: predicted-mask IoU >= :data:`MERGE_IOU` or re-identified), the
-  older track takes it over: one object never holds two tracks, and the older id stays.
+  where a lost confirmed track should be (same object: predicted-mask IoU >= :data:`MERGE_IOU`
+  or re-identified), the older track takes it over: one object never holds two tracks, and the
+  older id stays.
 - **Deaths**: a confirmed track dies after ``death_misses`` processed frames unseen; live tracks
-  are capped at :data:`MAX_TRACKS_PER_REGION` x the frame's regions (the longest-lost go first).
+  are capped at :data:`MAX_TRACKS_PER_REGION` x the frame's regions, at least
+  :data:`MIN_TRACK_CAP` (unseen tentative tracks go first, then the longest-lost).
 
 Track ids come from an id source shared by every camera of the pipeline: never reused.
 """
