@@ -73,7 +73,9 @@ def draw_overlay(
     for i in range(graph.num_regions):
         (x0, y0, x1, y1), crop = _region_crop(graph, masks, i)
         part = out[y0:y1, x0:x1]  # a view: the blend below writes into ``out``
-        part[crop] = (1 - alpha) * part[crop] + alpha * colours[i]
+        # dense over the box, stored where the mask is: the same float32 * float + float64
+        # expression per pixel as indexing with the mask, without gathering/scattering pixels
+        np.copyto(part, (1 - alpha) * part + alpha * colours[i], where=crop[:, :, None])
     out = out.astype(np.uint8)
     font, scale = cv2.FONT_HERSHEY_SIMPLEX, max(0.4, min(image.shape[:2]) / 900)
     for s, o, p, sc in zip(
