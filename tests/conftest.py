@@ -52,10 +52,12 @@ SLOW_MODULES = frozenset(
     }
 )
 #: Single slow tests of otherwise fast modules (module::test name prefix): the official
-#: segment-anything generator reproduced on full photos (about 3 CPU-minutes together).
+#: segment-anything generator reproduced on full photos, and the decoder's ONNX exports.
 SLOW_TESTS = (
     "test_sam_amg.py::test_reproduces_official_automatic_mask_generator",
     "test_sam_amg.py::test_crops_run_and_match_official",
+    "test_sam_decoder_restructured.py::test_gated_onnx_export",
+    "test_sam_decoder_restructured.py::test_onnx_export_matches_mask_decoder",
 )
 PROCESS_MARKS = ("NodeGraph(", "start_graph(", "ros_process(", "colcon", "cmake", "pn-demo")
 #: Modules that name a process mark without starting processes (checks of launch/run code).
