@@ -50,9 +50,10 @@ class VisualizationNode(Node):
         self.declare_parameter("image_buffer", 30)
         self.declare_parameter("max_relations_drawn", 20)
         self._images: dict[str, OrderedDict] = {}
-        self._info: dict[
-            str, tuple[np.ndarray, tuple[int, int]]
-        ] = {}  # cam -> (K, (height, width))
+        # cam -> {stamp ns: (K, (height, width))}, the last image_buffer CameraInfos: a scene
+        # graph comes seconds after its image on a CPU, when the camera may have sent the next
+        # frame's CameraInfo (photos of other sizes: a warning on almost every frame)
+        self._info: dict[str, OrderedDict] = {}
         self._pubs = {}
         self._said_not_meaningful = False
         self.gate = PublishGate()  # closed when shutdown begins: nothing is published after
@@ -60,6 +61,7 @@ class VisualizationNode(Node):
         for cam in [c.rstrip("/") for c in self.get_parameter("cameras").value] or [""]:
             base = output_base(cam, out_ns)
             self._images[cam] = OrderedDict()
+            self._info[cam] = OrderedDict()
             self.create_subscription(
                 Image,
                 join_topic(cam, self.get_parameter("image_topic").value),
@@ -80,21 +82,26 @@ class VisualizationNode(Node):
                 self.create_publisher(MarkerArray, f"{base}/markers", 10),
             )
 
-    def _on_image(self, cam: str, msg: Image) -> None:
-        buf = self._images[cam]
-        buf[stamp_to_ns(msg.header.stamp)] = msg
+    def _keep(self, buf: OrderedDict, stamp, value) -> None:
+        """Store ``value`` under the stamp (ns), keeping the newest ``image_buffer`` entries."""
+        buf[stamp_to_ns(stamp)] = value
         while len(buf) > int(self.get_parameter("image_buffer").value):
             buf.popitem(last=False)
 
-    def _on_info(self, cam: str, msg: CameraInfo) -> None:
-        self._info[cam] = (
-            np.asarray(msg.k, dtype=np.float64).reshape(3, 3),
-            (int(msg.height), int(msg.width)),
-        )
+    def _on_image(self, cam: str, msg: Image) -> None:
+        self._keep(self._images[cam], msg.header.stamp, msg)
 
-    def _intrinsics(self, cam: str, image_size: tuple[int, int]) -> np.ndarray | None:
-        """The camera's K when it fits the graph's image (else None: no nominal-plane markers)."""
-        entry = self._info.get(cam)
+    def _on_info(self, cam: str, msg: CameraInfo) -> None:
+        K = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
+        self._keep(self._info[cam], msg.header.stamp, (K, (int(msg.height), int(msg.width))))
+
+    def _intrinsics(
+        self, cam: str, image_size: tuple[int, int], stamp_ns: int
+    ) -> np.ndarray | None:
+        """The camera's K for the graph's frame: the CameraInfo with the graph's stamp, else the
+        latest; None when it does not fit the graph's image (no nominal-plane markers)."""
+        infos = self._info[cam]
+        entry = infos.get(stamp_ns) or (next(reversed(infos.values())) if infos else None)
         if entry is None:
             return None
         problem = intrinsics_problem(entry[0], image_size, entry[1])
@@ -115,7 +122,8 @@ class VisualizationNode(Node):
                 f"see the perception node's log): overlays carry the banner {NOT_MEANINGFUL_BANNER!r}"
             )
         overlay_pub, marker_pub = self._pubs[cam]
-        image_msg = self._images[cam].get(stamp_to_ns(msg.header.stamp))
+        stamp = stamp_to_ns(msg.header.stamp)
+        image_msg = self._images[cam].get(stamp)
         if image_msg is not None:
             try:
                 rgb = to_rgb8(image_msg_to_numpy(image_msg), image_msg.encoding)
@@ -135,7 +143,8 @@ class VisualizationNode(Node):
                 "no image with the scene graph's stamp in the buffer; overlay skipped"
             )
         self.gate.publish(
-            marker_pub, self.markers(graph, msg.header, self._intrinsics(cam, graph.image_size))
+            marker_pub,
+            self.markers(graph, msg.header, self._intrinsics(cam, graph.image_size, stamp)),
         )
 
     @staticmethod
