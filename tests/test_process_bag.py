@@ -183,6 +183,44 @@ def test_psg_output_loads_and_a_relation_head_trains_on_it(work, tmp_path):
     assert (tmp_path / "relation_head.pt").is_file()
 
 
+def _same_graphs(a, b, same_header: bool = True) -> None:
+    """Two SceneGraphs of the same frame from two processes: masks, ids, labels and relations
+    equal; scores and centroids equal up to float noise (torch's CPU kernels may round the last
+    bits differently from one process to another)."""
+    assert a.header == b.header or not same_header
+    assert len(a.regions) == len(b.regions) > 0
+    for p, q in zip(a.regions, b.regions):
+        assert (p.id, p.track_id, p.label, p.label_index, list(p.mask_counts)) == (
+            q.id, q.track_id, q.label, q.label_index, list(q.mask_counts)
+        )  # fmt: skip
+        assert p.label_score == pytest.approx(q.label_score, abs=1e-4)
+        assert [p.centroid.x, p.centroid.y, p.centroid.z] == pytest.approx(
+            [q.centroid.x, q.centroid.y, q.centroid.z], abs=1e-4, nan_ok=True
+        )
+    assert [(r.subject_id, r.object_id, r.predicate) for r in a.relations] == [
+        (r.subject_id, r.object_id, r.predicate) for r in b.relations
+    ]
+    assert [r.score for r in a.relations] == pytest.approx([r.score for r in b.relations], abs=1e-4)
+
+
+def test_regionspot_head_trains_on_the_coco_output(work, tmp_path):
+    from perception_nodes.tools import train_regionspot
+
+    out, cache = work["out"] / "mixed", work["root"] / "cache"
+    argv = ["--annotations", str(out / "instances.json"), "--images-dir", str(out),
+            "--sam-model", "sam_tiny_test", "--sam-checkpoint",
+            str(next(cache.rglob("sam_sam_tiny_test_seed0.pth"))), "--clip-model",
+            "pn-clip-tiny-test", "--clip-checkpoint",
+            str(next(cache.rglob("clip_pn-clip-tiny-test_seed0.pt"))), "--cache-dir",
+            str(tmp_path / "cache"), "--val-fraction", "0.25", "--batch-size", "2", "--layers", "1",
+            "--heads", "2", "--steps", "3", "--no-progress", "--quiet", "--device", "cpu",
+            "--out-dir", str(tmp_path / "run")]  # fmt: skip
+    assert train_regionspot.main(argv) == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["final"]["steps"] == 3 and metrics["num_categories"] == 4
+    assert (tmp_path / "run" / "last.pt").is_file()
+
+
 @pytest.mark.ros
 def test_same_regions_and_labels_as_the_live_node(work, ros_context, tmp_path_factory):
     """The 'single' recording's frame through the perception node over DDS (same parameter
@@ -322,26 +360,6 @@ def test_sigint_then_kill_then_resume_processes_every_frame_exactly_once(work, t
 
 
 # ---------------------------------------------------------------------- Ray
-
-
-def _same_graphs(a, b, same_header: bool = True) -> None:
-    """Two SceneGraphs of the same frame from two processes: masks, ids, labels and relations
-    equal; scores and centroids equal up to float noise (torch's CPU kernels may round the last
-    bits differently from one process to another)."""
-    assert a.header == b.header or not same_header
-    assert len(a.regions) == len(b.regions) > 0
-    for p, q in zip(a.regions, b.regions):
-        assert (p.id, p.track_id, p.label, p.label_index, list(p.mask_counts)) == (
-            q.id, q.track_id, q.label, q.label_index, list(q.mask_counts)
-        )  # fmt: skip
-        assert p.label_score == pytest.approx(q.label_score, abs=1e-4)
-        assert [p.centroid.x, p.centroid.y, p.centroid.z] == pytest.approx(
-            [q.centroid.x, q.centroid.y, q.centroid.z], abs=1e-4, nan_ok=True
-        )
-    assert [(r.subject_id, r.object_id, r.predicate) for r in a.relations] == [
-        (r.subject_id, r.object_id, r.predicate) for r in b.relations
-    ]
-    assert [r.score for r in a.relations] == pytest.approx([r.score for r in b.relations], abs=1e-4)
 
 
 def test_ray_two_workers_over_three_recordings_match_one_process(work):
