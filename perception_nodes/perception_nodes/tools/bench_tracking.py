@@ -100,20 +100,25 @@ def _timed(fn, frames: list) -> tuple[list[float], list[float]]:
     return wall[1:], cpu[1:]
 
 
+def cost_inputs(n: int, h: int, w: int, frames: int) -> list[tuple]:
+    """``(seg, image, labels, relations)`` of each frame of the cost rows (see the docstring)."""
+    rng = np.random.default_rng(n)
+    base = synthetic_segmentation(n, h, w, seed=n)
+    texture = np.repeat(world_texture(rng, (h, w))[:, :, None], 3, axis=2)
+    velocity = (int(rng.integers(-2, 3)), int(rng.integers(-2, 3)))
+    segs = [drifted(base, f, velocity, rng) for f in range(frames)]
+    images = [
+        np.roll(texture, (velocity[0] * f, velocity[1] * f), axis=(0, 1)) for f in range(frames)
+    ]
+    pairs = relation_pairs(n, 5, rng)
+    return [(s, im, *frame_inputs(s, pairs, rng)) for s, im in zip(segs, images)]
+
+
 def run(sizes: list[int], h: int, w: int, frames: int) -> list[dict]:
     config = PipelineConfig(tracking_birth_hits=1)
     rows = []
     for n in sizes:
-        rng = np.random.default_rng(n)
-        base = synthetic_segmentation(n, h, w, seed=n)
-        texture = np.repeat(world_texture(rng, (h, w))[:, :, None], 3, axis=2)
-        velocity = (int(rng.integers(-2, 3)), int(rng.integers(-2, 3)))
-        segs = [drifted(base, f, velocity, rng) for f in range(frames)]
-        images = [
-            np.roll(texture, (velocity[0] * f, velocity[1] * f), axis=(0, 1)) for f in range(frames)
-        ]
-        pairs = relation_pairs(n, 5, rng)
-        inputs = [(s, im, *frame_inputs(s, pairs, rng)) for s, im in zip(segs, images)]
+        inputs = cost_inputs(n, h, w, frames)
         tracker, stage = RegionTracker(), TrackingStage()
         settings = settings_of(config)
         timed = {

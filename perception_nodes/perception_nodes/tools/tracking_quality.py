@@ -11,12 +11,12 @@ modules of its own (:func:`baseline_stage`), so both run on the very same frames
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import inspect
 import subprocess
 import sys
+import tempfile
 import time
-import types
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,25 +29,29 @@ from perception_nodes.core.tracking.association import box_iou
 from perception_nodes.tools.tracking_sequences import SequenceFrame, SequenceRenderer
 
 MATCH_IOU = 0.5
-TRACKING_FILES = ("association", "tracker", "smoothing", "stage")
+TRACKING_DIR = "perception_nodes/perception_nodes/core/tracking"
 
 
 def baseline_stage(rev: str, repo: Path) -> type:
-    """``TrackingStage`` class of git revision ``rev`` (``core/tracking/*.py`` of that commit,
-    imported under the package name ``pn_baseline_tracking``)."""
-    pkg = "pn_baseline_tracking"
-    root = "perception_nodes/perception_nodes/core/tracking"
-    sys.modules[pkg] = types.ModuleType(pkg)
-    sys.modules[pkg].__path__ = []  # a package, so its modules can be registered under it
-    for name in TRACKING_FILES:
-        src = subprocess.run(["git", "-C", str(repo), "show", f"{rev}:{root}/{name}.py"],
+    """``TrackingStage`` class of git revision ``rev``: every ``core/tracking/*.py`` of that commit
+    written to a temporary folder and imported as the package ``pn_baseline_<rev>``."""
+    pkg = f"pn_baseline_{rev}"
+    if pkg in sys.modules:
+        return sys.modules[f"{pkg}.stage"].TrackingStage
+    listing = subprocess.run(["git", "-C", str(repo), "ls-tree", "--full-tree", "--name-only", rev, f"{TRACKING_DIR}/"],
+                             check=True, capture_output=True, text=True).stdout.split()  # fmt: skip
+    folder = Path(tempfile.mkdtemp(prefix="pn_baseline_")) / pkg
+    folder.mkdir()
+    for path in (p for p in listing if p.endswith(".py")):
+        src = subprocess.run(["git", "-C", str(repo), "show", f"{rev}:{path}"],
                              check=True, capture_output=True, text=True).stdout  # fmt: skip
-        src = src.replace("perception_nodes.core.tracking.", f"{pkg}.")
-        spec = importlib.util.spec_from_loader(f"{pkg}.{name}", loader=None)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[f"{pkg}.{name}"] = module
-        exec(compile(src, f"{rev}:{root}/{name}.py", "exec"), module.__dict__)
-    return sys.modules[f"{pkg}.stage"].TrackingStage
+        src = src.replace("perception_nodes.core.tracking", pkg)
+        (folder / Path(path).name).write_text(src)
+    sys.path.insert(0, str(folder.parent))
+    try:
+        return importlib.import_module(f"{pkg}.stage").TrackingStage
+    finally:
+        sys.path.remove(str(folder.parent))
 
 
 @dataclass

@@ -1,0 +1,78 @@
+"""Same output as another revision? Track ids (and ages) of the tracking stage of git revision
+``--rev`` and of the working tree, frame by frame, on the same inputs: the cost benchmark's
+drifting regions (``--sizes``) and every sequence family (``--seeds``, distinct and all-alike
+tokens). For optimisations that must not change behaviour.
+
+    python -m perception_nodes.tools.tracking_compare --rev HEAD~1
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from perception_nodes.core.config import PipelineConfig
+from perception_nodes.core.tracking import TrackingStage
+from perception_nodes.tools.bench_tracking import cost_inputs
+from perception_nodes.tools.tracking_quality import baseline_stage
+from perception_nodes.tools.tracking_sequences import FAMILIES, SequenceRenderer
+
+
+def _outputs(stage_class: type, frames: list[tuple], config: PipelineConfig) -> list:
+    """``(track_ids, track_ages)`` per frame; ``frames``: ``(seg, image, labels, relations, stamp)``."""
+    stage = stage_class()
+    out = []
+    for seg, image, labels, relations, stamp in frames:
+        tf = stage.apply("cmp", seg, labels, relations, config, image=image, stamp=stamp)
+        out.append((tf.track_ids.copy(), tf.track_ages.copy()))
+    return out
+
+
+def cases(sizes: list[int], seeds: int, frames: int):
+    """``(name, config, frames)`` of every compared input."""
+    for n in sizes:
+        inputs = cost_inputs(n, 480, 640, frames)
+        yield (
+            f"cost {n}",
+            PipelineConfig(tracking_birth_hits=1),
+            [(s, im, lab, rel, None) for s, im, lab, rel in inputs],
+        )
+    for family in FAMILIES:
+        for alike in (False, True):
+            for seed in range(seeds):
+                seq = SequenceRenderer(family, seed, alike, frames=frames).frames_iter()
+                got = [(f.segmentation, f.image, f.labels, None, f.stamp) for f in seq]
+                yield f"{family} {'alike' if alike else 'distinct'} {seed}", PipelineConfig(), got
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="tracking_compare", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("--rev", required=True, help="git revision to compare with")
+    p.add_argument("--sizes", type=int, nargs="*", default=[16, 64, 256])
+    p.add_argument("--seeds", type=int, default=1)
+    p.add_argument("--frames", type=int, default=30)
+    args = p.parse_args(argv)
+    repo = Path(__file__).resolve().parents[2]
+    rev = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", args.rev],
+                         check=True, capture_output=True, text=True).stdout.strip()  # fmt: skip
+    before = baseline_stage(rev, repo)
+    differ = 0
+    for name, config, frames in cases(args.sizes, args.seeds, args.frames):
+        a, b = _outputs(before, frames, config), _outputs(TrackingStage, frames, config)
+        bad = [k for k, (x, y) in enumerate(zip(a, b)) if not all(map(np.array_equal, x, y))]
+        differ += bool(bad)
+        print(
+            f"{name:<24} {len(frames):>3} frames: "
+            + (f"DIFFER from frame {bad[0]}" if bad else "same")
+        )
+    print(f"{differ} of the inputs differ from {rev}")
+    return 1 if differ else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
