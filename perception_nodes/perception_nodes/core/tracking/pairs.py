@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from perception_nodes.core.tracking.association import box_centres, unit_rows
-from perception_nodes.core.tracking.masks import MaskCrop, intersection_at, overlap_bounds
+from perception_nodes.core.tracking.masks import MaskCrop, intersections, overlap_bounds
 from perception_nodes.core.types import Segmentation
 
 MIN_REACH_PX = 16.0
@@ -42,6 +42,15 @@ class RegionCues:
     tokens: np.ndarray
     embeddings: np.ndarray | None
     labels: np.ndarray | None
+
+    def __post_init__(self) -> None:
+        self._crop_boxes = np.round(self.boxes).astype(np.int64).tolist()
+
+    def crop(self, r: int) -> MaskCrop:
+        """Region ``r``'s mask cut to its tight box rounded to pixels (a copy), as
+        :func:`.masks.crop_of` does (here without per-call numpy rounding)."""
+        x0, y0, x1, y1 = self._crop_boxes[r]
+        return MaskCrop(self.masks[r, y0:y1, x0:x1].copy(), x0, y0, int(self.areas[r]))
 
 
 @dataclass
@@ -79,20 +88,13 @@ class PairCues:
         boxes leave no overlap are skipped)."""
         rows, cols = np.nonzero(wanted & ~self.compared & (self.cover_bound > 0))
         if rows.size:
-            inter = self._intersections(rows.tolist(), cols.tolist())
+            boxes = self.regions.boxes.astype(np.int64)
+            inter = intersections(self.regions.masks, boxes, rows, cols, self.crops)
             areas_r = self.regions.areas[rows]
             union = np.maximum(areas_r + self.t_areas[cols] - inter, 1.0)
             self.iou[rows, cols] = inter / union
             self.cover[rows, cols] = inter / np.maximum(areas_r, 1.0)
         self.compared |= wanted
-
-    def _intersections(self, rows: list[int], cols: list[int]) -> np.ndarray:
-        masks, crops = self.regions.masks, self.crops
-        boxes = self.regions.boxes.astype(np.int64).tolist()
-        out = np.empty(len(rows))
-        for k, (r, t) in enumerate(zip(rows, cols)):
-            out[k] = intersection_at(masks[r], *boxes[r], crops[t])
-        return out
 
 
 def pair_cues(regions: RegionCues, tracks: TrackCues, iou_gate: float) -> PairCues:

@@ -51,7 +51,7 @@ import numpy as np
 
 from perception_nodes.core.tracking import motion
 from perception_nodes.core.tracking.ids import TrackIdSource
-from perception_nodes.core.tracking.masks import MaskCrop, crop_of, placed
+from perception_nodes.core.tracking.masks import MaskCrop, placed
 from perception_nodes.core.tracking.pairs import (
     PairCues,
     RegionCues,
@@ -161,8 +161,8 @@ class Track:
         """The label its recent frames of vocabulary ``version`` voted for (score-weighted), -1 if none."""
         totals: dict[int, float] = {}
         for v, idx, score in self.history[-LABEL_HISTORY:]:
-            if v == version and idx >= 0:
-                totals[idx] = totals.get(idx, 0.0) + max(score, 0.0)
+            if v == version and idx >= 0:  # max(score, 0.0) without the call
+                totals[idx] = totals.get(idx, 0.0) + (0.0 if score < 0.0 else score)
         return max(totals, key=totals.__getitem__) if totals else -1
 
 
@@ -173,6 +173,7 @@ class RegionTracker:
         self.ids = ids or TrackIdSource()
         self.tracks: list[Track] = []
         self.image_size: tuple[int, int] | None = None
+        self._position_std = np.zeros(0)  # (T,) of the predicted states, set by _predict
 
     def update(self, seg: Segmentation, settings: TrackerSettings,
                cues: FrameCues | None = None) -> list[Track]:  # fmt: skip
@@ -183,7 +184,7 @@ class RegionTracker:
             self.tracks, self.image_size = [], tuple(seg.image_size)
         self._predict(cues)
         regions = region_cues(seg, cues, settings.high_score)
-        tracked = self._track_cues(cues.label_version)
+        tracked = self._track_cues(cues.label_version, regions.labels is not None)
         pairs = pair_cues(regions, tracked, settings.iou_gate)
         high = regions.scores >= settings.high_score
         matches = self._associate(regions, pairs, high, settings)
@@ -206,26 +207,31 @@ class RegionTracker:
 
     def _predict(self, cues: FrameCues) -> None:
         if not self.tracks:
+            self._position_std = np.zeros(0)
             return
         states = motion.BoxStates.stack([t.state for t in self.tracks])
         states = motion.warp(states, cues.camera_motion)
         states = motion.predict(states, cues.frames_elapsed)
+        self._position_std = motion.position_std(states)
         lin = np.asarray(cues.camera_motion, np.float64)[:, :2]
         zoom = math.sqrt(abs(float(np.linalg.det(lin))))
         for i, t in enumerate(self.tracks):
             t.state = states.select(slice(i, i + 1))
             t.zoom *= zoom
 
-    def _track_cues(self, version: int) -> TrackCues:
+    def _track_cues(self, version: int, with_labels: bool) -> TrackCues:
+        """The tracks as predicted by :meth:`_predict`; their labels only ``with_labels`` (the
+        regions have labels to agree with; -1 otherwise)."""
         t = self.tracks
         dim = t[0].token.shape[0] if t else 0
+        labels = [tr.label(version) for tr in t] if with_labels else [-1] * len(t)
         return TrackCues(
             crops=[placed(tr.crop, tr.state.x[0, :2], tr.zoom) for tr in t],
             tokens=np.stack([tr.token for tr in t]) if t else np.zeros((0, dim), np.float32),
             embeddings=[tr.embedding for tr in t],
-            labels=np.array([tr.label(version) for tr in t], np.int64),
+            labels=np.array(labels, np.int64),
             misses=np.array([tr.misses for tr in t], np.float64),
-            position_std=motion.position_std(motion.BoxStates.stack([tr.state for tr in t])),
+            position_std=self._position_std,
         )
 
     # --- association ------------------------------------------------------------------------
@@ -267,14 +273,14 @@ class RegionTracker:
         and replaces the mask and appearance; a view of an occluded object only keeps the track
         alive (its full mask and prediction stay)."""
         full = []
-        for r, t in matches.items():
-            inside = pairs.cover[r, t] >= PIECE_COVER
-            small = regions.areas[r] < PIECE_AREA * crops[t].area
-            if not (
-                inside
-                and small
-                and hidden_of(r, crops[t], regions, OCCLUDER_INSIDE) >= PIECE_HIDDEN
-            ):
+        pairs_rt = list(matches.items())
+        rs, ts = [r for r, _ in pairs_rt], [t for _, t in pairs_rt]
+        t_areas = np.array([crops[t].area for t in ts], np.float64)
+        maybe_piece = (pairs.cover[rs, ts] >= PIECE_COVER) & (
+            regions.areas[rs] < PIECE_AREA * t_areas
+        )
+        for (r, t), maybe in zip(pairs_rt, maybe_piece.tolist()):
+            if not (maybe and hidden_of(r, crops[t], regions, OCCLUDER_INSIDE) >= PIECE_HIDDEN):
                 full.append((r, t))
         if full:
             rows, cols = [r for r, _ in full], [t for _, t in full]
@@ -288,7 +294,7 @@ class RegionTracker:
             for k, (r, t) in enumerate(full):
                 track = self.tracks[t]
                 track.state = states.select(slice(k, k + 1))
-                track.crop = crop_of(regions.masks[r], regions.boxes[r], int(regions.areas[r]))
+                track.crop = regions.crop(r)
                 track.zoom = 1.0
                 track.token = tokens[k]
                 if embeddings is not None:
@@ -321,7 +327,7 @@ class RegionTracker:
             track = Track(
                 self.ids.next(),
                 motion.init_states(regions.boxes[r : r + 1]),
-                crop_of(regions.masks[r], regions.boxes[r], int(regions.areas[r])),
+                regions.crop(r),
                 regions.tokens[r],
                 None if regions.embeddings is None else regions.embeddings[r],
                 score_sum=float(regions.scores[r]),
