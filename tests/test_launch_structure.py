@@ -378,7 +378,7 @@ def test_graph_runner_matches_launch_file():
     assert all(n["additional_env"] for n in launch.nodes if n["package"] == PACKAGE)
     # the launch file takes its overrides from the package's one function (pn-run calls it too)
     assert "overrides_from_launch_arguments" in launch.override_calls.values()
-    every = launch_overrides(["/c"], "i", "torch", "vit_b", "cpu", "fp32", True, "d")
+    every = launch_overrides(["/c"], "i", "torch", "vit_b", "cpu", "fp32", True, "d", "ci")
     by_exe = {n["executable"]: n["parameters"] for n in launch.nodes}
     for node in ("perception_node", "visualization_node"):
         assert set(every[node]) == by_exe[node], node
@@ -484,6 +484,7 @@ USER_VALUES = {
     "use_depth": True,
     "depth_topic": "aligned_depth_to_color/image_raw",
     "image_topic": "color/image_raw",
+    "camera_info_topic": "color/camera_info",
     "sam.backend": "torch",
     "sam.model": "vit_b",
     "sam.device": "cuda",

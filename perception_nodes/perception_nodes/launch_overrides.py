@@ -70,6 +70,7 @@ ARGUMENTS: tuple[LaunchArgument, ...] = (
     ),
     _param_argument("image_topic", "image_topic"),
     _param_argument("depth_topic", "depth_topic"),
+    _param_argument("camera_info_topic", "camera_info_topic"),
     _param_argument("use_depth", "use_depth", BOOLEAN),
     _param_argument("backend", "sam.backend"),
     _param_argument("model", "sam.model", RELEASE_SAM_MODELS),
@@ -88,7 +89,7 @@ ARGUMENTS: tuple[LaunchArgument, ...] = (
     ),
 )
 #: Parameters of the visualization node that the same arguments set (it declares these too).
-VISUALIZATION_PARAMETERS = ("cameras", "image_topic")
+VISUALIZATION_PARAMETERS = ("cameras", "image_topic", "camera_info_topic")
 
 
 def parse_cameras(text: str) -> list[str]:
@@ -105,6 +106,7 @@ def launch_overrides(
     precision: str | None = None,
     use_depth: bool | None = None,
     depth_topic: str | None = None,
+    camera_info_topic: str | None = None,
 ) -> dict[str, dict[str, object]]:
     """``{node name: {parameter: value}}`` applied on top of the parameter file: only the values
     given (None: not given, the parameter file's value stands)."""
@@ -112,6 +114,7 @@ def launch_overrides(
         "cameras": cameras,
         "image_topic": image_topic,
         "depth_topic": depth_topic,
+        "camera_info_topic": camera_info_topic,
         "use_depth": use_depth,
         "sam.backend": backend,
         "sam.model": model,
@@ -146,6 +149,7 @@ def overrides_from_launch_arguments(arg: dict[str, str]) -> dict[str, dict[str, 
         given.get("precision"),
         given["use_depth"] == "true" if "use_depth" in given else None,
         given.get("depth_topic"),
+        given.get("camera_info_topic"),
     )
 
 

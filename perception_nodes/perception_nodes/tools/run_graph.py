@@ -34,6 +34,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--cameras", help="comma-separated camera namespaces (sets cameras)")
     p.add_argument("--image-topic", help="image topic relative to each camera namespace")
     p.add_argument("--depth-topic", help="depth topic relative to each camera namespace")
+    p.add_argument("--camera-info-topic", help="CameraInfo topic relative to each camera namespace")
     p.add_argument("--backend", choices=SAM_BACKENDS, help="SAM backend (sets sam.backend)")
     p.add_argument("--model", choices=SAM_MODEL_NAMES, help="SAM registry model (sets sam.model)")
     p.add_argument("--device", help="cpu, cuda or cuda:N (sets sam.device)")
@@ -104,6 +105,7 @@ def params_for(args: argparse.Namespace, folder: str | None = None) -> tuple[Pat
         args.precision,
         args.use_depth,
         args.depth_topic,
+        args.camera_info_topic,
     )
     params = write_params_file(overrides, base=args.config_file, folder=folder)
     return params, configured_cameras(args.config_file, overrides)
