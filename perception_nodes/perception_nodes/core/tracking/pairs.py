@@ -154,7 +154,13 @@ def _near(regions: RegionCues, t_boxes, t_areas, tracks: TrackCues) -> np.ndarra
     diag = np.hypot(t_boxes[:, 2] - t_boxes[:, 0], t_boxes[:, 3] - t_boxes[:, 1])
     growth = 1.0 + REACH_GROWTH * np.minimum(tracks.misses, MAX_REACH_MISSES)
     reach = np.maximum(diag, MIN_REACH_PX) * growth + 3.0 * tracks.position_std
-    dist = np.linalg.norm(box_centres(regions.boxes)[:, None] - box_centres(t_boxes)[None], axis=2)
+    rc, tc = box_centres(regions.boxes), box_centres(t_boxes)
+    dx = rc[:, None, 0] - tc[None, :, 0]
+    dy = rc[:, None, 1] - tc[None, :, 1]
+    dx *= dx
+    dy *= dy
+    dx += dy
+    dist = np.sqrt(dx, out=dx)  # what np.linalg.norm(axis=2) computes, on (R, T) planes
     ratio = regions.areas.astype(np.float64)[:, None] / np.maximum(t_areas[None], 1.0)
     return (dist <= reach[None]) & (ratio <= MAX_AREA_RATIO) & (ratio >= 1.0 / MAX_AREA_RATIO)
 
@@ -175,9 +181,18 @@ def singled_out(score: np.ndarray, margin: float, floor: float) -> np.ndarray:
     def clear_best(s: np.ndarray) -> np.ndarray:  # along axis 1
         if s.shape[1] == 0:
             return np.zeros(s.shape, bool)
-        top2 = -np.sort(-s, axis=1)[:, :2]
-        runner_up = top2[:, 1] if s.shape[1] > 1 else np.full(s.shape[0], floor)
-        return (s == top2[:, :1]) & ((top2[:, 0] - runner_up) >= margin)[:, None]
+        # the two largest of each row (what a descending sort's first two columns hold; a
+        # repeated maximum is its own runner-up), without sorting every row
+        rows = np.arange(s.shape[0])
+        best_at = np.argmax(s, axis=1)
+        best = s[rows, best_at]
+        if s.shape[1] > 1:
+            rest = s.copy()
+            rest[rows, best_at] = -np.inf
+            runner_up = rest.max(axis=1)
+        else:
+            runner_up = np.full(s.shape[0], floor)
+        return (s == best[:, None]) & ((best - runner_up) >= margin)[:, None]
 
     return clear_best(score) & clear_best(score.T).T
 
