@@ -4,6 +4,7 @@ drifting regions (``--sizes``) and every sequence family (``--seeds``, distinct 
 tokens). For optimisations that must not change behaviour.
 
     python -m perception_nodes.tools.tracking_compare --rev HEAD~1
+    python -m perception_nodes.tools.tracking_compare --rev HEAD~1 --cost --sizes 16 64 128 256 --frames 40
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +32,23 @@ def _outputs(stage_class: type, frames: list[tuple], config: PipelineConfig) -> 
         tf = stage.apply("cmp", seg, labels, relations, config, image=image, stamp=stamp)
         out.append((tf.track_ids.copy(), tf.track_ages.copy()))
     return out
+
+
+def cost_side_by_side(before: type, sizes: list[int], frames: int) -> None:
+    """Median process CPU ms per frame of the whole stage (camera motion included) of both, the
+    two stages fed the same frame one after the other (a shared machine's load hits both alike)."""
+    config = PipelineConfig(tracking_birth_hits=1)
+    print(f"{'regions':>8} {'before ms':>10} {'after ms':>10}")
+    for n in sizes:
+        stages = {"before": before(), "after": TrackingStage()}
+        cpu: dict[str, list[float]] = {k: [] for k in stages}
+        for f, (seg, image, labels, relations) in enumerate(cost_inputs(n, 480, 640, frames)):
+            for name, stage in stages.items():
+                c0 = time.process_time()
+                stage.apply("cost", seg, labels, relations, config, image=image, stamp=None)
+                if f:  # the first frame only opens tracks
+                    cpu[name].append((time.process_time() - c0) * 1e3)
+        print(f"{n:>8} {np.median(cpu['before']):>10.2f} {np.median(cpu['after']):>10.2f}")
 
 
 def cases(sizes: list[int], seeds: int, frames: int):
@@ -56,11 +75,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", type=int, nargs="*", default=[16, 64, 256])
     p.add_argument("--seeds", type=int, default=1)
     p.add_argument("--frames", type=int, default=30)
+    p.add_argument("--cost", action="store_true", help="only time both on the cost rows")
     args = p.parse_args(argv)
     repo = Path(__file__).resolve().parents[2]
     rev = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", args.rev],
                          check=True, capture_output=True, text=True).stdout.strip()  # fmt: skip
     before = baseline_stage(rev, repo)
+    if args.cost:
+        cost_side_by_side(before, args.sizes, args.frames)
+        return 0
     differ = 0
     for name, config, frames in cases(args.sizes, args.seeds, args.frames):
         a, b = _outputs(before, frames, config), _outputs(TrackingStage, frames, config)
