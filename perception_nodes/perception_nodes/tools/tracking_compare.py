@@ -1,4 +1,4 @@
-"""Same output as another revision? Track ids (and ages) of the tracking stage of git revision
+"""Same output as another revision? Track ids and ages (and voted labels, smoothed relations) of the tracking stage of git revision
 ``--rev`` and of the working tree, frame by frame, on the same inputs: the cost benchmark's
 drifting regions (``--sizes``) and every sequence family (``--seeds``, distinct and all-alike
 tokens). For optimisations that must not change behaviour.
@@ -25,12 +25,18 @@ from perception_nodes.tools.tracking_sequences import FAMILIES, SequenceRenderer
 
 
 def _outputs(stage_class: type, frames: list[tuple], config: PipelineConfig) -> list:
-    """``(track_ids, track_ages)`` per frame; ``frames``: ``(seg, image, labels, relations, stamp)``."""
+    """``(track_ids, track_ages[, voted labels, scores][, smoothed relations])`` per frame; ``frames``: ``(seg, image, labels, relations, stamp)``."""
     stage = stage_class()
     out = []
     for seg, image, labels, relations, stamp in frames:
         tf = stage.apply("cmp", seg, labels, relations, config, image=image, stamp=stamp)
-        out.append((tf.track_ids.copy(), tf.track_ages.copy()))
+        got = [tf.track_ids.copy(), tf.track_ages.copy()]
+        if tf.labels is not None:
+            got += [tf.labels.label_index, tf.labels.label_score]
+        if tf.relations is not None:
+            rel = tf.relations
+            got += [rel.subject, rel.object, rel.predicate_index, rel.score]
+        out.append(tuple(got))
     return out
 
 

@@ -36,8 +36,13 @@ def vote_label(
             voters, newest = voters + 1, idx
     if not voters:
         return -1, 0.0
-    best = max(totals, key=lambda i: (totals[i], i == newest))
-    return best, totals[best] / voters
+    # the largest total, ties to the newest frame's label, then to the first voted (what
+    # max(totals, key=lambda i: (totals[i], i == newest)) picks, without a call per label)
+    best, best_total = newest, totals[newest]
+    for idx, total in totals.items():
+        if total > best_total:
+            best, best_total = idx, total
+    return best, best_total / voters
 
 
 def voted_labels(labels: RegionLabels, tracks: list[Track], window: int) -> RegionLabels:

@@ -215,8 +215,8 @@ class RegionTracker:
         self._position_std = motion.position_std(states)
         lin = np.asarray(cues.camera_motion, np.float64)[:, :2]
         zoom = math.sqrt(abs(float(np.linalg.det(lin))))
-        for i, t in enumerate(self.tracks):
-            t.state = states.select(slice(i, i + 1))
+        for t, state in zip(self.tracks, states.rows()):
+            t.state = state
             t.zoom *= zoom
 
     def _track_cues(self, version: int, with_labels: bool) -> TrackCues:
@@ -291,9 +291,9 @@ class RegionTracker:
             if regions.embeddings is not None:
                 olds = [self.tracks[t].embedding for t in cols]
                 embeddings = merged_rows(olds, regions.embeddings[rows])
-            for k, (r, t) in enumerate(full):
+            for k, ((r, t), state) in enumerate(zip(full, states.rows())):
                 track = self.tracks[t]
-                track.state = states.select(slice(k, k + 1))
+                track.state = state
                 track.crop = regions.crop(r)
                 track.zoom = 1.0
                 track.token = tokens[k]
