@@ -91,18 +91,20 @@ class RelationSmoother:
             if sc > seen.get(key, 0.0):
                 seen[key] = sc
         updated: dict[tuple[int, str, int], float] = {}
-        for key in self.scores.keys() | seen.keys():
-            if key[0] not in alive or key[2] not in alive:
+        keep = 1.0 - alpha
+        for key, old in self.scores.items():  # known relations
+            s, _, o = key
+            if s not in alive or o not in alive:
                 continue
-            old = self.scores.get(key)
-            if old is None:
-                value = seen[key]
-            elif key[0] in region_of and key[2] in region_of:
-                value = alpha * seen.get(key, 0.0) + (1.0 - alpha) * old
-            else:  # a track missed this frame: keep the score until it is seen again or dies
-                value = old
-            if value >= MIN_KEPT_SCORE:
-                updated[key] = value
+            if s in region_of and o in region_of:
+                old = alpha * seen.get(key, 0.0) + keep * old
+            # else a track missed this frame: keep the score until it is seen again or dies
+            if old >= MIN_KEPT_SCORE:
+                updated[key] = old
+        for key, value in seen.items():  # first seen this frame (between live tracks only)
+            if key not in self.scores and key[0] in alive and key[2] in alive:
+                if value >= MIN_KEPT_SCORE:
+                    updated[key] = value
         self.scores = updated
         return self._frame_relations(relations, region_of)
 
