@@ -95,7 +95,12 @@ def test_reproduces_official_automatic_mask_generator(parity_runs, name):
     for rec, j, b in zip(official, match, best):
         if b < 0.999:
             continue
-        assert ours.areas[j] == rec["area"]
+        # Areas agree to the pixels a 0.999 IoU allows, not exactly: on an AMD EPYC (the CI
+        # machine now) the restructured decoder's logits differ from the official ones in the
+        # last float bits (~1e-7, docs/benchmarks.md) and 5-6 of ~64,000 pixels whose logit is
+        # that close to the 0 threshold flip (64082 vs 64087; exact on the Intel Xeon before).
+        assert ours.areas[j] == ours.masks[j].sum()
+        assert abs(int(ours.areas[j]) - int(rec["area"])) <= 1e-3 * rec["area"]
         assert ours.predicted_iou[j] == pytest.approx(rec["predicted_iou"], abs=1e-4)
         assert ours.stability_score[j] == pytest.approx(rec["stability_score"], abs=1e-3)
         x, y, w, h = rec["bbox"]
