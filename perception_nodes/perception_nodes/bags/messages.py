@@ -122,7 +122,9 @@ def frame_messages(
     if switches.regions:
         out["regions"] = region_array_to_msg(graph, regions, header, vocabulary)
     if switches.label_image:
-        ids = label_image(result.segmentation.masks, result.region_ids)
+        ids = label_image(
+            result.segmentation.masks, result.region_ids, result.segmentation.boxes_xyxy
+        )
         out["label_image"] = numpy_to_image_msg(ids, "16UC1", header)
     if switches.overlay:
         out["overlay/compressed"] = _overlay(rgb, result, graph, header)

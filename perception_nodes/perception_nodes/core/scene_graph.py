@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from perception_nodes.core.relations.predicates import SYMMETRIC_PREDICATES
-from perception_nodes.core.rle import decode_mask, encode_mask
+from perception_nodes.core.rle import decode_mask, encode_masks
 from perception_nodes.core.types import (
     UNKNOWN_INDEX,
     UNKNOWN_LABEL,
@@ -234,7 +234,7 @@ def build_scene_graph(
         region_ids=region_ids, labels=texts, label_index=idx, label_scores=scores,
         boxes_xyxy=segmentation.boxes_xyxy.astype(np.float32).reshape(n, 4),
         areas=segmentation.areas.astype(np.int64), centroids=centroids,
-        mask_counts=[encode_mask(m)[2] for m in segmentation.masks],
+        mask_counts=encode_masks(segmentation.masks, segmentation.boxes_xyxy),
         subject=s, object=o, predicate_index=p, relation_scores=sc, predicates=predicates,
         relation_source=source, vocabulary_version=int(labels.vocabulary_version) if labels else 0,
         labels_meaningful=bool(labels.meaningful) if labels else False, stamp=float(stamp),

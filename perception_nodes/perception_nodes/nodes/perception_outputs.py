@@ -84,6 +84,10 @@ def publish_frame(
         gate.publish(
             pubs["label_image"],
             numpy_to_image_msg(
-                label_image(result.segmentation.masks, result.region_ids), "16UC1", header
+                label_image(
+                    result.segmentation.masks, result.region_ids, result.segmentation.boxes_xyxy
+                ),
+                "16UC1",
+                header,
             ),
         )
