@@ -173,7 +173,8 @@ class RegionTracker:
         self.ids = ids or TrackIdSource()
         self.tracks: list[Track] = []
         self.image_size: tuple[int, int] | None = None
-        self._position_std = np.zeros(0)  # (T,) of the predicted states, set by _predict
+        self._predicted = motion.empty_states()  # the tracks' states, set by _predict
+        self._position_std = np.zeros(0)  # (T,) of those states
 
     def update(self, seg: Segmentation, settings: TrackerSettings,
                cues: FrameCues | None = None) -> list[Track]:  # fmt: skip
@@ -207,12 +208,12 @@ class RegionTracker:
 
     def _predict(self, cues: FrameCues) -> None:
         if not self.tracks:
-            self._position_std = np.zeros(0)
+            self._predicted, self._position_std = motion.empty_states(), np.zeros(0)
             return
         states = motion.BoxStates.stack([t.state for t in self.tracks])
         states = motion.warp(states, cues.camera_motion)
         states = motion.predict(states, cues.frames_elapsed)
-        self._position_std = motion.position_std(states)
+        self._predicted, self._position_std = states, motion.position_std(states)
         lin = np.asarray(cues.camera_motion, np.float64)[:, :2]
         zoom = math.sqrt(abs(float(np.linalg.det(lin))))
         for t, state in zip(self.tracks, states.rows()):
@@ -284,8 +285,7 @@ class RegionTracker:
                 full.append((r, t))
         if full:
             rows, cols = [r for r, _ in full], [t for _, t in full]
-            states = motion.BoxStates.stack([self.tracks[t].state for t in cols])
-            states = motion.correct(states, regions.boxes[rows])
+            states = motion.correct(self._predicted.select(cols), regions.boxes[rows])
             tokens = merged_rows([self.tracks[t].token for t in cols], regions.tokens[rows])
             embeddings = None
             if regions.embeddings is not None:
