@@ -10,7 +10,7 @@ import numpy as np
 import skimage.data
 from PIL import Image
 
-from perception_nodes.core.clip_model import (
+from perception_nodes.core.classify.clip_model import (
     ClipModel,
     load_clip_model,
     make_generated_clip_checkpoint,

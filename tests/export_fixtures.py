@@ -35,7 +35,7 @@ def tiny_export(tiny_sam, tiny_checkpoint, tmp_path_factory):
     run once per session (keyed by the checkpoint's sha256: the generated weights are seeded,
     so every module's copy of the checkpoint has the same contents).
     """
-    from perception_nodes.core.weights import sha256_file
+    from perception_nodes.core.weights.files import sha256_file
 
     key = sha256_file(tiny_checkpoint)
     if key not in _EXPORTS:
@@ -50,7 +50,7 @@ def tiny_export(tiny_sam, tiny_checkpoint, tmp_path_factory):
 def tiny_gated_export(tiny_sam, tiny_checkpoint, tmp_path_factory):
     """``ExportResult`` of ``sam_tiny_test`` with the gated decoder (``upscale_gate``: what the
     onnxruntime backend exports into its cache), verified; once per session."""
-    from perception_nodes.core.weights import sha256_file
+    from perception_nodes.core.weights.files import sha256_file
 
     key = ("gated", sha256_file(tiny_checkpoint))
     if key not in _EXPORTS:

@@ -9,13 +9,13 @@ import pytest
 import torch
 from ros_helpers.process import dead_pid
 
-from perception_nodes.core.checkpoint_io import save_atomic, writer_tag
 from perception_nodes.core.relations.head import (
     RelationHead,
     RelationHeadConfig,
     load_relation_head,
     save_relation_head,
 )
+from perception_nodes.core.weights.checkpoint_io import save_atomic, writer_tag
 
 
 def _failing_save(obj, f, *args, **kwargs):

@@ -21,7 +21,7 @@ from perception_nodes.core.classify.regionspot import (
 )
 from perception_nodes.core.classify.zero_shot import ZeroShotClassifier
 from perception_nodes.core.types import UNKNOWN_INDEX, UNKNOWN_LABEL
-from perception_nodes.core.vocabulary import Vocabulary
+from perception_nodes.core.vocabulary.runtime import Vocabulary
 
 #: exemplar name -> (photo, XYXY region in it)
 EXEMPLARS = {
@@ -163,7 +163,7 @@ def sam_generator(tmp_path_factory):
 def test_regionspot_end_to_end_on_photo_regions_with_generated_head(
     clip, vocab, sam_generator, tmp_path
 ):
-    from perception_nodes.core.weights import sha256_file
+    from perception_nodes.core.weights.files import sha256_file
 
     gen, sam_path = sam_generator
     image = skimage.data.astronaut()

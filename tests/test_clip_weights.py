@@ -16,13 +16,13 @@ from urllib.parse import urlparse
 import pytest
 from weights_server import serve_folder
 
-from perception_nodes.core.clip_weights import (
+from perception_nodes.core.sam.registry import get_spec
+from perception_nodes.core.weights.clip import (
     DEFAULT_CLIP_MODEL,
     DEFAULT_CLIP_TAG,
     get_clip_weights,
 )
-from perception_nodes.core.sam.registry import get_spec
-from perception_nodes.core.weights import (
+from perception_nodes.core.weights.files import (
     INDEX_ENV,
     CheckpointError,
     cached_path,

@@ -12,16 +12,21 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from perception_nodes.core.cancel import FrameAbandoned, WorkAbandoned, run_abandonable
 from perception_nodes.core.config import PipelineConfig
-from perception_nodes.core.draw import draw_overlay, region_colours
-from perception_nodes.core.generated_policy import (
+from perception_nodes.core.output.draw import draw_overlay, region_colours
+from perception_nodes.core.output.projection import intrinsics_problem, region_centroids
+from perception_nodes.core.output.scene_graph import SceneGraph
+from perception_nodes.core.stream.cancel import FrameAbandoned, WorkAbandoned, run_abandonable
+from perception_nodes.core.stream.stamps import (
+    ns_to_sec_nanosec,
+    set_stamp,
+    stamp_to_ns,
+    stamp_to_seconds,
+)
+from perception_nodes.core.weights.generated_policy import (
     GENERATED_SAM_SETTINGS,
     apply_generated_sam_policy,
 )
-from perception_nodes.core.projection import intrinsics_problem, region_centroids
-from perception_nodes.core.scene_graph import SceneGraph
-from perception_nodes.core.stamps import ns_to_sec_nanosec, set_stamp, stamp_to_ns, stamp_to_seconds
 
 
 @pytest.mark.parametrize(

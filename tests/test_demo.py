@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from perception_nodes.core.scene_graph import from_json
+from perception_nodes.core.output.scene_graph import from_json
 from perception_nodes.nodes.image_folder_publisher import load_image
 
 pytestmark = pytest.mark.ros

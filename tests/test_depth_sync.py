@@ -6,8 +6,8 @@ from __future__ import annotations
 import threading
 import time
 
-from perception_nodes.core.depth_sync import StampMatcher
-from perception_nodes.core.stamps import NS_PER_SEC
+from perception_nodes.core.stream.depth_sync import StampMatcher
+from perception_nodes.core.stream.stamps import NS_PER_SEC
 
 MS = NS_PER_SEC // 1000
 

@@ -40,9 +40,7 @@ def test_jpeg_and_png_frames_give_scene_graphs_and_corrupt_ones_are_refused(grap
     spinner = Spinner(ros_context, cam, receiver)
     try:
         assert wait_for(lambda: pub.get_subscription_count() >= 1, 120, graph)
-        assert wait_for(
-            lambda: receiver.diagnostics_values().get("state") == "active", 240, graph
-        )
+        assert wait_for(lambda: receiver.diagnostics_values().get("state") == "active", 240, graph)
         rejected = lambda: int(receiver.diagnostics_values().get(f"{CAMERA}.rejected", "0"))  # noqa: E731
         corrupt = CompressedImage(format="jpeg", data=b"\xff\xd8 definitely not a jpeg")
         for _ in range(10):  # best effort: resend until counted

@@ -16,7 +16,7 @@ from e2e_fixtures import (
     wait_graph_for,
 )
 
-from perception_nodes.core.rle import decode_mask
+from perception_nodes.core.output.rle import decode_mask
 
 pytestmark = pytest.mark.ros
 FRAME_TIMEOUT = 240.0

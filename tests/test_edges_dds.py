@@ -232,7 +232,7 @@ def test_demo_publisher_sends_each_photos_camera_info_before_its_image(tmp_path,
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import CameraInfo, Image
 
-    from perception_nodes.core.stamps import stamp_to_ns
+    from perception_nodes.core.stream.stamps import stamp_to_ns
 
     got = {"image": {}, "info": {}}  # stamp ns -> (height, width, source timestamp ns)
 

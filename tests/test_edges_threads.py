@@ -18,8 +18,8 @@ import time
 import pytest
 from classify_fixtures import tiny_clip
 
-from perception_nodes.core.frame_slots import LatestFrameSlots
-from perception_nodes.core.vocabulary import Vocabulary, VocabularyError
+from perception_nodes.core.stream.frame_slots import LatestFrameSlots
+from perception_nodes.core.vocabulary.runtime import Vocabulary, VocabularyError
 
 STRESS_S = 3.0  # each side runs this long (the failures before the fixes came within 0.2 s)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from perception_nodes.core.config import PipelineConfig
+from perception_nodes.core.output.scene_graph import from_json, to_json
 from perception_nodes.core.pipeline import Pipeline
-from perception_nodes.core.scene_graph import from_json, to_json
 from perception_nodes.nodes.image_folder_publisher import load_image
 
 

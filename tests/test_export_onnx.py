@@ -18,7 +18,7 @@ from export_fixtures import TINY
 from perception_nodes.core.sam.decoder import decode_prompts, pad_point_prompts
 from perception_nodes.core.sam.export import SamDecoderOnnx
 from perception_nodes.core.sam.export_metadata import OnnxModelError, read_onnx_metadata
-from perception_nodes.core.weights import GENERATED_WEIGHTS, sha256_file
+from perception_nodes.core.weights.files import GENERATED_WEIGHTS, sha256_file
 from perception_nodes.tools import export_onnx
 
 

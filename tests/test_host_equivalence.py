@@ -14,11 +14,11 @@ import torch
 from pycocotools import mask as mask_utils
 from segment_anything.utils.amg import MaskData, batched_mask_to_box
 
-from perception_nodes.core.draw import colour_keys, draw_overlay, region_colours
-from perception_nodes.core.projection import label_image, region_centroids
-from perception_nodes.core.rle import decode_crop, decode_mask, encode_mask, encode_masks
+from perception_nodes.core.output.draw import colour_keys, draw_overlay, region_colours
+from perception_nodes.core.output.projection import label_image, region_centroids
+from perception_nodes.core.output.rle import decode_crop, decode_mask, encode_mask, encode_masks
+from perception_nodes.core.output.scene_graph import build_scene_graph
 from perception_nodes.core.sam.postprocess import crop_to_boxes, to_segmentation
-from perception_nodes.core.scene_graph import build_scene_graph
 from perception_nodes.tools.host_scenes import host_scene
 
 
@@ -42,7 +42,7 @@ def _edge_masks() -> np.ndarray:
 
 # ------------------------------------------------------------------ references (old code)
 def _pycocotools_counts(mask: np.ndarray) -> list[int]:
-    from perception_nodes.core.rle import _counts_of
+    from perception_nodes.core.output.rle import _counts_of
 
     return _counts_of(np.asfortranarray(mask.astype(np.uint8)))
 

@@ -109,3 +109,35 @@ def test_no_module_grows_past_400_lines_without_saying_why():
             if "Why this module is long:" not in doc:
                 too_long[str(path.relative_to(PACKAGE))] = len(text.splitlines())
     assert too_long == {}
+
+
+def test_core_folders_import_down_not_around():
+    """The core's concern folders (README "Layout") depend one way: ``weights/`` (files,
+    checkpoints) and ``stream/`` (timing) need no model code, ``output/`` needs no model
+    backend. ``weights`` and ``sam.registry`` imported each other before the regrouping."""
+    forbidden = {
+        "weights": ("perception_nodes.core.sam", "perception_nodes.core.classify"),
+        "stream": ("perception_nodes.core.sam", "perception_nodes.core.classify"),
+        "output": ("perception_nodes.core.sam", "perception_nodes.core.pipeline"),
+    }
+    offenders = {}
+    for folder, prefixes in forbidden.items():
+        for f in sorted((PACKAGE / "core" / folder).rglob("*.py")):
+            bad = sorted(m for m in _imported_modules(f) if m.startswith(prefixes))
+            if bad:
+                offenders[str(f.relative_to(PACKAGE))] = bad
+    assert offenders == {}
+
+
+def test_core_root_keeps_only_the_pipeline_and_its_settings():
+    """22 loose modules sat at the core's root; the concerns live in folders now."""
+    root = sorted(p.stem for p in (PACKAGE / "core").glob("*.py"))
+    assert root == [
+        "__init__",
+        "config",
+        "live_settings",
+        "pipeline",
+        "pipeline_factory",
+        "records",
+        "types",
+    ], root

@@ -23,7 +23,7 @@ from e2e_fixtures import (
     wait_for,
 )
 
-from perception_nodes.core.rle import decode_mask
+from perception_nodes.core.output.rle import decode_mask
 from perception_nodes.tools.graph_runner import NodeGraph, write_params_file
 
 pytestmark = pytest.mark.ros

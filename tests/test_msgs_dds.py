@@ -42,7 +42,7 @@ def _region(i: int, mask: np.ndarray):
     from geometry_msgs.msg import Point
     from perception_msgs.msg import LabelScore, Region
 
-    from perception_nodes.core.rle import encode_mask
+    from perception_nodes.core.output.rle import encode_mask
 
     h, w, counts = encode_mask(mask)
     ys, xs = np.nonzero(mask)
@@ -126,7 +126,7 @@ def _echo(ros_context, msg_type: str, message, timeout: float = 30.0):
 
 
 def test_scene_graph_round_trip_keeps_masks_labels_and_nan(ros_context):
-    from perception_nodes.core.rle import decode_mask
+    from perception_nodes.core.output.rle import decode_mask
 
     graph, masks = _scene_graph()
     back = _echo(ros_context, "perception_msgs/msg/SceneGraph", graph)

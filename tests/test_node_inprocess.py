@@ -11,10 +11,10 @@ import pytest
 
 from perception_nodes.core.config import PipelineConfig
 from perception_nodes.core.live_settings import RELOAD_SETTINGS
+from perception_nodes.core.output.scene_graph import build_scene_graph
 from perception_nodes.core.pipeline import PipelineError
-from perception_nodes.core.scene_graph import build_scene_graph
 from perception_nodes.core.types import FrameResult, Segmentation
-from perception_nodes.core.vocabulary_checks import check_vocabulary
+from perception_nodes.core.vocabulary.checks import check_vocabulary
 
 pytestmark = pytest.mark.ros
 

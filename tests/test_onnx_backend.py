@@ -149,7 +149,7 @@ def test_missing_and_corrupted_files(tiny_export, tmp_path):
 def test_encoder_decoder_from_different_checkpoints_refused(tiny_export, tmp_path):
     other_ckpt = make_generated_checkpoint(TINY, tmp_path / "other.pth", seed=1)
     other = build_sam_model(TINY, other_ckpt)
-    from perception_nodes.core.weights import sha256_file
+    from perception_nodes.core.weights.files import sha256_file
 
     meta = build_metadata(other, TINY, "decoder", sha256_file(other_ckpt), multimask="multimask")
     decoder = export_decoder(other, tmp_path / "decoder.onnx", meta, multimask="multimask")

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 from ros_helpers.process import dead_pid
 
-from perception_nodes.core.checkpoint_io import writer_tag
 from perception_nodes.core.config import DEFAULT_SAM_BACKEND, PipelineConfig
 from perception_nodes.core.sam import export as sam_export
 from perception_nodes.core.sam.backends import resolve_backend_kind
@@ -25,7 +24,8 @@ from perception_nodes.core.sam.onnx_cache import (
     reusable_export,
 )
 from perception_nodes.core.sam.registry import make_generated_checkpoint
-from perception_nodes.core.weights import sha256_file
+from perception_nodes.core.weights.checkpoint_io import writer_tag
+from perception_nodes.core.weights.files import sha256_file
 
 MODEL = "sam_tiny_test"
 

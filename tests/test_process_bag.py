@@ -126,7 +126,7 @@ def test_out_of_order_frame_gets_its_own_depth(work):
 def test_coco_output_loads_in_pycocotools_and_masks_are_the_regions(work):
     from pycocotools.coco import COCO
 
-    from perception_nodes.core.rle import decode_mask
+    from perception_nodes.core.output.rle import decode_mask
     from perception_nodes.training.coco_dataset import load_coco
 
     out = work["out"] / "mixed"

@@ -20,11 +20,14 @@ import pytest
 import torch
 from classify_fixtures import TINY_CLIP, TINY_SAM, make_texture_coco_dataset
 
+from perception_nodes.core.classify.clip_model import (
+    load_clip_model,
+    make_generated_clip_checkpoint,
+)
 from perception_nodes.core.classify.regionspot import CheckpointMismatchError, RegionSpotClassifier
-from perception_nodes.core.clip_model import load_clip_model, make_generated_clip_checkpoint
 from perception_nodes.core.sam.registry import make_generated_checkpoint
-from perception_nodes.core.vocabulary import Vocabulary
-from perception_nodes.core.weights import sha256_file
+from perception_nodes.core.vocabulary.runtime import Vocabulary
+from perception_nodes.core.weights.files import sha256_file
 from perception_nodes.tools.train_regionspot import main
 from perception_nodes.training.coco_dataset import load_coco, read_rgb, split_images
 

@@ -9,6 +9,7 @@ import skimage.data
 import torch
 from relations_fixtures import ImperfectSegmenter, write_synthetic_psg
 
+from perception_nodes.core.output.scene_graph import build_scene_graph, from_json, to_json
 from perception_nodes.core.relations import GeometricRelationPredictor
 from perception_nodes.core.relations.head import (
     LearnedRelationPredictor,
@@ -19,7 +20,6 @@ from perception_nodes.core.relations.predicates import PSG_PREDICATES
 from perception_nodes.core.sam.amg import MaskGenerator
 from perception_nodes.core.sam.backends import create_backend
 from perception_nodes.core.sam.registry import make_generated_checkpoint
-from perception_nodes.core.scene_graph import build_scene_graph, from_json, to_json
 from perception_nodes.core.types import RegionLabels
 from perception_nodes.tools import train_relations
 from perception_nodes.training.psg import load_psg

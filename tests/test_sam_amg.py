@@ -23,7 +23,7 @@ from pycocotools import mask as mask_utils
 from sam_fixtures import skimage_photo
 from segment_anything import SamAutomaticMaskGenerator, SamPredictor
 
-from perception_nodes.core.rle import decode_mask, encode_mask
+from perception_nodes.core.output.rle import decode_mask, encode_mask
 from perception_nodes.core.sam.amg import MaskGenerator
 from perception_nodes.core.sam.decoder import pad_point_prompts
 from perception_nodes.core.sam.preprocess import (

@@ -5,7 +5,12 @@ import json
 import numpy as np
 import pytest
 
-from perception_nodes.core.scene_graph import SceneGraphError, build_scene_graph, from_json, to_json
+from perception_nodes.core.output.scene_graph import (
+    SceneGraphError,
+    build_scene_graph,
+    from_json,
+    to_json,
+)
 from perception_nodes.core.types import RegionLabels, Relations, Segmentation
 
 H, W = 30, 40

@@ -24,9 +24,9 @@ from perception_nodes.core.config import (
     settings,
 )
 from perception_nodes.core.live_settings import RELOAD_SETTINGS, Stages, stages_for
+from perception_nodes.core.output.scene_graph import filter_relations
 from perception_nodes.core.pipeline_factory import PipelineError
 from perception_nodes.core.relations.base import relations_from_scores
-from perception_nodes.core.scene_graph import filter_relations
 from perception_nodes.ros.params import NODE_PARAMS, pipeline_params
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -23,7 +23,7 @@ from perception_nodes.core.sam.tensorrt import (
     TensorRTSamBackend,
     check_engine_compatibility,
 )
-from perception_nodes.core.weights import sha256_file
+from perception_nodes.core.weights.files import sha256_file
 from perception_nodes.tools import build_engine as build_cmd
 
 

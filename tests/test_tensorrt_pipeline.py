@@ -19,7 +19,7 @@ from perception_nodes.core.config import PipelineConfig
 from perception_nodes.core.pipeline import Pipeline, PipelineError
 from perception_nodes.core.sam import tensorrt as eng
 from perception_nodes.core.sam.registry import make_generated_checkpoint
-from perception_nodes.core.weights import sha256_file
+from perception_nodes.core.weights.files import sha256_file
 
 TESTS = Path(__file__).resolve().parent
 INFO = fake_runtime_info()
@@ -150,9 +150,7 @@ def test_node_with_tensorrt_backend_builds_engines_and_reports_generated_weights
     receiver = GraphReceiver(camera=CAMERA, context=ros_context)
     spinner = Spinner(ros_context, cam, receiver)
     try:
-        assert wait_for(
-            lambda: receiver.diagnostics_values().get("state") == "active", 300, graph
-        )
+        assert wait_for(lambda: receiver.diagnostics_values().get("state") == "active", 300, graph)
         diag = receiver.diagnostics_values()
         assert diag["backend"] == "tensorrt/cpu/fp16" and diag["sam_untrained"] == "True"
         assert "SAM sam_tiny_test" in diag["untrained"] and diag["weights_meaningful"] == "False"

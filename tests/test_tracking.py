@@ -10,8 +10,8 @@ import pytest
 from tracking_fixtures import TOKEN_DIM, _segmentation, make_sequence, mot_summary
 
 from perception_nodes.core.config import PipelineConfig
-from perception_nodes.core.draw import colour_keys, draw_overlay, region_colours
-from perception_nodes.core.scene_graph import build_scene_graph, from_json, to_json
+from perception_nodes.core.output.draw import colour_keys, draw_overlay, region_colours
+from perception_nodes.core.output.scene_graph import build_scene_graph, from_json, to_json
 from perception_nodes.core.tracking import RegionTracker, TrackerSettings, TrackingStage
 from perception_nodes.core.tracking.smoothing import vote_label
 from perception_nodes.core.types import RegionLabels, Relations

@@ -15,8 +15,8 @@ import skimage.data
 from classify_fixtures import box_segmentation, tiny_clip
 
 from perception_nodes.core.classify.zero_shot import ZeroShotClassifier
-from perception_nodes.core.vocabulary import Vocabulary, VocabularyError, VocabularyLimits
-from perception_nodes.core.vocabulary_checks import fold
+from perception_nodes.core.vocabulary.checks import fold
+from perception_nodes.core.vocabulary.runtime import Vocabulary, VocabularyError, VocabularyLimits
 
 
 class CountingEmbedder:
@@ -346,8 +346,8 @@ def test_a_refused_writer_does_not_stall_the_ones_behind_it(counting):
 def test_a_long_change_is_abandoned_between_encoder_chunks_and_changes_nothing(counting):
     """Shutdown during a change of 1,000 entries: abandoned at the next chunk, the vocabulary
     in force stays, and the next change is not blocked by the abandoned one's turn."""
-    from perception_nodes.core.cancel import WorkAbandoned
-    from perception_nodes.core.vocabulary import ENCODE_CHUNK_PHRASES
+    from perception_nodes.core.stream.cancel import WorkAbandoned
+    from perception_nodes.core.vocabulary.runtime import ENCODE_CHUNK_PHRASES
 
     vocab = Vocabulary(counting, templates=["a photo of a {}."])
     before = vocab.set(["cup", "plate"])
@@ -363,7 +363,7 @@ def test_a_long_change_is_abandoned_between_encoder_chunks_and_changes_nothing(c
 def test_chunked_encoding_gives_the_embeddings_of_one_call(clip):
     """Encoding in chunks between stop checks changes no number (chunks align with the text
     encoder's batches)."""
-    from perception_nodes.core.vocabulary import ENCODE_CHUNK_PHRASES, embed_phrases
+    from perception_nodes.core.vocabulary.runtime import ENCODE_CHUNK_PHRASES, embed_phrases
 
     labels = [f"thing number {i}" for i in range(ENCODE_CHUNK_PHRASES + 37)]
     templates = ("a photo of a {}.", "a {}.", "一张{}的照片")

@@ -16,7 +16,7 @@ import pytest
 from sam_fixtures import TINY
 
 from perception_nodes.core.sam.registry import SAM_MODELS, build_sam_model, get_spec
-from perception_nodes.core.weights import (
+from perception_nodes.core.weights.files import (
     CheckpointArchitectureError,
     CheckpointCorruptedError,
     CheckpointNotFoundError,

@@ -64,7 +64,7 @@ def spin_until(executor, condition: Callable[[], bool], timeout: float, step: fl
 
 def dead_pid() -> int:
     """The pid of a process that has exited (what a write stopped mid-way leaves in a name)."""
-    from perception_nodes.core.checkpoint_io import process_alive
+    from perception_nodes.core.weights.checkpoint_io import process_alive
 
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()

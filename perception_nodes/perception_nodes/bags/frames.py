@@ -3,7 +3,7 @@
 Reads rosbag2 (MCAP, sqlite3; a directory or the storage file) and ROS 1 ``.bag`` files with
 ``rosbags`` (:class:`rosbags.highlevel.AnyReader`), in log-time order. Pairing is the node's:
 a frame gets the depth image stamped nearest to it within ``depth_slop`` seconds
-(:class:`perception_nodes.core.depth_sync.StampMatcher`, the node's own matcher); a frame waits
+(:class:`perception_nodes.core.stream.depth_sync.StampMatcher`, the node's own matcher); a frame waits
 for its depth until a depth image logged after it is stamped past it (the node's "moved past",
 counted from the frame's arrival so a frame stamped out of order still gets its own depth) or
 ``depth_wait`` seconds of recording time went by (the node waits that long in wall time). K comes from the CameraInfo stamped
@@ -30,10 +30,10 @@ from pathlib import Path
 import numpy as np
 
 from perception_nodes.bags.topics import CameraTopics
-from perception_nodes.core.depth_sync import StampMatcher
+from perception_nodes.core.output.projection import intrinsics_problem
 from perception_nodes.core.pipeline import PipelineError, check_image_size
-from perception_nodes.core.projection import intrinsics_problem
-from perception_nodes.core.stamps import NS_PER_SEC, stamp_to_ns
+from perception_nodes.core.stream.depth_sync import StampMatcher
+from perception_nodes.core.stream.stamps import NS_PER_SEC, stamp_to_ns
 from perception_nodes.ros.image_conversion import (
     ImageConversionError,
     compressed_to_rgb8,

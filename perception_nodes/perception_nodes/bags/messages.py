@@ -22,10 +22,10 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
-from perception_nodes.core.draw import draw_overlay
-from perception_nodes.core.projection import label_image
-from perception_nodes.core.scene_graph import SceneGraph
-from perception_nodes.core.stamps import set_stamp
+from perception_nodes.core.output.draw import draw_overlay
+from perception_nodes.core.output.projection import label_image
+from perception_nodes.core.output.scene_graph import SceneGraph
+from perception_nodes.core.stream.stamps import set_stamp
 from perception_nodes.core.types import FrameResult
 from perception_nodes.nodes.visualization_node import NOT_MEANINGFUL_BANNER, VisualizationNode
 from perception_nodes.ros.graph_conversion import (

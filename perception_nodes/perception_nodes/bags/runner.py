@@ -25,9 +25,9 @@ from perception_nodes.bags.messages import OUTPUT_TYPES, OutputSwitches, output_
 from perception_nodes.bags.settings import BagSettings
 from perception_nodes.bags.topics import CameraTopics, find_cameras, named_camera
 from perception_nodes.bags.training_data import frame_record
-from perception_nodes.core.cancel import FrameAbandoned
 from perception_nodes.core.pipeline import Pipeline, PipelineError
-from perception_nodes.core.stamps import ns_to_seconds
+from perception_nodes.core.stream.cancel import FrameAbandoned
+from perception_nodes.core.stream.stamps import ns_to_seconds
 from perception_nodes.core.tracking import TrackingStage
 
 logger = logging.getLogger(__name__)

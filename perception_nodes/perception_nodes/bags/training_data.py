@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from perception_nodes.core.scene_graph import SceneGraph
+from perception_nodes.core.output.scene_graph import SceneGraph
 from perception_nodes.core.types import FrameResult
 from perception_nodes.training.psg import write_panoptic_png
 

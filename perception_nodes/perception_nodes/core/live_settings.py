@@ -7,9 +7,15 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, fields, replace
+from typing import TYPE_CHECKING
 
 from perception_nodes.core.config import PipelineConfig, setting_problems, settings
 from perception_nodes.core.pipeline_factory import PipelineError, make_generator
+
+if TYPE_CHECKING:  # annotations only: model code is imported where the models are loaded
+    from perception_nodes.core.classify.base import RegionClassifier
+    from perception_nodes.core.relations.base import RelationPredictor
+    from perception_nodes.core.sam.amg import MaskGenerator
 
 # Settings that pick or load models (``SettingInfo.live`` False in core/config.py): changing
 # them needs a new ``Pipeline.load`` (their ROS parameters are read-only). Every other setting
@@ -28,9 +34,9 @@ class Stages:
     """
 
     config: PipelineConfig
-    generator: object
-    classifier: object | None
-    relation_predictor: object | None
+    generator: MaskGenerator
+    classifier: RegionClassifier | None
+    relation_predictor: RelationPredictor | None
 
 
 def stages_for(old: Stages, config: PipelineConfig) -> Stages:

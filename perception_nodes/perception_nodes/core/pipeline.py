@@ -12,30 +12,39 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from perception_nodes.core.cancel import FrameAbandoned, raise_if_stopped  # noqa: F401  (FrameAbandoned: re-exported)
 from perception_nodes.core.config import PipelineConfig
-from perception_nodes.core.generated_policy import apply_generated_sam_policy, describe_changes
 from perception_nodes.core.live_settings import (
     Stages,
     changed_settings,
     stages_for,
     vocabulary_changed,
 )
+from perception_nodes.core.output.projection import region_centroids
+from perception_nodes.core.output.scene_graph import SceneGraph, build_scene_graph
 from perception_nodes.core.pipeline_factory import (
     PipelineError,
     fetch_command,
     load_models,
     sam_untrained,
 )
-from perception_nodes.core.projection import region_centroids
-from perception_nodes.core.scene_graph import SceneGraph, build_scene_graph
+from perception_nodes.core.stream.cancel import FrameAbandoned, raise_if_stopped  # noqa: F401  (FrameAbandoned: re-exported)
 from perception_nodes.core.tracking import TrackingStage
 from perception_nodes.core.types import FrameResult, RegionLabels, Relations, Segmentation
-from perception_nodes.core.weights import GENERATED_WEIGHTS
+from perception_nodes.core.weights.files import GENERATED_WEIGHTS
+from perception_nodes.core.weights.generated_policy import (
+    apply_generated_sam_policy,
+    describe_changes,
+)
+
+if TYPE_CHECKING:  # annotations only: model code is imported where the models are loaded
+    from perception_nodes.core.classify.base import RegionClassifier
+    from perception_nodes.core.relations.base import RelationPredictor
+    from perception_nodes.core.sam.amg import MaskGenerator
+    from perception_nodes.core.vocabulary.runtime import Vocabulary
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +81,7 @@ class LatestFrame:
     image: np.ndarray
     segmentation: Segmentation
     region_ids: np.ndarray
-    stamp_ns: int  # exact integer nanoseconds of the frame's stamp (see core/stamps.py)
+    stamp_ns: int  # exact integer nanoseconds of the frame's stamp (see core/stream/stamps.py)
 
 
 class Pipeline:
@@ -86,10 +95,10 @@ class Pipeline:
     def __init__(
         self,
         config: PipelineConfig,
-        generator,
-        classifier,
-        vocabulary,
-        relation_predictor,
+        generator: MaskGenerator,
+        classifier: RegionClassifier | None,
+        vocabulary: Vocabulary | None,
+        relation_predictor: RelationPredictor | None,
         untrained_parts: list[str],
     ) -> None:
         self._stages = Stages(config, generator, classifier, relation_predictor)
@@ -320,7 +329,7 @@ class Pipeline:
         should_stop: Callable[[], bool] | None = None,
     ):
         """Atomically change the vocabulary (VocabularyError on bad input; unchanged then);
-        returns the :class:`~perception_nodes.core.vocabulary.VocabularyChange`.
+        returns the :class:`~perception_nodes.core.vocabulary.runtime.VocabularyChange`.
         ``should_stop``: polled between text-encoder chunks (WorkAbandoned, unchanged)."""
         if self.vocabulary is None:
             raise PipelineError("no classifier is configured (classifier.type = none)")

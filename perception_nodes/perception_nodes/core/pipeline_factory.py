@@ -11,10 +11,17 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from perception_nodes.core.config import PipelineConfig
-from perception_nodes.core.generated_policy import apply_generated_sam_policy
-from perception_nodes.core.weights import GENERATED_WEIGHTS, default_cache_dir
+from perception_nodes.core.weights.files import GENERATED_WEIGHTS, default_cache_dir
+from perception_nodes.core.weights.generated_policy import apply_generated_sam_policy
+
+if TYPE_CHECKING:  # annotations only: model code is imported where the models are loaded
+    from perception_nodes.core.classify.base import RegionClassifier
+    from perception_nodes.core.relations.base import RelationPredictor
+    from perception_nodes.core.sam.amg import MaskGenerator
+    from perception_nodes.core.vocabulary.runtime import Vocabulary
 
 logger = logging.getLogger(__name__)
 
@@ -27,10 +34,10 @@ class PipelineError(RuntimeError):
 class LoadedModels:
     """What :func:`load_models` built; ``untrained`` names the parts on GENERATED weights."""
 
-    generator: object
-    vocabulary: object | None
-    classifier: object | None
-    relation_predictor: object | None
+    generator: MaskGenerator
+    vocabulary: Vocabulary | None
+    classifier: RegionClassifier | None
+    relation_predictor: RelationPredictor | None
     untrained: list[str] = field(default_factory=list)
 
 
@@ -64,8 +71,8 @@ def fetch_command(untrained_parts: list[str]) -> str:
     """The ``pn-fetch-weights`` command that replaces the generated parts (``"SAM vit_t"``,
     ``"CLIP ViT-B-16"``) with real weights; ``""`` when none of them has a download (test-only
     configurations such as ``sam_tiny_test``)."""
-    from perception_nodes.core.clip_weights import clip_registry
     from perception_nodes.core.sam.registry import SAM_MODELS
+    from perception_nodes.core.weights.clip import clip_registry
 
     names = []
     for part in untrained_parts:
@@ -96,8 +103,12 @@ def _generated(config: PipelineConfig, part: str, filename: str, make) -> str:
 
 
 def _sam_checkpoint(config: PipelineConfig, untrained: list[str]) -> str | None:
-    from perception_nodes.core.sam.registry import get_spec, make_generated_checkpoint
-    from perception_nodes.core.weights import CheckpointNotFoundError, resolve_checkpoint
+    from perception_nodes.core.sam.registry import (
+        get_spec,
+        make_generated_checkpoint,
+        resolve_checkpoint,
+    )
+    from perception_nodes.core.weights.files import CheckpointNotFoundError
 
     if config.sam_checkpoint:
         return config.sam_checkpoint
@@ -219,10 +230,13 @@ def _tensorrt_engines(config: PipelineConfig, untrained: list[str]):
 def _load_classifier(config: PipelineConfig, untrained: list[str]):
     if config.classifier_type == "none":
         return None, None
+    from perception_nodes.core.classify.clip_model import (
+        load_clip_model,
+        make_generated_clip_checkpoint,
+    )
     from perception_nodes.core.classify.regionspot import RegionSpotClassifier
     from perception_nodes.core.classify.zero_shot import ZeroShotClassifier
-    from perception_nodes.core.clip_model import load_clip_model, make_generated_clip_checkpoint
-    from perception_nodes.core.vocabulary import Vocabulary
+    from perception_nodes.core.vocabulary.runtime import Vocabulary
 
     ckpt = config.clip_checkpoint or _cached_clip(config)
     if not ckpt:
@@ -268,8 +282,8 @@ def _load_classifier(config: PipelineConfig, untrained: list[str]):
 
 def _cached_clip(config: PipelineConfig) -> str:
     """The cached registry weights of ``clip.model`` (sha256-checked when pinned), or ""."""
-    from perception_nodes.core.clip_weights import cached_clip_checkpoint, get_clip_weights
-    from perception_nodes.core.weights import ChecksumMismatchError, sha256_file
+    from perception_nodes.core.weights.clip import cached_clip_checkpoint, get_clip_weights
+    from perception_nodes.core.weights.files import ChecksumMismatchError, sha256_file
 
     path = cached_clip_checkpoint(config.clip_model, config.weights_cache_dir or None)
     if path is None:

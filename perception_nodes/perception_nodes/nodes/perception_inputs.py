@@ -8,7 +8,7 @@ Callbacks only convert and keep: an image becomes RGB8 (HxWx3 uint8) and goes in
 :attr:`CameraInputs.slots` as ``(header, rgb, received)`` (``received``: ``time.monotonic()``
 s); the last few depth images (HxW float32 metres) are kept by stamp and each frame gets the one
 nearest its own stamp within ``depth_slop`` s, waiting up to ``depth_wait`` s for it
-(:mod:`perception_nodes.core.depth_sync`); CameraInfo (K 3x3, (height, width)) is kept as last
+(:mod:`perception_nodes.core.stream.depth_sync`); CameraInfo (K 3x3, (height, width)) is kept as last
 received. Both are checked against each frame by :meth:`CameraInputs.geometry_for`. Bad input is
 logged and counted (``rejected`` / ``refused_3d`` in the slot stats), never raised.
 """
@@ -24,11 +24,11 @@ from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
-from perception_nodes.core.depth_sync import StampMatcher
-from perception_nodes.core.frame_slots import LatestFrameSlots
+from perception_nodes.core.output.projection import intrinsics_problem
 from perception_nodes.core.pipeline import PipelineError, check_image_size
-from perception_nodes.core.projection import intrinsics_problem
-from perception_nodes.core.stamps import ns_to_seconds, stamp_to_ns
+from perception_nodes.core.stream.depth_sync import StampMatcher
+from perception_nodes.core.stream.frame_slots import LatestFrameSlots
+from perception_nodes.core.stream.stamps import ns_to_seconds, stamp_to_ns
 from perception_nodes.ros.image_conversion import (
     ImageConversionError,
     compressed_to_rgb8,

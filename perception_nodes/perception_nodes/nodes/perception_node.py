@@ -33,13 +33,13 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
-from perception_nodes.core.cancel import FrameAbandoned, WorkAbandoned, run_abandonable
 from perception_nodes.core.config import PipelineConfig
-from perception_nodes.core.frame_slots import LatestFrameSlots
-from perception_nodes.core.generated_policy import describe_changes
 from perception_nodes.core.pipeline import Pipeline, PipelineError
-from perception_nodes.core.stamps import stamp_to_ns, stamp_to_seconds
-from perception_nodes.core.weights import GENERATED_WEIGHTS
+from perception_nodes.core.stream.cancel import FrameAbandoned, WorkAbandoned, run_abandonable
+from perception_nodes.core.stream.frame_slots import LatestFrameSlots
+from perception_nodes.core.stream.stamps import stamp_to_ns, stamp_to_seconds
+from perception_nodes.core.weights.files import GENERATED_WEIGHTS
+from perception_nodes.core.weights.generated_policy import describe_changes
 from perception_nodes.nodes.perception_inputs import CameraInputs
 from perception_nodes.nodes.perception_outputs import (
     OutputSwitches,

@@ -15,8 +15,8 @@ from perception_msgs.msg import SceneGraph as SceneGraphMsg
 from rclpy.lifecycle import LifecycleNode
 from sensor_msgs.msg import Image
 
-from perception_nodes.core.projection import label_image
-from perception_nodes.core.scene_graph import SceneGraph
+from perception_nodes.core.output.projection import label_image
+from perception_nodes.core.output.scene_graph import SceneGraph
 from perception_nodes.core.types import FrameResult
 from perception_nodes.ros.graph_conversion import (
     region_array_to_msg,

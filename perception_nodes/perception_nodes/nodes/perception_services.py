@@ -23,9 +23,9 @@ from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from rclpy.task import Future
 
-from perception_nodes.core.cancel import WorkAbandoned
 from perception_nodes.core.pipeline import Pipeline, PipelineError
-from perception_nodes.core.stamps import set_stamp
+from perception_nodes.core.stream.cancel import WorkAbandoned
+from perception_nodes.core.stream.stamps import set_stamp
 from perception_nodes.ros.qos import SERVICE_QOS
 
 NOT_CONFIGURED = "node is not configured (models not loaded)"

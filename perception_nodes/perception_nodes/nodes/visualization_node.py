@@ -24,9 +24,9 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 from visualization_msgs.msg import Marker, MarkerArray
 
-from perception_nodes.core.draw import colour_keys, draw_overlay, region_colours
-from perception_nodes.core.projection import intrinsics_problem
-from perception_nodes.core.stamps import stamp_to_ns
+from perception_nodes.core.output.draw import colour_keys, draw_overlay, region_colours
+from perception_nodes.core.output.projection import intrinsics_problem
+from perception_nodes.core.stream.stamps import stamp_to_ns
 from perception_nodes.ros.graph_conversion import msg_to_scene_graph
 from perception_nodes.ros.image_conversion import (
     ImageConversionError,

@@ -16,8 +16,8 @@ from geometry_msgs.msg import Point
 from perception_msgs.msg import LabelScore, Region, RegionArray, Relation
 from perception_msgs.msg import SceneGraph as SceneGraphMsg
 
-from perception_nodes.core.scene_graph import SceneGraph
-from perception_nodes.core.stamps import stamp_to_seconds
+from perception_nodes.core.output.scene_graph import SceneGraph
+from perception_nodes.core.stream.stamps import stamp_to_seconds
 from perception_nodes.core.types import UNKNOWN_LABEL, FrameResult
 
 

@@ -16,7 +16,7 @@ from rclpy.node import Node
 
 from perception_nodes.core.config import PipelineConfig
 from perception_nodes.core.pipeline import Pipeline, PipelineError
-from perception_nodes.core.vocabulary_checks import check_vocabulary
+from perception_nodes.core.vocabulary.checks import check_vocabulary
 from perception_nodes.ros.params import all_params, check_choice, pipeline_params
 from perception_nodes.ros.ranges import descriptor_for
 

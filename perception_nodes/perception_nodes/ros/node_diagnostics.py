@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 
-from perception_nodes.core.frame_slots import SlotStats
 from perception_nodes.core.pipeline import Pipeline
+from perception_nodes.core.stream.frame_slots import SlotStats
 
 #: rate_hz is measured over the last this many finished frames (a CPU takes seconds per frame:
 #: a fixed 5 s window held 0 or 1 frame and read 0.00 or 0.20 whatever the true rate).
@@ -158,7 +158,7 @@ def pipeline_status(
     with generated weights, else OK; values are the rate, the lifecycle ``state``
     (``unconfigured``/``inactive``/``active``/...), backend/model, weight state, batch sizes,
     mean timings and camera counters (``slot_stats``: a copy, see
-    :meth:`~perception_nodes.core.frame_slots.LatestFrameSlots.stats_snapshot`)."""
+    :meth:`~perception_nodes.core.stream.frame_slots.LatestFrameSlots.stats_snapshot`)."""
     status = DiagnosticStatus(name=name, hardware_id=hardware_id)
     cfg = pipeline.config if pipeline else None
     values = {

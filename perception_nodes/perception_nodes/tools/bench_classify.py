@@ -32,18 +32,18 @@ import numpy as np
 import torch
 
 from perception_nodes.core.classify.base import labels_from_scores
+from perception_nodes.core.classify.clip_model import (
+    ClipModel,
+    load_clip_model,
+    make_generated_clip_checkpoint,
+)
 from perception_nodes.core.classify.regionspot import (
     RegionSpotClassifier,
     make_generated_regionspot_checkpoint,
 )
 from perception_nodes.core.classify.zero_shot import ZeroShotClassifier
-from perception_nodes.core.clip_model import (
-    ClipModel,
-    load_clip_model,
-    make_generated_clip_checkpoint,
-)
 from perception_nodes.core.types import Segmentation
-from perception_nodes.core.vocabulary import DEFAULT_TEMPLATES, Vocabulary, VocabularyLimits
+from perception_nodes.core.vocabulary.runtime import DEFAULT_TEMPLATES, Vocabulary, VocabularyLimits
 from perception_nodes.tools.bench_common import hardware_info
 
 logger = logging.getLogger(__name__)

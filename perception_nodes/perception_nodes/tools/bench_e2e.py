@@ -31,7 +31,7 @@ from perception_nodes.core.config import (
     SAM_MODEL_NAMES,
     default_setting,
 )
-from perception_nodes.core.weights import GENERATED_WEIGHTS
+from perception_nodes.core.weights.files import GENERATED_WEIGHTS
 from perception_nodes.launch_overrides import launch_overrides
 from perception_nodes.tools import bench_vocabulary_load
 from perception_nodes.tools.bench_common import hardware_info
@@ -278,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     if (
         args.quick
-    ):  # without real SAM weights the node applies core/generated_policy.py (as the demo)
+    ):  # without real SAM weights the node applies core/weights/generated_policy.py (as the demo)
         ov["perception_node"].update(QUICK_OVERRIDES)
     if args.points_per_side:
         ov["perception_node"]["amg.points_per_side"] = args.points_per_side

@@ -74,7 +74,11 @@ def _clip_for_crops(device: str):
     building depends on the input size only, not on the tower."""
     import open_clip
 
-    from perception_nodes.core.clip_model import TEST_CLIP_CONFIGS, ClipModel, register_test_configs
+    from perception_nodes.core.classify.clip_model import (
+        TEST_CLIP_CONFIGS,
+        ClipModel,
+        register_test_configs,
+    )
 
     register_test_configs()
     name = "pn-clip-tiny-test"
@@ -139,12 +143,12 @@ class _Collect:
 def time_steps(scene: HostScene, device: str, repeats: int) -> dict[str, float | None]:
     """``{step: ms}`` of one frame's host steps (None = needs ROS, not installed)."""
     from perception_nodes.core.config import PipelineConfig
-    from perception_nodes.core.draw import draw_overlay
-    from perception_nodes.core.projection import label_image, region_centroids
+    from perception_nodes.core.output.draw import draw_overlay
+    from perception_nodes.core.output.projection import label_image, region_centroids
+    from perception_nodes.core.output.rle import encode_mask
+    from perception_nodes.core.output.scene_graph import build_scene_graph
     from perception_nodes.core.relations.geometric import GeometricRelationPredictor
-    from perception_nodes.core.rle import encode_mask
     from perception_nodes.core.sam.postprocess import to_segmentation
-    from perception_nodes.core.scene_graph import build_scene_graph
     from perception_nodes.core.tracking import TrackingStage
     from perception_nodes.core.types import FrameResult
 
@@ -201,7 +205,7 @@ def _ros_steps(scene: HostScene, result, graph, repeats: int) -> dict[str, float
     """The steps that build or read ROS messages, as the nodes run them."""
     from std_msgs.msg import Header
 
-    from perception_nodes.core.draw import draw_overlay
+    from perception_nodes.core.output.draw import draw_overlay
     from perception_nodes.nodes.perception_outputs import OutputSwitches, publish_frame
     from perception_nodes.nodes.visualization_node import VisualizationNode
     from perception_nodes.ros.graph_conversion import msg_to_scene_graph
@@ -300,60 +304,6 @@ def host_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def pipeline_config_for(args: argparse.Namespace):
-    """The :class:`PipelineConfig` of ``--pipeline``: the parameter file's (or the defaults),
-    with ``--device``, ``--precision``, ``--backend`` and ``--quick`` applied."""
-    from perception_nodes.core.config import PipelineConfig
-    from perception_nodes.tools.demo import QUICK_OVERRIDES
-
-    if args.config_file:  # the node's YAML (bench_e2e reads it; it needs ROS launch helpers)
-        from perception_nodes.tools.bench_e2e import pipeline_config
-
-        config = pipeline_config(Path(args.config_file))
-    else:
-        config = PipelineConfig()
-    if args.quick:
-        config = PipelineConfig.from_flat({**config.__dict__, **QUICK_OVERRIDES})
-    config.sam_device, config.sam_precision = args.device, args.precision
-    if args.backend:
-        config.sam_backend = args.backend
-    return config
-
-
-def pipeline_run(args: argparse.Namespace) -> dict:
-    """Run in the child: ``Pipeline.load`` + the demo photos, ``--repeats`` passes."""
-    from perception_nodes.core.pipeline import Pipeline
-    from perception_nodes.tools.bench_sam import _photo
-
-    config = pipeline_config_for(args)
-    pipeline = Pipeline.load(config)
-    after_load = peak_rss_mb()
-    photos = [_photo(name, args.max_side) for name in args.photos]
-    pipeline.process(photos[0])  # warm-up
-    frame_s, regions, stages = [], [], {}
-    for _ in range(max(1, args.repeats)):
-        for rgb in photos:
-            t0 = time.perf_counter()
-            result, _graph = pipeline.process(rgb)
-            frame_s.append(time.perf_counter() - t0)
-            regions.append(len(result.segmentation))
-            for k, v in result.timings.items():
-                stages.setdefault(k, []).append(1000 * v)
-    cuda = args.device.startswith("cuda")
-    return {
-        "device": args.device, "precision": args.precision, "backend": pipeline.sam_backend_name,
-        "sam_model": config.sam_model, "clip_model": config.clip_model,
-        "points_per_side": config.amg_points_per_side, "photos": list(args.photos),
-        "max_side": args.max_side, "frame_ms_mean": 1000 * float(np.mean(frame_s)),
-        "frame_ms_p50": 1000 * float(np.median(frame_s)),
-        "graphs_per_s": float(len(frame_s) / np.sum(frame_s)), "regions_mean": float(np.mean(regions)),
-        "stage_ms_mean": {k: float(np.mean(v)) for k, v in stages.items()},
-        "rss_after_load_mb": after_load, "peak_rss_mb": peak_rss_mb(),
-        "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
-        "meaningful": pipeline.meaningful,
-    }  # fmt: skip
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="pn-bench-host", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
@@ -380,6 +330,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(one_config(*args.one, args.device, args.repeats)))
         return 0
     if args.pipeline_child:
+        from perception_nodes.tools.bench_host_pipeline import pipeline_run
+
         print(json.dumps(pipeline_run(args)))
         return 0
     common = ["--device", args.device, "--repeats", str(args.repeats)]

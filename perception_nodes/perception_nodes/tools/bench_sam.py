@@ -39,7 +39,7 @@ from perception_nodes.core.sam.registry import (
     make_generated_checkpoint,
 )
 from perception_nodes.core.sam.torch_backend import PRECISIONS, TorchSamBackend
-from perception_nodes.core.weights import GENERATED_WEIGHTS, cached_path
+from perception_nodes.core.weights.files import GENERATED_WEIGHTS, cached_path
 from perception_nodes.tools.bench_common import hardware_info
 from perception_nodes.tools.bench_sam_measure import (
     OfficialTimed,

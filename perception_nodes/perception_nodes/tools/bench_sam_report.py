@@ -3,7 +3,7 @@ times in seconds -> table in milliseconds) and the line that says what was measu
 
 from __future__ import annotations
 
-from perception_nodes.core.weights import GENERATED_WEIGHTS
+from perception_nodes.core.weights.files import GENERATED_WEIGHTS
 
 
 def report_rows(report: dict) -> list[dict]:

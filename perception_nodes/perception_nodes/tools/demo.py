@@ -146,7 +146,7 @@ def run(args: argparse.Namespace) -> dict:
     pn = overrides["perception_node"]
     clip_model = str(pn.get("clip.model") or _config_value(args.config_file, "clip", "model"))
     real_clip = clip_weights_available(clip_model, args.cache_dir, fetch=fetch)
-    # Generated SAM weights: the node opens the region filters itself (core/generated_policy.py,
+    # Generated SAM weights: the node opens the region filters itself (core/weights/generated_policy.py,
     # the same for pn-run and ros2 launch) and logs it once.
     if args.points_per_side is None and args.device == "cpu" and not args.quick:
         pn["amg.points_per_side"] = CPU_POINTS_PER_SIDE

@@ -27,7 +27,7 @@ def write_frame(out_dir: Path, name: str, graph_msg, overlay_msg) -> list[str]:
     generated weights) and ``<name>_overlay.png``; returns the paths written."""
     import cv2
 
-    from perception_nodes.core.scene_graph import to_json
+    from perception_nodes.core.output.scene_graph import to_json
     from perception_nodes.ros.graph_conversion import msg_to_scene_graph
     from perception_nodes.ros.image_conversion import image_msg_to_numpy
 

@@ -8,8 +8,8 @@ BANNER = "!" * 100
 
 def weights_available(spec, cache_dir: str, fetch: bool, what: str) -> bool:
     """True when the registry file of ``spec`` is cached (downloading it if allowed)."""
-    from perception_nodes.core.weights import CheckpointError, cached_path
-    from perception_nodes.core.weights import fetch as fetch_weights
+    from perception_nodes.core.weights.files import CheckpointError, cached_path
+    from perception_nodes.core.weights.files import fetch as fetch_weights
 
     if not spec.url:
         return False
@@ -35,7 +35,7 @@ def sam_weights_available(model: str, cache_dir: str, fetch: bool) -> bool:
 
 def clip_weights_available(model: str, cache_dir: str, fetch: bool) -> bool:
     """True when registry weights for CLIP ``model`` are cached (downloading them if allowed)."""
-    from perception_nodes.core.clip_weights import get_clip_weights
+    from perception_nodes.core.weights.clip import get_clip_weights
 
     try:
         spec = get_clip_weights(model)
@@ -47,7 +47,7 @@ def clip_weights_available(model: str, cache_dir: str, fetch: bool) -> bool:
 def untrained_banner(parts: list[str]) -> str:
     """The notice for GENERATED weights; ``parts`` as the node reports them (``"SAM vit_t"``)."""
     from perception_nodes.core.pipeline_factory import fetch_command
-    from perception_nodes.core.weights import GENERATED_WEIGHTS
+    from perception_nodes.core.weights.files import GENERATED_WEIGHTS
 
     command = fetch_command(parts)
     how = (

@@ -13,7 +13,11 @@ import tempfile
 from pathlib import Path
 
 from perception_nodes.core.config import SAM_MODEL_NAMES
-from perception_nodes.core.weights import GENERATED_WEIGHTS, CheckpointError, default_cache_dir
+from perception_nodes.core.weights.files import (
+    GENERATED_WEIGHTS,
+    CheckpointError,
+    default_cache_dir,
+)
 
 EPILOG = """examples:
   pn-export-onnx --model vit_b                       # cached official weights -> ~/.cache/perception_nodes/onnx/vit_b
@@ -127,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             model = build_sam_model(args.model, checkpoint, device=args.device)
             if checkpoint is None:
-                from perception_nodes.core.weights import resolve_checkpoint
+                from perception_nodes.core.sam.registry import resolve_checkpoint
 
                 checkpoint = resolve_checkpoint(args.model)
         except CheckpointError as exc:

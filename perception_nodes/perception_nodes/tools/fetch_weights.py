@@ -21,10 +21,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from perception_nodes.core.clip_weights import DEFAULT_CLIP_MODEL, clip_registry
 from perception_nodes.core.config import PipelineConfig
 from perception_nodes.core.sam.registry import SAM_MODELS, get_spec
-from perception_nodes.core.weights import (
+from perception_nodes.core.weights.clip import DEFAULT_CLIP_MODEL, clip_registry
+from perception_nodes.core.weights.files import (
     CACHE_ENV,
     CheckpointError,
     WeightSpec,

@@ -23,8 +23,12 @@ from pathlib import Path
 
 import torch
 
-from perception_nodes.core.clip_model import DEFAULT_CLIP_MODEL, ClipModelError, load_clip_model
-from perception_nodes.core.vocabulary import DEFAULT_TEMPLATES
+from perception_nodes.core.classify.clip_model import (
+    DEFAULT_CLIP_MODEL,
+    ClipModelError,
+    load_clip_model,
+)
+from perception_nodes.core.vocabulary.runtime import DEFAULT_TEMPLATES
 from perception_nodes.training.regionspot import TrainConfig, TrainResult, train_regionspot
 
 logger = logging.getLogger(__name__)
@@ -161,7 +165,8 @@ def _check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
 
 def _sam_checkpoint(model: str, given: Path | None) -> Path:
     """The given SAM weights, or the cached official ones (the error says how to fetch them)."""
-    from perception_nodes.core.weights import CheckpointError, resolve_checkpoint
+    from perception_nodes.core.sam.registry import resolve_checkpoint
+    from perception_nodes.core.weights.files import CheckpointError
 
     try:
         return resolve_checkpoint(model, given)

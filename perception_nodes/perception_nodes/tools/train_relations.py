@@ -21,7 +21,7 @@ from perception_nodes.core.relations.head import (
     RelationHeadConfig,
     save_relation_head,
 )
-from perception_nodes.core.weights import GENERATED_WEIGHTS
+from perception_nodes.core.weights.files import GENERATED_WEIGHTS
 from perception_nodes.training.psg import load_psg
 from perception_nodes.training.relation_samples import MODES, SegmentFn, cache_key, extract_samples
 from perception_nodes.training.relations import TrainSettings, evaluate, settings_dict, train_head

@@ -28,6 +28,7 @@ import torch
 from torchvision.ops import sigmoid_focal_loss
 from tqdm import tqdm
 
+from perception_nodes.core.classify.clip_model import ClipModel, load_clip_model
 from perception_nodes.core.classify.regionspot import (
     CheckpointMismatchError,
     RegionSpotConfig,
@@ -35,9 +36,8 @@ from perception_nodes.core.classify.regionspot import (
     read_regionspot_checkpoint,
     save_regionspot_checkpoint,
 )
-from perception_nodes.core.clip_model import ClipModel, load_clip_model
 from perception_nodes.core.records import dataclass_from_dict
-from perception_nodes.core.vocabulary import DEFAULT_TEMPLATES, Vocabulary
+from perception_nodes.core.vocabulary.runtime import DEFAULT_TEMPLATES, Vocabulary
 from perception_nodes.training.coco_dataset import DatasetError, load_coco, split_images
 from perception_nodes.training.regionspot_features import BoxTokenFn, FeatureCache, sam_box_token_fn
 
@@ -170,7 +170,7 @@ def train_regionspot(
     ``box_tokens`` defaults to :func:`sam_box_token_fn` of ``cfg.sam_model``/``sam_checkpoint``
     (pass another source in tests or to reuse a loaded SAM).
     """
-    from perception_nodes.core.weights import sha256_file
+    from perception_nodes.core.weights.files import sha256_file
 
     torch.manual_seed(cfg.seed)
     clip = clip or load_clip_model(cfg.clip_model, cfg.clip_checkpoint, cfg.device)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from perception_nodes.core.clip_model import ClipModel
+from perception_nodes.core.classify.clip_model import ClipModel
 from perception_nodes.training.coco_dataset import read_rgb
 
 #: (image HxWx3 uint8 RGB, boxes (n, 4) XYXY pixels) -> (n, 256) SAM mask tokens

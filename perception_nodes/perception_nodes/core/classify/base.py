@@ -9,7 +9,7 @@ from abc import ABC, abstractmethod
 import numpy as np
 
 from perception_nodes.core.types import UNKNOWN_INDEX, RegionLabels, Segmentation
-from perception_nodes.core.vocabulary import VocabularySnapshot
+from perception_nodes.core.vocabulary.runtime import VocabularySnapshot
 
 
 class ClassifierError(ValueError):

@@ -26,13 +26,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from perception_nodes.core.checkpoint_io import save_atomic
 from perception_nodes.core.classify.base import ClassifierError, RegionClassifier
+from perception_nodes.core.classify.clip_model import ClipModel
 from perception_nodes.core.classify.zero_shot import TemplatedQueryEmbedder
-from perception_nodes.core.clip_model import ClipModel
 from perception_nodes.core.records import dataclass_from_dict
 from perception_nodes.core.types import Segmentation
-from perception_nodes.core.vocabulary import DEFAULT_TEMPLATES
+from perception_nodes.core.vocabulary.runtime import DEFAULT_TEMPLATES
+from perception_nodes.core.weights.checkpoint_io import save_atomic
 
 logger = logging.getLogger(__name__)
 

@@ -8,9 +8,9 @@ from collections import OrderedDict
 import numpy as np
 
 from perception_nodes.core.classify.base import ClassifierError, RegionClassifier
-from perception_nodes.core.clip_model import ClipModel
+from perception_nodes.core.classify.clip_model import ClipModel
 from perception_nodes.core.types import Segmentation
-from perception_nodes.core.vocabulary import DEFAULT_TEMPLATES, embed_phrases, fill_template
+from perception_nodes.core.vocabulary.runtime import DEFAULT_TEMPLATES, embed_phrases, fill_template
 
 logger = logging.getLogger(__name__)
 

@@ -20,7 +20,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from perception_nodes.core.checkpoint_io import save_atomic
 from perception_nodes.core.records import dataclass_from_dict
 from perception_nodes.core.relations.base import (
     PAIR_FEATURE_DIM,
@@ -33,6 +32,7 @@ from perception_nodes.core.relations.base import (
 )
 from perception_nodes.core.relations.predicates import PSG_PREDICATES, validate_predicates
 from perception_nodes.core.types import RegionLabels, Relations, Segmentation
+from perception_nodes.core.weights.checkpoint_io import save_atomic
 
 logger = logging.getLogger(__name__)
 

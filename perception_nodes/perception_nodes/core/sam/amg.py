@@ -40,7 +40,6 @@ from segment_anything.utils.amg import (
 )
 from torchvision.ops.boxes import batched_nms, box_area
 
-from perception_nodes.core.cancel import raise_if_stopped
 from perception_nodes.core.sam.backend import SamBackend
 from perception_nodes.core.sam.decoder import pad_point_prompts
 from perception_nodes.core.sam.image_session import EmbeddedImage, StageTimings
@@ -53,6 +52,7 @@ from perception_nodes.core.sam.postprocess import (
 from perception_nodes.core.sam.preprocess import DEFAULT_MAX_PIXELS
 from perception_nodes.core.sam.prompted import PromptedMaskGenerator
 from perception_nodes.core.sam.registry import SamModelSpec
+from perception_nodes.core.stream.cancel import raise_if_stopped
 from perception_nodes.core.types import Segmentation
 
 __all__ = ["MaskGenerator", "StageTimings", "cat_mask_data", "filter_mask_data"]
@@ -143,7 +143,7 @@ class MaskGenerator(PromptedMaskGenerator):
 
         ``image=None`` reuses the image of :meth:`set_image`. Regions are sorted like the
         official generator's output (by NMS score). ``should_stop`` is polled between decoder
-        batches: True abandons the frame with :class:`~perception_nodes.core.cancel.FrameAbandoned`.
+        batches: True abandons the frame with :class:`~perception_nodes.core.stream.cancel.FrameAbandoned`.
         """
         self._should_stop = should_stop
         rgb = self._image_for(image)

@@ -26,7 +26,7 @@ from perception_nodes.core.sam.export_metadata import (
     embedding_shape_of,
     pair_problems,
 )
-from perception_nodes.core.weights import GENERATED_WEIGHTS
+from perception_nodes.core.weights.files import GENERATED_WEIGHTS
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from perception_nodes.core.checkpoint_io import (
+from perception_nodes.core.weights.checkpoint_io import (
     WRITER_TAG_PATTERN,
     remove_leftovers_of_dead_processes,
     writer_tag,
@@ -83,7 +83,7 @@ def ensure_onnx_export(
     checkpoint's sha256 when the caller has it already (hashing vit_h takes seconds);
     ``upscale_gate``: the gated decoder graph (onnxruntime). Raises
     :class:`OnnxExportError` when the export fails (unreadable checkpoint, disk full, ...)."""
-    from perception_nodes.core.weights import sha256_file
+    from perception_nodes.core.weights.files import sha256_file
 
     checkpoint = Path(checkpoint)
     try:

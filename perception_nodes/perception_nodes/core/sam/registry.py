@@ -31,15 +31,17 @@ from segment_anything.modeling import (
     TwoWayTransformer,
 )
 
-from perception_nodes.core.checkpoint_io import save_atomic
 from perception_nodes.core.config import SAM_MODEL_NAMES
-from perception_nodes.core.weights import (
+from perception_nodes.core.weights.checkpoint_io import save_atomic
+from perception_nodes.core.weights.files import (
     GENERATED_WEIGHTS,
     CheckpointArchitectureError,
     CheckpointCorruptedError,
+    CheckpointNotFoundError,
     ChecksumMismatchError,
     apply_index_override,
-    resolve_checkpoint,
+    cached_path,
+    missing_file_message,
     sha256_file,
 )
 
@@ -253,6 +255,35 @@ def get_spec(name: str) -> SamModelSpec:
     return apply_index_override(spec)
 
 
+def resolve_checkpoint(
+    name: str, checkpoint: str | Path | None = None, cache_dir: str | Path | None = None
+) -> Path:
+    """Path of the weight file for registry model ``name``.
+
+    ``checkpoint`` (a file path) wins when given; otherwise the cached registry file. Raises
+    :class:`CheckpointNotFoundError` with fetch instructions when the file is absent.
+    """
+    spec = get_spec(name)
+    if checkpoint is not None:
+        path = Path(checkpoint).expanduser()
+        if not path.is_file():
+            raise CheckpointNotFoundError(
+                f"checkpoint for model {name!r} not found: {path} (expected a state_dict file "
+                f"saved with torch.save)"
+                + (f"\n{missing_file_message(spec, path)}" if spec.url else "")
+            )
+        return path
+    if not spec.url:
+        raise CheckpointNotFoundError(
+            f"model {name!r} is test-only and has no download; pass a checkpoint path "
+            f"(e.g. one written by :func:`make_generated_checkpoint`)"
+        )
+    path = cached_path(spec, cache_dir)
+    if not path.is_file():
+        raise CheckpointNotFoundError(missing_file_message(spec, path, cache_dir))
+    return path
+
+
 def _read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], int | None]:
     """Load a state_dict safely; return it and the generated-weights seed (None if real)."""
     try:
@@ -308,7 +339,7 @@ def build_sam_model(
 
     Args:
         checkpoint: state_dict file; None -> the cached official file (see
-            :func:`perception_nodes.core.weights.resolve_checkpoint`).
+            :func:`resolve_checkpoint`).
         verify_sha256: None -> verify when the file is the registry's official file (same file
             name) and the spec pins a sha256; True -> always (fails for other files); False -> never.
 

@@ -35,7 +35,7 @@ from perception_nodes.core.sam.tensorrt.runtime import (
     gather_runtime_info,
     import_tensorrt,
 )
-from perception_nodes.core.weights import GENERATED_WEIGHTS
+from perception_nodes.core.weights.files import GENERATED_WEIGHTS
 
 logger = logging.getLogger(__name__)
 

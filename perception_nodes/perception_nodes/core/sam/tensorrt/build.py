@@ -15,7 +15,6 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from perception_nodes.core.checkpoint_io import write_atomic
 from perception_nodes.core.config import PRECISIONS
 from perception_nodes.core.sam.tensorrt.metadata import COMPONENTS, EngineMetadata, metadata_path
 from perception_nodes.core.sam.tensorrt.runtime import (
@@ -23,7 +22,8 @@ from perception_nodes.core.sam.tensorrt.runtime import (
     gather_runtime_info,
     import_tensorrt,
 )
-from perception_nodes.core.weights import sha256_file
+from perception_nodes.core.weights.checkpoint_io import write_atomic
+from perception_nodes.core.weights.files import sha256_file
 
 logger = logging.getLogger(__name__)
 

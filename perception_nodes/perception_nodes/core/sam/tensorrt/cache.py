@@ -24,7 +24,7 @@ from perception_nodes.core.sam.tensorrt.metadata import (
     rebuild_command,
 )
 from perception_nodes.core.sam.tensorrt.runtime import TENSORRT_INSTALL_HINT, RuntimeInfo
-from perception_nodes.core.weights import default_cache_dir
+from perception_nodes.core.weights.files import default_cache_dir
 
 
 class EngineNotFoundError(FileNotFoundError):

@@ -34,7 +34,7 @@ from perception_nodes.core.sam.tensorrt.runtime import (
     gather_runtime_info,
     import_tensorrt,
 )
-from perception_nodes.core.weights import sha256_file
+from perception_nodes.core.weights.files import sha256_file
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from perception_nodes.core.rle import pixel_box, tight_boxes
+from perception_nodes.core.output.rle import pixel_box, tight_boxes
 
 # Largest |(u - cx) / fx| (and v/fy) a pixel of the image may have: a ray a million times wider
 # than deep is ~89.99994 degrees off axis, no real camera. Smaller focal lengths (fx = 1e-300)

@@ -8,8 +8,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from perception_nodes.core.rle import decode_crop, tight_box
-from perception_nodes.core.scene_graph import SceneGraph
+from perception_nodes.core.output.rle import decode_crop, tight_box
+from perception_nodes.core.output.scene_graph import SceneGraph
 
 
 def region_colours(ids: np.ndarray) -> np.ndarray:

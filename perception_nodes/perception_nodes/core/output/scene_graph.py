@@ -2,7 +2,7 @@
 
 Regions carry ids (unique in the frame, >= 1), labels, boxes (XYXY pixels), areas (pixels),
 3D centroids (meters, camera frame; NaN without depth) and masks as COCO uncompressed RLE
-counts (column-major, see :mod:`perception_nodes.core.rle`). Relations refer to regions by index
+counts (column-major, see :mod:`perception_nodes.core.output.rle`). Relations refer to regions by index
 into the region arrays (``subject_ids``/``object_ids`` give the ids).
 """
 
@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from perception_nodes.core.output.rle import decode_mask, encode_masks
 from perception_nodes.core.relations.predicates import SYMMETRIC_PREDICATES
-from perception_nodes.core.rle import decode_mask, encode_masks
 from perception_nodes.core.types import (
     UNKNOWN_INDEX,
     UNKNOWN_LABEL,

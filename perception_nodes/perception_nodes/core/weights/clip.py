@@ -3,7 +3,7 @@
 The download source comes from open_clip's own pretrained table
 (``open_clip.get_pretrained_cfg(model, tag)["hf_hub"]``): the Hugging Face repository of the
 tag, from which open_clip itself would fetch ``open_clip_model.safetensors``. The file is
-downloaded by :mod:`perception_nodes.core.weights` (progress bar, resume from ``.part``,
+downloaded by :mod:`perception_nodes.core.weights.files` (progress bar, resume from ``.part``,
 sha256 check, the offline message) into the project cache, because open_clip's mechanism
 (``huggingface_hub.hf_hub_download`` into its own hub cache layout) can neither be given a
 pinned sha256 to verify nor produce the offline message with the exact target path.
@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from perception_nodes.core.weights import apply_index_override, cached_path
+from perception_nodes.core.weights.files import apply_index_override, cached_path
 
 HF_ENDPOINT_ENV = "HF_ENDPOINT"
 HF_DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -103,7 +103,7 @@ def clip_registry() -> dict[str, ClipWeightsSpec]:
     # obtained offline when this entry was written (no network here, and neither open_clip's
     # table nor its hf-hub metadata carry it); pn-fetch-weights logs the computed sha256 of a
     # download so it can be pinned here. A private mirror can pin one through the weights
-    # index ($PERCEPTION_NODES_WEIGHTS_INDEX, see core/weights.py).
+    # index ($PERCEPTION_NODES_WEIGHTS_INDEX, see core/weights/files.py).
     default = _spec(
         DEFAULT_CLIP_MODEL,
         DEFAULT_CLIP_TAG,

@@ -11,7 +11,7 @@ Written here rather than taken from ``message_filters``' ``ApproximateTimeSynchr
 package is not on PyPI, and its callback-driven design does not fit a worker that takes the
 newest frame and asks for that frame's depth.
 
-ROS-free. Stamps are integer nanoseconds (:func:`perception_nodes.core.stamps.stamp_to_ns`).
+ROS-free. Stamps are integer nanoseconds (:func:`perception_nodes.core.stream.stamps.stamp_to_ns`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from perception_nodes.core.stamps import NS_PER_SEC
+from perception_nodes.core.stream.stamps import NS_PER_SEC
 
 #: Longest single wait between checks of ``should_stop`` (s): a stopping node waits no longer.
 POLL_S = 0.02

@@ -5,7 +5,7 @@ files live in its ``weights/`` folder under their registry file name. Downloads 
 ``<file>.part`` first and resume with an HTTP ``Range`` request when interrupted; the file is
 moved into place only after its sha256 matched.
 
-Registry entries (SAM in :mod:`.sam.registry`, CLIP in :mod:`.clip_weights`) are any objects
+Registry entries (SAM in :mod:`perception_nodes.core.sam.registry`, CLIP in :mod:`perception_nodes.core.weights.clip`) are any objects
 with ``name``, ``url``, ``filename``, ``sha256`` and ``size_bytes`` (:class:`WeightSpec`).
 ``$PERCEPTION_NODES_WEIGHTS_INDEX`` names a JSON file ``{name: {"url": ..., "sha256": ...,
 "size_bytes": ...}}`` that replaces those fields per entry: a private mirror of the weights
@@ -143,39 +143,6 @@ def missing_file_message(spec: WeightSpec, path: Path, cache_dir: str | Path | N
         lines.append(f"    then copy it to {path} (or pass its path as the checkpoint)")
     lines.append(f"  the cache folder is ${CACHE_ENV} or ~/.cache/perception_nodes")
     return "\n".join(lines)
-
-
-def resolve_checkpoint(
-    name: str, checkpoint: str | Path | None = None, cache_dir: str | Path | None = None
-) -> Path:
-    """Path of the weight file for registry model ``name``.
-
-    ``checkpoint`` (a file path) wins when given; otherwise the cached registry file. Raises
-    :class:`CheckpointNotFoundError` with fetch instructions when the file is absent.
-    """
-    from perception_nodes.core.sam.registry import (
-        get_spec,  # local import: the registry imports this module
-    )
-
-    spec = get_spec(name)
-    if checkpoint is not None:
-        path = Path(checkpoint).expanduser()
-        if not path.is_file():
-            raise CheckpointNotFoundError(
-                f"checkpoint for model {name!r} not found: {path} (expected a state_dict file "
-                f"saved with torch.save)"
-                + (f"\n{missing_file_message(spec, path)}" if spec.url else "")
-            )
-        return path
-    if not spec.url:
-        raise CheckpointNotFoundError(
-            f"model {name!r} is test-only and has no download; pass a checkpoint path "
-            f"(e.g. one written by perception_nodes.core.sam.registry.make_generated_checkpoint)"
-        )
-    path = cached_path(spec, cache_dir)
-    if not path.is_file():
-        raise CheckpointNotFoundError(missing_file_message(spec, path, cache_dir))
-    return path
 
 
 def _open(url: str, start: int, timeout: float):

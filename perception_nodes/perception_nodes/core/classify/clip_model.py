@@ -23,9 +23,10 @@ import open_clip
 import torch
 import torch.nn.functional as F
 
-from perception_nodes.core.checkpoint_io import save_atomic
-from perception_nodes.core.clip_weights import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_TAG  # noqa: F401 (re-exported)
-from perception_nodes.core.weights import GENERATED_WEIGHTS, sha256_file
+from perception_nodes.core.classify.clip_crops import crop_window, mask_parts, to_device
+from perception_nodes.core.weights.checkpoint_io import save_atomic
+from perception_nodes.core.weights.clip import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_TAG  # noqa: F401 (re-exported)
+from perception_nodes.core.weights.files import GENERATED_WEIGHTS, sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ def list_clip_models() -> list[str]:
 
 def fetch_hint(name: str) -> str:
     """How a user fetches official weights for ``name`` (when online)."""
-    from perception_nodes.core.clip_weights import clip_registry
+    from perception_nodes.core.weights.clip import clip_registry
 
     if name in clip_registry():
         return f"fetch it with `pn-fetch-weights clip:{name}` (the default CLIP: `pn-fetch-weights clip`)"
@@ -289,16 +290,16 @@ class ClipModel:
         out = torch.empty((len(boxes), 3, size, size), device=self.device)
         if len(boxes) == 0:
             return out
-        windows = [_crop_window(box, padding, h, w) for box in boxes]
-        mask_parts = _mask_parts(masks, windows, self.device) if masks is not None else None
-        img = _to_device(np.ascontiguousarray(image), self.device).permute(2, 0, 1).float() / 255.0
+        windows = [crop_window(box, padding, h, w) for box in boxes]
+        parts = mask_parts(masks, windows, self.device) if masks is not None else None
+        img = to_device(np.ascontiguousarray(image), self.device).permute(2, 0, 1).float() / 255.0
         mean, std = self._pixel_stats_on_device()
         for i, (sx0, sy0, s, ix0, iy0, ix1, iy1) in enumerate(windows):
             canvas = mean.expand(3, s, s).clone()
             if ix1 > ix0 and iy1 > iy0:
                 patch = img[:, iy0:iy1, ix0:ix1]
-                if mask_parts is not None:
-                    patch = torch.where(mask_parts[i][None], patch, mean)
+                if parts is not None:
+                    patch = torch.where(parts[i][None], patch, mean)
                 canvas[:, iy0 - sy0 : iy1 - sy0, ix0 - sx0 : ix1 - sx0] = patch
             crop = F.interpolate(
                 canvas[None], size=(size, size), mode="bicubic", antialias=True, align_corners=False
@@ -331,40 +332,6 @@ class ClipModel:
             for i in range(0, len(batch), batch_size)
         ]
         return torch.cat(out).numpy() if out else np.zeros((0, self.embed_dim), dtype=np.float32)
-
-
-def _crop_window(
-    box: np.ndarray, padding: float, h: int, w: int
-) -> tuple[int, int, int, int, int, int, int]:
-    """Square window of a region crop (see :meth:`ClipModel.crop_batch`): its top-left corner
-    ``sx0, sy0`` and side ``s`` (pixels, may reach outside the image) and the part inside the
-    ``h x w`` image, ``ix0, iy0, ix1, iy1`` (exclusive max)."""
-    x0, y0, x1, y1 = box
-    side = max(x1 - x0, y1 - y0, 1.0) * (1.0 + 2.0 * padding)
-    cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0
-    sx0, sy0 = int(round(cx - side / 2)), int(round(cy - side / 2))
-    s = max(int(round(side)), 1)
-    return sx0, sy0, s, max(sx0, 0), max(sy0, 0), min(sx0 + s, w), min(sy0 + s, h)
-
-
-def _to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
-    """``array`` as a tensor on ``device``; to a GPU through pinned memory without waiting
-    (a plain copy from pageable memory synchronises the host with the device)."""
-    t = torch.from_numpy(array)
-    if torch.device(device).type != "cuda":
-        return t.to(device)
-    return t.pin_memory().to(device, non_blocking=True)
-
-
-def _mask_parts(masks: np.ndarray, windows: list, device: torch.device) -> list[torch.Tensor]:
-    """The part of each mask inside its crop window, on ``device``, moved in ONE copy."""
-    parts = [masks[i, iy0:iy1, ix0:ix1] for i, (_, _, _, ix0, iy0, ix1, iy1) in enumerate(windows)]
-    flat = _to_device(np.concatenate([p.reshape(-1) for p in parts]), device)
-    out, start = [], 0
-    for p in parts:
-        out.append(flat[start : start + p.size].view(p.shape))
-        start += p.size
-    return out
 
 
 def _check_image(image: np.ndarray) -> None:

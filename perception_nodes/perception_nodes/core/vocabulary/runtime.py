@@ -19,10 +19,10 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from perception_nodes.core.arrival_order import ArrivalOrder
-from perception_nodes.core.cancel import WorkAbandoned
 from perception_nodes.core.config import DEFAULT_TEMPLATES  # noqa: F401 (re-exported: the one default list, labels and queries)
-from perception_nodes.core.vocabulary_checks import (  # noqa: F401 (the public API of core.vocabulary)
+from perception_nodes.core.stream.cancel import WorkAbandoned
+from perception_nodes.core.vocabulary.arrival_order import ArrivalOrder
+from perception_nodes.core.vocabulary.checks import (  # noqa: F401 (the public API of core.vocabulary)
     VocabularyError,
     VocabularyLimits,
     check_labels,
@@ -181,7 +181,7 @@ class Vocabulary:
         (:mod:`.arrival_order`): a replacement that arrived before another one already published
         is not published (``superseded``: the later vocabulary stays in force).
         ``should_stop`` (e.g. the node's shutdown event) is polled between text-encoder chunks:
-        :class:`~perception_nodes.core.cancel.WorkAbandoned` then, nothing changed.
+        :class:`~perception_nodes.core.stream.cancel.WorkAbandoned` then, nothing changed.
         """
         requested = None if templates is None else self._check_templates(templates)
 

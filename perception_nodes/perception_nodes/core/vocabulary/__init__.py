@@ -1,0 +1,1 @@
+"""The runtime vocabulary: phrases embedded once per change, their checks, concurrent writers."""
