@@ -181,3 +181,17 @@ def test_bad_inputs(ort_backend):
         ort_backend.decode(emb, torch.zeros(1, 2), torch.ones(1, 1))
     with pytest.raises(ValueError, match="point_labels"):
         ort_backend.decode(emb, torch.zeros(2, 1, 2), torch.ones(2, 2))
+
+
+def test_sessions_keep_no_cpu_memory_arena():
+    """Every session the package opens frees its buffers after a run: with onnxruntime's CPU
+    arena the defaults peaked at 6.26 GB RSS on the demo photos (3.42 GB without; the arena
+    keeps each decoder batch's high-water mark for the session's life). No spin-waiting either."""
+    import onnxruntime as ort
+
+    from perception_nodes.core.sam.onnx_backend import session_options
+
+    options = session_options(ort, intra_op_threads=1)
+    assert options.enable_cpu_mem_arena is False
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert options.intra_op_num_threads == 1
