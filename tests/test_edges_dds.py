@@ -78,6 +78,46 @@ def _fail_one_frame(pubs, receiver, graph, stamp_sec: int) -> None:
     raise AssertionError(f"the failing frame was never counted: {receiver.diagnostics_values()}")
 
 
+def _transition(receiver, transition_id: int, state: str, graph) -> None:
+    """Ask the node for a lifecycle transition until /diagnostics shows ``state`` (a first call
+    of a new client may lose its answer: rmw_fastrtps#467, see README)."""
+    from lifecycle_msgs.srv import ChangeState
+
+    client = receiver.create_client(ChangeState, "/perception_node/change_state")
+    assert client.wait_for_service(timeout_sec=60)
+    request = ChangeState.Request()
+    request.transition.id = transition_id
+    for _ in range(5):
+        client.call_async(request)
+        if wait_for(lambda: receiver.diagnostics_values().get("state") == state, 15, graph):
+            return
+    raise AssertionError(f"state never {state!r}: {receiver.diagnostics_values()}")
+
+
+def test_diagnostics_state_is_the_lifecycle_state_and_the_rate_fits_slow_frames(io):
+    """A frame every 10 s (a CPU's pace) reads about 0.1 Hz (a 5 s window read 0.2 or 0);
+    ``state`` follows deactivate/activate. First in this module: rate_hz's window is the last 10
+    frames, so the module's other tests' frames must not be in it (it read 0.164 after them)."""
+    from lifecycle_msgs.msg import Transition
+
+    pubs, receiver, graph = io
+    rgb, depth = _rgbd("rocket")
+    period, start = 10.0, time.monotonic()
+    for i in range(3):
+        assert wait_for(lambda: time.monotonic() >= start + i * period, period + 1, graph)
+        wait_graph_for(
+            receiver, publish_frame(pubs, rgb, stamp_sec=7000 + 2 * i, depth=depth), graph
+        )
+    n = receiver.count("diagnostics")
+    assert wait_for(lambda: receiver.count("diagnostics") > n, 30, graph)
+    rate = float(receiver.diagnostics_values()["rate_hz"])
+    assert 0.07 < rate < 0.14, rate
+    assert receiver.diagnostics_values()["state"] == "active"
+
+    _transition(receiver, Transition.TRANSITION_DEACTIVATE, "inactive", graph)
+    _transition(receiver, Transition.TRANSITION_ACTIVATE, "active", graph)
+
+
 def test_a_frame_failing_in_the_worker_does_not_stop_the_next_frames(io):
     pubs, receiver, graph = io
     rgb, depth = _rgbd()
@@ -183,45 +223,6 @@ def test_depth_without_camera_info_is_counted_and_logged(graph, ros_context):
         spinner.stop()
         receiver.destroy_node()
         node.destroy_node()
-
-
-def _transition(receiver, transition_id: int, state: str, graph) -> None:
-    """Ask the node for a lifecycle transition until /diagnostics shows ``state`` (a first call
-    of a new client may lose its answer: rmw_fastrtps#467, see README)."""
-    from lifecycle_msgs.srv import ChangeState
-
-    client = receiver.create_client(ChangeState, "/perception_node/change_state")
-    assert client.wait_for_service(timeout_sec=60)
-    request = ChangeState.Request()
-    request.transition.id = transition_id
-    for _ in range(5):
-        client.call_async(request)
-        if wait_for(lambda: receiver.diagnostics_values().get("state") == state, 15, graph):
-            return
-    raise AssertionError(f"state never {state!r}: {receiver.diagnostics_values()}")
-
-
-def test_diagnostics_state_is_the_lifecycle_state_and_the_rate_fits_slow_frames(io):
-    """A frame every 10 s (a CPU's pace) reads about 0.1 Hz (a 5 s window read 0.2 or 0);
-    ``state`` follows deactivate/activate."""
-    from lifecycle_msgs.msg import Transition
-
-    pubs, receiver, graph = io
-    rgb, depth = _rgbd("rocket")
-    period, start = 10.0, time.monotonic()
-    for i in range(3):
-        assert wait_for(lambda: time.monotonic() >= start + i * period, period + 1, graph)
-        wait_graph_for(
-            receiver, publish_frame(pubs, rgb, stamp_sec=7000 + 2 * i, depth=depth), graph
-        )
-    n = receiver.count("diagnostics")
-    assert wait_for(lambda: receiver.count("diagnostics") > n, 30, graph)
-    rate = float(receiver.diagnostics_values()["rate_hz"])
-    assert 0.07 < rate < 0.14, rate
-    assert receiver.diagnostics_values()["state"] == "active"
-
-    _transition(receiver, Transition.TRANSITION_DEACTIVATE, "inactive", graph)
-    _transition(receiver, Transition.TRANSITION_ACTIVATE, "active", graph)
 
 
 def test_demo_publisher_sends_each_photos_camera_info_before_its_image(tmp_path, ros_context):
