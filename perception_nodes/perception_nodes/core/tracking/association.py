@@ -46,8 +46,24 @@ def box_centres(boxes: np.ndarray) -> np.ndarray:
 
 
 def assign(cost: np.ndarray, allowed: np.ndarray) -> list[tuple[int, int]]:
-    """Optimal one-to-one ``(row, col)`` pairs minimising ``cost`` among ``allowed`` pairs."""
+    """Optimal one-to-one ``(row, col)`` pairs minimising ``cost`` among ``allowed`` pairs (the
+    most pairs first, then the least cost), sorted by row.
+
+    A pair that is the only allowed one of its row and of its column belongs to every such
+    assignment: it is taken as it is; the solver sees only the rows and columns left with an
+    allowed pair (in a tracker's frame most regions have one candidate track: the full ``R x T``
+    problem cost ~0.8 ms at 256 regions, the rest a few microseconds)."""
     if cost.size == 0 or not allowed.any():
         return []
-    rows, cols = linear_sum_assignment(np.where(allowed, cost, NOT_ALLOWED))
-    return [(int(r), int(c)) for r, c in zip(rows, cols) if allowed[r, c]]
+    per_row, per_col = allowed.sum(axis=1), allowed.sum(axis=0)
+    lone = allowed & (per_row == 1)[:, None] & (per_col == 1)[None]
+    out = list(zip(*(np.nonzero(lone)[k].tolist() for k in (0, 1))))
+    rest = allowed & ~lone
+    sub_r, sub_c = np.nonzero(rest.any(axis=1))[0], np.nonzero(rest.any(axis=0))[0]
+    if sub_r.size:
+        sub_allowed = rest[np.ix_(sub_r, sub_c)]
+        rows, cols = linear_sum_assignment(
+            np.where(sub_allowed, cost[np.ix_(sub_r, sub_c)], NOT_ALLOWED)
+        )
+        out += [(int(sub_r[r]), int(sub_c[c])) for r, c in zip(rows, cols) if sub_allowed[r, c]]
+    return sorted(out)

@@ -62,6 +62,23 @@ def placed(crop: MaskCrop, centre_xy: np.ndarray, zoom: float) -> MaskCrop:
     return MaskCrop(pixels, round(centre_xy[0] - w / 2), round(centre_xy[1] - h / 2), area)
 
 
+def placed_all(crops: list[MaskCrop], centres_xy: np.ndarray, zooms: list[float]) -> list[MaskCrop]:
+    """:func:`placed` of every crop (``centres_xy``: ``(T, 2)`` pixels): the corners of the
+    crops the zoom leaves as they are in one numpy step (``np.round`` rounds halves to even, as
+    ``round`` does), the others one by one."""
+    if not crops:
+        return []
+    half = np.array([c.pixels.shape for c in crops], np.float64)[:, ::-1] / 2
+    corners = np.round(np.asarray(centres_xy, np.float64) - half).astype(np.int64).tolist()
+    out = []
+    for crop, (x0, y0), zoom, centre in zip(crops, corners, zooms, centres_xy):
+        if abs(zoom - 1.0) > RESIZE_TOLERANCE and crop.pixels.size:
+            out.append(placed(crop, centre, zoom))
+        else:
+            out.append(MaskCrop(crop.pixels, x0, y0, crop.area))
+    return out
+
+
 def overlap_bounds(boxes_a: np.ndarray, areas_a: np.ndarray, boxes_b: np.ndarray,
                    areas_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """``(N, M)`` upper bounds of the mask IoU and of the share of ``a`` covered by ``b``, from the

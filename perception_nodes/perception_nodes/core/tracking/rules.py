@@ -18,8 +18,18 @@ LABEL_WEIGHT = 0.1
 def reidentified(pairs: PairCues, among: np.ndarray, gate: float) -> np.ndarray:
     """``(R, T)`` pairs with tracks of ``among`` that appearance re-identifies: within reach,
     cosine >= ``gate``, and each the other's best candidate by the margin."""
-    near_app = np.where(pairs.near & among[None], pairs.appearance, NO_CANDIDATE)
-    return (near_app >= gate) & singled_out(near_app, APPEARANCE_MARGIN, NO_CANDIDATE)
+    out = np.zeros(pairs.near.shape, bool)
+    # only the tracks of ``among`` and the rows with a near one of them take part (the others
+    # stand at NO_CANDIDATE, below the gate, and cannot be a runner-up above it)
+    cols = np.nonzero(among & pairs.near.any(axis=0))[0]
+    if not cols.size:
+        return out
+    near = pairs.near[:, cols]
+    rows = np.nonzero(near.any(axis=1))[0]
+    near_app = np.where(near[rows], pairs.appearance[np.ix_(rows, cols)], NO_CANDIDATE)
+    got = (near_app >= gate) & singled_out(near_app, APPEARANCE_MARGIN, NO_CANDIDATE)
+    out[np.ix_(rows, cols)] = got
+    return out
 
 
 def pair_score(pairs: PairCues, w: float) -> np.ndarray:

@@ -51,7 +51,7 @@ import numpy as np
 
 from perception_nodes.core.tracking import motion
 from perception_nodes.core.tracking.ids import TrackIdSource
-from perception_nodes.core.tracking.masks import MaskCrop, placed
+from perception_nodes.core.tracking.masks import MaskCrop, placed, placed_all
 from perception_nodes.core.tracking.pairs import (
     PairCues,
     RegionCues,
@@ -227,7 +227,9 @@ class RegionTracker:
         dim = t[0].token.shape[0] if t else 0
         labels = [tr.label(version) for tr in t] if with_labels else [-1] * len(t)
         return TrackCues(
-            crops=[placed(tr.crop, tr.state.x[0, :2], tr.zoom) for tr in t],
+            crops=placed_all(
+                [tr.crop for tr in t], self._predicted.x[:, :2], [tr.zoom for tr in t]
+            ),
             tokens=np.stack([tr.token for tr in t]) if t else np.zeros((0, dim), np.float32),
             embeddings=[tr.embedding for tr in t],
             labels=np.array(labels, np.int64),
