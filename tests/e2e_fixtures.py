@@ -204,3 +204,68 @@ def wait_graph_for(receiver, header, graph, timeout=FRAME_TIMEOUT):
 
     assert wait_for(lambda: match() is not None, timeout, graph), "no scene graph for the frame"
     return match()
+
+
+@contextlib.contextmanager
+def multi_camera_io(context, graph, cameras: list[str], active_timeout: float = 240):
+    """One image publisher and one GraphReceiver per camera namespace in this process, spun in
+    the background, once every camera's image is subscribed and the perception node is active.
+    Yields ``(pubs, receivers)``: ``{camera: publisher}``, ``{camera: GraphReceiver}``."""
+    from rclpy.node import Node
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import Image
+
+    from perception_nodes.tools.receiver import GraphReceiver
+
+    cam_node = Node("test_cameras", context=context)
+    pubs = {
+        c: cam_node.create_publisher(Image, f"{c}/image_raw", qos_profile_sensor_data)
+        for c in cameras
+    }
+    receivers = {c: GraphReceiver(camera=c, context=context) for c in cameras}
+    spinner = Spinner(context, cam_node, *receivers.values())
+    first = receivers[cameras[0]]
+    try:
+        assert wait_for(
+            lambda: all(p.get_subscription_count() >= 1 for p in pubs.values()), 120, graph
+        ), "the node never subscribed to every camera"
+        assert wait_for(
+            lambda: first.diagnostics_values().get("state") == "active", active_timeout, graph
+        ), "node never configured"
+        yield pubs, receivers
+    finally:
+        spinner.stop()
+        for rec in receivers.values():
+            rec.destroy_node()
+        cam_node.destroy_node()
+
+
+def publish_rounds(pubs, frames: dict, stamps) -> None:
+    """For each stamp (whole seconds), one rgb8 frame per camera: ``frames[camera]`` (HxWx3),
+    ``frame_id`` the camera's name without its slash."""
+    from perception_nodes.ros.image_conversion import numpy_to_image_msg
+
+    for stamp in stamps:
+        for cam, rgb in frames.items():
+            msg = numpy_to_image_msg(rgb, "rgb8")
+            msg.header.stamp.sec, msg.header.stamp.nanosec = stamp, 0
+            msg.header.frame_id = cam.strip("/")
+            pubs[cam].publish(msg)
+
+
+def wait_for_round(receivers, stamp: int, graph, resend=None, tries: int = 5) -> None:
+    """Every camera's SceneGraph stamped ``stamp``; ``resend()`` (when given) publishes the round
+    again each 60 s one is missing (best-effort camera topics may lose a frame)."""
+    first = next(iter(receivers.values()))
+    for cam, rec in receivers.items():
+
+        def arrived(rec=rec):
+            with rec.lock:
+                return any(m.header.stamp.sec == stamp for _, m in rec.data.graphs)
+
+        for _ in range(tries):
+            if wait_for(arrived, 60, graph):
+                break
+            if resend is not None:
+                resend()
+        assert arrived(), f"{cam}: no scene graph stamped {stamp}: {first.diagnostics_values()}"
