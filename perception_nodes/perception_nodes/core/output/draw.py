@@ -8,7 +8,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from perception_nodes.core.output.rle import decode_crop, tight_box
+from perception_nodes.core.output.rle import encode_masks
 from perception_nodes.core.output.scene_graph import SceneGraph
 
 
@@ -37,16 +37,115 @@ def region_text(graph: SceneGraph, i: int) -> str:
     return f"{who}{graph.labels[i]} {graph.label_scores[i]:.2f}"
 
 
-def _region_crop(
-    graph: SceneGraph, masks: np.ndarray | None, i: int
-) -> tuple[tuple[int, int, int, int], np.ndarray]:
-    """Region ``i``'s tight box (exclusive max) and its bool mask inside it: decoded from the
-    graph's RLE for the columns it touches, or cut from ``masks[i]``. Blending only there gives
-    the same pixels as blending with the full mask at a fraction of the cost."""
-    if masks is None:
-        return decode_crop(graph.image_size[0], graph.image_size[1], graph.mask_counts[i])
-    x0, y0, x1, y1 = tight_box(masks[i])
-    return (x0, y0, x1, y1), masks[i, y0:y1, x0:x1].astype(bool, copy=False)
+def _run_events(height: int, width: int, counts: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every region's 1-runs as events in the column-major flattened image: ``(pos, region,
+    starts)``, ``pos`` the pixel index ``x * H + y`` where a 1-run starts (``starts`` True) or
+    ends (exclusive), ``region`` its region index. Events at ``H * W`` (a run reaching the last
+    pixel) are left out. Validates the counts as :func:`~.rle.decode_mask` does."""
+    n, hw = len(counts), height * width
+    lens = np.fromiter((len(c) for c in counts), np.int64, n)
+    flat = np.concatenate([np.asarray(c, dtype=np.int64).reshape(-1) for c in counts] or [[]])
+    if flat.size and flat.min() < 0:
+        raise ValueError("RLE counts must be non-negative")
+    first = np.cumsum(lens) - lens
+    sums = np.zeros(n, np.int64)
+    if flat.size:
+        sums[lens > 0] = np.add.reduceat(flat, first[lens > 0])
+    bad = np.flatnonzero(sums != hw)
+    if bad.size:
+        raise ValueError(
+            f"RLE counts of region {int(bad[0])} sum to {int(sums[bad[0]])}, expected "
+            f"height*width = {height}*{width} = {hw}"
+        )
+    region = np.repeat(np.arange(n), lens)
+    pos = np.cumsum(flat) - region * hw  # every earlier region's counts sum to H * W
+    starts = (np.arange(flat.size) - first[region]) % 2 == 0  # a 0-run ends: a 1-run starts
+    keep = pos < hw
+    return pos[keep], region[keep], starts[keep]
+
+
+def _row_keys(words: np.ndarray) -> np.ndarray:
+    """``(S,)`` uint64 key of each row of ``(S, K)`` uint64 ``words``: the word itself when
+    K = 1, else the sum of the words times fixed odd constants (mod 2**64)."""
+    if words.shape[1] == 1:
+        return words[:, 0]
+    mix = np.random.default_rng(0).integers(1, 2**63, words.shape[1], dtype=np.uint64)
+    return (words * (mix | np.uint64(1))).sum(axis=1, dtype=np.uint64)  # wraps mod 2**64
+
+
+def _unique_rows(words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct rows of ``(S, K)`` uint64 ``words`` and each row's index among them.
+
+    One sort of one uint64 key per row (the row itself, or for K > 1 a multiplicative hash of
+    its words), checked against the rows: ``np.unique(axis=0)`` (several times slower) only
+    if two different rows ever share a key."""
+    _, first, inverse = np.unique(_row_keys(words), return_index=True, return_inverse=True)
+    rows, inverse = words[first], inverse.reshape(-1)
+    if words.shape[1] > 1 and not np.array_equal(rows[inverse], words):  # a hash collision
+        rows, inverse = np.unique(words, axis=0, return_inverse=True)
+    return rows, inverse.reshape(-1)
+
+
+def cover_states(height: int, width: int, counts: list) -> tuple[np.ndarray, np.ndarray]:
+    """Which regions cover each pixel, from the regions' RLE counts without decoding a mask.
+
+    Returns ``(state, members)``: ``state`` ``(H, W)`` int32 index of the pixel's set of
+    covering regions, ``members`` ``(S, N)`` bool, row ``s`` the regions of set ``s``. Sweeps
+    the runs in column-major order (sets as bit masks, 64 regions per uint64 word: adding a
+    region's bit where a run starts and subtracting it where the run ends), so the cost
+    follows the number of runs plus one pass over the pixels.
+    """
+    n = len(counts)
+    n_words = max(1, -(-n // 64))
+    pos, region, starts = _run_events(height, width, counts)
+    order = np.argsort(pos, kind="stable")
+    pos, region, starts = pos[order], region[order], starts[order]
+    bit = np.left_shift(np.uint64(1), (region & 63).astype(np.uint64))
+    delta = np.zeros((pos.size, n_words), np.uint64)
+    # a run's end subtracts its bit (two's complement: uint64 sums wrap, as they must here)
+    delta[np.arange(pos.size), region >> 6] = np.where(starts, bit, ~bit + np.uint64(1))
+    running = np.cumsum(delta, axis=0)
+    last = np.ones(pos.size, bool)  # the state after the last event at each position
+    last[:-1] = pos[1:] != pos[:-1]
+    edges = np.concatenate(([0], pos[last], [height * width]))
+    words = np.concatenate((np.zeros((1, n_words), np.uint64), running[last]))
+    sets, state = _unique_rows(words)
+    state = np.repeat(state.astype(np.int32), np.diff(edges)).reshape(width, height)
+    state = cv2.transpose(state)  # column-major runs: (W, H) -> (H, W), contiguous
+    as_bytes = sets.astype("<u8").view(np.uint8).reshape(sets.shape[0], 8 * n_words)
+    members = np.unpackbits(as_bytes, axis=1, bitorder="little")[:, :n].astype(bool)
+    return state, members
+
+
+def blend_tables(members: np.ndarray, colours: np.ndarray, alpha: float) -> np.ndarray:
+    """``(S, 3, 256)`` uint8: the overlay value of channel ``c`` of a pixel of value ``v``
+    covered by set ``s`` of regions, each blended in region order as the per-pixel blend does:
+    ``float32(float32((1 - alpha) * x) + alpha * colour)`` from ``x = float32(v)``, truncated
+    to uint8 at the end (so the table gives those pixels bit for bit)."""
+    x = np.empty((members.shape[0], 3, 256), np.float32)
+    x[:] = np.arange(256, dtype=np.float32)
+    rows, cols = np.nonzero(members)  # row-major: each set's regions in increasing order
+    level = np.arange(rows.size) - np.searchsorted(rows, rows)
+    for depth in range(int(level.max()) + 1 if level.size else 0):
+        r, c = rows[level == depth], cols[level == depth]
+        x[r] = (1 - alpha) * x[r] + alpha * colours[c][:, :, None]
+    return x.astype(np.uint8)
+
+
+def blend_regions(image: np.ndarray, counts: list, colours: np.ndarray, alpha: float) -> np.ndarray:
+    """``image`` (HxWx3 uint8) with each region of RLE ``counts`` blended in its colour, in
+    region order; the same pixels as blending each region's mask over a float32 copy one
+    region after the other (tests/test_overlay_equivalence.py), at one table look-up per
+    channel value: the pixel's set of regions (:func:`cover_states`) picks a 256-value table
+    (:func:`blend_tables`)."""
+    h, w = image.shape[:2]
+    if not len(counts) or h * w == 0:
+        return image.copy()
+    state, members = cover_states(h, w, counts)
+    tables = blend_tables(members, colours, alpha).reshape(-1)
+    base = state * 768
+    index = cv2.add(cv2.merge([base, base + 256, base + 512]), image, dtype=cv2.CV_32S)
+    return np.take(tables, index)
 
 
 def _centre(box: np.ndarray) -> tuple[int, int]:
@@ -65,18 +164,17 @@ def draw_overlay(
 
     Regions are coloured by track id when tracked (see :func:`colour_keys`).
 
-    ``masks`` (N, H, W) bool may be passed to avoid decoding the graph's RLE again. Each region
-    is blended inside its box only (array operations on the crop, same result).
+    ``image`` HxWx3 uint8. The masks are not decoded: the fill is read from the graph's RLE
+    runs (:func:`blend_regions`); ``masks`` (N, H, W) bool, when given, are encoded and used
+    instead of the graph's counts (same pixels when they are the graph's masks).
     """
-    out = image.astype(np.float32)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(
+            f"draw_overlay expects an HxWx3 uint8 image, got {image.shape} {image.dtype}"
+        )
     colours = region_colours(colour_keys(graph))
-    for i in range(graph.num_regions):
-        (x0, y0, x1, y1), crop = _region_crop(graph, masks, i)
-        part = out[y0:y1, x0:x1]  # a view: the blend below writes into ``out``
-        # dense over the box, stored where the mask is: the same float32 * float + float64
-        # expression per pixel as indexing with the mask, without gathering/scattering pixels
-        np.copyto(part, (1 - alpha) * part + alpha * colours[i], where=crop[:, :, None])
-    out = out.astype(np.uint8)
+    counts = graph.mask_counts if masks is None else encode_masks(masks)
+    out = blend_regions(image, counts, colours, alpha)
     font, scale = cv2.FONT_HERSHEY_SIMPLEX, max(0.4, min(image.shape[:2]) / 900)
     for s, o, p, sc in zip(
         graph.subject[:max_relations],
