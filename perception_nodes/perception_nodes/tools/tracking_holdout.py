@@ -1,0 +1,319 @@
+"""Held-out tracking benchmark: identity quality on sequences rendered from real photos.
+
+usage: python -m perception_nodes.tools.tracking_holdout [--seeds N] [--families F ...]
+           [--frames N] [--baseline REV] [--out outputs/bench/tracking_holdout.json]
+
+Built independently of the tracker and of its own benchmark (tools/tracking_sequences.py):
+640x480 frames, 60-90 per sequence at ~30 Hz with stamp jitter and dropped frames, rendered
+from scikit-image's bundled photos (background plane and cut-out objects, see
+:mod:`.tracking_holdout_world` and :mod:`.tracking_holdout_families`), segmented by a SAM
+stand-in that makes SAM's mistakes (:mod:`.tracking_holdout_sam`), with tokens, embeddings and
+labels computed from the rendered pixels (:mod:`.tracking_holdout_tokens`), in two variants:
+``distinct`` (trained-like tokens) and ``untrained`` (all tokens nearly equal).
+
+Each tracker sees every frame as the pipeline hands it over (``TrackingStage.apply``: regions,
+labels with embeddings, the image, the stamp, ``scores_meaningful=True``). Its hypotheses are
+the regions with a track id > 0, except regions SAM returned as a *part* of an object (the
+hierarchy ambiguity: neither a hit nor a false positive). A hypothesis matches a ground-truth
+object (its visible mask, >= 25 px) at mask IoU >= 0.5; py-motmetrics gives IDF1, MOTA, ID
+switches and fragmentations. ``oracle`` is the best any tracker can do on these regions (each
+region given the id of the object it overlaps at IoU >= 0.5, one to one): the ceiling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+import json
+import os
+import sys
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import motmetrics as mm
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from perception_nodes.core.config import PipelineConfig
+from perception_nodes.core.tracking import TrackingStage
+from perception_nodes.tools import tracking_holdout_tokens as tok
+from perception_nodes.tools.bench_common import hardware_info
+from perception_nodes.tools.tracking_holdout_families import FAMILIES, build
+from perception_nodes.tools.tracking_holdout_sam import SamSim, SimRegion
+from perception_nodes.tools.tracking_holdout_world import render
+from perception_nodes.tools.tracking_quality import MATCH_IOU, baseline_stage, region_gt_iou
+
+VARIANTS = ("distinct", "untrained")
+METRICS = ["idf1", "mota", "num_switches", "num_fragmentations", "num_objects",
+           "num_false_positives", "num_misses"]  # fmt: skip
+MIN_GT_AREA = 25
+
+
+@dataclass
+class HoldoutFrame:
+    """One frame as every tracker gets it, plus the truth to score against: ``gt_masks`` gid ->
+    ``(H, W)`` bool visible mask, ``ignore`` ``(N,)`` bool (part regions), ``seg``/``labels`` per
+    token variant (same masks, different tokens, embeddings and labels)."""
+
+    image: np.ndarray
+    stamp: float
+    gt_masks: dict[int, np.ndarray]
+    ignore: np.ndarray
+    regions: list[SimRegion]
+    seg: dict[str, object]
+    labels: dict[str, object]
+
+    @property
+    def segmentation(self):  # what tracking_quality.region_gt_iou reads
+        return self.seg[VARIANTS[0]]
+
+
+def sequence(family: str, seed: int, frames: int | None = None, perfect_sam: bool = False):
+    """Frames of one sequence (a generator of :class:`HoldoutFrame`); deterministic per
+    ``(family, seed)``. ``frames`` None: 60-90 drawn from the seed. ``perfect_sam``: regions
+    are the exact visible masks (the harness control)."""
+    ss = np.random.SeedSequence([zlib.crc32(family.encode()), seed])
+    r_scene, r_render, r_sam, r_d, r_u = (np.random.default_rng(s) for s in ss.spawn(5))
+    n = int(r_scene.integers(60, 91)) if frames is None else frames
+    scene = build(family, r_scene, n)
+    sam = SamSim(scene.things, scene.sam["noise"], r_sam)
+    for k, u in enumerate(scene.steps):
+        truth = render(scene, int(u), r_render)
+        gt = {}
+        for i, (x0, y0, x1, y1) in truth.crop.items():
+            m = np.zeros(truth.owner.shape, bool)
+            m[y0:y1, x0:x1] = truth.owner[y0:y1, x0:x1] == i
+            if np.count_nonzero(m) >= MIN_GT_AREA:
+                gt[scene.things[i].gid] = m
+        regions = _perfect(truth, scene) if perfect_sam else sam.frame(truth, scene.camera[u])
+        feats = tok.FrameFeatures(truth.image)
+        desc = np.array([feats.descriptor(r.box, r.crop) for r in regions], np.float32).reshape(
+            -1, tok.DESC_DIM
+        )
+        base = tok.segmentation(regions, desc, r_d, alike=False)
+        seg, labels = {}, {}
+        for variant, rng in zip(VARIANTS, (r_d, r_u)):
+            alike = variant == "untrained"
+            seg[variant] = (
+                base
+                if not alike
+                else dataclasses.replace(base, tokens=tok.tokens(desc, base.boxes_xyxy, rng, True))
+            )
+            labels[variant] = tok.labels(regions, scene.things, desc, rng, alike)
+        ignore = np.array([r.kind == "part" for r in regions], bool)
+        yield HoldoutFrame(truth.image, float(scene.stamps[k]), gt, ignore, regions, seg, labels)
+
+
+def _perfect(truth, scene) -> list[SimRegion]:
+    """The visible masks themselves as regions (score 1)."""
+    out = []
+    for i, (x0, y0, x1, y1) in truth.crop.items():
+        crop = truth.owner[y0:y1, x0:x1] == i
+        if np.count_nonzero(crop) >= MIN_GT_AREA:
+            out.append(SimRegion((x0, y0, x1, y1), crop, 1.0, 1.0, "whole", scene.things[i].gid, i))
+    return out
+
+
+class TrackerUnderTest:
+    """A ``TrackingStage`` class driven as the pipeline drives it (fresh stage per sequence)."""
+
+    def __init__(self, name: str, stage_class: type, config: PipelineConfig | None = None):
+        self.name, self.stage_class = name, stage_class
+        self.config = config or PipelineConfig()
+        params = inspect.signature(stage_class.apply).parameters
+        self.extra = {k for k in ("image", "stamp", "scores_meaningful") if k in params}
+
+    def ids(self, stage, frame: HoldoutFrame, variant: str) -> np.ndarray:
+        """``(N,)`` track ids the stage gives the frame's regions (0 = none)."""
+        extra = {"image": frame.image, "stamp": frame.stamp, "scores_meaningful": True}
+        extra = {k: v for k, v in extra.items() if k in self.extra}
+        seg, labels = frame.seg[variant], frame.labels[variant]
+        return np.asarray(
+            stage.apply("holdout", seg, labels, None, self.config, **extra).track_ids, np.int64
+        )
+
+
+def oracle_ids(gt_ids: list[int], iou: np.ndarray, ignore: np.ndarray) -> np.ndarray:
+    """The ceiling: each non-ignored region takes the ground-truth id it is assigned to one to one
+    (maximum total IoU) at IoU >= 0.5; others get 0."""
+    ids = np.zeros(iou.shape[1], np.int64)
+    if iou.size == 0:
+        return ids
+    score = np.where((iou >= MATCH_IOU) & ~ignore[None, :], iou, 0.0)
+    rows, cols = linear_sum_assignment(-score)
+    for a, b in zip(rows, cols):
+        if score[a, b] > 0:
+            ids[b] = gt_ids[a]
+    return ids
+
+
+def _update(acc: mm.MOTAccumulator, gt_ids: list[int], iou: np.ndarray, ids: np.ndarray,
+            ignore: np.ndarray, rows: np.ndarray | None = None) -> None:  # fmt: skip
+    """One frame into ``acc``: hypotheses = regions with an id > 0 that are not ignored;
+    ``rows``: the ground-truth objects that count (default all)."""
+    hyp = np.nonzero((ids > 0) & ~ignore)[0]
+    rows = np.arange(len(gt_ids)) if rows is None else rows
+    sub = iou[np.ix_(rows, hyp)]
+    dist = np.where(sub >= MATCH_IOU, 1.0 - sub, np.nan)
+    acc.update([gt_ids[g] for g in rows], [int(ids[i]) for i in hyp], dist)
+
+
+def run_sequence(family: str, seed: int, trackers: list[TrackerUnderTest], frames: int | None = None,
+                 variants=VARIANTS, perfect_sam: bool = False) -> dict:  # fmt: skip
+    """Scores of one sequence: ``{"oracle": row, "<tracker>/<variant>": row}``; a row holds the
+    py-motmetrics numbers over every visible object, ``idf1_returned`` (IDF1 over the objects SAM
+    returned in that frame at IoU >= 0.5: what the tracker could have got right; the oracle
+    scores 1.0 there), ``switches_per_100`` and ``cpu_ms`` (median per frame)."""
+    runs = {f"{t.name}/{v}": (t, t.stage_class(), v) for t in trackers for v in variants}
+    accs = {key: mm.MOTAccumulator(auto_id=True) for key in ["oracle", *runs]}
+    accs_ret = {key: mm.MOTAccumulator(auto_id=True) for key in accs}
+    cpu: dict[str, list[float]] = {key: [] for key in runs}
+    n = 0
+    for frame in sequence(family, seed, frames, perfect_sam):
+        n += 1
+        gt_ids, iou = region_gt_iou(frame)
+        returned = np.nonzero((iou[:, ~frame.ignore] >= MATCH_IOU).any(1))[0]
+        for key in accs:
+            c0 = time.process_time()
+            if key == "oracle":
+                ids = oracle_ids(gt_ids, iou, frame.ignore)
+            else:
+                t, stage, v = runs[key]
+                ids = t.ids(stage, frame, v)
+                cpu[key].append((time.process_time() - c0) * 1e3)
+            _update(accs[key], gt_ids, iou, ids, frame.ignore)
+            _update(accs_ret[key], gt_ids, iou, ids, frame.ignore, returned)
+    mh = mm.metrics.create()
+    out = {"family": family, "seed": seed, "frames": n}
+    for key, acc in accs.items():
+        s = mh.compute(acc, metrics=METRICS, name="seq")
+        row = {k: float(s[k].iloc[0]) for k in METRICS}
+        row["idf1_returned"] = float(
+            mh.compute(accs_ret[key], metrics=["idf1"], name="seq")["idf1"].iloc[0]
+        )
+        row["switches_per_100"] = 100 * row["num_switches"] / max(1.0, row["num_objects"])
+        if key in cpu:
+            row["cpu_ms"] = float(np.median(cpu[key]))
+        out[key] = row
+    return out
+
+
+def summarise(rows: list[dict], keys: list[str]) -> dict:
+    """Per family and key: mean IDF1/MOTA over seeds, switches per 100 over all detections,
+    fragmentations per sequence; plus ``mean`` and ``worst`` over the families (worst: lowest
+    IDF1 and MOTA, most switches and fragmentations, each on its own)."""
+    fams = sorted({r["family"] for r in rows}, key=list(FAMILIES).index)
+    out = {}
+    for f in fams:
+        rs = [r for r in rows if r["family"] == f]
+        out[f] = {}
+        for k in keys:
+            objs = sum(r[k]["num_objects"] for r in rs)
+            out[f][k] = {
+                "idf1": float(np.mean([r[k]["idf1"] for r in rs])),
+                "idf1_returned": float(np.mean([r[k]["idf1_returned"] for r in rs])),
+                "mota": float(np.mean([r[k]["mota"] for r in rs])),
+                "switches_per_100": 100 * sum(r[k]["num_switches"] for r in rs) / max(1.0, objs),
+                "frag": float(np.mean([r[k]["num_fragmentations"] for r in rs])),
+                "cpu_ms": float(np.mean([r[k].get("cpu_ms", 0.0) for r in rs])),
+            }
+    worst = {
+        "idf1": np.min,
+        "idf1_returned": np.min,
+        "mota": np.min,
+        "switches_per_100": np.max,
+        "frag": np.max,
+        "cpu_ms": np.max,
+    }
+    for agg in ("mean", "worst"):
+        out[agg] = {
+            k: {m: float((np.mean if agg == "mean" else fn)([out[f][k][m] for f in fams]))
+                for m, fn in worst.items()}
+            for k in keys
+        }  # fmt: skip
+    return out
+
+
+def print_table(summary: dict, names: list[str], file=sys.stdout) -> None:
+    """One row per family and token variant: the oracle's IDF1, then per tracker side by side
+    IDF1, IDF1 over the returned objects (``ret``), MOTA, ID switches per 100 ground-truth
+    detections and fragmentations per sequence."""
+    cols = "  IDF1   ret   MOTA sw/100  frag"
+    head = f"{'':<28}{'oracle':>7}" + "".join(f" | {n[: len(cols)]:^{len(cols)}}" for n in names)
+    print(head, file=file)
+    print(f"{'family':<18}{'tokens':<10}{'IDF1':>7}" + f" |{cols}" * len(names), file=file)
+    print("-" * len(head), file=file)
+    for fam, per in summary.items():
+        for v in VARIANTS:
+            if not all(f"{n}/{v}" in per for n in names):
+                continue
+            line = f"{fam:<18}{v:<10}{per['oracle']['idf1']:>7.3f}"
+            for n in names:
+                s = per[f"{n}/{v}"]
+                line += (f" | {s['idf1']:5.3f} {s['idf1_returned']:5.3f} {s['mota']:6.3f}"
+                         f" {s['switches_per_100']:6.2f} {s['frag']:5.1f}")  # fmt: skip
+            print(line, file=file)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m perception_nodes.tools.tracking_holdout",
+                                description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)  # fmt: skip
+    p.add_argument("--seeds", type=int, default=3, help="sequences per family (seeds 0..N-1)")
+    p.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES),
+                   metavar="FAMILY", help=f"any of: {' '.join(FAMILIES)}")  # fmt: skip
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
+                   metavar="TOKENS", help="distinct and/or untrained (all tokens nearly equal)")  # fmt: skip
+    p.add_argument(
+        "--frames", type=int, default=None, help="frames per sequence (default: 60-90 by seed)"
+    )
+    p.add_argument(
+        "--baseline",
+        default=None,
+        help="git revision whose core/tracking/ runs beside the current one",
+    )
+    p.add_argument(
+        "--repo",
+        type=Path,
+        default=Path(__file__).resolve().parents[3],
+        help="git repository of --baseline",
+    )
+    p.add_argument("--current", default=None,
+                   help="git revision to score as the current tracker instead of the working tree's")  # fmt: skip
+    p.add_argument("--out", type=Path, default=Path("outputs/bench/tracking_holdout.json"))
+    args = p.parse_args(argv)
+    if args.seeds < 1 or (args.frames is not None and args.frames < 2):
+        p.error("--seeds must be >= 1 and --frames >= 2")
+    current = TrackingStage if args.current is None else baseline_stage(args.current, args.repo)
+    trackers = [TrackerUnderTest("current" if args.current is None else args.current, current)]
+    if args.baseline:
+        trackers.append(TrackerUnderTest(args.baseline, baseline_stage(args.baseline, args.repo)))
+    rows, t_all = [], time.perf_counter()
+    jobs = [(f, s) for f in args.families for s in range(args.seeds)]
+    for k, (fam, seed) in enumerate(jobs, 1):
+        t0 = time.perf_counter()
+        row = run_sequence(fam, seed, trackers, args.frames, tuple(args.variants))
+        rows.append(row)
+        scores = "  ".join(
+            f"{key} {row[key]['idf1']:.3f}" for key in row if isinstance(row[key], dict)
+        )
+        print(f"[{k}/{len(jobs)}] {fam} seed {seed}: {row['frames']} frames, "
+              f"{time.perf_counter() - t0:.1f} s; IDF1 {scores}", file=sys.stderr, flush=True)  # fmt: skip
+    keys = ["oracle"] + [f"{t.name}/{v}" for t in trackers for v in args.variants]
+    summary = summarise(rows, keys)
+    print_table(summary, [t.name for t in trackers])
+    meta = {"benchmark": "tracking_holdout", "seeds": args.seeds, "families": args.families,
+            "variants": args.variants, "frames": args.frames, "baseline": args.baseline,
+            "match_iou": MATCH_IOU, "loadavg": os.getloadavg(), "wall_s": time.perf_counter() - t_all,
+            "hardware": hardware_info("cpu")}  # fmt: skip
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({**meta, "summary": summary, "sequences": rows}, indent=1))
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
