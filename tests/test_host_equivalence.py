@@ -192,48 +192,6 @@ def test_to_segmentation_from_box_crops_equals_full_masks():
         assert compact.areas[-1] == 0 and not compact.boxes_xyxy[-1].any()
 
 
-def test_crop_batch_equals_reference(tmp_path):
-    import torch.nn.functional as F
-    from classify_fixtures import tiny_clip
-
-    clip = tiny_clip(tmp_path)
-    scene = host_scene(96, 128, 12, seed=4)
-    seg = scene.segmentation
-    boxes = np.concatenate([seg.boxes_xyxy, [[120, 90, 140, 110], [0, 0, 0, 0]]]).astype(np.float32)
-    masks = np.concatenate([seg.masks, np.ones((2, 96, 128), bool)])
-    for m in (masks, None):
-        got = clip.crop_batch(scene.image, boxes, m, padding=0.1)
-        ref = _crop_batch_reference(clip, scene.image, boxes, m, 0.1, F)
-        assert torch.equal(got, ref)
-    assert (
-        clip.crop_batch(scene.image, np.zeros((0, 4)), np.zeros((0, 96, 128), bool)).shape[0] == 0
-    )
-
-
-def _crop_batch_reference(clip, image, boxes, masks, padding, F):
-    h, w = image.shape[:2]
-    img = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
-    mean = clip.mean[:, None, None]
-    crops = []
-    for i, (x0, y0, x1, y1) in enumerate(boxes):
-        side = max(x1 - x0, y1 - y0, 1.0) * (1.0 + 2.0 * padding)
-        cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0
-        sx0, sy0 = int(round(cx - side / 2)), int(round(cy - side / 2))
-        s = max(int(round(side)), 1)
-        canvas = mean.expand(3, s, s).clone()
-        ix0, iy0, ix1, iy1 = max(sx0, 0), max(sy0, 0), min(sx0 + s, w), min(sy0 + s, h)
-        if ix1 > ix0 and iy1 > iy0:
-            patch = img[:, iy0:iy1, ix0:ix1]
-            if masks is not None:
-                keep = torch.from_numpy(masks[i, iy0:iy1, ix0:ix1])
-                patch = torch.where(keep[None], patch, mean)
-            canvas[:, iy0 - sy0 : iy1 - sy0, ix0 - sx0 : ix1 - sx0] = patch
-        crops.append(F.interpolate(canvas[None], size=(clip.image_size, clip.image_size),
-                                   mode="bicubic", antialias=True, align_corners=False))  # fmt: skip
-    batch = torch.cat(crops).clamp_(0, 1)
-    return (batch - mean) / clip.std[:, None, None]
-
-
 def test_pycocotools_reads_our_counts():
     m = host_scene(50, 70, 8, seed=9).segmentation.masks[3]
     counts = encode_mask(m)[2]

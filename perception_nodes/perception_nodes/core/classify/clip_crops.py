@@ -1,10 +1,21 @@
-"""Geometry and device copies of CLIP region crops (used by ``ClipModel.crop_batch``): the square
-window of each region and the masks' parts inside them, moved to the device in one copy."""
+"""CLIP region crops (used by ``ClipModel.crop_batch``): the square window of each region, the
+masked uint8 crop resized as open_clip's own preprocessing resizes it, and the batch normalised
+on the device in one copy.
+
+open_clip's ``preprocess`` resizes a PIL image (bicubic, PIL's antialiasing filter), then
+``ToTensor`` (``/ 255``) and ``Normalize``. Here each crop is built in uint8 like the PIL image
+would be and resized with torch's uint8 antialiased bicubic (the same fixed-point filter as PIL's,
+within 1 grey level, several times faster and without a PIL image per crop); ``ToTensor`` and
+``Normalize`` then run once over the whole ``(N, 3, S, S)`` batch on the model's device, with
+open_clip's own operations in its order (so equal uint8 crops give equal floats).
+"""
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 
 def crop_window(
@@ -30,12 +41,71 @@ def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
     return t.pin_memory().to(device, non_blocking=True)
 
 
-def mask_parts(masks: np.ndarray, windows: list, device: torch.device) -> list[torch.Tensor]:
-    """The part of each mask inside its crop window, on ``device``, moved in ONE copy."""
-    parts = [masks[i, iy0:iy1, ix0:ix1] for i, (_, _, _, ix0, iy0, ix1, iy1) in enumerate(windows)]
-    flat = to_device(np.concatenate([p.reshape(-1) for p in parts]), device)
-    out, start = [], 0
-    for p in parts:
-        out.append(flat[start : start + p.size].view(p.shape))
-        start += p.size
+def fill_colour_u8(mean: torch.Tensor) -> np.ndarray:
+    """``(3,)`` uint8 RGB of the model's mean colour (``mean``: ``(3,)`` in [0, 1]), the fill of
+    pixels outside the mask or the image (about zero after normalisation)."""
+    return np.clip(np.round(mean.detach().cpu().numpy().reshape(3) * 255.0), 0, 255).astype(
+        np.uint8
+    )
+
+
+def _canvas(
+    image: np.ndarray, mask: np.ndarray | None, window: tuple, fill: np.ndarray
+) -> np.ndarray:
+    """``(s, s, 3)`` uint8 square crop of ``window`` (:func:`crop_window`): the image's pixels
+    inside ``mask`` (``HxW`` bool, None = all), ``fill`` elsewhere and outside the image."""
+    sx0, sy0, s, ix0, iy0, ix1, iy1 = window
+    canvas = np.empty((s, s, 3), dtype=np.uint8)
+    canvas[0] = fill  # one row, then row copies: ~50x faster than broadcasting (3,) everywhere
+    canvas[1:] = canvas[0]
+    if ix1 <= ix0 or iy1 <= iy0:
+        return canvas
+    sub = canvas[iy0 - sy0 : iy1 - sy0, ix0 - sx0 : ix1 - sx0]
+    patch = image[iy0:iy1, ix0:ix1]
+    if mask is None:
+        sub[...] = patch
+        return canvas
+    keep = mask[iy0:iy1, ix0:ix1].view(np.uint8)
+    # OpenCV's masked copy: one SIMD pass (numpy's copyto(where=) is about twice as slow)
+    got = cv2.copyTo(patch, keep, sub)
+    if not np.shares_memory(got, canvas):  # OpenCV gave a new array instead of writing in place
+        sub[...] = got
+    return canvas
+
+
+def square_crops_u8(
+    image: np.ndarray,
+    windows: list[tuple],
+    masks: np.ndarray | None,
+    size: int,
+    fill: np.ndarray,
+) -> np.ndarray:
+    """``(N, 3, size, size)`` uint8 crops: each window's :func:`_canvas` resized to ``size``
+    with torch's uint8 antialiased bicubic (PIL's filter: open_clip's ``Resize``).
+
+    ``image``: ``HxWx3`` uint8 RGB; ``masks``: ``(N, H, W)`` bool or None. One resize call per
+    crop (crops of different sides cannot share one call), on the host, one thread's work.
+    """
+    out = np.empty((len(windows), 3, size, size), dtype=np.uint8)  # the resize's own layout
+    out_t = torch.from_numpy(out)
+    if masks is not None:
+        masks = masks.astype(bool, copy=False)
+    for i, window in enumerate(windows):
+        canvas = _canvas(image, None if masks is None else masks[i], window, fill)
+        src = torch.from_numpy(canvas).permute(2, 0, 1)[None]  # channels-last (1, 3, s, s)
+        res = F.interpolate(src, size=(size, size), mode="bicubic", antialias=True)
+        out_t[i].copy_(res[0])
+    return out
+
+
+def normalised_batch(
+    crops_u8: np.ndarray, mean: torch.Tensor, std: torch.Tensor, device: torch.device
+) -> torch.Tensor:
+    """``(N, 3, S, S)`` float32 model input on ``device`` of ``(N, 3, S, S)`` uint8 crops:
+    ONE copy to the device, then open_clip's ``ToTensor`` (``/ 255``) and ``Normalize``
+    (``- mean``, ``/ std``; ``mean``/``std`` ``(3, 1, 1)`` on ``device``) over the batch."""
+    out = torch.empty(crops_u8.shape, dtype=torch.float32, device=device)
+    if out.shape[0]:
+        out.copy_(to_device(crops_u8, device))
+        out.div_(255).sub_(mean).div_(std)
     return out

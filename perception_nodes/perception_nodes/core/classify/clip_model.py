@@ -23,7 +23,12 @@ import open_clip
 import torch
 import torch.nn.functional as F
 
-from perception_nodes.core.classify.clip_crops import crop_window, mask_parts, to_device
+from perception_nodes.core.classify.clip_crops import (
+    crop_window,
+    fill_colour_u8,
+    normalised_batch,
+    square_crops_u8,
+)
 from perception_nodes.core.weights.checkpoint_io import save_atomic
 from perception_nodes.core.weights.clip import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_TAG  # noqa: F401 (re-exported)
 from perception_nodes.core.weights.files import GENERATED_WEIGHTS, sha256_file
@@ -268,14 +273,15 @@ class ClipModel:
 
         Each crop is the box grown by ``padding`` (fraction of its longer side) on every side,
         made square around the box centre; pixels outside the mask (when given) and outside the
-        image are filled with the model's mean colour (zero after normalisation), so the
-        background is suppressed. Done with tensors because open_clip's transform works on one
-        PIL image at a time.
+        image are filled with the model's mean colour (uint8; about zero after normalisation),
+        so the background is suppressed. The crop is then preprocessed as open_clip's own
+        ``preprocess`` would preprocess it as a PIL image (bicubic antialiased resize in uint8,
+        ``ToTensor``, ``Normalize``): see :mod:`.clip_crops`.
 
-        Host work is kept small: the masks' box parts go to the device in ONE copy, and each
-        crop is resized (bicubic, antialiased: differently sized crops cannot share one call
-        with the same result), clamped and normalised while it is in cache, straight into the
-        preallocated batch (the values are those of resizing, concatenating, then normalising).
+        Host work is kept small: uint8 crops (one OpenCV masked copy and one torch uint8 resize
+        per region, no float canvas), then ONE copy of the ``(N, 3, S, S)`` uint8 batch to the
+        device and the normalisation there as one batched operation (no per-region launches or
+        synchronisation on a GPU).
         """
         _check_image(image)
         boxes = np.asarray(boxes_xyxy, dtype=np.float32).reshape(-1, 4)
@@ -286,26 +292,11 @@ class ClipModel:
             raise ClipModelError(
                 f"masks must be (N={len(boxes)}, {h}, {w}) bool, got {masks.shape}"
             )
-        size = self.image_size
-        out = torch.empty((len(boxes), 3, size, size), device=self.device)
-        if len(boxes) == 0:
-            return out
         windows = [crop_window(box, padding, h, w) for box in boxes]
-        parts = mask_parts(masks, windows, self.device) if masks is not None else None
-        img = to_device(np.ascontiguousarray(image), self.device).permute(2, 0, 1).float() / 255.0
+        crops = square_crops_u8(np.ascontiguousarray(image), windows, masks, self.image_size,
+                                fill_colour_u8(self.mean))  # fmt: skip
         mean, std = self._pixel_stats_on_device()
-        for i, (sx0, sy0, s, ix0, iy0, ix1, iy1) in enumerate(windows):
-            canvas = mean.expand(3, s, s).clone()
-            if ix1 > ix0 and iy1 > iy0:
-                patch = img[:, iy0:iy1, ix0:ix1]
-                if parts is not None:
-                    patch = torch.where(parts[i][None], patch, mean)
-                canvas[:, iy0 - sy0 : iy1 - sy0, ix0 - sx0 : ix1 - sx0] = patch
-            crop = F.interpolate(
-                canvas[None], size=(size, size), mode="bicubic", antialias=True, align_corners=False
-            )[0]
-            out[i] = crop.clamp_(0, 1).sub_(mean).div_(std)
-        return out
+        return normalised_batch(crops, mean, std, self.device)
 
     def _pixel_stats_on_device(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(3, 1, 1)`` mean and std on :attr:`device`, copied there once (a copy per call
