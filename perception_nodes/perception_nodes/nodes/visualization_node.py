@@ -13,15 +13,17 @@ A scene graph with ``labels_meaningful: false`` (generated weights) gets the ban
 
 from __future__ import annotations
 
+import copy
 import sys
 from collections import OrderedDict
 
 import numpy as np
-from geometry_msgs.msg import Point
+from geometry_msgs.msg import Point, Pose
 from perception_msgs.msg import SceneGraph
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import ColorRGBA
 from visualization_msgs.msg import Marker, MarkerArray
 
 from perception_nodes.core.output.draw import colour_keys, draw_overlay, region_colours
@@ -149,17 +151,17 @@ class VisualizationNode(Node):
 
     @staticmethod
     def _positions(graph, k: np.ndarray | None) -> np.ndarray:
+        """``(N, 3)`` float64 marker positions (camera frame, meters): the regions' centroids;
+        where one is not finite and ``k`` is known, the box centre's ray at
+        :data:`NOMINAL_DEPTH_M` (the box centre in the boxes' float32, as before)."""
         pos = graph.centroids.astype(np.float64).copy()
-        if k is not None:
-            for i in range(graph.num_regions):
-                if not np.all(np.isfinite(pos[i])):
-                    u = (graph.boxes_xyxy[i, 0] + graph.boxes_xyxy[i, 2]) / 2
-                    v = (graph.boxes_xyxy[i, 1] + graph.boxes_xyxy[i, 3]) / 2
-                    pos[i] = (
-                        (u - k[0, 2]) / k[0, 0] * NOMINAL_DEPTH_M,
-                        (v - k[1, 2]) / k[1, 1] * NOMINAL_DEPTH_M,
-                        NOMINAL_DEPTH_M,
-                    )
+        missing = ~np.isfinite(pos).all(axis=1)
+        if k is not None and missing.any():
+            box = graph.boxes_xyxy[missing]
+            u, v = (box[:, 0] + box[:, 2]) / 2, (box[:, 1] + box[:, 3]) / 2
+            pos[missing, 0] = (u - k[0, 2]) / k[0, 0] * NOMINAL_DEPTH_M
+            pos[missing, 1] = (v - k[1, 2]) / k[1, 1] * NOMINAL_DEPTH_M
+            pos[missing, 2] = NOMINAL_DEPTH_M
         return pos
 
     @staticmethod
@@ -169,60 +171,58 @@ class VisualizationNode(Node):
         return f"{'#%d ' % tid if tid else ''}{graph.labels[i]} {graph.label_scores[i]:.2f}"
 
     def markers(self, graph, header, k: np.ndarray | None) -> MarkerArray:
+        """Labels at the regions' positions, relation arrows and their labels (regions or
+        relations without a finite position are left out). Built from one template per kind
+        (``copy.copy``: the markers share the header, scale, unused fields and, where they are
+        equal, pose and colour sub-messages; only what differs is new per marker)."""
         pos = self._positions(graph, k)
-        colours = region_colours(colour_keys(graph)) / 255.0
-        out = MarkerArray(markers=[Marker(header=header, action=Marker.DELETEALL)])
+        finite = np.isfinite(pos).all(axis=1).tolist()
+        xyz = pos.tolist()
+        colours = (region_colours(colour_keys(graph)) / 255.0).tolist()
+        ids = graph.region_ids.tolist()
+        label, arrow, rel_text = (
+            _template(header, "labels", Marker.TEXT_VIEW_FACING, (0.0, 0.0, 0.05)),
+            _template(header, "relations", Marker.ARROW, (0.01, 0.02, 0.03)),
+            _template(header, "relation_labels", Marker.TEXT_VIEW_FACING, (0.0, 0.0, 0.035)),
+        )
+        rel_text.color = ColorRGBA(r=1.0, g=1.0, b=0.0, a=1.0)
+        out = [Marker(header=header, action=Marker.DELETEALL)]
         for i in range(graph.num_regions):
-            if not np.all(np.isfinite(pos[i])):
-                continue
-            m = Marker(
-                header=header,
-                ns="labels",
-                id=int(graph.region_ids[i]),
-                type=Marker.TEXT_VIEW_FACING,
-                action=Marker.ADD,
-                text=self._label_text(graph, i),
-            )
-            m.pose.position = Point(x=pos[i, 0], y=pos[i, 1], z=pos[i, 2])
-            m.pose.orientation.w = 1.0
-            m.scale.z = 0.05
-            m.color.r, m.color.g, m.color.b, m.color.a = *map(float, colours[i]), 1.0
-            out.markers.append(m)
-        for j, (s, o, p, sc) in enumerate(
-            zip(graph.subject, graph.object, graph.predicate_index, graph.relation_scores)
+            if finite[i]:
+                m = copy.copy(label)
+                m.id, m.text, m.pose = ids[i], self._label_text(graph, i), _pose(label, *xyz[i])
+                m.color = ColorRGBA(r=colours[i][0], g=colours[i][1], b=colours[i][2], a=1.0)
+                out.append(m)
+        scores = graph.relation_scores.tolist()
+        for j, (s, o, p) in enumerate(
+            zip(graph.subject.tolist(), graph.object.tolist(), graph.predicate_index.tolist())
         ):
-            if not (np.all(np.isfinite(pos[s])) and np.all(np.isfinite(pos[o]))):
+            if not (finite[s] and finite[o]):
                 continue
-            arrow = Marker(
-                header=header, ns="relations", id=j, type=Marker.ARROW, action=Marker.ADD
-            )
-            arrow.points = [
-                Point(x=pos[s, 0], y=pos[s, 1], z=pos[s, 2]),
-                Point(x=pos[o, 0], y=pos[o, 1], z=pos[o, 2]),
-            ]
-            arrow.pose.orientation.w = 1.0
-            arrow.scale.x, arrow.scale.y, arrow.scale.z = 0.01, 0.02, 0.03
-            arrow.color.r, arrow.color.g, arrow.color.b, arrow.color.a = (
-                1.0,
-                1.0,
-                1.0,
-                max(0.2, float(sc)),
-            )
-            text = Marker(
-                header=header,
-                ns="relation_labels",
-                id=j,
-                type=Marker.TEXT_VIEW_FACING,
-                action=Marker.ADD,
-                text=f"{graph.predicates[p]} {sc:.2f}",
-            )
+            a = copy.copy(arrow)
+            a.id, a.points = j, [Point(x=c[0], y=c[1], z=c[2]) for c in (xyz[s], xyz[o])]
+            a.color = ColorRGBA(r=1.0, g=1.0, b=1.0, a=max(0.2, scores[j]))
+            t = copy.copy(rel_text)
+            t.id, t.text = j, f"{graph.predicates[p]} {graph.relation_scores[j]:.2f}"
             mid = (pos[s] + pos[o]) / 2
-            text.pose.position = Point(x=mid[0], y=mid[1], z=mid[2])
-            text.pose.orientation.w = 1.0
-            text.scale.z = 0.035
-            text.color.r, text.color.g, text.color.b, text.color.a = 1.0, 1.0, 0.0, 1.0
-            out.markers += [arrow, text]
-        return out
+            t.pose = _pose(rel_text, mid[0], mid[1], mid[2])
+            out += [a, t]
+        return MarkerArray(markers=out)
+
+
+def _template(header, ns: str, kind: int, scale: tuple[float, float, float]) -> Marker:
+    """A marker of ``kind`` in namespace ``ns`` with the identity orientation and ``scale``."""
+    m = Marker(header=header, ns=ns, type=kind, action=Marker.ADD)
+    m.pose.orientation.w = 1.0
+    m.scale.x, m.scale.y, m.scale.z = scale
+    return m
+
+
+def _pose(template: Marker, x: float, y: float, z: float) -> Pose:
+    """A new pose at ``(x, y, z)`` sharing the template's orientation."""
+    pose = copy.copy(template.pose)
+    pose.position = Point(x=x, y=y, z=z)
+    return pose
 
 
 def main(args: list[str] | None = None) -> int:
