@@ -17,8 +17,11 @@ from segment_anything.utils.amg import MaskData, batched_mask_to_box
 from perception_nodes.core.output.draw import colour_keys, draw_overlay, region_colours
 from perception_nodes.core.output.projection import label_image, region_centroids
 from perception_nodes.core.output.rle import decode_crop, decode_mask, encode_mask, encode_masks
-from perception_nodes.core.output.scene_graph import build_scene_graph
+from perception_nodes.core.output.scene_graph import build_scene_graph, filter_relations
+from perception_nodes.core.relations.geometric import GeometricRelationPredictor
+from perception_nodes.core.relations.predicates import GEOMETRIC_PREDICATES, SYMMETRIC_PREDICATES
 from perception_nodes.core.sam.postprocess import crop_to_boxes, to_segmentation
+from perception_nodes.core.types import Relations
 from perception_nodes.tools.host_scenes import host_scene
 
 
@@ -79,6 +82,34 @@ def _blend_reference(image, masks, colours, alpha=0.45):
     for i, m in enumerate(masks):
         out[m] = (1 - alpha) * out[m] + alpha * colours[i]
     return out.astype(np.uint8)
+
+
+def _filter_relations_reference(relations, top_k, top_k_per_subject, score_threshold,
+                                merge_symmetric=True, symmetric_predicates=SYMMETRIC_PREDICATES):  # fmt: skip
+    """``scene_graph.filter_relations`` before (a Python loop over the relations)."""
+    sym = {i for i, p in enumerate(relations.predicates) if p in set(symmetric_predicates)}
+    best = {}
+    for s, o, p, sc in zip(relations.subject, relations.object, relations.predicate_index,
+                           relations.score):  # fmt: skip
+        s, o, p, sc = int(s), int(o), int(p), float(sc)
+        if s == o or not sc >= score_threshold:
+            continue
+        key = (min(s, o), max(s, o), p) if (merge_symmetric and p in sym) else (s, o, p)
+        if key not in best or sc > best[key][0]:
+            best[key] = (sc, s, o)
+    items = sorted(((sc, s, o, key[2]) for key, (sc, s, o) in best.items()),
+                   key=lambda t: (-t[0], t[1], t[2], t[3]))  # fmt: skip
+    per_subject, out = {}, []
+    for sc, s, o, p in items:
+        if top_k_per_subject > 0 and per_subject.get(s, 0) >= top_k_per_subject:
+            continue
+        per_subject[s] = per_subject.get(s, 0) + 1
+        out.append((s, o, p, sc))
+        if top_k > 0 and len(out) >= top_k:
+            break
+    arr = np.array(out, dtype=np.float64).reshape(-1, 4)
+    return (arr[:, 0].astype(np.int64), arr[:, 1].astype(np.int64), arr[:, 2].astype(np.int64),
+            arr[:, 3].astype(np.float32))  # fmt: skip
 
 
 # ------------------------------------------------------------------ tests
@@ -190,6 +221,47 @@ def test_to_segmentation_from_box_crops_equals_full_masks():
         for name in ("masks", "boxes_xyxy", "areas", "predicted_iou", "tokens", "point_coords"):
             assert np.array_equal(getattr(full, name), getattr(compact, name)), name
         assert compact.areas[-1] == 0 and not compact.boxes_xyxy[-1].any()
+
+
+def _random_relations(rng, n, m, predicates):
+    """Relations with duplicates, both orientations, self-pairs, ties, NaN and low scores."""
+    s, o = rng.integers(0, n, m), rng.integers(0, n, m)
+    p = rng.integers(0, len(predicates), m)
+    sc = rng.choice([0.05, 0.3, 0.5, 0.5, 0.9, np.nan], m).astype(np.float32)
+    sc = np.where(rng.random(m) < 0.5, rng.random(m).astype(np.float32), sc)
+    dup = rng.integers(0, m, m // 4)  # exact and reversed duplicates
+    s = np.concatenate([s, s[dup], o[dup]])
+    o = np.concatenate([o, o[dup], s[dup]])
+    p, sc = np.concatenate([p, p[dup], p[dup]]), np.concatenate([sc, sc[dup], sc[dup][::-1]])
+    return Relations(s.astype(np.int64), o.astype(np.int64), p.astype(np.int64),
+                     sc.astype(np.float32), list(predicates), "geometric")  # fmt: skip
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_filter_relations_equals_reference(seed):
+    rng = np.random.default_rng(seed)
+    predicates = list(GEOMETRIC_PREDICATES)
+    for n, m in ((1, 5), (4, 40), (30, 600), (60, 3000)):
+        rel = _random_relations(rng, n, m, predicates)
+        for args in ((50, 5, 0.3), (0, 0, 0.0), (7, 0, 0.1), (0, 2, 0.5), (100, 10, 0.1)):
+            for merge in (True, False):
+                got = filter_relations(rel, *args, merge_symmetric=merge)
+                ref = _filter_relations_reference(rel, *args, merge_symmetric=merge)
+                for g, r in zip(got, ref):
+                    assert g.dtype == r.dtype and np.array_equal(g, r), (n, m, args, merge)
+    empty = Relations.empty(predicates)
+    assert all(a.size == 0 for a in filter_relations(empty))
+
+
+def test_scene_graph_relations_of_geometric_predictor_equal_reference():
+    scene = host_scene(120, 160, 40, seed=3)
+    rel = GeometricRelationPredictor(min_score=0.05).predict(
+        scene.segmentation, None, scene.depth_m
+    )
+    assert len(rel) > 500
+    for args in ((50, 5, 0.3), (100, 10, 0.1), (0, 0, 0.0)):
+        got, ref = filter_relations(rel, *args), _filter_relations_reference(rel, *args)
+        assert all(np.array_equal(g, r) for g, r in zip(got, ref))
 
 
 def test_pycocotools_reads_our_counts():
