@@ -116,3 +116,92 @@ def test_markers_equal_the_previous_construction(with_k):
         assert [m.pose.position for m in got.markers] == [m.pose.position for m in ref.markers]
         pos = VisualizationNode._positions(graph, k)
         assert np.array_equal(pos, _reference_positions(graph, k), equal_nan=True)
+
+
+def _reference_msg_to_scene_graph(msg):
+    """The previous ``msg_to_scene_graph`` (a list comprehension per field)."""
+    from perception_nodes.core.output.scene_graph import SceneGraph
+    from perception_nodes.core.stream.stamps import stamp_to_seconds
+
+    n = len(msg.regions)
+    index = {r.id: i for i, r in enumerate(msg.regions)}
+    rel = [(index.get(r.subject_id), index.get(r.object_id), r.predicate_index, r.score)
+           for r in msg.relations]  # fmt: skip
+    rel = [t for t in rel if t[0] is not None and t[1] is not None]
+    boxes = np.array([[r.bbox.x_offset, r.bbox.y_offset, r.bbox.x_offset + r.bbox.width,
+                       r.bbox.y_offset + r.bbox.height] for r in msg.regions],
+                     dtype=np.float32).reshape(n, 4)  # fmt: skip
+    return SceneGraph(
+        image_size=(int(msg.image_height), int(msg.image_width)),
+        region_ids=np.array([r.id for r in msg.regions], dtype=np.uint32),
+        labels=[r.label for r in msg.regions],
+        label_index=np.array([r.label_index for r in msg.regions], dtype=np.int64),
+        label_scores=np.array([r.label_score for r in msg.regions], dtype=np.float32),
+        boxes_xyxy=boxes,
+        areas=np.array([r.area for r in msg.regions], dtype=np.int64),
+        centroids=np.array(
+            [[r.centroid.x, r.centroid.y, r.centroid.z] for r in msg.regions], dtype=np.float32
+        ).reshape(n, 3),  # fmt: skip
+        mask_counts=[list(r.mask_counts) for r in msg.regions],
+        subject=np.array([t[0] for t in rel], dtype=np.int64),
+        object=np.array([t[1] for t in rel], dtype=np.int64),
+        predicate_index=np.array([t[2] for t in rel], dtype=np.int64),
+        relation_scores=np.array([t[3] for t in rel], dtype=np.float32),
+        predicates=list(msg.predicates),
+        relation_source=msg.relation_source,
+        vocabulary_version=int(msg.vocabulary_version),
+        labels_meaningful=bool(msg.labels_meaningful),
+        stamp=stamp_to_seconds(msg.header.stamp),
+        track_ids=np.array([r.track_id for r in msg.regions], dtype=np.uint64),
+        track_ages=np.array([r.track_age for r in msg.regions], dtype=np.uint32),
+        relation_smoothing=float(msg.relation_smoothing) if msg.relations_smoothed else None,
+    )
+
+
+def _graph_msg(graph):
+    """A ``perception_msgs/SceneGraph`` of ``graph`` (regions, relations, one to a missing id)."""
+    from geometry_msgs.msg import Point
+    from perception_msgs.msg import Region, Relation, SceneGraph
+
+    msg = SceneGraph(image_height=graph.image_size[0], image_width=graph.image_size[1],
+                     predicates=list(graph.predicates), relation_source="geometric",
+                     vocabulary_version=3, labels_meaningful=False, relations_smoothed=True,
+                     relation_smoothing=0.25)  # fmt: skip
+    for i in range(graph.num_regions):
+        x0, y0, x1, y1 = (int(v) for v in graph.boxes_xyxy[i])
+        r = Region(id=int(graph.region_ids[i]), track_id=int(graph.track_ids[i]),
+                   track_age=i % 7, area=int(graph.areas[i]), label=f"thing {i}",
+                   label_index=i % 5 - 1, label_score=0.125 + i / 1000,
+                   mask_height=graph.image_size[0], mask_width=graph.image_size[1],
+                   mask_counts=[int(c) for c in graph.mask_counts[i]])  # fmt: skip
+        r.bbox.x_offset, r.bbox.y_offset, r.bbox.width, r.bbox.height = x0, y0, x1 - x0, y1 - y0
+        c = graph.centroids[i]
+        r.centroid = Point(x=float(c[0]) / 3, y=float(c[1]), z=float(c[2]))
+        msg.regions.append(r)
+    for s, o, p, sc in zip(graph.subject, graph.object, graph.predicate_index,
+                           graph.relation_scores):  # fmt: skip
+        msg.relations.append(Relation(subject_id=int(graph.region_ids[s]),
+                                      object_id=int(graph.region_ids[o]),
+                                      predicate_index=int(p), score=float(sc) / 3))  # fmt: skip
+    msg.relations.append(Relation(subject_id=999, object_id=1, score=0.5))  # unknown: dropped
+    msg.regions[0].track_id = 2**64 - 5  # the largest track ids survive
+    msg.header.stamp.sec, msg.header.stamp.nanosec = 1700000000, 123456789
+    return msg
+
+
+def test_graph_from_message_equals_the_previous_conversion():
+    from perception_nodes.ros.graph_conversion import msg_to_scene_graph
+
+    graph, _ = _graph(72, 96, 60, 2)
+    msg = _graph_msg(graph)
+    got, ref = msg_to_scene_graph(msg), _reference_msg_to_scene_graph(msg)
+    for name in ref.__dataclass_fields__:
+        a, b = getattr(got, name), getattr(ref, name)
+        if name == "mask_counts":
+            assert [c.tolist() for c in a] == b
+            assert all(c.dtype == np.uint32 for c in a)
+        elif isinstance(b, np.ndarray):
+            assert a.dtype == b.dtype and np.array_equal(a, b, equal_nan=True), name
+        else:
+            assert a == b, name
+    assert got.num_relations == graph.num_relations  # the relation to a missing id dropped

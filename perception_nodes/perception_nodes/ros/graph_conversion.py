@@ -135,38 +135,41 @@ def region_array_to_msg(
 
 
 def msg_to_scene_graph(msg: SceneGraphMsg) -> SceneGraph:
-    """Core :class:`SceneGraph` of a message (for visualization, logging and datasets)."""
-    n = len(msg.regions)
-    index = {r.id: i for i, r in enumerate(msg.regions)}
+    """Core :class:`SceneGraph` of a message (for visualization, logging and datasets).
+
+    One pass over the regions; each region's RLE counts are copied as a ``(K,)`` uint32 array
+    (not decoded: :func:`~perception_nodes.core.output.draw.draw_overlay` reads the runs).
+    """
+    regions = msg.regions
+    n = len(regions)
+    index = {r.id: i for i, r in enumerate(regions)}
     rel = [
         (index.get(r.subject_id), index.get(r.object_id), r.predicate_index, r.score)
         for r in msg.relations
     ]
     rel = [t for t in rel if t[0] is not None and t[1] is not None]
-    boxes = np.array(
-        [
-            [
-                r.bbox.x_offset,
-                r.bbox.y_offset,
-                r.bbox.x_offset + r.bbox.width,
-                r.bbox.y_offset + r.bbox.height,
-            ]
-            for r in msg.regions
-        ],
-        dtype=np.float32,
-    ).reshape(n, 4)
+    ints, floats, labels, counts, tracks = [], [], [], [], []
+    for r in regions:
+        b, c = r.bbox, r.centroid
+        # id, box (x0, y0, x1, y1), area, label index, track age
+        ints.append((r.id, b.x_offset, b.y_offset, b.x_offset + b.width,
+                     b.y_offset + b.height, r.area, r.label_index, r.track_age))  # fmt: skip
+        tracks.append(r.track_id)  # uint64
+        floats.append((r.label_score, c.x, c.y, c.z))
+        labels.append(r.label)
+        counts.append(np.array(r.mask_counts, dtype=np.uint32))
+    ints = np.array(ints, dtype=np.int64).reshape(n, 8)
+    floats = np.array(floats, dtype=np.float64).reshape(n, 4)
     return SceneGraph(
         image_size=(int(msg.image_height), int(msg.image_width)),
-        region_ids=np.array([r.id for r in msg.regions], dtype=np.uint32),
-        labels=[r.label for r in msg.regions],
-        label_index=np.array([r.label_index for r in msg.regions], dtype=np.int64),
-        label_scores=np.array([r.label_score for r in msg.regions], dtype=np.float32),
-        boxes_xyxy=boxes,
-        areas=np.array([r.area for r in msg.regions], dtype=np.int64),
-        centroids=np.array(
-            [[r.centroid.x, r.centroid.y, r.centroid.z] for r in msg.regions], dtype=np.float32
-        ).reshape(n, 3),
-        mask_counts=[list(r.mask_counts) for r in msg.regions],
+        region_ids=ints[:, 0].astype(np.uint32),
+        labels=labels,
+        label_index=ints[:, 6].copy(),
+        label_scores=floats[:, 0].astype(np.float32),
+        boxes_xyxy=ints[:, 1:5].astype(np.float32),
+        areas=ints[:, 5].copy(),
+        centroids=floats[:, 1:4].astype(np.float32),
+        mask_counts=counts,
         subject=np.array([t[0] for t in rel], dtype=np.int64),
         object=np.array([t[1] for t in rel], dtype=np.int64),
         predicate_index=np.array([t[2] for t in rel], dtype=np.int64),
@@ -176,7 +179,7 @@ def msg_to_scene_graph(msg: SceneGraphMsg) -> SceneGraph:
         vocabulary_version=int(msg.vocabulary_version),
         labels_meaningful=bool(msg.labels_meaningful),
         stamp=stamp_to_seconds(msg.header.stamp),
-        track_ids=np.array([r.track_id for r in msg.regions], dtype=np.uint64),
-        track_ages=np.array([r.track_age for r in msg.regions], dtype=np.uint32),
+        track_ids=np.array(tracks, dtype=np.uint64),
+        track_ages=ints[:, 7].astype(np.uint32),
         relation_smoothing=float(msg.relation_smoothing) if msg.relations_smoothed else None,
     )

@@ -66,11 +66,15 @@ def _run_events(height: int, width: int, counts: list) -> tuple[np.ndarray, np.n
 
 def _row_keys(words: np.ndarray) -> np.ndarray:
     """``(S,)`` uint64 key of each row of ``(S, K)`` uint64 ``words``: the word itself when
-    K = 1, else the sum of the words times fixed odd constants (mod 2**64)."""
+    K = 1, else the sum of the words each put through SplitMix64's finaliser with its own
+    offset (mod 2**64; a bijection per word, nothing linear left between the words)."""
     if words.shape[1] == 1:
         return words[:, 0]
-    mix = np.random.default_rng(0).integers(1, 2**63, words.shape[1], dtype=np.uint64)
-    return (words * (mix | np.uint64(1))).sum(axis=1, dtype=np.uint64)  # wraps mod 2**64
+    golden = np.uint64(0x9E3779B97F4A7C15)
+    z = words + golden * np.arange(1, words.shape[1] + 1, dtype=np.uint64)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return (z ^ (z >> np.uint64(31))).sum(axis=1, dtype=np.uint64)  # wraps mod 2**64
 
 
 def _unique_rows(words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -121,15 +125,26 @@ def blend_tables(members: np.ndarray, colours: np.ndarray, alpha: float) -> np.n
     """``(S, 3, 256)`` uint8: the overlay value of channel ``c`` of a pixel of value ``v``
     covered by set ``s`` of regions, each blended in region order as the per-pixel blend does:
     ``float32(float32((1 - alpha) * x) + alpha * colour)`` from ``x = float32(v)``, truncated
-    to uint8 at the end (so the table gives those pixels bit for bit)."""
-    x = np.empty((members.shape[0], 3, 256), np.float32)
-    x[:] = np.arange(256, dtype=np.float32)
+    to uint8 at the end (so the table gives those pixels bit for bit).
+
+    Sets that start with the same regions share those steps: the chains are built level by
+    level over the distinct prefixes (a prefix tree), each prefix blended once.
+    """
+    n_sets, n = members.shape
     rows, cols = np.nonzero(members)  # row-major: each set's regions in increasing order
     level = np.arange(rows.size) - np.searchsorted(rows, rows)
+    x = np.empty((1 + rows.size, 3, 256), np.float32)  # prefix nodes; node 0: no region
+    x[0] = np.arange(256, dtype=np.float32)
+    node, count = np.zeros(n_sets, np.int64), 1
     for depth in range(int(level.max()) + 1 if level.size else 0):
         r, c = rows[level == depth], cols[level == depth]
-        x[r] = (1 - alpha) * x[r] + alpha * colours[c][:, :, None]
-    return x.astype(np.uint8)
+        keys = node[r] * n + c  # (prefix so far, next region)
+        _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        new = slice(count, count + first.size)
+        x[new] = (1 - alpha) * x[node[r[first]]] + alpha * colours[c[first]][:, :, None]
+        node[r] = count + inverse.reshape(-1)
+        count += first.size
+    return x[:count].astype(np.uint8)[node]
 
 
 def blend_regions(image: np.ndarray, counts: list, colours: np.ndarray, alpha: float) -> np.ndarray:
