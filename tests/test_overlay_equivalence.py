@@ -123,3 +123,15 @@ def test_bad_counts_and_images_are_refused():
     with pytest.raises(ValueError, match="uint8"):
         draw_overlay(scene.image.astype(np.float32), graph)
     assert np.array_equal(blend_regions(image, [], _colours(0), 0.45), image)
+
+
+def test_gather_path_for_many_sets_equals_the_remap_path(monkeypatch):
+    """Tables of more than remap's int16 rows use numpy's gather: same pixels."""
+    cases = _cases()
+    remapped = [blend_regions(im, encode_masks(m), _colours(len(m)), 0.45) for im, m in cases]
+    monkeypatch.setattr(draw, "_REMAP_MAX_ROWS", 0)
+    for (image, masks), via_remap in zip(cases, remapped):
+        colours = _colours(len(masks))
+        got = blend_regions(image, encode_masks(masks), colours, 0.45)
+        assert np.array_equal(got, via_remap)
+        assert np.array_equal(got, _reference_fill(image, masks, colours))

@@ -11,6 +11,9 @@ import numpy as np
 from perception_nodes.core.output.rle import encode_masks
 from perception_nodes.core.output.scene_graph import SceneGraph
 
+#: remap's coordinates go through int16 inside OpenCV: tables of more sets use numpy's gather
+_REMAP_MAX_ROWS = 32767
+
 
 def region_colours(ids: np.ndarray) -> np.ndarray:
     """``(N, 3)`` uint8 RGB colours, stable per region id (golden-ratio hue walk); ``(0, 3)`` for none."""
@@ -157,10 +160,25 @@ def blend_regions(image: np.ndarray, counts: list, colours: np.ndarray, alpha: f
     if not len(counts) or h * w == 0:
         return image.copy()
     state, members = cover_states(h, w, counts)
-    tables = blend_tables(members, colours, alpha).reshape(-1)
-    base = state * 768
-    index = cv2.add(cv2.merge([base, base + 256, base + 512]), image, dtype=cv2.CV_32S)
-    return np.take(tables, index)
+    tables = blend_tables(members, colours, alpha)  # (S, 3, 256)
+    channels = cv2.split(image)
+    if tables.shape[0] < _REMAP_MAX_ROWS:
+        # the look-up as OpenCV's nearest-neighbour remap of each channel's (S, 256) table
+        # image at (x = pixel value, y = set): exact integer coordinates, several times
+        # faster than numpy's gather
+        rows = state.astype(np.float32)
+        return cv2.merge(
+            [
+                cv2.remap(np.ascontiguousarray(tables[:, c]), channels[c].astype(np.float32),
+                          rows, cv2.INTER_NEAREST)
+                for c in range(3)
+            ]
+        )  # fmt: skip
+    base = state * 256
+    flat = [np.ascontiguousarray(tables[:, c]).reshape(-1) for c in range(3)]
+    return cv2.merge(
+        [np.take(flat[c], cv2.add(base, channels[c], dtype=cv2.CV_32S)) for c in range(3)]
+    )
 
 
 def _centre(box: np.ndarray) -> tuple[int, int]:
