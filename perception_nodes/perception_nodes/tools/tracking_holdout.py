@@ -1,7 +1,10 @@
 """Held-out tracking benchmark: identity quality on sequences rendered from real photos.
 
 usage: python -m perception_nodes.tools.tracking_holdout [--seeds N] [--families F ...]
-           [--frames N] [--baseline REV] [--out outputs/bench/tracking_holdout.json]
+           [--variants distinct untrained] [--frames N] [--current REV] [--baseline REV]
+           [--out outputs/bench/tracking_holdout.json]
+  e.g. the working tree's tracker against the one before the rebuild, 3 seeds (~5 min, 1 core):
+       python -m perception_nodes.tools.tracking_holdout --baseline 8c04807
 
 Built independently of the tracker and of its own benchmark (tools/tracking_sequences.py):
 640x480 frames, 60-90 per sequence at ~30 Hz with stamp jitter and dropped frames, rendered
@@ -12,12 +15,14 @@ labels computed from the rendered pixels (:mod:`.tracking_holdout_tokens`), in t
 ``distinct`` (trained-like tokens) and ``untrained`` (all tokens nearly equal).
 
 Each tracker sees every frame as the pipeline hands it over (``TrackingStage.apply``: regions,
-labels with embeddings, the image, the stamp, ``scores_meaningful=True``). Its hypotheses are
+labels with embeddings, the image, the stamp; ``scores_meaningful`` False with the untrained
+tokens, as the pipeline says when SAM runs generated weights). Its hypotheses are
 the regions with a track id > 0, except regions SAM returned as a *part* of an object (the
 hierarchy ambiguity: neither a hit nor a false positive). A hypothesis matches a ground-truth
 object (its visible mask, >= 25 px) at mask IoU >= 0.5; py-motmetrics gives IDF1, MOTA, ID
 switches and fragmentations. ``oracle`` is the best any tracker can do on these regions (each
-region given the id of the object it overlaps at IoU >= 0.5, one to one): the ceiling.
+region given the id of the object it overlaps at IoU >= 0.5, one to one): the ceiling. Column
+``ret``: IDF1 counting only the objects SAM returned in each frame (the oracle's is 1.0).
 """
 
 from __future__ import annotations
@@ -128,7 +133,8 @@ class TrackerUnderTest:
 
     def ids(self, stage, frame: HoldoutFrame, variant: str) -> np.ndarray:
         """``(N,)`` track ids the stage gives the frame's regions (0 = none)."""
-        extra = {"image": frame.image, "stamp": frame.stamp, "scores_meaningful": True}
+        trained = variant == "distinct"
+        extra = {"image": frame.image, "stamp": frame.stamp, "scores_meaningful": trained}
         extra = {k: v for k, v in extra.items() if k in self.extra}
         seg, labels = frame.seg[variant], frame.labels[variant]
         return np.asarray(
@@ -305,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
     keys = ["oracle"] + [f"{t.name}/{v}" for t in trackers for v in args.variants]
     summary = summarise(rows, keys)
     print_table(summary, [t.name for t in trackers])
+    cost = ", ".join(f"{k} {summary['mean'][k]['cpu_ms']:.1f}" for k in keys[1:])
+    print(f"tracker CPU ms per frame (median per sequence, mean over families): {cost}")
     meta = {"benchmark": "tracking_holdout", "seeds": args.seeds, "families": args.families,
             "variants": args.variants, "frames": args.frames, "baseline": args.baseline,
             "match_iou": MATCH_IOU, "loadavg": os.getloadavg(), "wall_s": time.perf_counter() - t_all,

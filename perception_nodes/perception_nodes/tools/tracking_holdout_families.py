@@ -85,6 +85,48 @@ class Builder:
         ang = r.uniform(-20, 20) + spin * t
         return np.column_stack([p, ang, np.full(U, scale)])
 
+    def route(self, points, wander=0.0) -> np.ndarray:
+        """``(U, 4)`` pose along waypoints ``[(fraction of the sequence, (x, y) first-frame image
+        px)]``, linear between them, held before the first and after the last."""
+        last = float(self.steps[-1])
+        fr = np.array([f for f, _ in points]) * last
+        xy = np.array([self.world(q) for _, q in points])
+        u = np.arange(self.U)
+        p = self.pose((W / 2, H / 2), wander=wander)  # C0 + wander
+        p[:, 0] += np.interp(u, fr, xy[:, 0]) - C0[0]
+        p[:, 1] += np.interp(u, fr, xy[:, 1]) - C0[1]
+        return p
+
+    def hider(self, occluder, hidden_frames: float, size=(50, 55)) -> Thing:
+        """An object that walks behind ``occluder`` (a Thing, first-frame image px at its pose),
+        stays fully hidden for ~``hidden_frames`` frames and comes out on the other side."""
+        ox, oy = self.first_image_xy(occluder)
+        oh, ow = occluder.alpha.shape
+        side = self.rng.choice([-1, 1])
+        y = oy + self.rng.uniform(-0.15, 0.15) * oh
+        out = ow / 2 + max(size) / 2 + 15
+        n = len(self.steps)
+        hide = min(0.6, hidden_frames / n)
+        t_in = self.rng.uniform(0.08, 0.35 - hide / 2) if hide < 0.5 else 0.05
+        pts = [(0.0, (ox - side * out * 1.2, y)), (t_in, (ox - side * 0.1 * ow, y)),
+               (t_in + hide, (ox + side * 0.1 * ow, y)), (min(1.0, t_in + hide + 0.2), (ox + side * out * 1.2, y))]  # fmt: skip
+        return self.obj(self.route(pts, wander=1.5), size, z=occluder.z - 1)
+
+    def peeker(self, size=(60, 60)) -> Thing:
+        """An object that leaves the image across a border and comes back ~1 s later (re-entry)."""
+        r = self.rng
+        edge = r.integers(4)
+        y, x = r.uniform(100, H - 100), r.uniform(100, W - 100)
+        inside, outside = {0: ((60, y), (-90, y)), 1: ((W - 60, y), (W + 90, y)),
+                           2: ((x, 60), (x, -90)), 3: ((x, H - 60), (x, H + 90))}[edge]  # fmt: skip
+        t0 = r.uniform(0.1, 0.3)
+        pts = [(0.0, inside), (t0, outside), (t0 + 0.35, outside), (t0 + 0.5, inside)]
+        return self.obj(self.route(pts, wander=2), size, z=7)
+
+    def first_image_xy(self, th: Thing) -> np.ndarray:
+        """Where ``th`` is at step 0, in first-frame image px (no camera motion)."""
+        return th.pose[0, :2] - C0 + (W / 2, H / 2)
+
     def obj(self, pose, size, name=None, z=None, parts=0, deform=0.0, tex=None) -> Thing:
         """A cut-out object (``size`` (h, w) patch px); ``tex`` reuses a texture (look-alikes)."""
         r = self.rng
@@ -161,10 +203,14 @@ class Builder:
         return cam, blur
 
     def exposure(self, changes: int = 1) -> np.ndarray:
-        """Gain ``(U,)``: ``changes`` auto-exposure steps to 0.6-1.35, each ramped over 8 steps."""
+        """Gain ``(U,)``: ``changes`` auto-exposure steps by x0.6-0.8 or x1.2-1.4, ramped over 8 steps."""
         g = np.ones(self.U)
         for u0 in np.sort(self.rng.integers(5, max(6, self.U - 10), changes)):
-            target = self.rng.uniform(0.6, 1.35)
+            target = (
+                self.rng.uniform(0.6, 0.8)
+                if self.rng.random() < 0.5
+                else self.rng.uniform(1.2, 1.4)
+            )
             ramp = np.clip((np.arange(self.U) - u0) / 8, 0, 1)
             g = g * (1 - ramp) + target * ramp * g[u0]
         return g
@@ -204,10 +250,11 @@ def walkthrough(b: Builder) -> Scene:
     for _ in range(3):  # movers crossing the image from one edge to the other
         side = r.choice([-1, 1])
         y = r.uniform(80, H - 80)
-        x = W / 2 - side * (W / 2 + 60)
+        x = W / 2 - side * (W / 2 + 40)
         b.obj(
-            b.pose((x, y), (side * r.uniform(3, 6), r.uniform(-0.5, 0.5)), wander=3), (70, 60), z=6
+            b.pose((x, y), (side * r.uniform(5, 8), r.uniform(-0.5, 0.5)), wander=3), (70, 60), z=6
         )
+    b.peeker()
     b.small(1)
     cam, blur = b.camera(pan=(r.uniform(1, 2.5) * r.choice([-1, 1]), r.uniform(-0.5, 0.5)),
                          zoom_to=2.0, roll_to=r.uniform(-5, 5), shake=1.0)  # fmt: skip
@@ -219,14 +266,12 @@ def clutter_occlusion(b: Builder) -> Scene:
     b.stuff(2)
     b.movers(10, sizes=(25, 100), speed=2.5, walk=0.12)
     b.small(3)
-    for _ in range(2):  # an occluder and an object crossing behind it (hidden ~1-3 s)
-        ox, oy = r.uniform(200, W - 200), r.uniform(130, H - 130)
+    for k in range(2):  # large occluders, an object hidden behind each for 1-3 s
+        ox, oy = (W * (0.3 + 0.4 * k), r.uniform(150, H - 150))
         ow = r.uniform(170, 230)
-        b.obj(b.pose((ox, oy), r.uniform(-0.3, 0.3, 2)), (int(ow * 0.8), int(ow)), z=9)
-        side = r.choice([-1, 1])
-        v = r.uniform(1.5, 2.5)
-        start = (ox - side * (ow / 2 + 55), oy + r.uniform(-30, 30))
-        b.obj(b.pose(start, (side * v, 0.0), wander=2), (55, 50), z=0.5)
+        occ = b.obj(b.pose((ox, oy), r.uniform(-0.3, 0.3, 2)), (int(ow * 0.8), int(ow)), z=9)
+        b.hider(occ, r.uniform(30, 90))
+    b.peeker()
     cam, blur = b.camera(pan=r.uniform(-0.7, 0.7, 2), shake=1.0)
     return b.scene(cam, blur, b.exposure(0), SamNoise(miss=0.07))
 
@@ -280,9 +325,9 @@ def everything(b: Builder) -> Scene:
     name = PHOTOS[r.integers(len(PHOTOS))]
     tex = b.obj(b.pose((W / 2 - 150, 150), (2.0, 0.3)), (70, 70), name=name).texture
     b.obj(b.pose((W / 2 + 150, 170), (-2.0, 0.0)), (70, 70), name=name, tex=tex)
-    ox, oy = r.uniform(220, W - 220), r.uniform(150, H - 150)
-    b.obj(b.pose((ox, oy)), (160, 200), z=9)
-    b.obj(b.pose((ox - 140, oy), (2.0, 0.0)), (50, 50), z=0.5)
+    occ = b.obj(b.pose((r.uniform(220, W - 220), r.uniform(150, H - 150))), (160, 200), z=9)
+    b.hider(occ, r.uniform(30, 60))
+    b.peeker()
     side = r.choice([-1, 1])
     b.obj(
         b.pose((W / 2 - side * (W / 2 + 50), r.uniform(80, H - 80)), (side * 4.0, 0.0)),
