@@ -1,0 +1,112 @@
+"""Region geometry read inside the masks' boxes (issue 17) gives exactly what the full-mask
+code gave: pairwise sub-grid intersections, exact rows of small masks, median depths, and so
+the geometric relations, bit for bit. The previous implementation is kept here as reference."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from perception_nodes.core.relations.base import OVERLAP_GRID, check_depth, region_geometry
+from perception_nodes.core.relations.geometric import GeometricRelationPredictor
+from perception_nodes.tools.host_scenes import host_scene
+
+
+def _geometry_reference(seg, depth, max_side=OVERLAP_GRID):
+    """``region_geometry``'s (inter, depth) before: full masks, ``np.median`` per mask."""
+    depth = check_depth(depth, seg.image_size)
+    masks = seg.masks.astype(bool)
+    n, h, w = masks.shape
+    areas = np.maximum(seg.areas.astype(np.float64), 1.0)
+    boxes = seg.boxes_xyxy.astype(np.float64).reshape(n, 4)
+    stride = max(1, math.ceil(max(seg.image_size) / max_side))
+    grid = masks[:, ::stride, ::stride]
+    sub = torch.from_numpy(grid.reshape(n, -1).astype(np.float32))
+    inter = (sub @ sub.T).numpy().astype(np.float64) * float(stride * stride)
+    small = np.nonzero(np.diag(inter) < 16 * stride * stride)[0] if stride > 1 else []
+    for i in small:
+        x0, y0, x1, y1 = np.clip(np.round(boxes[i]).astype(int), 0, [w, h, w, h])
+        x1, y1 = max(x1, x0 + 1), max(y1, y0 + 1)
+        crop = masks[:, y0:y1, x0:x1]
+        inter[i, :] = inter[:, i] = (crop & crop[i]).reshape(n, -1).sum(1)
+    inter = np.minimum(inter, np.minimum(areas[:, None], areas[None, :]))
+    np.fill_diagonal(inter, areas)
+    med = np.full(n, np.nan)
+    if depth is not None:
+        sub_depth = depth[::stride, ::stride]
+        valid = np.isfinite(sub_depth) & (sub_depth > 0)
+        for i, m in enumerate(masks):
+            sel = m[::stride, ::stride] & valid
+            if not sel.any():
+                full = m & np.isfinite(depth) & (depth > 0)
+                if full.any():
+                    med[i] = float(np.median(depth[full]))
+                continue
+            med[i] = float(np.median(sub_depth[sel]))
+    return inter, med
+
+
+def _scenes():
+    """Host scenes at strides 1, 2, 4 and 8, with small masks, NaN depth and a mask whose
+    sampled pixels all lack depth (full-resolution fallback)."""
+    out = []
+    for h, w, n, seed in (
+        (96, 128, 24, 1),
+        (240, 320, 40, 2),
+        (480, 640, 50, 3),
+        (720, 1280, 60, 4),
+    ):
+        scene = host_scene(h, w, n, seed=seed)
+        depth = scene.depth_m.copy()
+        depth[scene.segmentation.masks[-1]] = np.nan
+        tiny = scene.segmentation.masks[np.argmin(scene.segmentation.areas)]
+        depth[::8, ::8][tiny[::8, ::8]] = np.nan  # a small mask with depth off the grid only
+        out.append((scene, depth))
+    return out
+
+
+@pytest.mark.parametrize("with_depth", [True, False])
+def test_region_geometry_equals_full_mask_reference(with_depth):
+    for scene, depth in _scenes():
+        seg = scene.segmentation
+        d = depth if with_depth else None
+        geom = region_geometry(seg, d)
+        inter, med = _geometry_reference(seg, d)
+        assert np.array_equal(geom.inter, inter)
+        assert np.array_equal(geom.depth, med, equal_nan=True)
+        if with_depth:
+            assert np.isfinite(med).any() and np.isnan(med).any()
+
+
+def test_boxes_that_miss_part_of_a_mask_fall_back_to_the_full_mask():
+    scene, depth = _scenes()[2]
+    seg = scene.segmentation
+    seg.boxes_xyxy = seg.boxes_xyxy.copy()
+    seg.boxes_xyxy[::3] = [0, 0, 2, 2]  # boxes that no longer hold their masks
+    geom = region_geometry(seg, depth)
+    inter, med = _geometry_reference(seg, depth)
+    assert np.array_equal(geom.inter, inter)
+    assert np.array_equal(geom.depth, med, equal_nan=True)
+
+
+def test_geometric_relations_equal_those_of_the_reference_geometry(monkeypatch):
+    from perception_nodes.core.relations import geometric
+
+    scene, depth = _scenes()[2]
+    seg = scene.segmentation
+    got = GeometricRelationPredictor().predict(seg, None, depth)
+    real = geometric.region_geometry
+
+    def reference(segmentation, d):
+        geom = real(segmentation, d)
+        geom.inter, geom.depth = _geometry_reference(segmentation, d)
+        return geom
+
+    monkeypatch.setattr(geometric, "region_geometry", reference)
+    ref = GeometricRelationPredictor().predict(seg, None, depth)
+    assert len(got) > 100
+    for name in ("subject", "object", "predicate_index", "score"):
+        assert np.array_equal(getattr(got, name), getattr(ref, name)), name
