@@ -93,19 +93,57 @@ def test_hash_collisions_fall_back_to_exact_rows(monkeypatch):
     assert np.array_equal(got, _reference_fill(scene.image, masks, colours))
 
 
-def test_overlay_from_counts_and_from_masks_equal_the_reference_drawing():
-    """Whole overlays: the reference fill, then captions and arrows drawn by the same code."""
-    for h, w, n, seed in ((96, 128, 24, 1), (72, 96, 100, 4)):
+def _reference_overlay(image, graph, masks, alpha=0.45, max_relations=20, banner=None):
+    """The previous ``draw_overlay``: the reference fill, then arrows, captions and banner."""
+    import cv2
+
+    from perception_nodes.core.output.draw import region_text
+
+    def centre(box):
+        return int((box[0] + box[2]) / 2), int((box[1] + box[3]) / 2)
+
+    colours = region_colours(colour_keys(graph))
+    out = _reference_fill(image, masks, colours, alpha)
+    font, scale = cv2.FONT_HERSHEY_SIMPLEX, max(0.4, min(image.shape[:2]) / 900)
+    for s, o, p, sc in zip(graph.subject[:max_relations], graph.object[:max_relations],
+                           graph.predicate_index[:max_relations],
+                           graph.relation_scores[:max_relations]):  # fmt: skip
+        a, b = centre(graph.boxes_xyxy[s]), centre(graph.boxes_xyxy[o])
+        cv2.arrowedLine(out, a, b, (255, 255, 255), 2, cv2.LINE_AA, tipLength=0.05)
+        mid = ((a[0] + b[0]) // 2, (a[1] + b[1]) // 2)
+        cv2.putText(out, f"{graph.predicates[p]} {sc:.2f}", mid, font, scale * 0.8,
+                    (255, 255, 0), 1, cv2.LINE_AA)  # fmt: skip
+    for i in range(graph.num_regions):
+        x0, y0 = int(graph.boxes_xyxy[i][0]), int(graph.boxes_xyxy[i][1])
+        text = region_text(graph, i)
+        (tw, th), _ = cv2.getTextSize(text, font, scale, 1)
+        y = max(th + 2, y0)
+        cv2.rectangle(out, (x0, y - th - 2), (x0 + tw, y + 2),
+                      tuple(int(c) for c in colours[i]), -1)  # fmt: skip
+        cv2.putText(out, text, (x0, y), font, scale, (0, 0, 0), 1, cv2.LINE_AA)
+    return _reference_banner(out, banner, scale) if banner else out
+
+
+@pytest.mark.parametrize("max_relations", [20, 3, 0])
+def test_overlay_from_counts_and_from_masks_equal_the_previous_drawing(max_relations):
+    """Whole overlays (fill, arrows, captions of tracked and untracked regions, banner)."""
+    for h, w, n, seed in ((96, 128, 24, 1), (72, 96, 100, 4), (480, 640, 50, 50)):
         scene = host_scene(h, w, n, seed=seed)
         seg = scene.segmentation
         graph = build_scene_graph(seg, None, None, np.arange(1, n + 1, dtype=np.uint32))
-        graph.subject, graph.object = np.array([0, 2]), np.array([1, 0])
-        graph.predicate_index, graph.relation_scores = np.array([0, 0]), np.array([0.9, 0.5])
-        graph.predicates = ["next to"]
-        fill = _reference_fill(scene.image, seg.masks, region_colours(colour_keys(graph)))
-        ref = draw_overlay(fill, graph, alpha=0.0, banner="x")
-        assert np.array_equal(draw_overlay(scene.image, graph, banner="x"), ref)
-        assert np.array_equal(draw_overlay(scene.image, graph, seg.masks, banner="x"), ref)
+        rng = np.random.default_rng(seed)
+        graph.subject, graph.object = rng.integers(0, n, 2 * n), rng.integers(0, n, 2 * n)
+        graph.predicate_index = rng.integers(0, 2, 2 * n)
+        graph.relation_scores = np.sort(rng.random(2 * n).astype(np.float32))[::-1]
+        graph.predicates = ["next to", "on"]
+        graph.track_ids = np.where(rng.random(n) < 0.5, rng.integers(1, 99, n), 0)
+        graph.track_ids = graph.track_ids.astype(np.uint64)
+        for banner in (None, "GENERATED WEIGHTS: masks/labels not meaningful"):
+            ref = _reference_overlay(scene.image, graph, seg.masks, 0.45, max_relations, banner)
+            got = draw_overlay(scene.image, graph, max_relations=max_relations, banner=banner)
+            assert np.array_equal(got, ref)
+            got = draw_overlay(scene.image, graph, seg.masks, 0.45, max_relations, banner)
+            assert np.array_equal(got, ref)
 
 
 def test_bad_counts_and_images_are_refused():
@@ -135,3 +173,34 @@ def test_gather_path_for_many_sets_equals_the_remap_path(monkeypatch):
         got = blend_regions(image, encode_masks(masks), colours, 0.45)
         assert np.array_equal(got, via_remap)
         assert np.array_equal(got, _reference_fill(image, masks, colours))
+
+
+def _reference_banner(out, banner, scale):
+    """The previous banner: a black rectangle and the text drawn on the overlay itself."""
+    import cv2
+
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    (_, th), base = cv2.getTextSize(banner, font, scale, 2)
+    cv2.rectangle(out, (0, out.shape[0] - th - base - 10), (out.shape[1], out.shape[0]),
+                  (0, 0, 0), -1)  # fmt: skip
+    cv2.putText(out, banner, (5, out.shape[0] - base - 4), font, scale, (255, 64, 64), 2,
+                cv2.LINE_AA)  # fmt: skip
+    return out
+
+
+@pytest.mark.parametrize("h, w", [(480, 640), (720, 1280), (31, 200), (12, 40), (1, 1), (300, 7)])
+def test_banner_from_the_cached_strip_equals_drawing_it(h, w):
+    """The banner strip, drawn once per size, gives the pixels drawing it on each frame gave,
+    also where it covers the whole image or is wider than it."""
+    scene = host_scene(max(h, 8), max(w, 8), 4, seed=7)
+    image = np.ascontiguousarray(scene.image[:h, :w])
+    graph = build_scene_graph(scene.segmentation, None, None, np.arange(1, 5, dtype=np.uint32))
+    graph.image_size = (h, w)
+    graph.mask_counts = encode_masks(scene.segmentation.masks[:, :h, :w])
+    graph.boxes_xyxy = np.minimum(graph.boxes_xyxy, [w, h, w, h]).astype(np.float32)
+    scale = max(0.4, min(h, w) / 900)
+    for banner in ("GENERATED WEIGHTS: masks/labels not meaningful", "x"):
+        for _ in range(2):  # drawn, then from the cache
+            got = draw_overlay(image, graph, banner=banner)
+            ref = _reference_banner(draw_overlay(image, graph), banner, scale)
+            assert np.array_equal(got, ref)

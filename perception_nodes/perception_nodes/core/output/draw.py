@@ -5,6 +5,8 @@ Input image HxWx3 uint8 RGB; output the same. Pixel coordinates (x right, y down
 
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 
@@ -181,8 +183,50 @@ def blend_regions(image: np.ndarray, counts: list, colours: np.ndarray, alpha: f
     )
 
 
-def _centre(box: np.ndarray) -> tuple[int, int]:
-    return int((box[0] + box[2]) / 2), int((box[1] + box[3]) / 2)
+@functools.lru_cache(maxsize=8)
+def _banner_strip(height: int, width: int, banner: str, scale: float) -> tuple[int, np.ndarray]:
+    """The banner's rows ``[top, height)`` of an overlay (read-only ``(height - top, width, 3)``
+    uint8): a black strip with the text on it, drawn over everything else, so the same for
+    every frame of a size (drawn once; the text stays 6 pixels below the strip's top)."""
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    (_, th), base = cv2.getTextSize(banner, font, scale, 2)
+    top = max(0, height - th - base - 10)
+    strip = np.zeros((height - top, width, 3), np.uint8)
+    origin = (5, height - base - 4 - top)
+    cv2.putText(strip, banner, origin, font, scale, (255, 64, 64), 2, cv2.LINE_AA)
+    strip.flags.writeable = False
+    return top, strip
+
+
+def _draw_relations(out, graph: SceneGraph, max_relations: int, font, scale: float) -> None:
+    """The top ``max_relations`` relations: an arrow between the box centres (integer pixels,
+    truncated) and the predicate with its score at the middle."""
+    boxes = graph.boxes_xyxy
+    centres = np.stack([(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2], 1)
+    centres = centres.astype(np.int64).tolist()  # truncated, as int() of each
+    for s, o, p, sc in zip(
+        graph.subject[:max_relations].tolist(),
+        graph.object[:max_relations].tolist(),
+        graph.predicate_index[:max_relations].tolist(),
+        graph.relation_scores[:max_relations],
+    ):
+        a, b = tuple(centres[s]), tuple(centres[o])
+        cv2.arrowedLine(out, a, b, (255, 255, 255), 2, cv2.LINE_AA, tipLength=0.05)
+        mid = ((a[0] + b[0]) // 2, (a[1] + b[1]) // 2)
+        text = f"{graph.predicates[p]} {sc:.2f}"
+        cv2.putText(out, text, mid, font, scale * 0.8, (255, 255, 0), 1, cv2.LINE_AA)
+
+
+def _draw_labels(out, graph: SceneGraph, colours: np.ndarray, font, scale: float) -> None:
+    """Each region's caption (:func:`region_text`) in black on a box of its colour, at its
+    box's top-left corner (moved down to stay inside the image)."""
+    corners = graph.boxes_xyxy[:, :2].astype(np.int64).tolist()  # truncated, as int() of each
+    for i, ((x0, y0), colour) in enumerate(zip(corners, colours.tolist())):
+        text = region_text(graph, i)
+        (tw, th), _ = cv2.getTextSize(text, font, scale, 1)
+        y = max(th + 2, y0)
+        cv2.rectangle(out, (x0, y - th - 2), (x0 + tw, y + 2), tuple(colour), -1)
+        cv2.putText(out, text, (x0, y), font, scale, (0, 0, 0), 1, cv2.LINE_AA)
 
 
 def draw_overlay(
@@ -209,40 +253,9 @@ def draw_overlay(
     counts = graph.mask_counts if masks is None else encode_masks(masks)
     out = blend_regions(image, counts, colours, alpha)
     font, scale = cv2.FONT_HERSHEY_SIMPLEX, max(0.4, min(image.shape[:2]) / 900)
-    for s, o, p, sc in zip(
-        graph.subject[:max_relations],
-        graph.object[:max_relations],
-        graph.predicate_index[:max_relations],
-        graph.relation_scores[:max_relations],
-    ):
-        a, b = _centre(graph.boxes_xyxy[s]), _centre(graph.boxes_xyxy[o])
-        cv2.arrowedLine(out, a, b, (255, 255, 255), 2, cv2.LINE_AA, tipLength=0.05)
-        mid = ((a[0] + b[0]) // 2, (a[1] + b[1]) // 2)
-        cv2.putText(
-            out,
-            f"{graph.predicates[p]} {sc:.2f}",
-            mid,
-            font,
-            scale * 0.8,
-            (255, 255, 0),
-            1,
-            cv2.LINE_AA,
-        )
-    for i in range(graph.num_regions):
-        x0, y0 = int(graph.boxes_xyxy[i][0]), int(graph.boxes_xyxy[i][1])
-        text = region_text(graph, i)
-        (tw, th), _ = cv2.getTextSize(text, font, scale, 1)
-        y = max(th + 2, y0)
-        cv2.rectangle(
-            out, (x0, y - th - 2), (x0 + tw, y + 2), tuple(int(c) for c in colours[i]), -1
-        )
-        cv2.putText(out, text, (x0, y), font, scale, (0, 0, 0), 1, cv2.LINE_AA)
+    _draw_relations(out, graph, max_relations, font, scale)
+    _draw_labels(out, graph, colours, font, scale)
     if banner:  # on a black strip across the bottom, so it reads on any image
-        (_, th), base = cv2.getTextSize(banner, font, scale, 2)
-        cv2.rectangle(
-            out, (0, out.shape[0] - th - base - 10), (out.shape[1], out.shape[0]), (0, 0, 0), -1
-        )
-        cv2.putText(
-            out, banner, (5, out.shape[0] - base - 4), font, scale, (255, 64, 64), 2, cv2.LINE_AA
-        )
+        top, strip = _banner_strip(out.shape[0], out.shape[1], banner, scale)
+        out[top:] = strip
     return out
