@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from perception_nodes.core.config import PipelineConfig
 from perception_nodes.tools import tracking_holdout as th
 
 FRAMES = 6
@@ -62,8 +63,11 @@ def test_segmenter_makes_sams_mistakes_in_the_hierarchy_family():
     frames = _frames("sam_hierarchy", 0, 12)
     kinds = {r.kind for f in frames for r in f.regions}
     assert {"whole", "part", "merge", "spurious"} <= kinds
+    seg = frames[0].seg["distinct"]
+    assert seg.masks.shape[1:] == (480, 640)
+    assert seg.predicted_iou.min() >= PipelineConfig().amg_pred_iou_thresh  # SAM's own filter
+    assert seg.stability_score.min() >= PipelineConfig().amg_stability_score_thresh
     f = frames[0]
-    assert f.seg["distinct"].masks.shape[1:] == (480, 640)
     assert np.array_equal(f.ignore, [r.kind == "part" for r in f.regions])
 
 

@@ -172,26 +172,38 @@ def run_sequence(family: str, seed: int, trackers: list[TrackerUnderTest], frame
     """Scores of one sequence: ``{"oracle": row, "<tracker>/<variant>": row}``; a row holds the
     py-motmetrics numbers over every visible object, ``idf1_returned`` (IDF1 over the objects SAM
     returned in that frame at IoU >= 0.5: what the tracker could have got right; the oracle
-    scores 1.0 there), ``switches_per_100`` and ``cpu_ms`` (median per frame)."""
+    scores 1.0 there), ``switches_per_100``, ``cpu_ms`` (median per frame) and two error counts:
+    ``no_id_pct`` (% of the regions the oracle matched to an object that got no track id: late or
+    missing ids) and ``blob_id_pct`` (% of spurious blobs that got a track id)."""
     runs = {f"{t.name}/{v}": (t, t.stage_class(), v) for t in trackers for v in variants}
     accs = {key: mm.MOTAccumulator(auto_id=True) for key in ["oracle", *runs]}
     accs_ret = {key: mm.MOTAccumulator(auto_id=True) for key in accs}
     cpu: dict[str, list[float]] = {key: [] for key in runs}
+    errors = {key: np.zeros(4, np.int64) for key in accs}  # matched, no id, blobs, blob ids
     n = 0
     for frame in sequence(family, seed, frames, perfect_sam):
         n += 1
         gt_ids, iou = region_gt_iou(frame)
         returned = np.nonzero((iou[:, ~frame.ignore] >= MATCH_IOU).any(1))[0]
+        oracle = oracle_ids(gt_ids, iou, frame.ignore)
+        matched = oracle > 0
+        blobs = np.array([r.kind == "spurious" for r in frame.regions], bool)
         for key in accs:
             c0 = time.process_time()
             if key == "oracle":
-                ids = oracle_ids(gt_ids, iou, frame.ignore)
+                ids = oracle
             else:
                 t, stage, v = runs[key]
                 ids = t.ids(stage, frame, v)
                 cpu[key].append((time.process_time() - c0) * 1e3)
             _update(accs[key], gt_ids, iou, ids, frame.ignore)
             _update(accs_ret[key], gt_ids, iou, ids, frame.ignore, returned)
+            errors[key] += (
+                matched.sum(),
+                (matched & (ids == 0)).sum(),
+                blobs.sum(),
+                (blobs & (ids > 0)).sum(),
+            )
     mh = mm.metrics.create()
     out = {"family": family, "seed": seed, "frames": n}
     for key, acc in accs.items():
@@ -201,6 +213,10 @@ def run_sequence(family: str, seed: int, trackers: list[TrackerUnderTest], frame
             mh.compute(accs_ret[key], metrics=["idf1"], name="seq")["idf1"].iloc[0]
         )
         row["switches_per_100"] = 100 * row["num_switches"] / max(1.0, row["num_objects"])
+        e = errors[key]
+        row.update(matched=int(e[0]), no_id=int(e[1]), blobs=int(e[2]), blob_ids=int(e[3]))
+        row["no_id_pct"] = 100 * e[1] / max(1, e[0])
+        row["blob_id_pct"] = 100 * e[3] / max(1, e[2])
         if key in cpu:
             row["cpu_ms"] = float(np.median(cpu[key]))
         out[key] = row
@@ -225,6 +241,12 @@ def summarise(rows: list[dict], keys: list[str]) -> dict:
                 "switches_per_100": 100 * sum(r[k]["num_switches"] for r in rs) / max(1.0, objs),
                 "frag": float(np.mean([r[k]["num_fragmentations"] for r in rs])),
                 "cpu_ms": float(np.mean([r[k].get("cpu_ms", 0.0) for r in rs])),
+                "no_id_pct": 100
+                * sum(r[k]["no_id"] for r in rs)
+                / max(1, sum(r[k]["matched"] for r in rs)),
+                "blob_id_pct": 100
+                * sum(r[k]["blob_ids"] for r in rs)
+                / max(1, sum(r[k]["blobs"] for r in rs)),
             }
     worst = {
         "idf1": np.min,
@@ -233,6 +255,8 @@ def summarise(rows: list[dict], keys: list[str]) -> dict:
         "switches_per_100": np.max,
         "frag": np.max,
         "cpu_ms": np.max,
+        "no_id_pct": np.max,
+        "blob_id_pct": np.max,
     }
     for agg in ("mean", "worst"):
         out[agg] = {
@@ -243,24 +267,27 @@ def summarise(rows: list[dict], keys: list[str]) -> dict:
     return out
 
 
-def print_table(summary: dict, names: list[str], file=sys.stdout) -> None:
-    """One row per family and token variant: the oracle's IDF1, then per tracker side by side
-    IDF1, IDF1 over the returned objects (``ret``), MOTA, ID switches per 100 ground-truth
-    detections and fragmentations per sequence."""
-    cols = "  IDF1   ret   MOTA sw/100  frag"
-    head = f"{'':<28}{'oracle':>7}" + "".join(f" | {n[: len(cols)]:^{len(cols)}}" for n in names)
+SCORE_COLUMNS = [("IDF1", "idf1", 5, 3), ("ret", "idf1_returned", 5, 3), ("MOTA", "mota", 6, 3),
+                 ("sw/100", "switches_per_100", 6, 2), ("frag", "frag", 5, 1)]  # fmt: skip
+ERROR_COLUMNS = [("no id %", "no_id_pct", 7, 1), ("blob id %", "blob_id_pct", 9, 1)]
+
+
+def print_table(summary: dict, names: list[str], columns=SCORE_COLUMNS, file=sys.stdout) -> None:
+    """One row per family and token variant: the oracle's value of the first column, then each
+    tracker's ``columns`` (title, summary key, width, decimals) side by side."""
+    cells = " ".join(f"{t:>{w}}" for t, _, w, _ in columns)
+    head = f"{'':<28}{'oracle':>7}" + "".join(f" | {n[: len(cells)]:^{len(cells)}}" for n in names)
     print(head, file=file)
-    print(f"{'family':<18}{'tokens':<10}{'IDF1':>7}" + f" |{cols}" * len(names), file=file)
+    print(f"{'family':<18}{'tokens':<10}{columns[0][0]:>7}" + f" | {cells}" * len(names), file=file)
     print("-" * len(head), file=file)
     for fam, per in summary.items():
         for v in VARIANTS:
             if not all(f"{n}/{v}" in per for n in names):
                 continue
-            line = f"{fam:<18}{v:<10}{per['oracle']['idf1']:>7.3f}"
+            line = f"{fam:<18}{v:<10}{per['oracle'][columns[0][1]]:>7.{columns[0][3]}f}"
             for n in names:
                 s = per[f"{n}/{v}"]
-                line += (f" | {s['idf1']:5.3f} {s['idf1_returned']:5.3f} {s['mota']:6.3f}"
-                         f" {s['switches_per_100']:6.2f} {s['frag']:5.1f}")  # fmt: skip
+                line += " | " + " ".join(f"{s[k]:>{w}.{d}f}" for _, k, w, d in columns)
             print(line, file=file)
 
 
@@ -310,7 +337,11 @@ def main(argv: list[str] | None = None) -> int:
               f"{time.perf_counter() - t0:.1f} s; IDF1 {scores}", file=sys.stderr, flush=True)  # fmt: skip
     keys = ["oracle"] + [f"{t.name}/{v}" for t in trackers for v in args.variants]
     summary = summarise(rows, keys)
-    print_table(summary, [t.name for t in trackers])
+    names = [t.name for t in trackers]
+    print_table(summary, names)
+    print("\nwhere ids go missing: % of regions matched to an object (oracle) left without an id;"
+          " % of spurious blobs given an id")  # fmt: skip
+    print_table(summary, names, ERROR_COLUMNS)
     cost = ", ".join(f"{k} {summary['mean'][k]['cpu_ms']:.1f}" for k in keys[1:])
     print(f"tracker CPU ms per frame (median per sequence, mean over families): {cost}")
     meta = {"benchmark": "tracking_holdout", "seeds": args.seeds, "families": args.families,

@@ -6,7 +6,10 @@ dilation), masks smeared or eroded along the blur of a motion-blurred frame, mis
 likely when an object is small or partly hidden, and in bursts), spurious short-lived blobs
 that stay put in the world, two touching objects returned as one region for a few frames, the
 hierarchy ambiguity (an object with parts returned whole, as its 2-3 parts, or both, switching
-between frames) and quality scores that drop when an object is partly hidden or blurred.
+between frames) and quality scores that drop when an object is partly hidden or blurred; like
+the pipeline's segment-everything, it keeps only regions whose predicted IoU and stability
+pass ``amg_pred_iou_thresh`` / ``amg_stability_score_thresh`` (so all scores are >= 0.86 and
+a badly hidden object's region is often filtered out).
 
 Each region records where it came from (``kind``: whole, part, merge, spurious; ``gid`` of the
 object, -1 for spurious blobs): the scorer ignores ``part`` regions (neither a hit nor a false
@@ -20,9 +23,12 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from perception_nodes.core.config import PipelineConfig
 from perception_nodes.tools.tracking_holdout_world import H, Truth, W, _line_kernel, smooth_outline
 
 MIN_AREA = 25  # px: smaller pieces are never returned (SAM's small-region removal)
+# the pipeline's segment-everything keeps masks with predicted IoU and stability at least these
+AMG_KEEP = (PipelineConfig().amg_pred_iou_thresh, PipelineConfig().amg_stability_score_thresh)
 
 
 @dataclass
@@ -92,7 +98,7 @@ class SamSim:
             if i in taken:
                 continue
             th = self.things[i]
-            p_miss = self.noise.miss * (0.5 if th.stuff else 1.0) + 0.35 * (1 - vf)
+            p_miss = self.noise.miss * (0.5 if th.stuff else 1.0) + 0.2 * (1 - vf)
             p_miss += 0.15 if n < 150 else 0.0
             if i in self.missed:
                 p_miss = max(p_miss, 0.5)
@@ -173,9 +179,11 @@ class SamSim:
             return []
         box = (x0 + xs.min(), y0 + ys.min(), x0 + xs.max() + 1, y0 + ys.max() + 1)
         crop = crop[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
-        drop = 0.3 * (1 - vf) + 0.06 * (kind == "part") + 0.05 * (kind == "merge") + 0.1 * blurred
-        score = float(np.clip(0.95 - drop + self.rng.normal(0, 0.03), 0.3, 1.0))
-        stab = float(np.clip(score + self.rng.normal(0.02, 0.03), 0.3, 1.0))
+        drop = 0.12 * (1 - vf) + 0.04 * (kind == "part") + 0.03 * (kind == "merge") + 0.05 * blurred
+        score = float(min(1.0, 0.97 - drop + self.rng.normal(0, 0.025)))
+        stab = float(min(1.0, 0.975 - drop / 2 + self.rng.normal(0, 0.02)))
+        if score < AMG_KEEP[0] or stab < AMG_KEEP[1]:
+            return []  # filtered out by the segmenter's own quality thresholds
         gid = self.things[i].gid if i >= 0 else -1
         return [SimRegion(box, crop, score, stab, kind, gid, i)]
 
@@ -210,8 +218,8 @@ class SamSim:
             return []
         box = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
         crop = m[box[1] : box[3], box[0] : box[2]]
-        score = float(self.rng.uniform(0.55, 0.9))
-        stab = float(np.clip(score + self.rng.normal(0, 0.05), 0.3, 1.0))
+        score = float(self.rng.uniform(AMG_KEEP[0], 0.96))
+        stab = float(self.rng.uniform(AMG_KEEP[1], 0.985))
         return [SimRegion(box, crop, score, stab, "spurious", -1, -1)]
 
 
