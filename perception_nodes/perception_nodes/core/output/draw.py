@@ -95,14 +95,17 @@ def _unique_rows(words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rows, inverse.reshape(-1)
 
 
-def cover_states(height: int, width: int, counts: list) -> tuple[np.ndarray, np.ndarray]:
-    """Which regions cover each pixel, from the regions' RLE counts without decoding a mask.
+def _cover_segments(
+    height: int, width: int, counts: list
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The image in column-major order as segments of pixels covered by the same regions.
 
-    Returns ``(state, members)``: ``state`` ``(H, W)`` int32 index of the pixel's set of
-    covering regions, ``members`` ``(S, N)`` bool, row ``s`` the regions of set ``s``. Sweeps
-    the runs in column-major order (sets as bit masks, 64 regions per uint64 word: adding a
-    region's bit where a run starts and subtracting it where the run ends), so the cost
-    follows the number of runs plus one pass over the pixels.
+    Returns ``(state, lengths, members)``: ``(K,)`` int64 index of each segment's set of
+    covering regions and ``(K,)`` its length in pixels (summing to ``H * W``), ``members``
+    ``(S, N)`` bool, row ``s`` the regions of set ``s``. Sweeps the runs in column-major order
+    (sets as bit masks, 64 regions per uint64 word: adding a region's bit where a run starts
+    and subtracting it where the run ends), so the cost follows the number of runs, not the
+    number of pixels.
     """
     n = len(counts)
     n_words = max(1, -(-n // 64))
@@ -119,11 +122,26 @@ def cover_states(height: int, width: int, counts: list) -> tuple[np.ndarray, np.
     edges = np.concatenate(([0], pos[last], [height * width]))
     words = np.concatenate((np.zeros((1, n_words), np.uint64), running[last]))
     sets, state = _unique_rows(words)
-    state = np.repeat(state.astype(np.int32), np.diff(edges)).reshape(width, height)
-    state = cv2.transpose(state)  # column-major runs: (W, H) -> (H, W), contiguous
     as_bytes = sets.astype("<u8").view(np.uint8).reshape(sets.shape[0], 8 * n_words)
     members = np.unpackbits(as_bytes, axis=1, bitorder="little")[:, :n].astype(bool)
-    return state, members
+    return state, np.diff(edges), members
+
+
+def _paint(state: np.ndarray, lengths: np.ndarray, height: int, width: int, dtype) -> np.ndarray:
+    """``(H, W)`` image of ``dtype``: each column-major segment's ``state``."""
+    image = np.repeat(state.astype(dtype), lengths).reshape(width, height)
+    return cv2.transpose(image)  # column-major runs: (W, H) -> (H, W), contiguous
+
+
+def cover_states(height: int, width: int, counts: list) -> tuple[np.ndarray, np.ndarray]:
+    """Which regions cover each pixel, from the regions' RLE counts without decoding a mask.
+
+    Returns ``(state, members)``: ``state`` ``(H, W)`` int32 index of the pixel's set of
+    covering regions, ``members`` ``(S, N)`` bool, row ``s`` the regions of set ``s``
+    (:func:`_cover_segments`).
+    """
+    state, lengths, members = _cover_segments(height, width, counts)
+    return _paint(state, lengths, height, width, np.int32), members
 
 
 def blend_tables(members: np.ndarray, colours: np.ndarray, alpha: float) -> np.ndarray:
@@ -161,14 +179,14 @@ def blend_regions(image: np.ndarray, counts: list, colours: np.ndarray, alpha: f
     h, w = image.shape[:2]
     if not len(counts) or h * w == 0:
         return image.copy()
-    state, members = cover_states(h, w, counts)
+    state, lengths, members = _cover_segments(h, w, counts)
     tables = blend_tables(members, colours, alpha)  # (S, 3, 256)
     channels = cv2.split(image)
     if tables.shape[0] < _REMAP_MAX_ROWS:
         # the look-up as OpenCV's nearest-neighbour remap of each channel's (S, 256) table
         # image at (x = pixel value, y = set): exact integer coordinates, several times
         # faster than numpy's gather
-        rows = state.astype(np.float32)
+        rows = _paint(state, lengths, h, w, np.float32)
         return cv2.merge(
             [
                 cv2.remap(np.ascontiguousarray(tables[:, c]), channels[c].astype(np.float32),
@@ -176,7 +194,7 @@ def blend_regions(image: np.ndarray, counts: list, colours: np.ndarray, alpha: f
                 for c in range(3)
             ]
         )  # fmt: skip
-    base = state * 256
+    base = _paint(state, lengths, h, w, np.int32) * 256
     flat = [np.ascontiguousarray(tables[:, c]).reshape(-1) for c in range(3)]
     return cv2.merge(
         [np.take(flat[c], cv2.add(base, channels[c], dtype=cv2.CV_32S)) for c in range(3)]
