@@ -13,8 +13,9 @@ regions. Each size/region count runs in a child process of its own, so the peak 
 photos in a child process: per-frame time, scene graphs per second and peak RSS.
 
 Steps that need ROS messages (image conversion, message building, markers) are reported as
-``n/a`` where rclpy and perception_msgs are not installed. Prints tables and writes JSON
-(default ``outputs/bench/host.json``).
+``n/a`` where rclpy and perception_msgs are not installed. ``--baseline REV`` times git revision
+REV's code too, each configuration side by side (:mod:`.bench_host_baseline`). Prints tables and
+writes JSON (default ``outputs/bench/host.json``).
 """
 
 from __future__ import annotations
@@ -172,11 +173,12 @@ def time_steps(scene: HostScene, device: str, repeats: int) -> dict[str, float |
     ms["tracking"] = best_thread_ms(
         lambda: tracking.apply("cam", seg, labels, relations, cfg), repeats
     )
+    boxes = seg.boxes_xyxy  # as the pipeline and the node pass them
     ms["centroids"] = best_thread_ms(
-        lambda: region_centroids(seg.masks, scene.depth_m, scene.k), repeats
+        lambda: region_centroids(seg.masks, scene.depth_m, scene.k, boxes), repeats
     )
     ids = np.arange(1, n + 1, dtype=np.uint32)
-    centroids = region_centroids(seg.masks, scene.depth_m, scene.k)
+    centroids = region_centroids(seg.masks, scene.depth_m, scene.k, boxes)
     tracked = tracking.apply("cam", seg, labels, relations, cfg)
 
     def graph_of():
@@ -186,8 +188,9 @@ def time_steps(scene: HostScene, device: str, repeats: int) -> dict[str, float |
     ms["scene_graph"] = best_thread_ms(graph_of, repeats)
     graph = graph_of()
     graph.track_ids, graph.track_ages = tracked.track_ids, tracked.track_ages
-    ms["rle"] = best_thread_ms(lambda: [encode_mask(m) for m in seg.masks], repeats)
-    ms["label_image"] = best_thread_ms(lambda: label_image(seg.masks, ids), repeats)
+    ms["rle"] = best_thread_ms(lambda: [encode_mask(m, b) for m, b in zip(seg.masks, boxes)],
+                               repeats)  # fmt: skip
+    ms["label_image"] = best_thread_ms(lambda: label_image(seg.masks, ids, boxes), repeats)
     result = FrameResult(seg, tracked.labels, tracked.relations, ids, centroids, {},
                          tracked.track_ids, tracked.track_ages)  # fmt: skip
     if _ros_available():
@@ -268,10 +271,18 @@ def with_totals(ms: dict[str, float | None]) -> dict[str, float | None]:
     return out
 
 
-def one_config(height: int, width: int, regions: int, device: str, repeats: int) -> dict:
-    """Run in the child: one size and region count, one thread."""
+def one_config(height: int, width: int, regions: int, device: str, repeats: int,
+               package: str | None = None) -> dict:  # fmt: skip
+    """Run in the child: one size and region count, one thread (``package``: a revision's
+    package folder, ``--baseline``)."""
     torch.set_num_threads(1)
-    scene = host_scene(height, width, regions, seed=regions)
+    make_scene = host_scene
+    if package:
+        from perception_nodes.tools.bench_host_baseline import use_package
+
+        use_package(package)
+        from perception_nodes.tools.host_scenes import host_scene as make_scene
+    scene = make_scene(height, width, regions, seed=regions)
     ms = with_totals(time_steps(scene, device, repeats))
     return {"height": height, "width": width, "regions": regions, "ms": ms,
             "peak_rss_mb": peak_rss_mb()}  # fmt: skip
@@ -292,7 +303,8 @@ def _fmt(v: float | None) -> str:
 
 def host_table(rows: list[dict]) -> str:
     """Markdown table: one column per size/region count, one row per step."""
-    heads = [f"{r['width']}x{r['height']}, {r['regions']}" for r in rows]
+    heads = [f"{r['width']}x{r['height']}, {r['regions']}" + (f" {r['label']}" if r.get("label") else "")
+             for r in rows]  # fmt: skip
     lines = ["| host step (ms, one thread) | " + " | ".join(heads) + " |",
              "|---" * (len(rows) + 1) + "|"]  # fmt: skip
     names = (PERCEPTION_STEPS + tuple(f"  ({p})" for p in PARTS) + ("perception_node",)
@@ -318,7 +330,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="--pipeline: pn-demo --quick's tiny models")
     p.add_argument("--photos", nargs="+", default=list(DEMO_PHOTOS), help="--pipeline: photos")
     p.add_argument("--max-side", type=int, default=DEMO_MAX_SIDE, help="--pipeline: photo size")
+    p.add_argument("--baseline", default=None, metavar="REV",
+                   help="also time git revision REV's code, each configuration side by side")  # fmt: skip
     p.add_argument("--out", default="outputs/bench/host.json")
+    p.add_argument("--package", default=None, help=argparse.SUPPRESS)
     p.add_argument("--one", nargs=3, type=int, metavar=("H", "W", "N"), help=argparse.SUPPRESS)
     p.add_argument("--pipeline-child", action="store_true", help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -327,7 +342,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.one:  # child: one configuration, JSON on the last stdout line
-        print(json.dumps(one_config(*args.one, args.device, args.repeats)))
+        print(json.dumps(one_config(*args.one, args.device, args.repeats, args.package)))
         return 0
     if args.pipeline_child:
         from perception_nodes.tools.bench_host_pipeline import pipeline_run
@@ -351,13 +366,26 @@ def main(argv: list[str] | None = None) -> int:
         report["pipeline"] = _child(["--pipeline-child", *common, *extra])
         print(json.dumps(report["pipeline"], indent=1))
     else:
-        rows = []
+        rows, before, rev = [], [], None
+        if args.baseline:
+            from perception_nodes.tools.bench_host_baseline import extract_revision
+
+            rev, package = extract_revision(args.baseline)
         for size in args.sizes:
             w, h = (int(v) for v in size.lower().split("x"))
             for n in args.regions:
-                rows.append(_child(["--one", str(h), str(w), str(n), *common]))
+                one = ["--one", str(h), str(w), str(n), *common]
+                if rev:  # the revision's run first, then the working tree's, one after the other
+                    before.append(_child([*one, "--package", str(package)]))
+                rows.append(_child(one))
         report["host"] = rows
-        print(host_table(rows))
+        if rev:
+            from perception_nodes.tools.bench_host_baseline import side_by_side
+
+            report["baseline"], report["baseline_rev"] = before, rev
+            print(host_table(side_by_side(before, rows, rev)))
+        else:
+            print(host_table(rows))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1))
