@@ -70,16 +70,13 @@ def _run_events(height: int, width: int, counts: list) -> tuple[np.ndarray, np.n
 
 
 def _row_keys(words: np.ndarray) -> np.ndarray:
-    """``(S,)`` uint64 key of each row of ``(S, K)`` uint64 ``words``: the word itself when
-    K = 1, else the sum of the words each put through SplitMix64's finaliser with its own
-    offset (mod 2**64; a bijection per word, nothing linear left between the words)."""
-    if words.shape[1] == 1:
-        return words[:, 0]
-    golden = np.uint64(0x9E3779B97F4A7C15)
-    z = words + golden * np.arange(1, words.shape[1] + 1, dtype=np.uint64)
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return (z ^ (z >> np.uint64(31))).sum(axis=1, dtype=np.uint64)  # wraps mod 2**64
+    """``(S,)`` uint64 key of each row of ``(S, K)`` uint64 ``words``: the first word XOR each
+    further word times its own odd constant (mod 2**64; the golden-ratio constant times 1, 3,
+    5, ...). Two rows may share a key: :func:`_unique_rows` checks."""
+    key = words[:, 0].copy()
+    for k in range(1, words.shape[1]):
+        key ^= words[:, k] * np.uint64((0x9E3779B97F4A7C15 * (2 * k - 1)) % 2**64)
+    return key
 
 
 def _unique_rows(words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
