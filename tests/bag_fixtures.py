@@ -83,8 +83,10 @@ def write_recording(
     out_of_order: bool = False,
     start_ns: int = 1_700_000_000 * 10**9,
     seed: int = 0,
+    still: bool = False,
 ) -> Recording:
-    """Write the recording described in the module docstring at ``path`` (a rosbag2 folder)."""
+    """Write the recording described in the module docstring at ``path`` (a rosbag2 folder).
+    ``still``: every frame of a camera shows the same photo (tracks last from frame to frame)."""
     from rosbags.rosbag2 import StoragePlugin, Writer
 
     ts = _types()
@@ -105,7 +107,7 @@ def write_recording(
         status = ts.types["std_msgs/msg/String"](data="not a camera")
         out = [(start_ns, "/other/status", ts.serialize_cdr(status, "std_msgs/msg/String"))]
         for i in range(n_front):
-            rgb = photo(PHOTOS[(i + seed) % len(PHOTOS)], SIDE)
+            rgb = photo(PHOTOS[(0 if still else i + seed) % len(PHOTOS)], SIDE)
             h, wd = rgb.shape[:2]
             stamp = start_ns + i * LOG_STEP_NS
             if out_of_order and i == 2:
@@ -123,7 +125,7 @@ def write_recording(
             rec.images[f"/front#{i}"] = rgb
             rec.depths[f"/front#{i}"] = depth
         for i in range(n_rear):
-            rgb = photo(PHOTOS[(i + 1 + seed) % len(PHOTOS)], SIDE)
+            rgb = photo(PHOTOS[(1 if still else i + 1 + seed) % len(PHOTOS)], SIDE)
             stamp = start_ns + i * LOG_STEP_NS + 50_000_000
             ok, jpeg = cv2.imencode(".jpg", rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
             data = jpeg.tobytes()

@@ -22,6 +22,8 @@ of the recording) identify frames across runs (resume).
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -154,9 +156,9 @@ class FramePairer:
 
     def ready(self, now_log_ns: int | None) -> Iterator[Frame]:
         """Frames whose pairing is decided (all of them when ``now_log_ns`` is None: the end)."""
-        for queue in self.pending.values():
-            while queue and (now_log_ns is None or self._decided(queue[0], now_log_ns)):
-                frame = queue.popleft()
+        for waiting in self.pending.values():
+            while waiting and (now_log_ns is None or self._decided(waiting[0], now_log_ns)):
+                frame = waiting.popleft()
                 self.passed.discard(frame.key)
                 yield self._paired(frame)
 
@@ -266,3 +268,56 @@ def read_frames(
     for cam in cameras:
         if raws[cam.namespace]:
             yield Frame(cam.namespace, -1, raw=raws[cam.namespace], tail=True)
+
+
+class ReadAhead:
+    """Frames from a reader thread through a bounded queue (decoding overlaps inference)."""
+
+    _END = object()
+
+    def __init__(self, frames, size: int) -> None:
+        self._queue: queue.Queue = queue.Queue(maxsize=size)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(frames,), daemon=True)
+        self._thread.start()
+
+    def _run(self, frames) -> None:
+        try:
+            for frame in frames:
+                while not self._put(frame):
+                    if self._stop.is_set():
+                        return
+        except BaseException as exc:  # noqa: BLE001  (handed to the consumer, raised there)
+            self._put_final(exc)
+            return
+        self._put_final(self._END)
+
+    def _put(self, item) -> bool:
+        try:
+            self._queue.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            return False
+
+    def _put_final(self, item) -> None:
+        while not self._put(item) and not self._stop.is_set():
+            pass
+
+    def take(self, n: int) -> list[Frame] | None:
+        """The next ``n`` frames (fewer only at the end; None after it). Waits for all ``n``:
+        batches are then the same in every run (a batch of the SAM encoder rounds its last bits
+        differently from one by one, so the frames in a batch must not depend on timing)."""
+        frames = []
+        while len(frames) < n:
+            item = self._queue.get()
+            if isinstance(item, BaseException):
+                raise item
+            if item is self._END:
+                self._queue.put(self._END)  # still the end for the next take
+                break
+            frames.append(item)
+        return frames or None
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)

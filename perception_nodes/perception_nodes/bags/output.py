@@ -118,6 +118,11 @@ def done_keys(out: Path) -> set[str]:
     return {r["key"] for r in journal(out)}
 
 
+def last_track_id(records: list[dict]) -> int:
+    """The highest track id among journal ``records`` (0: none): a resumed run's ids follow it."""
+    return max((int(g["track_id"]) for r in records for g in r.get("regions", ())), default=0)
+
+
 def _merged_metadata(out: Path) -> dict | None:
     infos = []
     for n in _committed(out):

@@ -1,9 +1,14 @@
 """One recording end to end: read ahead, encode frames in batches, process, write, resume.
 
 A reader thread deserializes, decodes and pairs frames (:func:`.frames.read_frames`) into a
-bounded queue while the calling thread runs the models: up to ``batch`` frames at a time go
-through the SAM image encoder together (:meth:`Pipeline.encode_together`), then each frame
-through :meth:`Pipeline.process` with its own stream's tracking. A frame that fails is logged,
+bounded queue; up to ``batch`` frames at a time go through the SAM image encoder together
+(:meth:`Pipeline.encode_together`), then each frame through the models. With a
+:class:`~.workers.FramePool` (``--workers``) the batches' models run in worker processes, several
+batches at once, while this thread does, in frame order, the tracking and scene graph
+(:func:`~perception_nodes.core.pipeline.finish_frame`) and the writing; without one, each frame
+goes through :meth:`Pipeline.process` here. Either way each stream has its own tracking, and
+track ids continue after the highest one an interrupted run already wrote (never reused within
+an output; the tracks themselves start anew at the resume point). A frame that fails is logged,
 counted and journalled as failed; it never stops the run. ``stop`` (SIGINT/SIGTERM in the
 command) ends the run after the frame in flight is abandoned; the part in progress is committed
 so the output stays valid and ``--resume`` continues with the frames not done.
@@ -12,23 +17,25 @@ so the output stays valid and ``--resume`` continues with the frames not done.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 import traceback
+from collections import deque
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from perception_nodes.bags import output
-from perception_nodes.bags.frames import Frame, Window, open_recording, read_frames
+from perception_nodes.bags.frames import Frame, ReadAhead, Window, open_recording, read_frames
 from perception_nodes.bags.messages import OUTPUT_TYPES, OutputSwitches, output_topic
 from perception_nodes.bags.settings import BagSettings
 from perception_nodes.bags.topics import CameraTopics, find_cameras, named_camera
 from perception_nodes.bags.training_data import frame_record
-from perception_nodes.core.pipeline import Pipeline, PipelineError
+from perception_nodes.core.pipeline import FrameWork, Pipeline, PipelineError, finish_frame
 from perception_nodes.core.stream.cancel import FrameAbandoned
 from perception_nodes.core.stream.stamps import ns_to_seconds
 from perception_nodes.core.tracking import TrackingStage
+from perception_nodes.core.tracking.ids import TrackIdSource
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +60,7 @@ class JobOptions:
     overwrite: bool = False
     progress: bool = True
     threads: int | None = None  # torch CPU threads of the process (None: torch's default)
+    workers: int = 0  # model processes (pn-process-bag: FramePool); 0: models in this process
 
 
 def set_threads(threads: int | None) -> None:
@@ -131,68 +139,31 @@ def run_info(path: Path, settings: BagSettings, opts: JobOptions, cams: list[Cam
     }
 
 
-class _ReadAhead:
-    """Frames from a reader thread through a bounded queue (decoding overlaps inference)."""
+class IdsAfter(TrackIdSource):
+    """Track ids ``last + 1, last + 2, ...``: a resumed run's ids after those already written."""
 
-    _END = object()
+    def __init__(self, last: int) -> None:
+        super().__init__()
+        self.last = int(last)
 
-    def __init__(self, frames, size: int) -> None:
-        self._queue: queue.Queue = queue.Queue(maxsize=size)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(frames,), daemon=True)
-        self._thread.start()
-
-    def _run(self, frames) -> None:
-        try:
-            for frame in frames:
-                while not self._put(frame):
-                    if self._stop.is_set():
-                        return
-        except BaseException as exc:  # noqa: BLE001  (handed to the consumer, raised there)
-            self._put_final(exc)
-            return
-        self._put_final(self._END)
-
-    def _put(self, item) -> bool:
-        try:
-            self._queue.put(item, timeout=0.1)
-            return True
-        except queue.Full:
-            return False
-
-    def _put_final(self, item) -> None:
-        while not self._put(item) and not self._stop.is_set():
-            pass
-
-    def take(self, n: int) -> list[Frame] | None:
-        """The next ``n`` frames (fewer only at the end; None after it). Waits for all ``n``:
-        batches are then the same in every run (a batch of the SAM encoder rounds its last bits
-        differently from one by one, so the frames in a batch must not depend on timing)."""
-        frames = []
-        while len(frames) < n:
-            item = self._queue.get()
-            if isinstance(item, BaseException):
-                raise item
-            if item is self._END:
-                self._queue.put(self._END)  # still the end for the next take
-                break
-            frames.append(item)
-        return frames or None
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
+    def next(self) -> int:
+        return self.last + super().next()
 
 
 class RecordingRun:
     """Processing of one recording into ``out`` (see module docstring)."""
 
-    def __init__(self, pipeline: Pipeline, settings: BagSettings, opts: JobOptions,
+    def __init__(self, pipeline, settings: BagSettings, opts: JobOptions,
                  path: Path, out: Path, stop: threading.Event, typestore) -> None:  # fmt: skip
-        self.pipeline, self.settings, self.opts = pipeline, settings, opts
+        """``pipeline``: a loaded :class:`Pipeline` or a :class:`~.workers.FramePool`."""
+        self.pool = None if isinstance(pipeline, Pipeline) else pipeline
+        self.pipeline = pipeline if self.pool is None else None
+        self.settings, self.opts = settings, opts
+        self.tracking = TrackingStage()
         self.path, self.out, self.stop, self.typestore = Path(path), Path(out), stop, typestore
         self.switches = switches_of(settings, opts)
         self.summary = Summary(str(path), str(out))
+        self.last_track_id = 0  # the highest track id in the output before this run
         self.part: output.PartWriter | None = None
 
     # ------------------------------------------------------------------ frames
@@ -201,12 +172,20 @@ class RecordingRun:
         for raw in frame.raw:
             self.part.write(raw.topic, types[raw.topic], raw.log_ns, raw.data, reader.typestore)
 
-    def _process(self, frame: Frame) -> dict:
-        """Run the pipeline on a decoded frame and write its messages; its journal record."""
-        result, graph = self.pipeline.process(
-            frame.rgb, frame.depth, frame.k, stamp=ns_to_seconds(frame.stamp_ns),
-            stamp_ns=frame.stamp_ns, should_stop=self.stop.is_set, stream=frame.camera,
-        )  # fmt: skip
+    def _process(self, frame: Frame, work: FrameWork | None) -> dict:
+        """Run the pipeline on a decoded frame (or finish a worker's ``work`` of it) and write
+        its messages; its journal record."""
+        stamp = ns_to_seconds(frame.stamp_ns)
+        if work is None:
+            result, graph = self.pipeline.process(
+                frame.rgb, frame.depth, frame.k, stamp=stamp, stamp_ns=frame.stamp_ns,
+                should_stop=self.stop.is_set, stream=frame.camera,
+            )  # fmt: skip
+        else:
+            if work.image is not None:  # converted by the worker's encoder batch
+                frame.rgb = work.image
+            work.image = frame.rgb
+            result, graph = finish_frame(work, self.tracking, frame.k, stamp, frame.camera)
         from perception_nodes.bags.messages import frame_messages  # rclpy: only where needed
 
         messages = frame_messages(
@@ -222,15 +201,17 @@ class RecordingRun:
         self.summary.regions += graph.num_regions
         return record
 
-    def _handle(self, frame: Frame, reader) -> None:
+    def _handle(self, frame: Frame, reader, work: FrameWork | str | None = None) -> None:
         if frame.tail:
             self._write_raw(frame, reader)
             self.part.record({"key": frame.key, "status": "tail"})
             return
         record = {"key": frame.key, "status": "failed", "error": frame.error}
-        if frame.error is None:
+        if isinstance(work, str):  # failed in a worker
+            record["error"] = work
+        elif frame.error is None:
             try:
-                record = self._process(frame)
+                record = self._process(frame, work)
             except FrameAbandoned:
                 return  # stopping: not journalled, done again by a resumed run
             except (PipelineError, ValueError, RuntimeError, OSError) as exc:
@@ -264,6 +245,42 @@ class RecordingRun:
         for f, rgb in zip(todo, rgbs):
             f.rgb = rgb
 
+    def _write_batch(self, batch: list[Frame], reader, bar, works: dict | None = None) -> None:
+        for frame in batch:
+            if self.stop.is_set():
+                break
+            self._rotate()
+            self._handle(frame, reader, None if works is None else works.get(frame.key))
+            bar.update(0 if frame.tail else 1)
+
+    def _run_pool(self, ahead: ReadAhead, reader, done: set[str], bar) -> None:
+        """Batches to the workers (each worker busy with one and one waiting), their results
+        finished and written here in frame order."""
+        pending: deque = deque()
+        end = False
+        while not self.stop.is_set() and (pending or not end):
+            if not end and len(pending) < 2 * self.pool.workers:
+                batch = ahead.take(max(1, self.opts.batch))
+                end = batch is None
+                if not end:
+                    batch = [f for f in batch if f.key not in done]
+                    todo = [f for f in batch if f.rgb is not None and f.error is None]
+                    future = (
+                        self.pool.submit([f.rgb for f in todo], [f.depth for f in todo])
+                        if todo
+                        else None
+                    )
+                    pending.append((batch, todo, future))
+                continue
+            batch, todo, future = pending.popleft()
+            try:
+                works = dict(zip((f.key for f in todo), future.result())) if future else {}
+            except BrokenProcessPool as exc:
+                raise PipelineError(
+                    f"a worker process died ({exc}; out of memory? try fewer --workers)"
+                ) from exc
+            self._write_batch(batch, reader, bar, works)
+
     # ------------------------------------------------------------------ parts
     def _rotate(self) -> None:
         if self.part is not None and self.part.records >= max(1, self.opts.part_frames):
@@ -293,7 +310,9 @@ class RecordingRun:
             self.summary.cameras = [c.colour for c in cams]
             output.prepare(self.out, run_info(self.path, self.settings, self.opts, cams),
                            self.opts.resume, self.opts.overwrite)  # fmt: skip
-            done = output.done_keys(self.out)
+            records = output.journal(self.out)
+            done = {r["key"] for r in records}
+            self.last_track_id = output.last_track_id(records)
             self.summary.done_before = sum(1 for k in done if not k.endswith("#tail"))
             self._loop(reader, cams, done)
         finally:
@@ -312,7 +331,10 @@ class RecordingRun:
     def _loop(self, reader, cams: list[CameraTopics], done: set[str]) -> None:
         from tqdm import tqdm
 
-        self.pipeline.tracking = TrackingStage()  # each recording starts without tracks
+        self.tracking = TrackingStage()  # each recording starts without tracks; resumed: ids
+        self.tracking.ids = IdsAfter(self.last_track_id)  # after those written before
+        if self.pipeline is not None:
+            self.pipeline.tracking = self.tracking
         total = self._total(reader, cams)
         self.summary.frames_total = total or 0
         frames = read_frames(
@@ -322,20 +344,17 @@ class RecordingRun:
         )  # fmt: skip
         bar = tqdm(total=total, initial=self.summary.done_before, unit="frame",
                    desc=recording_name(self.path), disable=not self.opts.progress)  # fmt: skip
-        ahead = _ReadAhead(frames, READ_AHEAD_BATCHES * max(1, self.opts.batch))
+        ahead = ReadAhead(frames, READ_AHEAD_BATCHES * max(1, self.opts.batch))
         try:
-            while not self.stop.is_set():
+            if self.pool is not None:
+                self._run_pool(ahead, reader, done, bar)
+            while self.pool is None and not self.stop.is_set():
                 batch = ahead.take(max(1, self.opts.batch))
                 if batch is None:
                     break
                 batch = [f for f in batch if f.key not in done]
                 self._encode(batch)
-                for frame in batch:
-                    if self.stop.is_set():
-                        break
-                    self._rotate()
-                    self._handle(frame, reader)
-                    bar.update(0 if frame.tail else 1)
+                self._write_batch(batch, reader, bar)
         finally:
             ahead.close()
             bar.close()

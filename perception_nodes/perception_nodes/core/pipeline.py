@@ -84,6 +84,58 @@ class LatestFrame:
     stamp_ns: int  # exact integer nanoseconds of the frame's stamp (see core/stream/stamps.py)
 
 
+@dataclass
+class FrameWork:
+    """What :meth:`Pipeline.infer` computed of a frame: everything before tracking (numpy and
+    dataclasses only: picklable, so worker processes can hand it over).
+
+    ``depth_m``: the frame's ``HxW`` depth (m) when it fits the segmentation, else None;
+    ``config``: the settings the frame ran with; ``labels_meaningful``: no generated weights
+    anywhere (:attr:`Pipeline.meaningful`); ``scores_meaningful``: SAM's weights are real.
+    """
+
+    image: np.ndarray | None
+    segmentation: Segmentation
+    labels: RegionLabels | None
+    relations: Relations | None
+    depth_m: np.ndarray | None
+    config: PipelineConfig
+    timings: dict[str, float]
+    labels_meaningful: bool
+    scores_meaningful: bool
+
+
+def finish_frame(
+    work: FrameWork, tracking: TrackingStage, k: np.ndarray | None = None, stamp: float = 0.0,
+    stream: str = "",
+) -> tuple[FrameResult, SceneGraph]:  # fmt: skip
+    """The in-order part of a frame (tracking, then the scene graph); frames of a stream must
+    come in order. ``k``: 3x3 intrinsics (3D centroids with ``work.depth_m``); ``stamp``:
+    seconds; ``stream``: the camera (see :meth:`Pipeline.process`)."""
+    seg, cfg, timings = work.segmentation, work.config, dict(work.timings)
+    t0 = time.perf_counter()
+    tracked = tracking.apply(stream, seg, work.labels, work.relations, cfg, image=work.image,
+                             stamp=stamp, scores_meaningful=work.scores_meaningful)  # fmt: skip
+    labels, relations = tracked.labels, tracked.relations
+    timings["tracking"] = time.perf_counter() - t0
+    timings["tracking.camera_motion"] = tracked.camera_motion_ms / 1e3
+    t0 = time.perf_counter()
+    region_ids = np.arange(1, 1 + len(seg), dtype=np.uint32)
+    centroids = region_centroids(seg.masks, work.depth_m, k, seg.boxes_xyxy)
+    graph = build_scene_graph(
+        seg, labels, relations, region_ids, centroids, top_k=cfg.relations_top_k,
+        top_k_per_subject=cfg.relations_per_subject, score_threshold=cfg.relations_score_threshold,
+        stamp=stamp,
+    )  # fmt: skip
+    graph.labels_meaningful = work.labels_meaningful and (labels.meaningful if labels else True)
+    graph.track_ids, graph.track_ages = tracked.track_ids, tracked.track_ages
+    graph.relation_smoothing = tracked.relation_smoothing
+    timings["assemble"] = time.perf_counter() - t0
+    result = FrameResult(seg, labels, relations, region_ids, centroids, timings,
+                         tracked.track_ids, tracked.track_ages)  # fmt: skip
+    return result, graph
+
+
 class Pipeline:
     """Runs segmentation, classification and relation prediction on frames.
 
@@ -225,69 +277,55 @@ class Pipeline:
         Images with a side below :data:`MIN_IMAGE_SIDE` raise :class:`PipelineError`.
         ``stream``: which camera the frame comes from (e.g. its namespace); each stream has
         its own tracks (``tracking_*`` settings, read from :attr:`config` every frame).
+        Same as ``finish_frame(infer(...), self.tracking, ...)`` under one lock.
         """
         check_image_size(image.shape[:2])
-        stop = should_stop  # polled between stages (raise_if_stopped) and decoder batches
-        timings: dict[str, float] = {}
         with self._infer_lock:
-            with self._settings_lock:  # settings and vocabulary of ONE version for the whole frame
-                stages = self._stages
-                vocab = self.vocabulary.snapshot() if self.vocabulary is not None else None
-            cfg = stages.config
-            raise_if_stopped(stop)
-            t0 = time.perf_counter()
-            seg = _without_empty_regions(stages.generator.generate(image, should_stop=stop))
-            timings["segment"] = time.perf_counter() - t0
-            stage_timings = getattr(stages.generator, "timings", None)
-            if stage_timings is not None:
-                timings.update({f"segment.{k_}": v for k_, v in stage_timings.as_dict().items()})
-            raise_if_stopped(stop)
-            labels = self._classify(stages, vocab, image, seg, timings)
-            raise_if_stopped(stop)
-            t0 = time.perf_counter()
-            rel_depth = depth_m if depth_m is not None and depth_m.shape == seg.image_size else None
-            relations = self._relate(stages, seg, labels, rel_depth)
-            timings["relations"] = time.perf_counter() - t0
-            raise_if_stopped(stop)
-            t0 = time.perf_counter()
-            tracked = self.tracking.apply(stream, seg, labels, relations, cfg, image=image,
-                                          stamp=stamp, scores_meaningful=not self.sam_untrained)  # fmt: skip
-            labels, relations = tracked.labels, tracked.relations
-            timings["tracking"] = time.perf_counter() - t0
-            timings["tracking.camera_motion"] = tracked.camera_motion_ms / 1e3
-            t0 = time.perf_counter()
-            region_ids = np.arange(1, 1 + len(seg), dtype=np.uint32)
-            centroids = region_centroids(seg.masks, rel_depth, k, seg.boxes_xyxy)
-            graph = build_scene_graph(
-                seg,
-                labels,
-                relations,
-                region_ids,
-                centroids,
-                top_k=cfg.relations_top_k,
-                top_k_per_subject=cfg.relations_per_subject,
-                score_threshold=cfg.relations_score_threshold,
-                stamp=stamp,
-            )
-            graph.labels_meaningful = self.meaningful and (labels.meaningful if labels else True)
-            graph.track_ids, graph.track_ages = tracked.track_ids, tracked.track_ages
-            graph.relation_smoothing = tracked.relation_smoothing
-            timings["assemble"] = time.perf_counter() - t0
-        raise_if_stopped(stop)
+            work = self._infer(image, depth_m, should_stop)
+            raise_if_stopped(should_stop)
+            result, graph = finish_frame(work, self.tracking, k, stamp, stream)
+        raise_if_stopped(should_stop)
         with self._latest_lock:
             self._latest = LatestFrame(
-                image, seg, region_ids, round(stamp * 1e9) if stamp_ns is None else int(stamp_ns)
-            )
-        return FrameResult(
-            seg,
-            labels,
-            relations,
-            region_ids,
-            centroids,
-            timings,
-            tracked.track_ids,
-            tracked.track_ages,
-        ), graph
+                image, result.segmentation, result.region_ids,
+                round(stamp * 1e9) if stamp_ns is None else int(stamp_ns),
+            )  # fmt: skip
+        return result, graph
+
+    def infer(
+        self,
+        image: np.ndarray,
+        depth_m: np.ndarray | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> FrameWork:
+        """The order-free part of :meth:`process` (SAM, labels, relations; no tracking): frames
+        may go through it in any order or in parallel processes; :func:`finish_frame` then
+        does the rest in frame order. ``process`` = ``finish_frame(infer(...), tracking, ...)``."""
+        check_image_size(image.shape[:2])
+        with self._infer_lock:
+            return self._infer(image, depth_m, should_stop)
+
+    def _infer(self, image, depth_m, stop) -> FrameWork:
+        timings: dict[str, float] = {}
+        with self._settings_lock:  # settings and vocabulary of ONE version for the whole frame
+            stages = self._stages
+            vocab = self.vocabulary.snapshot() if self.vocabulary is not None else None
+        raise_if_stopped(stop)
+        t0 = time.perf_counter()
+        seg = _without_empty_regions(stages.generator.generate(image, should_stop=stop))
+        timings["segment"] = time.perf_counter() - t0
+        stage_timings = getattr(stages.generator, "timings", None)
+        if stage_timings is not None:
+            timings.update({f"segment.{k_}": v for k_, v in stage_timings.as_dict().items()})
+        raise_if_stopped(stop)
+        labels = self._classify(stages, vocab, image, seg, timings)
+        raise_if_stopped(stop)
+        t0 = time.perf_counter()
+        rel_depth = depth_m if depth_m is not None and depth_m.shape == seg.image_size else None
+        relations = self._relate(stages, seg, labels, rel_depth)
+        timings["relations"] = time.perf_counter() - t0
+        return FrameWork(image, seg, labels, relations, rel_depth, stages.config, timings,
+                         self.meaningful, not self.sam_untrained)  # fmt: skip
 
     def encode_together(self, images: list[np.ndarray]) -> list[np.ndarray]:
         """Encode frames that arrived together (several cameras) in ONE SAM encoder batch.

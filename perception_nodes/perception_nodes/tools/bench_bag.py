@@ -3,11 +3,16 @@
 Side by side in one command, on the same frames and the same parameter file:
 1. ``offline``: :class:`~perception_nodes.bags.runner.RecordingRun` over a recording of
    ``--frames`` photos (written here with rosbags: ``/camera/image_raw`` rgb8 at 10 Hz), models
-   loaded and warmed up first; with ``--batch`` frames per SAM encoder batch and with 1.
-2. ``live``: the perception node in its own process (as launched) fed the same frames over DDS
-   by this process, each frame sent once the previous one's SceneGraph came back (the node's
-   best rate without drops; a faster feed only makes it drop frames).
-   Target: offline >= 1.5x live frames/s.
+   loaded and warmed up first, as ``pn-process-bag`` runs by default: ``--workers`` model
+   processes (default: one per core) of ``--threads`` torch threads each, tracking and writing
+   in this process; then (last, after the live node) the models in this process, torch's
+   default threads, ``--batch-inprocess`` frames per SAM encoder batch (``--workers 0``).
+2. ``live``: the perception node in its own process (as launched: torch's and onnxruntime's
+   default threads, i.e. every core) fed the same frames over DDS by this process, each frame
+   sent once the previous one's SceneGraph came back (the node's best rate without drops; a
+   faster feed only makes it drop frames). Target: offline >= 1.5x live frames/s.
+   Each side's CPU seconds per frame (every process of it, from /proc) and the load average
+   before and after it are recorded: on a shared machine read the ratios with them.
 3. ``ray``: ``--ray-recordings`` recordings processed by one process (``pn-process-bag``'s
    local path, torch on every core) and by a local Ray with two workers (one core each), wall
    time from the command's start to its end for both (model loading and Ray's start included).
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -49,7 +55,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--backend", default=default_setting("sam_backend"), choices=SAM_BACKENDS)
     p.add_argument("--device", default=default_setting("sam_device"))
     p.add_argument("--points-per-side", type=int, default=None)
-    p.add_argument("--batch", type=int, default=4, help="offline frames per SAM encoder batch")
+    p.add_argument("--batch", type=int, default=1, help="frames per SAM encoder batch (workers)")
+    p.add_argument("--workers", type=int, default=None, help="offline model processes "
+                   "(default: pn-process-bag's: one per core, at most 4)")  # fmt: skip
+    p.add_argument("--threads", type=int, default=1, help="torch threads per offline worker")
+    p.add_argument("--batch-inprocess", type=int, default=4,
+                   help="frames per SAM encoder batch of the in-process offline run")  # fmt: skip
     p.add_argument("--ray-recordings", type=int, default=4)
     p.add_argument("--ray-frames", type=int, default=3, help="frames per Ray recording")
     p.add_argument("--skip-live", action="store_true")
@@ -83,21 +94,50 @@ def write_recording(path: Path, photos: list[np.ndarray], n: int, start_ns: int 
             w.write(conn, stamp, ts.serialize_cdr(msg, conn.msgtype))
 
 
-def offline(settings, recording: Path, work: Path, batch: int, photo: np.ndarray) -> dict:
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of processes so far (``/proc/<pid>/stat``)."""
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def load_average() -> float:
+    with open("/proc/loadavg", encoding="ascii") as f:
+        return float(f.read().split()[0])
+
+
+def offline(settings, recording: Path, work: Path, photo: np.ndarray, workers: int,
+            threads: int | None, batch: int) -> dict:  # fmt: skip
     """frames/s of a RecordingRun (models loaded and warmed up before the clock starts)."""
+    import torch
+
     from perception_nodes.bags.output import output_typestore
     from perception_nodes.bags.runner import JobOptions, RecordingRun
-    from perception_nodes.core.pipeline import Pipeline
+    from perception_nodes.tools.process_bag import load_engine
 
-    pipeline = Pipeline.load(settings.pipeline)
-    pipeline.process(photo)  # warm-up (allocations, lazy init), as the live side gets
-    opts = JobOptions(batch=batch, progress=False)
-    out = work / f"offline_batch{batch}"
-    run = RecordingRun(pipeline, settings, opts, recording, out, threading.Event(),
+    opts = JobOptions(batch=batch, progress=False, workers=workers, threads=threads)
+    engine = load_engine(settings, opts, warm_up=photo)  # warm-up, as the live side gets
+    pids = [os.getpid(), *getattr(engine, "pids", [])]
+    out = work / f"offline_workers{workers}_batch{batch}"
+    run = RecordingRun(engine, settings, opts, recording, out, threading.Event(),
                        output_typestore())  # fmt: skip
-    s = run.run()
+    load0, cpu0 = load_average(), cpu_seconds(pids)
+    try:
+        s = run.run()
+        cpu = cpu_seconds(pids) - cpu0
+    finally:
+        if workers:
+            engine.close()
+    used = (f"{workers} worker processes x {threads} torch thread(s) + this process (reading, "
+            "tracking, writing)" if workers else
+            f"this process, {torch.get_num_threads()} torch threads")  # fmt: skip
     return {"frames": s.processed, "failed": s.failed, "seconds": s.seconds,
-            "frames_per_s": s.frames_per_s, "batch": batch}  # fmt: skip
+            "frames_per_s": s.frames_per_s, "batch": batch, "workers": workers,
+            "cpu_s_per_frame": cpu / max(1, s.processed), "load_before": load0,
+            "load_after": load_average(), "used": used}  # fmt: skip
 
 
 def live(params: Path, photos: list[np.ndarray], n: int, log_dir: Path) -> dict:
@@ -113,10 +153,16 @@ def live(params: Path, photos: list[np.ndarray], n: int, log_dir: Path) -> dict:
         session = DemoSession()
         session.wait_until_ready(graph, 900.0, subscribers=1)
         _ros_latency(session, photos[0], graph)  # warm-up
+        pids = [p.process.pid for p in graph.processes]
+        load0, cpu0 = load_average(), cpu_seconds(pids)
         latencies = [_ros_latency(session, photos[i % len(photos)], graph) for i in range(n)]
+        cpu = cpu_seconds(pids) - cpu0
         total = float(sum(latencies))
         return {"frames": n, "seconds": total, "frames_per_s": n / total,
-                "mean_latency_ms": 1000 * total / n}  # fmt: skip
+                "mean_latency_ms": 1000 * total / n, "cpu_s_per_frame": cpu / n,
+                "load_before": load0, "load_after": load_average(),
+                "used": f"1 node process, torch's and onnxruntime's default threads "
+                        f"({os.cpu_count()} cores)"}  # fmt: skip
     finally:
         if session is not None:
             session.close()
@@ -144,13 +190,19 @@ def ray_vs_one(settings, recordings: list[Path], work: Path) -> dict:
 
 
 def table(result: dict) -> str:
-    rows = [f"{'':<44}{'frames':>8}{'seconds':>10}{'frames/s':>10}"]
-    for key in ("offline_batched", "offline_batch1", "live"):
+    rows = [f"{'':<30}{'frames':>7}{'seconds':>9}{'frames/s':>10}{'CPU s/frame':>12}{'load':>12}"]
+    for key in ("offline_workers", "live", "offline_inprocess"):
         r = result.get(key)
         if r:
-            rows.append(f"{key:<44}{r['frames']:>8}{r['seconds']:>10.1f}{r['frames_per_s']:>10.3f}")
+            load = f"{r['load_before']:.1f}-{r['load_after']:.1f}"
+            rows.append(f"{key:<30}{r['frames']:>7}{r['seconds']:>9.1f}{r['frames_per_s']:>10.3f}"
+                        f"{r['cpu_s_per_frame']:>12.2f}{load:>12}")  # fmt: skip
+    for key in ("offline_workers", "live", "offline_inprocess"):
+        if key in result:
+            rows.append(f"  {key}: {result[key]['used']}")
     if "offline_vs_live" in result:
-        rows.append(f"offline / live: {result['offline_vs_live']:.2f}x (target >= 1.5x)")
+        rows.append(f"offline (workers) / live: {result['offline_vs_live']:.2f}x (target >= 1.5x); "
+                    f"in-process / live: {result['inprocess_vs_live']:.2f}x")  # fmt: skip
     ray = result.get("ray")
     if ray:
         for key in ("one_process", "ray_two_workers"):
@@ -164,6 +216,7 @@ def table(result: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     from perception_nodes.bags.settings import load_settings
     from perception_nodes.nodes.image_folder_publisher import load_image
+    from perception_nodes.tools.process_bag import default_workers
 
     args = parse_args(argv)
     out = Path(args.out)
@@ -182,16 +235,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         recording = work / "frames"
         write_recording(recording, photos, args.frames)
-        print("pn-bench-bag: offline ...", flush=True)
-        result["offline_batched"] = offline(settings, recording, work, args.batch, photos[0])
+        workers = default_workers(settings) if args.workers is None else args.workers
+        print(f"pn-bench-bag: offline, {workers} workers ...", flush=True)
+        result["offline_workers"] = offline(settings, recording, work, photos[0], workers,
+                                            args.threads, args.batch)  # fmt: skip
         if not args.skip_live:
             print("pn-bench-bag: the live node over DDS ...", flush=True)
             result["live"] = live(params, photos, args.frames, out.parent / "bag_logs")
-        result["offline_batch1"] = offline(settings, recording, work, 1, photos[0])
+        print("pn-bench-bag: offline, models in this process ...", flush=True)
+        result["offline_inprocess"] = offline(settings, recording, work, photos[0], 0, None,
+                                              args.batch_inprocess)  # fmt: skip
         if "live" in result:
-            best = max(result["offline_batched"]["frames_per_s"],
-                       result["offline_batch1"]["frames_per_s"])  # fmt: skip
-            result["offline_vs_live"] = best / result["live"]["frames_per_s"]
+            fps = result["live"]["frames_per_s"]
+            result["offline_vs_live"] = result["offline_workers"]["frames_per_s"] / fps
+            result["inprocess_vs_live"] = result["offline_inprocess"]["frames_per_s"] / fps
         if not args.skip_ray:
             print("pn-bench-bag: one process vs two Ray workers ...", flush=True)
             recs = []

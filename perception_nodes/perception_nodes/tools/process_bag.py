@@ -9,7 +9,9 @@ overrides single parameters (``--set sam.model=vit_b``). Per recording, ``DIR/<n
 ``bag/`` (MCAP: the node's topics, stamped like the input frames), ``instances.json`` (COCO),
 ``psg.json`` (OpenPSG), ``images/``, ``panoptic/`` and ``summary.json``; see
 :mod:`perception_nodes.bags.output`. Ctrl-C (or SIGTERM) stops after the frame in flight and
-leaves a valid output; ``--resume`` continues it. ``--ray [ADDRESS]`` processes the recordings
+leaves a valid output; ``--resume`` continues it. On a CPU the models run in ``--workers``
+processes (one torch thread each), frames in parallel, while this process tracks and writes in
+frame order (the same outputs as frame after frame). ``--ray [ADDRESS]`` processes the recordings
 on Ray workers (a local Ray without ADDRESS).
 """
 
@@ -19,6 +21,7 @@ import argparse
 import glob
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -43,6 +46,15 @@ from perception_nodes.core.pipeline_factory import PipelineError
 logger = logging.getLogger("pn-process-bag")
 RECORDING_SUFFIXES = (".mcap", ".db3", ".bag")
 EXIT_REFUSED, EXIT_INTERRUPTED = 2, 130
+MAX_AUTO_WORKERS = 4  # each worker holds the models: memory grows with the count
+
+
+def default_workers(settings: BagSettings) -> int:
+    """Local model processes when ``--workers`` is not given: one per CPU core (at most
+    :data:`MAX_AUTO_WORKERS`); none on CUDA (the GPU does the models' work in this process)."""
+    if str(settings.pipeline.sam_device).startswith("cuda"):
+        return 0
+    return min(MAX_AUTO_WORKERS, len(os.sched_getaffinity(0)))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--start", type=float, help="seconds after the recording's start")
     f.add_argument("--end", type=float, help="seconds after the recording's start")
     f.add_argument("--every", type=int, default=1, help="every N-th frame of each camera")
-    f.add_argument("--batch", type=int, default=4, help="frames per SAM encoder batch")
+    f.add_argument("--batch", type=int, help="frames per SAM encoder batch (default: 1 with "
+                   "--workers: one-thread encoder batches cost more per frame on a CPU; else 4)")  # fmt: skip
     f.add_argument("--part-frames", type=int, default=50,
                    help="frames per MCAP part (at most this many are redone after a kill -9)")  # fmt: skip
     o = p.add_argument_group("output")
@@ -75,11 +88,15 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--overwrite", action="store_true", help="replace an existing output")
     o.add_argument("--no-progress", action="store_true", help="no progress bar")
     o.add_argument("--threads", type=int,
-                   help="torch CPU threads per process (default: torch's; Ray: --cpus-per-worker)")  # fmt: skip
-    r = p.add_argument_group("cluster")
+                   help="torch CPU threads per model process (default: 1 per local worker; "
+                        "torch's with --workers 0; Ray: --cpus-per-worker)")  # fmt: skip
+    r = p.add_argument_group("processes")
+    r.add_argument("--workers", type=int,
+                   help="processes running the models: here, frames in parallel (default: the "
+                        f"CPU cores, at most {MAX_AUTO_WORKERS}; 0 with sam.device cuda; 0 = in "
+                        "this process); with --ray, Ray workers (default: GPUs, else CPUs)")  # fmt: skip
     r.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                    help="process the recordings on Ray (no ADDRESS: start a local Ray)")  # fmt: skip
-    r.add_argument("--workers", type=int, help="Ray workers (default: GPUs, else CPUs)")
     r.add_argument("--cpus-per-worker", type=float, default=1.0)
     return p
 
@@ -120,9 +137,14 @@ def parse_overrides(items: list[str]) -> dict:
     return out
 
 
-def options_of(args: argparse.Namespace) -> JobOptions:
-    if args.every < 1 or args.batch < 1 or args.part_frames < 1:
+def options_of(args: argparse.Namespace, settings: BagSettings) -> JobOptions:
+    if args.every < 1 or (args.batch is not None and args.batch < 1) or args.part_frames < 1:
         raise SettingsError("--every, --batch and --part-frames must be at least 1")
+    if args.workers is not None and args.workers < 0:
+        raise SettingsError("--workers must be at least 0")
+    local = default_workers(settings) if args.workers is None else args.workers
+    local = 0 if args.ray is not None else local
+    batch = args.batch or (1 if local else 4)
     if (args.depth_topic or args.info_topic) and not args.image_topic:
         raise SettingsError(
             "--depth-topic/--info-topic name one camera's topics: add --image-topic"
@@ -130,9 +152,10 @@ def options_of(args: argparse.Namespace) -> JobOptions:
     return JobOptions(
         cameras=args.cameras, image_topic=args.image_topic, depth_topic=args.depth_topic,
         info_topic=args.info_topic, window=Window(args.start, args.end, args.every),
-        batch=args.batch, part_frames=args.part_frames, copy_inputs=args.copy_inputs,
+        batch=batch, part_frames=args.part_frames, copy_inputs=args.copy_inputs,
         overlay=not args.no_overlay, markers=not args.no_markers, resume=args.resume,
         overwrite=args.overwrite, progress=not args.no_progress, threads=args.threads,
+        workers=local,
     )  # fmt: skip
 
 
@@ -179,20 +202,39 @@ def _install_stop(stop: threading.Event, at_once: bool) -> None:
         signal.signal(sig, on_signal)
 
 
-def run_local(inputs, out_dir, settings, opts, stop) -> list[Summary]:
-    from perception_nodes.bags.output import output_typestore
+def load_engine(settings: BagSettings, opts: JobOptions, warm_up=None):
+    """The models: ``opts.workers`` worker processes (a FramePool), or a Pipeline here (0)."""
+    if opts.workers > 0:
+        from perception_nodes.bags.workers import FramePool
+
+        return FramePool(settings.pipeline, opts.workers, opts.threads or 1, warm_up)
     from perception_nodes.core.pipeline import Pipeline
 
     set_threads(opts.threads)
     pipeline = Pipeline.load(settings.pipeline)
+    if warm_up is not None:
+        pipeline.process(warm_up)
+    return pipeline
+
+
+def run_local(inputs, out_dir, settings, opts, stop, engine=None) -> list[Summary]:
+    """Every recording of ``inputs`` in turn (``engine``: from :func:`load_engine`, else here)."""
+    from perception_nodes.bags.output import output_typestore
+
+    own = engine is None
+    engine = load_engine(settings, opts) if own else engine
     typestore = output_typestore()
     summaries = []
-    for path in inputs:
-        if stop.is_set():
-            break
-        run = RecordingRun(pipeline, settings, opts, path, out_dir / recording_name(path),
-                           stop, typestore)  # fmt: skip
-        summaries.append(run.run())
+    try:
+        for path in inputs:
+            if stop.is_set():
+                break
+            run = RecordingRun(engine, settings, opts, path, out_dir / recording_name(path),
+                               stop, typestore)  # fmt: skip
+            summaries.append(run.run())
+    finally:
+        if own and hasattr(engine, "close"):
+            engine.close()
     return summaries
 
 
@@ -225,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         settings = load_settings(args.params, parse_overrides(args.overrides))
-        opts = options_of(args)
+        opts = options_of(args, settings)
         inputs = expand_inputs(args.inputs)
         precheck(inputs, args.output, settings, opts)
     except (SettingsError, BagError, TopicError, OutputError) as exc:
