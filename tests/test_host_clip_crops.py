@@ -164,3 +164,33 @@ def test_crop_batch_on_generated_scene_matches_open_clip_preprocess(clip):
         got = clip.crop_batch(scene.image, boxes, m, padding=0.1)
         ref = _reference(clip, scene.image, boxes, m, 0.1, clip.image_size)
         assert float(_grey_levels(got - ref, clip).max()) <= 2.01
+
+
+def test_lookup_normalisation_equals_open_clip_operations_on_the_batch(clip):
+    """The CPU path (table lookup per crop) and the GPU path (open_clip's operations over the
+    uint8 batch, here on the CPU) give the same floats, bit for bit."""
+    from perception_nodes.core.classify.clip_crops import normalised_batch, pixel_lut, square_crops
+
+    image = skimage.data.coffee()
+    boxes = np.array(BOXES["coffee"], dtype=np.float32)
+    masks = _ellipse_masks(image.shape[:2], boxes)
+    windows = [crop_window(b, 0.1, *image.shape[:2]) for b in boxes]
+    fill = fill_colour_u8(clip.mean)
+    u8 = square_crops(image, windows, masks, 64, fill)
+    batch = normalised_batch(
+        u8, clip.mean[:, None, None], clip.std[:, None, None], torch.device("cpu")
+    )
+    looked_up = square_crops(image, windows, masks, 64, fill, pixel_lut(clip.mean, clip.std))
+    assert u8.dtype == np.uint8 and looked_up.dtype == np.float32
+    assert torch.equal(torch.from_numpy(looked_up), batch)
+    assert torch.equal(clip.crop_batch(image, boxes, masks), _batch_of(clip, image, boxes, masks))
+
+
+def _batch_of(clip, image, boxes, masks):
+    from perception_nodes.core.classify.clip_crops import normalised_batch, square_crops
+
+    windows = [crop_window(b, 0.1, *image.shape[:2]) for b in boxes]
+    u8 = square_crops(image, windows, masks, clip.image_size, fill_colour_u8(clip.mean))
+    return normalised_batch(
+        u8, clip.mean[:, None, None], clip.std[:, None, None], torch.device("cpu")
+    )

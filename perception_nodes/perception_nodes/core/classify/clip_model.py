@@ -27,7 +27,8 @@ from perception_nodes.core.classify.clip_crops import (
     crop_window,
     fill_colour_u8,
     normalised_batch,
-    square_crops_u8,
+    pixel_lut,
+    square_crops,
 )
 from perception_nodes.core.weights.checkpoint_io import save_atomic
 from perception_nodes.core.weights.clip import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_TAG  # noqa: F401 (re-exported)
@@ -279,9 +280,10 @@ class ClipModel:
         ``ToTensor``, ``Normalize``): see :mod:`.clip_crops`.
 
         Host work is kept small: uint8 crops (one OpenCV masked copy and one torch uint8 resize
-        per region, no float canvas), then ONE copy of the ``(N, 3, S, S)`` uint8 batch to the
-        device and the normalisation there as one batched operation (no per-region launches or
-        synchronisation on a GPU).
+        per region, no float canvas); on the CPU each crop is normalised by table lookup while
+        in cache, on a GPU the ``(N, 3, S, S)`` uint8 batch goes to the device in ONE copy and
+        is normalised there as one batched operation (no per-region launches or
+        synchronisation). Both give the same floats.
         """
         _check_image(image)
         boxes = np.asarray(boxes_xyxy, dtype=np.float32).reshape(-1, 4)
@@ -293,8 +295,12 @@ class ClipModel:
                 f"masks must be (N={len(boxes)}, {h}, {w}) bool, got {masks.shape}"
             )
         windows = [crop_window(box, padding, h, w) for box in boxes]
-        crops = square_crops_u8(np.ascontiguousarray(image), windows, masks, self.image_size,
-                                fill_colour_u8(self.mean))  # fmt: skip
+        image = np.ascontiguousarray(image)
+        fill = fill_colour_u8(self.mean)
+        if torch.device(self.device).type == "cpu":  # lookup, crop by crop: the same floats
+            lut = pixel_lut(self.mean, self.std)
+            return torch.from_numpy(square_crops(image, windows, masks, self.image_size, fill, lut))
+        crops = square_crops(image, windows, masks, self.image_size, fill)
         mean, std = self._pixel_stats_on_device()
         return normalised_batch(crops, mean, std, self.device)
 
