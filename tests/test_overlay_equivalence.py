@@ -204,3 +204,14 @@ def test_banner_from_the_cached_strip_equals_drawing_it(h, w):
             got = draw_overlay(image, graph, banner=banner)
             ref = _reference_banner(draw_overlay(image, graph), banner, scale)
             assert np.array_equal(got, ref)
+
+
+def test_views_of_images_are_drawn_like_copies():
+    """A BGR->RGB view (negative strides) or a crop of a wider image draws like its copy."""
+    scene = host_scene(64, 80, 12, seed=3)
+    graph = build_scene_graph(scene.segmentation, None, None, np.arange(1, 13, dtype=np.uint32))
+    wide = np.zeros((64, 100, 3), np.uint8)
+    wide[:, 10:90] = scene.image[:, :, ::-1]
+    for view in (scene.image[:, :, ::-1], wide[:, 10:90], scene.image[::-1][::-1]):
+        expected = draw_overlay(np.ascontiguousarray(view), graph, banner="x")
+        assert np.array_equal(draw_overlay(view, graph, banner="x"), expected)

@@ -178,7 +178,7 @@ def blend_regions(image: np.ndarray, counts: list, colours: np.ndarray, alpha: f
         return image.copy()
     state, lengths, members = _cover_segments(h, w, counts)
     tables = blend_tables(members, colours, alpha)  # (S, 3, 256)
-    channels = cv2.split(image)
+    channels = cv2.split(image)  # OpenCV copies views it cannot read in place
     if tables.shape[0] < _REMAP_MAX_ROWS:
         # the look-up as OpenCV's nearest-neighbour remap of each channel's (S, 256) table
         # image at (x = pixel value, y = set): exact integer coordinates, several times
