@@ -30,6 +30,7 @@ from perception_nodes.core.classify.clip_crops import (
     pixel_lut,
     square_crops,
 )
+from perception_nodes.core.weights import clip as clip_weights
 from perception_nodes.core.weights.checkpoint_io import save_atomic
 from perception_nodes.core.weights.clip import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_TAG  # noqa: F401 (re-exported)
 from perception_nodes.core.weights.files import GENERATED_WEIGHTS, sha256_file
@@ -360,9 +361,7 @@ def load_clip_model(
         )
     path = Path(checkpoint)
     try:
-        model, _, _ = open_clip.create_model_and_transforms(
-            name, pretrained=str(path), device=device
-        )
+        model = clip_weights.create_clip_with_weights(name, path).to(device)  # weights held once
     except RuntimeError as exc:
         raise ClipModelError(f"cannot load {path} into CLIP model {name!r}: {exc}") from exc
     model.eval().requires_grad_(False)

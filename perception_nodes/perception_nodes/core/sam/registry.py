@@ -32,7 +32,7 @@ from segment_anything.modeling import (
 )
 
 from perception_nodes.core.config import SAM_MODEL_NAMES
-from perception_nodes.core.weights.checkpoint_io import save_atomic
+from perception_nodes.core.weights.checkpoint_io import assign_weights, read_weights, save_atomic
 from perception_nodes.core.weights.files import (
     GENERATED_WEIGHTS,
     CheckpointArchitectureError,
@@ -287,7 +287,7 @@ def resolve_checkpoint(
 def _read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], int | None]:
     """Load a state_dict safely; return it and the generated-weights seed (None if real)."""
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = read_weights(path)  # memory-mapped: see build_sam_model
     except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, ValueError) as exc:
         raise CheckpointCorruptedError(
             f"cannot read {path} as a torch state_dict (truncated or corrupted download, or not a "
@@ -337,6 +337,11 @@ def build_sam_model(
 ) -> Sam:
     """Build registry model ``name`` and load its weights (``torch.load(weights_only=True)``).
 
+    The weights are held once: the checkpoint is memory-mapped and its tensors become the
+    model's (``core.weights.checkpoint_io.assign_weights``; a copying ``load_state_dict`` only
+    for files whose tensors differ in dtype or layout), instead of a copy read into memory and
+    copied again into the randomly initialised model (vit_h: 2.5 GB twice at the peak).
+
     Args:
         checkpoint: state_dict file; None -> the cached official file (see
             :func:`resolve_checkpoint`).
@@ -365,7 +370,9 @@ def build_sam_model(
     state, seed = _read_state_dict(path)
     model = spec.builder()
     _check_architecture(model, state, name, path)
-    model.load_state_dict(state)
+    if not assign_weights(model, state):  # the file's tensors become the model's: no copy
+        model.load_state_dict(state)
+    del state
     model.pn_untrained = seed is not None or spec.test_only  # type: ignore[attr-defined]
     if model.pn_untrained:
         logger.warning(

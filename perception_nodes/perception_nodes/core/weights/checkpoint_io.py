@@ -7,6 +7,11 @@ Temporary files and folders carry the writing process's host name and pid
 without waiting for a load) is removed by the next write on the same host once that process is
 gone (:func:`remove_leftovers_of_dead_processes`); another host's or container's (a shared cache
 volume: its pids mean nothing here) are left alone.
+
+Loading without a second copy (:func:`read_weights`, :func:`assign_weights`): a checkpoint is
+memory-mapped and its tensors become the module's parameters, instead of being read into
+memory and then copied into a randomly initialised module (two copies of the weights at the
+peak, and the freed one left in the heap).
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ import os
 import re
 import shutil
 import socket
+import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Callable
 
@@ -91,3 +98,52 @@ def remove_leftovers_of_dead_processes(folder: Path, pattern: re.Pattern[str]) -
             entry.unlink(missing_ok=True)
         removed.append(entry)
     return removed
+
+
+TENSOR_ALIGNMENT = 64
+"""Bytes: torch's CPU allocator aligns every tensor to 64, and so do torch's zip checkpoints; the
+BLAS kernels may round differently for other alignments, so other tensors are copied."""
+
+
+def read_weights(path: str | os.PathLike) -> object:
+    """``torch.load(path, weights_only=True)`` on the CPU, memory-mapped (``mmap=True``) when the
+    file is in torch's zip format (every ``torch.save`` since torch 1.6): the tensors' bytes stay
+    in the page cache (read when first used, shared, never copied) instead of a private copy.
+    Legacy (non-zip) files are read into memory as before. Errors are torch's."""
+    mmap = zipfile.is_zipfile(path)
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+
+
+def assign_weights(module: torch.nn.Module, state: Mapping[str, torch.Tensor]) -> bool:
+    """Make ``state``'s tensors ``module``'s parameters and buffers, without copying
+    (``load_state_dict(strict=True, assign=True)``), when that gives exactly what a copying
+    ``load_state_dict`` would: the same keys, and each tensor of the same shape, dtype and device
+    as the module's, at a 64-byte aligned address (a dtype or device cast, or tied parameters that
+    an assignment would untie, need the copying load; so do other strides and alignments: the
+    kernels could read the weights in another order and round differently). Returns False and leaves ``module`` untouched otherwise.
+
+    The module's previous tensors are freed (if nothing else holds them); with
+    :func:`read_weights`' memory-mapped tensors the weights are then held once, in the page cache.
+    """
+    own = module.state_dict(keep_vars=True)
+    if set(own) != set(state):
+        return False
+    seen: set[int] = set()
+    for key, mine in own.items():
+        theirs = state[key]
+        if not isinstance(theirs, torch.Tensor):
+            return False
+        if (theirs.shape, theirs.stride(), theirs.dtype, theirs.device) != (
+            mine.shape,
+            mine.stride(),
+            mine.dtype,
+            mine.device,
+        ):
+            return False
+        if mine.numel() and mine.data_ptr() in seen:  # tied: one tensor under two names
+            return False
+        if theirs.data_ptr() % TENSOR_ALIGNMENT:  # e.g. safetensors' 8-byte aligned data
+            return False
+        seen.add(mine.data_ptr())
+    module.load_state_dict(state, strict=True, assign=True)
+    return True
