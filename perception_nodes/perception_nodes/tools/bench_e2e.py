@@ -122,7 +122,7 @@ def bench_side_by_side(
     graph = NodeGraph(log_dir=log_dir)
     session = None
     try:
-        graph.start("perception_node", params_file)
+        node = graph.start("perception_node", params_file)
         session = DemoSession()
         session.wait_until_ready(graph, 900.0, subscribers=1)
         pipeline.process(photos[0])  # warm-up of both (allocations, lazy init)
@@ -140,6 +140,7 @@ def bench_side_by_side(
             "latency": percentiles(core_s),
             "meaningful": pipeline.meaningful,
             "untrained": pipeline.untrained_parts,
+            "peak_rss_mb": peak_rss_mb(),  # this process: the Pipeline plus the DDS receiver
         }
         del pipeline  # free its memory and threads before the throughput run
         time.sleep(
@@ -156,6 +157,7 @@ def bench_side_by_side(
                 session, photos, graph, *vocabulary_load
             )
         ros["diagnostics"] = session.receiver.diagnostics_values()
+        ros["peak_rss_mb"] = peak_rss_mb(node.process.pid)  # the node's, over every phase
         return core, ros
     finally:
         if session is not None:
@@ -183,6 +185,19 @@ def node_core_stages(before: dict[str, str], after: dict[str, str]) -> dict[str,
             stages[k] = total / (n1 - n0)
     stages["core"] = sum(stages.values())
     return stages
+
+
+def peak_rss_mb(pid: int | None = None) -> float | None:
+    """Peak resident set size (``VmHWM``) of process ``pid`` (default: this one) so far, MiB;
+    None when it cannot be read (not Linux, or the process is gone)."""
+    try:
+        status = Path(f"/proc/{pid or 'self'}/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024.0
+    return None
 
 
 def _ros_latency(session: DemoSession, rgb: np.ndarray, graph: NodeGraph) -> float:
@@ -237,14 +252,22 @@ def ros_share(ros: dict) -> float:
 
 def table(core: dict, ros: dict) -> str:
     c, r = core["latency"], ros["latency"]
-    lines = [f"{'':<36}{'mean ms':>10}{'p50 ms':>10}{'p90 ms':>10}{'max ms':>10}{'n':>5}"]
-    for name, v in (
-        ("core, Pipeline.process in-process", c),
-        ("ROS, publish -> SceneGraph received", r),
+    lines = [
+        f"{'':<36}{'mean ms':>10}{'p50 ms':>10}{'p90 ms':>10}{'max ms':>10}{'n':>5}"
+        f"{'peak RSS MB':>13}"
+    ]
+    for name, v, rss in (
+        ("core, Pipeline.process in-process", c, core.get("peak_rss_mb")),
+        ("ROS, publish -> SceneGraph received", r, ros.get("peak_rss_mb")),
     ):
         lines.append(
             f"{name:<36}{v['mean_ms']:>10.1f}{v['p50_ms']:>10.1f}{v['p90_ms']:>10.1f}{v['max_ms']:>10.1f}{v['n']:>5}"
+            + (f"{rss:>13.0f}" if rss is not None else f"{'n/a':>13}")
         )
+    lines.append(
+        "peak RSS: core = this process (the Pipeline and the DDS receiver); ROS = the perception "
+        "node's process, over every phase"
+    )
     stages = ", ".join(f"{k} {v:.1f}" for k, v in ros["node_stages_ms"].items())
     lines.append(f"core stages inside the node (mean ms): {stages}")
     lines.append(
