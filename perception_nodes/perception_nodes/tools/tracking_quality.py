@@ -4,6 +4,8 @@ Each tracker under test sees every frame exactly as the pipeline hands it over
 (``TrackingStage.apply``: regions, labels with region embeddings, the image and the stamp);
 its hypotheses are the regions with a track id > 0. A hypothesis may match a ground-truth
 object when their mask IoU >= 0.5 (distance 1 - IoU), as in the MOT challenge's mask variant.
+Every sequence also scores the ``oracle``: the best any tracker can do on these regions (the
+segmenter's misses, merges and masks jittered below IoU 0.5 cost it, nothing else).
 
 The "before" tracker is the stage of an older git revision, loaded from ``git show`` into
 modules of its own (:func:`baseline_stage`), so both run on the very same frames.
@@ -22,6 +24,7 @@ from pathlib import Path
 
 import motmetrics as mm
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 
 from perception_nodes.core.config import PipelineConfig
 from perception_nodes.core.tracking import TrackingStage
@@ -29,6 +32,7 @@ from perception_nodes.core.tracking.association import box_iou
 from perception_nodes.tools.tracking_sequences import SequenceFrame, SequenceRenderer
 
 MATCH_IOU = 0.5
+ORACLE = "oracle"  # the ceiling: every region that shows an object at IoU >= 0.5 carries its id
 TRACKING_DIR = "perception_nodes/perception_nodes/core/tracking"
 
 
@@ -103,8 +107,10 @@ def run_sequence(family: str, seed: int, alike: bool, candidates: list[Candidate
     accs = {c.name: mm.MOTAccumulator(auto_id=True) for c in candidates}
     live_ratio = {c.name: 0.0 for c in candidates}
     cpu = {c.name: [] for c in candidates}
+    oracle = mm.MOTAccumulator(auto_id=True)
     for frame in renderer.frames_iter():
         gt_ids, iou = region_gt_iou(frame)
+        oracle.update(gt_ids, *_oracle(gt_ids, iou))
         for c in candidates:
             c0 = time.process_time()
             tids = _apply(stages[c.name], frame, config)
@@ -124,7 +130,23 @@ def run_sequence(family: str, seed: int, alike: bool, candidates: list[Candidate
         row["max_live_ratio"] = live_ratio[c.name]
         row["cpu_ms"] = float(np.median(cpu[c.name])) if cpu[c.name] else 0.0
         out[c.name] = row
+    s = mh.compute(oracle, metrics=metrics, name="seq")
+    out[ORACLE] = {k: float(s[k].iloc[0]) for k in metrics}
+    out[ORACLE].update(switches_per_100=0.0, max_live_ratio=0.0, cpu_ms=0.0)
     return out
+
+
+def _oracle(gt_ids: list[int], iou: np.ndarray) -> tuple[list[int], np.ndarray]:
+    """Hypotheses of the best any tracker can do on these regions: each region that overlaps a
+    ground-truth object at IoU >= 0.5 (one to one, the largest IoUs) carries that object's id."""
+    ok = iou >= MATCH_IOU
+    if not ok.any():
+        return [], np.zeros((len(gt_ids), 0))
+    rows, cols = linear_sum_assignment(np.where(ok, -iou, 1.0))
+    keep = ok[rows, cols]
+    rows, cols = rows[keep], cols[keep]
+    dist = np.where(ok[:, cols], 1.0 - iou[:, cols], np.nan)
+    return [gt_ids[r] for r in rows], dist
 
 
 def new_candidate() -> Candidate:

@@ -6,13 +6,16 @@ from __future__ import annotations
 import numpy as np
 
 from perception_nodes.core.tracking.association import assign, unit_rows
-from perception_nodes.core.tracking.masks import MaskCrop, hidden_share
+from perception_nodes.core.tracking.masks import MaskCrop, hidden_share, placed
 from perception_nodes.core.tracking.pairs import PairCues, singled_out
 
 TOKEN_MOMENTUM = 0.5  # weight of the previous running token/embedding when a new one is merged
 APPEARANCE_MARGIN = 0.05  # a match by appearance alone must beat the runner-up by this
 NO_CANDIDATE = -2.0  # below any cosine
 LABEL_WEIGHT = 0.1
+MERGE_IOU = 0.3  # a new track whose mask overlaps a lost track's predicted mask this much is it
+MOTION_MERGE = True
+OBJECTS_OCCLUDE = True
 
 
 def reidentified(pairs: PairCues, among: np.ndarray, gate: float) -> np.ndarray:
@@ -105,9 +108,12 @@ def centre_near(young, old) -> bool:
     return d <= max(diag, 16.0) * (1 + 0.5 * min(old.misses, 8))
 
 
-def hidden_of(r: int, crop: MaskCrop, regions, inside_limit: float) -> float:
-    """Share of the placed ``crop`` outside region ``r`` that other regions (not parts of
-    it: less than ``inside_limit`` of them inside it) or the image edge hide."""
+def hidden_of(r: int, crop: MaskCrop, regions, inside_limit: float, objects=()) -> float:
+    """Share of the placed ``crop`` outside region ``r`` that other regions or the image edge
+    hide. An occluder is a region of ``objects`` (regions that other tracks took this frame:
+    other objects, however much of them lies inside the crop, as when two look-alike objects
+    cross) or one that is not a part of the crop's object (less than ``inside_limit`` of it
+    inside the crop)."""
     box = crop.box
     b = regions.boxes
     touch = (b[:, 0] < box[2]) & (box[0] < b[:, 2]) & (b[:, 1] < box[3]) & (box[1] < b[:, 3])
@@ -115,6 +121,51 @@ def hidden_of(r: int, crop: MaskCrop, regions, inside_limit: float) -> float:
     occluders = [
         regions.masks[q]
         for q in np.nonzero(touch)[0]
-        if share_inside(regions.masks[q], regions.areas[q], crop) < inside_limit
+        if (OBJECTS_OCCLUDE and q in objects)
+        or share_inside(regions.masks[q], regions.areas[q], crop) < inside_limit
     ]
     return hidden_share(crop, regions.masks[r], occluders)
+
+
+def lost_duplicate(young, lost: list, others: list, gate: float):
+    """The lost track (of ``lost``) that the newly confirmed track ``young`` duplicates, or None.
+
+    ``others``: every live track but ``young``. A lost track is ``young``'s object when its
+    predicted mask overlaps ``young``'s by :data:`MERGE_IOU` (the best overlap wins), or when
+    ``young`` lies within its reach and appearance singles it out (cosine >= ``gate``,
+    :data:`APPEARANCE_MARGIN` over every other track), or when ``young`` is where the motion
+    model expects it (:func:`_where_expected`) and appearance agrees (cosine >= ``gate``) for
+    exactly one lost track: tokens that look alike (untrained weights, look-alike objects)
+    leave the motion to decide, and it decides only when it is unambiguous.
+    """
+    same_dim = [t for t in others if t.token.shape == young.token.shape]
+    cos = {id(t): float(np.dot(young.token, t.token)) for t in same_dim}
+    best, best_key = None, (MERGE_IOU, -1.0)
+    in_reach = []
+    for old in lost:
+        crop = placed(old.crop, old.state.x[0, :2], old.zoom)
+        inter = crop_intersection(young.crop, crop)
+        iou = inter / max(young.crop.area + crop.area - inter, 1)
+        c = cos.get(id(old), NO_CANDIDATE)
+        runner_up = max((v for k, v in cos.items() if k != id(old)), default=NO_CANDIDATE)
+        near = centre_near(young, old)
+        by_look = c >= gate and c - runner_up >= APPEARANCE_MARGIN
+        if (iou, c) >= best_key or (by_look and near):
+            best, best_key = old, max((iou, c), best_key)
+        if c >= gate and _where_expected(young, old):
+            in_reach.append(old)
+    if best is None and MOTION_MERGE and len(in_reach) == 1:
+        return in_reach[0]
+    return best
+
+
+def _where_expected(young, old, ratio: float = 2.0) -> bool:
+    """Track ``young``'s box is where lost track ``old`` should be: centres at most half the
+    predicted box's diagonal plus three standard deviations of the predicted centre apart (the
+    Kalman uncertainty grows while the track is lost), box areas within ``ratio``."""
+    d = float(np.linalg.norm(young.state.x[0, :2] - old.state.x[0, :2]))
+    std = float(np.sqrt(max(old.state.p_xx[0, 0] + old.state.p_xx[0, 1], 0.0) / 2))
+    if d > 0.5 * float(np.hypot(*old.state.x[0, 2:])) + 3.0 * std:
+        return False
+    a, b = float(np.prod(young.state.x[0, 2:])), float(np.prod(old.state.x[0, 2:]))
+    return a <= ratio * b and b <= ratio * a

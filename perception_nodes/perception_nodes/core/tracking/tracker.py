@@ -18,22 +18,26 @@ Built on what the strong multi-object trackers do, for masks instead of boxes:
      leaves only lone candidates);
   B. every region left with the confirmed tracks left: IoU >= ``iou_gate``, or an occluded
      object's visible piece: a region mostly inside the track's predicted mask while the rest
-     of that mask is hidden (covered by other regions that are not its parts, or outside the
-     image). A part of an object whose whole was just missed (nothing hides the rest) never
+     of that mask is hidden (covered by other regions that are not its parts, or by regions
+     other tracks took, or outside the image). A part of an object whose whole was just missed (nothing hides the rest) never
      takes the whole's track;
   C. confident regions left with tentative tracks: IoU >= ``iou_gate`` or re-identified as in
      A (among tentative tracks).
   Score of a pair: ``(1 - w) * IoU + w * appearance + rules.LABEL_WEIGHT * label agreement`` (labels
   are a soft cost, never a gate).
-- **Occlusion**: an observation that shows only part of the predicted mask because the rest is
-  hidden keeps the track's full mask and box (the prediction goes on) instead of shrinking it.
+- **Occlusion**: an observation that shows only part of the predicted mask (less than
+  :data:`PARTIAL_AREA` of it) because the rest is hidden keeps the track's full mask and box
+  (the prediction goes on) instead of shrinking it: partial views taken as whole ones shrank a
+  crossing object's mask frame by frame until the object, seen whole again, no longer
+  overlapped its own track.
 - **Births**: a confident region no track takes opens a tentative track; it gets its id once
   confirmed: ``birth_hits`` hits, :data:`EXTRA_HITS` more for a track whose mean score is below
   ``sure_score`` (flickering blobs and SAM's split pieces score lower), one more per frame it
   missed while tentative (it dies at its second consecutive miss).
   Regions below ``high_score`` never open tracks (ByteTrack's rule). When a track is confirmed
-  where a lost confirmed track should be (same object: predicted-mask IoU >= :data:`MERGE_IOU`
-  or re-identified), the older track takes it over: one object never holds two tracks, and the
+  where a lost confirmed track should be (same object: predicted-mask IoU >= :data:`.rules.MERGE_IOU`,
+  re-identified, or the only lost track where the motion model expects it whose appearance
+  agrees, :func:`.rules.lost_duplicate`), the older track takes it over: one object never holds two tracks, and the
   older id stays.
 - **Deaths**: a confirmed track dies after ``death_misses`` processed frames unseen; live tracks
   are capped at :data:`MAX_TRACKS_PER_REGION` x the frame's regions, at least
@@ -51,7 +55,7 @@ import numpy as np
 
 from perception_nodes.core.tracking import motion
 from perception_nodes.core.tracking.ids import TrackIdSource
-from perception_nodes.core.tracking.masks import MaskCrop, placed, placed_all
+from perception_nodes.core.tracking.masks import MaskCrop, placed_all
 from perception_nodes.core.tracking.pairs import (
     PairCues,
     RegionCues,
@@ -60,13 +64,10 @@ from perception_nodes.core.tracking.pairs import (
     region_cues,
 )
 from perception_nodes.core.tracking.rules import (
-    APPEARANCE_MARGIN,
-    NO_CANDIDATE,
     assigned,
-    centre_near,
-    crop_intersection,
     hidden_of,
     left,
+    lost_duplicate,
     merged,
     merged_rows,
     pair_score,
@@ -76,6 +77,7 @@ from perception_nodes.core.types import Segmentation
 
 PIECE_COVER = 0.7  # a visible piece: this share of the region inside the predicted mask
 PIECE_AREA = 0.7  # ... and smaller than this share of it
+PARTIAL_AREA = 0.7  # a matched view smaller than this share of the mask may be partial
 PIECE_HIDDEN = 0.5  # ... and this share of the rest hidden by other regions or the image edge
 OCCLUDER_INSIDE = (
     0.6  # a region with this share inside the predicted mask is a part, not an occluder
@@ -83,7 +85,6 @@ OCCLUDER_INSIDE = (
 PIECE_SCORE = 0.5  # IoU credited to a visible-piece match
 EXTRA_HITS = 2
 TENTATIVE_MISSES = 1  # a tentative track survives one miss, and then needs one hit more
-MERGE_IOU = 0.3
 MAX_TRACKS_PER_REGION = 1.5
 MIN_TRACK_CAP = 4
 LABEL_HISTORY = 10
@@ -249,22 +250,24 @@ class RegionTracker:
         stage_a = (iou_ok | reid) & high[:, None] & confirmed[None]
         matches = assigned(1.0 - score, stage_a, {})
         stage_b = left(matches, confirmed, len(high))
-        pieces = self._visible_pieces(regions, pairs, stage_b & ~iou_ok)
+        pieces = self._visible_pieces(regions, pairs, stage_b & ~iou_ok, set(matches))
         piece_score = score + (PIECE_SCORE - pairs.iou) * (1 - settings.similarity_weight)
         cost_b = 1.0 - np.where(iou_ok, score, piece_score)
         matches = assigned(cost_b, stage_b & (iou_ok | pieces), matches)
         stage_c = left(matches, ~confirmed, len(high)) & (iou_ok | reid) & high[:, None]
         return assigned(1.0 - score, stage_c, matches)
 
-    def _visible_pieces(self, regions: RegionCues, pairs: PairCues, allowed) -> np.ndarray:
-        """``(R, T)`` True where the region is the visible piece of the occluded track."""
+    def _visible_pieces(self, regions: RegionCues, pairs: PairCues, allowed, objects) -> np.ndarray:
+        """``(R, T)`` True where the region is the visible piece of the occluded track
+        (``objects``: regions other tracks took)."""
         small = regions.areas[:, None] < PIECE_AREA * pairs.t_areas[None]
         candidates = allowed & small & (pairs.cover_bound >= PIECE_COVER)
         pairs.compare(candidates)
         candidates &= pairs.cover >= PIECE_COVER
         out = np.zeros(allowed.shape, bool)
         for r, t in zip(*np.nonzero(candidates)):
-            out[r, t] = hidden_of(r, pairs.crops[t], regions, OCCLUDER_INSIDE) >= PIECE_HIDDEN
+            hidden = hidden_of(r, pairs.crops[t], regions, OCCLUDER_INSIDE, objects)
+            out[r, t] = hidden >= PIECE_HIDDEN
         return out
 
     # --- life cycle ---------------------------------------------------------------------------
@@ -280,10 +283,12 @@ class RegionTracker:
         rs, ts = [r for r, _ in pairs_rt], [t for _, t in pairs_rt]
         t_areas = np.array([crops[t].area for t in ts], np.float64)
         maybe_piece = (pairs.cover[rs, ts] >= PIECE_COVER) & (
-            regions.areas[rs] < PIECE_AREA * t_areas
+            regions.areas[rs] < PARTIAL_AREA * t_areas
         )
+        objects = set(rs)
         for (r, t), maybe in zip(pairs_rt, maybe_piece.tolist()):
-            if not (maybe and hidden_of(r, crops[t], regions, OCCLUDER_INSIDE) >= PIECE_HIDDEN):
+            hidden = maybe and hidden_of(r, crops[t], regions, OCCLUDER_INSIDE, objects)
+            if not (maybe and hidden >= PIECE_HIDDEN):
                 full.append((r, t))
         if full:
             rows, cols = [r for r, _ in full], [t for _, t in full]
@@ -370,7 +375,8 @@ class RegionTracker:
         lost = [t for t in self.tracks if t.confirmed and t.misses > 0]
         for r in fresh:
             young = out[r]
-            old = self._lost_match(young, lost, settings) if lost else None
+            others = [t for t in self.tracks if t is not young]
+            old = lost_duplicate(young, lost, others, settings.similarity_gate) if lost else None
             if old is None:
                 continue
             old.state, old.crop, old.zoom = young.state, young.crop, 1.0
@@ -381,20 +387,3 @@ class RegionTracker:
             out[r] = old
             lost.remove(old)
             self.tracks = [t for t in self.tracks if t is not young]
-
-    def _lost_match(self, young: Track, lost: list[Track], settings) -> Track | None:
-        """The lost track ``young`` duplicates: its predicted mask overlaps ``young``'s by
-        :data:`MERGE_IOU`, or, near where it should be, appearance singles it out."""
-        others = [t for t in self.tracks if t is not young and t.token.shape == young.token.shape]
-        cos = {id(t): float(np.dot(young.token, t.token)) for t in others}
-        best, best_key = None, (MERGE_IOU, -1.0)
-        for old in lost:
-            crop = placed(old.crop, old.state.x[0, :2], old.zoom)
-            inter = crop_intersection(young.crop, crop)
-            iou = inter / max(young.crop.area + crop.area - inter, 1)
-            c = cos.get(id(old), NO_CANDIDATE)
-            runner_up = max((v for k, v in cos.items() if k != id(old)), default=NO_CANDIDATE)
-            by_look = c >= settings.similarity_gate and c - runner_up >= APPEARANCE_MARGIN
-            if (iou, c) >= best_key or (by_look and centre_near(young, old)):
-                best, best_key = old, max((iou, c), best_key)
-        return best
