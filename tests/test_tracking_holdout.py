@@ -69,6 +69,9 @@ def test_segmenter_makes_sams_mistakes_in_the_hierarchy_family():
     assert seg.stability_score.min() >= PipelineConfig().amg_stability_score_thresh
     f = frames[0]
     assert np.array_equal(f.ignore, [r.kind == "part" for r in f.regions])
+    quiet = {"spurious": 0, "merge": 0, "hierarchy": 0}
+    clean = list(itertools.islice(th.sequence("sam_hierarchy", 0, 12, sam_noise=quiet), 12))
+    assert {r.kind for f in clean for r in f.regions} == {"whole"}
 
 
 def _cos(t):

@@ -2,9 +2,11 @@
 
 usage: python -m perception_nodes.tools.tracking_holdout [--seeds N] [--families F ...]
            [--variants distinct untrained] [--frames N] [--current REV] [--baseline REV]
-           [--out outputs/bench/tracking_holdout.json]
+           [--sam FIELD=VALUE ...] [--out outputs/bench/tracking_holdout.json]
   e.g. the working tree's tracker against the one before the rebuild, 3 seeds (~5 min, 1 core):
        python -m perception_nodes.tools.tracking_holdout --baseline 8c04807
+  which of the segmenter's mistakes costs most, e.g. without merges and spurious blobs:
+       python -m perception_nodes.tools.tracking_holdout --families sam_hierarchy --sam merge=0 spurious=0
 
 Built independently of the tracker and of its own benchmark (tools/tracking_sequences.py):
 640x480 frames, 60-90 per sequence at ~30 Hz with stamp jitter and dropped frames, rendered
@@ -47,7 +49,7 @@ from perception_nodes.core.tracking import TrackingStage
 from perception_nodes.tools import tracking_holdout_tokens as tok
 from perception_nodes.tools.bench_common import hardware_info
 from perception_nodes.tools.tracking_holdout_families import FAMILIES, build
-from perception_nodes.tools.tracking_holdout_sam import SamSim, SimRegion
+from perception_nodes.tools.tracking_holdout_sam import SamNoise, SamSim, SimRegion
 from perception_nodes.tools.tracking_holdout_world import render
 from perception_nodes.tools.tracking_quality import MATCH_IOU, baseline_stage, region_gt_iou
 
@@ -76,15 +78,17 @@ class HoldoutFrame:
         return self.seg[VARIANTS[0]]
 
 
-def sequence(family: str, seed: int, frames: int | None = None, perfect_sam: bool = False):
+def sequence(family: str, seed: int, frames: int | None = None, perfect_sam: bool = False,
+             sam_noise: dict | None = None):  # fmt: skip
     """Frames of one sequence (a generator of :class:`HoldoutFrame`); deterministic per
-    ``(family, seed)``. ``frames`` None: 60-90 drawn from the seed. ``perfect_sam``: regions
+    ``(family, seed)``. ``frames`` None: 60-90 drawn from the seed. ``sam_noise``: fields of the
+    family's :class:`SamNoise` to override (to find which mistake costs a tracker most). ``perfect_sam``: regions
     are the exact visible masks (the harness control)."""
     ss = np.random.SeedSequence([zlib.crc32(family.encode()), seed])
     r_scene, r_render, r_sam, r_d, r_u = (np.random.default_rng(s) for s in ss.spawn(5))
     n = int(r_scene.integers(60, 91)) if frames is None else frames
     scene = build(family, r_scene, n)
-    sam = SamSim(scene.things, scene.sam["noise"], r_sam)
+    sam = SamSim(scene.things, dataclasses.replace(scene.sam["noise"], **(sam_noise or {})), r_sam)
     for k, u in enumerate(scene.steps):
         truth = render(scene, int(u), r_render)
         gt = {}
@@ -168,7 +172,7 @@ def _update(acc: mm.MOTAccumulator, gt_ids: list[int], iou: np.ndarray, ids: np.
 
 
 def run_sequence(family: str, seed: int, trackers: list[TrackerUnderTest], frames: int | None = None,
-                 variants=VARIANTS, perfect_sam: bool = False) -> dict:  # fmt: skip
+                 variants=VARIANTS, perfect_sam: bool = False, sam_noise: dict | None = None) -> dict:  # fmt: skip
     """Scores of one sequence: ``{"oracle": row, "<tracker>/<variant>": row}``; a row holds the
     py-motmetrics numbers over every visible object, ``idf1_returned`` (IDF1 over the objects SAM
     returned in that frame at IoU >= 0.5: what the tracker could have got right; the oracle
@@ -181,7 +185,7 @@ def run_sequence(family: str, seed: int, trackers: list[TrackerUnderTest], frame
     cpu: dict[str, list[float]] = {key: [] for key in runs}
     errors = {key: np.zeros(4, np.int64) for key in accs}  # matched, no id, blobs, blob ids
     n = 0
-    for frame in sequence(family, seed, frames, perfect_sam):
+    for frame in sequence(family, seed, frames, perfect_sam, sam_noise):
         n += 1
         gt_ids, iou = region_gt_iou(frame)
         returned = np.nonzero((iou[:, ~frame.ignore] >= MATCH_IOU).any(1))[0]
@@ -291,6 +295,21 @@ def print_table(summary: dict, names: list[str], columns=SCORE_COLUMNS, file=sys
             print(line, file=file)
 
 
+def _parse_noise(p: argparse.ArgumentParser, items: list[str]) -> dict[str, float]:
+    """``["miss=0", ...]`` -> ``{"miss": 0.0}``; unknown fields or bad numbers are usage errors."""
+    names = {f.name for f in dataclasses.fields(SamNoise)}
+    out = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        try:
+            if key not in names:
+                raise ValueError
+            out[key] = float(value)
+        except ValueError:
+            p.error(f"--sam {item!r}: expected FIELD=NUMBER with FIELD in {sorted(names)}")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m perception_nodes.tools.tracking_holdout",
                                 description=__doc__.split("\n\n")[0],
@@ -316,10 +335,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--current", default=None,
                    help="git revision to score as the current tracker instead of the working tree's")  # fmt: skip
+    p.add_argument("--sam", nargs="+", default=[], metavar="FIELD=VALUE",
+                   help="override the segmenter's noise in every family, e.g. --sam miss=0 merge=0 "
+                   f"(fields: {', '.join(f.name for f in dataclasses.fields(SamNoise))})")  # fmt: skip
     p.add_argument("--out", type=Path, default=Path("outputs/bench/tracking_holdout.json"))
     args = p.parse_args(argv)
     if args.seeds < 1 or (args.frames is not None and args.frames < 2):
         p.error("--seeds must be >= 1 and --frames >= 2")
+    sam_noise = _parse_noise(p, args.sam)
     current = TrackingStage if args.current is None else baseline_stage(args.current, args.repo)
     trackers = [TrackerUnderTest("current" if args.current is None else args.current, current)]
     if args.baseline:
@@ -328,7 +351,9 @@ def main(argv: list[str] | None = None) -> int:
     jobs = [(f, s) for f in args.families for s in range(args.seeds)]
     for k, (fam, seed) in enumerate(jobs, 1):
         t0 = time.perf_counter()
-        row = run_sequence(fam, seed, trackers, args.frames, tuple(args.variants))
+        row = run_sequence(
+            fam, seed, trackers, args.frames, tuple(args.variants), sam_noise=sam_noise
+        )
         rows.append(row)
         scores = "  ".join(
             f"{key} {row[key]['idf1']:.3f}" for key in row if isinstance(row[key], dict)
@@ -345,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     cost = ", ".join(f"{k} {summary['mean'][k]['cpu_ms']:.1f}" for k in keys[1:])
     print(f"tracker CPU ms per frame (median per sequence, mean over families): {cost}")
     meta = {"benchmark": "tracking_holdout", "seeds": args.seeds, "families": args.families,
-            "variants": args.variants, "frames": args.frames, "baseline": args.baseline,
+            "variants": args.variants, "frames": args.frames, "baseline": args.baseline, "sam": sam_noise,
             "match_iou": MATCH_IOU, "loadavg": os.getloadavg(), "wall_s": time.perf_counter() - t_all,
             "hardware": hardware_info("cpu")}  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)

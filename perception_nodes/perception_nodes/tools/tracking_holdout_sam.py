@@ -37,7 +37,7 @@ class SamNoise:
 
     miss: base chance an object is missed in a frame; jitter: std of the outline noise (px);
     spurious: new spurious blobs per frame (Poisson mean); hierarchy: per-frame
-    chance an object with parts switches between whole / parts / both; merge: per-frame chance
+    chance an object with parts switches between whole / parts / both (0: always whole); merge: per-frame chance
     two touching objects start being returned as one region (for 2-7 frames)."""
 
     miss: float = 0.05
@@ -131,6 +131,8 @@ class SamSim:
     def _mode(self, i: int) -> str:
         """Markov whole / parts / both state of a thing with parts."""
         modes = ("whole", "parts", "both")
+        if self.noise.hierarchy <= 0:
+            return "whole"
         if i not in self.mode:
             self.mode[i] = modes[self.rng.choice(3, p=[0.5, 0.3, 0.2])]
         elif self.rng.random() < self.noise.hierarchy:
