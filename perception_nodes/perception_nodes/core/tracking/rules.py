@@ -14,8 +14,6 @@ APPEARANCE_MARGIN = 0.05  # a match by appearance alone must beat the runner-up 
 NO_CANDIDATE = -2.0  # below any cosine
 LABEL_WEIGHT = 0.1
 MERGE_IOU = 0.3  # a new track whose mask overlaps a lost track's predicted mask this much is it
-MOTION_MERGE = True
-OBJECTS_OCCLUDE = True
 
 
 def reidentified(pairs: PairCues, among: np.ndarray, gate: float) -> np.ndarray:
@@ -121,8 +119,7 @@ def hidden_of(r: int, crop: MaskCrop, regions, inside_limit: float, objects=()) 
     occluders = [
         regions.masks[q]
         for q in np.nonzero(touch)[0]
-        if (OBJECTS_OCCLUDE and q in objects)
-        or share_inside(regions.masks[q], regions.areas[q], crop) < inside_limit
+        if q in objects or share_inside(regions.masks[q], regions.areas[q], crop) < inside_limit
     ]
     return hidden_share(crop, regions.masks[r], occluders)
 
@@ -154,7 +151,7 @@ def lost_duplicate(young, lost: list, others: list, gate: float):
             best, best_key = old, max((iou, c), best_key)
         if c >= gate and _where_expected(young, old):
             in_reach.append(old)
-    if best is None and MOTION_MERGE and len(in_reach) == 1:
+    if best is None and len(in_reach) == 1:
         return in_reach[0]
     return best
 
