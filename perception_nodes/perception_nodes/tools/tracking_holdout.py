@@ -3,10 +3,11 @@
 usage: python -m perception_nodes.tools.tracking_holdout [--seeds N] [--families F ...]
            [--variants distinct untrained] [--frames N] [--current REV] [--baseline REV]
            [--sam FIELD=VALUE ...] [--out outputs/bench/tracking_holdout.json]
-  e.g. the working tree's tracker against the one before the rebuild, 3 seeds (~5 min, 1 core):
+  e.g. the working tree's tracker against the one before the rebuild, 3 seeds (~2.5 min CPU):
        python -m perception_nodes.tools.tracking_holdout --baseline 8c04807
   which of the segmenter's mistakes costs most, e.g. without merges and spurious blobs:
-       python -m perception_nodes.tools.tracking_holdout --families sam_hierarchy --sam merge=0 spurious=0
+       python -m perception_nodes.tools.tracking_holdout --families sam_hierarchy
+           --sam merge=0 spurious=0
 
 Built independently of the tracker and of its own benchmark (tools/tracking_sequences.py):
 640x480 frames, 60-90 per sequence at ~30 Hz with stamp jitter and dropped frames, rendered
@@ -49,13 +50,25 @@ from perception_nodes.core.tracking import TrackingStage
 from perception_nodes.tools import tracking_holdout_tokens as tok
 from perception_nodes.tools.bench_common import hardware_info
 from perception_nodes.tools.tracking_holdout_families import FAMILIES, build
+from perception_nodes.tools.tracking_holdout_report import (
+    ERROR_COLUMNS,
+    VARIANTS,
+    print_table,
+    summarise,
+)
 from perception_nodes.tools.tracking_holdout_sam import SamNoise, SamSim, SimRegion
 from perception_nodes.tools.tracking_holdout_world import render
 from perception_nodes.tools.tracking_quality import MATCH_IOU, baseline_stage, region_gt_iou
 
-VARIANTS = ("distinct", "untrained")
-METRICS = ["idf1", "mota", "num_switches", "num_fragmentations", "num_objects",
-           "num_false_positives", "num_misses"]  # fmt: skip
+METRICS = [
+    "idf1",
+    "mota",
+    "num_switches",
+    "num_fragmentations",
+    "num_objects",
+    "num_false_positives",
+    "num_misses",
+]
 MIN_GT_AREA = 25
 
 
@@ -78,12 +91,17 @@ class HoldoutFrame:
         return self.seg[VARIANTS[0]]
 
 
-def sequence(family: str, seed: int, frames: int | None = None, perfect_sam: bool = False,
-             sam_noise: dict | None = None):  # fmt: skip
+def sequence(
+    family: str,
+    seed: int,
+    frames: int | None = None,
+    perfect_sam: bool = False,
+    sam_noise: dict | None = None,
+):
     """Frames of one sequence (a generator of :class:`HoldoutFrame`); deterministic per
-    ``(family, seed)``. ``frames`` None: 60-90 drawn from the seed. ``sam_noise``: fields of the
-    family's :class:`SamNoise` to override (to find which mistake costs a tracker most). ``perfect_sam``: regions
-    are the exact visible masks (the harness control)."""
+    ``(family, seed)``. ``frames`` None: 60-90 drawn from the seed. ``perfect_sam``: regions are
+    the exact visible masks (the harness control). ``sam_noise``: fields of the family's
+    :class:`SamNoise` to override (to find which mistake costs a tracker most)."""
     ss = np.random.SeedSequence([zlib.crc32(family.encode()), seed])
     r_scene, r_render, r_sam, r_d, r_u = (np.random.default_rng(s) for s in ss.spawn(5))
     n = int(r_scene.integers(60, 91)) if frames is None else frames
@@ -160,8 +178,14 @@ def oracle_ids(gt_ids: list[int], iou: np.ndarray, ignore: np.ndarray) -> np.nda
     return ids
 
 
-def _update(acc: mm.MOTAccumulator, gt_ids: list[int], iou: np.ndarray, ids: np.ndarray,
-            ignore: np.ndarray, rows: np.ndarray | None = None) -> None:  # fmt: skip
+def _update(
+    acc: mm.MOTAccumulator,
+    gt_ids: list[int],
+    iou: np.ndarray,
+    ids: np.ndarray,
+    ignore: np.ndarray,
+    rows: np.ndarray | None = None,
+) -> None:
     """One frame into ``acc``: hypotheses = regions with an id > 0 that are not ignored;
     ``rows``: the ground-truth objects that count (default all)."""
     hyp = np.nonzero((ids > 0) & ~ignore)[0]
@@ -171,8 +195,15 @@ def _update(acc: mm.MOTAccumulator, gt_ids: list[int], iou: np.ndarray, ids: np.
     acc.update([gt_ids[g] for g in rows], [int(ids[i]) for i in hyp], dist)
 
 
-def run_sequence(family: str, seed: int, trackers: list[TrackerUnderTest], frames: int | None = None,
-                 variants=VARIANTS, perfect_sam: bool = False, sam_noise: dict | None = None) -> dict:  # fmt: skip
+def run_sequence(
+    family: str,
+    seed: int,
+    trackers: list[TrackerUnderTest],
+    frames: int | None = None,
+    variants=VARIANTS,
+    perfect_sam: bool = False,
+    sam_noise: dict | None = None,
+) -> dict:
     """Scores of one sequence: ``{"oracle": row, "<tracker>/<variant>": row}``; a row holds the
     py-motmetrics numbers over every visible object, ``idf1_returned`` (IDF1 over the objects SAM
     returned in that frame at IoU >= 0.5: what the tracker could have got right; the oracle
@@ -227,74 +258,6 @@ def run_sequence(family: str, seed: int, trackers: list[TrackerUnderTest], frame
     return out
 
 
-def summarise(rows: list[dict], keys: list[str]) -> dict:
-    """Per family and key: mean IDF1/MOTA over seeds, switches per 100 over all detections,
-    fragmentations per sequence; plus ``mean`` and ``worst`` over the families (worst: lowest
-    IDF1 and MOTA, most switches and fragmentations, each on its own)."""
-    fams = sorted({r["family"] for r in rows}, key=list(FAMILIES).index)
-    out = {}
-    for f in fams:
-        rs = [r for r in rows if r["family"] == f]
-        out[f] = {}
-        for k in keys:
-            objs = sum(r[k]["num_objects"] for r in rs)
-            out[f][k] = {
-                "idf1": float(np.mean([r[k]["idf1"] for r in rs])),
-                "idf1_returned": float(np.mean([r[k]["idf1_returned"] for r in rs])),
-                "mota": float(np.mean([r[k]["mota"] for r in rs])),
-                "switches_per_100": 100 * sum(r[k]["num_switches"] for r in rs) / max(1.0, objs),
-                "frag": float(np.mean([r[k]["num_fragmentations"] for r in rs])),
-                "cpu_ms": float(np.mean([r[k].get("cpu_ms", 0.0) for r in rs])),
-                "no_id_pct": 100
-                * sum(r[k]["no_id"] for r in rs)
-                / max(1, sum(r[k]["matched"] for r in rs)),
-                "blob_id_pct": 100
-                * sum(r[k]["blob_ids"] for r in rs)
-                / max(1, sum(r[k]["blobs"] for r in rs)),
-            }
-    worst = {
-        "idf1": np.min,
-        "idf1_returned": np.min,
-        "mota": np.min,
-        "switches_per_100": np.max,
-        "frag": np.max,
-        "cpu_ms": np.max,
-        "no_id_pct": np.max,
-        "blob_id_pct": np.max,
-    }
-    for agg in ("mean", "worst"):
-        out[agg] = {
-            k: {m: float((np.mean if agg == "mean" else fn)([out[f][k][m] for f in fams]))
-                for m, fn in worst.items()}
-            for k in keys
-        }  # fmt: skip
-    return out
-
-
-SCORE_COLUMNS = [("IDF1", "idf1", 5, 3), ("ret", "idf1_returned", 5, 3), ("MOTA", "mota", 6, 3),
-                 ("sw/100", "switches_per_100", 6, 2), ("frag", "frag", 5, 1)]  # fmt: skip
-ERROR_COLUMNS = [("no id %", "no_id_pct", 7, 1), ("blob id %", "blob_id_pct", 9, 1)]
-
-
-def print_table(summary: dict, names: list[str], columns=SCORE_COLUMNS, file=sys.stdout) -> None:
-    """One row per family and token variant: the oracle's value of the first column, then each
-    tracker's ``columns`` (title, summary key, width, decimals) side by side."""
-    cells = " ".join(f"{t:>{w}}" for t, _, w, _ in columns)
-    head = f"{'':<28}{'oracle':>7}" + "".join(f" | {n[: len(cells)]:^{len(cells)}}" for n in names)
-    print(head, file=file)
-    print(f"{'family':<18}{'tokens':<10}{columns[0][0]:>7}" + f" | {cells}" * len(names), file=file)
-    print("-" * len(head), file=file)
-    for fam, per in summary.items():
-        for v in VARIANTS:
-            if not all(f"{n}/{v}" in per for n in names):
-                continue
-            line = f"{fam:<18}{v:<10}{per['oracle'][columns[0][1]]:>7.{columns[0][3]}f}"
-            for n in names:
-                s = per[f"{n}/{v}"]
-                line += " | " + " ".join(f"{s[k]:>{w}.{d}f}" for _, k, w, d in columns)
-            print(line, file=file)
-
-
 def _parse_noise(p: argparse.ArgumentParser, items: list[str]) -> dict[str, float]:
     """``["miss=0", ...]`` -> ``{"miss": 0.0}``; unknown fields or bad numbers are usage errors."""
     names = {f.name for f in dataclasses.fields(SamNoise)}
@@ -311,14 +274,28 @@ def _parse_noise(p: argparse.ArgumentParser, items: list[str]) -> dict[str, floa
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m perception_nodes.tools.tracking_holdout",
-                                description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)  # fmt: skip
+    p = argparse.ArgumentParser(
+        prog="python -m perception_nodes.tools.tracking_holdout",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("--seeds", type=int, default=3, help="sequences per family (seeds 0..N-1)")
-    p.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES),
-                   metavar="FAMILY", help=f"any of: {' '.join(FAMILIES)}")  # fmt: skip
-    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
-                   metavar="TOKENS", help="distinct and/or untrained (all tokens nearly equal)")  # fmt: skip
+    p.add_argument(
+        "--families",
+        nargs="+",
+        default=list(FAMILIES),
+        choices=list(FAMILIES),
+        metavar="FAMILY",
+        help=f"any of: {' '.join(FAMILIES)}",
+    )
+    p.add_argument(
+        "--variants",
+        nargs="+",
+        default=list(VARIANTS),
+        choices=list(VARIANTS),
+        metavar="TOKENS",
+        help="distinct and/or untrained (all tokens nearly equal)",
+    )
     p.add_argument(
         "--frames", type=int, default=None, help="frames per sequence (default: 60-90 by seed)"
     )
@@ -333,11 +310,19 @@ def main(argv: list[str] | None = None) -> int:
         default=Path(__file__).resolve().parents[3],
         help="git repository of --baseline",
     )
-    p.add_argument("--current", default=None,
-                   help="git revision to score as the current tracker instead of the working tree's")  # fmt: skip
-    p.add_argument("--sam", nargs="+", default=[], metavar="FIELD=VALUE",
-                   help="override the segmenter's noise in every family, e.g. --sam miss=0 merge=0 "
-                   f"(fields: {', '.join(f.name for f in dataclasses.fields(SamNoise))})")  # fmt: skip
+    p.add_argument(
+        "--current",
+        default=None,
+        help="git revision to score as the current tracker instead of the working tree's",
+    )
+    p.add_argument(
+        "--sam",
+        nargs="+",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override the segmenter's noise in every family, e.g. --sam miss=0 merge=0 "
+        f"(fields: {', '.join(f.name for f in dataclasses.fields(SamNoise))})",
+    )
     p.add_argument("--out", type=Path, default=Path("outputs/bench/tracking_holdout.json"))
     args = p.parse_args(argv)
     if args.seeds < 1 or (args.frames is not None and args.frames < 2):
@@ -358,21 +343,36 @@ def main(argv: list[str] | None = None) -> int:
         scores = "  ".join(
             f"{key} {row[key]['idf1']:.3f}" for key in row if isinstance(row[key], dict)
         )
-        print(f"[{k}/{len(jobs)}] {fam} seed {seed}: {row['frames']} frames, "
-              f"{time.perf_counter() - t0:.1f} s; IDF1 {scores}", file=sys.stderr, flush=True)  # fmt: skip
+        print(
+            f"[{k}/{len(jobs)}] {fam} seed {seed}: {row['frames']} frames, "
+            f"{time.perf_counter() - t0:.1f} s; IDF1 {scores}",
+            file=sys.stderr,
+            flush=True,
+        )
     keys = ["oracle"] + [f"{t.name}/{v}" for t in trackers for v in args.variants]
     summary = summarise(rows, keys)
     names = [t.name for t in trackers]
     print_table(summary, names)
-    print("\nwhere ids go missing: % of regions matched to an object (oracle) left without an id;"
-          " % of spurious blobs given an id")  # fmt: skip
+    print(
+        "\nwhere ids go missing: % of regions matched to an object (oracle) left without an id;"
+        " % of spurious blobs given an id"
+    )
     print_table(summary, names, ERROR_COLUMNS)
     cost = ", ".join(f"{k} {summary['mean'][k]['cpu_ms']:.1f}" for k in keys[1:])
     print(f"tracker CPU ms per frame (median per sequence, mean over families): {cost}")
-    meta = {"benchmark": "tracking_holdout", "seeds": args.seeds, "families": args.families,
-            "variants": args.variants, "frames": args.frames, "baseline": args.baseline, "sam": sam_noise,
-            "match_iou": MATCH_IOU, "loadavg": os.getloadavg(), "wall_s": time.perf_counter() - t_all,
-            "hardware": hardware_info("cpu")}  # fmt: skip
+    meta = {
+        "benchmark": "tracking_holdout",
+        "seeds": args.seeds,
+        "families": args.families,
+        "variants": args.variants,
+        "frames": args.frames,
+        "baseline": args.baseline,
+        "sam": sam_noise,
+        "match_iou": MATCH_IOU,
+        "loadavg": os.getloadavg(),
+        "wall_s": time.perf_counter() - t_all,
+        "hardware": hardware_info("cpu"),
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({**meta, "summary": summary, "sequences": rows}, indent=1))
     print(f"wrote {args.out}", file=sys.stderr)

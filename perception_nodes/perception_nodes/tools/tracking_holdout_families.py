@@ -108,8 +108,12 @@ class Builder:
         n = len(self.steps)
         hide = min(0.6, hidden_frames / n)
         t_in = self.rng.uniform(0.08, 0.35 - hide / 2) if hide < 0.5 else 0.05
-        pts = [(0.0, (ox - side * out * 1.2, y)), (t_in, (ox - side * 0.1 * ow, y)),
-               (t_in + hide, (ox + side * 0.1 * ow, y)), (min(1.0, t_in + hide + 0.2), (ox + side * out * 1.2, y))]  # fmt: skip
+        pts = [
+            (0.0, (ox - side * out * 1.2, y)),
+            (t_in, (ox - side * 0.1 * ow, y)),
+            (t_in + hide, (ox + side * 0.1 * ow, y)),
+            (min(1.0, t_in + hide + 0.2), (ox + side * out * 1.2, y)),
+        ]
         return self.obj(self.route(pts, wander=1.5), size, z=occluder.z - 1)
 
     def peeker(self, size=(60, 60)) -> Thing:
@@ -117,8 +121,12 @@ class Builder:
         r = self.rng
         edge = r.integers(4)
         y, x = r.uniform(100, H - 100), r.uniform(100, W - 100)
-        inside, outside = {0: ((60, y), (-90, y)), 1: ((W - 60, y), (W + 90, y)),
-                           2: ((x, 60), (x, -90)), 3: ((x, H - 60), (x, H + 90))}[edge]  # fmt: skip
+        inside, outside = {
+            0: ((60, y), (-90, y)),
+            1: ((W - 60, y), (W + 90, y)),
+            2: ((x, 60), (x, -90)),
+            3: ((x, H - 60), (x, H + 90)),
+        }[edge]
         t0 = r.uniform(0.1, 0.3)
         pts = [(0.0, inside), (t0, outside), (t0 + 0.35, outside), (t0 + 0.5, inside)]
         return self.obj(self.route(pts, wander=2), size, z=7)
@@ -136,8 +144,16 @@ class Builder:
             tex, alpha = cutout(r, name, h, w)
         else:
             tex, alpha = tex, smooth_outline(r, h, w)
-        th = Thing(len(self.things) + 1, tex, alpha, pose, CLS[name], r.uniform(1, 5) if z is None else z,
-                   part_map(r, alpha, parts) if parts else None, deform)  # fmt: skip
+        th = Thing(
+            len(self.things) + 1,
+            tex,
+            alpha,
+            pose,
+            CLS[name],
+            r.uniform(1, 5) if z is None else z,
+            part_map(r, alpha, parts) if parts else None,
+            deform,
+        )
         self.things.append(th)
         return th
 
@@ -147,9 +163,17 @@ class Builder:
             h, w = self.rng.integers(150, 300), self.rng.integers(200, 380)
             xy = (self.rng.uniform(60, W - 60), self.rng.uniform(60, H - 60))
             pose = self.pose(xy)
-            self.things.append(Thing(len(self.things) + 1, np.zeros((1, 1, 3), np.uint8),
-                                     smooth_outline(self.rng, h, w, 0.3), pose,
-                                     STUFF_CLS[self.rng.integers(len(STUFF_CLS))], 0.0, stuff=True))  # fmt: skip
+            self.things.append(
+                Thing(
+                    len(self.things) + 1,
+                    np.zeros((1, 1, 3), np.uint8),
+                    smooth_outline(self.rng, h, w, 0.3),
+                    pose,
+                    STUFF_CLS[self.rng.integers(len(STUFF_CLS))],
+                    0.0,
+                    stuff=True,
+                )
+            )
 
     def movers(self, n: int, sizes=(30, 120), walk=0.1, speed=1.5, **kw) -> None:
         r = self.rng
@@ -167,8 +191,14 @@ class Builder:
         """Objects of 150-400 px."""
         for _ in range(n):
             s = self.rng.uniform(14, 24)
-            self.obj(self.pose((self.rng.uniform(30, W - 30), self.rng.uniform(30, H - 30)),
-                               self.rng.uniform(-1, 1, 2), walk=0.05), (int(s), int(s * 1.2)))  # fmt: skip
+            self.obj(
+                self.pose(
+                    (self.rng.uniform(30, W - 30), self.rng.uniform(30, H - 30)),
+                    self.rng.uniform(-1, 1, 2),
+                    walk=0.05,
+                ),
+                (int(s), int(s * 1.2)),
+            )
 
     def scene(self, camera: np.ndarray, blur: np.ndarray, gain: np.ndarray, sam: SamNoise) -> Scene:
         stamps = 1000.0 + self.steps / 30.0 + self.rng.normal(0, 0.003, self.steps.size)
@@ -203,7 +233,7 @@ class Builder:
         return cam, blur
 
     def exposure(self, changes: int = 1) -> np.ndarray:
-        """Gain ``(U,)``: ``changes`` auto-exposure steps by x0.6-0.8 or x1.2-1.4, ramped over 8 steps."""
+        """Gain ``(U,)``: ``changes`` auto-exposure steps (x0.6-0.8 or x1.2-1.4, over 8 steps)."""
         g = np.ones(self.U)
         for u0 in np.sort(self.rng.integers(5, max(6, self.U - 10), changes)):
             target = (
@@ -256,8 +286,12 @@ def walkthrough(b: Builder) -> Scene:
         )
     b.peeker()
     b.small(1)
-    cam, blur = b.camera(pan=(r.uniform(1, 2.5) * r.choice([-1, 1]), r.uniform(-0.5, 0.5)),
-                         zoom_to=2.0, roll_to=r.uniform(-5, 5), shake=1.0)  # fmt: skip
+    cam, blur = b.camera(
+        pan=(r.uniform(1, 2.5) * r.choice([-1, 1]), r.uniform(-0.5, 0.5)),
+        zoom_to=2.0,
+        roll_to=r.uniform(-5, 5),
+        shake=1.0,
+    )
     return b.scene(cam, blur, b.exposure(1), SamNoise())
 
 
@@ -286,8 +320,13 @@ def lookalikes(b: Builder) -> Scene:
     for k in range(4):  # a row of look-alikes side by side; two of them walk across the others
         x = W / 2 - 1.5 * (s + 8) + k * (s + 8)
         vel = (0.0, 0.0) if k in (1, 2) else (r.uniform(1.2, 2.2) * (1 if k == 0 else -1), 0.0)
-        b.obj(b.pose((x, y), vel, wander=2, walk=0.0, scale=r.uniform(0.9, 1.1)), (s, s), name=name,
-              tex=tex, z=float(k % 2) + 2 * (k in (0, 3)))  # fmt: skip
+        b.obj(
+            b.pose((x, y), vel, wander=2, walk=0.0, scale=r.uniform(0.9, 1.1)),
+            (s, s),
+            name=name,
+            tex=tex,
+            z=float(k % 2) + 2 * (k in (0, 3)),
+        )
     for _ in range(2):  # a crossing pair of look-alikes in another row
         side = r.choice([-1, 1])
         b.obj(

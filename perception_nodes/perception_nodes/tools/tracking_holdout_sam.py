@@ -36,8 +36,8 @@ class SamNoise:
     """How noisy the segmenter is in a family.
 
     miss: base chance an object is missed in a frame; jitter: std of the outline noise (px);
-    spurious: new spurious blobs per frame (Poisson mean); hierarchy: per-frame
-    chance an object with parts switches between whole / parts / both (0: always whole); merge: per-frame chance
+    spurious: new spurious blobs per frame (Poisson mean); hierarchy: per-frame chance an object
+    with parts switches between whole / parts / both (0: always whole); merge: per-frame chance
     two touching objects start being returned as one region (for 2-7 frames)."""
 
     miss: float = 0.05
@@ -164,8 +164,9 @@ class SamSim:
                     busy |= set(pair)
         return live
 
-    def _emit(self, truth: Truth, mask: np.ndarray, vf: float, kind: str, i: int,
-              blurred: bool) -> list[SimRegion]:  # fmt: skip
+    def _emit(
+        self, truth: Truth, mask: np.ndarray, vf: float, kind: str, i: int, blurred: bool
+    ) -> list[SimRegion]:
         """The region as SAM returns it (jittered outline, smeared when blurred, scores)."""
         ys, xs = np.nonzero(mask)
         if ys.size < MIN_AREA:

@@ -21,8 +21,22 @@ from perception_nodes.core.types import RegionLabels, Segmentation
 from perception_nodes.tools.tracking_holdout_sam import SimRegion
 from perception_nodes.tools.tracking_holdout_world import PHOTOS, H, W, photo
 
-VOCAB = ["person", "cat", "cup", "rocket", "cell", "motorcycle", "wall", "floor", "plant",
-         "bottle", "chair", "table", "window", "box"]  # fmt: skip
+VOCAB = [
+    "person",
+    "cat",
+    "cup",
+    "rocket",
+    "cell",
+    "motorcycle",
+    "wall",
+    "floor",
+    "plant",
+    "bottle",
+    "chair",
+    "table",
+    "window",
+    "box",
+]
 TOKEN_DIM, EMBED_DIM, DESC_DIM = 256, 512, 80
 _PROJ_SEED = 20261202  # the fixed "network"
 
@@ -82,8 +96,9 @@ def _mean_descriptor() -> np.ndarray:
     return np.mean(out, 0)
 
 
-def segmentation(regions: list[SimRegion], desc: np.ndarray, rng: np.random.Generator,
-                 alike: bool) -> Segmentation:  # fmt: skip
+def segmentation(
+    regions: list[SimRegion], desc: np.ndarray, rng: np.random.Generator, alike: bool
+) -> Segmentation:
     """The frame's :class:`Segmentation` (full masks, tight boxes, SAM-like tokens)."""
     n = len(regions)
     if n == 0:
@@ -125,8 +140,9 @@ def tokens(
     return t.astype(np.float32)
 
 
-def labels(regions: list[SimRegion], things: list, desc: np.ndarray, rng: np.random.Generator,
-           alike: bool) -> RegionLabels:  # fmt: skip
+def labels(
+    regions: list[SimRegion], things: list, desc: np.ndarray, rng: np.random.Generator, alike: bool
+) -> RegionLabels:
     """Classifier output: the object's class with flips (8 % another class, 5 % unknown), parts
     and blobs mostly wrong; untrained: argmax of a fixed random projection of the appearance,
     noisy, ``meaningful=False``. Embeddings ``(N, 512)`` unit vectors in both."""
@@ -150,5 +166,13 @@ def labels(regions: list[SimRegion], things: list, desc: np.ndarray, rng: np.ran
     others = rng.integers(0, v, (n, 2))
     top = np.concatenate([np.maximum(idx, 0)[:, None], others], 1).astype(np.int64)
     top_s = np.stack([score, score * 0.7, score * 0.5], 1).astype(np.float32)
-    return RegionLabels(idx.astype(np.int64), score, top, top_s, list(VOCAB), 1,
-                        embeddings=e.astype(np.float32), meaningful=not alike)  # fmt: skip
+    return RegionLabels(
+        idx.astype(np.int64),
+        score,
+        top,
+        top_s,
+        list(VOCAB),
+        1,
+        embeddings=e.astype(np.float32),
+        meaningful=not alike,
+    )

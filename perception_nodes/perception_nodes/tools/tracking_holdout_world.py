@@ -186,8 +186,9 @@ def render(scene: Scene, u: int, rng: np.random.Generator) -> Truth:
     front with soft edges, exposure gain, motion blur and sensor noise applied to the image only
     (the ground truth is the sharp geometry)."""
     cam = scene.camera[u]
-    image = cv2.warpAffine(scene.canvas, cam, (W, H), flags=cv2.INTER_LINEAR,
-                           borderMode=cv2.BORDER_REFLECT).astype(np.float32)  # fmt: skip
+    image = cv2.warpAffine(
+        scene.canvas, cam, (W, H), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
+    ).astype(np.float32)
     owner = np.full((H, W), -1, np.int16)
     part = np.zeros((H, W), np.uint8)
     extent, crops = {}, {}
