@@ -154,7 +154,7 @@ class PipelineConfig:
     )
     amg_points_per_batch: int = _setting(
         0,
-        description="prompts per decoder batch; 0 = automatic (64 on CPU, 256 on CUDA)",
+        description="prompts per decoder batch; 0 = automatic (16 on CPU, 256 on CUDA)",
         low=0,
         high=4096,
     )

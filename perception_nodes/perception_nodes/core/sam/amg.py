@@ -83,7 +83,7 @@ class MaskGenerator(PromptedMaskGenerator):
 
     The settings mean what they mean in ``SamAutomaticMaskGenerator``. Extras:
     ``max_regions`` keeps the best regions by predicted IoU; ``points_per_batch=None`` picks
-    64 on CPU and 256 on CUDA; ``multimask_output`` applies to the point grid.
+    16 on CPU and 256 on CUDA; ``multimask_output`` applies to the point grid.
     """
 
     def __init__(
