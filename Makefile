@@ -8,6 +8,10 @@
 SHELL := /bin/bash
 ENV := source scripts/env.sh &&
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist): two on CI's 2 cores; a module stays on one worker (its node graph
+# and fixtures are set up once). PYTEST_WORKERS=0 runs the suite in this process alone.
+PYTEST_WORKERS ?= 2
+XDIST = $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile)
 
 .PHONY: setup demo test test-fast bench lint clean
 
@@ -18,10 +22,10 @@ demo: setup
 	@$(ENV) pn-demo $(DEMO_ARGS)
 
 test: setup
-	@$(ENV) python -m pytest $(PYTEST_ARGS)
+	@$(ENV) python -m pytest $(XDIST) $(PYTEST_ARGS)
 
 test-fast: setup
-	@$(ENV) python -m pytest -m "not slow" $(PYTEST_ARGS)
+	@$(ENV) python -m pytest $(XDIST) -m "not slow" $(PYTEST_ARGS)
 
 bench: setup
 	@$(ENV) bash scripts/bench_all.sh

@@ -26,6 +26,16 @@ if not os.environ.get("PN_TEST_GPU"):
     os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 # A ROS domain of our own so concurrent test runs on one machine do not see each other.
 os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
+# Under pytest-xdist (`make test` runs two workers) each worker process inherits the run's
+# domain: move it to a domain of its own, or two workers' /perception_node answer each other.
+if os.environ.get("PYTEST_XDIST_WORKER", "").startswith("gw"):
+    _worker = int(os.environ["PYTEST_XDIST_WORKER"][2:])
+    os.environ["ROS_DOMAIN_ID"] = str((int(os.environ["ROS_DOMAIN_ID"]) + _worker) % 100 + 1)
+    # Two workers share the 2 cores: one compute thread each (torch, OpenMP, onnxruntime's
+    # default), inherited by the node processes they start, instead of 2 x 2 threads spinning
+    # against each other.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
 os.environ.setdefault("AMENT_PREFIX_PATH", sys.prefix)
@@ -68,6 +78,25 @@ def _starts_processes(path: Path) -> bool:
     return path.stem not in FAST_MODULES and any(m in path.read_text() for m in PROCESS_MARKS)
 
 
+#: The longest modules (test-seconds of a 2-worker run), started first so that two workers
+#: (`make test`: pytest-xdist, a module per worker at a time) do not end on one of them alone.
+LONGEST_FIRST = (
+    "test_process_bag",
+    "test_relations_learning",
+    "test_regionspot_training",
+    "test_sam_amg",
+    "test_shutdown_sigint",
+    "test_sam_decoder_restructured",
+    "test_clip_weights",
+    "test_onnx_default",
+    "test_edges_batch_encoding",
+    "test_e2e_robustness",
+    "test_onnx_backend",
+    "test_colcon_workspace",
+    "test_interfaces_build",
+)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     slow: dict[Path, bool] = {}
     for item in items:
@@ -76,6 +105,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             slow[path] = path.stem in SLOW_MODULES or _starts_processes(path)
         if slow[path] or f"{path.name}::{item.name}".startswith(SLOW_TESTS):
             item.add_marker(pytest.mark.slow)
+    rank = {stem: i for i, stem in enumerate(LONGEST_FIRST)}
+    items.sort(
+        key=lambda it: rank.get(Path(it.fspath).stem, len(rank))
+    )  # stable: module order kept
 
 
 def pytest_configure(config: pytest.Config) -> None:
