@@ -187,3 +187,22 @@ def test_frame_clock_counts_frames_from_stamps():
     assert got == [1, 1, 1, 1, 2, 1, 3]
     assert clock.elapsed(None) == 1 and FrameClock().elapsed(0.0) == 1
     assert clock.elapsed(0.1) == 1  # a stamp going back: one frame
+
+
+def test_tracks_of_objects_unseen_for_a_few_frames_survive_a_drop_in_the_region_count():
+    """The live-track cap follows the most regions of the last second, not the frame's alone:
+    ten objects, then five frames where SAM returns two of them (a per-frame cap of 1.5 x 2
+    dropped the eight others' tracks, and they came back with new ids), then all ten again.
+    After a long stretch of two regions the cap shrinks again: tracks stay bounded."""
+    stage = TrackingStage()
+    rects = [_rect(10 + 30 * i, 40, 30 + 30 * i, 80) for i in range(10)]
+    tokens = [_token(100 + i) for i in range(10)]
+    for _ in range(3):
+        before = _ids(stage, rects, tokens)
+    assert all(before) and len(set(before)) == 10, before
+    for _ in range(5):
+        _ids(stage, rects[:2], tokens[:2])
+    assert _ids(stage, rects, tokens) == before
+    for _ in range(40):
+        _ids(stage, rects[:2], tokens[:2])
+    assert len(stage._trackers["cam"].tracks) <= 4

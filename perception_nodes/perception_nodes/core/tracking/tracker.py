@@ -40,7 +40,8 @@ Built on what the strong multi-object trackers do, for masks instead of boxes:
   agrees, :func:`.rules.lost_duplicate`), the older track takes it over: one object never holds two tracks, and the
   older id stays.
 - **Deaths**: a confirmed track dies after ``death_misses`` processed frames unseen; live tracks
-  are capped at :data:`MAX_TRACKS_PER_REGION` x the frame's regions, at least
+  are capped at :data:`MAX_TRACKS_PER_REGION` x the most regions of the last :data:`CAP_WINDOW`
+  frames, at least
   :data:`MIN_TRACK_CAP` (unseen tentative tracks go first, then the longest-lost).
 
 Track ids come from an id source shared by every camera of the pipeline: never reused.
@@ -49,6 +50,7 @@ Track ids come from an id source shared by every camera of the pipeline: never r
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -87,6 +89,7 @@ EXTRA_HITS = 2
 TENTATIVE_MISSES = 1  # a tentative track survives one miss, and then needs one hit more
 MAX_TRACKS_PER_REGION = 1.5
 MIN_TRACK_CAP = 4
+CAP_WINDOW = 30  # frames (1 s at 30 Hz) whose largest region count sets the cap
 LABEL_HISTORY = 10
 
 
@@ -176,6 +179,7 @@ class RegionTracker:
         self.image_size: tuple[int, int] | None = None
         self._predicted = motion.empty_states()  # the tracks' states, set by _predict
         self._position_std = np.zeros(0)  # (T,) of those states
+        self._recent_counts: deque[int] = deque(maxlen=CAP_WINDOW)
 
     def update(self, seg: Segmentation, settings: TrackerSettings,
                cues: FrameCues | None = None) -> list[Track]:  # fmt: skip
@@ -358,8 +362,12 @@ class RegionTracker:
         self.tracks = kept
 
     def _cap(self, out, n_regions: int) -> None:
-        """At most :data:`MAX_TRACKS_PER_REGION` x the regions live: unseen tentative tracks go
-        first, then the longest-lost confirmed ones."""
+        """At most :data:`MAX_TRACKS_PER_REGION` x the most regions of the last
+        :data:`CAP_WINDOW` frames live (not this frame's alone: SAM returns an object whole in one
+        frame and as parts in the next, and a per-frame cap dropped the lost whole's track);
+        unseen tentative tracks go first, then the longest-lost confirmed ones."""
+        self._recent_counts.append(n_regions)  # a deque of the last CAP_WINDOW frames
+        n_regions = max(self._recent_counts)
         cap = max(MIN_TRACK_CAP, math.floor(MAX_TRACKS_PER_REGION * n_regions))
         if len(self.tracks) <= cap:
             return
