@@ -15,6 +15,7 @@ import skimage.data
 from classify_fixtures import box_segmentation, tiny_clip
 
 from perception_nodes.core.classify.zero_shot import ZeroShotClassifier
+from perception_nodes.core.vocabulary.arrival_order import ArrivalTurns
 from perception_nodes.core.vocabulary.checks import fold
 from perception_nodes.core.vocabulary.runtime import Vocabulary, VocabularyError, VocabularyLimits
 
@@ -370,3 +371,38 @@ def test_chunked_encoding_gives_the_embeddings_of_one_call(clip):
     whole = embed_phrases(clip.encode_text, labels, templates)
     chunked = Vocabulary(clip, templates=list(templates)).set(labels).embeddings
     np.testing.assert_array_equal(np.asarray(chunked), whole)
+
+
+def test_changes_take_their_place_in_the_order_of_the_calls_not_of_their_threads(counting):
+    """The node runs each set_vocabulary call on a thread of its own; a later call's thread can
+    start first (CI: a caller's slow change was published after its later fast one, v6 over
+    v5). With arrival turns taken in call order, the slow first change is superseded by the fast
+    second one although the second one's thread took its turn first."""
+    vocab, turns = Vocabulary(counting), ArrivalTurns()
+    vocab.set(["mug"])  # cached: the second change encodes nothing
+    first_turn, second_turn = turns.take(), turns.take()  # the order the calls arrived in
+    encode, results = counting.encode_text, {}
+
+    def slow_encode(phrases):
+        threading.Event().wait(0.3)
+        return encode(phrases)
+
+    counting.encode_text = slow_encode
+
+    def call(key, turn, labels):
+        try:
+            turns.wait(turn)
+            results[key] = vocab.change(labels, on_ticket=lambda: turns.done(turn))
+        finally:
+            turns.done(turn)
+
+    second = threading.Thread(target=call, args=("second", second_turn, ["mug"]))
+    second.start()  # the later call's thread runs first
+    threading.Event().wait(0.1)
+    first = threading.Thread(target=call, args=("first", first_turn, ["plate", "bowl"]))
+    first.start()
+    first.join(10)
+    second.join(10)
+    counting.encode_text = encode
+    assert results["second"].snapshot.labels == ("mug",) and not results["second"].superseded
+    assert results["first"].superseded and vocab.snapshot().labels == ("mug",)

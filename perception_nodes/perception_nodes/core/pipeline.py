@@ -365,10 +365,12 @@ class Pipeline:
         templates: list[str] | None = None,
         append: bool = False,
         should_stop: Callable[[], bool] | None = None,
+        on_ticket: Callable[[], object] | None = None,
     ):
         """Atomically change the vocabulary (VocabularyError on bad input; unchanged then);
         returns the :class:`~perception_nodes.core.vocabulary.runtime.VocabularyChange`.
-        ``should_stop``: polled between text-encoder chunks (WorkAbandoned, unchanged)."""
+        ``should_stop``: polled between text-encoder chunks (WorkAbandoned, unchanged);
+        ``on_ticket()``: called once the change's place in the arrival order is taken."""
         if self.vocabulary is None:
             raise PipelineError("no classifier is configured (classifier.type = none)")
         return self.vocabulary.change(
@@ -376,6 +378,7 @@ class Pipeline:
             templates=list(templates) if templates else None,
             append=append,
             should_stop=should_stop,
+            on_ticket=on_ticket,
         )
 
     def vocabulary_snapshot(self):

@@ -26,6 +26,7 @@ from rclpy.task import Future
 from perception_nodes.core.pipeline import Pipeline, PipelineError
 from perception_nodes.core.stream.cancel import WorkAbandoned
 from perception_nodes.core.stream.stamps import set_stamp
+from perception_nodes.core.vocabulary.arrival_order import ArrivalTurns
 from perception_nodes.ros.qos import SERVICE_QOS
 
 NOT_CONFIGURED = "node is not configured (models not loaded)"
@@ -107,6 +108,7 @@ class PerceptionServices:
         self._stopping = stopping
         self.callback_group = ReentrantCallbackGroup()
         self._writers = threading.BoundedSemaphore(VOCABULARY_WRITERS)
+        self._turns = ArrivalTurns()
         self._threads: set[threading.Thread] = set()  # set_vocabulary calls being encoded
         self._threads_lock = threading.Lock()
         for srv_type, name, handler in (
@@ -124,17 +126,25 @@ class PerceptionServices:
     ):
         """The ``~/set_vocabulary`` service callback: :meth:`set_vocabulary` on a thread of its
         own, awaited (the executor's thread goes back to other callbacks meanwhile)."""
+        turn = self._turns.take()  # first: the order in which rclpy took the requests
         done = Future(executor=self._node.executor)
         # a done callback makes the executor schedule a task when the result is set, which
         # wakes it from its wait: it then resumes this coroutine (pending tasks are re-run)
         done.add_done_callback(lambda _future: None)
 
         def encode() -> None:
+            # the vocabulary orders changes by the arrival of its tickets: take them in the
+            # order of the calls, not of these threads' start (a later call's thread that ran
+            # first made a caller's first change win over its second)
             try:
+                self._turns.wait(turn)
                 with self._writers:
-                    outcome, failed = self.set_vocabulary(request, response), False
+                    outcome = self.set_vocabulary(request, response, lambda: self._turns.done(turn))
+                failed = False
             except BaseException as exc:  # noqa: BLE001 (raised in the awaiting callback)
                 outcome, failed = exc, True
+            finally:
+                self._turns.done(turn)  # refused before taking a ticket: the next call goes on
             try:
                 if failed:
                     done.set_exception(outcome)
@@ -161,9 +171,15 @@ class PerceptionServices:
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
 
-    def set_vocabulary(self, request: SetVocabulary.Request, response: SetVocabulary.Response):
+    def set_vocabulary(
+        self,
+        request: SetVocabulary.Request,
+        response: SetVocabulary.Response,
+        on_ticket: Callable[[], object] | None = None,
+    ):
         """Replace (or with ``append``, extend) the vocabulary; the response carries the
-        vocabulary in force afterwards (unchanged on refusal)."""
+        vocabulary in force afterwards (unchanged on refusal). ``on_ticket()``: called once the
+        change has its place in the vocabulary's arrival order."""
         pipeline = self._pipeline()
         snapshot = pipeline.vocabulary_snapshot() if pipeline else None
         response.version = int(snapshot.version) if snapshot else 0
@@ -191,6 +207,7 @@ class PerceptionServices:
                 list(request.prompt_templates) or None,
                 request.append,
                 should_stop=self._stopping,
+                on_ticket=on_ticket,
             )
         except WorkAbandoned:
             response.success, response.message = False, "vocabulary unchanged: node shutting down"

@@ -39,9 +39,13 @@ class ArrivalOrder:
 
     @contextmanager
     def arrive(
-        self, prepare: Callable[[], object] | None = None, barrier: bool = False
+        self,
+        prepare: Callable[[], object] | None = None,
+        barrier: bool = False,
+        on_ticket: Callable[[], object] | None = None,
     ) -> Iterator[int]:
-        """Take a ticket (a ``barrier`` one for a writer that changes the templates), run
+        """Take a ticket (a ``barrier`` one for a writer that changes the templates), call
+        ``on_ticket()`` (the caller's sign that its place in the order is taken), run
         ``prepare()`` (in parallel with other writers) and yield the ticket; the ticket is
         finished when the body exits (also when ``prepare`` or the body raises: the exception
         propagates, and no later writer waits for it forever)."""
@@ -51,6 +55,8 @@ class ArrivalOrder:
             if barrier:
                 self._barriers.add(ticket)
         try:
+            if on_ticket is not None:
+                on_ticket()
             if prepare is not None:
                 prepare()
             yield ticket
@@ -80,3 +86,32 @@ class ArrivalOrder:
     def published(self, ticket: int) -> None:
         """``ticket`` published (call under the writers' lock)."""
         self._latest = max(self._latest, ticket)
+
+
+class ArrivalTurns:
+    """Turns handed out in the order of :meth:`take`; :meth:`wait` blocks until every earlier
+    turn is :meth:`done` (each turn is done once; later calls for it do nothing).
+
+    For writers whose threads may start in another order than their calls arrived: each takes a
+    turn on arrival, waits for it before :meth:`ArrivalOrder.arrive`, and is done once its
+    ticket is taken (``arrive``'s ``on_ticket``), so tickets follow the calls' order."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._issued = 0
+        self._next = 0
+
+    def take(self) -> int:
+        with self._cond:
+            self._issued += 1
+            return self._issued - 1
+
+    def wait(self, turn: int) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: self._next >= turn)
+
+    def done(self, turn: int) -> None:
+        with self._cond:
+            if self._next == turn:
+                self._next = turn + 1
+                self._cond.notify_all()

@@ -171,6 +171,7 @@ class Vocabulary:
         templates: list[str] | None = None,
         append: bool = False,
         should_stop: Callable[[], bool] | None = None,
+        on_ticket: Callable[[], object] | None = None,
     ) -> VocabularyChange:
         """Replace (or with ``append`` extend) the text entries.
 
@@ -182,6 +183,7 @@ class Vocabulary:
         is not published (``superseded``: the later vocabulary stays in force).
         ``should_stop`` (e.g. the node's shutdown event) is polled between text-encoder chunks:
         :class:`~perception_nodes.core.stream.cancel.WorkAbandoned` then, nothing changed.
+        ``on_ticket()`` is called once this change's place in the arrival order is taken.
         """
         requested = None if templates is None else self._check_templates(templates)
 
@@ -193,7 +195,8 @@ class Vocabulary:
                 except VocabularyError:
                     pass  # refused below, under the lock, with the same message
 
-        with self._order.arrive(encode_ahead, barrier=requested is not None) as ticket:
+        barrier = requested is not None
+        with self._order.arrive(encode_ahead, barrier, on_ticket) as ticket:
             if append:
                 self._order.wait_for_earlier(ticket)  # builds on the current entries
             elif requested is None:
