@@ -79,7 +79,7 @@ def trained(tmp_path_factory):
         "--device",
         "cpu",
     ]
-    torch.set_num_threads(2)
+    torch.set_num_threads(min(2, torch.get_num_threads()))  # 1 under make test's workers
     assert main(common + ["--steps", str(STEPS), "--out-dir", str(root / "run")]) == 0
     return {"root": root, "images": images, "ann": ann, "sam": sam, "clip": clip, "common": common}
 

@@ -28,7 +28,7 @@ from perception_nodes.training.relation_samples import FrameSample, gt_boxes_xyx
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    torch.set_num_threads(2)
+    torch.set_num_threads(min(2, torch.get_num_threads()))  # 1 under make test's workers
     root = tmp_path_factory.mktemp("psg")
     psg_json = write_synthetic_psg(root / "data", num_train=12, num_test=6, seed=1)
     sam_ckpt = make_generated_checkpoint("sam_tiny_test", root / "sam_tiny_test.pth", seed=0)
