@@ -15,7 +15,11 @@ from pycocotools import mask as mask_utils
 from segment_anything.utils.amg import MaskData, batched_mask_to_box
 
 from perception_nodes.core.output.draw import colour_keys, draw_overlay, region_colours
-from perception_nodes.core.output.projection import label_image, region_centroids
+from perception_nodes.core.output.projection import (
+    RADIX_MIN_VALUES,
+    label_image,
+    region_centroids,
+)
 from perception_nodes.core.output.rle import decode_crop, decode_mask, encode_mask, encode_masks
 from perception_nodes.core.output.scene_graph import build_scene_graph, filter_relations
 from perception_nodes.core.relations.geometric import GeometricRelationPredictor
@@ -175,6 +179,21 @@ def test_centroids_equal_reference_bit_for_bit(with_boxes):
         ref = _centroids_reference(seg.masks, depth, scene.k)
         assert np.array_equal(got, ref, equal_nan=True)
         assert np.isfinite(got).any() and np.isnan(got).any()  # both cases met
+
+
+def test_centroids_of_large_regions_equal_reference_bit_for_bit():
+    """Wall, floor and large objects: medians of more than RADIX_MIN_VALUES depths (the
+    histogram-narrowed selection), odd and even counts."""
+    scene = host_scene(240, 320, 8, seed=3)
+    seg = scene.segmentation
+    depth = scene.depth_m.copy()
+    depth[100:140, :] += np.linspace(0, 0.5, depth.shape[1], dtype=np.float32)  # not row-wise
+    sizes = np.count_nonzero(seg.masks & np.isfinite(depth), axis=(1, 2))
+    assert (sizes > RADIX_MIN_VALUES).sum() >= 2 and len(set(sizes % 2)) == 2
+    for boxes in (None, seg.boxes_xyxy):
+        got = region_centroids(seg.masks, depth, scene.k, boxes)
+        ref = _centroids_reference(seg.masks, depth, scene.k)
+        assert np.array_equal(got, ref, equal_nan=True)
 
 
 def _graph(seg):

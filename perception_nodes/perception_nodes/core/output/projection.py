@@ -85,7 +85,8 @@ def region_centroids(
     valid = np.isfinite(depth_m) & (depth_m > 0)
     for i, (x0, y0, x1, y1) in enumerate(_boxes(masks, boxes)):
         sel = masks[i, y0:y1, x0:x1] & valid[y0:y1, x0:x1]
-        per_col = np.count_nonzero(sel, axis=0)
+        ones = sel.view(np.uint8)  # integer sums of a uint8 view: ~2x count_nonzero(axis)'s speed
+        per_col = ones.sum(axis=0, dtype=np.int64)
         n_valid = int(per_col.sum())
         if n_valid == 0:
             continue
@@ -93,23 +94,55 @@ def region_centroids(
         # mean pixel: exact integer sums / count, the value np.mean of the pixel coordinates
         # gives (its float64 partial sums of integers are exact below 2**53)
         u = int(per_col @ np.arange(x0, x1)) / n_valid
-        v = int(np.count_nonzero(sel, axis=1) @ np.arange(y0, y1)) / n_valid
+        v = int(ones.sum(axis=1, dtype=np.int64) @ np.arange(y0, y1)) / n_valid
         xyz = np.array([(u - cx) * z / fx, (v - cy) * z / fy, z])
         if np.all(np.abs(xyz) <= np.finfo(np.float32).max):  # else NaN (float32 would be inf)
             out[i] = xyz
     return out
 
 
+# Below this many values one partition is as fast as the histogram pass of _kth_values.
+RADIX_MIN_VALUES = 8192
+
+
 def _median(values: np.ndarray) -> float:
     """``np.median(values.astype(float64))`` of finite ``values``, bit for bit, without the
-    float64 copy and NaN check: the middle order statistic(s) from one partition, averaged in
+    float64 copy and NaN check: the middle order statistic(s) (:func:`_kth_values`), averaged in
     float64 as numpy's median does."""
     n = values.size
     k = n // 2
     if n % 2:
-        return float(np.partition(values, k)[k])
-    part = np.partition(values, (k - 1, k))
-    return float((np.float64(part[k - 1]) + np.float64(part[k])) / 2.0)
+        return float(_kth_values(values, (k,))[0])
+    lo, hi = _kth_values(values, (k - 1, k))
+    return float((np.float64(lo) + np.float64(hi)) / 2.0)
+
+
+def _kth_values(values: np.ndarray, ks: tuple[int, ...]) -> list:
+    """The values at sorted positions ``ks`` (ascending, each in ``[0, size)``) of 1-D
+    ``values``: exactly ``np.partition(values, ks)[ks]``.
+
+    Large float32 arrays of non-negative values (the caller's valid depths, meters) are first
+    narrowed by a histogram of their top 16 bits: the bit pattern of a non-negative float32 read
+    as int32 grows with the value, so the k-th value lies in the bin where the cumulative count
+    passes k, and only that bin's values are partitioned (numpy has no radix select; this is
+    about 3x faster than one partition of a wall's 300k depths). A negative value raises
+    ``ValueError`` (negative bin) instead of a wrong answer."""
+    if values.size < RADIX_MIN_VALUES or values.dtype != np.float32:
+        part = np.partition(values, ks)
+        return [part[k] for k in ks]
+    bins = values.view(np.int32) >> 16  # 0 .. 0x7F80 (inf); NaN above, as partition sorts it
+    cum = np.cumsum(np.bincount(bins))
+    picked = {}
+    for k in ks:
+        b = int(np.searchsorted(cum, k, side="right"))
+        picked.setdefault(b, []).append(k)
+    out = {}
+    for b, bin_ks in picked.items():
+        first = int(cum[b - 1]) if b else 0
+        local = [k - first for k in bin_ks]
+        part = np.partition(values[bins == b], local)
+        out.update({k: part[j] for k, j in zip(bin_ks, local)})
+    return [out[k] for k in ks]
 
 
 def _boxes(masks: np.ndarray, boxes: np.ndarray | None) -> list[tuple[int, int, int, int]]:
