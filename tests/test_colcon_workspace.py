@@ -1,8 +1,11 @@
 """``colcon build --symlink-install`` of ros2_ws/ (colcon from PyPI, the venv as underlay), and
-the package used from the install space the way ``ros2 run`` uses it: executables listed from the
-ament index, the node started from ``install/``, a SceneGraph received by a separate process.
+the packages used from the install space the way ``ros2 run`` uses them: executables listed from
+the ament index, the node started from ``install/``, a SceneGraph received by a separate process;
+perception_msgs (CMake against the venv's ROS prefix, from a clean copy of msg/) imported and its
+messages serialized from ``install/``.
 
-The workspace is a copy (tmp dir): the repository is not dirtied by build/, install/, log/.
+The workspace is a copy (tmp dir): the repository is not dirtied by build/, install/, log/. It is
+built once for the module (one build is a minute of CPU on 2 cores); tests only read it.
 """
 
 from __future__ import annotations
@@ -70,11 +73,13 @@ def _sourced(ws: Path, command: str, **kwargs) -> subprocess.CompletedProcess:
     )
 
 
-def test_colcon_build_then_nodes_run_from_the_install_space(tmp_path):
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> Path:
+    """ros2_ws/ copied and built with colcon (both packages); the workspace folder."""
     assert COLCON.is_file(), (
         "colcon missing: pip install colcon-common-extensions (scripts/requirements-ros.txt)"
     )
-    ws = _copy_workspace(tmp_path / "ws")
+    ws = _copy_workspace(tmp_path_factory.mktemp("colcon") / "ws")
     t0 = time.monotonic()
     build = subprocess.run(
         [
@@ -94,7 +99,41 @@ def test_colcon_build_then_nodes_run_from_the_install_space(tmp_path):
     )
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
     print(f"\ncolcon build: {time.monotonic() - t0:.0f} s")
+    return ws
 
+
+def test_interface_package_builds_and_imports_from_the_install_space(workspace):
+    """perception_msgs' CMake configure generated cleanly (no missing paths in the wheels' CMake
+    exports) and its messages and services import and serialize from ``install/``."""
+    log = workspace / "log" / "latest_build" / "perception_msgs"
+    configure = (log / "stdout.log").read_text()
+    assert "Generating done" in configure, "CMake's generate step did not succeed"
+    assert "non-existent path" not in (log / "stderr.log").read_text()
+    install = workspace / "install" / "perception_msgs"
+    site = (
+        install
+        / "lib"
+        / f"python{sys.version_info.major}.{sys.version_info.minor}"
+        / "site-packages"
+    )
+    assert (site / "perception_msgs" / "msg" / "_scene_graph.py").is_file()
+    probe = (
+        "import perception_msgs, sys;"
+        f"assert perception_msgs.__file__.startswith({str(install)!r}), perception_msgs.__file__;"
+        "from perception_msgs.msg import SceneGraph, RegionArray, Region, Relation, LabelScore;"
+        "from perception_msgs.srv import SetVocabulary, GetVocabulary, QueryRegions;"
+        "from rclpy.serialization import serialize_message, deserialize_message;"
+        "m = SceneGraph(predicates=['on']); m.regions = [Region(id=3, mask_counts=[1, 2, 3])];"
+        "b = deserialize_message(serialize_message(m), SceneGraph);"
+        "assert b.regions[0].id == 3 and list(b.regions[0].mask_counts) == [1, 2, 3];"
+        "print('ok')"
+    )
+    result = _sourced(workspace, f'python -c "{probe}"')
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-3000:]
+
+
+def test_colcon_build_then_nodes_run_from_the_install_space(workspace, tmp_path):
+    ws = workspace
     probe = (
         "import os, perception_nodes, perception_msgs;"
         "from ament_index_python.packages import get_package_prefix;"
