@@ -11,7 +11,6 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from perception_nodes.core.output.rle import pixel_box
 from perception_nodes.core.types import RegionLabels, Relations, Segmentation
@@ -157,10 +156,10 @@ def _held_boxes(segmentation: Segmentation) -> list[tuple[int, int, int, int] | 
 
 
 def _sub_grid(masks: np.ndarray, held: list, stride: int) -> np.ndarray:
-    """``(N, ceil(H / stride), ceil(W / stride))`` float32 ``masks[:, ::stride, ::stride]``,
+    """``(N, ceil(H / stride), ceil(W / stride))`` bool ``masks[:, ::stride, ::stride]``,
     read inside each mask's held box only (the whole mask where none)."""
     n, h, w = masks.shape
-    grid = np.zeros((n, -(-h // stride), -(-w // stride)), dtype=np.float32)
+    grid = np.zeros((n, -(-h // stride), -(-w // stride)), dtype=bool)
     for i, b in enumerate(held):
         if b is None:
             grid[i] = masks[i, ::stride, ::stride]
@@ -169,6 +168,28 @@ def _sub_grid(masks: np.ndarray, held: list, stride: int) -> np.ndarray:
         part = masks[i, r0 * stride : b[3] : stride, c0 * stride : b[2] : stride]
         grid[i, r0 : r0 + part.shape[0], c0 : c0 + part.shape[1]] = part
     return grid
+
+
+def _grid_intersections(grid: np.ndarray, held: list, stride: int) -> np.ndarray:
+    """``(N, N)`` int64 counts of grid cells set in both masks (``grid``: :func:`_sub_grid`).
+
+    Each mask's grid is packed into 64-bit words (row after row) and pairs are counted with
+    ``bitwise_count`` (popcount) of the AND, only over the words of mask ``i``'s held grid rows
+    (outside them its bits are all zero, so the count is the same). The same integers as the
+    float32 matrix product of the grids (exact below 2**24 cells), about 4x faster: the product
+    reads every cell of every pair, also where the boxes are far apart."""
+    n, rows, cols = grid.shape
+    bits = np.packbits(grid.reshape(n, rows * cols), axis=1)
+    bits = np.pad(bits, ((0, 0), (0, -bits.shape[1] % 8)))
+    words = bits.view(np.uint64)
+    out = np.empty((n, n), dtype=np.int64)
+    for i, b in enumerate(held):
+        r0, r1 = (0, rows) if b is None else (-(-b[1] // stride), -(-b[3] // stride))
+        lo, hi = r0 * cols // 64, -(-r1 * cols // 64)
+        count = np.bitwise_count(words[i:, lo:hi] & words[i, lo:hi]).sum(axis=1, dtype=np.int64)
+        out[i, i:] = count
+        out[i:, i] = count
+    return out
 
 
 def region_geometry(
@@ -191,9 +212,7 @@ def region_geometry(
     stride = _grid(segmentation.image_size, max_side)
     held = _held_boxes(segmentation)
     grid = _sub_grid(masks, held, stride)
-    sub = torch.from_numpy(grid.reshape(n, grid.shape[1] * grid.shape[2]))  # explicit: n may be 0
-    # torch's matmul: several times faster than numpy's on the BLAS builds we ship with.
-    inter = (sub @ sub.T).numpy().astype(np.float64) * float(stride * stride)
+    inter = _grid_intersections(grid, held, stride).astype(np.float64) * float(stride * stride)
     small = np.nonzero(np.diag(inter) < 16 * stride * stride)[0] if stride > 1 else np.zeros(0, int)
     if small.size:
         _exact_rows(masks, small, boxes, inter, held)
