@@ -9,41 +9,51 @@ Region ids, boxes and masks follow ``perception_msgs/Region``: boxes become
 
 from __future__ import annotations
 
-import math
+import array
+import functools
+import operator
 
 import numpy as np
 from geometry_msgs.msg import Point
 from perception_msgs.msg import LabelScore, Region, RegionArray, Relation
 from perception_msgs.msg import SceneGraph as SceneGraphMsg
+from sensor_msgs.msg import RegionOfInterest
 
 from perception_nodes.core.output.scene_graph import SceneGraph
 from perception_nodes.core.stream.stamps import stamp_to_seconds
 from perception_nodes.core.types import UNKNOWN_LABEL, FrameResult
 
 
-def _roi(region: Region, box_xyxy: np.ndarray, width: int, height: int) -> None:
-    x0, y0 = max(0, int(math.floor(box_xyxy[0]))), max(0, int(math.floor(box_xyxy[1])))
-    x1, y1 = min(width, int(math.ceil(box_xyxy[2]))), min(height, int(math.ceil(box_xyxy[3])))
-    region.bbox.x_offset, region.bbox.y_offset = x0, y0
-    region.bbox.width, region.bbox.height = max(0, x1 - x0), max(0, y1 - y0)
+def _rois(boxes_xyxy: np.ndarray, width: int, height: int) -> list[list[int]]:
+    """``[x_offset, y_offset, width, height]`` of the integer pixels covering each ``(N, 4)``
+    XYXY box, inside the image (``RegionOfInterest``)."""
+    b = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
+    if not np.isfinite(b).all():
+        raise ValueError("region boxes must be finite")
+    lo = np.maximum(np.floor(b[:, :2]), 0)
+    hi = np.minimum(np.ceil(b[:, 2:]), (width, height))
+    return np.concatenate([lo, np.maximum(hi - lo, 0)], axis=1).astype(np.int64).tolist()
 
 
-def _alternatives(result: FrameResult, i: int, vocabulary: list[str]) -> list[LabelScore]:
+def _alternatives(result: FrameResult, vocabulary: list[str]) -> list[list[LabelScore]]:
+    """Each region's other top-k labels (the best one and ``-1`` left out) as ``LabelScore``."""
     labels = result.labels
     if labels is None:
-        return []
-    best = int(labels.label_index[i])
+        return [[] for _ in range(len(result.segmentation))]
     out = []
-    for idx, score in zip(labels.topk_index[i], labels.topk_score[i]):
-        idx = int(idx)
-        if idx == best or idx < 0:
-            continue
+    for best, indices, scores in zip(
+        labels.label_index.tolist(), labels.topk_index.tolist(), labels.topk_score.tolist()
+    ):
         out.append(
-            LabelScore(
-                label=vocabulary[idx] if idx < len(vocabulary) else UNKNOWN_LABEL,
-                label_index=idx,
-                score=float(score),
-            )
+            [
+                LabelScore(
+                    label=vocabulary[idx] if idx < len(vocabulary) else UNKNOWN_LABEL,
+                    label_index=idx,
+                    score=score,
+                )
+                for idx, score in zip(indices, scores)
+                if idx != best and idx >= 0
+            ]
         )
     return out
 
@@ -51,35 +61,60 @@ def _alternatives(result: FrameResult, i: int, vocabulary: list[str]) -> list[La
 def regions_to_msgs(
     result: FrameResult, graph: SceneGraph, include_embeddings: bool = False
 ) -> list[Region]:
-    """One ``Region`` per region of the frame (same order as ``graph``)."""
+    """One ``Region`` per region of the frame (same order as ``graph``).
+
+    Each is a copy of one template (:func:`clone_message`: what all regions share, the mask
+    size, is set once) with its own fields set from per-frame Python lists (one ``tolist`` per
+    array instead of a numpy scalar per field; the values are the same)."""
     seg = result.segmentation
     h, w = graph.image_size
+    n = graph.num_regions
     vocabulary = list(result.labels.labels) if result.labels is not None else []
+    template = Region(mask_height=h, mask_width=w)
+    fields = zip(
+        graph.region_ids.tolist(), graph.track_ids.tolist(), graph.track_ages.tolist(),
+        graph.areas.tolist(), seg.predicted_iou[:n].tolist(), seg.stability_score[:n].tolist(),
+        graph.labels, graph.label_index.tolist(), graph.label_scores.tolist(),
+        _rois(graph.boxes_xyxy, w, h), _alternatives(result, vocabulary), graph.mask_counts,
+        graph.centroids.tolist(),
+    )  # fmt: skip
     regions = []
-    for i in range(graph.num_regions):
-        r = Region(
-            id=int(graph.region_ids[i]),
-            track_id=int(graph.track_ids[i]),
-            track_age=int(graph.track_ages[i]),
-            area=int(graph.areas[i]),
-            predicted_iou=float(seg.predicted_iou[i]),
-            stability_score=float(seg.stability_score[i]),
-            label=graph.labels[i],
-            label_index=int(graph.label_index[i]),
-            label_score=float(graph.label_scores[i]),
-            mask_height=h,
-            mask_width=w,
-        )
-        _roi(r, graph.boxes_xyxy[i], w, h)
-        r.alternatives = _alternatives(result, i, vocabulary)
-        r.mask_counts = graph.mask_counts[i]
-        c = graph.centroids[i]
-        r.centroid = Point(x=float(c[0]), y=float(c[1]), z=float(c[2]))
-        if include_embeddings:
-            r.embedding = np.asarray(seg.tokens[i], dtype=np.float32).tolist()
+    for i, (rid, tid, age, area, iou, stab, label, index, score, roi, alts, counts, c) in (
+        enumerate(fields)
+    ):  # fmt: skip
+        r = clone_message(template)
+        r.id, r.track_id, r.track_age, r.area = rid, tid, age, area
+        r.predicted_iou, r.stability_score = iou, stab
+        r.label, r.label_index, r.label_score = label, index, score
+        r.bbox = RegionOfInterest(x_offset=roi[0], y_offset=roi[1], width=roi[2], height=roi[3])
+        r.alternatives = alts
+        r.mask_counts = counts
+        r.centroid = Point(x=c[0], y=c[1], z=c[2])
+        if include_embeddings:  # the float32 values as bytes (a float per element is 15x slower)
+            r.embedding = array.array("f", np.asarray(seg.tokens[i], dtype=np.float32).tobytes())
             r.embedding_kind = "sam_token"
+        else:  # an empty array of its own, not the template's
+            r.embedding = array.array("f")
         regions.append(r)
     return regions
+
+
+@functools.lru_cache(maxsize=None)
+def _slot_reader(kind: type) -> tuple[tuple[str, ...], operator.attrgetter]:
+    """The slot names of a message class and a getter of all their values (a tuple)."""
+    names = tuple(kind.__slots__)
+    return names, operator.attrgetter(*names, *names[:1])  # 2+ names: always a tuple
+
+
+def clone_message(msg):
+    """A shallow copy of a ROS 2 message (generated classes keep every field in a slot): the
+    same as ``copy.copy`` at half its cost, which is a fifth of building a ``Marker``. The
+    copy shares the original's sub-messages and arrays: assign new ones, do not change them."""
+    names, read = _slot_reader(type(msg))
+    out = type(msg).__new__(type(msg))
+    for name, value in zip(names, read(msg)):
+        setattr(out, name, value)
+    return out
 
 
 def scene_graph_to_msg(
