@@ -101,15 +101,18 @@ def run_node(
         if begin is not None:
             begin()
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in SHUTDOWN_SIGNALS}
+    for sig in SHUTDOWN_SIGNALS:
+        signal.signal(sig, on_signal)
+    ended_well = False
     try:
         holder["node"] = make_node()
         if not shutdown.is_set():
             spin(holder["node"], shutdown)
+        ended_well = True
     except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        ended_well = True
     finally:
-        node = holder.get("node")
+        node = holder.pop("node", None)  # a signal from here on only sets ``shutdown``
         if node is not None:
             gate = getattr(node, "gate", None)
             if gate is not None:
@@ -117,11 +120,22 @@ def run_node(
             release_lifecycle_state_machine(node)
             node.destroy_node()
         rclpy.try_shutdown()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        _exit_at_next_signal(0 if ended_well else 1)
     if shutdown.is_set():
         _exit_now(0)
     return 0
+
+
+def _exit_at_next_signal(code: int) -> None:
+    """After ROS is shut down, a SIGINT/SIGTERM ends the process at once with ``code``.
+
+    A node that ends by itself (image_folder_publisher after its loops) returns to the
+    interpreter, whose teardown of torch/open_clip takes seconds on a busy CPU; Python's default
+    handler would turn a Ctrl-C in that window into a KeyboardInterrupt and exit code -2 (what
+    ``ros2 launch`` reports as a failed process) for a node that had finished cleanly.
+    """
+    for sig in SHUTDOWN_SIGNALS:
+        signal.signal(sig, lambda signum, frame: _exit_now(code))
 
 
 def release_lifecycle_state_machine(node: Node) -> None:
