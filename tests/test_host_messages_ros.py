@@ -184,3 +184,25 @@ def test_non_finite_boxes_are_refused():
     graph.boxes_xyxy[1, 2] = np.nan
     with pytest.raises(ValueError, match="finite"):
         regions_to_msgs(result, graph)
+
+
+def test_depth_to_meters_equals_the_previous_conversion():
+    from perception_nodes.ros.image_conversion import depth_to_meters
+
+    def reference(image, encoding):
+        depth = image.astype(np.float32) / (1000.0 if encoding in ("16UC1", "mono16") else 1.0)
+        depth[~np.isfinite(depth) | (depth <= 0)] = np.nan
+        return depth
+
+    rng = np.random.default_rng(0)
+    f = rng.uniform(-1, 10, (37, 53)).astype(np.float32)
+    f[rng.random(f.shape) < 0.1] = np.nan
+    f[0, :6] = [np.inf, -np.inf, 0.0, -0.0, 1e-40, 3.4e38]
+    u = rng.integers(0, 65535, (37, 53)).astype(np.uint16)
+    u[0, :3] = 0, 1, 65535
+    for image, encoding in ((f, "32FC1"), (f.astype(np.float64), "64FC1"), (u, "16UC1"),
+                            (u, "mono16")):  # fmt: skip
+        before = image.copy()
+        got, ref = depth_to_meters(image, encoding), reference(image, encoding)
+        assert got.dtype == ref.dtype == np.float32 and got.tobytes() == ref.tobytes(), encoding
+        assert np.array_equal(image, before, equal_nan=True)  # the input is left alone

@@ -127,8 +127,12 @@ def depth_to_meters(array: np.ndarray, encoding: str) -> np.ndarray:
     """
     if encoding not in DEPTH_ENCODINGS:
         raise ImageConversionError(f"depth must be one of {DEPTH_ENCODINGS}, got {encoding!r}")
-    depth = array.astype(np.float32) / (1000.0 if encoding in ("16UC1", "mono16") else 1.0)
-    depth[~np.isfinite(depth) | (depth <= 0)] = np.nan
+    depth = array.astype(np.float32)  # a copy, changed in place from here on
+    if encoding in ("16UC1", "mono16"):
+        np.divide(depth, 1000.0, out=depth)
+    invalid = ~np.isfinite(depth)
+    invalid |= depth <= 0
+    np.copyto(depth, np.float32(np.nan), where=invalid)
     return depth
 
 
