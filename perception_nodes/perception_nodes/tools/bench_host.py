@@ -143,6 +143,7 @@ class _Collect:
 
 def time_steps(scene: HostScene, device: str, repeats: int) -> dict[str, float | None]:
     """``{step: ms}`` of one frame's host steps (None = needs ROS, not installed)."""
+    from perception_nodes.core.classify import clip_crops
     from perception_nodes.core.config import PipelineConfig
     from perception_nodes.core.output.draw import draw_overlay
     from perception_nodes.core.output.projection import label_image, region_centroids
@@ -162,8 +163,10 @@ def time_steps(scene: HostScene, device: str, repeats: int) -> dict[str, float |
     data = _mask_data(scene, device)
     ms: dict[str, float | None] = {}
     ms["to_segmentation"] = best_thread_ms(lambda: to_segmentation(data, (h, w), 256), repeats)
-    ms["crop_batch"] = best_thread_ms(
-        lambda: clip.crop_batch(scene.image, seg.boxes_xyxy, seg.masks), repeats
+    reuse = getattr(clip_crops, "reused_crop_buffer", None)  # a --baseline may not have it
+    crop_kw = {"out": reuse(n, clip.image_size)} if reuse and device == "cpu" else {}
+    ms["crop_batch"] = best_thread_ms(  # on the CPU into the reused buffer, as the node does
+        lambda: clip.crop_batch(scene.image, seg.boxes_xyxy, seg.masks, **crop_kw), repeats
     )
     predictor = GeometricRelationPredictor()
     relations = predictor.predict(seg, labels, scene.depth_m)

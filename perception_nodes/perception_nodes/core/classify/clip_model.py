@@ -28,6 +28,7 @@ from perception_nodes.core.classify.clip_crops import (
     fill_colour_u8,
     normalised_batch,
     pixel_lut,
+    reused_crop_buffer,
     square_crops,
 )
 from perception_nodes.core.weights import clip as clip_weights
@@ -270,8 +271,10 @@ class ClipModel:
         boxes_xyxy: np.ndarray,
         masks: np.ndarray | None = None,
         padding: float = 0.1,
+        out: np.ndarray | None = None,
     ) -> torch.Tensor:
-        """``(N, 3, S, S)`` model input of one square crop per region.
+        """``(N, 3, S, S)`` model input of one square crop per region (on the CPU written into
+        ``out`` when given, a float32 array of that shape: the tensor shares its memory).
 
         Each crop is the box grown by ``padding`` (fraction of its longer side) on every side,
         made square around the box centre; pixels outside the mask (when given) and outside the
@@ -300,7 +303,8 @@ class ClipModel:
         fill = fill_colour_u8(self.mean)
         if torch.device(self.device).type == "cpu":  # lookup, crop by crop: the same floats
             lut = pixel_lut(self.mean, self.std)
-            return torch.from_numpy(square_crops(image, windows, masks, self.image_size, fill, lut))
+            crops = square_crops(image, windows, masks, self.image_size, fill, lut, out)
+            return torch.from_numpy(crops)
         crops = square_crops(image, windows, masks, self.image_size, fill)
         mean, std = self._pixel_stats_on_device()
         return normalised_batch(crops, mean, std, self.device)
@@ -323,12 +327,23 @@ class ClipModel:
         padding: float = 0.1,
         batch_size: int = 64,
     ) -> np.ndarray:
-        """``(N, D)`` float32 normalised CLIP embeddings of masked, padded region crops."""
-        batch = self.crop_batch(image, boxes_xyxy, masks, padding)
-        out = [
-            F.normalize(self.model.encode_image(batch[i : i + batch_size]).float(), dim=-1).cpu()
-            for i in range(0, len(batch), batch_size)
-        ]
+        """``(N, D)`` float32 normalised CLIP embeddings of masked, padded region crops. On the
+        CPU the crops are built ``batch_size`` at a time into this thread's reused buffer
+        (:func:`.clip_crops.reused_crop_buffer`), each chunk encoded before the next is built."""
+        if torch.device(self.device).type != "cpu":
+            batch = self.crop_batch(image, boxes_xyxy, masks, padding)
+            chunks = [batch[i : i + batch_size] for i in range(0, len(batch), batch_size)]
+        else:
+            boxes = np.asarray(boxes_xyxy, dtype=np.float32).reshape(-1, 4)
+            if masks is not None and (masks.ndim != 3 or masks.shape[0] != len(boxes)):
+                raise ClipModelError(f"masks must be (N={len(boxes)}, H, W), got {masks.shape}")
+            chunks = (  # built lazily: a chunk's buffer is reused by the next one
+                self.crop_batch(image, boxes[i : i + batch_size],
+                                None if masks is None else masks[i : i + batch_size], padding,
+                                reused_crop_buffer(len(boxes[i : i + batch_size]), self.image_size))
+                for i in range(0, len(boxes), batch_size)
+            )  # fmt: skip
+        out = [F.normalize(self.model.encode_image(b).float(), dim=-1).cpu() for b in chunks]
         return torch.cat(out).numpy() if out else np.zeros((0, self.embed_dim), dtype=np.float32)
 
 
