@@ -63,6 +63,8 @@ def test_mismatched_masks_are_refused_before_chunking(clip):
     seg = scene.segmentation
     with pytest.raises(ClipModelError, match="masks must be"):
         clip.encode_image_crops(scene.image, seg.boxes_xyxy, seg.masks[:8], 0.1, batch_size=4)
+    with pytest.raises(ClipModelError, match="image must be"):  # also without regions
+        clip.encode_image_crops(scene.image.astype(np.float32), np.zeros((0, 4)), None)
 
 
 def test_reused_buffer_is_per_thread_and_grows():

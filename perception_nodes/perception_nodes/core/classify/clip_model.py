@@ -334,6 +334,7 @@ class ClipModel:
             batch = self.crop_batch(image, boxes_xyxy, masks, padding)
             chunks = [batch[i : i + batch_size] for i in range(0, len(batch), batch_size)]
         else:
+            _check_image(image)  # also when there is no region (no crop_batch call)
             boxes = np.asarray(boxes_xyxy, dtype=np.float32).reshape(-1, 4)
             if masks is not None and (masks.ndim != 3 or masks.shape[0] != len(boxes)):
                 raise ClipModelError(f"masks must be (N={len(boxes)}, H, W), got {masks.shape}")
