@@ -75,13 +75,14 @@ def _counts_in_boxes(masks: np.ndarray, box: np.ndarray) -> list[list[int]]:
     start = np.concatenate(([0], np.cumsum(cols * col_len)))
     buf = np.zeros(int(start[-1]), dtype=np.uint8)
     u8 = masks.view(np.uint8)
+    starts, boxes = start.tolist(), box.tolist()
     for i in np.flatnonzero(~empty).tolist():
-        a, b, c, d = box[i].tolist()
-        seg = buf[start[i] : start[i + 1]].reshape(c - a, d - b + 2)
+        a, b, c, d = boxes[i]
+        inner = buf[starts[i] : starts[i + 1]].reshape(c - a, d - b + 2)[:, 1:-1]
         # OpenCV's SIMD transpose straight into the padded buffer (about twice numpy's .T copy)
-        got = cv2.transpose(u8[i, b:d, a:c], dst=seg[:, 1:-1])
-        if not np.shares_memory(got, seg):  # OpenCV gave a new array instead of writing in place
-            seg[:, 1:-1] = got
+        got = cv2.transpose(u8[i, b:d, a:c], dst=inner)
+        if got is not inner:  # OpenCV gave a new array instead of writing in place
+            inner[...] = got
     change = np.flatnonzero(buf[1:] != buf[:-1])
     region = np.searchsorted(start, change, side="right") - 1
     col, row = np.divmod(change - start[region], col_len[region])
