@@ -13,7 +13,11 @@ pytestmark = pytest.mark.ros
 
 @pytest.fixture(scope="module")
 def graph(tmp_path_factory):
-    g = start_graph(tmp_path_factory.mktemp("robust"), max_image_pixels=1_000_000)
+    # 2x2 SAM prompts (small_overrides: 4x4): these tests need some regions per frame, not
+    # many, and the soak's ~40 frames cost half the CPU (tiny test SAM, 96 px: 0.9 vs 1.8 CPU-s)
+    g = start_graph(
+        tmp_path_factory.mktemp("robust"), max_image_pixels=1_000_000, **{"amg.points_per_side": 2}
+    )
     yield g
     g.stop()
 
