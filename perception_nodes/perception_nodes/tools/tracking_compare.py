@@ -4,12 +4,14 @@ drifting regions (``--sizes``) and every sequence family (``--seeds``, distinct 
 tokens). For optimisations that must not change behaviour.
 
     python -m perception_nodes.tools.tracking_compare --rev HEAD~1
-    python -m perception_nodes.tools.tracking_compare --rev HEAD~1 --cost --sizes 16 64 128 256 --frames 40
+    python -m perception_nodes.tools.tracking_compare --rev HEAD~1 --cost --sizes 16 64 128 256 --frames 40 --repeats 3
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import subprocess
 import sys
 import time
@@ -40,21 +42,39 @@ def _outputs(stage_class: type, frames: list[tuple], config: PipelineConfig) -> 
     return out
 
 
-def cost_side_by_side(before: type, sizes: list[int], frames: int) -> None:
-    """Median process CPU ms per frame of the whole stage (camera motion included) of both, the
-    two stages fed the same frame one after the other (a shared machine's load hits both alike)."""
+def cost_side_by_side(before: type, sizes: list[int], frames: int, repeats: int = 1) -> list[dict]:
+    """Median CPU ms per frame of the whole stage (camera motion included) of both: thread CPU
+    time (``time.thread_time``: this thread alone, what one core pays when OpenCV runs on one
+    thread) and process CPU time. The two stages are fed the same frame one after the other,
+    taking turns at going first (a shared machine's load and the caches hit both alike);
+    ``repeats`` passes over the frames, fresh stages each."""
     config = PipelineConfig(tracking_birth_hits=1)
-    print(f"{'regions':>8} {'before ms':>10} {'after ms':>10}")
+    print(f"load average {os.getloadavg()[0]:.1f}; ms per frame, median (thread CPU / process CPU)")
+    print(f"{'regions':>8} {'before ms':>16} {'after ms':>16} {'after/before':>13}")
+    rows = []
     for n in sizes:
-        stages = {"before": before(), "after": TrackingStage()}
-        cpu: dict[str, list[float]] = {k: [] for k in stages}
-        for f, (seg, image, labels, relations) in enumerate(cost_inputs(n, 480, 640, frames)):
-            for name, stage in stages.items():
-                c0 = time.process_time()
-                stage.apply("cost", seg, labels, relations, config, image=image, stamp=None)
-                if f:  # the first frame only opens tracks
-                    cpu[name].append((time.process_time() - c0) * 1e3)
-        print(f"{n:>8} {np.median(cpu['before']):>10.2f} {np.median(cpu['after']):>10.2f}")
+        inputs = cost_inputs(n, 480, 640, frames)
+        cpu: dict[str, list[tuple[float, float]]] = {"before": [], "after": []}
+        for _ in range(repeats):
+            stages = {"before": before(), "after": TrackingStage()}
+            for f, (seg, image, labels, relations) in enumerate(inputs):
+                order = ("before", "after") if f % 2 else ("after", "before")
+                for name in order:
+                    t0, c0 = time.thread_time(), time.process_time()
+                    stages[name].apply(
+                        "cost", seg, labels, relations, config, image=image, stamp=None
+                    )
+                    if f:  # the first frame only opens tracks
+                        cpu[name].append(
+                            ((time.thread_time() - t0) * 1e3, (time.process_time() - c0) * 1e3)
+                        )
+        med = {k: np.median(np.array(v), axis=0) for k, v in cpu.items()}
+        rows.append({"regions": n, **{f"{k}_thread_ms": float(m[0]) for k, m in med.items()},
+                     **{f"{k}_process_ms": float(m[1]) for k, m in med.items()}})  # fmt: skip
+        cells = "".join(f"{m[0]:>9.2f} /{m[1]:>5.2f}" for m in med.values())
+        print(f"{n:>8} {cells} {med['after'][0] / med['before'][0]:>13.2f}")
+    print(f"load average {os.getloadavg()[0]:.1f}")
+    return rows
 
 
 def cases(sizes: list[int], seeds: int, frames: int):
@@ -82,13 +102,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=1)
     p.add_argument("--frames", type=int, default=30)
     p.add_argument("--cost", action="store_true", help="only time both on the cost rows")
+    p.add_argument("--repeats", type=int, default=1, help="passes over the cost frames")
+    p.add_argument("--out", type=Path, default=Path("outputs/bench/tracking_compare_cost.json"))
     args = p.parse_args(argv)
     repo = Path(__file__).resolve().parents[2]
     rev = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", args.rev],
                          check=True, capture_output=True, text=True).stdout.strip()  # fmt: skip
     before = baseline_stage(rev, repo)
     if args.cost:
-        cost_side_by_side(before, args.sizes, args.frames)
+        rows = cost_side_by_side(before, args.sizes, args.frames, args.repeats)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"baseline": rev, "rows": rows}, indent=2))
+        print(f"wrote {args.out}")
         return 0
     differ = 0
     for name, config, frames in cases(args.sizes, args.seeds, args.frames):

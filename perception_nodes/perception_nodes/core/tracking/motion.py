@@ -43,15 +43,17 @@ class BoxStates:
     def select(self, idx) -> "BoxStates":
         return BoxStates(self.x[idx], self.v[idx], self.p_xx[idx], self.p_xv[idx], self.p_vv[idx])
 
-    def rows(self) -> list["BoxStates"]:
-        """One single-row state per track (views, as ``select(slice(i, i + 1))`` gives), split
-        in one pass: the per-track Python slicing cost more than the filter at 256 tracks."""
-        return [BoxStates(*f) for f in zip(*(getattr(self, k)[:, None] for k in _FIELDS))]
+    def put(self, idx, other: "BoxStates") -> None:
+        """Rows ``idx`` set to the rows of ``other`` (in place)."""
+        for k in _FIELDS:
+            getattr(self, k)[idx] = getattr(other, k)
 
     @staticmethod
     def stack(states: list["BoxStates"]) -> "BoxStates":
         if not states:
             return empty_states()
+        if len(states) == 2 and not len(states[1]):
+            return states[0]
         cat = np.concatenate
         return BoxStates(*(cat([getattr(s, k) for s in states]) for k in _FIELDS))
 

@@ -45,12 +45,13 @@ class RegionCues:
 
     def __post_init__(self) -> None:
         self._crop_boxes = np.round(self.boxes).astype(np.int64).tolist()
+        self._int_areas = self.areas.astype(np.int64).tolist()  # int(areas[r]) of every region
 
     def crop(self, r: int) -> MaskCrop:
         """Region ``r``'s mask cut to its tight box rounded to pixels (a copy), as
         :func:`.masks.crop_of` does (here without per-call numpy rounding)."""
         x0, y0, x1, y1 = self._crop_boxes[r]
-        return MaskCrop(self.masks[r, y0:y1, x0:x1].copy(), x0, y0, int(self.areas[r]))
+        return MaskCrop(self.masks[r, y0:y1, x0:x1].copy(), x0, y0, self._int_areas[r])
 
 
 @dataclass

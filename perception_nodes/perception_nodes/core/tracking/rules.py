@@ -99,11 +99,12 @@ def crop_intersection(a: MaskCrop, b: MaskCrop) -> int:
     return int(np.count_nonzero(pa & pb))
 
 
-def centre_near(young, old) -> bool:
-    """The centre of track ``young`` is within the reach of lost track ``old``."""
-    d = np.linalg.norm(young.state.x[0, :2] - old.state.x[0, :2])
-    diag = float(np.hypot(*old.state.x[0, 2:]))
-    return d <= max(diag, 16.0) * (1 + 0.5 * min(old.misses, 8))
+def centre_near(young_x: np.ndarray, old_x: np.ndarray, old_misses: int) -> bool:
+    """The centre of the box ``young_x`` is within the reach of the lost track's box ``old_x``
+    (``(1, 4)`` Kalman positions ``(cx, cy, w, h)``, pixels) after ``old_misses`` misses."""
+    d = np.linalg.norm(young_x[0, :2] - old_x[0, :2])
+    diag = float(np.hypot(*old_x[0, 2:]))
+    return d <= max(diag, 16.0) * (1 + 0.5 * min(old_misses, 8))
 
 
 def hidden_of(r: int, crop: MaskCrop, regions, inside_limit: float, objects=()) -> float:
@@ -124,12 +125,16 @@ def hidden_of(r: int, crop: MaskCrop, regions, inside_limit: float, objects=()) 
     return hidden_share(crop, regions.masks[r], occluders)
 
 
-def lost_duplicate(young, lost: list, others: list, gate: float):
-    """The lost track (of ``lost``) that the newly confirmed track ``young`` duplicates, or None.
+def lost_duplicate(young, young_state, lost: list, lost_states, lost_zooms: list[float],
+                   others: list, gate: float) -> int | None:  # fmt: skip
+    """Index in ``lost`` of the lost track that the newly confirmed track ``young`` duplicates,
+    or None.
 
-    ``others``: every live track but ``young``. A lost track is ``young``'s object when its
-    predicted mask overlaps ``young``'s by :data:`MERGE_IOU` (the best overlap wins), or when
-    ``young`` lies within its reach and appearance singles it out (cosine >= ``gate``,
+    ``young_state``: its Kalman state (one row, :class:`.motion.BoxStates`); ``lost_states``,
+    ``lost_zooms``: the lost tracks' states (one row each) and camera zooms since their crops
+    were seen; ``others``: every live track but ``young``. A lost track is ``young``'s object
+    when its predicted mask overlaps ``young``'s by :data:`MERGE_IOU` (the best overlap wins),
+    or when ``young`` lies within its reach and appearance singles it out (cosine >= ``gate``,
     :data:`APPEARANCE_MARGIN` over every other track), or when ``young`` is where the motion
     model expects it (:func:`_where_expected`) and appearance agrees (cosine >= ``gate``) for
     exactly one lost track: tokens that look alike (untrained weights, look-alike objects)
@@ -139,30 +144,33 @@ def lost_duplicate(young, lost: list, others: list, gate: float):
     cos = {id(t): float(np.dot(young.token, t.token)) for t in same_dim}
     best, best_key = None, (MERGE_IOU, -1.0)
     in_reach = []
-    for old in lost:
-        crop = placed(old.crop, old.state.x[0, :2], old.zoom)
+    y_x = young_state.x
+    for i, old in enumerate(lost):
+        o_x, o_pxx = lost_states.x[i : i + 1], lost_states.p_xx[i : i + 1]
+        crop = placed(old.crop, o_x[0, :2], lost_zooms[i])
         inter = crop_intersection(young.crop, crop)
         iou = inter / max(young.crop.area + crop.area - inter, 1)
         c = cos.get(id(old), NO_CANDIDATE)
         runner_up = max((v for k, v in cos.items() if k != id(old)), default=NO_CANDIDATE)
-        near = centre_near(young, old)
+        near = centre_near(y_x, o_x, old.misses)
         by_look = c >= gate and c - runner_up >= APPEARANCE_MARGIN
         if (iou, c) >= best_key or (by_look and near):
-            best, best_key = old, max((iou, c), best_key)
-        if c >= gate and _where_expected(young, old):
-            in_reach.append(old)
+            best, best_key = i, max((iou, c), best_key)
+        if c >= gate and _where_expected(y_x, o_x, o_pxx):
+            in_reach.append(i)
     if best is None and len(in_reach) == 1:
         return in_reach[0]
     return best
 
 
-def _where_expected(young, old, ratio: float = 2.0) -> bool:
-    """Track ``young``'s box is where lost track ``old`` should be: centres at most half the
-    predicted box's diagonal plus three standard deviations of the predicted centre apart (the
-    Kalman uncertainty grows while the track is lost), box areas within ``ratio``."""
-    d = float(np.linalg.norm(young.state.x[0, :2] - old.state.x[0, :2]))
-    std = float(np.sqrt(max(old.state.p_xx[0, 0] + old.state.p_xx[0, 1], 0.0) / 2))
-    if d > 0.5 * float(np.hypot(*old.state.x[0, 2:])) + 3.0 * std:
+def _where_expected(young_x, old_x, old_p_xx, ratio: float = 2.0) -> bool:
+    """The box ``young_x`` is where the lost track's box ``old_x`` should be (``(1, 4)``
+    ``(cx, cy, w, h)`` pixels; ``old_p_xx``: its ``(1, 4)`` position variances): centres at most
+    half the predicted box's diagonal plus three standard deviations of the predicted centre
+    apart (the Kalman uncertainty grows while the track is lost), box areas within ``ratio``."""
+    d = float(np.linalg.norm(young_x[0, :2] - old_x[0, :2]))
+    std = float(np.sqrt(max(old_p_xx[0, 0] + old_p_xx[0, 1], 0.0) / 2))
+    if d > 0.5 * float(np.hypot(*old_x[0, 2:])) + 3.0 * std:
         return False
-    a, b = float(np.prod(young.state.x[0, 2:])), float(np.prod(old.state.x[0, 2:]))
+    a, b = float(np.prod(young_x[0, 2:])), float(np.prod(old_x[0, 2:]))
     return a <= ratio * b and b <= ratio * a

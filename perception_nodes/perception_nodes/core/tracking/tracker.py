@@ -45,13 +45,14 @@ Built on what the strong multi-object trackers do, for masks instead of boxes:
   :data:`MIN_TRACK_CAP` (unseen tentative tracks go first, then the longest-lost).
 
 Track ids come from an id source shared by every camera of the pipeline: never reused.
+(:class:`.track.Track`, :class:`.track.FrameCues` and :class:`.track.TrackerSettings` are
+re-exported here.)
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -75,7 +76,10 @@ from perception_nodes.core.tracking.rules import (
     pair_score,
     reidentified,
 )
+from perception_nodes.core.tracking.track import FrameCues, Track, TrackerSettings
 from perception_nodes.core.types import Segmentation
+
+__all__ = ["FrameCues", "RegionTracker", "Track", "TrackerSettings", "TrackIdSource"]
 
 PIECE_COVER = 0.7  # a visible piece: this share of the region inside the predicted mask
 PIECE_AREA = 0.7  # ... and smaller than this share of it
@@ -90,95 +94,24 @@ TENTATIVE_MISSES = 1  # a tentative track survives one miss, and then needs one 
 MAX_TRACKS_PER_REGION = 1.5
 MIN_TRACK_CAP = 4
 CAP_WINDOW = 30  # frames (1 s at 30 Hz) whose largest region count sets the cap
-LABEL_HISTORY = 10
-
-
-@dataclass(frozen=True)
-class TrackerSettings:
-    """Association and life-cycle settings (``tracking_*`` fields of PipelineConfig, then the
-    tracker's own defaults)."""
-
-    iou_gate: float = 0.5
-    similarity_weight: float = 0.3
-    similarity_gate: float = 0.8
-    birth_hits: int = 2
-    death_misses: int = 30
-    high_score: float = 0.7  # predicted IoU x stability of a confident region (may open tracks)
-    sure_score: float = 0.85  # a new track scoring this on average is confirmed after birth_hits
-
-
-@dataclass
-class FrameCues:
-    """What the tracker uses besides the regions, for one frame.
-
-    ``camera_motion``: 2x3 previous image -> this image (pixels); ``frames_elapsed``: frames
-    since the previous processed one (> 1 after drops); ``labels``: ``(N,)`` label index per
-    region (-1 unknown) or None (no classifier, or untrained weights); ``label_version``: the
-    vocabulary version of ``labels``; ``embeddings``: ``(N, E)`` CLIP region embeddings or None;
-    ``scores_meaningful``: False with untrained SAM weights (every region counts as confident).
-    """
-
-    camera_motion: np.ndarray = field(default_factory=lambda: np.eye(2, 3))
-    frames_elapsed: float = 1.0
-    labels: np.ndarray | None = None
-    label_version: int = 0
-    embeddings: np.ndarray | None = None
-    scores_meaningful: bool = True
-
-
-@dataclass(eq=False)  # tracks compare by identity
-class Track:
-    """One tracked object.
-
-    ``state``: its box's Kalman state (one row, :class:`.motion.BoxStates`); ``crop``: its last
-    full view of the mask, tight box, where it was seen; ``zoom``: camera scale change since;
-    ``token``: ``(D,)`` unit running SAM token; ``embedding``: unit running CLIP region embedding
-    or None; ``hits``: frames observed; ``misses``: consecutive processed frames unmatched;
-    ``score_sum``: summed detection scores; ``gaps``: frames missed while tentative.
-    ``history``: per observed frame ``(vocabulary_version, label_index, label_score)``, newest last.
-    """
-
-    track_id: int
-    state: motion.BoxStates
-    crop: MaskCrop
-    token: np.ndarray
-    embedding: np.ndarray | None = None
-    zoom: float = 1.0
-    hits: int = 1
-    misses: int = 0
-    confirmed: bool = False
-    score_sum: float = 0.0
-    gaps: int = 0
-    history: list[tuple[int, int, float]] = field(default_factory=list)
-
-    @property
-    def age(self) -> int:
-        """Frames in which the track was observed (this one included)."""
-        return self.hits
-
-    @property
-    def box(self) -> np.ndarray:
-        """``(4,)`` XYXY pixels of the filtered box (predicted when unseen this frame)."""
-        return motion.cxcywh_to_xyxy(self.state.x)[0]
-
-    def label(self, version: int) -> int:
-        """The label its recent frames of vocabulary ``version`` voted for (score-weighted), -1 if none."""
-        totals: dict[int, float] = {}
-        for v, idx, score in self.history[-LABEL_HISTORY:]:
-            if v == version and idx >= 0:  # max(score, 0.0) without the call
-                totals[idx] = totals.get(idx, 0.0) + (0.0 if score < 0.0 else score)
-        return max(totals, key=totals.__getitem__) if totals else -1
 
 
 class RegionTracker:
-    """Tracks of one camera stream; :meth:`update` once per processed frame."""
+    """Tracks of one camera stream; :meth:`update` once per processed frame.
+
+    ``tracks``: the live tracks; row ``i`` of ``states`` (their boxes' Kalman states, updated
+    in batch) and of ``zooms`` (``(T,)`` camera scale change since ``tracks[i].crop`` was seen)
+    belongs to ``tracks[i]``.
+    """
 
     def __init__(self, ids: TrackIdSource | None = None) -> None:
         self.ids = ids or TrackIdSource()
         self.tracks: list[Track] = []
+        self.states = motion.empty_states()
+        self.zooms = np.zeros(0)
         self.image_size: tuple[int, int] | None = None
-        self._predicted = motion.empty_states()  # the tracks' states, set by _predict
-        self._position_std = np.zeros(0)  # (T,) of those states
+        self._position_std = np.zeros(0)  # (T,) of the predicted states
+        self._born_states: dict[int, motion.BoxStates] = {}  # id(track) -> this frame's births
         self._recent_counts: deque[int] = deque(maxlen=CAP_WINDOW)
 
     def update(self, seg: Segmentation, settings: TrackerSettings,
@@ -188,6 +121,7 @@ class RegionTracker:
         cues = cues or FrameCues()
         if self.image_size != tuple(seg.image_size):
             self.tracks, self.image_size = [], tuple(seg.image_size)
+            self.states, self.zooms = motion.empty_states(), np.zeros(0)
         self._predict(cues)
         regions = region_cues(seg, cues, settings.high_score)
         tracked = self._track_cues(cues.label_version, regions.labels is not None)
@@ -202,28 +136,41 @@ class RegionTracker:
         for r, t in matches.items():
             out[r] = self.tracks[t]
         born = self._births(out, regions, pairs, matches, high, settings)
-        fresh += [r for r, t in enumerate(out) if t in born and t.confirmed]
+        born_ids = {id(t) for t in born}
+        fresh += [r for r, t in enumerate(out) if id(t) in born_ids and t.confirmed]
         self._age_unmatched(set(matches.values()), settings)
-        self.tracks += [t for t in born if high[out.index(t)]]
+        kept = [r for r, t in enumerate(out) if id(t) in born_ids and high[r]]
+        self._add([out[r] for r in kept], motion.init_states(regions.boxes[kept]))
         self._merge_duplicates(out, fresh, settings)
+        self._born_states = {}
         self._cap(out, len(seg))
         return out  # type: ignore[return-value]
+
+    def _add(self, tracks: list[Track], states: motion.BoxStates) -> None:
+        """Append ``tracks`` with their states (zoom 1)."""
+        self.tracks += tracks
+        self.states = motion.BoxStates.stack([self.states, states])
+        self.zooms = np.concatenate([self.zooms, np.ones(len(tracks))])
+
+    def _keep(self, keep: list[int]) -> None:
+        """Keep the tracks of the indices ``keep`` (ascending) and their rows."""
+        if len(keep) < len(self.tracks):
+            self.tracks = [self.tracks[i] for i in keep]
+            self.states, self.zooms = self.states.select(keep), self.zooms[keep]
 
     # --- prediction -------------------------------------------------------------------------
 
     def _predict(self, cues: FrameCues) -> None:
+        """Every state moved by the camera and predicted (in batch, one row per track)."""
         if not self.tracks:
-            self._predicted, self._position_std = motion.empty_states(), np.zeros(0)
+            self.states, self.zooms = motion.empty_states(), np.zeros(0)
+            self._position_std = np.zeros(0)
             return
-        states = motion.BoxStates.stack([t.state for t in self.tracks])
-        states = motion.warp(states, cues.camera_motion)
-        states = motion.predict(states, cues.frames_elapsed)
-        self._predicted, self._position_std = states, motion.position_std(states)
+        states = motion.warp(self.states, cues.camera_motion)
+        self.states = motion.predict(states, cues.frames_elapsed)
+        self._position_std = motion.position_std(self.states)
         lin = np.asarray(cues.camera_motion, np.float64)[:, :2]
-        zoom = math.sqrt(abs(float(np.linalg.det(lin))))
-        for t, state in zip(self.tracks, states.rows()):
-            t.state = state
-            t.zoom *= zoom
+        self.zooms = self.zooms * math.sqrt(abs(float(np.linalg.det(lin))))
 
     def _track_cues(self, version: int, with_labels: bool) -> TrackCues:
         """The tracks as predicted by :meth:`_predict`; their labels only ``with_labels`` (the
@@ -232,9 +179,7 @@ class RegionTracker:
         dim = t[0].token.shape[0] if t else 0
         labels = [tr.label(version) for tr in t] if with_labels else [-1] * len(t)
         return TrackCues(
-            crops=placed_all(
-                [tr.crop for tr in t], self._predicted.x[:, :2], [tr.zoom for tr in t]
-            ),
+            crops=placed_all([tr.crop for tr in t], self.states.x[:, :2], self.zooms.tolist()),
             tokens=np.stack([tr.token for tr in t]) if t else np.zeros((0, dim), np.float32),
             embeddings=[tr.embedding for tr in t],
             labels=np.array(labels, np.int64),
@@ -296,17 +241,16 @@ class RegionTracker:
                 full.append((r, t))
         if full:
             rows, cols = [r for r, _ in full], [t for _, t in full]
-            states = motion.correct(self._predicted.select(cols), regions.boxes[rows])
+            self.states.put(cols, motion.correct(self.states.select(cols), regions.boxes[rows]))
+            self.zooms[cols] = 1.0
             tokens = merged_rows([self.tracks[t].token for t in cols], regions.tokens[rows])
             embeddings = None
             if regions.embeddings is not None:
                 olds = [self.tracks[t].embedding for t in cols]
                 embeddings = merged_rows(olds, regions.embeddings[rows])
-            for k, ((r, t), state) in enumerate(zip(full, states.rows())):
+            for k, (r, t) in enumerate(full):
                 track = self.tracks[t]
-                track.state = state
                 track.crop = regions.crop(r)
-                track.zoom = 1.0
                 track.token = tokens[k]
                 if embeddings is not None:
                     track.embedding = embeddings[k]
@@ -337,7 +281,6 @@ class RegionTracker:
                 continue
             track = Track(
                 self.ids.next(),
-                motion.init_states(regions.boxes[r : r + 1]),
                 regions.crop(r),
                 regions.tokens[r],
                 None if regions.embeddings is None else regions.embeddings[r],
@@ -346,20 +289,23 @@ class RegionTracker:
             track.confirmed = self._hits_needed(track, settings) <= 1
             out[r] = track
             born.append(track)
+            if track.confirmed:  # may be merged into a lost track (_merge_duplicates)
+                self._born_states[id(track)] = motion.init_states(regions.boxes[r : r + 1])
         return born
 
     def _age_unmatched(self, matched: set[int], settings) -> None:
-        kept = []
+        kept, unmatched = [], []
         for t, track in enumerate(self.tracks):
             if t not in matched:
+                unmatched.append(t)
                 track.misses += 1
                 track.gaps += 0 if track.confirmed else 1
-                track.state.v[:, 2:] = 0.0  # a lost box keeps its size (ByteTrack)
                 limit = settings.death_misses if track.confirmed else TENTATIVE_MISSES + 1
                 if track.misses >= limit:
                     continue
-            kept.append(track)
-        self.tracks = kept
+            kept.append(t)
+        self.states.v[unmatched, 2:] = 0.0  # a lost box keeps its size (ByteTrack)
+        self._keep(kept)
 
     def _cap(self, out, n_regions: int) -> None:
         """At most :data:`MAX_TRACKS_PER_REGION` x the most regions of the last
@@ -375,23 +321,39 @@ class RegionTracker:
         spare = sorted((t for t in self.tracks if id(t) not in seen_now),
                        key=lambda t: (t.confirmed, -t.misses))  # fmt: skip
         drop = {id(t) for t in spare[: len(self.tracks) - cap]}
-        self.tracks = [t for t in self.tracks if id(t) not in drop]
+        self._keep([i for i, t in enumerate(self.tracks) if id(t) not in drop])
 
     def _merge_duplicates(self, out, fresh: list[int], settings) -> None:
         """A track confirmed this frame where a lost confirmed track should be hands its
         observation to the older track (which keeps its id); see the module docstring."""
         lost = [t for t in self.tracks if t.confirmed and t.misses > 0]
         for r in fresh:
+            if not lost:
+                return
             young = out[r]
+            row = {id(t): i for i, t in enumerate(self.tracks)}
+            young_row = row.get(id(young))
+            if young_row is None:
+                young_state = self._born_states[id(young)]
+            else:
+                young_state = self.states.select(slice(young_row, young_row + 1))
             others = [t for t in self.tracks if t is not young]
-            old = lost_duplicate(young, lost, others, settings.similarity_gate) if lost else None
-            if old is None:
+            lost_rows = [row[id(t)] for t in lost]
+            lost_states = self.states.select(lost_rows)
+            zooms = self.zooms[lost_rows].tolist()
+            at = lost_duplicate(young, young_state, lost, lost_states, zooms, others,
+                                settings.similarity_gate)  # fmt: skip
+            if at is None:
                 continue
-            old.state, old.crop, old.zoom = young.state, young.crop, 1.0
+            old = lost[at]
+            self.states.put([row[id(old)]], young_state)
+            self.zooms[row[id(old)]] = 1.0
+            old.crop = young.crop
             old.token = merged(old.token, young.token)
             old.hits += young.hits
             old.misses = 0
             old.history.extend(young.history)
             out[r] = old
             lost.remove(old)
-            self.tracks = [t for t in self.tracks if t is not young]
+            if young_row is not None:
+                self._keep([i for i in range(len(self.tracks)) if i != young_row])
