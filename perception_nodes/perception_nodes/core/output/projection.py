@@ -14,6 +14,7 @@ from perception_nodes.core.output.rle import pixel_box, tight_boxes
 # than deep is ~89.99994 degrees off axis, no real camera. Smaller focal lengths (fx = 1e-300)
 # would overflow the float32 centroids to inf.
 MAX_RAY_SLOPE = 1e6
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class DepthError(ValueError):
@@ -81,7 +82,7 @@ def region_centroids(
     if problem:
         raise DepthError(f"camera intrinsics refused: {problem}")
     k = np.asarray(k, dtype=np.float64).reshape(3, 3)
-    fx, fy, cx, cy = k[0, 0], k[1, 1], k[0, 2], k[1, 2]
+    fx, fy, cx, cy = (float(v) for v in (k[0, 0], k[1, 1], k[0, 2], k[1, 2]))
     valid = np.isfinite(depth_m) & (depth_m > 0)
     for i, (x0, y0, x1, y1) in enumerate(_boxes(masks, boxes)):
         sel = masks[i, y0:y1, x0:x1] & valid[y0:y1, x0:x1]
@@ -95,8 +96,8 @@ def region_centroids(
         # gives (its float64 partial sums of integers are exact below 2**53)
         u = int(per_col @ np.arange(x0, x1)) / n_valid
         v = int(ones.sum(axis=1, dtype=np.int64) @ np.arange(y0, y1)) / n_valid
-        xyz = np.array([(u - cx) * z / fx, (v - cy) * z / fy, z])
-        if np.all(np.abs(xyz) <= np.finfo(np.float32).max):  # else NaN (float32 would be inf)
+        xyz = ((u - cx) * z / fx, (v - cy) * z / fy, z)  # Python floats: float64 arithmetic
+        if all(abs(c) <= FLOAT32_MAX for c in xyz):  # else NaN (float32 would be inf)
             out[i] = xyz
     return out
 
