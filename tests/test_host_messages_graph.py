@@ -144,3 +144,18 @@ def test_best_first_filter_on_the_geometric_predictor():
             ref = filter_relations(rel, *args)
         assert all(np.array_equal(g, r) for g, r in zip(got, ref))
         assert got[0].size == args[0]
+
+
+def test_symmetric_predicates_given_as_an_iterator():
+    # "0 next to 1" and "1 next to 0" tie and merge into the first; 100 other relations, so the
+    # best-first try runs, and falls short (3 subjects, one relation each): filtered twice
+    preds = list(GEOMETRIC_PREDICATES)
+    rng = np.random.default_rng(7)
+    s, o = rng.integers(0, 3, 100), rng.integers(0, 3, 100)
+    p = np.full(100, preds.index("on"))
+    rel = Relations(np.r_[0, 1, s], np.r_[1, 0, o], np.r_[[preds.index("next to")] * 2, p],
+                    np.r_[0.9, 0.9, np.full(100, 0.5)].astype(np.float32), preds)  # fmt: skip
+    want = filter_relations(rel, 10, 1, 0.0, symmetric_predicates=("next to",))
+    assert want[0].tolist() == [0, 1, 2] and want[3][1] == np.float32(0.5)  # 1's pair merged
+    got = filter_relations(rel, 10, 1, 0.0, symmetric_predicates=iter(("next to",)))
+    assert all(np.array_equal(g, w) for g, w in zip(got, want))

@@ -156,6 +156,7 @@ def filter_relations(
     sc = np.asarray(relations.score, dtype=np.float64).reshape(-1)
     keep = np.flatnonzero((s != o) & (sc >= score_threshold))
     s, o, p, sc = s[keep], o[keep], p[keep], sc[keep]
+    symmetric_predicates = tuple(symmetric_predicates)  # an iterator would be read once only
     args = (relations.predicates, top_k, top_k_per_subject, merge_symmetric, symmetric_predicates)
     take = _BEST_FIRST * top_k
     while 0 < take < sc.size:
