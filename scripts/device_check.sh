@@ -37,7 +37,13 @@ export PERCEPTION_NODES_CACHE="${PERCEPTION_NODES_CACHE:-$OUT/cache}"  # generat
 export PN_GPU_REPORT="$OUT/gpu_tests.jsonl"
 
 # ------------------------------------------------------------------ environment
-if ! "$PY" -c "import segment_anything, open_clip, pycocotools, mobile_sam" 2>/dev/null; then
+# found without importing them (importing torch and open_clip costs seconds of CPU; the steps
+# below import them anyway and report a broken install)
+if ! "$PY" -c "
+import importlib.util, sys
+sys.exit(any(importlib.util.find_spec(m) is None
+             for m in ('segment_anything', 'open_clip', 'pycocotools', 'mobile_sam')))
+" 2>/dev/null; then
   if [ ! -d "$WHEELS" ]; then
     echo "missing Python packages and no wheels in $WHEELS (run scripts/device_wheels.sh on a connected machine)" >&2
     exit 2

@@ -70,8 +70,11 @@ SLOW_TESTS = (
     "test_sam_decoder_restructured.py::test_onnx_export_matches_mask_decoder",
 )
 PROCESS_MARKS = ("NodeGraph(", "start_graph(", "ros_process(", "colcon", "cmake", "pn-demo")
-#: Modules that name a process mark without starting processes (checks of launch/run code).
-FAST_MODULES = frozenset({"test_launch_structure", "test_settings_source", "test_tiers"})
+#: Modules that name a process mark without starting processes (checks of launch/run code, of
+#: the ROS wheels' CMake files).
+FAST_MODULES = frozenset(
+    {"test_launch_structure", "test_settings_source", "test_tiers", "test_interfaces_build"}
+)
 
 
 def _starts_processes(path: Path) -> bool:
