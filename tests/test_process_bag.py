@@ -81,7 +81,9 @@ def work(tmp_path_factory):
     # one torch thread here and in each Ray worker: the same numbers (test_ray_...)
     argv = [str(root / "in"), "--params", str(params), "--copy-inputs", "--no-progress",
             "--threads", "1"]  # fmt: skip
-    assert main([*argv, "--output", str(root / "out")]) == 0
+    # one worker process: the command's default path (models in workers, writing here) with one
+    # model load instead of one per core (tests/test_process_bag_workers.py runs two)
+    assert main([*argv, "--workers", "1", "--output", str(root / "out")]) == 0
     return {"root": root, "recs": recs, "params": params, "argv": argv, "out": root / "out"}
 
 
@@ -243,7 +245,9 @@ def test_same_regions_and_labels_as_the_live_node(work, ros_context, tmp_path_fa
 
 def test_ros1_bag_is_read_too(work, tmp_path, capsys):
     rec = write_ros1_bag(tmp_path / "legacy.bag")
-    argv = [str(rec.path), "--params", str(work["params"]), "--no-progress", "--threads", "1"]
+    # the reading is checked here: models in this process (no worker processes to start)
+    argv = [str(rec.path), "--params", str(work["params"]), "--no-progress", "--threads", "1",
+            "--workers", "0"]  # fmt: skip
     err = _refusal([*argv, "--copy-inputs", "--output", str(tmp_path / "o")], capsys)
     assert "--copy-inputs needs a rosbag2 recording" in err
     assert main([*argv, "--output", str(tmp_path / "out")]) == 0
@@ -335,8 +339,9 @@ def _stop_after_a_part(argv: list[str], out: Path, sig: int) -> int:
 def test_sigint_then_kill_then_resume_processes_every_frame_exactly_once(work, tmp_path):
     rec = write_recording(tmp_path / "long", "mcap", n_front=3, n_rear=1, seed=3)
     out = tmp_path / "out"
+    # one worker process (the default path's stop, kill and resume; one model load per run)
     argv = [str(rec.path), "--output", str(out), "--params", str(work["params"]),
-            "--part-frames", "1", "--no-progress"]  # fmt: skip
+            "--part-frames", "1", "--no-progress", "--workers", "1"]  # fmt: skip
     assert _stop_after_a_part(argv, out / "long", signal.SIGINT) == 130
     first = journal(out / "long")
     assert 1 <= len(first) < 4

@@ -87,11 +87,12 @@ def _markers(graph: SceneGraph, header: Header, k: np.ndarray | None) -> MarkerA
     return VisualizationNode.markers(VisualizationNode, graph, header, k)
 
 
-def _overlay(rgb: np.ndarray, result: FrameResult, graph: SceneGraph, header) -> CompressedImage:
+def _overlay(rgb: np.ndarray, graph: SceneGraph, header) -> CompressedImage:
+    # filled from the graph's RLE counts (the regions' masks, encoded once by the scene graph):
+    # the same pixels as drawing the segmentation's masks, without encoding them again
     drawn = draw_overlay(
         rgb,
         graph,
-        masks=result.segmentation.masks,
         max_relations=MAX_RELATIONS_DRAWN,
         banner=None if graph.labels_meaningful else NOT_MEANINGFUL_BANNER,
     )
@@ -101,6 +102,14 @@ def _overlay(rgb: np.ndarray, result: FrameResult, graph: SceneGraph, header) ->
     if not ok:
         raise RuntimeError("OpenCV could not encode the overlay as JPEG")
     return CompressedImage(header=header, format="rgb8; jpeg compressed bgr8", data=jpeg.tobytes())
+
+
+def load_type_support() -> None:
+    """Load the output messages' rclpy type support now (about a second of CPU the first time,
+    measured on the 2-core VM: rosidl's generator modules and the C type support), before the
+    frames rather than in the first one's time, beside the busy worker processes."""
+    for _, cls in OUTPUT_TYPES.values():
+        serialize_message(cls())
 
 
 def frame_messages(
@@ -127,7 +136,7 @@ def frame_messages(
         )
         out["label_image"] = numpy_to_image_msg(ids, "16UC1", header)
     if switches.overlay:
-        out["overlay/compressed"] = _overlay(rgb, result, graph, header)
+        out["overlay/compressed"] = _overlay(rgb, graph, header)
     if switches.markers:
         out["markers"] = _markers(graph, header, k)
     return {name: serialize_message(msg) for name, msg in out.items()}

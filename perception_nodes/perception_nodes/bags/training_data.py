@@ -37,9 +37,20 @@ def _file_stem(camera: str, index: int) -> str:
 
 
 def _xywh(mask: np.ndarray) -> list[float]:
-    ys, xs = np.nonzero(mask)
-    x0, y0 = int(xs.min()), int(ys.min())
-    return [float(x0), float(y0), float(xs.max() + 1 - x0), float(ys.max() + 1 - y0)]
+    """Tight XYWH box (pixels) of a non-empty ``HxW`` bool mask (from its row and column
+    projections: no coordinate array of every pixel)."""
+    xs, ys = np.flatnonzero(mask.any(0)), np.flatnonzero(mask.any(1))
+    x0, y0 = int(xs[0]), int(ys[0])
+    return [float(x0), float(y0), float(xs[-1] + 1 - x0), float(ys[-1] + 1 - y0)]
+
+
+def coco_rles(graph: SceneGraph) -> list[dict]:
+    """pycocotools' compressed RLE of each region's mask, from the graph's counts (COCO's
+    uncompressed RLE, already encoded once by the scene graph): the same bytes as
+    ``mask_utils.encode`` of the mask, without reading the masks again."""
+    h, w = (int(v) for v in graph.image_size)
+    raw = [{"size": [h, w], "counts": [int(c) for c in counts]} for counts in graph.mask_counts]
+    return mask_utils.frPyObjects(raw, h, w) if raw else []
 
 
 def _panoptic(masks: np.ndarray) -> tuple[np.ndarray, list[int]]:
@@ -64,9 +75,11 @@ def frame_record(
     if not cv2.imwrite(str(out / image_file), rgb[:, :, ::-1]):
         raise OSError(f"cannot write {out / image_file}")
     masks = result.segmentation.masks.astype(bool)
+    rles = coco_rles(graph)
+    boxes = mask_utils.toBbox(rles).tolist() if rles else []
+    areas = mask_utils.area(rles).tolist() if rles else []
     regions = []
-    for i in range(graph.num_regions):
-        rle = mask_utils.encode(np.asfortranarray(masks[i].astype(np.uint8)))
+    for i, rle in enumerate(rles):
         regions.append(
             {
                 "region_id": int(graph.region_ids[i]),
@@ -75,8 +88,8 @@ def frame_record(
                 "label_index": int(graph.label_index[i]),
                 "score": float(graph.label_scores[i]),
                 "rle": rle["counts"].decode("ascii"),
-                "bbox": _xywh(masks[i]),
-                "area": int(masks[i].sum()),
+                "bbox": [float(v) for v in boxes[i]],
+                "area": int(areas[i]),
             }
         )
     pan_masks, visible = _panoptic(masks)

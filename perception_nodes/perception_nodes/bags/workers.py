@@ -1,10 +1,12 @@
 """The models of a recording's frames in worker processes, frames in parallel (``--workers``).
 
 Each worker process loads the pipeline once and runs the order-free part of a frame
-(:meth:`Pipeline.infer`: SAM encoder and decoder, labels, relations) with ``threads`` torch
-threads (default 1: on a CPU two one-thread workers do more frames per second than one
-two-thread pipeline, whose per-frame work does not keep two cores busy; onnxruntime's sessions
-keep their own default, measured no different in CPU time per frame). The calling process
+(:meth:`Pipeline.infer`: SAM encoder and decoder, labels, relations) with ``threads`` compute
+threads: torch's, onnxruntime's intra-op threads and OpenCV's (default 1: on a CPU two
+one-thread workers do more frames per second than one two-thread pipeline, whose per-frame work
+does not keep two cores busy; with onnxruntime's default of one thread per core, two workers ran
+four compute threads on two cores: 1.22 against 1.15 CPU s/frame with one, 2-core VM at load
+~9, docs/benchmarks.md "Recorded bags"). The calling process
 keeps what depends on frame order (tracking, the scene graph, writing:
 :func:`~perception_nodes.core.pipeline.finish_frame`), so the outputs are those of
 :meth:`Pipeline.process` frame after frame (tests/test_process_bag_workers.py).
@@ -51,9 +53,14 @@ def _init(config: PipelineConfig, threads: int, parent: int, barrier) -> None:
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     _BARRIER = barrier
+    import cv2
     import torch
 
+    from perception_nodes.core.sam import onnx_backend
+
     torch.set_num_threads(int(threads))
+    cv2.setNumThreads(int(threads))
+    onnx_backend.DEFAULT_INTRA_OP_THREADS = int(threads)
     try:
         from perception_nodes.core.pipeline import Pipeline
 

@@ -131,8 +131,8 @@ def offline(settings, recording: Path, work: Path, photo: np.ndarray, workers: i
     finally:
         if workers:
             engine.close()
-    used = (f"{workers} worker processes x {threads} torch thread(s) + this process (reading, "
-            "tracking, writing)" if workers else
+    used = (f"{workers} worker processes x {threads} compute thread(s) (torch, onnxruntime "
+            "intra-op, OpenCV) + this process (reading, tracking, writing)" if workers else
             f"this process, {torch.get_num_threads()} torch threads")  # fmt: skip
     return {"frames": s.processed, "failed": s.failed, "seconds": s.seconds,
             "frames_per_s": s.frames_per_s, "batch": batch, "workers": workers,

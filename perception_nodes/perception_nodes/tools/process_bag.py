@@ -203,10 +203,17 @@ def _install_stop(stop: threading.Event, at_once: bool) -> None:
 
 
 def load_engine(settings: BagSettings, opts: JobOptions, warm_up=None):
-    """The models: ``opts.workers`` worker processes (a FramePool), or a Pipeline here (0)."""
+    """The models: ``opts.workers`` worker processes (a FramePool), or a Pipeline here (0);
+    this process's message writing loaded too (no one-time cost in the first frame's time)."""
+    from perception_nodes.bags.messages import load_type_support
+
+    load_type_support()
     if opts.workers > 0:
+        import cv2
+
         from perception_nodes.bags.workers import FramePool
 
+        cv2.setNumThreads(1)  # this process reads, tracks and writes: the cores are the workers'
         return FramePool(settings.pipeline, opts.workers, opts.threads or 1, warm_up)
     from perception_nodes.core.pipeline import Pipeline
 

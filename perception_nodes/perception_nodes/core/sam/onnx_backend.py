@@ -39,6 +39,12 @@ def _import_ort():
     return ort
 
 
+#: Intra-op threads of sessions opened without ``intra_op_threads`` (None: onnxruntime's own
+#: default, one per core). pn-process-bag's worker processes set their thread count here before
+#: loading, so two one-thread workers on two cores do not run four compute threads.
+DEFAULT_INTRA_OP_THREADS: int | None = None
+
+
 def session_options(ort, intra_op_threads: int | None = None):
     """The ``SessionOptions`` of every session this package opens (backend and benchmarks).
 
@@ -56,6 +62,8 @@ def session_options(ort, intra_op_threads: int | None = None):
     options = ort.SessionOptions()
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.enable_cpu_mem_arena = False
+    if intra_op_threads is None:
+        intra_op_threads = DEFAULT_INTRA_OP_THREADS
     if intra_op_threads is not None:
         options.intra_op_num_threads = int(intra_op_threads)
     return options
