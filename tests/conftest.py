@@ -81,26 +81,29 @@ def _starts_processes(path: Path) -> bool:
     return path.stem not in FAST_MODULES and any(m in path.read_text() for m in PROCESS_MARKS)
 
 
-#: The longest modules (test-seconds of a 2-worker run on a quiet 2-core VM), started first so that two workers
-#: (`make test`: pytest-xdist, a module per worker at a time) do not end on one of them alone.
+#: The longest modules, started first so that two workers (`make test`: pytest-xdist, a module
+#: per worker at a time) do not end on one of them alone. From test-seconds of a 2-worker run
+#: on the 2-core VM and CPU-seconds of each module alone (one compute thread; modules with
+#: fixed-pace frames, e.g. test_edges_dds, take longer than their CPU-seconds).
 LONGEST_FIRST = (
     "test_process_bag",
     "test_shutdown_sigint",
     "test_colcon_workspace",
     "test_edges_dds",
-    "test_e2e_robustness",
     "test_relations_learning",
     "test_regionspot_training",
     "test_edges_services",
     "test_sam_amg",
+    "test_sam_decoder_restructured",
     "test_host_device_check",
     "test_onnx_default",
-    "test_interfaces_build",
-    "test_live_params",
     "test_edges_batch_encoding",
-    "test_node_inputs_dds",
-    "test_sam_decoder_restructured",
+    "test_live_params",
+    "test_e2e_robustness",
+    "test_edges_multicam_default",
     "test_clip_weights",
+    "test_node_inputs_dds",
+    "test_demo",
 )
 
 
