@@ -4,8 +4,8 @@ Side by side in one command, on the same frames and the same parameter file:
 1. ``offline``: :class:`~perception_nodes.bags.runner.RecordingRun` over a recording of
    ``--frames`` photos (written here with rosbags: ``/camera/image_raw`` rgb8 at 10 Hz), models
    loaded and warmed up first, as ``pn-process-bag`` runs by default: ``--workers`` model
-   processes (default: one per core) of ``--threads`` torch threads each, tracking and writing
-   in this process; then (last, after the live node) the models in this process, torch's
+   processes (default: one per core) of ``--threads`` compute threads each (torch,
+   onnxruntime, OpenCV), tracking and writing in this process; then (last, after the live node) the models in this process, torch's
    default threads, ``--batch-inprocess`` frames per SAM encoder batch (``--workers 0``).
 2. ``live``: the perception node in its own process (as launched: torch's and onnxruntime's
    default threads, i.e. every core) fed the same frames over DDS by this process, each frame
@@ -203,6 +203,10 @@ def table(result: dict) -> str:
     if "offline_vs_live" in result:
         rows.append(f"offline (workers) / live: {result['offline_vs_live']:.2f}x (target >= 1.5x); "
                     f"in-process / live: {result['inprocess_vs_live']:.2f}x")  # fmt: skip
+        cpu = result["offline_workers"]["cpu_s_per_frame"], result["live"]["cpu_s_per_frame"]
+        rows.append(f"CPU s/frame offline (workers) / live: {cpu[0]:.2f} / {cpu[1]:.2f} = "
+                    f"{cpu[0] / cpu[1]:.2f} (frames/s on a loaded machine follow each side's "
+                    "share of the cores: read them with the load column)")  # fmt: skip
     ray = result.get("ray")
     if ray:
         for key in ("one_process", "ray_two_workers"):
