@@ -88,8 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--overwrite", action="store_true", help="replace an existing output")
     o.add_argument("--no-progress", action="store_true", help="no progress bar")
     o.add_argument("--threads", type=int,
-                   help="torch CPU threads per model process (default: 1 per local worker; "
-                        "torch's with --workers 0; Ray: --cpus-per-worker)")  # fmt: skip
+                   help="CPU threads per model process: torch's; in local workers also "
+                        "onnxruntime's and OpenCV's (default: 1 per local worker; torch's "
+                        "with --workers 0; Ray: --cpus-per-worker)")  # fmt: skip
     r = p.add_argument_group("processes")
     r.add_argument("--workers", type=int,
                    help="processes running the models: here, frames in parallel (default: the "
