@@ -31,6 +31,8 @@ def test_demo_quick_writes_graph_json_overlay_png_and_timing_table(tmp_path):
             "rocket",
             "--max-side",
             "160",
+            "--points-per-side",  # 3x3 SAM prompts (--quick: 6x6): each photo needs some
+            "3",  # regions, not many; the decoder's CPU goes with the prompt count
             "--out-dir",
             str(out),
             "--start-timeout",
