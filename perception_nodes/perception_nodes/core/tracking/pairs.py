@@ -205,7 +205,8 @@ def region_cues(seg: Segmentation, cues, high_score: float) -> RegionCues:
     scores = np.asarray(seg.predicted_iou, np.float64) * np.asarray(seg.stability_score, np.float64)
     if not cues.scores_meaningful:
         scores = np.full(n, max(high_score, 1.0))
-    scores = np.nan_to_num(scores, nan=0.0)
+    if not np.isfinite(scores).all():  # (nan_to_num costs ~20 us even with nothing to do)
+        scores = np.nan_to_num(scores, nan=0.0)
     emb = cues.embeddings
     labels = cues.labels
     return RegionCues(

@@ -27,7 +27,7 @@ def reidentified(pairs: PairCues, among: np.ndarray, gate: float) -> np.ndarray:
         return out
     near = pairs.near[:, cols]
     rows = np.nonzero(near.any(axis=1))[0]
-    near_app = np.where(near[rows], pairs.appearance[np.ix_(rows, cols)], NO_CANDIDATE)
+    near_app = np.where(near[rows], pairs.appearance[rows][:, cols], NO_CANDIDATE)
     got = (near_app >= gate) & singled_out(near_app, APPEARANCE_MARGIN, NO_CANDIDATE)
     out[np.ix_(rows, cols)] = got
     return out
@@ -45,8 +45,9 @@ def left(matches: dict[int, int], track_mask: np.ndarray, n_regions: int) -> np.
     """``(R, T)`` True for pairs of regions and tracks (among ``track_mask``) not matched yet."""
     free_r = np.ones(n_regions, bool)
     free_t = track_mask.copy()
-    for r, t in matches.items():
-        free_r[r], free_t[t] = False, False
+    if matches:
+        free_r[list(matches)] = False
+        free_t[list(matches.values())] = False
     return free_r[:, None] & free_t[None]
 
 
@@ -62,12 +63,16 @@ def merged(old: np.ndarray | None, new: np.ndarray) -> np.ndarray:
     return merged_rows([old], new[None])[0]
 
 
-def merged_rows(olds: list[np.ndarray | None], new: np.ndarray) -> np.ndarray:
-    """:func:`_merged` of each old feature with the row of ``new`` (``(K, D)`` unit rows)."""
+def merged_rows(olds: list[np.ndarray | None] | np.ndarray, new: np.ndarray) -> np.ndarray:
+    """:func:`merged` of each old feature with the row of ``new`` (``(K, D)`` unit rows);
+    ``olds``: a list (None where missing) or a ``(K, D)`` array."""
     out = np.array(new, np.float32, copy=True)
-    usable = [k for k, o in enumerate(olds) if o is not None and o.shape == new.shape[1:]]
+    if isinstance(olds, np.ndarray) and olds.shape == new.shape:
+        usable, old = list(range(len(new))), olds
+    else:
+        usable = [k for k, o in enumerate(olds) if o is not None and o.shape == new.shape[1:]]
+        old = np.stack([olds[k] for k in usable]) if usable else None
     if usable:
-        old = np.stack([olds[k] for k in usable])
         mixed = unit_rows(TOKEN_MOMENTUM * old + (1.0 - TOKEN_MOMENTUM) * new[usable])
         ok = mixed.any(axis=1)
         out[np.array(usable)[ok]] = mixed[ok]
@@ -125,31 +130,30 @@ def hidden_of(r: int, crop: MaskCrop, regions, inside_limit: float, objects=()) 
     return hidden_share(crop, regions.masks[r], occluders)
 
 
-def lost_duplicate(young, young_state, lost: list, lost_states, lost_zooms: list[float],
-                   others: list, gate: float) -> int | None:  # fmt: skip
-    """Index in ``lost`` of the lost track that the newly confirmed track ``young`` duplicates,
-    or None.
+def lost_duplicate(young_crop: MaskCrop, young_state, lost: list, lost_states,
+                   lost_zooms: list[float], cos: dict[int, float], gate: float) -> int | None:  # fmt: skip
+    """Index in ``lost`` of the lost track that the newly confirmed track (its mask
+    ``young_crop`` and Kalman state ``young_state``, one row of :class:`.motion.BoxStates`)
+    duplicates, or None.
 
-    ``young_state``: its Kalman state (one row, :class:`.motion.BoxStates`); ``lost_states``,
-    ``lost_zooms``: the lost tracks' states (one row each) and camera zooms since their crops
-    were seen; ``others``: every live track but ``young``. A lost track is ``young``'s object
-    when its predicted mask overlaps ``young``'s by :data:`MERGE_IOU` (the best overlap wins),
-    or when ``young`` lies within its reach and appearance singles it out (cosine >= ``gate``,
-    :data:`APPEARANCE_MARGIN` over every other track), or when ``young`` is where the motion
-    model expects it (:func:`_where_expected`) and appearance agrees (cosine >= ``gate``) for
-    exactly one lost track: tokens that look alike (untrained weights, look-alike objects)
+    ``lost_states``, ``lost_zooms``: the lost tracks' states (one row each) and camera zooms
+    since their crops were seen; ``cos``: ``{id(track): token cosine with the young track}`` of
+    every other live track. A lost track is the young track's object when its predicted mask
+    overlaps the young one's by :data:`MERGE_IOU` (the best overlap wins), or when the young
+    track lies within its reach and appearance singles it out (cosine >= ``gate``,
+    :data:`APPEARANCE_MARGIN` over every other track), or when the young track is where the
+    motion model expects it (:func:`_where_expected`) and appearance agrees (cosine >= ``gate``)
+    for exactly one lost track: tokens that look alike (untrained weights, look-alike objects)
     leave the motion to decide, and it decides only when it is unambiguous.
     """
-    same_dim = [t for t in others if t.token.shape == young.token.shape]
-    cos = {id(t): float(np.dot(young.token, t.token)) for t in same_dim}
     best, best_key = None, (MERGE_IOU, -1.0)
     in_reach = []
     y_x = young_state.x
     for i, old in enumerate(lost):
         o_x, o_pxx = lost_states.x[i : i + 1], lost_states.p_xx[i : i + 1]
         crop = placed(old.crop, o_x[0, :2], lost_zooms[i])
-        inter = crop_intersection(young.crop, crop)
-        iou = inter / max(young.crop.area + crop.area - inter, 1)
+        inter = crop_intersection(young_crop, crop)
+        iou = inter / max(young_crop.area + crop.area - inter, 1)
         c = cos.get(id(old), NO_CANDIDATE)
         runner_up = max((v for k, v in cos.items() if k != id(old)), default=NO_CANDIDATE)
         near = centre_near(y_x, o_x, old.misses)

@@ -49,7 +49,7 @@ class Track:
     """One tracked object (its box's Kalman state and the camera's zoom since ``crop`` was seen
     are rows of its tracker's arrays, :attr:`RegionTracker.states` and ``zooms``).
 
-    ``crop``: its last full view of the mask, tight box, where it was seen; ``token``: ``(D,)`` unit running SAM token; ``embedding``: unit running CLIP region embedding
+    ``crop``: its last full view of the mask, tight box, where it was seen; ``embedding``: unit running CLIP region embedding
     or None; ``hits``: frames observed; ``misses``: consecutive processed frames unmatched;
     ``score_sum``: summed detection scores; ``gaps``: frames missed while tentative.
     ``history``: per observed frame ``(vocabulary_version, label_index, label_score)``, newest last.
@@ -57,7 +57,6 @@ class Track:
 
     track_id: int
     crop: MaskCrop
-    token: np.ndarray
     embedding: np.ndarray | None = None
     hits: int = 1
     misses: int = 0

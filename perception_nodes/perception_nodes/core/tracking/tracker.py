@@ -100,8 +100,8 @@ class RegionTracker:
     """Tracks of one camera stream; :meth:`update` once per processed frame.
 
     ``tracks``: the live tracks; row ``i`` of ``states`` (their boxes' Kalman states, updated
-    in batch) and of ``zooms`` (``(T,)`` camera scale change since ``tracks[i].crop`` was seen)
-    belongs to ``tracks[i]``.
+    in batch), of ``zooms`` (``(T,)`` camera scale change since ``tracks[i].crop`` was seen) and
+    of ``tokens`` (``(T, D)`` unit running SAM tokens) belongs to ``tracks[i]``.
     """
 
     def __init__(self, ids: TrackIdSource | None = None) -> None:
@@ -109,9 +109,10 @@ class RegionTracker:
         self.tracks: list[Track] = []
         self.states = motion.empty_states()
         self.zooms = np.zeros(0)
+        self.tokens = np.zeros((0, 0), np.float32)
         self.image_size: tuple[int, int] | None = None
         self._position_std = np.zeros(0)  # (T,) of the predicted states
-        self._born_states: dict[int, motion.BoxStates] = {}  # id(track) -> this frame's births
+        self._born: dict[int, tuple] = {}  # id(track) -> (state, token) of a confirmed birth
         self._recent_counts: deque[int] = deque(maxlen=CAP_WINDOW)
 
     def update(self, seg: Segmentation, settings: TrackerSettings,
@@ -119,9 +120,10 @@ class RegionTracker:
         """Associate the frame's regions with tracks; returns the track of each region (same
         order; a region that opens no track gets a throwaway unconfirmed one)."""
         cues = cues or FrameCues()
-        if self.image_size != tuple(seg.image_size):
+        if self.image_size != tuple(seg.image_size) or (
+            self.tracks and seg.tokens.shape[1:] != self.tokens.shape[1:]
+        ):  # another camera size or another SAM (tokens of another size): start afresh
             self.tracks, self.image_size = [], tuple(seg.image_size)
-            self.states, self.zooms = motion.empty_states(), np.zeros(0)
         self._predict(cues)
         regions = region_cues(seg, cues, settings.high_score)
         tracked = self._track_cues(cues.label_version, regions.labels is not None)
@@ -140,23 +142,28 @@ class RegionTracker:
         fresh += [r for r, t in enumerate(out) if id(t) in born_ids and t.confirmed]
         self._age_unmatched(set(matches.values()), settings)
         kept = [r for r, t in enumerate(out) if id(t) in born_ids and high[r]]
-        self._add([out[r] for r in kept], motion.init_states(regions.boxes[kept]))
+        if kept:
+            self._add([out[r] for r in kept], motion.init_states(regions.boxes[kept]),
+                      regions.tokens[kept])  # fmt: skip
         self._merge_duplicates(out, fresh, settings)
-        self._born_states = {}
+        self._born = {}
         self._cap(out, len(seg))
         return out  # type: ignore[return-value]
 
-    def _add(self, tracks: list[Track], states: motion.BoxStates) -> None:
-        """Append ``tracks`` with their states (zoom 1)."""
+    def _add(self, tracks: list[Track], states: motion.BoxStates, tokens: np.ndarray) -> None:
+        """Append ``tracks`` with their states, ``(K, D)`` tokens and zoom 1."""
+        had = bool(self.tracks)
         self.tracks += tracks
         self.states = motion.BoxStates.stack([self.states, states])
         self.zooms = np.concatenate([self.zooms, np.ones(len(tracks))])
+        self.tokens = np.concatenate([self.tokens, tokens]) if had else tokens.copy()
 
     def _keep(self, keep: list[int]) -> None:
         """Keep the tracks of the indices ``keep`` (ascending) and their rows."""
         if len(keep) < len(self.tracks):
             self.tracks = [self.tracks[i] for i in keep]
             self.states, self.zooms = self.states.select(keep), self.zooms[keep]
+            self.tokens = self.tokens[keep]
 
     # --- prediction -------------------------------------------------------------------------
 
@@ -164,7 +171,7 @@ class RegionTracker:
         """Every state moved by the camera and predicted (in batch, one row per track)."""
         if not self.tracks:
             self.states, self.zooms = motion.empty_states(), np.zeros(0)
-            self._position_std = np.zeros(0)
+            self.tokens, self._position_std = np.zeros((0, 0), np.float32), np.zeros(0)
             return
         states = motion.warp(self.states, cues.camera_motion)
         self.states = motion.predict(states, cues.frames_elapsed)
@@ -176,11 +183,10 @@ class RegionTracker:
         """The tracks as predicted by :meth:`_predict`; their labels only ``with_labels`` (the
         regions have labels to agree with; -1 otherwise)."""
         t = self.tracks
-        dim = t[0].token.shape[0] if t else 0
         labels = [tr.label(version) for tr in t] if with_labels else [-1] * len(t)
         return TrackCues(
             crops=placed_all([tr.crop for tr in t], self.states.x[:, :2], self.zooms.tolist()),
-            tokens=np.stack([tr.token for tr in t]) if t else np.zeros((0, dim), np.float32),
+            tokens=self.tokens if t else np.zeros((0, 0), np.float32),
             embeddings=[tr.embedding for tr in t],
             labels=np.array(labels, np.int64),
             misses=np.array([tr.misses for tr in t], np.float64),
@@ -243,7 +249,7 @@ class RegionTracker:
             rows, cols = [r for r, _ in full], [t for _, t in full]
             self.states.put(cols, motion.correct(self.states.select(cols), regions.boxes[rows]))
             self.zooms[cols] = 1.0
-            tokens = merged_rows([self.tracks[t].token for t in cols], regions.tokens[rows])
+            self.tokens[cols] = merged_rows(self.tokens[cols], regions.tokens[rows])
             embeddings = None
             if regions.embeddings is not None:
                 olds = [self.tracks[t].embedding for t in cols]
@@ -251,15 +257,15 @@ class RegionTracker:
             for k, (r, t) in enumerate(full):
                 track = self.tracks[t]
                 track.crop = regions.crop(r)
-                track.token = tokens[k]
                 if embeddings is not None:
                     track.embedding = embeddings[k]
         fresh = []
+        scores = regions.scores.tolist()
         for r, t in matches.items():
             track = self.tracks[t]
             track.hits += 1
             track.misses = 0
-            track.score_sum += float(regions.scores[r])
+            track.score_sum += scores[r]
             was = track.confirmed
             track.confirmed = was or track.hits >= self._hits_needed(track, settings)
             if track.confirmed and not was:
@@ -282,7 +288,6 @@ class RegionTracker:
             track = Track(
                 self.ids.next(),
                 regions.crop(r),
-                regions.tokens[r],
                 None if regions.embeddings is None else regions.embeddings[r],
                 score_sum=float(regions.scores[r]),
             )
@@ -290,7 +295,8 @@ class RegionTracker:
             out[r] = track
             born.append(track)
             if track.confirmed:  # may be merged into a lost track (_merge_duplicates)
-                self._born_states[id(track)] = motion.init_states(regions.boxes[r : r + 1])
+                state = motion.init_states(regions.boxes[r : r + 1])
+                self._born[id(track)] = (state, regions.tokens[r])
         return born
 
     def _age_unmatched(self, matched: set[int], settings) -> None:
@@ -334,14 +340,16 @@ class RegionTracker:
             row = {id(t): i for i, t in enumerate(self.tracks)}
             young_row = row.get(id(young))
             if young_row is None:
-                young_state = self._born_states[id(young)]
+                young_state, young_token = self._born[id(young)]
             else:
                 young_state = self.states.select(slice(young_row, young_row + 1))
-            others = [t for t in self.tracks if t is not young]
+                young_token = self.tokens[young_row]
+            cos = {id(t): float(np.dot(young_token, self.tokens[i]))
+                   for i, t in enumerate(self.tracks) if t is not young}  # fmt: skip
             lost_rows = [row[id(t)] for t in lost]
             lost_states = self.states.select(lost_rows)
             zooms = self.zooms[lost_rows].tolist()
-            at = lost_duplicate(young, young_state, lost, lost_states, zooms, others,
+            at = lost_duplicate(young.crop, young_state, lost, lost_states, zooms, cos,
                                 settings.similarity_gate)  # fmt: skip
             if at is None:
                 continue
@@ -349,7 +357,7 @@ class RegionTracker:
             self.states.put([row[id(old)]], young_state)
             self.zooms[row[id(old)]] = 1.0
             old.crop = young.crop
-            old.token = merged(old.token, young.token)
+            self.tokens[row[id(old)]] = merged(self.tokens[row[id(old)]], young_token)
             old.hits += young.hits
             old.misses = 0
             old.history.extend(young.history)

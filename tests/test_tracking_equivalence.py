@@ -1,0 +1,67 @@
+"""The tracker's batched rewrites (Kalman states, zooms and tokens as arrays, one row per track)
+change no output: track ids and ages, voted labels and smoothed relations of the working tree's
+tracking stage equal those of the revision before them (``REFERENCE_REV``), frame by frame, on
+the cost benchmark's drifting regions and on sequence families that exercise occlusion,
+merges of duplicate tracks, camera motion and dropped frames (what
+``python -m perception_nodes.tools.tracking_compare --rev REFERENCE_REV`` checks at length).
+
+When the tracker's behaviour is changed on purpose, move ``REFERENCE_REV`` to that commit."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from perception_nodes.core.config import PipelineConfig
+from perception_nodes.core.tracking import TrackingStage
+from perception_nodes.core.tracking import tracker as tracker_module
+from perception_nodes.core.tracking.rules import lost_duplicate
+from perception_nodes.tools.bench_tracking import cost_inputs
+from perception_nodes.tools.tracking_compare import _outputs
+from perception_nodes.tools.tracking_quality import baseline_stage
+from perception_nodes.tools.tracking_sequences import SequenceRenderer
+
+REFERENCE_REV = "517d40a"  # the last tracker with per-track state objects
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def reference() -> type:
+    known = subprocess.run(["git", "-C", str(REPO), "cat-file", "-e", f"{REFERENCE_REV}^{{commit}}"],
+                           capture_output=True)  # fmt: skip
+    if known.returncode:
+        pytest.skip(f"revision {REFERENCE_REV} is not in this clone's history")
+    return baseline_stage(REFERENCE_REV, REPO)
+
+
+def _same(reference: type, frames: list[tuple], config: PipelineConfig) -> list[int]:
+    """Frames whose outputs differ."""
+    a, b = _outputs(reference, frames, config), _outputs(TrackingStage, frames, config)
+    assert len(a) == len(b) == len(frames)
+    return [k for k, (x, y) in enumerate(zip(a, b)) if not all(map(np.array_equal, x, y))]
+
+
+def test_drifting_regions_with_labels_and_relations_give_the_same_outputs(reference):
+    inputs = [(s, im, lab, rel, None) for s, im, lab, rel in cost_inputs(32, 480, 640, 10)]
+    assert _same(reference, inputs, PipelineConfig(tracking_birth_hits=1)) == []
+
+
+@pytest.mark.parametrize(
+    ("family", "alike"), [("all", False), ("all", True), ("sam_noise", True), ("crossing", True)]
+)
+def test_sequences_give_the_same_outputs(reference, family, alike, monkeypatch):
+    merges = []  # the duplicate-track merge (rows moved between arrays) must be exercised
+
+    def counted(*args, **kwargs):
+        found = lost_duplicate(*args, **kwargs)
+        merges.append(found is not None)
+        return found
+
+    monkeypatch.setattr(tracker_module, "lost_duplicate", counted)
+    seq = SequenceRenderer(family, 0, alike, frames=30).frames_iter()
+    frames = [(f.segmentation, f.image, f.labels, None, f.stamp) for f in seq]
+    assert _same(reference, frames, PipelineConfig()) == []
+    assert any(merges), "no duplicate track was merged: the case no longer covers merges"
