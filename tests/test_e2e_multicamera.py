@@ -23,7 +23,11 @@ CAMERAS = ["/cam_left", "/cam_right"]
 
 @pytest.fixture(scope="module")
 def graph(tmp_path_factory):
-    g = start_graph(tmp_path_factory.mktemp("multicam"), cameras=CAMERAS)
+    # 2x2 SAM prompts (small_overrides: 4x4): the test checks batches and routing, not regions;
+    # a frame of the tiny test SAM costs half the CPU (96 px: 0.9 vs 1.8 CPU-s)
+    g = start_graph(
+        tmp_path_factory.mktemp("multicam"), cameras=CAMERAS, **{"amg.points_per_side": 2}
+    )
     yield g
     g.stop()
 

@@ -29,7 +29,8 @@ def graph(tmp_path_factory):
         tmp_path_factory.mktemp("multicam_default"),
         cameras=CAMERAS,
         use_depth=False,
-        **{"sam.backend": DEFAULT_SAM_BACKEND, "sam.model": "vit_t"},
+        # 2x2 prompts (small_overrides: 4x4): the test is about the encoder's batches
+        **{"sam.backend": DEFAULT_SAM_BACKEND, "sam.model": "vit_t", "amg.points_per_side": 2},
     )
     yield g
     g.stop()
