@@ -12,7 +12,10 @@ pytestmark = pytest.mark.ros
 
 @pytest.fixture(scope="module")
 def graph(tmp_path_factory):
-    g = start_graph(tmp_path_factory.mktemp("compressed"), use_compressed=True)
+    # 2x2 SAM prompts (small_overrides: 4x4): frames need some regions, not many
+    g = start_graph(
+        tmp_path_factory.mktemp("compressed"), use_compressed=True, **{"amg.points_per_side": 2}
+    )
     yield g
     g.stop()
 

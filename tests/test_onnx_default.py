@@ -144,7 +144,11 @@ def test_node_with_the_default_backend_exports_once_and_reuses(tmp_path, ros_con
     from e2e_fixtures import camera_io, publish_frame, start_graph, wait_graph_for
 
     rgb = (np.random.default_rng(1).random((96, 128, 3)) * 255).astype(np.uint8)
-    overrides = {"sam.backend": DEFAULT_SAM_BACKEND, "weights.cache_dir": str(tmp_path / "cache")}
+    overrides = {
+        "sam.backend": DEFAULT_SAM_BACKEND,
+        "weights.cache_dir": str(tmp_path / "cache"),
+        "amg.points_per_side": 2,  # small_overrides: 4x4; a graph per start is all it needs
+    }
     exported = []
     for run in range(2):
         (tmp_path / f"run{run}").mkdir()
