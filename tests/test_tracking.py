@@ -280,3 +280,20 @@ def test_overlay_colours_follow_the_track_not_the_frame_region_id():
     assert not np.array_equal(
         region_colours(colour_keys(untracked)), region_colours(colour_keys(first))
     )
+
+
+def test_tokens_of_another_size_keep_the_tracks_by_overlap_and_empty_frames_are_misses():
+    """Another SAM (tokens of another size) mid-stream: the tracks go on by overlap (their
+    running tokens restart), no error; an empty frame, whatever its token size, is a miss."""
+    m, settings = _box_mask(10, 10, 40, 40), TrackerSettings(birth_hits=1)
+    far = _box_mask(100, 60, 130, 90)
+    tracker = RegionTracker()
+    first = tracker.update(_segmentation([m, far], [_unit(1), _unit(3)], SIZE), settings)
+    empty = replace(_segmentation([], [], SIZE), tokens=np.zeros((0, 3), np.float32))
+    tracker.update(empty, settings)
+    assert [t.track_id for t in tracker.tracks] == [t.track_id for t in first]
+    wide = [np.concatenate([_unit(k), _unit(k + 10)]) / np.sqrt(2) for k in (1, 3)]
+    for _ in range(2):  # twice the token size, then again
+        again = tracker.update(_segmentation([m, far], wide, SIZE), settings)
+        assert [t.track_id for t in again] == [t.track_id for t in first]
+    assert tracker.tokens.shape == (2, 2 * TOKEN_DIM)

@@ -10,6 +10,7 @@ When the tracker's behaviour is changed on purpose, move ``REFERENCE_REV`` to th
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,8 @@ from perception_nodes.core.config import PipelineConfig
 from perception_nodes.core.tracking import TrackingStage
 from perception_nodes.core.tracking import tracker as tracker_module
 from perception_nodes.core.tracking.rules import lost_duplicate
+from perception_nodes.core.tracking.smoothing import RelationSmoother
+from perception_nodes.core.types import Relations
 from perception_nodes.tools.bench_tracking import cost_inputs
 from perception_nodes.tools.tracking_compare import _outputs
 from perception_nodes.tools.tracking_quality import baseline_stage
@@ -65,3 +68,36 @@ def test_sequences_give_the_same_outputs(reference, family, alike, monkeypatch):
     frames = [(f.segmentation, f.image, f.labels, None, f.stamp) for f in seq]
     assert _same(reference, frames, PipelineConfig()) == []
     assert any(merges), "no duplicate track was merged: the case no longer covers merges"
+
+
+class _Track:  # what the smoother reads of a track
+    def __init__(self, track_id: int) -> None:
+        self.track_id = track_id
+
+
+def test_relation_smoothing_in_arrays_equals_the_dict_per_relation(reference):
+    """Random frames: relations repeated within a frame, scores 0, negative or NaN, a repeated
+    predicate name, predicate lists that change, regions in another order, tracks that die."""
+    old_smoother = sys.modules[reference.__module__.rsplit(".", 1)[0] + ".smoothing"]
+    rng = np.random.default_rng(7)
+    before, after = old_smoother.RelationSmoother(), RelationSmoother()
+    names = ["on", "near", "left of", "on", "under", "behind"]
+    for frame in range(40):
+        ids = rng.choice(np.arange(1, 30), size=int(rng.integers(0, 12)), replace=False)
+        tracks = [_Track(int(i)) for i in ids]
+        alive = set(rng.choice(np.arange(1, 30), size=20, replace=False).tolist()) | set(
+            ids[: len(ids) // 2].tolist()
+        )
+        predicates = names[: int(rng.integers(1, len(names) + 1))]
+        m = int(rng.integers(0, 60)) if len(ids) else 0
+        score = rng.uniform(-0.2, 1.0, m).astype(np.float32)
+        score[rng.random(m) < 0.05] = np.nan
+        rel = Relations(rng.integers(0, max(len(ids), 1), m), rng.integers(0, max(len(ids), 1), m),
+                        rng.integers(0, len(predicates), m), score, predicates)  # fmt: skip
+        alpha = float(rng.choice([0.3, 0.5, 1.0]))
+        a = before.smooth(rel, tracks, alpha, alive)
+        b = after.smooth(rel, tracks, alpha, alive)
+        for x, y in zip((a.subject, a.object, a.predicate_index, a.score),
+                        (b.subject, b.object, b.predicate_index, b.score)):  # fmt: skip
+            assert np.array_equal(x, y), frame
+        assert a.predicates == b.predicates and after.scores == before.scores, frame

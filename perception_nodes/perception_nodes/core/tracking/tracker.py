@@ -120,10 +120,12 @@ class RegionTracker:
         """Associate the frame's regions with tracks; returns the track of each region (same
         order; a region that opens no track gets a throwaway unconfirmed one)."""
         cues = cues or FrameCues()
-        if self.image_size != tuple(seg.image_size) or (
-            self.tracks and seg.tokens.shape[1:] != self.tokens.shape[1:]
-        ):  # another camera size or another SAM (tokens of another size): start afresh
+        if self.image_size != tuple(seg.image_size):
             self.tracks, self.image_size = [], tuple(seg.image_size)
+        if self.tracks and len(seg) and seg.tokens.shape[1:] != self.tokens.shape[1:]:
+            # another SAM (tokens of another size): the running tokens are forgotten (zeros,
+            # no appearance until seen again); the tracks go on by overlap
+            self.tokens = np.zeros((len(self.tracks), *seg.tokens.shape[1:]), np.float32)
         self._predict(cues)
         regions = region_cues(seg, cues, settings.high_score)
         tracked = self._track_cues(cues.label_version, regions.labels is not None)
