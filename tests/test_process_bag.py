@@ -81,8 +81,7 @@ def work(tmp_path_factory):
     # one torch thread here and in each Ray worker: the same numbers (test_ray_...)
     argv = [str(root / "in"), "--params", str(params), "--copy-inputs", "--no-progress",
             "--threads", "1"]  # fmt: skip
-    # models in this process (no worker process to start and load): the worker path writes the
-    # same messages (tests/test_process_bag_workers.py) and is run by the SIGINT/kill test
+    # models here (no worker to start): workers write the same (test_process_bag_workers.py)
     assert main([*argv, "--workers", "0", "--output", str(root / "out")]) == 0
     return {"root": root, "recs": recs, "params": params, "argv": argv, "out": root / "out"}
 
