@@ -119,12 +119,13 @@ class RelationSmoother:
         pred_index = {c: i for i, c in enumerate(codes.tolist())}  # the last of a repeated name
         lut = np.full(len(self._codes), -1, np.int64)
         lut[list(pred_index)] = list(pred_index.values())
-        at, found = _positions(tids, self._keys[:, [0, 2]])
+        subj, s_found = _positions(tids, self._keys[:, 0])
+        obj, o_found = _positions(tids, self._keys[:, 2])
         pred = lut[self._keys[:, 1]]
-        ok = found.all(axis=1) & (pred >= 0)
+        ok = s_found & o_found & (pred >= 0)
         if not ok.any():
             return Relations.empty(relations.predicates, relations.source)
-        arr = np.stack([at[ok, 0], at[ok, 1], pred[ok], self._values[ok]], axis=1)
+        arr = np.stack([subj[ok], obj[ok], pred[ok], self._values[ok]], axis=1)
         arr = arr.astype(np.float64)
         arr = arr[
             np.lexsort((arr[:, 2], arr[:, 1], arr[:, 0], -arr[:, 3]))
@@ -178,12 +179,14 @@ def _differs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def _both_in(sorted_ids: np.ndarray, keys: np.ndarray) -> np.ndarray:
     """``(K,)`` True where the subject and object ids of ``keys`` (``(K, 3)``) are both in
-    ``sorted_ids`` (ascending; a binary search: ``np.isin`` sorts both arrays every call)."""
+    ``sorted_ids`` (ascending; binary searches: ``np.isin`` sorts both arrays every call)."""
     if not len(sorted_ids):
         return np.zeros(len(keys), bool)
-    ends = keys[:, [0, 2]]
-    pos = np.minimum(np.searchsorted(sorted_ids, ends), len(sorted_ids) - 1)
-    return (sorted_ids[pos] == ends).all(axis=1)
+    last = len(sorted_ids) - 1
+    subj, obj = keys[:, 0], keys[:, 2]
+    found = sorted_ids[np.minimum(np.searchsorted(sorted_ids, subj), last)] == subj
+    found &= sorted_ids[np.minimum(np.searchsorted(sorted_ids, obj), last)] == obj
+    return found
 
 
 def _positions(ids: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
