@@ -34,3 +34,15 @@ def hardware_info(device: str | torch.device) -> dict:
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
+
+
+def one_compute_thread() -> None:
+    """Torch and OpenCV on one thread each: what "one core" means in the host benchmarks.
+
+    ``time.thread_time`` counts only the calling thread, so a step that OpenCV splits over its
+    worker threads (the overlay's ``remap``/``LUT`` on large images) would be undercounted.
+    """
+    import cv2
+
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)

@@ -33,7 +33,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from perception_nodes.tools.bench_common import hardware_info
+from perception_nodes.tools.bench_common import hardware_info, one_compute_thread
 from perception_nodes.tools.host_scenes import HostScene, host_scene
 
 SIZES = ((480, 640), (720, 1280))
@@ -278,7 +278,7 @@ def one_config(height: int, width: int, regions: int, device: str, repeats: int,
                package: str | None = None) -> dict:  # fmt: skip
     """Run in the child: one size and region count, one thread (``package``: a revision's
     package folder, ``--baseline``)."""
-    torch.set_num_threads(1)
+    one_compute_thread()
     make_scene = host_scene
     if package:
         from perception_nodes.tools.bench_host_baseline import use_package
