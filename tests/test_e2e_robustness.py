@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import default_malloc
 from e2e_fixtures import photo, process_rss_mb, publish_frame, start_graph, wait_for, wait_graph_for
 
 pytestmark = pytest.mark.ros
@@ -15,9 +16,13 @@ pytestmark = pytest.mark.ros
 def graph(tmp_path_factory):
     # 2x2 SAM prompts (small_overrides: 4x4): these tests need some regions per frame, not
     # many, and the soak's ~40 frames cost half the CPU (tiny test SAM, 96 px: 0.9 vs 1.8 CPU-s)
-    g = start_graph(
-        tmp_path_factory.mktemp("robust"), max_image_pixels=1_000_000, **{"amg.points_per_side": 2}
-    )
+    # the soak measures the node's memory as users run it: glibc's default malloc
+    with default_malloc():
+        g = start_graph(
+            tmp_path_factory.mktemp("robust"),
+            max_image_pixels=1_000_000,
+            **{"amg.points_per_side": 2},
+        )
     yield g
     g.stop()
 
