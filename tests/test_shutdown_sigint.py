@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import default_malloc
 from e2e_fixtures import CAMERA, Spinner, small_overrides, wait_for
 from ros_helpers.process import cpu_seconds, descendant_pids, pid_running
 
@@ -367,7 +368,8 @@ def test_sigint_while_the_executable_still_imports_exits_0_at_once(tmp_path, exe
         # the publisher publishes on and on (loops 0): with its four frames sent it exits by
         # itself, and a SIGINT in its last moments is no longer one during its imports
         extra = {"loops": 0} if executable == "image_folder_publisher" else None
-        node = graph.start(executable, None, extra_params=extra)
+        with default_malloc():  # CPU-seconds of imports as users start it (see conftest)
+            node = graph.start(executable, None, extra_params=extra)
         # after_s CPU-seconds into its imports (a wall-clock sleep may end before it ran at all)
         assert wait_for(
             lambda: node.process.poll() is not None or cpu_seconds(node.process.pid) >= after_s, 60
