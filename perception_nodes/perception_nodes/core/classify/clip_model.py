@@ -31,6 +31,7 @@ from perception_nodes.core.classify.clip_crops import (
     reused_crop_buffer,
     square_crops,
 )
+from perception_nodes.core.classify.clip_crops_batched import batched_crops
 from perception_nodes.core.weights import clip as clip_weights
 from perception_nodes.core.weights.checkpoint_io import save_atomic
 from perception_nodes.core.weights.clip import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_TAG  # noqa: F401 (re-exported)
@@ -169,6 +170,7 @@ class ClipModel:
     checkpoint_sha256: str
     generated: bool
     device: torch.device
+    batched_crops = None  # crops built in batched device operations: None = on a GPU only
 
     def __post_init__(self) -> None:
         cfg = open_clip.get_model_preprocess_cfg(self.model)
@@ -274,21 +276,14 @@ class ClipModel:
         out: np.ndarray | None = None,
     ) -> torch.Tensor:
         """``(N, 3, S, S)`` model input of one square crop per region (on the CPU written into
-        ``out`` when given, a float32 array of that shape: the tensor shares its memory).
-
-        Each crop is the box grown by ``padding`` (fraction of its longer side) on every side,
-        made square around the box centre; pixels outside the mask (when given) and outside the
-        image are filled with the model's mean colour (uint8; about zero after normalisation),
-        so the background is suppressed. The crop is then preprocessed as open_clip's own
-        ``preprocess`` would preprocess it as a PIL image (bicubic antialiased resize in uint8,
-        ``ToTensor``, ``Normalize``): see :mod:`.clip_crops`.
-
-        Host work is kept small: uint8 crops (one OpenCV masked copy and one torch uint8 resize
-        per region, no float canvas); on the CPU each crop is normalised by table lookup while
-        in cache, on a GPU the ``(N, 3, S, S)`` uint8 batch goes to the device in ONE copy and
-        is normalised there as one batched operation (no per-region launches or
-        synchronisation). Both give the same floats.
-        """
+        ``out`` when given, a float32 array of that shape: the tensor shares its memory): the
+        box grown by ``padding`` (of its longer side) on every side, made square around its
+        centre, pixels outside the mask and the image filled with the model's mean colour, then
+        preprocessed as open_clip's ``preprocess`` would as a PIL image (:mod:`.clip_crops`).
+        On a GPU (or with :attr:`batched_crops` True) all crops are built on the device in a few
+        batched operations (:mod:`.clip_crops_batched`: PIL's resize exactly, no host sync); on
+        the CPU by default region by region in uint8, normalised by table lookup while in cache
+        (faster on one core). Equal uint8 crops give equal floats either way."""
         _check_image(image)
         boxes = np.asarray(boxes_xyxy, dtype=np.float32).reshape(-1, 4)
         h, w = image.shape[:2]
@@ -301,13 +296,17 @@ class ClipModel:
         windows = [crop_window(box, padding, h, w) for box in boxes]
         image = np.ascontiguousarray(image)
         fill = fill_colour_u8(self.mean)
-        if torch.device(self.device).type == "cpu":  # lookup, crop by crop: the same floats
+        if torch.device(self.device).type == "cpu" and not self.batched_crops:  # lookup per crop
             lut = pixel_lut(self.mean, self.std)
             crops = square_crops(image, windows, masks, self.image_size, fill, lut, out)
             return torch.from_numpy(crops)
-        crops = square_crops(image, windows, masks, self.image_size, fill)
         mean, std = self._pixel_stats_on_device()
-        return normalised_batch(crops, mean, std, self.device)
+        if self.batched_crops is False:  # host crops, ONE copy to the device, normalised there
+            crops = square_crops(image, windows, masks, self.image_size, fill)
+            return normalised_batch(crops, mean, std, self.device)
+        crops = batched_crops(image, windows, masks, self.image_size, fill, self.device)
+        crops = crops.div_(255).sub_(mean).div_(std)  # open_clip's ToTensor and Normalize
+        return crops if out is None else torch.from_numpy(out).copy_(crops)
 
     def _pixel_stats_on_device(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(3, 1, 1)`` mean and std on :attr:`device`, copied there once (a copy per call
