@@ -100,7 +100,9 @@ def _graph(h, w, n, seed):
 
 @pytest.mark.parametrize("with_k", [True, False])
 def test_markers_equal_the_previous_construction(with_k):
+    from rclpy.serialization import deserialize_message, serialize_message
     from std_msgs.msg import Header
+    from visualization_msgs.msg import MarkerArray
 
     from perception_nodes.nodes.visualization_node import VisualizationNode
 
@@ -114,6 +116,10 @@ def test_markers_equal_the_previous_construction(with_k):
         assert len(got.markers) == len(ref.markers) > 1 + n  # labels and relations both drawn
         assert got == ref
         assert [m.pose.position for m in got.markers] == [m.pose.position for m in ref.markers]
+        # the slot-built sub-messages serialise and read back as the reference
+        assert deserialize_message(serialize_message(got), MarkerArray) == deserialize_message(
+            serialize_message(ref), MarkerArray
+        )
         pos = VisualizationNode._positions(graph, k)
         assert np.array_equal(pos, _reference_positions(graph, k), equal_nan=True)
 
