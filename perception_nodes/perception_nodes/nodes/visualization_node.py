@@ -170,13 +170,6 @@ class VisualizationNode(Node):
         tid = int(graph.track_ids[i])
         return f"{'#%d ' % tid if tid else ''}{graph.labels[i]} {graph.label_scores[i]:.2f}"
 
-    @staticmethod
-    def _label_texts(graph) -> list[str]:
-        """:meth:`_label_text` of every region (one ``tolist()`` per array, not a numpy scalar
-        per region; the float32 scores format as their float64 values, as before)."""
-        return [f"{'#%d ' % t if t else ''}{label} {score:.2f}" for t, label, score in
-                zip(graph.track_ids.tolist(), graph.labels, graph.label_scores.tolist())]  # fmt: skip
-
     def markers(self, graph, header, k: np.ndarray | None) -> MarkerArray:
         """Labels at the regions' positions, relation arrows and their labels (regions or
         relations without a finite position are left out). Built from one template per kind
@@ -187,7 +180,7 @@ class VisualizationNode(Node):
         finite = np.isfinite(pos).all(axis=1).tolist()
         xyz = pos.tolist()
         colours = (region_colours(colour_keys(graph)) / 255.0).tolist()
-        ids, texts = graph.region_ids.tolist(), self._label_texts(graph)
+        ids, texts = graph.region_ids.tolist(), _label_texts(graph)
         label, arrow, rel_text = (
             _template(header, "labels", Marker.TEXT_VIEW_FACING, (0.0, 0.0, 0.05)),
             _template(header, "relations", Marker.ARROW, (0.01, 0.02, 0.03)),
@@ -217,6 +210,13 @@ class VisualizationNode(Node):
             t._pose = _pose(turn, *mid.tolist())
             out += [a, t]
         return MarkerArray(markers=out)
+
+
+def _label_texts(graph) -> list[str]:
+    """:meth:`VisualizationNode._label_text` of every region (one ``tolist()`` per array, not
+    a numpy scalar per region; the float32 scores format as their float64 values, as before)."""
+    return [f"{'#%d ' % t if t else ''}{label} {score:.2f}" for t, label, score in
+            zip(graph.track_ids.tolist(), graph.labels, graph.label_scores.tolist())]  # fmt: skip
 
 
 def _template(header, ns: str, kind: int, scale: tuple[float, float, float]) -> Marker:
