@@ -151,7 +151,9 @@ def test_clip_crops_on_gpu_match_cpu_without_host_syncs(tmp_path):
     clip = tiny_clip(tmp_path)
     scene = host_scene(480, 640, 50, seed=3)
     seg = scene.segmentation
+    clip.batched_crops = True  # what runs on CUDA (clip_crops_batched), here on the CPU
     ref = clip.crop_batch(scene.image, seg.boxes_xyxy, seg.masks)
+    clip.batched_crops = None
     clip.model.to("cuda")
     clip.device = torch.device("cuda")
     clip.crop_batch(scene.image, seg.boxes_xyxy, seg.masks)  # warm-up (pinned pool, kernels)

@@ -42,11 +42,14 @@ def _bicubic(x: torch.Tensor) -> torch.Tensor:
     return torch.where(x < 1.0, near, torch.where(x < 2.0, far, torch.zeros_like(x)))
 
 
-def pil_coefficients(sides: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def pil_coefficients(
+    sides: torch.Tensor, size: int, max_side: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """PIL's fixed-point resize coefficients of windows of ``sides`` pixels (``(n,)`` int64) to
     ``size``: ``xmin`` ``(n, size)`` int64 (first input pixel of each output pixel) and ``k``
     ``(n, size, taps)`` int64 (weights of input pixels ``xmin + t``, zero past PIL's ``xmax``;
-    each row sums to about ``2**22``)."""
+    each row sums to about ``2**22``). ``max_side``: at least ``sides.max()``, known on the
+    host (reading it from a device tensor would synchronise)."""
     dev = sides.device
     scale = sides.double() / size  # (n,)
     filterscale = scale.clamp(min=1.0)
@@ -54,12 +57,12 @@ def pil_coefficients(sides: torch.Tensor, size: int) -> tuple[torch.Tensor, torc
     center = (torch.arange(size, device=dev, dtype=torch.float64)[None] + 0.5) * scale[:, None]
     xmin = torch.trunc(center - support[:, None] + 0.5).clamp(min=0)
     xmax = torch.minimum(torch.trunc(center + support[:, None] + 0.5), sides[:, None].double())
-    return xmin.long(), _weights(center, xmin, xmax - xmin, filterscale)
+    taps = 2 * int(np.ceil(2.0 * max(max_side / size, 1.0))) + 1  # PIL's ksize
+    return xmin.long(), _weights(center, xmin, xmax - xmin, filterscale, taps)
 
 
-def _weights(center, xmin, count, filterscale):
+def _weights(center, xmin, count, filterscale, taps):
     """``(n, size, taps)`` int64 PIL coefficients (see :func:`pil_coefficients`)."""
-    taps = int(2 * int(np.ceil(2.0 * float(filterscale.max()))) + 1) if len(center) else 1
     u = torch.arange(taps, device=center.device, dtype=torch.float64)
     x = ((xmin[..., None] + u) - center[..., None] + 0.5) * (1.0 / filterscale)[:, None, None]
     w = torch.where(u < count[..., None], _bicubic(x), torch.zeros_like(x))
@@ -70,7 +73,7 @@ def _weights(center, xmin, count, filterscale):
 
 
 def _window_matrix(
-    sides: torch.Tensor, lo: torch.Tensor, length: int, size: int
+    sides: torch.Tensor, lo: torch.Tensor, length: int, size: int, max_side: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Resize matrix of each window restricted to its part inside the image, and the weight
     of the part outside.
@@ -80,7 +83,7 @@ def _window_matrix(
     window's own inside part get zero weight). Returns ``(n, size, length)`` int64 coefficients
     and ``(n, size)`` int64: the summed coefficients of the window's pixels outside the image
     (they are all the fill colour). ``hi`` of each window is implied by the gathered mask."""
-    xmin, k = pil_coefficients(sides, size)
+    xmin, k = pil_coefficients(sides, size, max_side)
     n, taps = len(sides), k.shape[-1]
     pos = xmin[..., None] + torch.arange(taps, device=sides.device) - lo[:, None, None]
     inside = (pos >= 0) & (pos < length)
@@ -114,13 +117,14 @@ def _resize_group(
     lc: int,
     size: int,
     fill: torch.Tensor,
+    max_side: int,
 ) -> torch.Tensor:
     """``(n, 3, size, size)`` float32 uint8-valued crops of one group of windows.
 
     ``image``: ``(H, W, 3)`` uint8; ``masks``: ``(N, H, W)`` bool or None; ``idx``: ``(n,)``
     region indices; ``win``: ``(n, 7)`` int64 windows (:func:`.clip_crops.crop_window`);
     ``lr``/``lc``: padded rows/columns of the windows' parts inside the image; ``fill``:
-    ``(3,)`` int64."""
+    ``(3,)`` int64; ``max_side``: the group's largest window side (host int)."""
     sx0, sy0, s, ix0, iy0, ix1, iy1 = win.unbind(1)
     dev = image.device
     rows = iy0[:, None] + torch.arange(lr, device=dev)  # (n, lr) image rows
@@ -135,7 +139,7 @@ def _resize_group(
     src = torch.where(valid[..., None], pix, fill.to(torch.uint8)).permute(0, 3, 1, 2)
     src = src.float().reshape(n, 3 * lr, lc)
     # horizontal pass: (n, 3c*lr, lc) @ (n, lc, 3p*size) -> (n, 3c, 3p, lr, size)
-    kh, out_h = _window_matrix(s, ix0 - sx0, lc, size)
+    kh, out_h = _window_matrix(s, ix0 - sx0, lc, size, max_side)
     wh = _split(kh).reshape(n, 3 * size, lc).transpose(1, 2)
     hor = torch.bmm(src, wh).reshape(n, 3, lr, 3, size).permute(0, 1, 3, 2, 4)
     extra_h = out_h[:, None, None, :] * fill[None, :, None, None]  # (n, 3c, 1, size)
@@ -144,7 +148,7 @@ def _resize_group(
     row_sum = (kh.sum(-1) + out_h)[:, None, None, :] * fill[None, :, None, None]
     fill_row = ((row_sum + (1 << (PRECISION_BITS - 1))) >> PRECISION_BITS).clamp(0, 255)
     # vertical pass: (n, 3p*size, lr) @ (n, lr, 3c*size) -> (n, row, 3p, 3c, col)
-    kv, out_v = _window_matrix(s, iy0 - sy0, lr, size)
+    kv, out_v = _window_matrix(s, iy0 - sy0, lr, size, max_side)
     wv = _split(kv).reshape(n, 3 * size, lr)
     ver = torch.bmm(wv, hor.permute(0, 2, 1, 3).reshape(n, lr, 3 * size))
     ver = ver.reshape(n, 3, size, 3, size).permute(0, 2, 1, 3, 4)
@@ -207,6 +211,7 @@ def batched_crops(
     for group in _groups(win[:, 2], extents):
         lr, lc = (int(v) for v in extents[group].max(0))
         idx = to_device(group.astype(np.int64), device)
-        crops = _resize_group(img, masks, idx, win_t[idx], lr, lc, size, fill_t)
+        max_side = int(win[group, 2].max())
+        crops = _resize_group(img, masks, idx, win_t[idx], lr, lc, size, fill_t, max_side)
         out.index_copy_(0, idx, crops)
     return out
