@@ -179,3 +179,19 @@ def test_out_buffer_and_bad_input(clip):
     huge = [crop_window(np.array([0, 0, 20000, 10], np.float32), 0.1, 400, 600)]
     with pytest.raises(ValueError, match="at most"):
         batched_crops(image, huge, None, 96, FILL, torch.device("cpu"))
+
+
+@pytest.mark.parametrize("size", [224, 97])
+def test_random_windows_equal_pil(size):
+    """Seeded random boxes of every scale (1 px to past the photo), random masks: PIL's
+    resize bit for bit (coefficients at many downscale and upscale factors)."""
+    rng = np.random.default_rng(size)
+    image = skimage.data.astronaut()
+    h, w = image.shape[:2]
+    centre = rng.uniform(-40, 550, (40, 2))
+    half = np.exp(rng.uniform(0, np.log(400), (40, 2)))
+    boxes = np.concatenate([centre - half, centre + half], 1).astype(np.float32)
+    masks = rng.random((40, h, w)) < rng.uniform(0.2, 1.0, (40, 1, 1))
+    windows = [crop_window(b, rng.uniform(0, 0.5), h, w) for b in boxes]
+    got = batched_crops(image, windows, masks, size, FILL, torch.device("cpu")).numpy()
+    assert np.array_equal(got, _pil_crops(image, windows, masks, size, FILL))

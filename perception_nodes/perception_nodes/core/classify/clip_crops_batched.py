@@ -66,7 +66,7 @@ def _weights(center, xmin, count, filterscale, taps):
     u = torch.arange(taps, device=center.device, dtype=torch.float64)
     x = ((xmin[..., None] + u) - center[..., None] + 0.5) * (1.0 / filterscale)[:, None, None]
     w = torch.where(u < count[..., None], _bicubic(x), torch.zeros_like(x))
-    ww = w.sum(-1, keepdim=True)
+    ww = w.sum(-1, keepdim=True)  # PIL sums in order: may differ in the last bit (no k seen)
     w = torch.where(ww != 0, w / torch.where(ww != 0, ww, torch.ones_like(ww)), w)
     scaled = w * (1 << PRECISION_BITS)
     return torch.where(scaled < 0, scaled - 0.5, scaled + 0.5).trunc().long()
@@ -75,14 +75,14 @@ def _weights(center, xmin, count, filterscale, taps):
 def _window_matrix(
     sides: torch.Tensor, lo: torch.Tensor, length: int, size: int, max_side: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Resize matrix of each window restricted to its part inside the image, and the weight
-    of the part outside.
+    """Resize matrix of each window over its gathered pixels, and the weight of the rest.
 
-    ``sides``: ``(n,)`` window sides; ``lo``: ``(n,)`` first window pixel inside the image
-    (window coordinates); ``length``: padded length of the gathered inside part (pixels past a
-    window's own inside part get zero weight). Returns ``(n, size, length)`` int64 coefficients
-    and ``(n, size)`` int64: the summed coefficients of the window's pixels outside the image
-    (they are all the fill colour). ``hi`` of each window is implied by the gathered mask."""
+    ``sides``: ``(n,)`` window sides; ``lo``: ``(n,)`` window coordinate of the first gathered
+    pixel (its first pixel inside the image); ``length``: gathered (padded) length. Gathered
+    pixels past the image are the fill colour (set by the caller), past the window they get no
+    weight (PIL's taps end at the side). Returns ``(n, size, length)`` int64 coefficients and
+    ``(n, size)`` int64: the summed coefficients of the window pixels not gathered (before the
+    image's first pixel or after the gathered length: all the fill colour)."""
     xmin, k = pil_coefficients(sides, size, max_side)
     n, taps = len(sides), k.shape[-1]
     pos = xmin[..., None] + torch.arange(taps, device=sides.device) - lo[:, None, None]
