@@ -258,3 +258,17 @@ def test_views_of_images_are_drawn_like_copies():
     for view in (scene.image[:, :, ::-1], wide[:, 10:90], scene.image[::-1][::-1]):
         expected = draw_overlay(np.ascontiguousarray(view), graph, banner="x")
         assert np.array_equal(draw_overlay(view, graph, banner="x"), expected)
+
+
+def test_counts_as_message_arrays_equal_counts_as_lists():
+    """The visualization node's graphs hold uint32 count arrays (from the message); the graph
+    built in-process holds lists of ints: the same fill, and the same refusals."""
+    for image, masks in _cases():
+        counts, colours = encode_masks(masks), _colours(len(masks))
+        arrays = [np.array(c, dtype=np.uint32) for c in counts]
+        got = blend_regions(image, arrays, colours, 0.45)
+        assert np.array_equal(got, blend_regions(image, counts, colours, 0.45))
+    with pytest.raises(ValueError, match="sum to 19"):
+        blend_regions(
+            np.zeros((4, 5, 3), np.uint8), [np.array([0, 19], np.uint32)], _colours(1), 0.45
+        )

@@ -52,6 +52,8 @@ def _run_events(height: int, width: int, counts: list) -> tuple[np.ndarray, np.n
     lens = np.fromiter((len(c) for c in counts), np.int64, n)
     if all(type(c) is list for c in counts):  # the graph's counts: one pass over all the ints
         flat = np.fromiter(itertools.chain.from_iterable(counts), np.int64, int(lens.sum()))
+    elif all(isinstance(c, np.ndarray) and c.ndim == 1 for c in counts):  # a message's arrays
+        flat = np.concatenate(counts, dtype=np.int64, casting="unsafe")
     else:
         flat = np.concatenate([np.asarray(c, dtype=np.int64).reshape(-1) for c in counts] or [[]])
     if flat.size and flat.min() < 0:
