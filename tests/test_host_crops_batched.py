@@ -176,9 +176,19 @@ def test_out_buffer_and_bad_input(clip):
             clip.crop_batch(image, boxes, np.zeros((2, 5, 5), bool))
     finally:
         clip.batched_crops = None
-    huge = [crop_window(np.array([0, 0, 20000, 10], np.float32), 0.1, 400, 600)]
-    with pytest.raises(ValueError, match="at most"):
-        batched_crops(image, huge, None, 96, FILL, torch.device("cpu"))
+
+
+def test_large_downscale_in_float64_equals_pil():
+    """Windows over MAX_DOWNSCALE x the output size (float32 sums could lose integers there)
+    are resized in float64: still PIL's crop bit for bit."""
+    image = skimage.data.coffee()
+    h, w = image.shape[:2]
+    boxes = np.array([[0, 0, 600, 400], [-300, -300, 900, 700], [100, 100, 120, 130]], np.float32)
+    windows = [crop_window(b, 0.1, h, w) for b in boxes]
+    assert max(wi[2] for wi in windows) > clip_crops_batched.MAX_DOWNSCALE * 12
+    for masks in (None, _ellipse_masks((h, w), boxes)):
+        got = batched_crops(image, windows, masks, 12, FILL, torch.device("cpu")).numpy()
+        assert np.array_equal(got, _pil_crops(image, windows, masks, 12, FILL))
 
 
 @pytest.mark.parametrize("size", [224, 97])

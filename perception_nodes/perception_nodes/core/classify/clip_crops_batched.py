@@ -26,8 +26,9 @@ import torch
 from perception_nodes.core.classify.clip_crops import to_device
 
 PRECISION_BITS = 22  # PIL's Resample.c for 8-bit images
-#: largest window side per output pixel: beyond it a weight's middle 8-bit part summed over the
-#: taps (about 4 * side / S of them) could pass 2**24 and the float32 sums stop being exact
+#: largest window side per output pixel for float32 matmuls: beyond it a weight's middle 8-bit
+#: part summed over the taps (about 4 * side / S of them) could pass 2**24 and the float32 sums
+#: stop being exact; a group with a larger window is resized in float64 (exact: sums < 2**53)
 MAX_DOWNSCALE = 60
 #: padded gather stack per batched operation (float32 elements), bounding the device memory
 STACK_ELEMENTS = 24_000_000
@@ -92,11 +93,12 @@ def _window_matrix(
     return mat[..., :length], mat[..., length]
 
 
-def _split(k: torch.Tensor) -> torch.Tensor:
+def _split(k: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """``(..., size, L)`` int64 coefficients as ``(..., 3, size, L)`` float32 8-bit parts
-    ``k = p2 * 2**16 + p1 * 2**8 + p0`` (``p1``, ``p0`` in 0..255; ``p2`` signed, small)."""
+    ``k = p2 * 2**16 + p1 * 2**8 + p0`` (``p1``, ``p0`` in 0..255; ``p2`` signed, small) as
+    ``dtype`` (float32, or float64 for windows over :data:`MAX_DOWNSCALE`)."""
     parts = (k >> 16, (k >> 8) & 255, k & 255)
-    return torch.stack(parts, dim=-3).float()
+    return torch.stack(parts, dim=-3).to(dtype)
 
 
 def _combine(parts: torch.Tensor, extra: torch.Tensor) -> torch.Tensor:
@@ -137,19 +139,22 @@ def _resize_group(
         valid = valid & masks[idx[:, None, None], rows_c[:, :, None], cols_c[:, None, :]]
     n = len(idx)
     src = torch.where(valid[..., None], pix, fill.to(torch.uint8)).permute(0, 3, 1, 2)
-    src = src.float().reshape(n, 3 * lr, lc)
+    dtype = torch.float64 if max_side > MAX_DOWNSCALE * size else torch.float32
+    src = src.to(dtype).reshape(n, 3 * lr, lc)
     # horizontal pass: (n, 3c*lr, lc) @ (n, lc, 3p*size) -> (n, 3c, 3p, lr, size)
     kh, out_h = _window_matrix(s, ix0 - sx0, lc, size, max_side)
-    wh = _split(kh).reshape(n, 3 * size, lc).transpose(1, 2)
+    wh = _split(kh, dtype).reshape(n, 3 * size, lc).transpose(1, 2)
     hor = torch.bmm(src, wh).reshape(n, 3, lr, 3, size).permute(0, 1, 3, 2, 4)
     extra_h = out_h[:, None, None, :] * fill[None, :, None, None]  # (n, 3c, 1, size)
-    hor = _combine(hor, extra_h)  # (n, 3c, lr, size) uint8 values, as PIL's temporary image
+    hor = _combine(hor, extra_h).to(
+        dtype
+    )  # (n, 3c, lr, size) uint8 values, as PIL's temporary image
     # the canvas rows outside the image: the horizontal pass of an all-fill row
     row_sum = (kh.sum(-1) + out_h)[:, None, None, :] * fill[None, :, None, None]
     fill_row = ((row_sum + (1 << (PRECISION_BITS - 1))) >> PRECISION_BITS).clamp(0, 255)
     # vertical pass: (n, 3p*size, lr) @ (n, lr, 3c*size) -> (n, row, 3p, 3c, col)
     kv, out_v = _window_matrix(s, iy0 - sy0, lr, size, max_side)
-    wv = _split(kv).reshape(n, 3 * size, lr)
+    wv = _split(kv, dtype).reshape(n, 3 * size, lr)
     ver = torch.bmm(wv, hor.permute(0, 2, 1, 3).reshape(n, lr, 3 * size))
     ver = ver.reshape(n, 3, size, 3, size).permute(0, 2, 1, 3, 4)
     extra_v = out_v[:, :, None, None] * fill_row[:, None, :, 0, :]  # (n, row, 3c, col)
@@ -196,10 +201,6 @@ def batched_crops(
     if not windows:
         return out
     win = np.asarray(windows, dtype=np.int64).reshape(-1, 7)
-    if int(win[:, 2].max()) > MAX_DOWNSCALE * size:
-        raise ValueError(
-            f"crop window of {int(win[:, 2].max())} px: at most {MAX_DOWNSCALE}x {size}"
-        )
     img = (
         image if isinstance(image, torch.Tensor) else to_device(np.ascontiguousarray(image), device)
     )
