@@ -151,3 +151,55 @@ def _oracle(gt_ids: list[int], iou: np.ndarray) -> tuple[list[int], np.ndarray]:
 
 def new_candidate() -> Candidate:
     return Candidate("new", TrackingStage)
+
+
+LOSS_KINDS = ("ok", "segmenter_miss", "late_birth", "id_dropped", "new_id", "id_transfer",
+              "switch_back", "false_id")  # fmt: skip
+
+
+def loss_counts(family: str, seed: int, alike: bool, config: PipelineConfig, frames: int,
+                stage_class: type = TrackingStage) -> dict[str, int]:  # fmt: skip
+    """Where identity is lost, per ground-truth detection (object x frame) of one sequence.
+
+    Each object's region is the oracle's (IoU >= 0.5, one to one). Kinds: ``ok`` (the region
+    carries the object's current id), ``segmenter_miss`` (no region shows it), ``late_birth``
+    (region without id, the object never had one yet), ``id_dropped`` (region without id, the
+    object had one), ``new_id`` (an id never seen before, the object had another: a second track),
+    ``id_transfer`` (an id another object held before), ``switch_back`` (an older id of its own);
+    ``false_id`` counts regions with an id that show no object (blobs, splits, merges)."""
+    renderer = SequenceRenderer(family, seed, alike, frames=frames)
+    stage = stage_class()
+    counts = dict.fromkeys(LOSS_KINDS, 0)
+    current: dict[int, int] = {}  # object -> its id now
+    owner: dict[int, int] = {}  # id -> the object it was first seen on
+    history: dict[int, set] = {}  # object -> ids it held
+    for frame in renderer.frames_iter():
+        gt_ids, iou = region_gt_iou(frame)
+        tids = _apply(stage, frame, config)
+        ok = iou >= MATCH_IOU
+        rows, cols = linear_sum_assignment(np.where(ok, -iou, 1.0)) if ok.any() else ([], [])
+        region_of = {gt_ids[r]: c for r, c in zip(rows, cols) if ok[r, c]}
+        shown = set(region_of.values())
+        counts["false_id"] += sum(1 for i in np.nonzero(tids > 0)[0] if i not in shown)
+        for g in gt_ids:
+            counts[_loss_kind(g, region_of, tids, current, owner, history)] += 1
+    return counts
+
+
+def _loss_kind(g, region_of, tids, current, owner, history) -> str:
+    """One detection's kind (see :func:`loss_counts`); updates the bookkeeping."""
+    if g not in region_of:
+        return "segmenter_miss"
+    tid = int(tids[region_of[g]])
+    if tid <= 0:
+        return "id_dropped" if g in current else "late_birth"
+    owner.setdefault(tid, g)
+    had = history.setdefault(g, set())
+    prev, seen_before = current.get(g), tid in had
+    current[g] = tid
+    had.add(tid)
+    if owner[tid] != g:
+        return "id_transfer"
+    if prev is None or prev == tid:
+        return "ok"
+    return "switch_back" if seen_before else "new_id"
