@@ -5,11 +5,7 @@ the cost benchmark's drifting regions and on sequence families that exercise occ
 merges of duplicate tracks, camera motion and dropped frames (what
 ``python -m perception_nodes.tools.tracking_compare --rev REFERENCE_REV`` checks at length).
 
-When the tracker's behaviour is changed on purpose, move ``REFERENCE_REV`` to that commit.
-The births of d4d16a0 (tentative tracks survive 3 misses; low-scored regions continue them)
-changed the sequences' outputs on purpose: they are compared with ``SEQUENCE_REV`` (that
-commit); the drifting regions (every region matched from the first frame, no tentative track
-that misses) and relation smoothing still equal 517d40a's."""
+When the tracker's behaviour is changed on purpose, move ``REFERENCE_REV`` to that commit."""
 
 from __future__ import annotations
 
@@ -32,26 +28,16 @@ from perception_nodes.tools.tracking_quality import baseline_stage
 from perception_nodes.tools.tracking_sequences import SequenceRenderer
 
 REFERENCE_REV = "517d40a"  # the last tracker with per-track state objects
-SEQUENCE_REV = "d4d16a0"  # births changed on purpose (tests/test_tracking_births.py)
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _stage_of(rev: str) -> type:
-    known = subprocess.run(["git", "-C", str(REPO), "cat-file", "-e", f"{rev}^{{commit}}"],
-                           capture_output=True)  # fmt: skip
-    if known.returncode:
-        pytest.skip(f"revision {rev} is not in this clone's history")
-    return baseline_stage(rev, REPO)
 
 
 @pytest.fixture(scope="module")
 def reference() -> type:
-    return _stage_of(REFERENCE_REV)
-
-
-@pytest.fixture(scope="module")
-def sequence_reference() -> type:
-    return _stage_of(SEQUENCE_REV)
+    known = subprocess.run(["git", "-C", str(REPO), "cat-file", "-e", f"{REFERENCE_REV}^{{commit}}"],
+                           capture_output=True)  # fmt: skip
+    if known.returncode:
+        pytest.skip(f"revision {REFERENCE_REV} is not in this clone's history")
+    return baseline_stage(REFERENCE_REV, REPO)
 
 
 def _same(reference: type, frames: list[tuple], config: PipelineConfig) -> list[int]:
@@ -69,7 +55,7 @@ def test_drifting_regions_with_labels_and_relations_give_the_same_outputs(refere
 @pytest.mark.parametrize(
     ("family", "alike"), [("all", False), ("all", True), ("sam_noise", True), ("crossing", True)]
 )
-def test_sequences_give_the_same_outputs(sequence_reference, family, alike, monkeypatch):
+def test_sequences_give_the_same_outputs(reference, family, alike, monkeypatch):
     merges = []  # the duplicate-track merge (rows moved between arrays) must be exercised
 
     def counted(*args, **kwargs):
@@ -80,7 +66,7 @@ def test_sequences_give_the_same_outputs(sequence_reference, family, alike, monk
     monkeypatch.setattr(tracker_module, "lost_duplicate", counted)
     seq = SequenceRenderer(family, 0, alike, frames=30).frames_iter()
     frames = [(f.segmentation, f.image, f.labels, None, f.stamp) for f in seq]
-    assert _same(sequence_reference, frames, PipelineConfig()) == []
+    assert _same(reference, frames, PipelineConfig()) == []
     assert any(merges), "no duplicate track was merged: the case no longer covers merges"
 
 

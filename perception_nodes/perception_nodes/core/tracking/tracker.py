@@ -22,8 +22,7 @@ Built on what the strong multi-object trackers do, for masks instead of boxes:
      other tracks took, or outside the image). A part of an object whose whole was just missed (nothing hides the rest) never
      takes the whole's track;
   C. confident regions left with tentative tracks: IoU >= ``iou_gate`` or re-identified as in
-     A (among tentative tracks); then any region left (low scores too: a partly hidden new
-     object scores lower) with the tentative tracks left, by IoU >= ``iou_gate`` alone.
+     A (among tentative tracks).
   Score of a pair: ``(1 - w) * IoU + w * appearance + rules.LABEL_WEIGHT * label agreement`` (labels
   are a soft cost, never a gate).
 - **Occlusion**: an observation that shows only part of the predicted mask (less than
@@ -33,11 +32,8 @@ Built on what the strong multi-object trackers do, for masks instead of boxes:
   overlapped its own track.
 - **Births**: a confident region no track takes opens a tentative track; it gets its id once
   confirmed: ``birth_hits`` hits, :data:`EXTRA_HITS` more for a track whose mean score is below
-  ``sure_score`` (flickering blobs and SAM's split pieces score lower) or that missed a frame
-  while tentative (two blobs that happen to land on one place); it survives
-  :data:`TENTATIVE_MISSES` consecutive misses (SAM misses an object or merges it with a
-  neighbour for a frame or two; a tentative track that died at its second miss, and needed a
-  hit more per miss, left such objects without an id for 3-10 frames).
+  ``sure_score`` (flickering blobs and SAM's split pieces score lower), one more per frame it
+  missed while tentative (it dies at its second consecutive miss).
   Regions below ``high_score`` never open tracks (ByteTrack's rule). When a track is confirmed
   where a lost confirmed track should be (same object: predicted-mask IoU >= :data:`.rules.MERGE_IOU`,
   re-identified, or the only lost track where the motion model expects it whose appearance
@@ -94,7 +90,7 @@ OCCLUDER_INSIDE = (
 )
 PIECE_SCORE = 0.5  # IoU credited to a visible-piece match
 EXTRA_HITS = 2
-TENTATIVE_MISSES = 3  # consecutive misses a tentative track survives
+TENTATIVE_MISSES = 1  # a tentative track survives one miss, and then needs one hit more
 MAX_TRACKS_PER_REGION = 1.5
 MIN_TRACK_CAP = 4
 CAP_WINDOW = 30  # frames (1 s at 30 Hz) whose largest region count sets the cap
@@ -216,8 +212,7 @@ class RegionTracker:
         cost_b = 1.0 - np.where(iou_ok, score, piece_score)
         matches = assigned(cost_b, stage_b & (iou_ok | pieces), matches)
         stage_c = left(matches, ~confirmed, len(high)) & (iou_ok | reid) & high[:, None]
-        matches = assigned(1.0 - score, stage_c, matches)
-        return assigned(1.0 - score, left(matches, ~confirmed, len(high)) & iou_ok, matches)
+        return assigned(1.0 - score, stage_c, matches)
 
     def _visible_pieces(self, regions: RegionCues, pairs: PairCues, allowed, objects) -> np.ndarray:
         """``(R, T)`` True where the region is the visible piece of the occluded track
@@ -281,8 +276,8 @@ class RegionTracker:
 
     @staticmethod
     def _hits_needed(track: Track, settings: TrackerSettings) -> int:
-        weak = track.gaps > 0 or track.score_sum / max(track.hits, 1) < settings.sure_score
-        return settings.birth_hits + (EXTRA_HITS if weak else 0)
+        weak = track.score_sum / max(track.hits, 1) < settings.sure_score
+        return settings.birth_hits + (EXTRA_HITS if weak else 0) + track.gaps
 
     def _births(
         self, out, regions: RegionCues, pairs: PairCues, matches, high, settings
