@@ -13,7 +13,6 @@ A scene graph with ``labels_meaningful: false`` (generated weights) gets the ban
 
 from __future__ import annotations
 
-import functools
 import sys
 from collections import OrderedDict
 
@@ -29,7 +28,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 from perception_nodes.core.output.draw import colour_keys, draw_overlay, region_colours
 from perception_nodes.core.output.projection import intrinsics_problem
 from perception_nodes.core.stream.stamps import stamp_to_ns
-from perception_nodes.ros.graph_conversion import msg_to_scene_graph
+from perception_nodes.ros.graph_conversion import msg_to_scene_graph, slot_copier
 from perception_nodes.ros.image_conversion import (
     ImageConversionError,
     image_msg_to_numpy,
@@ -173,7 +172,7 @@ class VisualizationNode(Node):
     def markers(self, graph, header, k: np.ndarray | None) -> MarkerArray:
         """Labels at the regions' positions, relation arrows and their labels (regions or
         relations without a finite position are left out). Built from one template per kind
-        by slot copies (:func:`_slot_copier`: the markers share the header, scale, unused
+        by slot copies (:func:`slot_copier`: the markers share the header, scale, unused
         fields and, where they are equal, pose orientation and colour sub-messages; only what
         differs is new per marker; treat the result as read-only)."""
         pos = self._positions(graph, k)
@@ -187,7 +186,7 @@ class VisualizationNode(Node):
             _template(header, "relation_labels", Marker.TEXT_VIEW_FACING, (0.0, 0.0, 0.035)),
         )
         rel_text.color = ColorRGBA(r=1.0, g=1.0, b=0.0, a=1.0)
-        copy, turn = _slot_copier(Marker), label.pose.orientation
+        copy, turn = slot_copier(Marker), label.pose.orientation
         out = [Marker(header=header, action=Marker.DELETEALL)]
         for i in range(graph.num_regions):
             if finite[i]:
@@ -225,20 +224,6 @@ def _template(header, ns: str, kind: int, scale: tuple[float, float, float]) -> 
     m.pose.orientation.w = 1.0
     m.scale.x, m.scale.y, m.scale.z = scale
     return m
-
-
-@functools.lru_cache(maxsize=None)
-def _slot_copier(kind: type):
-    """A function returning a shallow copy of a message of class ``kind``, slot by slot in
-    straight-line code generated once per class (the generated classes keep every field in a
-    slot; the property setters only check types, which the copied values already passed).
-    Written here because a copy of a ``Marker`` this way costs a fifth of ``clone_message``'s
-    loop of ``setattr`` calls and there are hundreds of markers per frame."""
-    names = [name for name in kind.__slots__ if name.isidentifier()]
-    body = "".join(f"    o.{name} = m.{name}\n" for name in names)
-    scope = {"new": kind.__new__, "kind": kind}
-    exec(f"def copy(m):\n    o = new(kind)\n{body}    return o\n", scope)  # noqa: S102
-    return scope["copy"]
 
 
 _CHECK_FIELDS = Point()._check_fields  # as the messages' constructors set it (environment)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import array
 import functools
-import operator
 
 import numpy as np
 from geometry_msgs.msg import Point
@@ -100,21 +99,23 @@ def regions_to_msgs(
 
 
 @functools.lru_cache(maxsize=None)
-def _slot_reader(kind: type) -> tuple[tuple[str, ...], operator.attrgetter]:
-    """The slot names of a message class and a getter of all their values (a tuple)."""
-    names = tuple(kind.__slots__)
-    return names, operator.attrgetter(*names, *names[:1])  # 2+ names: always a tuple
+def slot_copier(kind: type):
+    """A function returning a shallow copy of a message of class ``kind``, slot by slot in
+    straight-line code generated once per class (the generated classes keep every field in a
+    slot; the property setters only check types, which the copied values already passed).
+    Generated because a loop of ``setattr`` calls costs five times as much, and the nodes copy
+    hundreds of Region/Marker templates per frame."""
+    names = [name for name in kind.__slots__ if name.isidentifier()]
+    body = "".join(f"    o.{name} = m.{name}\n" for name in names)
+    scope = {"new": kind.__new__, "kind": kind}
+    exec(f"def copy(m):\n    o = new(kind)\n{body}    return o\n", scope)  # noqa: S102
+    return scope["copy"]
 
 
 def clone_message(msg):
-    """A shallow copy of a ROS 2 message (generated classes keep every field in a slot): the
-    same as ``copy.copy`` at half its cost, which is a fifth of building a ``Marker``. The
-    copy shares the original's sub-messages and arrays: assign new ones, do not change them."""
-    names, read = _slot_reader(type(msg))
-    out = type(msg).__new__(type(msg))
-    for name, value in zip(names, read(msg)):
-        setattr(out, name, value)
-    return out
+    """A shallow copy of a ROS 2 message (:func:`slot_copier`), far cheaper than ``copy.copy``.
+    The copy shares the original's sub-messages and arrays: assign new ones, do not change them."""
+    return slot_copier(type(msg))(msg)
 
 
 def scene_graph_to_msg(
