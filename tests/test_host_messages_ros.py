@@ -206,3 +206,38 @@ def test_depth_to_meters_equals_the_previous_conversion():
         got, ref = depth_to_meters(image, encoding), reference(image, encoding)
         assert got.dtype == ref.dtype == np.float32 and got.tobytes() == ref.tobytes(), encoding
         assert np.array_equal(image, before, equal_nan=True)  # the input is left alone
+
+
+def test_slot_maker_equals_the_constructors(monkeypatch):
+    """``slot_maker`` gives what the constructor gives (fields and their types, also after a
+    serialise/deserialise round trip); with ``ROS_PYTHON_CHECK_FIELDS=1`` it is the constructor and its
+    checks; fields it cannot share or does not know are refused."""
+    from geometry_msgs.msg import Point
+    from perception_msgs.msg import LabelScore, Region, Relation, _label_score
+    from rclpy.serialization import deserialize_message, serialize_message
+    from sensor_msgs.msg import RegionOfInterest
+
+    from perception_nodes.ros.graph_conversion import slot_maker
+
+    cases = [
+        (LabelScore, ("label", "label_index", "score"), ("cup", -3, 0.25)),
+        (Point, ("x", "y", "z"), (1.5, float("nan"), -2.0)),
+        (Point, ("z",), (7.0,)),  # the others from the defaults
+        (RegionOfInterest, ("x_offset", "y_offset", "width", "height"), (3, 4, 50, 60)),
+        (Relation, ("subject_id", "object_id", "predicate", "predicate_index", "score"),
+         (5, 9, "on", 2, 0.875)),
+    ]  # fmt: skip
+    for kind, fields, values in cases:
+        got, ref = slot_maker(kind, fields)(*values), kind(**dict(zip(fields, values)))
+        _same(got, ref, kind.__name__)
+        _same(deserialize_message(serialize_message(got), kind), ref, kind.__name__)
+        assert slot_maker(kind, fields)(*values) is not got  # a new message per call
+    with pytest.raises(ValueError, match="no field"):
+        slot_maker(Point, ("x", "w"))
+    with pytest.raises(ValueError, match="immutable"):
+        slot_maker(Region, ("id",))  # its bbox, arrays and lists would be shared
+    monkeypatch.setattr(_label_score, "ros_python_check_fields", "1")
+    checked = slot_maker.__wrapped__(LabelScore, ("label", "label_index", "score"))
+    _same(checked("cup", 1, 0.5), LabelScore(label="cup", label_index=1, score=0.5))
+    with pytest.raises(AssertionError):
+        checked("cup", 1, "high")  # the setters' type check

@@ -39,22 +39,17 @@ def _alternatives(result: FrameResult, vocabulary: list[str]) -> list[list[Label
     labels = result.labels
     if labels is None:
         return [[] for _ in range(len(result.segmentation))]
-    out = []
-    for best, indices, scores in zip(
-        labels.label_index.tolist(), labels.topk_index.tolist(), labels.topk_score.tolist()
-    ):
-        out.append(
-            [
-                LabelScore(
-                    label=vocabulary[idx] if idx < len(vocabulary) else UNKNOWN_LABEL,
-                    label_index=idx,
-                    score=score,
-                )
-                for idx, score in zip(indices, scores)
-                if idx != best and idx >= 0
-            ]
+    make, known = slot_maker(LabelScore, ("label", "label_index", "score")), len(vocabulary)
+    return [
+        [
+            make(vocabulary[idx] if idx < known else UNKNOWN_LABEL, idx, score)
+            for idx, score in zip(indices, scores)
+            if idx != best and idx >= 0
+        ]
+        for best, indices, scores in zip(
+            labels.label_index.tolist(), labels.topk_index.tolist(), labels.topk_score.tolist()
         )
-    return out
+    ]
 
 
 def regions_to_msgs(
@@ -62,14 +57,14 @@ def regions_to_msgs(
 ) -> list[Region]:
     """One ``Region`` per region of the frame (same order as ``graph``).
 
-    Each is a copy of one template (:func:`clone_message`: what all regions share, the mask
-    size, is set once) with its own fields set from per-frame Python lists (one ``tolist`` per
-    array instead of a numpy scalar per field; the values are the same)."""
+    Each is made with its sub-messages by slot assignments (:func:`slot_maker`) from per-frame
+    Python lists (one ``tolist`` per array instead of a numpy scalar per field; the values and
+    types are those the constructors and property setters gave: mask counts as uint32
+    ``array.array``)."""
     seg = result.segmentation
     h, w = graph.image_size
     n = graph.num_regions
     vocabulary = list(result.labels.labels) if result.labels is not None else []
-    template = Region(mask_height=h, mask_width=w)
     fields = zip(
         graph.region_ids.tolist(), graph.track_ids.tolist(), graph.track_ages.tolist(),
         graph.areas.tolist(), seg.predicted_iou[:n].tolist(), seg.stability_score[:n].tolist(),
@@ -77,25 +72,29 @@ def regions_to_msgs(
         _rois(graph.boxes_xyxy, w, h), _alternatives(result, vocabulary), graph.mask_counts,
         graph.centroids.tolist(),
     )  # fmt: skip
+    region = slot_maker(Region, _REGION_FIELDS)
+    roi_of = slot_maker(RegionOfInterest, ("x_offset", "y_offset", "width", "height"))
+    point = slot_maker(Point, ("x", "y", "z"))
+    kind = "sam_token" if include_embeddings else ""
     regions = []
     for i, (rid, tid, age, area, iou, stab, label, index, score, roi, alts, counts, c) in (
         enumerate(fields)
     ):  # fmt: skip
-        r = clone_message(template)
-        r.id, r.track_id, r.track_age, r.area = rid, tid, age, area
-        r.predicted_iou, r.stability_score = iou, stab
-        r.label, r.label_index, r.label_score = label, index, score
-        r.bbox = RegionOfInterest(x_offset=roi[0], y_offset=roi[1], width=roi[2], height=roi[3])
-        r.alternatives = alts
-        r.mask_counts = counts
-        r.centroid = Point(x=c[0], y=c[1], z=c[2])
-        if include_embeddings:  # the float32 values as bytes (a float per element is 15x slower)
-            r.embedding = array.array("f", np.asarray(seg.tokens[i], dtype=np.float32).tobytes())
-            r.embedding_kind = "sam_token"
-        else:  # an empty array of its own, not the template's
-            r.embedding = array.array("f")
-        regions.append(r)
+        # the float32 values as bytes (a float per element is 15x slower); else an empty
+        # array of its own
+        emb = array.array("f", np.asarray(seg.tokens[i], dtype=np.float32).tobytes()
+                          if include_embeddings else b"")  # fmt: skip
+        regions.append(region(rid, tid, age, roi_of(*roi), area, iou, stab, label, index, score,
+                              alts, h, w, array.array("I", counts), point(*c), emb, kind))  # fmt: skip
     return regions
+
+
+#: ``Region``'s fields in the order :func:`regions_to_msgs` gives them
+_REGION_FIELDS = (
+    "id", "track_id", "track_age", "bbox", "area", "predicted_iou", "stability_score", "label",
+    "label_index", "label_score", "alternatives", "mask_height", "mask_width", "mask_counts",
+    "centroid", "embedding", "embedding_kind",
+)  # fmt: skip
 
 
 @functools.lru_cache(maxsize=None)
@@ -110,6 +109,34 @@ def slot_copier(kind: type):
     scope = {"new": kind.__new__, "kind": kind}
     exec(f"def copy(m):\n    o = new(kind)\n{body}    return o\n", scope)  # noqa: S102
     return scope["copy"]
+
+
+@functools.lru_cache(maxsize=None)
+def slot_maker(kind: type, fields: tuple[str, ...]):
+    """A function ``make(*values)``: a new message of class ``kind`` with ``fields`` set to
+    ``values`` (in that order) and its other fields the default constructor's values, equal to
+    ``kind(**dict(zip(fields, values)))``. Straight-line slot assignments generated once per
+    class and fields (the constructor's keyword handling and property setters cost several
+    times as much; the nodes build hundreds of these sub-messages per frame). With
+    ``ROS_PYTHON_CHECK_FIELDS=1`` (the setters check types and ranges) it is the constructor.
+    The other fields must hold immutable defaults (numbers, strings): they are shared."""
+    template = kind()
+    if template._check_fields:  # keep the setters' checks
+        return lambda *values: kind(**dict(zip(fields, values)))
+    names = [name for name in kind.__slots__ if name.isidentifier()]
+    given = {f"_{name}" for name in fields}
+    if not given <= set(names):
+        raise ValueError(f"{kind.__name__} has no field(s) {sorted(given - set(names))}")
+    for name in set(names) - given:
+        if type(getattr(template, name)) not in (bool, int, float, str):
+            raise ValueError(f"{kind.__name__}.{name[1:]} is not an immutable default: set it")
+    body = "".join(
+        f"    o.{name} = {name[1:] if name in given else 't.' + name}\n" for name in names
+    )
+    args = ", ".join(fields)
+    scope = {"new": kind.__new__, "kind": kind, "t": template}
+    exec(f"def make({args}):\n    o = new(kind)\n{body}    return o\n", scope)  # noqa: S102
+    return scope["make"]
 
 
 def clone_message(msg):
@@ -135,18 +162,17 @@ def scene_graph_to_msg(
     msg.regions = (
         regions if regions is not None else regions_to_msgs(result, graph, include_embeddings)
     )
+    relation = slot_maker(
+        Relation, ("subject_id", "object_id", "predicate", "predicate_index", "score")
+    )
+    names, p = graph.predicates, graph.predicate_index.tolist()
     msg.relations = [
-        Relation(
-            subject_id=int(graph.region_ids[s]),
-            object_id=int(graph.region_ids[o]),
-            predicate=graph.predicates[p],
-            predicate_index=int(p),
-            score=float(sc),
+        relation(s, o, names[k], k, sc)
+        for s, o, k, sc in zip(
+            graph.subject_ids.tolist(), graph.object_ids.tolist(), p,
+            graph.relation_scores.tolist(),
         )
-        for s, o, p, sc in zip(
-            graph.subject, graph.object, graph.predicate_index, graph.relation_scores
-        )
-    ]
+    ]  # fmt: skip
     msg.predicates = list(graph.predicates)
     msg.relation_source = graph.relation_source
     msg.vocabulary_version = int(graph.vocabulary_version)
