@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from perception_nodes.core.config import PipelineConfig
-from perception_nodes.core.tracking import TrackingStage
+from perception_nodes.core.tracking import TrackingStage, smoothing
 from perception_nodes.core.tracking import tracker as tracker_module
 from perception_nodes.core.tracking.rules import lost_duplicate
 from perception_nodes.core.tracking.smoothing import RelationSmoother
@@ -75,9 +75,12 @@ class _Track:  # what the smoother reads of a track
         self.track_id = track_id
 
 
-def test_relation_smoothing_in_arrays_equals_the_dict_per_relation(reference):
+@pytest.mark.parametrize("grid", [0, 10**9], ids=["sorted rows", "grid"])
+def test_relation_smoothing_in_arrays_equals_the_dict_per_relation(reference, grid, monkeypatch):
     """Random frames: relations repeated within a frame, scores 0, negative or NaN, a repeated
-    predicate name, predicate lists that change, regions in another order, tracks that die."""
+    predicate name, predicate lists that change, regions in another order, tracks that die;
+    both ways of matching a frame's relations (sorted rows, the grid of region pairs)."""
+    monkeypatch.setattr(smoothing, "GRID_CELLS_PER_ROW", grid)
     old_smoother = sys.modules[reference.__module__.rsplit(".", 1)[0] + ".smoothing"]
     rng = np.random.default_rng(7)
     before, after = old_smoother.RelationSmoother(), RelationSmoother()
@@ -101,3 +104,30 @@ def test_relation_smoothing_in_arrays_equals_the_dict_per_relation(reference):
                         (b.subject, b.object, b.predicate_index, b.score)):  # fmt: skip
             assert np.array_equal(x, y), frame
         assert a.predicates == b.predicates and after.scores == before.scores, frame
+
+
+def test_relation_smoothing_on_the_grid_equals_sorted_rows_on_dense_frames(monkeypatch):
+    """Frames of 60-90 regions with most pairs related (as the geometric predictor's), tracks
+    born and dying: the grid gives the sorted rows' relations and stored scores."""
+    rng = np.random.default_rng(3)
+    smoothers = {0: RelationSmoother(), 10**9: RelationSmoother()}
+    names = [f"p{i}" for i in range(11)]
+    for frame in range(12):
+        ids = rng.choice(np.arange(1, 200), size=int(rng.integers(60, 90)), replace=False)
+        tracks = [_Track(int(i)) for i in ids]
+        alive = set(ids[rng.random(len(ids)) < 0.9].tolist()) | set(range(1, 200, 3))
+        m = len(ids) ** 2 * 3
+        rel = Relations(rng.integers(0, len(ids), m), rng.integers(0, len(ids), m),
+                        rng.integers(0, len(names), m),
+                        rng.choice([0.0, 0.3, 0.5, 1.0, 0.005], m).astype(np.float32),
+                        names)  # fmt: skip
+        outs = {}
+        for grid, smoother in smoothers.items():
+            monkeypatch.setattr(smoothing, "GRID_CELLS_PER_ROW", grid)
+            outs[grid] = smoother.smooth(rel, tracks, 0.5, alive)
+        a, b = outs.values()
+        assert len(a.score) > 1000, frame
+        for x, y in zip((a.subject, a.object, a.predicate_index, a.score),
+                        (b.subject, b.object, b.predicate_index, b.score)):  # fmt: skip
+            assert np.array_equal(x, y), frame
+        assert smoothers[0].scores == smoothers[10**9].scores, frame

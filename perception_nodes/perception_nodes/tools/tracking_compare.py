@@ -1,6 +1,7 @@
 """Same output as another revision? Track ids and ages (and voted labels, smoothed relations) of the tracking stage of git revision
 ``--rev`` and of the working tree, frame by frame, on the same inputs: the cost benchmark's
-drifting regions (``--sizes``) and every sequence family (``--seeds``, distinct and all-alike
+drifting regions (``--sizes``), pn-bench-host's scenes at 50 and 100 regions with the geometric
+relations, and every sequence family (``--seeds``, distinct and all-alike
 tokens). For optimisations that must not change behaviour.
 
     python -m perception_nodes.tools.tracking_compare --rev HEAD~1
@@ -20,8 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from perception_nodes.core.config import PipelineConfig
+from perception_nodes.core.relations.geometric import GeometricRelationPredictor
 from perception_nodes.core.tracking import TrackingStage
-from perception_nodes.tools.bench_tracking import cost_inputs
+from perception_nodes.tools.bench_tracking import cost_inputs, drifted, frame_inputs
+from perception_nodes.tools.host_scenes import host_scene
 from perception_nodes.tools.tracking_quality import baseline_stage
 from perception_nodes.tools.tracking_sequences import FAMILIES, SequenceRenderer
 
@@ -77,8 +80,27 @@ def cost_side_by_side(before: type, sizes: list[int], frames: int, repeats: int 
     return rows
 
 
+def host_inputs(n: int, frames: int) -> list[tuple]:
+    """``(seg, None, labels, relations, None)`` per frame: pn-bench-host's 640x480 scene of ``n``
+    regions drifting, a tenth of them missed at random each frame (tracks lost, found again and
+    born), with the geometric predictor's relations (most region pairs related: the smoothing's
+    grid path) and random labels."""
+    scene = host_scene(480, 640, n)
+    rng = np.random.default_rng(n)
+    predictor = GeometricRelationPredictor()
+    out = []
+    for f in range(frames):
+        seg = drifted(scene.segmentation, f, (1, 2), rng)
+        seg = seg.select(np.flatnonzero(rng.random(len(seg)) >= 0.1))
+        labels, _ = frame_inputs(seg, np.zeros((0, 3), np.int64), rng)
+        out.append((seg, None, labels, predictor.predict(seg, labels, scene.depth_m), None))
+    return out
+
+
 def cases(sizes: list[int], seeds: int, frames: int):
     """``(name, config, frames)`` of every compared input."""
+    for n in (50, 100):
+        yield f"host {n}", PipelineConfig(), host_inputs(n, min(frames, 12))
     for n in sizes:
         inputs = cost_inputs(n, 480, 640, frames)
         yield (

@@ -15,6 +15,7 @@ from perception_nodes.core.types import RegionLabels, Relations
 MIN_KEPT_SCORE = (
     0.01  # smoothed relations that decayed below this are forgotten (bounds the memory)
 )
+GRID_CELLS_PER_ROW = 8  # the frame's relations go on a grid if it has <= 8 cells per row
 
 
 def vote_label(
@@ -95,6 +96,9 @@ class RelationSmoother:
         codes = np.array(
             [self._codes.setdefault(p, len(self._codes)) for p in relations.predicates], np.int64
         )
+        cells = len(tids) ** 2 * len(self._codes)
+        if cells <= GRID_CELLS_PER_ROW * (len(relations.score) + len(self._keys)):
+            return self._smooth_on_grid(relations, tids, codes, alpha, alive)
         seen_keys, seen = _frame_maxima(relations, tids, codes)
         old_keys, old = self._keys, self._values
         at_old, at_seen = _matching_rows(old_keys, seen_keys)
@@ -112,6 +116,45 @@ class RelationSmoother:
         self._keys = np.concatenate([old_keys[keep_old], seen_keys[first]])
         self._values = np.concatenate([updated[keep_old], seen[first]])
         return self._frame_relations(relations, tids, codes)
+
+    def _smooth_on_grid(
+        self, relations: Relations, tids: np.ndarray, codes: np.ndarray, alpha: float, alive
+    ) -> Relations:
+        """:meth:`smooth` for relations that fill much of the frame's grid of (subject region,
+        object region, predicate) cells (the geometric predictor's ~all pairs): the frame's best
+        scores, the known relations' matches and the output's order come from a flat grid
+        (:class:`_Grid`) instead of sorting the rows. The same relations are stored, with the
+        same scores, and the output is the same (the sorted rows order it by values only)."""
+        grid = _Grid(tids, codes, len(self._codes))
+        seen = grid.maxima(relations, codes)
+        old_keys, old = self._keys, self._values
+        subj, s_found = _positions(tids, old_keys[:, 0])
+        obj, o_found = _positions(tids, old_keys[:, 2])
+        in_frame = s_found & o_found  # known relations between two tracks of the frame
+        rows = np.flatnonzero(in_frame)
+        cell = grid.cell(subj[rows], obj[rows], old_keys[rows, 1])
+        updated = old.copy()
+        updated[rows] = alpha * seen[cell] + (1.0 - alpha) * old[rows]
+        in_alive = np.array([t in alive for t in tids.tolist()], bool)
+        keep_old = np.zeros(len(old), bool)  # between live tracks (most are in the frame)
+        keep_old[rows] = in_alive[subj[rows]] & in_alive[obj[rows]]
+        alive_ids = np.array(sorted(alive), np.int64)
+        keep_old[~in_frame] = _both_in(alive_ids, old_keys[~in_frame])
+        keep_old &= updated >= MIN_KEPT_SCORE
+        known = np.zeros(len(seen), bool)
+        known[cell] = True
+        first = np.flatnonzero((seen >= MIN_KEPT_SCORE) & ~known)  # first seen this frame
+        f_subj, f_obj, f_code = grid.unravel(first)
+        ok = in_alive[f_subj] & in_alive[f_obj]  # between live tracks only
+        first = first[ok]
+        new_keys = np.stack([tids[f_subj[ok]], f_code[ok], tids[f_obj[ok]]], axis=1)
+        self._keys = np.concatenate([old_keys[keep_old], new_keys.reshape(-1, 3)])
+        self._values = np.concatenate([updated[keep_old], seen[first]])
+        out = np.zeros(len(seen))  # the stored relations of the frame, on the grid
+        kept = keep_old[rows]
+        out[cell[kept]] = updated[rows[kept]]
+        out[first] = seen[first]
+        return grid.relations(out, relations)
 
     def _frame_relations(self, relations: Relations, tids: np.ndarray, codes) -> Relations:
         """The smoothed relations whose two tracks are in the frame, by region index (best
@@ -156,6 +199,58 @@ def _frame_maxima(relations: Relations, tids: np.ndarray, codes: np.ndarray):
     starts[1:] = _differs(keys[1:], keys[:-1])
     begin = np.nonzero(starts)[0]
     return keys[begin], np.maximum.reduceat(score, begin)
+
+
+class _Grid:
+    """A flat grid of one frame's relations: cell ``(subject * N + object) * C + column``
+    (region indices; ``C`` predicate codes). The frame's predicates (each code by its last index
+    in ``relations.predicates``) take the first columns in index order, so ascending cells are
+    ascending (subject, object, predicate index); codes this frame does not name come after."""
+
+    def __init__(self, tids: np.ndarray, codes: np.ndarray, n_codes: int) -> None:
+        self.n, self.c = len(tids), n_codes
+        pred_index = {code: i for i, code in enumerate(codes.tolist())}  # last of a repeated name
+        named = sorted(pred_index, key=pred_index.__getitem__)
+        self.pred = np.array([pred_index[code] for code in named], np.int64)  # (P,) by column
+        self.code_of = np.array(named + sorted(set(range(n_codes)) - set(named)), np.int64)
+        self.column = np.argsort(self.code_of)  # (C,) column of each code
+
+    def cell(self, subj: np.ndarray, obj: np.ndarray, code: np.ndarray) -> np.ndarray:
+        return (subj * self.n + obj) * self.c + self.column[code]
+
+    def unravel(self, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(subject, object, code)`` of ``cells``."""
+        pair, col = np.divmod(cells, self.c)
+        subj, obj = np.divmod(pair, self.n)
+        return subj, obj, self.code_of[col]
+
+    def maxima(self, relations: Relations, codes: np.ndarray) -> np.ndarray:
+        """``(N * N * C,)`` float64: each cell's best score of the frame's relations above 0 (0
+        where none)."""
+        score = np.asarray(relations.score).astype(np.float64)
+        pos = score > 0.0  # NaN is not
+        code = codes[np.asarray(relations.predicate_index, np.int64)[pos]]
+        at = self.cell(np.asarray(relations.subject, np.int64)[pos],
+                       np.asarray(relations.object, np.int64)[pos], code)  # fmt: skip
+        seen = np.zeros(self.n * self.n * self.c)
+        np.maximum.at(seen, at, score[pos])
+        return seen
+
+    def relations(self, out: np.ndarray, relations: Relations) -> Relations:
+        """The relations of the grid ``out`` (0 = none) whose predicate is one of the frame's,
+        best first, then by subject, object and predicate index (as
+        :meth:`RelationSmoother._frame_relations`)."""
+        p = len(self.pred)
+        cells = np.flatnonzero(out.reshape(-1, self.c)[:, :p])  # ascending (subj, obj, pred)
+        if not len(cells):
+            return Relations.empty(relations.predicates, relations.source)
+        pair, col = np.divmod(cells, p)
+        subj, obj = np.divmod(pair, self.n)
+        values = out.reshape(-1, self.c)[pair, col]
+        best = np.argsort(-values, kind="stable")  # ties keep the index order
+        return Relations(subj[best], obj[best], self.pred[col[best]],
+                         values[best].astype(np.float32), list(relations.predicates),
+                         relations.source)  # fmt: skip
 
 
 def _matching_rows(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
