@@ -15,8 +15,11 @@ import numpy as np
 import pytest
 
 from perception_nodes.core.output.projection import (
+    BIN_PARTITION_MAX,
     FLOAT32_MAX,
     RADIX_MIN_VALUES,
+    SAMPLE_SIZE,
+    _bracket,
     _kth_values,
     _median,
     region_centroids,
@@ -197,3 +200,49 @@ def test_median_and_kth_values_equal_reference(n):
         want = np.partition(values, ks)[list(ks)]
         assert np.array_equal(np.array(_kth_values(values, ks), np.float32), want), name
         assert _kth_values(values, (n // 2,)) == [want[ks.index(n // 2)]], name
+
+
+def _large_cases(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    """Large value sets for the sampled selection: repeated values (taken from the sample's
+    repeat, or a bracket whose histogram bin exceeds BIN_PARTITION_MAX), spread values, a
+    sample that sees only the largest values (the bracket misses: counting over all values)."""
+    cases = _repeated_values(rng, n)
+    cases["half and half"] = np.where(rng.random(n) < 0.5, 1.5, 2.25).astype(np.float32)
+    cases["flat wall, noisy mm"] = (np.round(rng.normal(3, 0.005, n) * 1000) / 1000).astype(
+        np.float32
+    )
+    cases["one bin, many values"] = (1.0 + rng.integers(0, 9000, n) * np.float32(2**-23)).astype(
+        np.float32
+    )
+    blind = rng.uniform(0.5, 5.0, n).astype(np.float32)
+    blind[:: max(1, n // SAMPLE_SIZE)] = 9.0
+    cases["sample sees only the top"] = blind
+    return cases
+
+
+@pytest.mark.parametrize("n", [RADIX_MIN_VALUES, 100_003, 480_000])
+def test_sampled_selection_equals_partition(n):
+    rng = np.random.default_rng(n)
+    for name, values in _large_cases(rng, n).items():
+        ks = (0, n // 3, n // 2 - 1, n // 2, n - 1)
+        want = np.partition(values, ks)[list(ks)]
+        assert np.array_equal(np.array(_kth_values(values, ks), np.float32), want), name
+        for pair in ((n // 2 - 1, n // 2), (n // 2,)):
+            got = _kth_values(values, pair)
+            assert np.array_equal(np.array(got, np.float32), np.partition(values, pair)[list(pair)])
+        assert _median(values) == _median_reference(values), name
+
+
+def test_bracket_miss_and_bins_are_reached():
+    """The cases above reach the bracket's fallback and the low-bits histogram."""
+    n = 100_003
+    cases = _large_cases(np.random.default_rng(0), n)
+    blind = cases["sample sees only the top"]
+    sample = np.sort(blind[:: max(1, n // SAMPLE_SIZE)])
+    inside, first = _bracket(blind, [n // 2], sample)
+    assert inside is blind and first == 0
+    one_bin = cases["one bin, many values"]
+    sample = np.sort(one_bin[:: max(1, n // SAMPLE_SIZE)])
+    inside, _ = _bracket(one_bin, [n // 2], sample)
+    top = inside.view(np.int32) >> 16
+    assert np.count_nonzero(top == np.bincount(top).argmax()) > BIN_PARTITION_MAX

@@ -109,8 +109,10 @@ def region_centroids(
     return out
 
 
-# Below this many values one partition is as fast as the histogram pass of _kth_values.
+# Below this many values one partition is as fast as the selection of _kth_values.
 RADIX_MIN_VALUES = 32768
+SAMPLE_SIZE = 4096  # values sorted to bracket the wanted positions (every n // 4096-th)
+BIN_PARTITION_MAX = 4096  # a histogram bin with at most this many values is partitioned
 
 
 def _median(values: np.ndarray) -> float:
@@ -125,6 +127,29 @@ def _median(values: np.ndarray) -> float:
     return float((np.float64(lo) + np.float64(hi)) / 2.0)
 
 
+def _kth_values(values: np.ndarray, ks: tuple[int, ...]) -> list:
+    """The values at sorted positions ``ks`` (ascending, each in ``[0, size)``) of 1-D
+    ``values``: exactly ``np.partition(values, ks)[ks]``.
+
+    Large float32 arrays of non-negative values (the caller's valid depths, meters) are not
+    partitioned: numpy has no radix select, and its partition slows down on repeated values,
+    which depths from sensors (millimetre steps, flat walls) are full of. A sorted sample
+    instead names a likely value (:func:`_repeated_kth`) or brackets the positions between two
+    values (:func:`_bracket`), and inside the bracket the values are selected by counting
+    (:func:`_radix_kth`); comparisons and counts only, whatever the order or repetition of the
+    values. A negative value raises ``ValueError`` (negative histogram bin) instead of a wrong
+    answer."""
+    if values.size < RADIX_MIN_VALUES or values.dtype != np.float32:
+        return _partition_at(values, list(ks))
+    sample = np.sort(values[:: max(1, values.size // SAMPLE_SIZE)])
+    out = _repeated_kth(values, ks, sample)
+    rest = [k for k in ks if k not in out]
+    if rest:
+        inside, first = _bracket(values, rest, sample)
+        out.update(zip(rest, _radix_kth(inside, [k - first for k in rest])))
+    return [out[k] for k in ks]
+
+
 def _partition_at(values: np.ndarray, ks: list[int]) -> list:
     """``np.partition(values, ks)[ks]``, always asking numpy for at least two positions: with a
     single one numpy 2.x (AVX-512) takes a select that degrades on repeated values (a region's
@@ -133,29 +158,70 @@ def _partition_at(values: np.ndarray, ks: list[int]) -> list:
     return [part[k] for k in ks]
 
 
-def _kth_values(values: np.ndarray, ks: tuple[int, ...]) -> list:
-    """The values at sorted positions ``ks`` (ascending, each in ``[0, size)``) of 1-D
-    ``values``: exactly ``np.partition(values, ks)[ks]``.
+def _margin(m: int) -> int:
+    """Sample positions either side of a wanted one: 4 standard deviations of the position of a
+    value in a sample of ``m`` (binomial, at most ``sqrt(m) / 2``)."""
+    return 2 * int(np.sqrt(m)) + 1
 
-    Large float32 arrays of non-negative values (the caller's valid depths, meters) are first
-    narrowed by a histogram of their top 16 bits: the bit pattern of a non-negative float32 read
-    as int32 grows with the value, so the k-th value lies in the bin where the cumulative count
-    passes k, and only that bin's values are partitioned (numpy has no radix select; this is
-    about 3x faster than one partition of a wall's 300k depths). A negative value raises
-    ``ValueError`` (negative bin) instead of a wrong answer."""
-    if values.size < RADIX_MIN_VALUES or values.dtype != np.float32:
-        return _partition_at(values, list(ks))
-    bins = values.view(np.int32) >> 16  # 0 .. 0x7F80 (inf); NaN above, as partition sorts it
-    cum = np.cumsum(np.bincount(bins))
-    picked = {}
+
+def _repeated_kth(values: np.ndarray, ks, sample: np.ndarray) -> dict:
+    """``{k: value}`` for the positions ``ks`` where the sample's value there fills more than a
+    margin of the sample, and counting confirms it: ``count(< x) <= k < count(<= x)``."""
+    n, m = values.size, sample.size
+    out, checked = {}, {}
     for k in ks:
-        b = int(np.searchsorted(cum, k, side="right"))
-        picked.setdefault(b, []).append(k)
+        x = sample[k * m // n]
+        if not (np.searchsorted(sample, x, "right") - np.searchsorted(sample, x) > _margin(m)):
+            continue
+        if x not in checked:
+            below = int(np.count_nonzero(values < x))
+            checked[x] = (below, below + int(np.count_nonzero(values == x)))
+        if checked[x][0] <= k < checked[x][1]:
+            out[k] = x
+    return out
+
+
+def _bracket(values: np.ndarray, ks: list[int], sample: np.ndarray) -> tuple[np.ndarray, int]:
+    """``(inside, first)``: the values between two sample values ``lo <= hi`` (both included)
+    and the number of values below ``lo``, such that the values at sorted positions ``ks`` are
+    those at ``k - first`` of ``inside``; ``(values, 0)`` when the sample missed (rare: the
+    positions would have to lie 4 standard deviations from where the sample puts them)."""
+    n, m = values.size, sample.size
+    lo = sample[max(0, ks[0] * m // n - _margin(m))]
+    hi = sample[min(m - 1, ks[-1] * m // n + _margin(m))]
+    below = values < lo
+    first = int(np.count_nonzero(below))
+    keep = values <= hi
+    keep &= ~below
+    inside = values[keep]
+    if first <= ks[0] and ks[-1] < first + inside.size:
+        return inside, first
+    return values, 0
+
+
+def _radix_kth(values: np.ndarray, ks: list[int]) -> list:
+    """The values at sorted positions ``ks`` of 1-D float32 ``values`` (non-negative) by
+    counting: the bit pattern of a non-negative float32 read as int32 grows with the value, so
+    a histogram of the top 16 bits gives the bin holding position k, and (unless that bin is
+    small enough to partition) a histogram of the bin's low 16 bits gives the exact value."""
+    bits = values.view(np.int32)
+    top = bits >> 16  # 0 .. 0x7F80 (inf); NaN above, as partition sorts it
+    cum = np.cumsum(np.bincount(top))
     out = {}
-    for b, bin_ks in picked.items():
+    for k in ks:
+        if k in out:
+            continue
+        b = int(np.searchsorted(cum, k, side="right"))
         first = int(cum[b - 1]) if b else 0
-        part = _partition_at(values[bins == b], [k - first for k in bin_ks])
-        out.update(zip(bin_ks, part))
+        in_bin = bits[top == b]
+        local = [j - first for j in ks if first <= j < int(cum[b])]
+        if in_bin.size <= BIN_PARTITION_MAX:
+            got = _partition_at(in_bin.view(np.float32), local)
+        else:
+            low_cum = np.cumsum(np.bincount(in_bin & 0xFFFF))
+            low = np.searchsorted(low_cum, local, side="right")
+            got = list(((b << 16) | low).astype(np.int32).view(np.float32))
+        out.update(zip([j + first for j in local], got))
     return [out[k] for k in ks]
 
 
