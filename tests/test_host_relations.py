@@ -110,3 +110,42 @@ def test_geometric_relations_equal_those_of_the_reference_geometry(monkeypatch):
     assert len(got) > 100
     for name in ("subject", "object", "predicate_index", "score"):
         assert np.array_equal(getattr(got, name), getattr(ref, name)), name
+
+
+def test_held_boxes_are_the_pixel_boxes_and_odd_boxes_keep_the_geometry():
+    """``_held_boxes`` (one array operation) gives ``rle.pixel_box`` of each box (as before),
+    except a box starting past the image, which starts at its edge (empty either way), and
+    the geometry of fractional, negative and out-of-image boxes equals the full-mask one;
+    non-finite boxes are refused."""
+    from perception_nodes.core.output.rle import pixel_box
+    from perception_nodes.core.relations.base import RelationInputError, _held_boxes
+
+    scene, depth = _scenes()[1]
+    seg = scene.segmentation
+    h, w = seg.image_size
+    rng = np.random.default_rng(5)
+    n = len(seg)
+    seg.boxes_xyxy = (seg.boxes_xyxy + rng.uniform(-2.5, 2.5, (n, 4))).astype(np.float32)
+    seg.boxes_xyxy[0] = [-50, -20, w + 30, h + 7]  # beyond the image on every side
+    seg.boxes_xyxy[1] = [w + 5, h + 9, w + 40, h + 60]  # wholly past the image
+    seg.boxes_xyxy[2] = [10.5, 12.25, 3.0, 4.0]  # inverted
+    seg.masks[1] = False
+    seg.areas[1] = 0
+    held = _held_boxes(seg)
+    for i, box in enumerate(seg.boxes_xyxy.astype(np.float64)):
+        ref = pixel_box(box, h, w)
+        # the previous code kept the box when its pixels held the whole mask
+        ref_held = np.count_nonzero(seg.masks[i, ref[1] : ref[3], ref[0] : ref[2]]) == seg.areas[i]
+        assert (held[i] is not None) == ref_held, i
+        if held[i] is not None and i != 1:
+            assert held[i] == ref, i
+    assert held[1] == (w, h, w, h) and pixel_box(seg.boxes_xyxy[1], h, w)[0] == w + 5
+    assert any(b is None for b in held) and sum(b is not None for b in held) >= 4
+    geom = region_geometry(seg, depth)
+    inter, med = _geometry_reference(seg, depth)
+    assert np.array_equal(geom.inter, inter)
+    assert np.array_equal(geom.depth, med, equal_nan=True)
+    for bad in (np.nan, np.inf):
+        seg.boxes_xyxy[3, 2] = bad
+        with pytest.raises(RelationInputError, match="finite"):
+            region_geometry(seg, depth)

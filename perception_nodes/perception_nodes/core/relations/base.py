@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from perception_nodes.core.output.rle import pixel_box
 from perception_nodes.core.types import RegionLabels, Relations, Segmentation
 
 #: Longest side of the sub-grid on which mask overlaps and depth medians are computed.
@@ -129,11 +128,13 @@ def _exact_rows(
     inside mask ``i``'s box: it holds all of mask ``i``; masks whose box (:func:`_held_boxes`)
     misses it meet it nowhere)."""
     h, w = masks.shape[1:]
-    for i in rows:
-        x0, y0, x1, y1 = np.clip(np.round(boxes[i]).astype(int), 0, [w, h, w, h])
+    # held boxes as an (N, 4) array; a mask without one (None) meets every box
+    held_xyxy = np.array([(-1, -1, w + 1, h + 1) if b is None else b for b in held], np.int64)
+    corners = np.clip(np.round(boxes[rows]).astype(int), 0, [w, h, w, h]).tolist()
+    for i, (x0, y0, x1, y1) in zip(rows.tolist(), corners):
         x1, y1 = max(x1, x0 + 1), max(y1, y0 + 1)
-        meet = [j for j, b in enumerate(held) if b is None or
-                (b[0] < x1 and x0 < b[2] and b[1] < y1 and y0 < b[3])]  # fmt: skip
+        meet = np.flatnonzero((held_xyxy[:, 0] < x1) & (x0 < held_xyxy[:, 2])
+                              & (held_xyxy[:, 1] < y1) & (y0 < held_xyxy[:, 3]))  # fmt: skip
         crop = masks[meet, y0:y1, x0:x1]
         inter[i, :] = inter[:, i] = 0.0
         inter[i, meet] = inter[meet, i] = (
@@ -144,12 +145,20 @@ def _exact_rows(
 def _held_boxes(segmentation: Segmentation) -> list[tuple[int, int, int, int] | None]:
     """Per region, its integer box (exclusive max) when the box provably holds the whole mask
     (the mask's pixel count inside it equals the segmentation's area), else None. Reading only
-    inside such boxes gives the full-mask results, at the cost of the boxes' pixels."""
+    inside such boxes gives the full-mask results, at the cost of the boxes' pixels.
+
+    The integer boxes are :func:`~perception_nodes.core.output.rle.pixel_box` of every box, in
+    one array operation, except that a box starting past the image's edge starts at the edge
+    (empty either way; int64 holds it). tests/test_host_relations.py compares them."""
     masks = segmentation.masks
     h, w = masks.shape[1:]
+    boxes = np.asarray(segmentation.boxes_xyxy, np.float64).reshape(-1, 4)
+    if not np.isfinite(boxes).all():
+        raise RelationInputError("segmentation.boxes_xyxy must be finite")
+    lo = np.clip(np.floor(boxes[:, :2]), 0, (w, h))
+    hi = np.maximum(np.minimum(np.ceil(boxes[:, 2:]), (w, h)), lo)
     out = []
-    for i, box in enumerate(np.asarray(segmentation.boxes_xyxy, np.float64).reshape(-1, 4)):
-        x0, y0, x1, y1 = pixel_box(box, h, w)
+    for i, (x0, y0, x1, y1) in enumerate(np.concatenate([lo, hi], 1).astype(np.int64).tolist()):
         inside = np.count_nonzero(masks[i, y0:y1, x0:x1])
         out.append((x0, y0, x1, y1) if inside == int(segmentation.areas[i]) else None)
     return out
@@ -342,13 +351,18 @@ def relations_from_scores(
 ) -> Relations:
     """Turn ``(N, N, P)`` scores into :class:`Relations` (score >= ``min_score``, no self-pairs),
     sorted by descending score; optionally at most ``max_per_subject`` per subject and ``top_k``."""
-    n = scores.shape[0]
-    s, o, p = np.nonzero(scores >= min_score)
+    n, _, n_p = scores.shape
+    # flat indices (C order, as np.nonzero of the 3-D array gives them), split into subject,
+    # object and predicate by integer division: one gather of scores instead of three index
+    # arrays and a 3-D gather
+    flat = scores.reshape(-1)
+    idx = np.flatnonzero(flat >= min_score)
+    s, o = np.divmod(idx // n_p, n)
     keep = s != o
-    s, o, p = s[keep], o[keep], p[keep]
-    sc = scores[s, o, p].astype(np.float32)
+    idx, s, o = idx[keep], s[keep], o[keep]
+    sc = flat[idx].astype(np.float32)
     order = descending_order(sc)
-    s, o, p, sc = s[order], o[order], p[order], sc[order]
+    s, o, p, sc = s[order], o[order], idx[order] % n_p, sc[order]
     if max_per_subject > 0 and s.size:
         rank = np.zeros_like(s)
         counts = np.zeros(n, dtype=np.int64)
