@@ -7,5 +7,7 @@
 - :mod:`.output`: the output folder: MCAP parts, the journal of done frames, resume.
 - :mod:`.training_data`: COCO instances + OpenPSG relations of the processed frames.
 - :mod:`.runner`: one recording end to end (read-ahead, batched SAM encoder, progress).
+- :mod:`.workers`: the models in worker processes, frames in parallel (``--workers``).
+- :mod:`.malloc`: glibc malloc tuned for throughput in the model processes (``--malloc``).
 - :mod:`.ray_runner`: many recordings on Ray actors (optional dependency).
 """

@@ -3,7 +3,8 @@ whole recordings (one output folder each, as the single-process run writes it).
 
 Ray's own :class:`ray.util.ActorPool` hands the recordings to the actors (no queue of ours).
 Each actor asks Ray for one GPU when the cluster has GPUs (``sam.device: cuda`` then runs on
-the GPU Ray assigned it) and ``cpus_per_worker`` CPUs (Ray sets ``OMP_NUM_THREADS`` to that).
+the GPU Ray assigned it) and ``cpus_per_worker`` CPUs (Ray sets ``OMP_NUM_THREADS`` to that), and
+tunes its allocator as ``--malloc`` says (:mod:`.malloc`, as the local workers).
 Input recordings and the output folder must be reachable at the same paths from every node
 (a shared filesystem). Ray is optional: ``pip install perception_nodes[cluster]``.
 """
@@ -35,9 +36,11 @@ class BagWorker:
     """A Ray actor: the pipeline loaded once, then recordings one after another."""
 
     def __init__(self, settings: BagSettings, opts: JobOptions) -> None:
+        from perception_nodes.bags.malloc import tune
         from perception_nodes.bags.output import output_typestore
         from perception_nodes.core.pipeline import Pipeline
 
+        tune(opts.malloc)  # before the models are allocated (as pn-process-bag's workers)
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
         self.settings, self.opts = settings, opts
         set_threads(opts.threads)

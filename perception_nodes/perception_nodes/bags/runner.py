@@ -61,6 +61,7 @@ class JobOptions:
     progress: bool = True
     threads: int | None = None  # torch CPU threads of the process (None: torch's default)
     workers: int = 0  # model processes (pn-process-bag: FramePool); 0: models in this process
+    malloc: str = "throughput"  # the model processes' allocator (.malloc); "default": as started
 
 
 def set_threads(threads: int | None) -> None:

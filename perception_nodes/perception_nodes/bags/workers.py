@@ -47,8 +47,11 @@ def _watch_parent(parent: int) -> None:
             os._exit(1)
 
 
-def _init(config: PipelineConfig, threads: int, parent: int, barrier) -> None:
+def _init(config: PipelineConfig, threads: int, parent: int, barrier, malloc: str) -> None:
     global _PIPELINE, _LOAD_ERROR, _BARRIER
+    from perception_nodes.bags.malloc import tune
+
+    tune(malloc)  # before the models are allocated
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -109,15 +112,19 @@ def _infer(images: list[np.ndarray], depths: list) -> list:
 
 
 class FramePool:
-    """``workers`` processes with the pipeline of ``config`` loaded (see module docstring)."""
+    """``workers`` processes with the pipeline of ``config`` loaded (see module docstring),
+    each with the allocator ``malloc`` (:mod:`.malloc`: ``throughput`` or ``default``)."""
 
     def __init__(self, config: PipelineConfig, workers: int, threads: int = 1,
-                 warm_up: np.ndarray | None = None) -> None:  # fmt: skip
+                 warm_up: np.ndarray | None = None, malloc: str = "throughput") -> None:  # fmt: skip
+        from perception_nodes.bags.malloc import check_mode
+
         ctx = multiprocessing.get_context("spawn")
         self.workers, self.threads = int(workers), int(threads)
         self._pool = ProcessPoolExecutor(
             self.workers, mp_context=ctx, initializer=_init,
-            initargs=(config, self.threads, os.getpid(), ctx.Barrier(self.workers)),
+            initargs=(config, self.threads, os.getpid(), ctx.Barrier(self.workers),
+                      check_mode(malloc)),
         )  # fmt: skip
         # one call per worker, each held at the barrier until all are loaded: every process is
         # started and warmed up before the first frame (no model loading in a frame's time)

@@ -11,8 +11,11 @@ Side by side in one command, on the same frames and the same parameter file:
    default threads, i.e. every core) fed the same frames over DDS by this process, each frame
    sent once the previous one's SceneGraph came back (the node's best rate without drops; a
    faster feed only makes it drop frames). Target: offline >= 1.5x live frames/s.
-   Each side's CPU seconds per frame (every process of it, from /proc) and the load average
-   before and after it are recorded: on a shared machine read the ratios with them.
+   Each side's CPU seconds per frame (every process of it, from /proc), minor page faults per
+   frame, peak RSS and the load average before and after it are recorded: on a shared machine
+   read the ratios with them. ``--malloc`` is the offline sides' allocator (pn-process-bag's
+   option, default ``throughput``); the live node runs as launched (glibc's defaults) unless
+   ``--live-malloc throughput`` starts it with the same settings (what the node would gain).
 3. ``ray``: ``--ray-recordings`` recordings processed by one process (``pn-process-bag``'s
    local path, torch on every core) and by a local Ray with two workers (one core each), wall
    time from the command's start to its end for both (model loading and Ray's start included).
@@ -34,6 +37,14 @@ from pathlib import Path
 
 import numpy as np
 
+from perception_nodes.bags.malloc import (
+    DEFAULT_MODE,
+    MODES,
+    environment,
+    minor_faults,
+    peak_rss_mb,
+    reset_peak_rss,
+)
 from perception_nodes.core.config import SAM_BACKENDS, SAM_MODEL_NAMES, default_setting
 from perception_nodes.launch_overrides import launch_overrides
 from perception_nodes.tools.bench_common import hardware_info
@@ -63,6 +74,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="frames per SAM encoder batch of the in-process offline run")  # fmt: skip
     p.add_argument("--ray-recordings", type=int, default=4)
     p.add_argument("--ray-frames", type=int, default=3, help="frames per Ray recording")
+    p.add_argument("--malloc", choices=MODES, default=DEFAULT_MODE,
+                   help="allocator of the offline sides (pn-process-bag --malloc)")  # fmt: skip
+    p.add_argument("--live-malloc", choices=MODES, default="default",
+                   help="allocator of the live node (default: as launched)")  # fmt: skip
     p.add_argument("--skip-live", action="store_true")
     p.add_argument("--skip-ray", action="store_true")
     p.add_argument("--config-file", default=str(DEFAULT_CONFIG))
@@ -109,8 +124,15 @@ def load_average() -> float:
         return float(f.read().split()[0])
 
 
+def memory(pids: list[int], faults0: list[int], frames: int) -> dict:
+    """Minor page faults per frame since ``faults0`` and peak RSS (MB) of processes."""
+    faults = sum(minor_faults(p) - f for p, f in zip(pids, faults0))
+    return {"faults_per_frame": faults / max(1, frames),
+            "peak_rss_mb": [round(peak_rss_mb(p), 1) for p in pids]}  # fmt: skip
+
+
 def offline(settings, recording: Path, work: Path, photo: np.ndarray, workers: int,
-            threads: int | None, batch: int) -> dict:  # fmt: skip
+            threads: int | None, batch: int, malloc: str) -> dict:  # fmt: skip
     """frames/s of a RecordingRun (models loaded and warmed up before the clock starts)."""
     import torch
 
@@ -118,30 +140,37 @@ def offline(settings, recording: Path, work: Path, photo: np.ndarray, workers: i
     from perception_nodes.bags.runner import JobOptions, RecordingRun
     from perception_nodes.tools.process_bag import load_engine
 
-    opts = JobOptions(batch=batch, progress=False, workers=workers, threads=threads)
+    opts = JobOptions(batch=batch, progress=False, workers=workers, threads=threads,
+                      malloc=malloc)  # fmt: skip
+    reset_peak_rss()  # this process's peak from here (the in-process side runs after others)
     engine = load_engine(settings, opts, warm_up=photo)  # warm-up, as the live side gets
     pids = [os.getpid(), *getattr(engine, "pids", [])]
     out = work / f"offline_workers{workers}_batch{batch}"
     run = RecordingRun(engine, settings, opts, recording, out, threading.Event(),
                        output_typestore())  # fmt: skip
-    load0, cpu0 = load_average(), cpu_seconds(pids)
+    load0, cpu0 = load_average(), [cpu_seconds([p]) for p in pids]
+    faults0 = [minor_faults(p) for p in pids]
     try:
         s = run.run()
-        cpu = cpu_seconds(pids) - cpu0
+        cpu = [cpu_seconds([p]) - c for p, c in zip(pids, cpu0)]
+        mem = memory(pids, faults0, s.processed)
     finally:
         if workers:
             engine.close()
     used = (f"{workers} worker processes x {threads} compute thread(s) (torch, onnxruntime "
             "intra-op, OpenCV) + this process (reading, tracking, writing)" if workers else
             f"this process, {torch.get_num_threads()} torch threads")  # fmt: skip
+    n = max(1, s.processed)
     return {"frames": s.processed, "failed": s.failed, "seconds": s.seconds,
             "frames_per_s": s.frames_per_s, "batch": batch, "workers": workers,
-            "cpu_s_per_frame": cpu / max(1, s.processed), "load_before": load0,
-            "load_after": load_average(), "used": used}  # fmt: skip
+            "cpu_s_per_frame": sum(cpu) / n, "cpu_s_per_frame_command": cpu[0] / n,
+            "load_before": load0, "load_after": load_average(), "malloc": malloc,
+            "used": used, **mem}  # fmt: skip
 
 
-def live(params: Path, photos: list[np.ndarray], n: int, log_dir: Path) -> dict:
-    """frames/s of the node fed frame after frame over DDS (closed loop: no drops)."""
+def live(params: Path, photos: list[np.ndarray], n: int, log_dir: Path, malloc: str) -> dict:
+    """frames/s of the node fed frame after frame over DDS (closed loop: no drops); the node
+    started with ``malloc``'s environment (:func:`~perception_nodes.bags.malloc.environment`)."""
     from perception_nodes.tools.bench_e2e import _ros_latency
     from perception_nodes.tools.demo_session import DemoSession
     from perception_nodes.tools.graph_runner import NodeGraph
@@ -149,18 +178,21 @@ def live(params: Path, photos: list[np.ndarray], n: int, log_dir: Path) -> dict:
     graph = NodeGraph(log_dir=log_dir)
     session = None
     try:
-        graph.start("perception_node", params)
+        with environment(malloc):
+            graph.start("perception_node", params)
         session = DemoSession()
         session.wait_until_ready(graph, 900.0, subscribers=1)
         _ros_latency(session, photos[0], graph)  # warm-up
         pids = [p.process.pid for p in graph.processes]
         load0, cpu0 = load_average(), cpu_seconds(pids)
+        faults0 = [minor_faults(p) for p in pids]
         latencies = [_ros_latency(session, photos[i % len(photos)], graph) for i in range(n)]
         cpu = cpu_seconds(pids) - cpu0
         total = float(sum(latencies))
         return {"frames": n, "seconds": total, "frames_per_s": n / total,
                 "mean_latency_ms": 1000 * total / n, "cpu_s_per_frame": cpu / n,
-                "load_before": load0, "load_after": load_average(),
+                "load_before": load0, "load_after": load_average(), "malloc": malloc,
+                **memory(pids, faults0, n),
                 "used": f"1 node process, torch's and onnxruntime's default threads "
                         f"({os.cpu_count()} cores)"}  # fmt: skip
     finally:
@@ -169,14 +201,14 @@ def live(params: Path, photos: list[np.ndarray], n: int, log_dir: Path) -> dict:
         graph.stop()
 
 
-def ray_vs_one(settings, recordings: list[Path], work: Path) -> dict:
+def ray_vs_one(settings, recordings: list[Path], work: Path, malloc: str) -> dict:
     """Wall time of one process and of a local two-worker Ray over the same recordings."""
     from perception_nodes.bags.ray_runner import run_on_ray
     from perception_nodes.bags.runner import JobOptions
     from perception_nodes.tools.process_bag import run_local
 
     out = {}
-    opts = JobOptions(progress=False)
+    opts = JobOptions(progress=False, malloc=malloc)
     t0 = time.perf_counter()
     one = run_local(recordings, work / "one", settings, opts, threading.Event())
     out["one_process"] = {"seconds": time.perf_counter() - t0,
@@ -190,16 +222,19 @@ def ray_vs_one(settings, recordings: list[Path], work: Path) -> dict:
 
 
 def table(result: dict) -> str:
-    rows = [f"{'':<30}{'frames':>7}{'seconds':>9}{'frames/s':>10}{'CPU s/frame':>12}{'load':>12}"]
+    rows = [f"{'':<18}{'malloc':>11}{'frames':>7}{'seconds':>8}{'frames/s':>9}{'CPU s/f':>8}"
+            f"{'faults/f':>9}{'load':>10}"]  # fmt: skip
     for key in ("offline_workers", "live", "offline_inprocess"):
         r = result.get(key)
         if r:
             load = f"{r['load_before']:.1f}-{r['load_after']:.1f}"
-            rows.append(f"{key:<30}{r['frames']:>7}{r['seconds']:>9.1f}{r['frames_per_s']:>10.3f}"
-                        f"{r['cpu_s_per_frame']:>12.2f}{load:>12}")  # fmt: skip
+            rows.append(f"{key:<18}{r['malloc']:>11}{r['frames']:>7}{r['seconds']:>8.1f}"
+                        f"{r['frames_per_s']:>9.3f}{r['cpu_s_per_frame']:>8.2f}"
+                        f"{r['faults_per_frame']:>9.0f}{load:>10}")  # fmt: skip
     for key in ("offline_workers", "live", "offline_inprocess"):
         if key in result:
-            rows.append(f"  {key}: {result[key]['used']}")
+            rss = " + ".join(f"{m:.0f}" for m in result[key]["peak_rss_mb"])
+            rows.append(f"  {key}: {result[key]['used']}; peak RSS MB: {rss}")
     if "offline_vs_live" in result:
         rows.append(f"offline (workers) / live: {result['offline_vs_live']:.2f}x (target >= 1.5x); "
                     f"in-process / live: {result['inprocess_vs_live']:.2f}x")  # fmt: skip
@@ -242,13 +277,14 @@ def main(argv: list[str] | None = None) -> int:
         workers = default_workers(settings) if args.workers is None else args.workers
         print(f"pn-bench-bag: offline, {workers} workers ...", flush=True)
         result["offline_workers"] = offline(settings, recording, work, photos[0], workers,
-                                            args.threads, args.batch)  # fmt: skip
+                                            args.threads, args.batch, args.malloc)  # fmt: skip
         if not args.skip_live:
             print("pn-bench-bag: the live node over DDS ...", flush=True)
-            result["live"] = live(params, photos, args.frames, out.parent / "bag_logs")
+            result["live"] = live(params, photos, args.frames, out.parent / "bag_logs",
+                                  args.live_malloc)  # fmt: skip
         print("pn-bench-bag: offline, models in this process ...", flush=True)
         result["offline_inprocess"] = offline(settings, recording, work, photos[0], 0, None,
-                                              args.batch_inprocess)  # fmt: skip
+                                              args.batch_inprocess, args.malloc)  # fmt: skip
         if "live" in result:
             fps = result["live"]["frames_per_s"]
             result["offline_vs_live"] = result["offline_workers"]["frames_per_s"] / fps
@@ -259,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
             for i in range(args.ray_recordings):
                 recs.append(work / f"rec{i}")
                 write_recording(recs[-1], photos[i % len(photos) :] + photos, args.ray_frames)
-            result["ray"] = ray_vs_one(settings, recs, work)
+            result["ray"] = ray_vs_one(settings, recs, work, args.malloc)
     except (TimeoutError, RuntimeError, OSError, ValueError) as exc:
         print(f"pn-bench-bag: {exc}", file=sys.stderr)
         return 1

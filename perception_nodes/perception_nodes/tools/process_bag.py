@@ -11,7 +11,8 @@ overrides single parameters (``--set sam.model=vit_b``). Per recording, ``DIR/<n
 :mod:`perception_nodes.bags.output`. Ctrl-C (or SIGTERM) stops after the frame in flight and
 leaves a valid output; ``--resume`` continues it. On a CPU the models run in ``--workers``
 processes (one torch thread each), frames in parallel, while this process tracks and writes in
-frame order (the same outputs as frame after frame). ``--ray [ADDRESS]`` processes the recordings
+frame order (the same outputs as frame after frame); these processes keep freed memory for the
+next frame (``--malloc throughput``, glibc: less CPU per frame, more memory). ``--ray [ADDRESS]`` processes the recordings
 on Ray workers (a local Ray without ADDRESS).
 """
 
@@ -30,6 +31,7 @@ from pathlib import Path
 import yaml
 
 from perception_nodes.bags.frames import BagError, Window, open_recording
+from perception_nodes.bags.malloc import DEFAULT_MODE, MODES, tune
 from perception_nodes.bags.output import OutputError, check_writable
 from perception_nodes.bags.runner import (
     JobOptions,
@@ -99,6 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                    help="process the recordings on Ray (no ADDRESS: start a local Ray)")  # fmt: skip
     r.add_argument("--cpus-per-worker", type=float, default=1.0)
+    r.add_argument("--malloc", choices=MODES, default=DEFAULT_MODE,
+                   help="glibc malloc of the processes running the models (this one, the "
+                        "workers, Ray's): 'throughput' keeps freed memory for the next frame "
+                        "(no fresh pages for each frame's large tensors: less CPU per frame; "
+                        "the memory stays at its peak); 'default': glibc's settings or your "
+                        "MALLOC_* variables (default: %(default)s)")  # fmt: skip
     return p
 
 
@@ -156,7 +164,7 @@ def options_of(args: argparse.Namespace, settings: BagSettings) -> JobOptions:
         batch=batch, part_frames=args.part_frames, copy_inputs=args.copy_inputs,
         overlay=not args.no_overlay, markers=not args.no_markers, resume=args.resume,
         overwrite=args.overwrite, progress=not args.no_progress, threads=args.threads,
-        workers=local,
+        workers=local, malloc=args.malloc,
     )  # fmt: skip
 
 
@@ -205,9 +213,11 @@ def _install_stop(stop: threading.Event, at_once: bool) -> None:
 
 def load_engine(settings: BagSettings, opts: JobOptions, warm_up=None):
     """The models: ``opts.workers`` worker processes (a FramePool), or a Pipeline here (0);
-    this process's message writing loaded too (no one-time cost in the first frame's time)."""
+    this process's message writing loaded too (no one-time cost in the first frame's time).
+    This process and the workers get ``opts.malloc``'s allocator (:mod:`.bags.malloc`)."""
     from perception_nodes.bags.messages import load_type_support
 
+    tune(opts.malloc)
     load_type_support()
     if opts.workers > 0:
         import cv2
@@ -215,7 +225,7 @@ def load_engine(settings: BagSettings, opts: JobOptions, warm_up=None):
         from perception_nodes.bags.workers import FramePool
 
         cv2.setNumThreads(1)  # this process reads, tracks and writes: the cores are the workers'
-        return FramePool(settings.pipeline, opts.workers, opts.threads or 1, warm_up)
+        return FramePool(settings.pipeline, opts.workers, opts.threads or 1, warm_up, opts.malloc)
     from perception_nodes.core.pipeline import Pipeline
 
     set_threads(opts.threads)
