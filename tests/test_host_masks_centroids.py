@@ -246,3 +246,13 @@ def test_bracket_miss_and_bins_are_reached():
     inside, _ = _bracket(one_bin, [n // 2], sample)
     top = inside.view(np.int32) >> 16
     assert np.count_nonzero(top == np.bincount(top).argmax()) > BIN_PARTITION_MAX
+
+
+def test_boxes_of_another_count_or_not_finite_are_refused():
+    scene = host_scene(48, 64, 6, seed=8)
+    masks, boxes = scene.segmentation.masks, scene.segmentation.boxes_xyxy.copy()
+    with pytest.raises(ValueError, match="5 boxes for 6 masks"):
+        region_centroids(masks, scene.depth_m, scene.k, boxes[:5])
+    boxes[2, 3] = np.nan
+    with pytest.raises(ValueError, match="finite"):
+        region_centroids(masks, scene.depth_m, scene.k, boxes)
