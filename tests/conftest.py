@@ -27,11 +27,30 @@ if not os.environ.get("PN_TEST_GPU"):
     os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 # A ROS domain of our own so concurrent test runs on one machine do not see each other.
 os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
+# pytest-xdist workers' domains: no run's own domain is here (pid defaults 1-100, engineers'
+# 100-135); Fast DDS takes domains up to 232
+XDIST_DOMAINS = range(136, 233)
+
+
+def worker_domain(base: int, worker: int, workers: int) -> int:
+    """The ROS domain of pytest-xdist worker ``worker`` (of ``workers``) in a run started in domain
+    ``base``: in :data:`XDIST_DOMAINS`, and another for every worker of runs whose bases are less
+    than ``97 // workers`` apart. It was ``(base + worker) % 100 + 1``: worker 1 of a run in 120 and
+    worker 0 of one in 121 shared domain 22, where either run's ``/perception_node`` answered and
+    changed the other's (test_live_params' 20-caller test then saw changes without an answer)."""
+    return XDIST_DOMAINS[(base * workers + worker) % len(XDIST_DOMAINS)]
+
+
 # Under pytest-xdist (`make test` runs two workers) each worker process inherits the run's
 # domain: move it to a domain of its own, or two workers' /perception_node answer each other.
 if os.environ.get("PYTEST_XDIST_WORKER", "").startswith("gw"):
-    _worker = int(os.environ["PYTEST_XDIST_WORKER"][2:])
-    os.environ["ROS_DOMAIN_ID"] = str((int(os.environ["ROS_DOMAIN_ID"]) + _worker) % 100 + 1)
+    os.environ["ROS_DOMAIN_ID"] = str(
+        worker_domain(
+            int(os.environ["ROS_DOMAIN_ID"]),
+            int(os.environ["PYTEST_XDIST_WORKER"][2:]),
+            int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "2")),
+        )
+    )
     # Two workers share the 2 cores: one compute thread each (torch, OpenMP, onnxruntime's
     # default), inherited by the node processes they start, instead of 2 x 2 threads spinning
     # against each other.
