@@ -75,20 +75,24 @@ class _Track:  # what the smoother reads of a track
         self.track_id = track_id
 
 
+@pytest.mark.parametrize("spread", [1, 10**6], ids=["ids by table", "ids by search"])
 @pytest.mark.parametrize("grid", [0, 10**9], ids=["sorted rows", "grid"])
-def test_relation_smoothing_in_arrays_equals_the_dict_per_relation(reference, grid, monkeypatch):
+def test_relation_smoothing_in_arrays_equals_the_dict_per_relation(
+    reference, grid, spread, monkeypatch
+):
     """Random frames: relations repeated within a frame, scores 0, negative or NaN, a repeated
     predicate name, predicate lists that change, regions in another order, tracks that die;
-    both ways of matching a frame's relations (sorted rows, the grid of region pairs)."""
+    both ways of matching a frame's relations (sorted rows, the grid of region pairs) and of
+    finding track ids (a lookup table when they are close together, else a binary search)."""
     monkeypatch.setattr(smoothing, "GRID_CELLS_PER_ROW", grid)
     old_smoother = sys.modules[reference.__module__.rsplit(".", 1)[0] + ".smoothing"]
     rng = np.random.default_rng(7)
     before, after = old_smoother.RelationSmoother(), RelationSmoother()
     names = ["on", "near", "left of", "on", "under", "behind"]
     for frame in range(40):
-        ids = rng.choice(np.arange(1, 30), size=int(rng.integers(0, 12)), replace=False)
+        ids = rng.choice(np.arange(1, 30), size=int(rng.integers(0, 12)), replace=False) * spread
         tracks = [_Track(int(i)) for i in ids]
-        alive = set(rng.choice(np.arange(1, 30), size=20, replace=False).tolist()) | set(
+        alive = set((rng.choice(np.arange(1, 30), size=20, replace=False) * spread).tolist()) | set(
             ids[: len(ids) // 2].tolist()
         )
         predicates = names[: int(rng.integers(1, len(names) + 1))]

@@ -15,6 +15,7 @@ from perception_nodes.core.types import RegionLabels, Relations
 MIN_KEPT_SCORE = (
     0.01  # smoothed relations that decayed below this are forgotten (bounds the memory)
 )
+LOOKUP_SPAN = 4096  # track ids this close together are found by a table, not by a search
 GRID_CELLS_PER_ROW = 8  # the frame's relations go on a grid if it has <= 8 cells per row
 
 
@@ -148,8 +149,9 @@ class RelationSmoother:
         ok = in_alive[f_subj] & in_alive[f_obj]  # between live tracks only
         first = first[ok]
         new_keys = np.stack([tids[f_subj[ok]], f_code[ok], tids[f_obj[ok]]], axis=1)
-        self._keys = np.concatenate([old_keys[keep_old], new_keys.reshape(-1, 3)])
-        self._values = np.concatenate([updated[keep_old], seen[first]])
+        kept_rows = np.flatnonzero(keep_old)  # (row indices: a boolean mask of (K, 3) is slow)
+        self._keys = np.concatenate([old_keys[kept_rows], new_keys.reshape(-1, 3)])
+        self._values = np.concatenate([updated[kept_rows], seen[first]])
         out = np.zeros(len(seen))  # the stored relations of the frame, on the grid
         kept = keep_old[rows]
         out[cell[kept]] = updated[rows[kept]]
@@ -289,6 +291,15 @@ def _positions(ids: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndar
     repeated id)."""
     if not len(ids):
         return np.zeros(wanted.shape, np.int64), np.zeros(wanted.shape, bool)
+    lo = int(ids.min())
+    span = int(ids.max()) - lo + 1
+    if span <= max(LOOKUP_SPAN, 2 * wanted.size):  # ids close together: a lookup table
+        table = np.full(span, -1, np.int64)
+        table[ids - lo] = np.arange(len(ids))
+        at = wanted - lo
+        inside = (at >= 0) & (at < span)
+        index = table[np.where(inside, at, 0)]
+        return np.maximum(index, 0), inside & (index >= 0)
     order = np.argsort(ids, kind="stable")
     pos = np.minimum(np.searchsorted(ids[order], wanted), len(ids) - 1)
     return order[pos], ids[order][pos] == wanted
