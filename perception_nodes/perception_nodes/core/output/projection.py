@@ -121,9 +121,15 @@ def _median(values: np.ndarray) -> float:
     float64 as numpy's median does."""
     n = values.size
     k = n // 2
+    if n == 1:
+        return float(values[0])
+    if n < RADIX_MIN_VALUES or values.dtype != np.float32:  # most regions: one partition
+        part = np.partition(values, (k - 1, k))  # two positions: see _partition_at
+        lo, hi = part[k - 1], part[k]
+    else:
+        lo, hi = _kth_values(values, (k - 1, k))
     if n % 2:
-        return float(_kth_values(values, (k,))[0])
-    lo, hi = _kth_values(values, (k - 1, k))
+        return float(hi)
     return float((np.float64(lo) + np.float64(hi)) / 2.0)
 
 
