@@ -43,6 +43,18 @@ def region_text(graph: SceneGraph, i: int) -> str:
     return f"{who}{graph.labels[i]} {graph.label_scores[i]:.2f}"
 
 
+def region_texts(graph: SceneGraph) -> list[str]:
+    """:func:`region_text` of every region, from one ``tolist()`` per array (the same texts:
+    a float32 score formats as the Python float it converts to)."""
+    return [
+        f"#{tid} {label} {score:.2f}" if tid else f"{rid}:{label} {score:.2f}"
+        for tid, rid, label, score in zip(
+            graph.track_ids.tolist(), graph.region_ids.tolist(), graph.labels,
+            graph.label_scores.tolist(),
+        )
+    ]  # fmt: skip
+
+
 def _run_events(height: int, width: int, counts: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every region's 1-runs as events in the column-major flattened image: ``(pos, region,
     starts)``, ``pos`` the pixel index ``x * H + y`` where a 1-run starts (``starts`` True) or
@@ -161,9 +173,11 @@ def blend_tables(members: np.ndarray, colours: np.ndarray, alpha: float) -> np.n
     keep = 1.0 - float(alpha)
     k = members.sum(axis=1)  # (S,) regions per set
     after = k[:, None] - np.cumsum(members, axis=1)  # (S, N) the set's regions blended after each
-    weights = np.where(members, float(alpha) * keep ** after.astype(np.float64), 0.0)
+    # keep ** j for j = 0..N once, looked up (the same float64 powers as raising every entry)
+    powers = keep ** np.arange(members.shape[1] + 1, dtype=np.float64)
+    weights = np.where(members, (float(alpha) * powers)[after], 0.0)
     offset = (weights @ colours.astype(np.float64)).astype(np.float32)  # (S, 3)
-    scale = (keep ** k.astype(np.float64)).astype(np.float32)  # (S,)
+    scale = powers[k].astype(np.float32)  # (S,)
     values = np.arange(256, dtype=np.float32)
     tables = scale[:, None, None] * values + offset[:, :, None]  # (S, 3, 256), in [0, 255]
     return np.clip(tables, 0, 255, out=tables).astype(np.uint8)
@@ -238,8 +252,7 @@ def _draw_labels(out, graph: SceneGraph, colours: np.ndarray, font, scale: float
     """Each region's caption (:func:`region_text`) in black on a box of its colour, at its
     box's top-left corner (moved down to stay inside the image)."""
     corners = graph.boxes_xyxy[:, :2].astype(np.int64).tolist()  # truncated, as int() of each
-    for i, ((x0, y0), colour) in enumerate(zip(corners, colours.tolist())):
-        text = region_text(graph, i)
+    for text, (x0, y0), colour in zip(region_texts(graph), corners, colours.tolist()):
         (tw, th), _ = cv2.getTextSize(text, font, scale, 1)
         y = max(th + 2, y0)
         cv2.rectangle(out, (x0, y - th - 2), (x0 + tw, y + 2), tuple(colour), -1)
