@@ -78,6 +78,9 @@ class LiveParameters:
                 check_vocabulary(list(config.vocabulary_labels), list(config.vocabulary_templates))
         except (PipelineError, ValueError) as exc:
             return str(exc)
+        except Exception as exc:  # noqa: BLE001 (raised in rclpy's callback it ended the executor)
+            self._node.get_logger().error(f"parameter check failed: {type(exc).__name__}: {exc}")
+            return f"refused: the check failed unexpectedly ({type(exc).__name__}: {exc})"
         return None
 
     def apply(self, params) -> None:
@@ -90,10 +93,10 @@ class LiveParameters:
             return
         try:
             pipeline.apply_settings(self.pipeline_config())
-        except (
-            PipelineError,
-            ValueError,
-        ) as exc:  # checked before accepting: only a race gets here
-            self._node.get_logger().error(f"parameters accepted but not applied: {exc}")
+        except Exception as exc:  # noqa: BLE001 (checked before accepting: only a race or a bug
+            # gets here; raised in rclpy's callback it would end the node's executor)
+            self._node.get_logger().error(
+                f"parameters accepted but not applied: {type(exc).__name__}: {exc}"
+            )
             return
         self._node.get_logger().info(f"applied from the next frame: {', '.join(sorted(changed))}")

@@ -6,6 +6,7 @@ templates (each puts the phrase exactly once under :func:`fill_template`). Viola
 
 from __future__ import annotations
 
+import string
 import unicodedata
 from dataclasses import dataclass
 
@@ -21,6 +22,9 @@ class VocabularyLimits:
     max_entries: int = 10_000
     max_phrase_chars: int = 256
     max_templates: int = 64
+    #: a longer template cannot leave room for a phrase in CLIP's 77 tokens; refused before its
+    #: tokens are counted (1 MB of text took ~1 CPU-s to tokenize)
+    max_template_chars: int = 1024
 
 
 def fold(phrase: str) -> str:
@@ -51,6 +55,12 @@ def check_templates(templates: object, limits: VocabularyLimits | None = None) -
     for t in templates:
         if not isinstance(t, str):
             raise VocabularyError(f"template {t!r} must be a string")
+        if len(t) > limits.max_template_chars:
+            raise VocabularyError(
+                f"template {t[:40]!r}... has {len(t)} characters; "
+                f"the limit is {limits.max_template_chars}"
+            )
+        _check_placeholder_field(t)
         try:
             filled = fill_template(t, _PLACEHOLDER_PROBE)
         except (IndexError, KeyError, ValueError) as exc:
@@ -64,6 +74,27 @@ def check_templates(templates: object, limits: VocabularyLimits | None = None) -
                 f"it formats to {fill_template(t, 'x')!r}"
             )
     return tuple(templates)
+
+
+def _check_placeholder_field(template: str) -> None:
+    """VocabularyError for a replacement field other than ``{}`` / ``{0}``: with a format spec,
+    conversion, attribute or index (``'{:>9}'``, ``'{!r}'``, ``'{0.upper}'``). Checked by parsing,
+    without formatting: a width such as ``'{:>2000000000}'`` made the check itself build a 2 GB
+    string (1.9 GB peak memory, 2 CPU-s per template), and ``'{0.__class__.x}'`` raised an
+    AttributeError the parameter check did not expect."""
+    try:
+        fields = [f for f in string.Formatter().parse(template) if f[1] is not None]
+    except ValueError:
+        return  # not a valid format string: refused where it is filled, with the reason
+    for _, name, spec, conversion in fields:
+        if name not in ("", "0") or spec or conversion:
+            field = (
+                f"{{{name}{'!' + conversion if conversion else ''}{':' + spec if spec else ''}}}"
+            )
+            raise VocabularyError(
+                f"template {template[:60]!r} must contain '{{}}' exactly once (where the phrase "
+                f"goes), plain: no format spec, conversion, attribute or index ({field[:60]!r})"
+            )
 
 
 def check_labels(labels: object, limits: VocabularyLimits | None = None) -> list[str]:

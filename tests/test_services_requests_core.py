@@ -1,0 +1,102 @@
+"""Bad vocabulary templates and failing parameter checks are refused with a reason, in-process.
+
+A template is checked by parsing it, not by formatting it: ``'{:>2000000000}'`` made the check
+build a 2 GB string, and ``'{0.__class__.__init__.__globals__}'`` raised an AttributeError that
+the parameter check let through into rclpy, whose executor then stopped (the node answered
+nothing more). The DDS side (answers while frames flow) is tests/test_services_bad_requests.py.
+"""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import pytest
+
+from perception_nodes.core.config import DEFAULT_TEMPLATES
+from perception_nodes.core.vocabulary.checks import (
+    VocabularyError,
+    VocabularyLimits,
+    check_templates,
+    fill_template,
+)
+
+FIELDS_REFUSED = ["{:>100000000}", "{:.2}", "{0!r}", "{!s:>5}", "{:{}}", "{0[0]}", "{1}",
+                  "{x}", "{0.upper}", "{0.__class__.__init__.__globals__}"]  # fmt: skip
+
+
+@pytest.mark.parametrize("template", FIELDS_REFUSED)
+def test_a_field_other_than_a_plain_placeholder_is_refused_without_formatting(template):
+    tracemalloc.start()
+    try:
+        with pytest.raises(VocabularyError, match="exactly once"):
+            check_templates([f"a photo of a {template}."])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000, peak  # the 100 MB width is never built
+
+
+def test_plain_templates_are_accepted_and_filled_as_before():
+    accepted = [*DEFAULT_TEMPLATES, "{0}", "{{}} {}", "{}", "x" * 1022 + "{}"]
+    assert check_templates(accepted) == tuple(accepted)
+    for t in accepted:
+        assert fill_template(t, "red cup") == t.format("red cup")
+
+
+def test_a_template_over_the_length_limit_is_refused():
+    with pytest.raises(VocabularyError, match="1025 characters; the limit is 1024"):
+        check_templates(["x" * 1023 + "{}"])
+    with pytest.raises(VocabularyError, match="10 characters; the limit is 9"):
+        check_templates(["a {} here!"], VocabularyLimits(max_template_chars=9))
+
+
+class _FailingPipeline:
+    """A pipeline whose settings check or apply raises what no caller expects."""
+
+    def __init__(self, on: str) -> None:
+        self.on, self.applied = on, 0
+
+    def check_settings(self, config):
+        if self.on == "check":
+            raise RuntimeError("check broke")
+        return []
+
+    def apply_settings(self, config):
+        self.applied += 1
+        raise RuntimeError("apply broke")
+
+
+def _live_parameters(ros_context, pipeline):
+    from rclpy.node import Node
+
+    from perception_nodes.ros.live_params import LiveParameters
+
+    node = Node("live_params_check", context=ros_context)
+    LiveParameters(node, lambda: pipeline, lambda names: None)
+    return node
+
+
+def test_a_template_parameter_with_attribute_access_is_refused_not_raised(ros_context):
+    from rclpy.parameter import Parameter
+
+    node = _live_parameters(ros_context, None)  # unconfigured: the vocabulary rules check it
+    bad = ["{0.__class__.__init__.__globals__}"]
+    (result,) = node.set_parameters([Parameter("vocabulary.templates", value=bad)])
+    assert not result.successful and "exactly once" in result.reason, result.reason
+    assert list(node.get_parameter("vocabulary.templates").value) == list(DEFAULT_TEMPLATES)
+    node.destroy_node()
+
+
+def test_an_unexpected_error_in_a_parameter_check_or_apply_is_answered(ros_context):
+    from rclpy.parameter import Parameter
+
+    node = _live_parameters(ros_context, _FailingPipeline("check"))
+    (result,) = node.set_parameters([Parameter("amg.max_regions", value=3)])
+    assert not result.successful and "RuntimeError: check broke" in result.reason
+    assert node.get_parameter("amg.max_regions").value != 3
+    node.destroy_node()
+    pipeline = _FailingPipeline("apply")
+    node = _live_parameters(ros_context, pipeline)
+    (result,) = node.set_parameters([Parameter("amg.max_regions", value=3)])
+    assert result.successful and pipeline.applied == 1  # accepted; not applied: logged
+    node.destroy_node()
