@@ -84,7 +84,9 @@ def _counts_in_boxes(masks: np.ndarray, box: np.ndarray) -> list[list[int]]:
         if got is not inner:  # OpenCV gave a new array instead of writing in place
             inner[...] = got
     change = np.flatnonzero(buf[1:] != buf[:-1])
-    region = np.searchsorted(start, change, side="right") - 1
+    # the segment of each change: changes are sorted, so counts per segment and a repeat (the
+    # searchsorted of every change into the segment starts was ~10x slower)
+    region = np.repeat(np.arange(n), np.diff(np.searchsorted(change, start)))
     col, row = np.divmod(change - start[region], col_len[region])
     pos = (x0[region] + col) * h + (y0[region] + row)
     # a run leaving a full-height box's column at the bottom goes on at the next column's top
