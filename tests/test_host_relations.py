@@ -149,3 +149,45 @@ def test_held_boxes_are_the_pixel_boxes_and_odd_boxes_keep_the_geometry():
         seg.boxes_xyxy[3, 2] = bad
         with pytest.raises(RelationInputError, match="finite"):
             region_geometry(seg, depth)
+
+
+def _previous_scores(pred, geom):
+    """``GeometricRelationPredictor.scores`` before issue 17's pass (verbatim but for names)."""
+    from perception_nodes.core.relations.geometric import _clip01, _PairTerms
+
+    n = len(geom)
+    t = _PairTerms(geom)
+    inter = geom.inter
+    frac_s = inter / geom.areas[:, None]
+    smaller = geom.areas[:, None] < geom.areas[None, :]
+    out = np.zeros((n, n, len(pred.predicates)), dtype=np.float64)
+    part_of = _clip01((frac_s - 0.7) / 0.25) * smaller
+    contained = np.maximum(part_of, part_of.T)
+    out[:, :, 0] = _clip01(t.dcx / t.half_w) * (1 - contained)
+    out[:, :, 1] = _clip01(-t.dcx / t.half_w) * (1 - contained)
+    out[:, :, 2] = _clip01(t.dcy / t.half_h) * (1 - contained)
+    out[:, :, 3] = _clip01(-t.dcy / t.half_h) * (1 - contained)
+    out[:, :, 4] = pred._on(t, frac_s) * (1 - contained)
+    out[:, :, 5] = part_of
+    out[:, :, 6] = (t.box_in_obj * _clip01((0.5 - frac_s) / 0.4) * smaller
+                    * _clip01((t.box_in_obj - 0.8) / 0.15))  # fmt: skip
+    iou_min = inter / np.minimum(geom.areas[:, None], geom.areas[None, :])
+    out[:, :, 7] = _clip01(iou_min / 0.3) * (1 - contained) * (iou_min > 0.02)
+    gap = np.hypot(t.gap_x, t.gap_y) / np.minimum(t.half_w, t.half_h)
+    side_by_side = np.maximum(t.y_overlap, t.x_overlap)
+    out[:, :, 8] = (np.exp(-gap / 0.5) * side_by_side * _clip01(1 - iou_min / 0.3)
+                    * (1 - contained))  # fmt: skip
+    out[:, :, 9], out[:, :, 10] = pred._depth_order(geom)
+    idx = np.arange(n)
+    out[idx, idx, :] = 0.0
+    return out.astype(np.float32)
+
+
+def test_geometric_scores_equal_the_previous_code():
+    pred = GeometricRelationPredictor()
+    for scene, depth in _scenes():
+        for d in (depth, None):
+            geom = region_geometry(scene.segmentation, d)
+            got, ref = pred.scores(geom), _previous_scores(pred, geom)
+            assert got.dtype == ref.dtype and got.tobytes() == ref.tobytes()
+            assert (ref[..., 5] > 0).any() and (ref[..., :4] == 1).any()  # containment, saturation

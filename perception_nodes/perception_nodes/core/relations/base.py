@@ -246,14 +246,14 @@ def _median_depths(
     for i, b in enumerate(held):
         x0, y0, x1, y1 = (0, 0, w, h) if b is None else b
         r0, c0, r1, c1 = -(-y0 // stride), -(-x0 // stride), -(-y1 // stride), -(-x1 // stride)
-        sel = (grid[i, r0:r1, c0:c1] != 0) & valid[r0:r1, c0:c1]
-        if sel.any():
-            out[i] = _median(sub_depth[r0:r1, c0:c1][sel])
+        values = sub_depth[r0:r1, c0:c1][grid[i, r0:r1, c0:c1] & valid[r0:r1, c0:c1]]
+        if values.size:
+            out[i] = _median(values)
             continue
         d = depth[y0:y1, x0:x1]  # small mask: full resolution
-        sel = masks[i, y0:y1, x0:x1] & np.isfinite(d) & (d > 0)
-        if sel.any():
-            out[i] = _median(d[sel])
+        values = d[masks[i, y0:y1, x0:x1] & np.isfinite(d) & (d > 0)]
+        if values.size:
+            out[i] = _median(values)
     return out
 
 
@@ -262,12 +262,13 @@ def _median(values: np.ndarray) -> float:
     numpy's own steps (one partition, then the mean of the middle one or two values: their sum
     in the values' dtype, halved) without its NaN check, argument handling and ``np.mean`` call
     (most of the cost for small arrays; halving is exact, so the dtype it is done in does not
-    matter)."""
+    matter). Partitions ``values`` in place (the callers' own copies), not a copy of them."""
     k = values.size // 2
     if values.size % 2:
-        return float(np.partition(values, k)[k])
-    part = np.partition(values, (k - 1, k))
-    return float((part[k - 1] + part[k]) / 2)
+        values.partition(k)
+        return float(values[k])
+    values.partition((k - 1, k))
+    return float((values[k - 1] + values[k]) / 2)
 
 
 #: Names of the columns of :func:`pair_features` (G = 19).

@@ -87,16 +87,15 @@ class GeometricRelationPredictor(RelationPredictor):
         t = _PairTerms(geom)
         inter = geom.inter
         frac_s = inter / geom.areas[:, None]  # fraction of the subject inside the object's mask
-        inter / geom.areas[None, :]
         smaller = geom.areas[:, None] < geom.areas[None, :]
         out = np.zeros((n, n, len(self.predicates)), dtype=np.float64)
         part_of = _clip01((frac_s - 0.7) / 0.25) * smaller
-        contained = np.maximum(part_of, part_of.T)
-        out[:, :, 0] = _clip01(t.dcx / t.half_w) * (1 - contained)  # left of
-        out[:, :, 1] = _clip01(-t.dcx / t.half_w) * (1 - contained)  # right of
-        out[:, :, 2] = _clip01(t.dcy / t.half_h) * (1 - contained)  # above
-        out[:, :, 3] = _clip01(-t.dcy / t.half_h) * (1 - contained)  # below
-        out[:, :, 4] = self._on(t, frac_s) * (1 - contained)
+        free = 1 - np.maximum(part_of, part_of.T)  # 0 where one of the pair contains the other
+        out[:, :, 0] = _clip01(t.dcx / t.half_w) * free  # left of
+        out[:, :, 1] = _clip01(-t.dcx / t.half_w) * free  # right of
+        out[:, :, 2] = _clip01(t.dcy / t.half_h) * free  # above
+        out[:, :, 3] = _clip01(-t.dcy / t.half_h) * free  # below
+        out[:, :, 4] = self._on(t, frac_s) * free
         out[:, :, 5] = part_of
         out[:, :, 6] = (
             t.box_in_obj
@@ -105,12 +104,10 @@ class GeometricRelationPredictor(RelationPredictor):
             * _clip01((t.box_in_obj - 0.8) / 0.15)
         )
         iou_min = inter / np.minimum(geom.areas[:, None], geom.areas[None, :])
-        out[:, :, 7] = _clip01(iou_min / 0.3) * (1 - contained) * (iou_min > 0.02)  # overlapping
+        out[:, :, 7] = _clip01(iou_min / 0.3) * free * (iou_min > 0.02)  # overlapping
         gap = np.hypot(t.gap_x, t.gap_y) / np.minimum(t.half_w, t.half_h)
         side_by_side = np.maximum(t.y_overlap, t.x_overlap)
-        out[:, :, 8] = (
-            np.exp(-gap / 0.5) * side_by_side * _clip01(1 - iou_min / 0.3) * (1 - contained)
-        )
+        out[:, :, 8] = np.exp(-gap / 0.5) * side_by_side * _clip01(1 - iou_min / 0.3) * free
         out[:, :, 9], out[:, :, 10] = self._depth_order(geom)
         idx = np.arange(n)
         out[idx, idx, :] = 0.0
