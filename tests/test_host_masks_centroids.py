@@ -256,3 +256,14 @@ def test_boxes_of_another_count_or_not_finite_are_refused():
     boxes[2, 3] = np.nan
     with pytest.raises(ValueError, match="finite"):
         region_centroids(masks, scene.depth_m, scene.k, boxes)
+
+
+def test_negative_values_are_ordered_or_refused_never_misordered():
+    rng = np.random.default_rng(9)
+    n = 100_001
+    mostly_positive = rng.uniform(-1.0, 5.0, n).astype(np.float32)  # negatives below the bracket
+    ks = (n // 2 - 1, n // 2)
+    want = np.partition(mostly_positive, ks)[list(ks)]
+    assert np.array_equal(np.array(_kth_values(mostly_positive, ks), np.float32), want)
+    with pytest.raises(ValueError):  # the bracket holds negative values: their histogram bin
+        _kth_values(rng.uniform(-5.0, -1.0, n).astype(np.float32), ks)

@@ -143,8 +143,8 @@ def _kth_values(values: np.ndarray, ks: tuple[int, ...]) -> list:
     instead names a likely value (:func:`_repeated_kth`) or brackets the positions between two
     values (:func:`_bracket`), and inside the bracket the values are selected by counting
     (:func:`_radix_kth`); comparisons and counts only, whatever the order or repetition of the
-    values. A negative value raises ``ValueError`` (negative histogram bin) instead of a wrong
-    answer."""
+    values. Negative values never give a wrong answer: comparisons order them, and a histogram
+    that meets one raises ``ValueError`` (negative bin); -0.0 and 0.0 count as equal."""
     if values.size < RADIX_MIN_VALUES or values.dtype != np.float32:
         return _partition_at(values, list(ks))
     sample = np.sort(values[:: max(1, values.size // SAMPLE_SIZE)])
