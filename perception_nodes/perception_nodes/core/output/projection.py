@@ -9,7 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from perception_nodes.core.output.rle import _pixel_boxes, tight_boxes
+from perception_nodes.core.output.rle import pixel_boxes, tight_boxes
 
 # Largest |(u - cx) / fx| (and v/fy) a pixel of the image may have: a ray a million times wider
 # than deep is ~89.99994 degrees off axis, no real camera. Smaller focal lengths (fx = 1e-300)
@@ -243,7 +243,7 @@ def _boxes(masks: np.ndarray, boxes: np.ndarray | None) -> list[tuple[int, int, 
         raise ValueError(f"{boxes.shape[0]} boxes for {n} masks")
     if not np.isfinite(boxes).all():
         raise ValueError("boxes must have finite coordinates")
-    return [tuple(b) for b in _pixel_boxes(boxes, h, w).tolist()]
+    return [tuple(b) for b in pixel_boxes(boxes, h, w).tolist()]
 
 
 def label_image(
@@ -263,14 +263,14 @@ def label_image(
         raise ValueError("region ids above 65535 do not fit a 16UC1 label image")
     if masks.dtype != bool:
         masks = masks.astype(bool)
-    pixel_boxes = _boxes(masks, boxes)
+    px_boxes = _boxes(masks, boxes)
     crops = [masks[i, y0:y1, x0:x1].view(np.uint8) for i, (x0, y0, x1, y1) in
-             enumerate(pixel_boxes)]  # fmt: skip
+             enumerate(px_boxes)]  # fmt: skip
     areas = np.array([cv2.countNonZero(c) if c.size else 0 for c in crops], dtype=np.int64)
     ids, fill = np.asarray(region_ids).tolist(), np.empty((h, w), np.uint16)
     for i in np.argsort(-areas, kind="stable").tolist():
         if areas[i]:  # OpenCV's masked copy: cheaper than numpy's boolean assignment
-            x0, y0, x1, y1 = pixel_boxes[i]
+            x0, y0, x1, y1 = px_boxes[i]
             value = fill[: y1 - y0, : x1 - x0]
             value.fill(ids[i])
             cv2.copyTo(value, crops[i], img[y0:y1, x0:x1])

@@ -50,11 +50,11 @@ def encode_masks(masks: np.ndarray, boxes: np.ndarray | None = None) -> list[lis
     if boxes is None:
         box = tight_boxes(masks)
     else:
-        box = _pixel_boxes(np.asarray(boxes, dtype=np.float64).reshape(n, 4), h, w)
+        box = pixel_boxes(np.asarray(boxes, dtype=np.float64).reshape(n, 4), h, w)
     return _counts_in_boxes(masks, box)
 
 
-def _pixel_boxes(boxes: np.ndarray, h: int, w: int) -> np.ndarray:
+def pixel_boxes(boxes: np.ndarray, h: int, w: int) -> np.ndarray:
     """``(N, 4)`` int64 :func:`pixel_box` of each row of ``(N, 4)`` float64 XYXY ``boxes``."""
     lo = np.maximum(np.floor(boxes[:, :2]), 0).astype(np.int64)
     hi = np.minimum(np.ceil(boxes[:, 2:]), (w, h)).astype(np.int64)
