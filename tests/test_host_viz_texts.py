@@ -58,3 +58,42 @@ def test_blend_tables_equal_the_previous_powers(alpha):
         assert got.dtype == np.uint8 and np.array_equal(
             got, _previous_tables(members, colours, alpha)
         )
+
+
+def test_unique_rows_name_each_set_once_whatever_the_path(monkeypatch):
+    """``_unique_rows`` for 1, 2 and 3 words per row: the distinct rows, each row's index
+    among them, the empty set first; also through the np.unique fallbacks (keys whose 32-bit
+    hashes collide, 64-bit keys shared by different rows)."""
+    from perception_nodes.core.output import draw
+
+    rng = np.random.default_rng(3)
+    for k in (1, 2, 3):
+        pool = rng.integers(0, 2**63, (300, k), dtype=np.int64).astype(np.uint64)
+        pool[0] = 0
+        words = pool[np.concatenate([[0], rng.integers(0, 300, 20000)])]
+        # one word is its own key; more words are hashed, and a shared key is checked
+        for patch in (None, "no_hash_order") + (("shared_keys",) if k > 1 else ()):
+            with monkeypatch.context() as m:
+                if patch == "no_hash_order":
+                    m.setattr(draw, "_hash_order", lambda key: None)
+                elif patch == "shared_keys":
+                    m.setattr(draw, "_row_keys", lambda w: w[:, 0] & np.uint64(7))
+                rows, inverse = draw._unique_rows(words)
+            assert np.array_equal(rows[inverse], words), (k, patch)
+            assert len(np.unique(rows, axis=0)) == len(rows) == len(np.unique(words, axis=0))
+            assert not rows[inverse[0]].any()
+
+
+def test_hash_order_gives_up_on_colliding_hashes():
+    from perception_nodes.core.output.draw import _hash_order
+
+    golden = 0x9E3779B97F4A7C15
+    step = pow(golden, -1, 2**64)  # key + step: the hash grows by 1, its top 32 bits stay
+    a = 123456789
+    key = np.array([a, (a + step) % 2**64, a, 5, 5], np.uint64)
+    assert _hash_order(key) is None
+    key = np.array([a, 5, a, 7, 5, a], np.uint64)
+    order = _hash_order(key)
+    assert sorted(order.tolist()) == list(range(6))
+    runs = 1 + int(np.count_nonzero(key[order][1:] != key[order][:-1]))
+    assert runs == 3  # equal keys adjacent
