@@ -159,3 +159,59 @@ def test_symmetric_predicates_given_as_an_iterator():
     assert want[0].tolist() == [0, 1, 2] and want[3][1] == np.float32(0.5)  # 1's pair merged
     got = filter_relations(rel, 10, 1, 0.0, symmetric_predicates=iter(("next to",)))
     assert all(np.array_equal(g, w) for g, w in zip(got, want))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_tie_cut_filter_equals_filtering_every_relation(monkeypatch, seed):
+    """Many relations tied at the best-first score (saturated scores): the try with the tied
+    ones cut by subject gives what filtering every relation gives, whether it is taken or
+    found short; both outcomes occur, and on the geometric predictor's relations it is
+    taken."""
+    rng = np.random.default_rng(100 + seed)
+    tries, real = [], scene_graph._tie_cuts
+
+    def spy(*a, **k):
+        tries.append([])
+        for sel, cut in real(*a, **k):
+            tries[-1].append(cut)
+            yield sel, cut
+
+    monkeypatch.setattr(scene_graph, "_tie_cuts", spy)
+    outcomes = set()
+    for n, m in ((12, 3000), (40, 20000), (100, 30000)):
+        for levels in (1, 2, 5):
+            rel = _relations(rng, n, m, levels)
+            for args in ((50, 5, 0.3), (10, 1, 0.0), (7, 0, 0.1), (20, 3, 0.5), (200, 2, 0.2)):
+                for merge in (True, False):
+                    tries.clear()
+                    got = filter_relations(rel, *args, merge_symmetric=merge)
+                    outcomes |= {(t[0] is not None, len(t)) for t in tries}
+                    ref = _every_relation(monkeypatch, rel, *args, merge_symmetric=merge)
+                    for g, r in zip(got, ref):
+                        assert g.dtype == r.dtype and np.array_equal(g, r), (n, m, levels, args)
+    assert (True, 1) in outcomes and (True, 2) in outcomes  # a cut taken, a cut found short
+    scene = host_scene(480, 640, 100, seed=seed)
+    rel = GeometricRelationPredictor().predict(scene.segmentation, None, scene.depth_m)
+    tries.clear()
+    got = filter_relations(rel, 50, 5, 0.3)
+    assert tries[0] == [tries[0][0]] and tries[0][0] is not None  # the cut was the answer
+    ref = _every_relation(monkeypatch, rel, 50, 5, 0.3)
+    assert all(np.array_equal(g, r) for g, r in zip(got, ref))
+
+
+def test_tie_cut_refuses_winners_past_the_cut():
+    """Merged symmetric pairs keep the orientation given first, so a pair whose smaller region
+    is within the cut can win with a subject past it, ahead of subjects the cut left out:
+    such a result is not taken. Here the cut (region 9) holds ten "b next to a" pairs won as
+    (20 + a, a), and subjects 10-14 (left out) come first in the answer."""
+    nxt, left = GEOMETRIC_PREDICATES.index("next to"), GEOMETRIC_PREDICATES.index("left of")
+    rows = [(20 + a, a, nxt) for a in range(10)] + [(a, 20 + a, nxt) for a in range(10)]
+    rows += [(s, 30 + j, left) for s in range(10, 15) for j in range(5)]
+    s, o, p = (np.array(c, np.int64) for c in zip(*rows))
+    rel = Relations(s, o, p, np.ones(len(rows), np.float32), list(GEOMETRIC_PREDICATES),
+                    "geometric")  # fmt: skip
+    got = filter_relations(rel, top_k=5, top_k_per_subject=1, score_threshold=0.5)
+    assert got[0].tolist() == [10, 11, 12, 13, 14]
+    cuts = list(scene_graph._tie_cuts(s, o, p, rel.score, np.arange(len(rows)), np.float32(1),
+                                      20, (rel.predicates, 5, 1, True, ("next to",))))  # fmt: skip
+    assert [c for _, c in cuts] == [9, None]  # the cut is tried (and refused above)

@@ -87,16 +87,9 @@ class SceneGraph:
 
     def __post_init__(self) -> None:
         n = self.num_regions
-        self.track_ids = (
-            np.zeros(n, np.uint64)
-            if self.track_ids is None
-            else np.asarray(self.track_ids, np.uint64)
-        )
-        self.track_ages = (
-            np.zeros(n, np.uint32)
-            if self.track_ages is None
-            else np.asarray(self.track_ages, np.uint32)
-        )
+        ids, ages = self.track_ids, self.track_ages
+        self.track_ids = np.zeros(n, np.uint64) if ids is None else np.asarray(ids, np.uint64)
+        self.track_ages = np.zeros(n, np.uint32) if ages is None else np.asarray(ages, np.uint32)
         if self.track_ids.shape != (n,) or self.track_ages.shape != (n,):
             raise SceneGraphError(
                 f"track ids/ages of shapes {self.track_ids.shape}/{self.track_ages.shape} "
@@ -153,44 +146,71 @@ def filter_relations(
     s = np.asarray(relations.subject, dtype=np.int64).reshape(-1)
     o = np.asarray(relations.object, dtype=np.int64).reshape(-1)
     p = np.asarray(relations.predicate_index, dtype=np.int64).reshape(-1)
-    sc = np.asarray(relations.score, dtype=np.float64).reshape(-1)
-    keep = np.flatnonzero((s != o) & (sc >= score_threshold))
-    s, o, p, sc = s[keep], o[keep], p[keep], sc[keep]
+    raw = np.asarray(relations.score).reshape(-1)
+    if raw.dtype.kind != "f":
+        raw = raw.astype(np.float64)
     symmetric_predicates = tuple(symmetric_predicates)  # an iterator would be read once only
     args = (relations.predicates, top_k, top_k_per_subject, merge_symmetric, symmetric_predicates)
     take = _BEST_FIRST * top_k
-    while 0 < take < sc.size:
+    while 0 < take < raw.size:
         # Only the best-scored relations can make the top ``top_k``: filter those scoring at
-        # least the ``take``-th best score (ties included). Merging keeps each key's best
-        # score, so their winners are exactly the winners scoring >= that score, and sorted
-        # they are the head of all winners in order (so are the per-subject counts): when
-        # ``top_k`` of them pass, they are the answer. Else try 4 times as many.
-        least = np.partition(sc, sc.size - take)[sc.size - take]
-        best = np.flatnonzero(sc >= least)
-        got = _filter_kept(s[best], o[best], p[best], sc[best], *args)
-        if got[0].size >= top_k:
-            return got
+        # least the ``take``-th best given score (ties included). Merging keeps each key's
+        # best score, so their winners are exactly the winners scoring >= that score, and
+        # sorted they are the head of all winners in order (so are the per-subject counts):
+        # when ``top_k`` of them pass, they are the answer. Else try 4 times as many.
+        least = np.partition(raw, raw.size - take)[raw.size - take]
+        if np.isnan(least):  # NaN sorts last: more than ``take`` NaN scores
+            take *= 4
+            continue
+        best = np.flatnonzero(raw >= least)
+        for sel, cut in _tie_cuts(s, o, p, raw, best, least, take, args):
+            got = _filter_kept(*_passing(s[sel], o[sel], p[sel], raw[sel], score_threshold), *args)
+            k = top_k - 1  # with a cut: certain up to the winners at ``least`` of subjects <= cut
+            if got[0].size >= top_k and (cut is None or got[3][k] > least or got[0][k] <= cut):
+                return got
         take *= 4
-    return _filter_kept(s, o, p, sc, *args)
+    return _filter_kept(*_passing(s, o, p, raw, score_threshold), *args)
+
+
+def _tie_cuts(s, o, p, raw, best, least, take: int, args: tuple):
+    """``(selection, cut)`` of relations ``best`` (scoring >= ``least``) to try in turn. When
+    over ``2 * take`` tie at ``least`` (saturated scores): those above it and the tied ones
+    whose merge key's first region (subject; the smaller region of a merged symmetric pair)
+    is <= ``cut``, the least region giving ``take`` tied relations and twice the subjects
+    ``top_k`` needs. Every winner above ``least``, and at ``least`` every winner of a subject
+    <= cut (its pair is wholly there), is found as among all, and they come first in order:
+    a result whose ``top_k``-th is one of them is the answer. Then all of ``best``. float32
+    scores only (the result's scores compare exactly with ``least``)."""
+    predicates, top_k, per_subject, merge, symmetric = args
+    tied = raw[best] == least
+    if raw.dtype == np.float32 and np.count_nonzero(tied) > 2 * take:
+        k0 = _merge_keys(s[best], o[best], p[best], predicates, merge, symmetric)[0]
+        if k0.min() >= 0:
+            counts = np.bincount(k0[tied])
+            subjects = 2 * -(-top_k // per_subject) if per_subject > 0 else 1
+            ok = (np.cumsum(counts) >= take) & (np.cumsum(counts > 0) >= subjects)
+            if ok.any():
+                cut = int(np.argmax(ok))
+                yield best[~tied | (k0 <= cut)], cut
+    yield best, None
+
+
+def _passing(s, o, p, sc, score_threshold: float):
+    """``(s, o, p, sc)`` of the relations that are no self-relations and score at least
+    ``score_threshold`` (compared in float64; NaN fails), with float64 scores."""
+    sc = sc.astype(np.float64)
+    keep = np.flatnonzero((s != o) & (sc >= score_threshold))
+    return s[keep], o[keep], p[keep], sc[keep]
 
 
 #: ``filter_relations`` first filters the ``_BEST_FIRST * top_k`` best-scored relations
 _BEST_FIRST = 4
 
 
-def _filter_kept(
-    s: np.ndarray,
-    o: np.ndarray,
-    p: np.ndarray,
-    sc: np.ndarray,
-    predicates: list[str],
-    top_k: int,
-    top_k_per_subject: int,
-    merge_symmetric: bool,
-    symmetric_predicates: Iterable[str],
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _filter_kept(s, o, p, sc, predicates: list[str], top_k: int, top_k_per_subject: int,
+                 merge_symmetric: bool, symmetric_predicates: Iterable[str]):  # fmt: skip
     """:func:`filter_relations` of ``(M,)`` int64 ``s, o, p`` and float64 ``sc`` (given order)
-    that are past the self-relation and threshold filter."""
+    that are past the self-relation and threshold filter: ``(s, o, p, float32 scores)``."""
     k0, k1 = _merge_keys(s, o, p, predicates, merge_symmetric, symmetric_predicates)
     # one winner per key: the highest score, the earliest on a tie (lexsort is stable)
     key = _joint_key(k0, k1, p)
@@ -211,16 +231,11 @@ def _filter_kept(
     return s, o, p, sc.astype(np.float32)
 
 
-def _merge_keys(
-    s: np.ndarray,
-    o: np.ndarray,
-    p: np.ndarray,
-    predicates: list[str],
-    merge_symmetric: bool,
-    symmetric_predicates: Iterable[str],
-) -> tuple[np.ndarray, np.ndarray]:
-    """The pair part of each relation's merge key: ``(s, o)``, or ``(min, max)`` for a symmetric
-    predicate when merging (the key is this pair and ``p``)."""
+def _merge_keys(s, o, p, predicates: list[str], merge_symmetric: bool,
+                symmetric_predicates: Iterable[str]) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """The pair part of the merge key of each relation of ``(M,)`` int64 ``s, o, p``:
+    ``(s, o)``, or ``(min, max)`` for a symmetric predicate when merging (the key is this
+    pair and ``p``)."""
     if not merge_symmetric or s.size == 0:
         return s, o
     names = set(symmetric_predicates)
@@ -291,11 +306,8 @@ def build_scene_graph(
     ):
         raise SceneGraphError(f"relations refer to regions beyond the {n} of the segmentation")
     if labels is None:
-        texts, idx, scores = (
-            [UNKNOWN_LABEL] * n,
-            np.full(n, UNKNOWN_INDEX, np.int64),
-            np.zeros(n, np.float32),
-        )
+        texts, idx = [UNKNOWN_LABEL] * n, np.full(n, UNKNOWN_INDEX, np.int64)
+        scores = np.zeros(n, np.float32)
     else:
         texts = [labels.label_text(i) for i in range(n)]
         idx, scores = labels.label_index.astype(np.int64), labels.label_score.astype(np.float32)
