@@ -22,7 +22,13 @@ Built on what the strong multi-object trackers do, for masks instead of boxes:
      other tracks took, or outside the image). A part of an object whose whole was just missed (nothing hides the rest) never
      takes the whole's track;
   C. confident regions left with tentative tracks: IoU >= ``iou_gate`` or re-identified as in
-     A (among tentative tracks).
+     A (among tentative tracks);
+  D. confident regions left with confirmed tracks seen in the previous frame and left too: a
+     region of about the track's size (area ratio within :data:`DISPLACED_SIZE`) overlapping
+     its predicted mask at IoU >= :data:`DISPLACED_IOU`, each the other's best by
+     :data:`DISPLACED_MARGIN`, appearance >= ``similarity_gate`` (a displaced view: a jolt the
+     camera estimate missed, a change of motion; a part, or another object where a missed one
+     was expected, does not qualify).
   Score of a pair: ``(1 - w) * IoU + w * appearance + rules.LABEL_WEIGHT * label agreement`` (labels
   are a soft cost, never a gate).
 - **Occlusion**: an observation that shows only part of the predicted mask (less than
@@ -65,6 +71,7 @@ from perception_nodes.core.tracking.pairs import (
     TrackCues,
     pair_cues,
     region_cues,
+    singled_out,
 )
 from perception_nodes.core.tracking.rules import (
     assigned,
@@ -89,6 +96,9 @@ OCCLUDER_INSIDE = (
     0.6  # a region with this share inside the predicted mask is a part, not an occluder
 )
 PIECE_SCORE = 0.5  # IoU credited to a visible-piece match
+DISPLACED_IOU = 0.3  # stage D: IoU of a displaced view with its track's predicted mask ...
+DISPLACED_SIZE = 0.7  # ... of about its size (area ratio within [0.7, 1 / 0.7])
+DISPLACED_MARGIN = 0.1  # ... each the other's best by this IoU margin
 EXTRA_HITS = 2
 TENTATIVE_MISSES = 1  # a tentative track survives one miss, and then needs one hit more
 MAX_TRACKS_PER_REGION = 1.5
@@ -212,7 +222,26 @@ class RegionTracker:
         cost_b = 1.0 - np.where(iou_ok, score, piece_score)
         matches = assigned(cost_b, stage_b & (iou_ok | pieces), matches)
         stage_c = left(matches, ~confirmed, len(high)) & (iou_ok | reid) & high[:, None]
-        return assigned(1.0 - score, stage_c, matches)
+        matches = assigned(1.0 - score, stage_c, matches)
+        return self._displaced(regions, pairs, high, confirmed, matches, gate)
+
+    def _displaced(self, regions: RegionCues, pairs: PairCues, high, confirmed, matches, gate):
+        """Stage D: a confident region left over of about the size of a confirmed track seen in
+        the previous frame and left over too, overlapping its predicted mask at IoU >=
+        :data:`DISPLACED_IOU` (below the gate: the prediction or the camera estimate was off),
+        where each is the other's best such candidate by :data:`DISPLACED_MARGIN` and their
+        appearance agrees (cosine >= ``gate``, the similarity gate)."""
+        seen = confirmed & np.array([t.misses == 0 for t in self.tracks], bool)
+        ratio = regions.areas[:, None] / np.maximum(pairs.t_areas[None], 1.0)
+        cand = left(matches, seen, len(high)) & high[:, None]
+        cand &= (ratio >= DISPLACED_SIZE) & (ratio <= 1.0 / DISPLACED_SIZE)
+        if not cand.any():
+            return matches
+        pairs.compare(cand)
+        iou = np.where(cand, pairs.iou, 0.0)
+        ok = (iou >= DISPLACED_IOU) & singled_out(iou, DISPLACED_MARGIN, 0.0)
+        ok &= pairs.appearance >= gate  # appearance must agree (look-alikes always do)
+        return assigned(1.0 - iou, ok, matches)
 
     def _visible_pieces(self, regions: RegionCues, pairs: PairCues, allowed, objects) -> np.ndarray:
         """``(R, T)`` True where the region is the visible piece of the occluded track
