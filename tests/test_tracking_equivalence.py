@@ -5,7 +5,8 @@ the cost benchmark's drifting regions and on sequence families that exercise occ
 merges of duplicate tracks, camera motion and dropped frames (what
 ``python -m perception_nodes.tools.tracking_compare --rev REFERENCE_REV`` checks at length).
 
-When the tracker's behaviour is changed on purpose, move ``REFERENCE_REV`` to that commit."""
+When the tracker's behaviour is changed on purpose, move ``SEQUENCES_REV`` to that commit (the
+drifting regions and the relation smoothing still equal ``REFERENCE_REV``'s)."""
 
 from __future__ import annotations
 
@@ -23,21 +24,31 @@ from perception_nodes.core.tracking.rules import lost_duplicate
 from perception_nodes.core.tracking.smoothing import RelationSmoother
 from perception_nodes.core.types import Relations
 from perception_nodes.tools.bench_tracking import cost_inputs
-from perception_nodes.tools.tracking_compare import _outputs
+from perception_nodes.tools.tracking_compare import _outputs, host_inputs
 from perception_nodes.tools.tracking_quality import baseline_stage
 from perception_nodes.tools.tracking_sequences import SequenceRenderer
 
 REFERENCE_REV = "517d40a"  # the last tracker with per-track state objects
+SEQUENCES_REV = "d053bc6"  # stage D (displaced views) changed the sequences' outputs on purpose
 REPO = Path(__file__).resolve().parents[1]
+
+
+def _stage_of(rev: str) -> type:
+    known = subprocess.run(["git", "-C", str(REPO), "cat-file", "-e", f"{rev}^{{commit}}"],
+                           capture_output=True)  # fmt: skip
+    if known.returncode:
+        pytest.skip(f"revision {rev} is not in this clone's history")
+    return baseline_stage(rev, REPO)
 
 
 @pytest.fixture(scope="module")
 def reference() -> type:
-    known = subprocess.run(["git", "-C", str(REPO), "cat-file", "-e", f"{REFERENCE_REV}^{{commit}}"],
-                           capture_output=True)  # fmt: skip
-    if known.returncode:
-        pytest.skip(f"revision {REFERENCE_REV} is not in this clone's history")
-    return baseline_stage(REFERENCE_REV, REPO)
+    return _stage_of(REFERENCE_REV)
+
+
+@pytest.fixture(scope="module")
+def sequences_reference() -> type:
+    return _stage_of(SEQUENCES_REV)
 
 
 def _same(reference: type, frames: list[tuple], config: PipelineConfig) -> list[int]:
@@ -55,7 +66,7 @@ def test_drifting_regions_with_labels_and_relations_give_the_same_outputs(refere
 @pytest.mark.parametrize(
     ("family", "alike"), [("all", False), ("all", True), ("sam_noise", True), ("crossing", True)]
 )
-def test_sequences_give_the_same_outputs(reference, family, alike, monkeypatch):
+def test_sequences_give_the_same_outputs(sequences_reference, family, alike, monkeypatch):
     merges = []  # the duplicate-track merge (rows moved between arrays) must be exercised
 
     def counted(*args, **kwargs):
@@ -66,8 +77,14 @@ def test_sequences_give_the_same_outputs(reference, family, alike, monkeypatch):
     monkeypatch.setattr(tracker_module, "lost_duplicate", counted)
     seq = SequenceRenderer(family, 0, alike, frames=30).frames_iter()
     frames = [(f.segmentation, f.image, f.labels, None, f.stamp) for f in seq]
-    assert _same(reference, frames, PipelineConfig()) == []
+    assert _same(sequences_reference, frames, PipelineConfig()) == []
     assert any(merges), "no duplicate track was merged: the case no longer covers merges"
+
+
+def test_host_scene_with_geometric_relations_gives_the_same_outputs(sequences_reference):
+    """pn-bench-host's scene of 50 regions drifting, some missed, with the geometric predictor's
+    relations (the relation smoothing's grid path)."""
+    assert _same(sequences_reference, host_inputs(50, 6), PipelineConfig()) == []
 
 
 class _Track:  # what the smoother reads of a track
