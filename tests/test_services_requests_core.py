@@ -8,11 +8,14 @@ nothing more). The DDS side (answers while frames flow) is tests/test_services_b
 
 from __future__ import annotations
 
+import threading
 import tracemalloc
+import zlib
 
+import numpy as np
 import pytest
 
-from perception_nodes.core.config import DEFAULT_TEMPLATES
+from perception_nodes.core.config import DEFAULT_TEMPLATES, PipelineConfig
 from perception_nodes.core.vocabulary.checks import (
     VocabularyError,
     VocabularyLimits,
@@ -52,6 +55,8 @@ def test_a_template_over_the_length_limit_is_refused():
 
 class _FailingPipeline:
     """A pipeline whose settings check or apply raises what no caller expects."""
+
+    vocabulary = None
 
     def __init__(self, on: str) -> None:
         self.on, self.applied = on, 0
@@ -99,4 +104,53 @@ def test_an_unexpected_error_in_a_parameter_check_or_apply_is_answered(ros_conte
     node = _live_parameters(ros_context, pipeline)
     (result,) = node.set_parameters([Parameter("amg.max_regions", value=3)])
     assert result.successful and pipeline.applied == 1  # accepted; not applied: logged
+    node.destroy_node()
+
+
+class _GatedEmbedder:
+    """8-d text embeddings seeded by each prompt; ``encode_text`` waits for ``go`` (if gated)."""
+
+    model_id, embed_dim, context_length = "gated-test", 8, 77
+
+    def __init__(self, gated: bool = True) -> None:
+        self.encoding, self.go = threading.Event(), threading.Event()
+        if not gated:
+            self.go.set()
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split()) + 2
+
+    def encode_text(self, prompts: list[str]) -> np.ndarray:
+        self.encoding.set()
+        assert self.go.wait(30), "never released"
+        rows = [np.random.default_rng(zlib.crc32(p.encode())).standard_normal(8) for p in prompts]
+        return np.asarray(rows, np.float32)
+
+
+def test_a_vocabulary_parameter_is_encoded_while_frames_can_start(ros_context):
+    """The new labels of ``vocabulary.labels`` are encoded before ``apply_settings`` takes the
+    lock a frame starts with (3,000 labels stopped the frames for 7.9 s); same embeddings."""
+    from rclpy.parameter import Parameter
+
+    from perception_nodes.core.pipeline import Pipeline
+    from perception_nodes.core.vocabulary.runtime import Vocabulary
+
+    embedder, labels = _GatedEmbedder(), ["zebra", "yak", "owl"]
+    pipeline = Pipeline(PipelineConfig(), None, None, Vocabulary(embedder), None, [])
+    node = _live_parameters(ros_context, pipeline)
+    setting = threading.Thread(
+        target=node.set_parameters, args=([Parameter("vocabulary.labels", value=labels)],)
+    )
+    setting.start()
+    assert embedder.encoding.wait(30), "the labels were never encoded"
+    free = pipeline._settings_lock.acquire(timeout=2.0)  # what Pipeline._infer takes first
+    if free:
+        pipeline._settings_lock.release()
+    embedder.go.set()
+    setting.join(30)
+    assert free, "a frame could not start while the new labels were encoded"
+    got = pipeline.vocabulary_snapshot()
+    assert list(got.labels) == labels
+    reference = Vocabulary(_GatedEmbedder(gated=False)).set(labels)
+    assert np.array_equal(got.embeddings, reference.embeddings)
     node.destroy_node()

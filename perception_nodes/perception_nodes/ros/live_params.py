@@ -20,6 +20,8 @@ from perception_nodes.core.vocabulary.checks import check_vocabulary
 from perception_nodes.ros.params import all_params, check_choice, pipeline_params
 from perception_nodes.ros.ranges import descriptor_for
 
+VOCABULARY_PARAMS = frozenset({"vocabulary.labels", "vocabulary.templates"})
+
 
 class LiveParameters:
     """Declares every parameter of :func:`all_params` on ``node`` and registers its set-callbacks.
@@ -74,13 +76,13 @@ class LiveParameters:
             pipeline = self._pipeline()
             if pipeline is not None:
                 pipeline.check_settings(config)
-            elif {"vocabulary.labels", "vocabulary.templates"} & set(changes):
+            elif VOCABULARY_PARAMS & set(changes):
                 check_vocabulary(list(config.vocabulary_labels), list(config.vocabulary_templates))
         except (PipelineError, ValueError) as exc:
             return str(exc)
         except Exception as exc:  # noqa: BLE001 (raised in rclpy's callback it ended the executor)
             self._node.get_logger().error(f"parameter check failed: {type(exc).__name__}: {exc}")
-            return f"refused: the check failed unexpectedly ({type(exc).__name__}: {exc})"
+            return f"the check failed unexpectedly ({type(exc).__name__}: {exc})"
         return None
 
     def apply(self, params) -> None:
@@ -92,7 +94,15 @@ class LiveParameters:
         if pipeline is None or not changed:
             return
         try:
-            pipeline.apply_settings(self.pipeline_config())
+            config = self.pipeline_config()
+            if pipeline.vocabulary is not None and VOCABULARY_PARAMS & changed:
+                # encoded here, not under the pipeline's settings lock, which a frame takes first:
+                # apply_settings then looks the embeddings up (3,000 new labels stopped the frames
+                # for 7.9 s while they were encoded under it; the service never held it)
+                pipeline.vocabulary.prepare(
+                    list(config.vocabulary_labels), list(config.vocabulary_templates)
+                )
+            pipeline.apply_settings(config)
         except Exception as exc:  # noqa: BLE001 (checked before accepting: only a race or a bug
             # gets here; raised in rclpy's callback it would end the node's executor)
             self._node.get_logger().error(

@@ -6,7 +6,7 @@ CLIP embedding), averaged over prompt templates, so labelling against V entries 
 :class:`VocabularySnapshot` and swaps it in with one reference assignment: readers never see
 half of a vocabulary and never wait for a writer. Text embeddings are cached by
 ``(model id, templates, phrase)``, so re-setting a vocabulary costs nothing. What an entry or a
-template may be is checked by :mod:`.vocabulary_checks` (errors, limits, duplicates).
+template may be: :mod:`.checks`.
 """
 
 from __future__ import annotations
@@ -188,12 +188,7 @@ class Vocabulary:
         requested = None if templates is None else self._check_templates(templates)
 
         def encode_ahead() -> None:  # in parallel with other writers
-            if isinstance(labels, (list, tuple)) and labels:
-                try:
-                    tpl = self._templates if requested is None else requested
-                    self._embed_phrases(self._checked_phrases(labels, tpl), tpl, should_stop)
-                except VocabularyError:
-                    pass  # refused below, under the lock, with the same message
+            self.prepare(labels, requested, should_stop)
 
         barrier = requested is not None
         with self._order.arrive(encode_ahead, barrier, on_ticket) as ticket:
@@ -214,6 +209,16 @@ class Vocabulary:
                     return VocabularyChange(self._snapshot, superseded=True)
                 self._order.published(ticket)
                 return VocabularyChange(self._publish(entries, tpl, should_stop))
+
+    def prepare(self, labels, templates=None, should_stop: Callable | None = None) -> None:
+        """Encode ``labels`` under ``templates`` (None: the current ones) into the embedding cache,
+        changing nothing (a change to them then looks them up); what a change refuses is skipped."""
+        if isinstance(labels, (list, tuple)) and labels:
+            try:
+                tpl = self._templates if templates is None else self._check_templates(templates)
+                self._embed_phrases(self._checked_phrases(labels, tpl), tpl, should_stop)
+            except VocabularyError:
+                pass  # refused by the change, with the reason
 
     def check(self, labels: list[str], templates: list[str] | None = None) -> None:
         """VocabularyError for what ``set(labels, templates)`` would refuse; changes nothing."""
