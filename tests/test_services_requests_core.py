@@ -1,9 +1,10 @@
-"""Bad vocabulary templates and failing parameter checks are refused with a reason, in-process.
+"""Bad vocabulary templates and failing parameter checks are refused with a reason (in-process).
 
 A template is checked by parsing it, not by formatting it: ``'{:>2000000000}'`` made the check
 build a 2 GB string, and ``'{0.__class__.__init__.__globals__}'`` raised an AttributeError that
 the parameter check let through into rclpy, whose executor then stopped (the node answered
-nothing more). The DDS side (answers while frames flow) is tests/test_services_bad_requests.py.
+nothing more). New labels set by parameter are encoded while frames can start. The DDS side
+(answers while frames flow) is tests/test_services_bad_requests.py.
 """
 
 from __future__ import annotations
