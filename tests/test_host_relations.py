@@ -191,3 +191,23 @@ def test_geometric_scores_equal_the_previous_code():
             got, ref = pred.scores(geom), _previous_scores(pred, geom)
             assert got.dtype == ref.dtype and got.tobytes() == ref.tobytes()
             assert (ref[..., 5] > 0).any() and (ref[..., :4] == 1).any()  # containment, saturation
+
+
+@pytest.mark.parametrize("max_words", [0, 50, None])
+def test_grid_intersections_by_gather_and_by_loop_equal_the_reference(monkeypatch, max_words):
+    """Sub-grid intersections from one gather of every meeting pair's words, from the loop per
+    mask (more entries than ``PAIR_WORDS_MAX``) and mixed scenes (boxes that no longer hold
+    their masks: counted over all rows) all equal the full-mask matrix product."""
+    from perception_nodes.core.relations import base
+
+    if max_words is not None:
+        monkeypatch.setattr(base, "PAIR_WORDS_MAX", max_words)
+    for k, (scene, depth) in enumerate(_scenes()):
+        seg = scene.segmentation
+        if k % 2:
+            seg.boxes_xyxy = seg.boxes_xyxy.copy()
+            seg.boxes_xyxy[::4] = [0, 0, 2, 2]
+        geom = region_geometry(seg, depth)
+        inter, med = _geometry_reference(seg, depth)
+        assert np.array_equal(geom.inter, inter), k
+        assert np.array_equal(geom.depth, med, equal_nan=True), k
