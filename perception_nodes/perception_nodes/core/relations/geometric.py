@@ -88,30 +88,30 @@ class GeometricRelationPredictor(RelationPredictor):
         inter = geom.inter
         frac_s = inter / geom.areas[:, None]  # fraction of the subject inside the object's mask
         smaller = geom.areas[:, None] < geom.areas[None, :]
-        out = np.zeros((n, n, len(self.predicates)), dtype=np.float64)
+        out = np.zeros((len(self.predicates), n, n), dtype=np.float64)  # contiguous planes
         part_of = _clip01((frac_s - 0.7) / 0.25) * smaller
         free = 1 - np.maximum(part_of, part_of.T)  # 0 where one of the pair contains the other
-        out[:, :, 0] = _clip01(t.dcx / t.half_w) * free  # left of
-        out[:, :, 1] = _clip01(-t.dcx / t.half_w) * free  # right of
-        out[:, :, 2] = _clip01(t.dcy / t.half_h) * free  # above
-        out[:, :, 3] = _clip01(-t.dcy / t.half_h) * free  # below
-        out[:, :, 4] = self._on(t, frac_s) * free
-        out[:, :, 5] = part_of
-        out[:, :, 6] = (
+        out[0] = _clip01(t.dcx / t.half_w) * free  # left of
+        out[1] = _clip01(-t.dcx / t.half_w) * free  # right of
+        out[2] = _clip01(t.dcy / t.half_h) * free  # above
+        out[3] = _clip01(-t.dcy / t.half_h) * free  # below
+        out[4] = self._on(t, frac_s) * free
+        out[5] = part_of
+        out[6] = (
             t.box_in_obj
             * _clip01((0.5 - frac_s) / 0.4)
             * smaller
             * _clip01((t.box_in_obj - 0.8) / 0.15)
         )
         iou_min = inter / np.minimum(geom.areas[:, None], geom.areas[None, :])
-        out[:, :, 7] = _clip01(iou_min / 0.3) * free * (iou_min > 0.02)  # overlapping
+        out[7] = _clip01(iou_min / 0.3) * free * (iou_min > 0.02)  # overlapping
         gap = np.hypot(t.gap_x, t.gap_y) / np.minimum(t.half_w, t.half_h)
         side_by_side = np.maximum(t.y_overlap, t.x_overlap)
-        out[:, :, 8] = np.exp(-gap / 0.5) * side_by_side * _clip01(1 - iou_min / 0.3) * free
-        out[:, :, 9], out[:, :, 10] = self._depth_order(geom)
+        out[8] = np.exp(-gap / 0.5) * side_by_side * _clip01(1 - iou_min / 0.3) * free
+        out[9], out[10] = self._depth_order(geom)
         idx = np.arange(n)
-        out[idx, idx, :] = 0.0
-        return out.astype(np.float32)
+        out[:, idx, idx] = 0.0
+        return np.ascontiguousarray(out.transpose(1, 2, 0), dtype=np.float32)
 
     @staticmethod
     def _on(t: _PairTerms, frac_s: np.ndarray) -> np.ndarray:
