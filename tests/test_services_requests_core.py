@@ -155,3 +155,26 @@ def test_a_vocabulary_parameter_is_encoded_while_frames_can_start(ros_context):
     reference = Vocabulary(_GatedEmbedder(gated=False)).set(labels)
     assert np.array_equal(got.embeddings, reference.embeddings)
     node.destroy_node()
+
+
+def test_apply_settings_encodes_new_labels_before_the_frame_lock():
+    """Any caller of ``Pipeline.apply_settings`` (not only the node's parameters) gets its new
+    labels encoded while frames can still start; same embeddings as a fresh vocabulary."""
+    from perception_nodes.core.pipeline import Pipeline
+    from perception_nodes.core.vocabulary.runtime import Vocabulary
+
+    embedder, labels = _GatedEmbedder(), ["heron", "ibis"]
+    pipeline = Pipeline(PipelineConfig(), None, None, Vocabulary(embedder), None, [])
+    config = PipelineConfig(vocabulary_labels=tuple(labels))
+    setting = threading.Thread(target=pipeline.apply_settings, args=(config,))
+    setting.start()
+    assert embedder.encoding.wait(30), "the labels were never encoded"
+    free = pipeline._settings_lock.acquire(timeout=2.0)  # what Pipeline._infer takes first
+    if free:
+        pipeline._settings_lock.release()
+    embedder.go.set()
+    setting.join(30)
+    assert free, "a frame could not start while the new labels were encoded"
+    assert list(pipeline.vocabulary_snapshot().labels) == labels
+    reference = Vocabulary(_GatedEmbedder(gated=False)).set(labels)
+    assert np.array_equal(pipeline.vocabulary_snapshot().embeddings, reference.embeddings)

@@ -94,15 +94,8 @@ class LiveParameters:
         if pipeline is None or not changed:
             return
         try:
-            config = self.pipeline_config()
-            if pipeline.vocabulary is not None and VOCABULARY_PARAMS & changed:
-                # encoded here, not under the pipeline's settings lock, which a frame takes first:
-                # apply_settings then looks the embeddings up (3,000 new labels stopped the frames
-                # for 7.9 s while they were encoded under it; the service never held it)
-                pipeline.vocabulary.prepare(
-                    list(config.vocabulary_labels), list(config.vocabulary_templates)
-                )
-            pipeline.apply_settings(config)
+            # new labels are encoded before the lock frames take (Pipeline.apply_settings)
+            pipeline.apply_settings(self.pipeline_config())
         except Exception as exc:  # noqa: BLE001 (checked before accepting: only a race or a bug
             # gets here; raised in rclpy's callback it would end the node's executor)
             self._node.get_logger().error(
