@@ -1,16 +1,17 @@
 """glibc malloc tuned for throughput in pn-process-bag's model processes (``--malloc``).
 
 With glibc's default settings every large block (above the dynamic mmap threshold, at most
-32 MiB) is a fresh ``mmap`` and goes back to the system when freed: each SAM frame's large
-tensors (mask logits upscaled to 1024 px, the encoder's activations) were new pages every frame,
-~153,000 minor page faults per frame in a worker (``--quick`` models, 256 px, one compute
-thread: 1.10 CPU-s per frame, 0.78 without them; docs/benchmarks.md "Recorded bags").
-``throughput`` keeps freed
-memory in the process for the next frame: one arena, no mmap below 2 GiB, no trimming of the
-heap's top. The price is memory: the process's RSS stays at its peak (reported by
-``pn-bench-bag``). Outputs do not change (the allocator decides where numbers live, not what they
-are). ``default`` leaves the process as it started (glibc's defaults, or the ``MALLOC_*``
-variables of the user's environment).
+32 MiB) is a fresh ``mmap`` and goes back to the system when freed. The SAM encoder's and
+decoder's onnxruntime sessions run without their own memory arena (it kept every batch's
+high-water mark: core/sam/onnx_backend.py), so their buffers (64-332 MiB blocks with the test
+model) were new pages every frame: ~153,000 of a worker's ~160,000 minor page faults per frame
+(``--quick`` models, 256 px, one compute thread: 1.10 CPU-s per frame, 0.78 without them;
+docs/benchmarks.md "Recorded bags"). ``throughput`` keeps freed memory in the process for the
+next frame: one arena, no mmap below 2 GiB, no trimming of the heap's top. The price is memory:
+the heap keeps its high-water mark (a worker's peak RSS about a third higher with the test
+models; ``pn-bench-bag`` reports it). Outputs do not change (the allocator decides where numbers
+live, not what they are). ``default`` leaves the process as it started (glibc's defaults, or
+the ``MALLOC_*`` variables of the user's environment).
 
 The settings are made with ``mallopt`` in the running process (:func:`tune`: the command's
 process and each worker as it starts, before its models load), or, for a process started from
