@@ -128,23 +128,25 @@ class _GatedEmbedder:
         return np.asarray(rows, np.float32)
 
 
-def test_a_vocabulary_parameter_is_encoded_while_frames_can_start(ros_context):
-    """The new labels of ``vocabulary.labels`` are encoded before ``apply_settings`` takes the
-    lock a frame starts with (3,000 labels stopped the frames for 7.9 s); same embeddings."""
-    from rclpy.parameter import Parameter
-
+def _gated_pipeline():
+    """A pipeline with only a vocabulary, whose text encoder waits for ``embedder.go``."""
     from perception_nodes.core.pipeline import Pipeline
     from perception_nodes.core.vocabulary.runtime import Vocabulary
 
-    embedder, labels = _GatedEmbedder(), ["zebra", "yak", "owl"]
-    pipeline = Pipeline(PipelineConfig(), None, None, Vocabulary(embedder), None, [])
-    node = _live_parameters(ros_context, pipeline)
-    setting = threading.Thread(
-        target=node.set_parameters, args=([Parameter("vocabulary.labels", value=labels)],)
-    )
+    embedder = _GatedEmbedder()
+    return Pipeline(PipelineConfig(), None, None, Vocabulary(embedder), None, []), embedder
+
+
+def _assert_frames_could_start_while_encoding(pipeline, embedder, change, labels) -> None:
+    """Runs ``change()`` in a thread; while it encodes ``labels``, the lock a frame takes first
+    (``Pipeline._infer``) must be free; afterwards ``labels`` are in force with the embeddings a
+    fresh vocabulary gives them."""
+    from perception_nodes.core.vocabulary.runtime import Vocabulary
+
+    setting = threading.Thread(target=change)
     setting.start()
     assert embedder.encoding.wait(30), "the labels were never encoded"
-    free = pipeline._settings_lock.acquire(timeout=2.0)  # what Pipeline._infer takes first
+    free = pipeline._settings_lock.acquire(timeout=2.0)
     if free:
         pipeline._settings_lock.release()
     embedder.go.set()
@@ -154,27 +156,29 @@ def test_a_vocabulary_parameter_is_encoded_while_frames_can_start(ros_context):
     assert list(got.labels) == labels
     reference = Vocabulary(_GatedEmbedder(gated=False)).set(labels)
     assert np.array_equal(got.embeddings, reference.embeddings)
+
+
+def test_a_vocabulary_parameter_is_encoded_while_frames_can_start(ros_context):
+    """The new labels of ``vocabulary.labels`` are encoded before ``apply_settings`` takes the
+    lock a frame starts with (3,000 labels stopped the frames for 7.9 s); same embeddings."""
+    from rclpy.parameter import Parameter
+
+    pipeline, embedder = _gated_pipeline()
+    labels = ["zebra", "yak", "owl"]
+    node = _live_parameters(ros_context, pipeline)
+    param = Parameter("vocabulary.labels", value=labels)
+    _assert_frames_could_start_while_encoding(
+        pipeline, embedder, lambda: node.set_parameters([param]), labels
+    )
     node.destroy_node()
 
 
 def test_apply_settings_encodes_new_labels_before_the_frame_lock():
     """Any caller of ``Pipeline.apply_settings`` (not only the node's parameters) gets its new
     labels encoded while frames can still start; same embeddings as a fresh vocabulary."""
-    from perception_nodes.core.pipeline import Pipeline
-    from perception_nodes.core.vocabulary.runtime import Vocabulary
-
-    embedder, labels = _GatedEmbedder(), ["heron", "ibis"]
-    pipeline = Pipeline(PipelineConfig(), None, None, Vocabulary(embedder), None, [])
+    pipeline, embedder = _gated_pipeline()
+    labels = ["heron", "ibis"]
     config = PipelineConfig(vocabulary_labels=tuple(labels))
-    setting = threading.Thread(target=pipeline.apply_settings, args=(config,))
-    setting.start()
-    assert embedder.encoding.wait(30), "the labels were never encoded"
-    free = pipeline._settings_lock.acquire(timeout=2.0)  # what Pipeline._infer takes first
-    if free:
-        pipeline._settings_lock.release()
-    embedder.go.set()
-    setting.join(30)
-    assert free, "a frame could not start while the new labels were encoded"
-    assert list(pipeline.vocabulary_snapshot().labels) == labels
-    reference = Vocabulary(_GatedEmbedder(gated=False)).set(labels)
-    assert np.array_equal(pipeline.vocabulary_snapshot().embeddings, reference.embeddings)
+    _assert_frames_could_start_while_encoding(
+        pipeline, embedder, lambda: pipeline.apply_settings(config), labels
+    )
