@@ -7,26 +7,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tracking_fixtures import TOKEN_DIM, _segmentation
+from tracking_fixtures import _segmentation, _unit
+from tracking_fixtures import alike_token as _alike
+from tracking_fixtures import random_token as _token
 
 from perception_nodes.core.config import PipelineConfig
 from perception_nodes.core.tracking import TrackingStage
 
 SIZE = (240, 320)  # H, W
 CONFIG = PipelineConfig()  # birth_hits 2, as shipped
-
-
-def _unit(v):
-    return v / np.linalg.norm(v)
-
-
-def _token(seed):
-    return _unit(np.random.default_rng(seed).standard_normal(TOKEN_DIM))
-
-
-def _alike(seed):
-    """Tokens of untrained weights: all nearly the same (cosine ~0.99 between objects)."""
-    return _unit(_token(999) + 0.1 * _token(seed))
 
 
 def _rect(x0, y0, x1, y1, size=SIZE):

@@ -6,7 +6,9 @@ part of it, or another object where a missed one was expected, does not take its
 from __future__ import annotations
 
 import numpy as np
-from tracking_fixtures import TOKEN_DIM, _segmentation
+from tracking_fixtures import _segmentation
+from tracking_fixtures import alike_token as _alike
+from tracking_fixtures import random_token as _token
 
 from perception_nodes.core.config import PipelineConfig
 from perception_nodes.core.tracking import TrackingStage
@@ -14,19 +16,6 @@ from perception_nodes.core.tracking import tracker as tracker_module
 
 SIZE = (240, 320)  # H, W
 CONFIG = PipelineConfig()  # birth_hits 2, as shipped
-
-
-def _unit(v):
-    return v / np.linalg.norm(v)
-
-
-def _token(seed):
-    return _unit(np.random.default_rng(seed).standard_normal(TOKEN_DIM))
-
-
-def _alike(seed):
-    """Tokens of untrained weights: all nearly the same (cosine ~0.99 between objects)."""
-    return _unit(_token(999) + 0.1 * _token(seed))
 
 
 def _rect(x0, y0, x1, y1):

@@ -197,6 +197,16 @@ def _unit(v: np.ndarray) -> np.ndarray:
     return v / np.linalg.norm(v)
 
 
+def random_token(seed: int) -> np.ndarray:
+    """``(TOKEN_DIM,)`` unit SAM token of one object (distinct objects: nearly orthogonal)."""
+    return _unit(np.random.default_rng(seed).standard_normal(TOKEN_DIM))
+
+
+def alike_token(seed: int) -> np.ndarray:
+    """Tokens of untrained weights: all nearly the same (cosine ~0.99 between objects)."""
+    return _unit(random_token(999) + 0.1 * random_token(seed))
+
+
 def _visible(shapes: list[Shape], full: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
     """Visible part of each shape: minus nearer shapes that are not its nested parts or parent."""
     out = {}
