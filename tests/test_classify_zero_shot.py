@@ -136,6 +136,29 @@ def test_query_scores_each_region_without_changing_vocabulary(clip, vocab, mosai
         clf.query(frame, seg, " ".join(["word"] * 40))
 
 
+def test_an_oversized_query_is_refused_before_any_crop_or_token(clip, mosaic, monkeypatch):
+    """A query text over ``MAX_QUERY_CHARS`` (whitespace runs counted as one) is refused by the
+    classifier, for every caller (the node's query_regions, Python users), before its region
+    crops are encoded or the text is tokenized (1 MB of text took 4.7 s to tokenize)."""
+    from perception_nodes.core.classify.base import MAX_QUERY_CHARS
+
+    frame, boxes = mosaic
+    seg = box_segmentation(frame, boxes)
+    clf = ZeroShotClassifier(clip)
+
+    def not_expected(*args, **kwargs):
+        raise AssertionError("work done for a refused query")
+
+    monkeypatch.setattr(clf, "_cached_embeddings", not_expected)
+    monkeypatch.setattr(clf, "embed_query", not_expected)
+    text = "cup " * (MAX_QUERY_CHARS // 4 + 1)
+    with pytest.raises(ClassifierError, match=f"at most {MAX_QUERY_CHARS}"):
+        clf.query(frame, seg, text)
+    monkeypatch.undo()  # at the limit (spaces collapsed) it is not refused for its length
+    with pytest.raises(ClassifierError, match="CLIP tokens"):
+        clf.query(frame, seg, "cup   " * (MAX_QUERY_CHARS // 4))
+
+
 def test_bad_inputs_are_refused(clip, vocab, mosaic):
     frame, boxes = mosaic
     seg = box_segmentation(frame, boxes)

@@ -40,10 +40,6 @@ REFUSED_ANSWER = "failed to send response (timeout)"
 ANSWER_RESEND_WAITS_S = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2)
 _sending = threading.local()  # .active: in send_response_resending; .refused: rclpy warned
 
-#: characters of a query text (whitespace runs counted as one) beyond which it is refused before
-#: tokenizing: far more than CLIP's 77 tokens hold, and 1 MB took 4.7 s of an executor thread
-MAX_QUERY_CHARS = 16_384
-
 #: set_vocabulary changes encoded at once (the vocabulary orders them by arrival); more wait for
 #: a turn on their own threads, not on the executor's
 VOCABULARY_WRITERS = 4
@@ -252,11 +248,6 @@ class PerceptionServices:
         pipeline = self._pipeline()
         if pipeline is None:
             response.success, response.message = False, NOT_CONFIGURED
-            return response
-        chars = len(" ".join(request.text.split()))
-        if chars > MAX_QUERY_CHARS:
-            response.success = False
-            response.message = f"query text has {chars} characters; at most {MAX_QUERY_CHARS}"
             return response
         try:
             ids, scores, stamp = pipeline.query(request.text, int(request.top_k))

@@ -16,6 +16,11 @@ class ClassifierError(ValueError):
     """Bad input to a classifier (image, segmentation, vocabulary or query)."""
 
 
+#: characters of a query text (whitespace runs counted as one) beyond which it is refused before
+#: tokenizing: far more than CLIP's 77 tokens hold, and 1 MB took 4.7 s of an executor thread
+MAX_QUERY_CHARS = 16_384
+
+
 def labels_from_scores(
     scores: np.ndarray,
     vocab: VocabularySnapshot,
@@ -146,8 +151,13 @@ class RegionClassifier(ABC):
         """``(N,)`` scores in [0, 1] of each region against free ``text`` (vocabulary unchanged)."""
         if not isinstance(text, str) or not text.strip():
             raise ClassifierError("query text must be a non-empty string")
+        text = " ".join(text.split())
+        if len(text) > MAX_QUERY_CHARS:  # before any crop or token is computed
+            raise ClassifierError(
+                f"query text has {len(text)} characters; at most {MAX_QUERY_CHARS}"
+            )
         emb = self._cached_embeddings(image, segmentation)
-        return self.query_scores(emb, self.embed_query(" ".join(text.split())))
+        return self.query_scores(emb, self.embed_query(text))
 
     def _cached_embeddings(self, image: np.ndarray, segmentation: Segmentation) -> np.ndarray:
         """Region embeddings of this (image, segmentation), reused by a following call."""
