@@ -57,12 +57,20 @@ class Spinner:
         self.executor = MultiThreadedExecutor(num_threads=2, context=context)
         for n in nodes:
             self.executor.add_node(n)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self._stopping = threading.Event()
+        self.thread = threading.Thread(target=self._spin, daemon=True)
         self.thread.start()
 
+    def _spin(self):
+        # our own loop: executor.shutdown() during executor.spin() races with its submit of the
+        # next callback ("cannot schedule new futures after shutdown" in the spin thread)
+        while not self._stopping.is_set() and self.executor.context.ok():
+            self.executor.spin_once(timeout_sec=0.1)
+
     def stop(self):
-        self.executor.shutdown()
+        self._stopping.set()
         self.thread.join(timeout=10)
+        self.executor.shutdown()
 
 
 def wait_for(condition, timeout: float, graph: NodeGraph | None = None, step: float = 0.1) -> bool:
