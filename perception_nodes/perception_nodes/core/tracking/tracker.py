@@ -19,10 +19,10 @@ Built on what the strong multi-object trackers do, for masks instead of boxes:
   B. every region left with the confirmed tracks left: IoU >= ``iou_gate``, or an occluded
      object's visible piece: a region mostly inside the track's predicted mask while the rest
      of that mask is hidden (covered by other regions that are not its parts, or by regions
-     other tracks took, or outside the image). A part of an object whose whole was just missed (nothing hides the rest) never
-     takes the whole's track;
-  C. confident regions left with tentative tracks: IoU >= ``iou_gate`` or re-identified as in
-     A (among tentative tracks);
+     other tracks took, or outside the image). A part of an object whose whole was just missed
+     (nothing hides the rest) never takes the whole's track;
+  C. regions left with tentative tracks: IoU >= ``iou_gate``, or confident ones re-identified as
+     in A (among tentative tracks);
   D. confident regions left with confirmed tracks seen in the previous frame and left too: a
      region of about the track's size (area ratio within :data:`DISPLACED_SIZE`) overlapping
      its predicted mask at IoU >= :data:`DISPLACED_IOU`, each the other's best by
@@ -36,19 +36,17 @@ Built on what the strong multi-object trackers do, for masks instead of boxes:
   (the prediction goes on) instead of shrinking it: partial views taken as whole ones shrank a
   crossing object's mask frame by frame until the object, seen whole again, no longer
   overlapped its own track.
-- **Births**: a confident region no track takes opens a tentative track; it gets its id once
-  confirmed: ``birth_hits`` hits, :data:`EXTRA_HITS` more for a track whose mean score is below
-  ``sure_score`` (flickering blobs and SAM's split pieces score lower), one more per frame it
-  missed while tentative (it dies at its second consecutive miss).
-  Regions below ``high_score`` never open tracks (ByteTrack's rule). When a track is confirmed
-  where a lost confirmed track should be (same object: predicted-mask IoU >= :data:`.rules.MERGE_IOU`,
+- **Births**: a region no track takes scoring >= :data:`LOW_BIRTH_SCORE` opens a tentative track,
+  confirmed (given its id) after ``birth_hits`` hits, :data:`EXTRA_HITS` more if its mean score is
+  below ``sure_score`` (blobs, split pieces, partly hidden objects), one more per frame it missed
+  while tentative (it dies at its second consecutive miss). When a track is confirmed where a
+  lost confirmed track should be (same object: predicted-mask IoU >= :data:`.rules.MERGE_IOU`,
   re-identified, or the only lost track where the motion model expects it whose appearance
-  agrees, :func:`.rules.lost_duplicate`), the older track takes it over: one object never holds two tracks, and the
-  older id stays.
+  agrees, :func:`.rules.lost_duplicate`), the older track takes it over: one object never holds
+  two tracks, and the older id stays.
 - **Deaths**: a confirmed track dies after ``death_misses`` processed frames unseen; live tracks
   are capped at :data:`MAX_TRACKS_PER_REGION` x the most regions of the last :data:`CAP_WINDOW`
-  frames, at least
-  :data:`MIN_TRACK_CAP` (unseen tentative tracks go first, then the longest-lost).
+  frames, at least :data:`MIN_TRACK_CAP` (unseen tentative tracks go first, then the longest-lost).
 
 Track ids come from an id source shared by every camera of the pipeline: never reused.
 (:class:`.track.Track`, :class:`.track.FrameCues` and :class:`.track.TrackerSettings` are
@@ -100,6 +98,9 @@ DISPLACED_IOU = 0.3  # stage D: IoU of a displaced view with its track's predict
 DISPLACED_SIZE = 0.7  # ... of about its size (area ratio within [0.7, 1 / 0.7])
 DISPLACED_MARGIN = 0.1  # ... each the other's best by this IoU margin
 EXTRA_HITS = 2
+# below: never opens a track (below high_score: continues tentative ones by overlap only; a partly
+# hidden object SAM scored low in every frame got no id at all when only confident regions could)
+LOW_BIRTH_SCORE = 0.5
 TENTATIVE_MISSES = 1  # a tentative track survives one miss, and then needs one hit more
 MAX_TRACKS_PER_REGION = 1.5
 MIN_TRACK_CAP = 4
@@ -141,7 +142,8 @@ class RegionTracker:
         tracked = self._track_cues(cues.label_version, regions.labels is not None)
         pairs = pair_cues(regions, tracked, settings.iou_gate)
         high = regions.scores >= settings.high_score
-        matches = self._associate(regions, pairs, high, settings)
+        opens = regions.scores >= LOW_BIRTH_SCORE  # may open and continue tentative tracks
+        matches = self._associate(regions, pairs, high, opens, settings)
         out: list[Track | None] = [None] * len(seg)
         matched = np.zeros(pairs.compared.shape, bool)
         matched[list(matches), list(matches.values())] = True
@@ -153,7 +155,7 @@ class RegionTracker:
         born_ids = {id(t) for t in born}
         fresh += [r for r, t in enumerate(out) if id(t) in born_ids and t.confirmed]
         self._age_unmatched(set(matches.values()), settings)
-        kept = [r for r, t in enumerate(out) if id(t) in born_ids and high[r]]
+        kept = [r for r, t in enumerate(out) if id(t) in born_ids and opens[r]]
         if kept:
             self._add([out[r] for r in kept], motion.init_states(regions.boxes[kept]),
                       regions.tokens[kept])  # fmt: skip
@@ -207,7 +209,7 @@ class RegionTracker:
 
     # --- association ------------------------------------------------------------------------
 
-    def _associate(self, regions, pairs: PairCues, high, settings) -> dict[int, int]:
+    def _associate(self, regions, pairs: PairCues, high, opens, settings) -> dict[int, int]:
         """``{region: track}`` from stages A, B and C (see the module docstring)."""
         confirmed = np.array([t.confirmed for t in self.tracks], bool)
         score = pair_score(pairs, settings.similarity_weight)
@@ -221,16 +223,15 @@ class RegionTracker:
         piece_score = score + (PIECE_SCORE - pairs.iou) * (1 - settings.similarity_weight)
         cost_b = 1.0 - np.where(iou_ok, score, piece_score)
         matches = assigned(cost_b, stage_b & (iou_ok | pieces), matches)
-        stage_c = left(matches, ~confirmed, len(high)) & (iou_ok | reid) & high[:, None]
+        stage_c = iou_ok & opens[:, None] | reid & high[:, None]
+        stage_c &= left(matches, ~confirmed, len(high))
         matches = assigned(1.0 - score, stage_c, matches)
         return self._displaced(regions, pairs, high, confirmed, matches, gate)
 
     def _displaced(self, regions: RegionCues, pairs: PairCues, high, confirmed, matches, gate):
         """Stage D: a confident region left over of about the size of a confirmed track seen in
-        the previous frame and left over too, overlapping its predicted mask at IoU >=
-        :data:`DISPLACED_IOU` (below the gate: the prediction or the camera estimate was off),
-        where each is the other's best such candidate by :data:`DISPLACED_MARGIN` and their
-        appearance agrees (cosine >= ``gate``, the similarity gate)."""
+        the previous frame and left over too (see the module docstring; below the gate: the
+        prediction or the camera estimate was off); ``gate``: the similarity gate."""
         seen = confirmed & np.array([t.misses == 0 for t in self.tracks], bool)
         ratio = regions.areas[:, None] / np.maximum(pairs.t_areas[None], 1.0)
         cand = left(matches, seen, len(high)) & high[:, None]
