@@ -312,7 +312,7 @@ class RegionTracker:
     def _births(
         self, out, regions: RegionCues, pairs: PairCues, matches, high, settings
     ) -> list[Track]:
-        """A new track for each region no track took (kept only for confident regions)."""
+        """A new track for each region no track took (kept if it scores >= LOW_BIRTH_SCORE)."""
         born = []
         for r in range(len(out)):
             if out[r] is not None:
