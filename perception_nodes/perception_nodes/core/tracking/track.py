@@ -21,7 +21,11 @@ class TrackerSettings:
     similarity_gate: float = 0.8
     birth_hits: int = 2
     death_misses: int = 30
-    high_score: float = 0.7  # predicted IoU x stability of a confident region (may open tracks)
+    high_score: float = 0.7  # predicted IoU x stability of a confident region
+    # a region below never opens a track; below high_score it continues tentative ones by overlap
+    # only (a partly hidden object SAM scored low in every frame got no id when only confident
+    # regions could open tracks)
+    low_score: float = 0.5
     sure_score: float = 0.85  # a new track scoring this on average is confirmed after birth_hits
 
 

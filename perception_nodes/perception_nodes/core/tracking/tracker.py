@@ -36,7 +36,7 @@ Built on what the strong multi-object trackers do, for masks instead of boxes:
   (the prediction goes on) instead of shrinking it: partial views taken as whole ones shrank a
   crossing object's mask frame by frame until the object, seen whole again, no longer
   overlapped its own track.
-- **Births**: a region no track takes scoring >= :data:`LOW_BIRTH_SCORE` opens a tentative track,
+- **Births**: a region no track takes scoring >= ``low_score`` opens a tentative track,
   confirmed (given its id) after ``birth_hits`` hits, :data:`EXTRA_HITS` more if its mean score is
   below ``sure_score`` (blobs, split pieces, partly hidden objects), one more per frame it missed
   while tentative (it dies at its second consecutive miss). When a track is confirmed where a
@@ -98,9 +98,6 @@ DISPLACED_IOU = 0.3  # stage D: IoU of a displaced view with its track's predict
 DISPLACED_SIZE = 0.7  # ... of about its size (area ratio within [0.7, 1 / 0.7])
 DISPLACED_MARGIN = 0.1  # ... each the other's best by this IoU margin
 EXTRA_HITS = 2
-# below: never opens a track (below high_score: continues tentative ones by overlap only; a partly
-# hidden object SAM scored low in every frame got no id at all when only confident regions could)
-LOW_BIRTH_SCORE = 0.5
 TENTATIVE_MISSES = 1  # a tentative track survives one miss, and then needs one hit more
 MAX_TRACKS_PER_REGION = 1.5
 MIN_TRACK_CAP = 4
@@ -142,7 +139,7 @@ class RegionTracker:
         tracked = self._track_cues(cues.label_version, regions.labels is not None)
         pairs = pair_cues(regions, tracked, settings.iou_gate)
         high = regions.scores >= settings.high_score
-        opens = regions.scores >= LOW_BIRTH_SCORE  # may open and continue tentative tracks
+        opens = regions.scores >= settings.low_score  # may open and continue tentative tracks
         matches = self._associate(regions, pairs, high, opens, settings)
         out: list[Track | None] = [None] * len(seg)
         matched = np.zeros(pairs.compared.shape, bool)
@@ -312,7 +309,7 @@ class RegionTracker:
     def _births(
         self, out, regions: RegionCues, pairs: PairCues, matches, high, settings
     ) -> list[Track]:
-        """A new track for each region no track took (kept if it scores >= LOW_BIRTH_SCORE)."""
+        """A new track for each region no track took (kept if it scores >= ``low_score``)."""
         born = []
         for r in range(len(out)):
             if out[r] is not None:
