@@ -32,10 +32,12 @@ Built on what the strong multi-object trackers do, for masks instead of boxes:
   Score of a pair: ``(1 - w) * IoU + w * appearance + rules.LABEL_WEIGHT * label agreement`` (labels
   are a soft cost, never a gate).
 - **Occlusion**: an observation that shows only part of the predicted mask (less than
-  :data:`PARTIAL_AREA` of it) because the rest is hidden keeps the track's full mask and box
-  (the prediction goes on) instead of shrinking it: partial views taken as whole ones shrank a
-  crossing object's mask frame by frame until the object, seen whole again, no longer
-  overlapped its own track.
+  :data:`PARTIAL_AREA` of it) because the rest is hidden (by other regions, its own parts too,
+  or the image edge) keeps the track's full mask and box (the prediction goes on) instead of
+  shrinking it: partial views taken as whole ones shrank a crossing object's mask frame by
+  frame until the object, seen whole again, no longer overlapped its own track.
+- **Parts** (:mod:`.parts`): a confirmed track no region took that the frame shows as its
+  parts only (SAM's whole/part ambiguity) is not missed; its box follows the parts.
 - **Births**: a region no track takes scoring >= ``low_score`` opens a tentative track,
   confirmed (given its id) after ``birth_hits`` hits, :data:`EXTRA_HITS` more if its mean score is
   below ``sure_score`` (blobs, split pieces, partly hidden objects), one more per frame it missed
@@ -71,6 +73,7 @@ from perception_nodes.core.tracking.pairs import (
     region_cues,
     singled_out,
 )
+from perception_nodes.core.tracking.parts import follow_parts
 from perception_nodes.core.tracking.rules import (
     assigned,
     hidden_of,
@@ -90,9 +93,7 @@ PIECE_COVER = 0.7  # a visible piece: this share of the region inside the predic
 PIECE_AREA = 0.7  # ... and smaller than this share of it
 PARTIAL_AREA = 0.7  # a matched view smaller than this share of the mask may be partial
 PIECE_HIDDEN = 0.5  # ... and this share of the rest hidden by other regions or the image edge
-OCCLUDER_INSIDE = (
-    0.6  # a region with this share inside the predicted mask is a part, not an occluder
-)
+OCCLUDER_INSIDE = 0.6  # a region this much inside the predicted mask: a part, not an occluder
 PIECE_SCORE = 0.5  # IoU credited to a visible-piece match
 DISPLACED_IOU = 0.3  # stage D: IoU of a displaced view with its track's predicted mask ...
 DISPLACED_SIZE = 0.7  # ... of about its size (area ratio within [0.7, 1 / 0.7])
@@ -151,7 +152,9 @@ class RegionTracker:
         born = self._births(out, regions, pairs, matches, high, settings)
         born_ids = {id(t) for t in born}
         fresh += [r for r, t in enumerate(out) if id(t) in born_ids and t.confirmed]
-        self._age_unmatched(set(matches.values()), settings)
+        seen = set(matches.values())
+        seen |= follow_parts(self.tracks, self.states, seen, tracked.crops, regions)
+        self._age_unmatched(seen, settings)
         kept = [r for r, t in enumerate(out) if id(t) in born_ids and opens[r]]
         if kept:
             self._add([out[r] for r in kept], motion.init_states(regions.boxes[kept]),
@@ -271,7 +274,8 @@ class RegionTracker:
         )
         objects = set(rs)
         for (r, t), maybe in zip(pairs_rt, maybe_piece.tolist()):
-            hidden = maybe and hidden_of(r, crops[t], regions, OCCLUDER_INSIDE, objects)
+            # the rest hidden by any other region, its own parts too (SAM showing it as parts)
+            hidden = maybe and hidden_of(r, crops[t], regions, math.inf, objects)
             if not (maybe and hidden >= PIECE_HIDDEN):
                 full.append((r, t))
         if full:
