@@ -117,7 +117,7 @@ def hidden_of(r: int, crop: MaskCrop, regions, inside_limit: float, objects=()) 
     hide. An occluder is a region of ``objects`` (regions that other tracks took this frame:
     other objects, however much of them lies inside the crop, as when two look-alike objects
     cross) or one that is not a part of the crop's object (less than ``inside_limit`` of it
-    inside the crop)."""
+    inside the crop; ``inside_limit`` > 1: every other region)."""
     box = crop.box
     b = regions.boxes
     touch = (b[:, 0] < box[2]) & (box[0] < b[:, 2]) & (b[:, 1] < box[3]) & (box[1] < b[:, 3])
@@ -125,7 +125,9 @@ def hidden_of(r: int, crop: MaskCrop, regions, inside_limit: float, objects=()) 
     occluders = [
         regions.masks[q]
         for q in np.nonzero(touch)[0]
-        if q in objects or share_inside(regions.masks[q], regions.areas[q], crop) < inside_limit
+        if inside_limit > 1.0  # every region (no share exceeds 1: nothing to read)
+        or q in objects
+        or share_inside(regions.masks[q], regions.areas[q], crop) < inside_limit
     ]
     return hidden_share(crop, regions.masks[r], occluders)
 
