@@ -35,7 +35,12 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 
 from perception_nodes.core.config import PipelineConfig
 from perception_nodes.core.pipeline import Pipeline, PipelineError
-from perception_nodes.core.stream.cancel import FrameAbandoned, WorkAbandoned, run_abandonable
+from perception_nodes.core.stream.cancel import (
+    FrameAbandoned,
+    WorkAbandoned,
+    run_abandonable,
+    where_thread_is,
+)
 from perception_nodes.core.stream.frame_slots import LatestFrameSlots
 from perception_nodes.core.stream.stamps import stamp_to_ns, stamp_to_seconds
 from perception_nodes.core.weights.files import GENERATED_WEIGHTS
@@ -191,7 +196,8 @@ class PerceptionNode(LifecycleNode):
             self._worker.join(timeout=timeout)
             if self._worker.is_alive():
                 self.get_logger().warning(
-                    f"the worker is still in a model call after {timeout:.1f} s; not waiting"
+                    f"the worker is still in a model call after {timeout:.1f} s; not waiting "
+                    f"(at {where_thread_is(self._worker)})"
                 )
             self._worker = None
 

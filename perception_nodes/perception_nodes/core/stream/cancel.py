@@ -6,10 +6,16 @@ ROS-free: the core takes a plain ``should_stop() -> bool`` callable (e.g. a
 
 from __future__ import annotations
 
+import sys
 import threading
+import traceback
+from pathlib import Path
 from typing import Callable, TypeVar
 
 T = TypeVar("T")
+
+
+PACKAGE_DIR = Path(__file__).resolve().parents[2]  # perception_nodes/
 
 
 class FrameAbandoned(Exception):
@@ -54,3 +60,16 @@ def run_abandonable(
     if "error" in outcome:
         raise outcome["error"]
     return outcome["result"]
+
+
+def where_thread_is(thread: threading.Thread, depth: int = 2) -> str:
+    """Where ``thread`` is now: its innermost call, then the innermost ``depth`` calls in this
+    package (innermost first), as ``file:line function``; ``"not running"`` once it ended. Says
+    which model call a worker that does not stop in time is in."""
+    frame = sys._current_frames().get(thread.ident) if thread.ident is not None else None
+    if frame is None:
+        return "not running"
+    calls = traceback.extract_stack(frame)
+    ours = [c for c in calls if PACKAGE_DIR in Path(c.filename).parents]
+    shown = [calls[-1]] + [c for c in ours[-depth:][::-1] if c is not calls[-1]]
+    return " <- ".join(f"{Path(c.filename).name}:{c.lineno} {c.name}" for c in shown)
