@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -35,8 +36,8 @@ def _slow_params(tmp_path):
     return write_params_file(small_overrides(tmp_path / "cache", **SLOW_FRAME), folder=tmp_path)
 
 
-@pytest.fixture
-def watcher(ros_context):
+@contextmanager
+def _watching(ros_context):
     """GraphReceiver + a camera-image subscriber in this process: arrival times of everything."""
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
@@ -58,8 +59,17 @@ def watcher(ros_context):
         qos_profile_sensor_data,
     )
     spinner = Spinner(ros_context, receiver)
-    yield receiver
-    spinner.stop()
+    try:
+        yield receiver
+    finally:
+        spinner.stop()
+        receiver.destroy_node()
+
+
+@pytest.fixture
+def watcher(ros_context):
+    with _watching(ros_context) as receiver:
+        yield receiver
 
 
 def _wait_mid_frame(receiver, graph_or_proc) -> None:
@@ -142,11 +152,35 @@ SLOW_FRAMES = {
 }
 
 
+ABANDON_ATTEMPTS = 3  # "between batches": tries to see the frame abandoned at a batch check
+
+
 @pytest.mark.parametrize("case", list(SLOW_FRAMES))
-def test_sigint_mid_frame_every_node_exits_0_within_3_s(tmp_path, watcher, case):
-    amg, side = SLOW_FRAMES[case]
-    params = write_params_file(small_overrides(tmp_path / "cache", **amg), folder=tmp_path)
-    graph = NodeGraph(log_dir=tmp_path / "logs")
+def test_sigint_mid_frame_every_node_exits_0_within_3_s(tmp_path, ros_context, case):
+    """Every attempt: exit 0 within 3 s, no forbidden log line, nothing published after the
+    signal. "between batches" also wants the frame abandoned at a batch check; the node waits
+    1.5 s for it, and on a loaded CI runner the worker was once still in a model call then
+    (the warning says where), so that case tries up to ABANDON_ATTEMPTS times: a node that
+    never checks between batches fails every one."""
+    tries = ABANDON_ATTEMPTS if case == "between batches" else 1
+    logs = []
+    for attempt in range(tries):
+        with _watching(ros_context) as watcher:
+            log = _sigint_mid_frame(tmp_path / f"try{attempt}", watcher, *SLOW_FRAMES[case])
+        assert "frame in flight abandoned" in log or "still in a model call after" in log, log
+        logs.append(log[-600:])
+        if "frame in flight abandoned" in log:
+            break
+    if case == "between batches":
+        assert "frame in flight abandoned" in log, logs
+
+
+def _sigint_mid_frame(folder: Path, watcher, amg: dict, side: int) -> str:
+    """The graph started, SIGINT to every process mid-frame; asserts the exits and the silence
+    after the signal; returns perception_node's log."""
+    folder.mkdir(parents=True, exist_ok=True)
+    params = write_params_file(small_overrides(folder / "cache", **amg), folder=folder)
+    graph = NodeGraph(log_dir=folder / "logs")
     try:
         graph.start("perception_node", params)
         graph.start("visualization_node", params)
@@ -174,11 +208,8 @@ def test_sigint_mid_frame_every_node_exits_0_within_3_s(tmp_path, watcher, case)
         assert rc == 0 and seconds < EXIT_LIMIT_S, (name, rc, seconds, logs[name][-3000:])
         for bad in FORBIDDEN_IN_LOGS:
             assert bad not in logs[name], (name, bad, logs[name][-3000:])
-    log = logs["perception_node"]
-    assert "frame in flight abandoned" in log or "still in a model call after" in log, log[-3000:]
-    if case == "between batches":
-        assert "frame in flight abandoned" in log
     _assert_silent_after(watcher, t_signal)
+    return logs["perception_node"]
 
 
 def _started_with_sigint(disposition):
