@@ -25,8 +25,9 @@ EXIT_LIMIT_S = 3.0
 # CPU seconds the node spends in a frame before the signal. The tiny model's frame (2-core VM):
 # preprocess + encoder ~0.75 CPU-s, then 100 one-point decoder batches ~5.5 CPU-s. The count
 # starts when diagnostics report the frame received (up to ~1.2 CPU-s after the frame began), so
-# the signal lands 1.5-2.7 CPU-s in: past the encoder, among the decoder batches. (0.25 with 36
-# batches landed in the encoder; on a loaded CI runner the encoder outlived the 1.5 s join.)
+# the signal lands 1.5-2.7 CPU-s in: past the encoder, among the decoder batches (0.25 with 36
+# batches could land in the encoder). Under heavy load the worker was still found in a model
+# call 1.5 s after the signal even so (cause not found): the "between batches" case retries.
 MID_FRAME_CPU_S = 1.5
 SLOW_FRAME = {"amg.points_per_side": 10, "amg.points_per_batch": 1}  # 100 decoder batches per frame
 FORBIDDEN_IN_LOGS = ("Traceback", "Failed to publish", "context is invalid")
