@@ -10,7 +10,8 @@ from tracking_fixtures import random_token as _token
 
 from perception_nodes.core.config import PipelineConfig
 from perception_nodes.core.tracking import TrackingStage
-from perception_nodes.core.tracking.masks import crop_of
+from perception_nodes.core.tracking.masks import crop_of, overlap_bounds
+from perception_nodes.core.tracking.pairs import RegionCues
 from perception_nodes.core.tracking.parts import parts_boxes
 
 SIZE = (240, 320)  # H, W
@@ -32,9 +33,14 @@ def _ids(stage, boxes, seeds):
 
 def _found(boxes):
     masks = np.stack([_rect(*b) for b in boxes])
-    areas = masks.sum(axis=(1, 2)).astype(np.float64)
+    n = len(boxes)
+    regions = RegionCues(
+        masks, np.array(boxes, np.float64), masks.sum(axis=(1, 2)).astype(np.float64),
+        np.ones(n), np.ones((n, 4), np.float32), None, None,
+    )  # fmt: skip
     crop = crop_of(_rect(*WHOLE), np.array(WHOLE, np.float64), int(_rect(*WHOLE).sum()))
-    return parts_boxes([crop], masks, np.array(boxes, np.float64), areas)
+    touch = overlap_bounds(regions.boxes, regions.areas, crop.box[None], np.array([crop.area]))
+    return parts_boxes([crop], touch[1].T > 0, regions)
 
 
 def test_parts_covering_a_track_are_found_with_their_union_box():

@@ -161,17 +161,28 @@ def intersections(masks: np.ndarray, boxes: np.ndarray, rows: np.ndarray, cols: 
     return out
 
 
+def in_image(
+    crop: MaskCrop, image_hw: tuple[int, int]
+) -> tuple[int, int, int, int, np.ndarray] | None:
+    """``(x0, y0, x1, y1, pixels)``: the part of the placed ``crop`` inside an image of
+    ``image_hw`` (H, W), as image pixel bounds and the crop's pixels there (a view); None when
+    it lies wholly outside."""
+    h, w = crop.pixels.shape
+    x0, y0 = max(crop.x0, 0), max(crop.y0, 0)
+    x1, y1 = min(crop.x0 + w, image_hw[1]), min(crop.y0 + h, image_hw[0])
+    if x1 <= x0 or y1 <= y0:
+        return None
+    return x0, y0, x1, y1, crop.pixels[y0 - crop.y0 : y1 - crop.y0, x0 - crop.x0 : x1 - crop.x0]
+
+
 def hidden_share(crop: MaskCrop, seen: np.ndarray, occluders: list[np.ndarray]) -> float:
     """Share of the placed ``crop`` not in the full-image mask ``seen`` that is hidden: covered by
     one of the full-image ``occluders`` masks or outside the image. 1.0 when nothing is unseen."""
-    h, w = crop.pixels.shape
-    img_h, img_w = seen.shape
-    x0, y0 = max(crop.x0, 0), max(crop.y0, 0)
-    x1, y1 = min(crop.x0 + w, img_w), min(crop.y0 + h, img_h)
+    window = in_image(crop, seen.shape)
     outside = crop.area
     unseen_in, hidden_in = 0, 0
-    if x1 > x0 and y1 > y0:
-        inner = crop.pixels[y0 - crop.y0 : y1 - crop.y0, x0 - crop.x0 : x1 - crop.x0]
+    if window is not None:
+        x0, y0, x1, y1, inner = window
         outside = crop.area - int(np.count_nonzero(inner))
         unseen = inner & ~seen[y0:y1, x0:x1]
         unseen_in = int(np.count_nonzero(unseen))

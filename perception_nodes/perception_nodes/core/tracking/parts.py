@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from perception_nodes.core.tracking.masks import MaskCrop
+from perception_nodes.core.tracking.masks import MaskCrop, in_image
 from perception_nodes.core.tracking.motion import BoxStates, correct
-from perception_nodes.core.tracking.pairs import RegionCues
+from perception_nodes.core.tracking.pairs import PairCues, RegionCues
 from perception_nodes.core.tracking.track import Track
 
 PART_INSIDE = 0.7  # a part: at least this share of the region inside the track's mask ...
@@ -28,40 +28,44 @@ PART_AREA = 0.7  # ... and smaller than this share of it
 PARTS_COVER = 0.7  # shown as parts: the parts together cover this share of the track's mask
 
 
-def follow_parts(tracks: list[Track], states: BoxStates, seen: set[int], crops: list[MaskCrop],
-                 regions: RegionCues) -> set[int]:  # fmt: skip
+def follow_parts(
+    tracks: list[Track], states: BoxStates, seen: set[int], pairs: PairCues
+) -> set[int]:
     """The confirmed tracks (indices into ``tracks``; none of ``seen``, the tracks regions took)
-    that the frame's regions show as parts (:func:`parts_boxes`; ``crops``: the tracks' placed
-    masks). Their rows of ``states`` are corrected with the union box of their parts (in place):
-    the object's box follows its parts while its mask stays."""
+    that the frame's regions show as parts (:func:`parts_boxes`; ``pairs``: the frame's pair
+    cues, their placed track masks and box overlaps). Their rows of ``states`` are corrected
+    with the union box of their parts (in place): the object's box follows its parts while its
+    mask stays."""
     idx = [t for t, track in enumerate(tracks) if track.confirmed and t not in seen]
-    found = parts_boxes([crops[t] for t in idx], regions.masks, regions.boxes, regions.areas)
+    touch = pairs.cover_bound[:, idx].T > 0  # boxes overlap (the bound is computed per frame)
+    found = parts_boxes([pairs.crops[t] for t in idx], touch, pairs.regions)
     rows = [idx[k] for k in found]
     if rows:
         states.put(rows, correct(states.select(rows), np.array(list(found.values()))))
     return set(rows)
 
 
-def parts_boxes(crops: list[MaskCrop], masks: np.ndarray, boxes: np.ndarray,
-                areas: np.ndarray) -> dict[int, np.ndarray]:  # fmt: skip
+def parts_boxes(
+    crops: list[MaskCrop], touch: np.ndarray, regions: RegionCues
+) -> dict[int, np.ndarray]:
     """``{k: (4,) XYXY union box of the parts}`` for each placed crop ``crops[k]`` that the
-    regions (``masks`` ``(R, H, W)`` bool, ``boxes`` ``(R, 4)`` XYXY, ``areas`` ``(R,)``) show
-    as parts: regions each smaller than :data:`PART_AREA` of it and lying :data:`PART_INSIDE`
-    inside it cover :data:`PARTS_COVER` of its pixels in the image together.
+    regions show as parts: regions each smaller than :data:`PART_AREA` of it and lying
+    :data:`PART_INSIDE` inside it cover :data:`PARTS_COVER` of its pixels in the image together.
+    ``touch``: ``(K, R)`` True where the region's box overlaps the crop's.
 
     Pixels are read only for crops whose touching small regions could reach the cover by their
     areas alone (one ``(K, R)`` numpy step for all crops)."""
+    areas = regions.areas
     if not crops or not len(areas):
         return {}
-    c_boxes = np.array([c.box for c in crops], np.float64)
     c_areas = np.array([c.area for c in crops], np.float64)
-    touch = (boxes[None, :, 0] < c_boxes[:, None, 2]) & (c_boxes[:, None, 0] < boxes[None, :, 2])
-    touch &= (boxes[None, :, 1] < c_boxes[:, None, 3]) & (c_boxes[:, None, 1] < boxes[None, :, 3])
-    touch &= areas[None, :] < PART_AREA * c_areas[:, None]
-    possible = (touch * areas[None, :]).sum(axis=1) >= PARTS_COVER * c_areas
+    small = touch & (areas[None, :] < PART_AREA * c_areas[:, None])
+    possible = (small * areas[None, :]).sum(axis=1) >= PARTS_COVER * c_areas
     out = {}
     for k in np.nonzero(possible)[0].tolist():
-        box = _union_of_parts(crops[k], masks, boxes, areas, np.nonzero(touch[k])[0])
+        box = _union_of_parts(
+            crops[k], regions.masks, regions.boxes, areas, np.nonzero(small[k])[0]
+        )
         if box is not None:
             out[k] = box
     return out
@@ -70,12 +74,10 @@ def parts_boxes(crops: list[MaskCrop], masks: np.ndarray, boxes: np.ndarray,
 def _union_of_parts(crop: MaskCrop, masks, boxes, areas, candidates) -> np.ndarray | None:
     """The union box of the ``candidates`` (region indices) that are parts of ``crop``, if
     they cover :data:`PARTS_COVER` of it; None otherwise."""
-    h, w = crop.pixels.shape
-    x0, y0 = max(crop.x0, 0), max(crop.y0, 0)
-    x1, y1 = min(crop.x0 + w, masks.shape[2]), min(crop.y0 + h, masks.shape[1])
-    if x1 <= x0 or y1 <= y0:
+    window = in_image(crop, masks.shape[1:])
+    if window is None:
         return None
-    inner = crop.pixels[y0 - crop.y0 : y1 - crop.y0, x0 - crop.x0 : x1 - crop.x0]
+    x0, y0, x1, y1, inner = window
     covered = np.zeros_like(inner)
     parts = []
     for q in candidates.tolist():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from perception_nodes.core.tracking.association import assign, unit_rows
-from perception_nodes.core.tracking.masks import MaskCrop, hidden_share, placed
+from perception_nodes.core.tracking.masks import MaskCrop, hidden_share, in_image, placed
 from perception_nodes.core.tracking.pairs import PairCues, singled_out
 
 TOKEN_MOMENTUM = 0.5  # weight of the previous running token/embedding when a new one is merged
@@ -81,14 +81,10 @@ def merged_rows(olds: list[np.ndarray | None] | np.ndarray, new: np.ndarray) -> 
 
 def share_inside(mask: np.ndarray, area: float, crop: MaskCrop) -> float:
     """Share of the full-image ``mask`` (``area`` pixels) lying inside the placed ``crop``."""
-    if area <= 0:
+    window = in_image(crop, mask.shape) if area > 0 else None
+    if window is None:
         return 0.0
-    h, w = crop.pixels.shape
-    x0, y0 = max(crop.x0, 0), max(crop.y0, 0)
-    x1, y1 = min(crop.x0 + w, mask.shape[1]), min(crop.y0 + h, mask.shape[0])
-    if x1 <= x0 or y1 <= y0:
-        return 0.0
-    inner = crop.pixels[y0 - crop.y0 : y1 - crop.y0, x0 - crop.x0 : x1 - crop.x0]
+    x0, y0, x1, y1, inner = window
     return np.count_nonzero(mask[y0:y1, x0:x1] & inner) / area
 
 

@@ -153,7 +153,7 @@ class RegionTracker:
         born_ids = {id(t) for t in born}
         fresh += [r for r, t in enumerate(out) if id(t) in born_ids and t.confirmed]
         seen = set(matches.values())
-        seen |= follow_parts(self.tracks, self.states, seen, tracked.crops, regions)
+        seen |= follow_parts(self.tracks, self.states, seen, pairs)
         self._age_unmatched(seen, settings)
         kept = [r for r, t in enumerate(out) if id(t) in born_ids and opens[r]]
         if kept:
