@@ -10,7 +10,7 @@ from tracking_fixtures import random_token as _token
 
 from perception_nodes.core.config import PipelineConfig
 from perception_nodes.core.tracking import TrackingStage
-from perception_nodes.core.tracking.masks import crop_of, overlap_bounds
+from perception_nodes.core.tracking.masks import MaskCrop, crop_of, overlap_bounds
 from perception_nodes.core.tracking.pairs import RegionCues
 from perception_nodes.core.tracking.parts import parts_boxes
 
@@ -31,7 +31,7 @@ def _ids(stage, boxes, seeds):
     return [int(t) for t in stage.apply("cam", seg, None, None, CONFIG).track_ids]
 
 
-def _found(boxes):
+def _found(boxes, shift_x=0):
     masks = np.stack([_rect(*b) for b in boxes])
     n = len(boxes)
     regions = RegionCues(
@@ -39,6 +39,7 @@ def _found(boxes):
         np.ones(n), np.ones((n, 4), np.float32), None, None,
     )  # fmt: skip
     crop = crop_of(_rect(*WHOLE), np.array(WHOLE, np.float64), int(_rect(*WHOLE).sum()))
+    crop = MaskCrop(crop.pixels, crop.x0 + shift_x, crop.y0, crop.area)  # placed elsewhere
     touch = overlap_bounds(regions.boxes, regions.areas, crop.box[None], np.array([crop.area]))
     return parts_boxes([crop], touch[1].T > 0, regions)
 
@@ -50,6 +51,17 @@ def test_parts_covering_a_track_are_found_with_their_union_box():
     assert _found([WHOLE, *PARTS[:1]]) == {}  # the whole itself is no part of itself
     shifted = [(x0 + 30, y0, x1 + 30, y1) for x0, y0, x1, y1 in PARTS]
     assert _found(shifted) == {}  # the right one lies mostly outside: together < 70 %
+
+
+def test_parts_of_an_object_partly_outside_the_image_are_found():
+    """The track's mask placed 100 px to the left: 60 of its 100 columns lie outside the image.
+    The two parts seen cover its 40 columns inside (20 each, together 32 % of its whole area):
+    shown as parts (the cover counts the pixels inside the image; the area bound that skips the
+    pixel read must count the same, and counted the whole area before)."""
+    inside = [(0, 80, 20, 120), (20, 80, 40, 120)]
+    found = _found(inside, shift_x=-100)
+    assert set(found) == {0}, found
+    np.testing.assert_array_equal(found[0], (0, 80, 40, 120))
 
 
 def test_an_object_alternating_whole_and_parts_keeps_its_whole_id():

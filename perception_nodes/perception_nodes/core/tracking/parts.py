@@ -60,7 +60,13 @@ def parts_boxes(
         return {}
     c_areas = np.array([c.area for c in crops], np.float64)
     small = touch & (areas[None, :] < PART_AREA * c_areas[:, None])
-    possible = (small * areas[None, :]).sum(axis=1) >= PARTS_COVER * c_areas
+    # the cover counts the crop's pixels inside the image: at least its area less the part of
+    # its box outside the image
+    box = np.array([c.box for c in crops], np.float64)
+    h, w = regions.masks.shape[1:]
+    box_in = np.clip(box[:, 2:], 0, [w, h]) - np.clip(box[:, :2], 0, [w, h])
+    off_image = np.prod(box[:, 2:] - box[:, :2], axis=1) - np.prod(box_in.clip(0), axis=1)
+    possible = (small * areas[None, :]).sum(axis=1) >= PARTS_COVER * (c_areas - off_image)
     out = {}
     for k in np.nonzero(possible)[0].tolist():
         box = _union_of_parts(
