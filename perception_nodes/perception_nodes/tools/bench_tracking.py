@@ -6,8 +6,8 @@ occlusions behind a passing object, camera pan and zoom, SAM-like noise, dropped
 together), each with distinct and with all-alike tokens (untrained weights), fed to the
 stage exactly as the pipeline does (regions, labels with CLIP region embeddings, the image,
 the stamp) and scored with py-motmetrics (IDF1, MOTA, ID switches, fragmentations) at mask
-IoU >= 0.5, beside the ``oracle`` (the ceiling: every region that shows an object carries
-its id). ``--baseline REV`` scores the tracking stage of git revision REV on the same frames
+IoU >= 0.5 and with TrackEval's HOTA (DetA, AssA; mask IoU thresholds 0.05-0.95), beside the
+``oracle`` (the ceiling: every region that shows an object carries its id). ``--baseline REV`` scores the tracking stage of git revision REV on the same frames
 (before/after table).
 
 Cost (``--sizes``): per frame for N regions, side by side in one process: the tracker alone
@@ -168,7 +168,8 @@ def summarise(rows: list[dict]) -> list[dict]:
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault((r["family"], r["tokens"], r["tracker"]), []).append(r)
-    keys = ("idf1", "mota", "switches_per_100", "num_fragmentations", "max_live_ratio", "cpu_ms")
+    keys = ("idf1", "hota", "deta", "assa", "mota", "switches_per_100", "num_fragmentations",
+            "max_live_ratio", "cpu_ms")  # fmt: skip
     out = []
     for (family, tokens, tracker), rs in groups.items():
         mean = {k: float(np.mean([r[k] for r in rs])) for k in keys}
@@ -188,11 +189,11 @@ def summarise(rows: list[dict]) -> list[dict]:
 
 def print_quality(summary: list[dict]) -> None:
     trackers = sorted({r["tracker"] for r in summary}, key=lambda t: (t == ORACLE, t != "before"))
-    print("\nidentity quality (mean over seeds; IDF1 / MOTA / ID switches per 100 GT detections / "
-          "fragmentations / max live tracks per region)")  # fmt: skip
+    print("\nidentity quality (mean over seeds; IDF1 / HOTA / MOTA / ID switches per 100 GT "
+          "detections / fragmentations / max live tracks per region)")  # fmt: skip
     for tokens in ("distinct", "alike"):
         print(f"tokens: {tokens}")
-        print(f"{'family':<22}" + "".join(f"{t:>44}" for t in trackers))
+        print(f"{'family':<22}" + "".join(f"{t:>52}" for t in trackers))
         fams = [
             r["family"] for r in summary if r["tokens"] == tokens and r["tracker"] == trackers[-2]
         ]
@@ -201,10 +202,11 @@ def print_quality(summary: list[dict]) -> None:
             for t in trackers:
                 r = next((x for x in summary if x["family"].split(" ")[0] == fam.split(" ")[0]
                           and x["tokens"] == tokens and x["tracker"] == t), None)  # fmt: skip
-                cells.append("-" if r is None else f"{r['idf1']:.3f} / {r['mota']:.3f} / "
+                cells.append("-" if r is None else f"{r['idf1']:.3f} / {r['hota']:.3f} / "
+                             f"{r['mota']:.3f} / "
                              f"{r['switches_per_100']:.2f} / {r['num_fragmentations']:.1f} / "
                              f"{r['max_live_ratio']:.2f}")  # fmt: skip
-            print(f"{fam:<22}" + "".join(f"{c:>44}" for c in cells))
+            print(f"{fam:<22}" + "".join(f"{c:>52}" for c in cells))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,7 +23,8 @@ tokens, as the pipeline says when SAM runs generated weights). Its hypotheses ar
 the regions with a track id > 0, except regions SAM returned as a *part* of an object (the
 hierarchy ambiguity: neither a hit nor a false positive). A hypothesis matches a ground-truth
 object (its visible mask, >= 25 px) at mask IoU >= 0.5; py-motmetrics gives IDF1, MOTA, ID
-switches and fragmentations. ``oracle`` is the best any tracker can do on these regions (each
+switches and fragmentations; TrackEval HOTA / DetA / AssA over the same mask IoUs
+(:mod:`.tracking_hota`). ``oracle`` is the best any tracker can do on these regions (each
 region given the id of the object it overlaps at IoU >= 0.5, one to one): the ceiling. Column
 ``ret``: IDF1 counting only the objects SAM returned in each frame (the oracle's is 1.0).
 """
@@ -58,6 +59,7 @@ from perception_nodes.tools.tracking_holdout_report import (
 )
 from perception_nodes.tools.tracking_holdout_sam import SamNoise, SamSim, SimRegion
 from perception_nodes.tools.tracking_holdout_world import render
+from perception_nodes.tools.tracking_hota import HotaAccumulator
 from perception_nodes.tools.tracking_quality import MATCH_IOU, baseline_stage, region_gt_iou
 
 METRICS = [
@@ -185,14 +187,17 @@ def _update(
     ids: np.ndarray,
     ignore: np.ndarray,
     rows: np.ndarray | None = None,
+    hota: HotaAccumulator | None = None,
 ) -> None:
-    """One frame into ``acc``: hypotheses = regions with an id > 0 that are not ignored;
-    ``rows``: the ground-truth objects that count (default all)."""
+    """One frame into ``acc`` (and ``hota``): hypotheses = regions with an id > 0 that are not
+    ignored; ``rows``: the ground-truth objects that count (default all)."""
     hyp = np.nonzero((ids > 0) & ~ignore)[0]
     rows = np.arange(len(gt_ids)) if rows is None else rows
     sub = iou[np.ix_(rows, hyp)]
     dist = np.where(sub >= MATCH_IOU, 1.0 - sub, np.nan)
     acc.update([gt_ids[g] for g in rows], [int(ids[i]) for i in hyp], dist)
+    if hota is not None:
+        hota.update([gt_ids[g] for g in rows], ids[hyp], sub)
 
 
 def run_sequence(
@@ -207,12 +212,13 @@ def run_sequence(
     """Scores of one sequence: ``{"oracle": row, "<tracker>/<variant>": row}``; a row holds the
     py-motmetrics numbers over every visible object, ``idf1_returned`` (IDF1 over the objects SAM
     returned in that frame at IoU >= 0.5: what the tracker could have got right; the oracle
-    scores 1.0 there), ``switches_per_100``, ``cpu_ms`` (median per frame) and two error counts:
+    scores 1.0 there), ``hota`` / ``deta`` / ``assa``, ``switches_per_100``, ``cpu_ms`` (median per frame) and two error counts:
     ``no_id_pct`` (% of the regions the oracle matched to an object that got no track id: late or
     missing ids) and ``blob_id_pct`` (% of spurious blobs that got a track id)."""
     runs = {f"{t.name}/{v}": (t, t.stage_class(), v) for t in trackers for v in variants}
     accs = {key: mm.MOTAccumulator(auto_id=True) for key in ["oracle", *runs]}
     accs_ret = {key: mm.MOTAccumulator(auto_id=True) for key in accs}
+    hotas = {key: HotaAccumulator() for key in accs}
     cpu: dict[str, list[float]] = {key: [] for key in runs}
     errors = {key: np.zeros(4, np.int64) for key in accs}  # matched, no id, blobs, blob ids
     n = 0
@@ -234,7 +240,7 @@ def run_sequence(
                 t, stage, v = runs[key]
                 ids = t.ids(stage, frame, v)
                 cpu[key].append((time.process_time() - c0) * 1e3)
-            _update(accs[key], gt_ids, iou, ids, frame.ignore)
+            _update(accs[key], gt_ids, iou, ids, frame.ignore, hota=hotas[key])
             _update(accs_ret[key], gt_ids, iou, ids, frame.ignore, returned)
             errors[key] += (
                 matched.sum(),
@@ -251,6 +257,7 @@ def run_sequence(
             mh.compute(accs_ret[key], metrics=["idf1"], name="seq")["idf1"].iloc[0]
         )
         row["switches_per_100"] = 100 * row["num_switches"] / max(1.0, row["num_objects"])
+        row.update(hotas[key].compute())
         e = errors[key]
         row.update(matched=int(e[0]), no_id=int(e[1]), blobs=int(e[2]), blob_ids=int(e[3]))
         row["no_id_pct"] = 100 * e[1] / max(1, e[0])

@@ -26,6 +26,7 @@ def summarise(rows: list[dict], keys: list[str]) -> dict:
             out[f][k] = {
                 "idf1": float(np.mean([r[k]["idf1"] for r in rs])),
                 "idf1_returned": float(np.mean([r[k]["idf1_returned"] for r in rs])),
+                "hota": float(np.mean([r[k]["hota"] for r in rs])),
                 "mota": float(np.mean([r[k]["mota"] for r in rs])),
                 "switches_per_100": 100 * sum(r[k]["num_switches"] for r in rs) / max(1.0, objs),
                 "frag": float(np.mean([r[k]["num_fragmentations"] for r in rs])),
@@ -40,6 +41,7 @@ def summarise(rows: list[dict], keys: list[str]) -> dict:
     worst = {
         "idf1": np.min,
         "idf1_returned": np.min,
+        "hota": np.min,
         "mota": np.min,
         "switches_per_100": np.max,
         "frag": np.max,
@@ -61,6 +63,7 @@ def summarise(rows: list[dict], keys: list[str]) -> dict:
 SCORE_COLUMNS = [
     ("IDF1", "idf1", 5, 3),
     ("ret", "idf1_returned", 5, 3),
+    ("HOTA", "hota", 5, 3),
     ("MOTA", "mota", 6, 3),
     ("sw/100", "switches_per_100", 6, 2),
     ("frag", "frag", 5, 1),

@@ -3,7 +3,8 @@
 Each tracker under test sees every frame exactly as the pipeline hands it over
 (``TrackingStage.apply``: regions, labels with region embeddings, the image and the stamp);
 its hypotheses are the regions with a track id > 0. A hypothesis may match a ground-truth
-object when their mask IoU >= 0.5 (distance 1 - IoU), as in the MOT challenge's mask variant.
+object when their mask IoU >= 0.5 (distance 1 - IoU), as in the MOT challenge's mask variant;
+HOTA (TrackEval, :mod:`.tracking_hota`) takes the same mask IoUs over its own thresholds.
 Every sequence also scores the ``oracle``: the best any tracker can do on these regions (the
 segmenter's misses, merges and masks jittered below IoU 0.5 cost it, nothing else).
 
@@ -29,6 +30,7 @@ from scipy.optimize import linear_sum_assignment
 from perception_nodes.core.config import PipelineConfig
 from perception_nodes.core.tracking import TrackingStage
 from perception_nodes.core.tracking.association import box_iou
+from perception_nodes.tools.tracking_hota import HotaAccumulator
 from perception_nodes.tools.tracking_sequences import SequenceFrame, SequenceRenderer
 
 MATCH_IOU = 0.5
@@ -100,17 +102,22 @@ def _box(mask: np.ndarray) -> tuple[int, int, int, int]:
 
 def run_sequence(family: str, seed: int, alike: bool, candidates: list[Candidate],
                  config: PipelineConfig, frames: int) -> dict[str, dict]:  # fmt: skip
-    """Scores of each candidate on one sequence: py-motmetrics summary plus ``max_live_ratio``
-    (live tracks / regions, worst frame) and ``cpu_ms`` (median per frame)."""
+    """Scores of each candidate on one sequence: py-motmetrics summary, HOTA / DetA / AssA
+    (``hota``, ``deta``, ``assa``), ``max_live_ratio`` (live tracks / regions, worst frame) and
+    ``cpu_ms`` (median per frame)."""
     renderer = SequenceRenderer(family, seed, alike, frames=frames)
     stages = {c.name: c.stage_class() for c in candidates}
     accs = {c.name: mm.MOTAccumulator(auto_id=True) for c in candidates}
     live_ratio = {c.name: 0.0 for c in candidates}
     cpu = {c.name: [] for c in candidates}
+    hotas = {name: HotaAccumulator() for name in [*accs, ORACLE]}
     oracle = mm.MOTAccumulator(auto_id=True)
     for frame in renderer.frames_iter():
         gt_ids, iou = region_gt_iou(frame)
-        oracle.update(gt_ids, *_oracle(gt_ids, iou))
+        oracle_hyp, oracle_cols = _oracle(gt_ids, iou)
+        sim = iou[:, oracle_cols]
+        oracle.update(gt_ids, oracle_hyp, np.where(sim >= MATCH_IOU, 1.0 - sim, np.nan))
+        hotas[ORACLE].update(gt_ids, oracle_hyp, sim)
         for c in candidates:
             c0 = time.process_time()
             tids = _apply(stages[c.name], frame, config)
@@ -118,6 +125,7 @@ def run_sequence(family: str, seed: int, alike: bool, candidates: list[Candidate
             hyp = np.nonzero(tids > 0)[0]
             dist = np.where(iou[:, hyp] >= MATCH_IOU, 1.0 - iou[:, hyp], np.nan)
             accs[c.name].update(gt_ids, [int(tids[i]) for i in hyp], dist)
+            hotas[c.name].update(gt_ids, tids[hyp], iou[:, hyp])
             live = len(stages[c.name]._trackers["bench"].tracks)
             live_ratio[c.name] = max(live_ratio[c.name], live / max(1, len(frame.segmentation)))
     out = {}
@@ -129,24 +137,23 @@ def run_sequence(family: str, seed: int, alike: bool, candidates: list[Candidate
         row["switches_per_100"] = 100 * row["num_switches"] / max(1.0, row["num_objects"])
         row["max_live_ratio"] = live_ratio[c.name]
         row["cpu_ms"] = float(np.median(cpu[c.name])) if cpu[c.name] else 0.0
-        out[c.name] = row
+        out[c.name] = {**row, **hotas[c.name].compute()}
     s = mh.compute(oracle, metrics=metrics, name="seq")
-    out[ORACLE] = {k: float(s[k].iloc[0]) for k in metrics}
+    out[ORACLE] = {k: float(s[k].iloc[0]) for k in metrics} | hotas[ORACLE].compute()
     out[ORACLE].update(switches_per_100=0.0, max_live_ratio=0.0, cpu_ms=0.0)
     return out
 
 
 def _oracle(gt_ids: list[int], iou: np.ndarray) -> tuple[list[int], np.ndarray]:
     """Hypotheses of the best any tracker can do on these regions: each region that overlaps a
-    ground-truth object at IoU >= 0.5 (one to one, the largest IoUs) carries that object's id."""
+    ground-truth object at IoU >= 0.5 (one to one, the largest IoUs) carries that object's id.
+    Returns those ids and the regions' indices (columns of ``iou``), in the same order."""
     ok = iou >= MATCH_IOU
     if not ok.any():
-        return [], np.zeros((len(gt_ids), 0))
+        return [], np.zeros(0, np.int64)
     rows, cols = linear_sum_assignment(np.where(ok, -iou, 1.0))
     keep = ok[rows, cols]
-    rows, cols = rows[keep], cols[keep]
-    dist = np.where(ok[:, cols], 1.0 - iou[:, cols], np.nan)
-    return [gt_ids[r] for r in rows], dist
+    return [gt_ids[r] for r in rows[keep]], cols[keep]
 
 
 def new_candidate() -> Candidate:
