@@ -12,6 +12,7 @@ import pytest
 
 from perception_nodes.core.config import PipelineConfig
 from perception_nodes.tools import tracking_holdout as th
+from perception_nodes.tools.tracking_quality import ORACLE_CONFIRMED
 
 FRAMES = 6
 
@@ -40,6 +41,11 @@ def test_oracle_on_exact_masks_scores_one_and_a_forgetful_tracker_does_not(famil
     assert forgetful["idf1"] < 0.5 and forgetful["num_switches"] > 0
     # every object found on exact masks, every id lost: detection perfect, association not
     assert forgetful["deta"] == pytest.approx(1.0) and forgetful["assa"] < 0.5
+    # the second-sighting oracle leaves exactly each object's first frame without its id
+    objects = {g for f in th.sequence(family, 0, FRAMES, perfect_sam=True) for g in f.gt_masks}
+    second = row[ORACLE_CONFIRMED]
+    assert second["no_id"] == len(objects) and second["num_switches"] == 0
+    assert forgetful["idf1"] < second["idf1"] < 1.0
 
 
 def _frames(family, seed, n=3):

@@ -7,8 +7,10 @@ together), each with distinct and with all-alike tokens (untrained weights), fed
 stage exactly as the pipeline does (regions, labels with CLIP region embeddings, the image,
 the stamp) and scored with py-motmetrics (IDF1, MOTA, ID switches, fragmentations) at mask
 IoU >= 0.5 and with TrackEval's HOTA (DetA, AssA; mask IoU thresholds 0.05-0.95), beside the
-``oracle`` (the ceiling: every region that shows an object carries its id). ``--baseline REV`` scores the tracking stage of git revision REV on the same frames
-(before/after table).
+``oracle`` (the ceiling: every region that shows an object carries its id) and ``oracle_2nd``
+(the same from each object's second sighting on: the ceiling of any tracker that confirms a
+track before it gives it an id). ``--baseline REV`` scores the tracking stage of git revision
+REV on the same frames (before/after table).
 
 Cost (``--sizes``): per frame for N regions, side by side in one process: the tracker alone
 (association + track life cycle) and the whole stage the pipeline runs (camera-motion estimate
@@ -40,6 +42,7 @@ from perception_nodes.tools.bench_common import hardware_info
 from perception_nodes.tools.bench_relations import synthetic_segmentation
 from perception_nodes.tools.tracking_quality import (
     ORACLE,
+    ORACLES,
     Candidate,
     baseline_stage,
     new_candidate,
@@ -188,7 +191,8 @@ def summarise(rows: list[dict]) -> list[dict]:
 
 
 def print_quality(summary: list[dict]) -> None:
-    trackers = sorted({r["tracker"] for r in summary}, key=lambda t: (t == ORACLE, t != "before"))
+    trackers = sorted({r["tracker"] for r in summary},
+                      key=lambda t: (t in ORACLES, t == ORACLE, t != "before"))  # fmt: skip
     print("\nidentity quality (mean over seeds; IDF1 / HOTA / MOTA / ID switches per 100 GT "
           "detections / fragmentations / max live tracks per region)")  # fmt: skip
     for tokens in ("distinct", "alike"):

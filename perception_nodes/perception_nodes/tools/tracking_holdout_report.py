@@ -8,6 +8,7 @@ import sys
 import numpy as np
 
 from perception_nodes.tools.tracking_holdout_families import FAMILIES
+from perception_nodes.tools.tracking_quality import ORACLE_CONFIRMED
 
 VARIANTS = ("distinct", "untrained")
 
@@ -72,18 +73,25 @@ ERROR_COLUMNS = [("no id %", "no_id_pct", 7, 1), ("blob id %", "blob_id_pct", 9,
 
 
 def print_table(summary: dict, names: list[str], columns=SCORE_COLUMNS, file=sys.stdout) -> None:
-    """One row per family and token variant: the oracle's value of the first column, then each
-    tracker's ``columns`` (title, summary key, width, decimals) side by side."""
+    """One row per family and token variant: the two oracles' values of the first column (the
+    second: ``oracle_2nd``, ids from each object's second sighting on), then each tracker's
+    ``columns`` (title, summary key, width, decimals) side by side."""
     cells = " ".join(f"{t:>{w}}" for t, _, w, _ in columns)
-    head = f"{'':<28}{'oracle':>7}" + "".join(f" | {n[: len(cells)]:^{len(cells)}}" for n in names)
+    key, dec = columns[0][1], columns[0][3]
+    w = max(7, len(columns[0][0]) + 1)  # each oracle's column
+    head = f"{'':<28}{'oracle':>{w}}{'2nd':>{w}}" + "".join(
+        f" | {n[: len(cells)]:^{len(cells)}}" for n in names
+    )
     print(head, file=file)
-    print(f"{'family':<18}{'tokens':<10}{columns[0][0]:>7}" + f" | {cells}" * len(names), file=file)
+    print(f"{'family':<18}{'tokens':<10}{columns[0][0]:>{w}}{columns[0][0]:>{w}}"
+          + f" | {cells}" * len(names), file=file)  # fmt: skip
     print("-" * len(head), file=file)
     for fam, per in summary.items():
         for v in VARIANTS:
             if not all(f"{n}/{v}" in per for n in names):
                 continue
-            line = f"{fam:<18}{v:<10}{per['oracle'][columns[0][1]]:>7.{columns[0][3]}f}"
+            second = per.get(ORACLE_CONFIRMED, {}).get(key, float("nan"))
+            line = f"{fam:<18}{v:<10}{per['oracle'][key]:>{w}.{dec}f}{second:>{w}.{dec}f}"
             for n in names:
                 s = per[f"{n}/{v}"]
                 line += " | " + " ".join(f"{s[k]:>{w}.{d}f}" for _, k, w, d in columns)

@@ -6,7 +6,10 @@ its hypotheses are the regions with a track id > 0. A hypothesis may match a gro
 object when their mask IoU >= 0.5 (distance 1 - IoU), as in the MOT challenge's mask variant;
 HOTA (TrackEval, :mod:`.tracking_hota`) takes the same mask IoUs over its own thresholds.
 Every sequence also scores the ``oracle``: the best any tracker can do on these regions (the
-segmenter's misses, merges and masks jittered below IoU 0.5 cost it, nothing else).
+segmenter's misses, merges and masks jittered below IoU 0.5 cost it, nothing else), and
+``oracle_2nd``: the same, but an object's id shows from its second sighting on, the best any
+tracker can do that confirms a track before it gives it an id (as it must, to keep one-frame
+blobs without ids).
 
 The "before" tracker is the stage of an older git revision, loaded from ``git show`` into
 modules of its own (:func:`baseline_stage`), so both run on the very same frames.
@@ -35,6 +38,11 @@ from perception_nodes.tools.tracking_sequences import SequenceFrame, SequenceRen
 
 MATCH_IOU = 0.5
 ORACLE = "oracle"  # the ceiling: every region that shows an object at IoU >= 0.5 carries its id
+# the ceiling of a tracker that confirms a track (gives its id) at the object's second sighting,
+# the least confirmation that can keep one-frame blobs without ids: the oracle without each
+# object's first frame
+ORACLE_CONFIRMED = "oracle_2nd"
+ORACLES = (ORACLE, ORACLE_CONFIRMED)
 TRACKING_DIR = "perception_nodes/perception_nodes/core/tracking"
 
 
@@ -102,46 +110,55 @@ def _box(mask: np.ndarray) -> tuple[int, int, int, int]:
 
 def run_sequence(family: str, seed: int, alike: bool, candidates: list[Candidate],
                  config: PipelineConfig, frames: int) -> dict[str, dict]:  # fmt: skip
-    """Scores of each candidate on one sequence: py-motmetrics summary, HOTA / DetA / AssA
-    (``hota``, ``deta``, ``assa``), ``max_live_ratio`` (live tracks / regions, worst frame) and
-    ``cpu_ms`` (median per frame)."""
+    """Scores of each candidate and of the two oracles on one sequence: py-motmetrics summary,
+    HOTA / DetA / AssA (``hota``, ``deta``, ``assa``), ``max_live_ratio`` (live tracks /
+    regions, worst frame) and ``cpu_ms`` (median per frame)."""
     renderer = SequenceRenderer(family, seed, alike, frames=frames)
     stages = {c.name: c.stage_class() for c in candidates}
-    accs = {c.name: mm.MOTAccumulator(auto_id=True) for c in candidates}
+    names = [c.name for c in candidates] + list(ORACLES)
+    accs = {name: mm.MOTAccumulator(auto_id=True) for name in names}
+    hotas = {name: HotaAccumulator() for name in names}
     live_ratio = {c.name: 0.0 for c in candidates}
     cpu = {c.name: [] for c in candidates}
-    hotas = {name: HotaAccumulator() for name in [*accs, ORACLE]}
-    oracle = mm.MOTAccumulator(auto_id=True)
+    sightings: dict[int, int] = {}  # object -> frames a region showed it so far
     for frame in renderer.frames_iter():
         gt_ids, iou = region_gt_iou(frame)
-        oracle_hyp, oracle_cols = _oracle(gt_ids, iou)
-        sim = iou[:, oracle_cols]
-        oracle.update(gt_ids, oracle_hyp, np.where(sim >= MATCH_IOU, 1.0 - sim, np.nan))
-        hotas[ORACLE].update(gt_ids, oracle_hyp, sim)
+        for name, (hyp_ids, cols) in _oracles(gt_ids, iou, sightings).items():
+            _score_frame(accs[name], hotas[name], gt_ids, hyp_ids, iou[:, cols])
         for c in candidates:
             c0 = time.process_time()
             tids = _apply(stages[c.name], frame, config)
             cpu[c.name].append((time.process_time() - c0) * 1e3)
             hyp = np.nonzero(tids > 0)[0]
-            dist = np.where(iou[:, hyp] >= MATCH_IOU, 1.0 - iou[:, hyp], np.nan)
-            accs[c.name].update(gt_ids, [int(tids[i]) for i in hyp], dist)
-            hotas[c.name].update(gt_ids, tids[hyp], iou[:, hyp])
+            _score_frame(accs[c.name], hotas[c.name], gt_ids, tids[hyp].tolist(), iou[:, hyp])
             live = len(stages[c.name]._trackers["bench"].tracks)
             live_ratio[c.name] = max(live_ratio[c.name], live / max(1, len(frame.segmentation)))
     out = {}
     metrics = ["idf1", "mota", "num_switches", "num_fragmentations", "num_objects"]
     mh = mm.metrics.create()
-    for c in candidates:
-        s = mh.compute(accs[c.name], metrics=metrics, name="seq")
+    for name in names:
+        s = mh.compute(accs[name], metrics=metrics, name="seq")
         row = {k: float(s[k].iloc[0]) for k in metrics}
         row["switches_per_100"] = 100 * row["num_switches"] / max(1.0, row["num_objects"])
-        row["max_live_ratio"] = live_ratio[c.name]
-        row["cpu_ms"] = float(np.median(cpu[c.name])) if cpu[c.name] else 0.0
-        out[c.name] = {**row, **hotas[c.name].compute()}
-    s = mh.compute(oracle, metrics=metrics, name="seq")
-    out[ORACLE] = {k: float(s[k].iloc[0]) for k in metrics} | hotas[ORACLE].compute()
-    out[ORACLE].update(switches_per_100=0.0, max_live_ratio=0.0, cpu_ms=0.0)
+        row["max_live_ratio"] = live_ratio.get(name, 0.0)
+        row["cpu_ms"] = float(np.median(cpu[name])) if cpu.get(name) else 0.0
+        out[name] = {**row, **hotas[name].compute()}
     return out
+
+
+def _score_frame(acc, hota: HotaAccumulator, gt_ids, hyp_ids, sim: np.ndarray) -> None:
+    """One frame into both scorers: ``sim`` ``(G, H)`` mask IoU of objects and hypotheses."""
+    acc.update(gt_ids, hyp_ids, np.where(sim >= MATCH_IOU, 1.0 - sim, np.nan))
+    hota.update(gt_ids, hyp_ids, sim)
+
+
+def _oracles(gt_ids: list[int], iou: np.ndarray, sightings: dict[int, int]) -> dict[str, tuple]:
+    """``{oracle name: (ids, region indices)}`` of this frame; counts the objects' sightings."""
+    hyp, cols = _oracle(gt_ids, iou)
+    for g in hyp:
+        sightings[g] = sightings.get(g, 0) + 1
+    second = [k for k, g in enumerate(hyp) if sightings[g] >= 2]
+    return {ORACLE: (hyp, cols), ORACLE_CONFIRMED: ([hyp[k] for k in second], cols[second])}
 
 
 def _oracle(gt_ids: list[int], iou: np.ndarray) -> tuple[list[int], np.ndarray]:
