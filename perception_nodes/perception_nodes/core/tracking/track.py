@@ -26,7 +26,9 @@ class TrackerSettings:
     # only (a partly hidden object SAM scored low in every frame got no id when only confident
     # regions could open tracks)
     low_score: float = 0.5
-    sure_score: float = 0.85  # a new track scoring this on average is confirmed after birth_hits
+    # the birth bar's floor: a new track whose mean score reaches the bar is confirmed after
+    # birth_hits (the bar rises to what the stream's confirmed objects score: .births.BirthBar)
+    sure_score: float = 0.85
 
 
 @dataclass

@@ -38,14 +38,14 @@ Built on what the strong multi-object trackers do, for masks instead of boxes:
   frame until the object, seen whole again, no longer overlapped its own track.
 - **Parts** (:mod:`.parts`): a confirmed track no region took that the frame shows as its
   parts only (SAM's whole/part ambiguity) is not missed; its box follows the parts.
-- **Births**: a region no track takes scoring >= ``low_score`` opens a tentative track,
-  confirmed (given its id) after ``birth_hits`` hits, :data:`EXTRA_HITS` more if its mean score is
-  below ``sure_score`` (blobs, split pieces, partly hidden objects), one more per frame it missed
-  while tentative (it dies at its second consecutive miss). When a track is confirmed where a
-  lost confirmed track should be (same object: predicted-mask IoU >= :data:`.rules.MERGE_IOU`,
-  re-identified, or the only lost track where the motion model expects it whose appearance
-  agrees, :func:`.rules.lost_duplicate`), the older track takes it over: one object never holds
-  two tracks, and the older id stays.
+- **Births** (:mod:`.births`): a region no track takes scoring >= ``low_score`` opens a
+  tentative track, confirmed (given its id) after ``birth_hits`` hits, two more if its mean score
+  is below the stream's birth bar (blobs, split pieces, partly hidden objects), one more per
+  frame it missed while tentative (it dies at its second consecutive miss). A track confirmed
+  where a lost confirmed track should be (same object: predicted-mask IoU >=
+  :data:`.rules.MERGE_IOU`, re-identified, or the only lost track where the motion model expects
+  it whose appearance agrees, :func:`.rules.lost_duplicate`) is taken over by the older track:
+  one object never holds two tracks, and the older id stays.
 - **Deaths**: a confirmed track dies after ``death_misses`` processed frames unseen; live tracks
   are capped at :data:`MAX_TRACKS_PER_REGION` x the most regions of the last :data:`CAP_WINDOW`
   frames, at least :data:`MIN_TRACK_CAP` (unseen tentative tracks go first, then the longest-lost).
@@ -63,6 +63,7 @@ from collections import deque
 import numpy as np
 
 from perception_nodes.core.tracking import motion
+from perception_nodes.core.tracking.births import BirthBar, hits_needed
 from perception_nodes.core.tracking.ids import TrackIdSource
 from perception_nodes.core.tracking.masks import MaskCrop, placed_all
 from perception_nodes.core.tracking.pairs import (
@@ -98,7 +99,6 @@ PIECE_SCORE = 0.5  # IoU credited to a visible-piece match
 DISPLACED_IOU = 0.3  # stage D: IoU of a displaced view with its track's predicted mask ...
 DISPLACED_SIZE = 0.7  # ... of about its size (area ratio within [0.7, 1 / 0.7])
 DISPLACED_MARGIN = 0.1  # ... each the other's best by this IoU margin
-EXTRA_HITS = 2
 TENTATIVE_MISSES = 1  # a tentative track survives one miss, and then needs one hit more
 MAX_TRACKS_PER_REGION = 1.5
 MIN_TRACK_CAP = 4
@@ -123,6 +123,7 @@ class RegionTracker:
         self._position_std = np.zeros(0)  # (T,) of the predicted states
         self._born: dict[int, tuple] = {}  # id(track) -> (state, token) of a confirmed birth
         self._recent_counts: deque[int] = deque(maxlen=CAP_WINDOW)
+        self._bar, self._sure = BirthBar(), 1.0  # the birth bar (.births), this frame's level
 
     def update(self, seg: Segmentation, settings: TrackerSettings,
                cues: FrameCues | None = None) -> list[Track]:  # fmt: skip
@@ -142,6 +143,7 @@ class RegionTracker:
         high = regions.scores >= settings.high_score
         opens = regions.scores >= settings.low_score  # may open and continue tentative tracks
         matches = self._associate(regions, pairs, high, opens, settings)
+        self._sure = self._bar.step(settings.sure_score, regions.scores, matches, self.tracks)
         out: list[Track | None] = [None] * len(seg)
         matched = np.zeros(pairs.compared.shape, bool)
         matched[list(matches), list(matches.values())] = True
@@ -305,10 +307,8 @@ class RegionTracker:
                 fresh.append(r)
         return fresh
 
-    @staticmethod
-    def _hits_needed(track: Track, settings: TrackerSettings) -> int:
-        weak = track.score_sum / max(track.hits, 1) < settings.sure_score
-        return settings.birth_hits + (EXTRA_HITS if weak else 0) + track.gaps
+    def _hits_needed(self, track: Track, settings: TrackerSettings) -> int:
+        return hits_needed(track, settings.birth_hits, self._sure)
 
     def _births(
         self, out, regions: RegionCues, pairs: PairCues, matches, high, settings
