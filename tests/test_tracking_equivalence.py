@@ -29,7 +29,7 @@ from perception_nodes.tools.tracking_quality import baseline_stage
 from perception_nodes.tools.tracking_sequences import SequenceRenderer
 
 REFERENCE_REV = "517d40a"  # the last tracker with per-track state objects
-SEQUENCES_REV = "b1dd176"  # whole/part rule (core/tracking/parts.py): outputs changed on purpose
+SEQUENCES_REV = "f960b01"  # the birth bar (core/tracking/births.py): outputs changed on purpose
 REPO = Path(__file__).resolve().parents[1]
 
 
