@@ -67,6 +67,7 @@ from perception_nodes.tools.tracking_quality import (
     ORACLE_CONFIRMED,
     baseline_stage,
     region_gt_iou,
+    seen_before,
 )
 
 METRICS = [
@@ -219,9 +220,10 @@ def run_sequence(
     """Scores of one sequence: ``{"oracle": row, "<tracker>/<variant>": row}``; a row holds the
     py-motmetrics numbers over every visible object, ``idf1_returned`` (IDF1 over the objects SAM
     returned in that frame at IoU >= 0.5: what the tracker could have got right; the oracle
-    scores 1.0 there), ``hota`` / ``deta`` / ``assa``, ``switches_per_100``, ``cpu_ms`` (median per frame) and two error counts:
-    ``no_id_pct`` (% of the regions the oracle matched to an object that got no track id: late or
-    missing ids) and ``blob_id_pct`` (% of spurious blobs that got a track id)."""
+    scores 1.0 there), ``hota`` / ``deta`` / ``assa``, ``switches_per_100``, ``cpu_ms`` (median
+    per frame) and two error counts: ``no_id_pct`` (% of the regions the oracle matched to an
+    object that got no track id: late or missing ids) and ``blob_id_pct`` (% of spurious blobs
+    that got a track id)."""
     runs = {f"{t.name}/{v}": (t, t.stage_class(), v) for t in trackers for v in variants}
     oracles = ["oracle", ORACLE_CONFIRMED]
     accs = {key: mm.MOTAccumulator(auto_id=True) for key in [*oracles, *runs]}
@@ -236,10 +238,8 @@ def run_sequence(
         gt_ids, iou = region_gt_iou(frame)
         returned = np.nonzero((iou[:, ~frame.ignore] >= MATCH_IOU).any(1))[0]
         oracle = oracle_ids(gt_ids, iou, frame.ignore)
-        for g in oracle[oracle > 0].tolist():
-            sightings[g] = sightings.get(g, 0) + 1
-        given = {"oracle": oracle,
-                 ORACLE_CONFIRMED: np.array([g if sightings.get(g, 0) >= 2 else 0 for g in oracle.tolist()], np.int64)}  # fmt: skip
+        second = np.where(seen_before(oracle.tolist(), sightings), oracle, 0)
+        given = {"oracle": oracle, ORACLE_CONFIRMED: second}
         matched = oracle > 0
         blobs = np.array([r.kind == "spurious" for r in frame.regions], bool)
         # the trackers take turns going first: the one right after the oracle and the scoring

@@ -155,10 +155,20 @@ def _score_frame(acc, hota: HotaAccumulator, gt_ids, hyp_ids, sim: np.ndarray) -
 def _oracles(gt_ids: list[int], iou: np.ndarray, sightings: dict[int, int]) -> dict[str, tuple]:
     """``{oracle name: (ids, region indices)}`` of this frame; counts the objects' sightings."""
     hyp, cols = _oracle(gt_ids, iou)
-    for g in hyp:
-        sightings[g] = sightings.get(g, 0) + 1
-    second = [k for k, g in enumerate(hyp) if sightings[g] >= 2]
+    second = np.nonzero(seen_before(hyp, sightings))[0]
     return {ORACLE: (hyp, cols), ORACLE_CONFIRMED: ([hyp[k] for k in second], cols[second])}
+
+
+def seen_before(object_ids, sightings: dict[int, int]) -> np.ndarray:
+    """Counts this frame's sighting of each object of ``object_ids`` (0: no object) in
+    ``sightings`` and returns, per entry, whether the object was seen in an earlier frame too
+    (what ``oracle_2nd`` shows an id for)."""
+    out = np.zeros(len(object_ids), bool)
+    for k, g in enumerate(object_ids):
+        if g > 0:
+            sightings[g] = sightings.get(g, 0) + 1
+            out[k] = sightings[g] >= 2
+    return out
 
 
 def _oracle(gt_ids: list[int], iou: np.ndarray) -> tuple[list[int], np.ndarray]:
