@@ -47,3 +47,14 @@ def test_a_false_positive_track_costs_detection():
     # one object tracked exactly plus a blob with an id in each of 2 frames: DetA 2 / (2 + 2)
     frames = [([1], [5, 8], [[1.0, 0.0]])] * 2
     assert _score(frames)["deta"] == pytest.approx(0.5)
+
+
+def test_without_trackeval_the_scores_are_nan_and_the_benchmarks_say_so(monkeypatch, capsys):
+    from perception_nodes.tools import tracking_hota
+
+    monkeypatch.setattr(tracking_hota, "HOTA", None)
+    acc = HotaAccumulator()
+    acc.update([1], [5], [[1.0]])
+    assert all(np.isnan(v) for v in acc.compute().values())
+    tracking_hota.warn_if_missing()
+    assert "requirements-nodeps.txt" in capsys.readouterr().err

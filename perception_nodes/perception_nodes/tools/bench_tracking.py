@@ -40,6 +40,7 @@ from perception_nodes.core.tracking.stage import settings_of
 from perception_nodes.core.types import RegionLabels, Relations, Segmentation
 from perception_nodes.tools.bench_common import hardware_info
 from perception_nodes.tools.bench_relations import synthetic_segmentation
+from perception_nodes.tools.tracking_hota import warn_if_missing
 from perception_nodes.tools.tracking_quality import (
     ORACLE,
     ORACLES,
@@ -239,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         print_cost(rows, args)
         result["rows"] = rows
     if args.families:
+        warn_if_missing()
         candidates = [new_candidate()]
         if args.baseline:
             repo = Path(__file__).resolve().parents[2]

@@ -61,7 +61,7 @@ from perception_nodes.tools.tracking_holdout_report import (
 )
 from perception_nodes.tools.tracking_holdout_sam import SamNoise, SamSim, SimRegion
 from perception_nodes.tools.tracking_holdout_world import render
-from perception_nodes.tools.tracking_hota import HotaAccumulator
+from perception_nodes.tools.tracking_hota import HotaAccumulator, warn_if_missing
 from perception_nodes.tools.tracking_quality import (
     MATCH_IOU,
     ORACLE_CONFIRMED,
@@ -348,6 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--out", type=Path, default=Path("outputs/bench/tracking_holdout.json"))
     args = p.parse_args(argv)
+    warn_if_missing()
     if args.seeds < 1 or (args.frames is not None and args.frames < 2):
         p.error("--seeds must be >= 1 and --frames >= 2")
     sam_noise = _parse_noise(p, args.sam)
