@@ -27,10 +27,11 @@ MISSING = (
 )
 
 
-def warn_if_missing(file=sys.stderr) -> None:
-    """One line on ``file`` when TrackEval is missing (the benchmarks call it at start)."""
+def warn_if_missing(file=None) -> None:
+    """One line on ``file`` (standard error) when TrackEval is missing (the benchmarks call it
+    at start)."""
     if HOTA is None:
-        print(MISSING, file=file, flush=True)
+        print(MISSING, file=file or sys.stderr, flush=True)
 
 
 class HotaAccumulator:
