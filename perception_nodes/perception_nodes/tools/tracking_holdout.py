@@ -59,7 +59,7 @@ from perception_nodes.tools.tracking_holdout_report import (
     print_table,
     summarise,
 )
-from perception_nodes.tools.tracking_holdout_sam import SamNoise, SamSim, SimRegion
+from perception_nodes.tools.tracking_holdout_sam import SamNoise, SamSim, SimRegion, noise_overrides
 from perception_nodes.tools.tracking_holdout_world import render
 from perception_nodes.tools.tracking_hota import HotaAccumulator, warn_if_missing
 from perception_nodes.tools.tracking_quality import (
@@ -281,21 +281,6 @@ def run_sequence(
     return out
 
 
-def _parse_noise(p: argparse.ArgumentParser, items: list[str]) -> dict[str, float]:
-    """``["miss=0", ...]`` -> ``{"miss": 0.0}``; unknown fields or bad numbers are usage errors."""
-    names = {f.name for f in dataclasses.fields(SamNoise)}
-    out = {}
-    for item in items:
-        key, _, value = item.partition("=")
-        try:
-            if key not in names:
-                raise ValueError
-            out[key] = float(value)
-        except ValueError:
-            p.error(f"--sam {item!r}: expected FIELD=NUMBER with FIELD in {sorted(names)}")
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m perception_nodes.tools.tracking_holdout",
@@ -351,7 +336,10 @@ def main(argv: list[str] | None = None) -> int:
     warn_if_missing()
     if args.seeds < 1 or (args.frames is not None and args.frames < 2):
         p.error("--seeds must be >= 1 and --frames >= 2")
-    sam_noise = _parse_noise(p, args.sam)
+    try:
+        sam_noise = noise_overrides(args.sam)
+    except ValueError as e:
+        p.error(str(e))
     current = TrackingStage if args.current is None else baseline_stage(args.current, args.repo)
     trackers = [TrackerUnderTest("current" if args.current is None else args.current, current)]
     if args.baseline:

@@ -18,6 +18,7 @@ positive) and the labels use the object's class.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import cv2
@@ -224,6 +225,24 @@ class SamSim:
         score = float(self.rng.uniform(AMG_KEEP[0], 0.96))
         stab = float(self.rng.uniform(AMG_KEEP[1], 0.985))
         return [SimRegion(box, crop, score, stab, "spurious", -1, -1)]
+
+
+def noise_overrides(items: list[str]) -> dict[str, float]:
+    """``["miss=0", ...]`` (``--sam`` of tracking_holdout) -> ``{"miss": 0.0}``; raises ValueError
+    naming the fields for an unknown field or a bad number."""
+    names = {f.name for f in dataclasses.fields(SamNoise)}
+    out = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        try:
+            if key not in names:
+                raise ValueError
+            out[key] = float(value)
+        except ValueError:
+            raise ValueError(
+                f"--sam {item!r}: expected FIELD=NUMBER with FIELD in {sorted(names)}"
+            ) from None
+    return out
 
 
 def _touching(truth: Truth, i: int, j: int, vis: dict) -> bool:
