@@ -114,7 +114,7 @@ def test_soak_memory_and_latency_stay_flat_without_backlog(io):
     frames = [photo(n, side=96) for n in ("astronaut", "coffee", "chelsea", "rocket")]
     start_graphs = receiver.count("graphs")
     rss, latencies = [], []
-    n_frames = 60
+    n_frames = 150
     for i in range(n_frames):
         header = publish_frame(pubs, frames[i % 4])
         t_pub = time.monotonic()
@@ -130,7 +130,13 @@ def test_soak_memory_and_latency_stay_flat_without_backlog(io):
         "every frame processed although published faster than processing: no dropping?"
     )
     assert int(values.get("/camera.dropped", "0")) > 0
-    # no backlog: the waited-for frames arrive within a few frame-times, the last not slower than the first ones
-    assert max(latencies[-2:]) <= 3 * max(latencies[:2]) + 2.0, latencies
-    # memory flat: growth over the run bounded (model warm-up happens before the first sample)
-    assert rss[-1] - rss[0] < 150, rss
+    # no backlog: had the node queued the frames published meanwhile (every 0.05 s, each ~0.8 s
+    # of processing), the last waited-for frame would come ~100 frame-times after its
+    # publication; a bound of a few frame-times plus 10 s catches that, not a loaded machine's
+    # pause (CI saw one of 7.5 s with the first frames at 1.1 s)
+    assert max(latencies[-2:]) <= 3 * max(latencies[:2]) + 10.0, latencies
+    # memory flat once warm: with glibc's default malloc the node's RSS grows ~250 MB over its
+    # first ~80 frames (arenas filling: measured 1114 -> 1349 MB by frame 89, then 1351 MB at
+    # frame 239), so growth is bounded from frame 79 on, and over the whole run loosely
+    assert rss[-1] - rss[7] < 80, rss
+    assert rss[-1] - rss[0] < 400, rss
