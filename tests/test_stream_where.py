@@ -45,3 +45,34 @@ def test_names_the_call_a_running_thread_is_in_and_says_when_it_ended():
         release.set()
         worker.join()
     assert where_thread_is(worker) == "not running"
+
+
+def test_finds_the_package_calls_when_it_runs_through_a_symlink(tmp_path):
+    """``colcon build --symlink-install`` runs the package's modules from build/, a symlink to
+    the sources: the running files' paths are not under the resolved package folder. Before,
+    the warning then named only the innermost call (seen in a real launch: "at
+    activation.py:1434 forward"); a module of the package counts by its name."""
+    import importlib.util
+    import os
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "plugin.py").write_text(
+        "def model_call(release, inside):\n    inside.set()\n    release.wait(30)\n"
+    )
+    os.symlink(tmp_path / "src", tmp_path / "build")
+    spec = importlib.util.spec_from_file_location(
+        "perception_nodes.symlinked_plugin", tmp_path / "build" / "plugin.py"
+    )
+    plugin = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(plugin)
+    release, inside = threading.Event(), threading.Event()
+    worker = threading.Thread(target=plugin.model_call, args=(release, inside))
+    worker.start()
+    try:
+        assert inside.wait(10)
+        where = where_thread_is(worker)
+        assert where.startswith("threading.py:"), where
+        assert "plugin.py:3 model_call" in where, where
+    finally:
+        release.set()
+        worker.join()

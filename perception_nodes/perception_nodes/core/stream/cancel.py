@@ -15,7 +15,7 @@ from typing import Callable, TypeVar
 T = TypeVar("T")
 
 
-PACKAGE_DIR = Path(__file__).resolve().parents[2]  # perception_nodes/
+PACKAGE = __name__.split(".")[0]  # "perception_nodes"
 
 
 class FrameAbandoned(Exception):
@@ -65,11 +65,22 @@ def run_abandonable(
 def where_thread_is(thread: threading.Thread, depth: int = 2) -> str:
     """Where ``thread`` is now: its innermost call, then the innermost ``depth`` calls in this
     package (innermost first), as ``file:line function``; ``"not running"`` once it ended. Says
-    which model call a worker that does not stop in time is in."""
+    which model call a worker that does not stop in time is in.
+
+    A call is the package's by its module's name, not its file's path: ``colcon build
+    --symlink-install`` runs the package from build/ through a symlink to the sources, so the
+    path of the running code and this file's resolved path differ."""
     frame = sys._current_frames().get(thread.ident) if thread.ident is not None else None
     if frame is None:
         return "not running"
-    calls = traceback.extract_stack(frame)
-    ours = [c for c in calls if PACKAGE_DIR in Path(c.filename).parents]
-    shown = [calls[-1]] + [c for c in ours[-depth:][::-1] if c is not calls[-1]]
-    return " <- ".join(f"{Path(c.filename).name}:{c.lineno} {c.name}" for c in shown)
+    calls = list(traceback.walk_stack(frame))  # (frame, line), innermost first
+    ours = [c for c in calls[1:] if _module_of(c[0]).split(".")[0] == PACKAGE][:depth]
+    return " <- ".join(_call_name(f, line) for f, line in calls[:1] + ours)
+
+
+def _module_of(frame) -> str:
+    return str(frame.f_globals.get("__name__", ""))
+
+
+def _call_name(frame, line: int) -> str:
+    return f"{Path(frame.f_code.co_filename).name}:{line} {frame.f_code.co_name}"
