@@ -67,6 +67,7 @@ from perception_nodes.tools.tracking_quality import (
     ORACLE_CONFIRMED,
     baseline_stage,
     region_gt_iou,
+    score_frame,
     seen_before,
 )
 
@@ -201,11 +202,8 @@ def _update(
     ignored; ``rows``: the ground-truth objects that count (default all)."""
     hyp = np.nonzero((ids > 0) & ~ignore)[0]
     rows = np.arange(len(gt_ids)) if rows is None else rows
-    sub = iou[np.ix_(rows, hyp)]
-    dist = np.where(sub >= MATCH_IOU, 1.0 - sub, np.nan)
-    acc.update([gt_ids[g] for g in rows], [int(ids[i]) for i in hyp], dist)
-    if hota is not None:
-        hota.update([gt_ids[g] for g in rows], ids[hyp], sub)
+    score_frame(acc, hota, [gt_ids[g] for g in rows], [int(ids[i]) for i in hyp],
+                iou[np.ix_(rows, hyp)])  # fmt: skip
 
 
 def run_sequence(

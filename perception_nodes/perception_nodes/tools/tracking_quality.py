@@ -124,13 +124,13 @@ def run_sequence(family: str, seed: int, alike: bool, candidates: list[Candidate
     for frame in renderer.frames_iter():
         gt_ids, iou = region_gt_iou(frame)
         for name, (hyp_ids, cols) in _oracles(gt_ids, iou, sightings).items():
-            _score_frame(accs[name], hotas[name], gt_ids, hyp_ids, iou[:, cols])
+            score_frame(accs[name], hotas[name], gt_ids, hyp_ids, iou[:, cols])
         for c in candidates:
             c0 = time.process_time()
             tids = _apply(stages[c.name], frame, config)
             cpu[c.name].append((time.process_time() - c0) * 1e3)
             hyp = np.nonzero(tids > 0)[0]
-            _score_frame(accs[c.name], hotas[c.name], gt_ids, tids[hyp].tolist(), iou[:, hyp])
+            score_frame(accs[c.name], hotas[c.name], gt_ids, tids[hyp].tolist(), iou[:, hyp])
             live = len(stages[c.name]._trackers["bench"].tracks)
             live_ratio[c.name] = max(live_ratio[c.name], live / max(1, len(frame.segmentation)))
     out = {}
@@ -146,10 +146,12 @@ def run_sequence(family: str, seed: int, alike: bool, candidates: list[Candidate
     return out
 
 
-def _score_frame(acc, hota: HotaAccumulator, gt_ids, hyp_ids, sim: np.ndarray) -> None:
-    """One frame into both scorers: ``sim`` ``(G, H)`` mask IoU of objects and hypotheses."""
+def score_frame(acc, hota: HotaAccumulator | None, gt_ids, hyp_ids, sim: np.ndarray) -> None:
+    """One frame into the py-motmetrics accumulator ``acc`` (a match at IoU >= 0.5) and ``hota``
+    (if given): ``sim`` ``(G, H)`` mask IoU of objects and hypotheses."""
     acc.update(gt_ids, hyp_ids, np.where(sim >= MATCH_IOU, 1.0 - sim, np.nan))
-    hota.update(gt_ids, hyp_ids, sim)
+    if hota is not None:
+        hota.update(gt_ids, hyp_ids, sim)
 
 
 def _oracles(gt_ids: list[int], iou: np.ndarray, sightings: dict[int, int]) -> dict[str, tuple]:

@@ -274,10 +274,9 @@ class RegionTracker:
         maybe_piece = (pairs.cover[rs, ts] >= PIECE_COVER) & (
             regions.areas[rs] < PARTIAL_AREA * t_areas
         )
-        objects = set(rs)
         for (r, t), maybe in zip(pairs_rt, maybe_piece.tolist()):
             # the rest hidden by any other region, its own parts too (SAM showing it as parts)
-            hidden = maybe and hidden_of(r, crops[t], regions, math.inf, objects)
+            hidden = maybe and hidden_of(r, crops[t], regions, math.inf)
             if not (maybe and hidden >= PIECE_HIDDEN):
                 full.append((r, t))
         if full:
